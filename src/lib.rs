@@ -1,0 +1,18 @@
+//! zkalert: a rule-driven alerting engine for Apache ZooKeeper operations.
+//!
+//! The module list is the architecture map (see ARCHITECTURE.md):
+//! samples enter the [`store`], the [`rule`] evaluator turns them into
+//! candidates, the tracker turns candidates into alerts; [`testing`] drives
+//! the same path on virtual time for `zkalert test`, [`replay`] over recorded
+//! samples.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod diag;
+pub mod duration;
+pub mod model;
+pub mod replay;
+pub mod rule;
+pub mod store;
+pub mod testing;
+pub mod yaml;

@@ -1,0 +1,452 @@
+//! Evaluating rules over the series store: each rule, at one instant, gives
+//! candidates (label set, value, tier, rendered annotations) for the tracker.
+//! `per: instance` rules run once per label group, `per: cluster` once per
+//! cluster with `nodes`, `per: global` once with `clusters`.
+
+use super::engine::{describe_error, labels_map, FrameGuard};
+use super::expr::{compare, eval_script, CompiledExpr, EvalFailure, ExprKind, Operand, Value};
+use super::tracker::{AlertEvent, AlertTracker, RuleState};
+use super::{Condition, Per, Rule, RuleSet, SeverityPolicy};
+use crate::model::{Fingerprint, Labels, Severity, Timestamp, ALERTNAME, SEVERITY};
+use crate::store::{GroupId, MetricId, SeriesStore};
+use rhai::{Array, Dynamic, Map, Scope};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One alert a rule produced at one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Including `alertname` and `severity`.
+    pub labels: Labels,
+    pub severity: Severity,
+    pub value: f64,
+    pub annotations: Vec<(String, String)>,
+    pub runbook: Option<String>,
+}
+
+impl Candidate {
+    /// Alert identity: the labels without `severity`.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.labels.fingerprint_without(&[SEVERITY])
+    }
+}
+
+/// What evaluating one rule once produced.
+#[derive(Debug, Default)]
+pub struct RuleOutcome {
+    pub candidates: Vec<Candidate>,
+    /// Alerts whose instance failed to evaluate: kept as they are.
+    pub held: Vec<Fingerprint>,
+    /// The first error, with how many instances failed.
+    pub error: Option<String>,
+    pub duration: Duration,
+}
+
+/// Runs a rule set against a store, group by group on each group's interval,
+/// and keeps the alert tracker.
+pub struct Evaluator {
+    pub rules: Arc<RuleSet>,
+    pub tracker: AlertTracker,
+    default_interval: Duration,
+    next_due: Vec<Timestamp>,
+}
+
+impl Evaluator {
+    pub fn new(rules: Arc<RuleSet>, default_interval: Duration) -> Self {
+        let tracker = AlertTracker::new(rules.rules());
+        let next_due = vec![Timestamp::from_millis(i64::MIN); rules.groups.len()];
+        Self { rules, tracker, default_interval, next_due }
+    }
+
+    pub fn interval_of(&self, group: usize) -> Duration {
+        self.rules.groups[group].interval.unwrap_or(self.default_interval)
+    }
+
+    /// Evaluates every group whose time has come (intervals aligned to the
+    /// epoch, so tests see evaluations at 0, 1m, 2m, ...). Returns the
+    /// lifecycle events, in rule order.
+    pub fn evaluate_due(&mut self, store: &Arc<SeriesStore>, now: Timestamp) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        let due: Vec<usize> = (0..self.rules.groups.len()).filter(|g| self.next_due[*g] <= now).collect();
+        if due.is_empty() {
+            return events;
+        }
+        let guard = FrameGuard::enter(store.clone(), now, self.rules.limits.time_budget);
+        let mut cluster_views: Option<Vec<ClusterView>> = None;
+        let mut first_rule = 0;
+        for (gi, group) in self.rules.groups.iter().enumerate() {
+            let rule_range = first_rule..first_rule + group.rules.len();
+            first_rule += group.rules.len();
+            if !due.contains(&gi) {
+                continue;
+            }
+            let interval_ms = group.interval.unwrap_or(self.default_interval).as_millis().max(1) as i64;
+            self.next_due[gi] = Timestamp::from_millis((now.as_millis().div_euclid(interval_ms) + 1) * interval_ms);
+            if group.per != Per::Instance && cluster_views.is_none() {
+                cluster_views = Some(cluster_views_of(store, now));
+            }
+            for (rule, state) in group.rules.iter().zip(&mut self.tracker.rules[rule_range]) {
+                let ctx = RuleCtx { rules: &self.rules, store, now, guard: &guard, clusters: cluster_views.as_deref() };
+                let outcome = evaluate_rule(&ctx, rule, group.per, state);
+                state.apply(outcome, now, &mut events);
+            }
+        }
+        events
+    }
+}
+
+struct RuleCtx<'a> {
+    rules: &'a RuleSet,
+    store: &'a SeriesStore,
+    now: Timestamp,
+    guard: &'a FrameGuard,
+    clusters: Option<&'a [ClusterView]>,
+}
+
+/// One cluster as `per: cluster` rules see it.
+struct ClusterView {
+    name: String,
+    labels: Labels,
+    nodes: Array,
+}
+
+fn cluster_views_of(store: &SeriesStore, now: Timestamp) -> Vec<ClusterView> {
+    store
+        .clusters()
+        .map(|(name, members)| {
+            let nodes = members.iter().filter_map(|g| node_map(store, *g, now)).map(Dynamic::from_map).collect();
+            ClusterView { name: name.to_string(), labels: Labels::from_pairs([("cluster", name)]), nodes }
+        })
+        .collect()
+}
+
+/// A node as a map: its labels as strings, its metrics' latest values,
+/// `labels` as a map, and a hidden `_group` for window functions.
+fn node_map(store: &SeriesStore, gid: GroupId, now: Timestamp) -> Option<Map> {
+    let g = store.group(gid)?;
+    let mut m = Map::new();
+    for (k, v) in g.labels.iter() {
+        m.insert(k.into(), Dynamic::from(v.to_string()));
+    }
+    for (metric, w) in g.metrics() {
+        if let Some(v) = w.latest(now, store.lookback()) {
+            m.insert(store.metric_name(metric).into(), Dynamic::from_float(v));
+        }
+    }
+    m.insert("labels".into(), Dynamic::from_map(labels_map(g.labels.iter())));
+    m.insert("_group".into(), Dynamic::from_int(i64::from(gid.0)));
+    Some(m)
+}
+
+fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> RuleOutcome {
+    let started = Instant::now();
+    let mut out = RuleOutcome::default();
+    let mut failures = 0usize;
+    let mut record_failure = |out: &mut RuleOutcome, err: String, held: Option<Fingerprint>| {
+        failures += 1;
+        if out.error.is_none() {
+            out.error = Some(err);
+        }
+        if let Some(fp) = held {
+            out.held.push(fp);
+        }
+    };
+    match per {
+        Per::Instance => {
+            let resolved = ResolvedMetrics::of(ctx.store, rule);
+            if let Some(resolved) = resolved {
+                for (gid, group) in ctx.store.groups() {
+                    if !resolved.metrics.iter().all(|m| ctx.store.latest(gid, *m, ctx.now).is_some()) {
+                        continue;
+                    }
+                    ctx.guard.set_group(Some(gid));
+                    let scope_labels = &group.labels;
+                    let mut scope = Scope::new();
+                    if let Err(e) = evaluate_in(ctx, rule, &resolved, Some(gid), scope_labels, &mut scope, state, &mut out) {
+                        let fp = base_labels(rule, scope_labels).fingerprint_without(&[SEVERITY]);
+                        record_failure(&mut out, e, Some(fp));
+                    }
+                }
+                ctx.guard.set_group(None);
+            }
+        }
+        Per::Cluster => {
+            for cluster in ctx.clusters.unwrap_or_default() {
+                let mut scope = Scope::new();
+                scope.push_constant("nodes", cluster.nodes.clone());
+                scope.push_constant("labels", labels_map(cluster.labels.iter()));
+                scope.push_constant("cluster", cluster.name.clone());
+                ctx.guard.set_group(None);
+                let resolved = ResolvedMetrics::default();
+                if let Err(e) = evaluate_in(ctx, rule, &resolved, None, &cluster.labels, &mut scope, state, &mut out) {
+                    let fp = base_labels(rule, &cluster.labels).fingerprint_without(&[SEVERITY]);
+                    record_failure(&mut out, e, Some(fp));
+                }
+            }
+        }
+        Per::Global => {
+            let clusters: Array = ctx
+                .clusters
+                .unwrap_or_default()
+                .iter()
+                .map(|c| {
+                    let mut m = Map::new();
+                    m.insert("name".into(), Dynamic::from(c.name.clone()));
+                    m.insert("labels".into(), Dynamic::from_map(labels_map(c.labels.iter())));
+                    m.insert("nodes".into(), Dynamic::from_array(c.nodes.clone()));
+                    Dynamic::from_map(m)
+                })
+                .collect();
+            let mut scope = Scope::new();
+            scope.push_constant("clusters", clusters);
+            ctx.guard.set_group(None);
+            let resolved = ResolvedMetrics::default();
+            if let Err(e) = evaluate_in(ctx, rule, &resolved, None, &Labels::new(), &mut scope, state, &mut out) {
+                // A global rule has one label set; failing keeps all its alerts.
+                record_failure(&mut out, e, None);
+                out.held.extend(state.active.keys().copied());
+            }
+        }
+    }
+    if failures > 1
+        && let Some(e) = &mut out.error
+    {
+        *e = format!("{e} (and {} more instances failed)", failures - 1);
+    }
+    out.duration = started.elapsed();
+    out
+}
+
+/// The rule's metric names resolved to store ids for this round.
+#[derive(Default)]
+struct ResolvedMetrics {
+    /// Every variable of the expression: an instance needs all of them.
+    metrics: Vec<MetricId>,
+    lhs: Option<MetricId>,
+    rhs: Option<MetricId>,
+}
+
+impl ResolvedMetrics {
+    /// `None` when some metric does not exist at all: no instance qualifies.
+    fn of(store: &SeriesStore, rule: &Rule) -> Option<Self> {
+        let Condition::Expr(e) = &rule.condition else { return Some(Self::default()) };
+        let metrics = e.metrics.iter().map(|m| store.lookup_metric(m)).collect::<Option<Vec<_>>>()?;
+        let side = |o: &Operand| match o {
+            Operand::Metric(m) => store.lookup_metric(m),
+            _ => None,
+        };
+        let (lhs, rhs) = match &e.kind {
+            ExprKind::Compare { lhs, rhs, .. } => (side(lhs), side(rhs)),
+            ExprKind::Single(o) => (side(o), None),
+        };
+        Some(Self { metrics, lhs, rhs })
+    }
+}
+
+/// Labels every alert of this rule in this scope carries, before tier.
+fn base_labels(rule: &Rule, scope_labels: &Labels) -> Labels {
+    let mut labels = scope_labels.clone();
+    labels.merge(&rule.labels);
+    labels.insert(ALERTNAME, rule.name.clone());
+    labels
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_in(
+    ctx: &RuleCtx,
+    rule: &Rule,
+    resolved: &ResolvedMetrics,
+    gid: Option<GroupId>,
+    scope_labels: &Labels,
+    scope: &mut Scope,
+    state: &RuleState,
+    out: &mut RuleOutcome,
+) -> Result<(), String> {
+    let engine = &ctx.rules.engine;
+    let limits = &ctx.rules.limits;
+    let fail = |f: EvalFailure| -> Option<String> {
+        match f {
+            EvalFailure::NoData => None,
+            EvalFailure::Error(e) => Some(describe_error(&e, limits)),
+            EvalFailure::Type(t) => Some(t),
+        }
+    };
+    match &rule.condition {
+        Condition::Expr(expr) => {
+            let result = match evaluate_expr(ctx, expr, resolved, gid, scope, &rule.severity) {
+                Ok(r) => r,
+                Err(f) => return fail(f).map_or(Ok(()), |e| Err(format!("{}: {e}", rule.location))),
+            };
+            let fired = match result {
+                Some(hit) => Some(hit),
+                None => held_by_hysteresis(ctx, rule, resolved, gid, scope, scope_labels, state)
+                    .map_err(|f| fail(f).unwrap_or_default())?,
+            };
+            if let Some((value, severity)) = fired {
+                out.candidates.push(make_candidate(ctx.rules, rule, base_labels(rule, scope_labels), value, severity));
+            }
+            Ok(())
+        }
+        Condition::Script { ast, path } => {
+            ctx.guard.take_emitted();
+            if let Err(e) = engine.run_ast_with_scope(scope, ast) {
+                let f = EvalFailure::from(e);
+                return fail(f).map_or(Ok(()), |e| Err(format!("{}: {e}", path.display())));
+            }
+            for emitted in ctx.guard.take_emitted() {
+                let c = candidate_from_map(ctx.rules, rule, scope_labels, emitted).map_err(|e| format!("{}: {e}", path.display()))?;
+                out.candidates.push(c);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `Some((value, tier))` if the rule's condition holds.
+fn evaluate_expr(
+    ctx: &RuleCtx,
+    expr: &CompiledExpr,
+    resolved: &ResolvedMetrics,
+    gid: Option<GroupId>,
+    scope: &mut Scope,
+    policy: &SeverityPolicy,
+) -> Result<Option<(f64, Severity)>, EvalFailure> {
+    let operand = |o: &Operand, id: Option<MetricId>, scope: &mut Scope| -> Result<Value, EvalFailure> {
+        match o {
+            Operand::Number(v) => Ok(Value::Number(*v)),
+            Operand::Metric(_) => {
+                let (Some(g), Some(m)) = (gid, id) else { return Err(EvalFailure::NoData) };
+                ctx.store.latest(g, m, ctx.now).map(Value::Number).ok_or(EvalFailure::NoData)
+            }
+            Operand::Script(ast) => eval_script(&ctx.rules.engine, ast, scope),
+        }
+    };
+    match (&expr.kind, policy) {
+        (ExprKind::Compare { lhs, op, rhs }, SeverityPolicy::Fixed(sev)) => {
+            let a = operand(lhs, resolved.lhs, scope)?;
+            let b = operand(rhs, resolved.rhs, scope)?;
+            let holds = compare(&a, *op, &b)?;
+            let value = match a {
+                Value::Number(v) => v,
+                _ => 1.0,
+            };
+            Ok(holds.then_some((value, *sev)))
+        }
+        (ExprKind::Single(o), SeverityPolicy::Fixed(sev)) => match operand(o, resolved.lhs, scope)? {
+            Value::Bool(b) => Ok(b.then_some((1.0, *sev))),
+            other => Err(EvalFailure::Type(format!(
+                "expression produced {}, expected a bool (use `tiers` for a number)",
+                other.type_name()
+            ))),
+        },
+        (ExprKind::Single(o), SeverityPolicy::Tiers(tiers)) => match operand(o, resolved.lhs, scope)? {
+            Value::Number(v) => Ok(tiers.iter().find(|t| t.op.apply(v, t.threshold)).map(|t| (v, t.severity))),
+            other => Err(EvalFailure::Type(format!("expression produced {}, `tiers` needs a number", other.type_name()))),
+        },
+        (ExprKind::Compare { .. }, SeverityPolicy::Tiers(_)) => {
+            Err(EvalFailure::Type("with `tiers`, `expr` must be a number, not a comparison".into()))
+        }
+    }
+}
+
+/// With `resolve_when`, a firing alert whose condition no longer holds stays
+/// firing (at the rule's least severe tier) until `resolve_when` is true.
+fn held_by_hysteresis(
+    ctx: &RuleCtx,
+    rule: &Rule,
+    resolved: &ResolvedMetrics,
+    gid: Option<GroupId>,
+    scope: &mut Scope,
+    scope_labels: &Labels,
+    state: &RuleState,
+) -> Result<Option<(f64, Severity)>, EvalFailure> {
+    let Some(resolve_when) = &rule.resolve_when else { return Ok(None) };
+    if state.firing_count() == 0 {
+        return Ok(None);
+    }
+    let fp = base_labels(rule, scope_labels).fingerprint_without(&[SEVERITY]);
+    if !state.is_firing(fp) {
+        return Ok(None);
+    }
+    let policy = SeverityPolicy::Fixed(rule.severity.least_severe());
+    let resolve_metrics = ResolvedMetrics {
+        metrics: vec![],
+        lhs: match &resolve_when.kind {
+            ExprKind::Compare { lhs: Operand::Metric(m), .. } | ExprKind::Single(Operand::Metric(m)) => ctx.store.lookup_metric(m),
+            _ => None,
+        },
+        rhs: match &resolve_when.kind {
+            ExprKind::Compare { rhs: Operand::Metric(m), .. } => ctx.store.lookup_metric(m),
+            _ => None,
+        },
+    };
+    let _ = resolved;
+    match evaluate_expr(ctx, resolve_when, &resolve_metrics, gid, scope, &policy) {
+        Ok(Some(_)) => Ok(None), // resolve condition holds: let it resolve
+        Ok(None) => {
+            let value = state.active.get(&fp).map_or(f64::NAN, |a| a.value);
+            Ok(Some((value, rule.severity.least_severe())))
+        }
+        // No data for the resolve condition: stay as is rather than resolve.
+        Err(EvalFailure::NoData) => {
+            let value = state.active.get(&fp).map_or(f64::NAN, |a| a.value);
+            Ok(Some((value, rule.severity.least_severe())))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn make_candidate(rules: &RuleSet, rule: &Rule, mut labels: Labels, value: f64, severity: Severity) -> Candidate {
+    // A label `severity` given by the rule (ported Prometheus rules) stays;
+    // otherwise the label is the tier.
+    if rule.labels.get(SEVERITY).is_none_or(|s| s.parse::<Severity>().is_ok()) {
+        labels.insert(SEVERITY, severity.as_str());
+    }
+    let annotations = rule
+        .annotations
+        .iter()
+        .map(|(k, t)| (k.clone(), rules.templates.render(t, &labels, value, severity.as_str())))
+        .collect();
+    Candidate { labels, severity, value, annotations, runbook: rule.runbook.as_ref().map(|r| r.link().to_string()) }
+}
+
+/// Turns `alert(#{...})` from a script into a candidate. Fields: `labels`
+/// (map), `severity` (tier), `value` (number), `annotations` (map, merged
+/// over the rule's rendered ones), `summary`/`description` shorthands.
+fn candidate_from_map(rules: &RuleSet, rule: &Rule, scope_labels: &Labels, map: Map) -> Result<Candidate, String> {
+    let mut labels = base_labels(rule, scope_labels);
+    let mut severity = rule.severity.least_severe();
+    let mut value = 1.0;
+    let mut extra = Vec::new();
+    for (k, v) in map {
+        match k.as_str() {
+            "labels" => {
+                let m = v.try_cast::<Map>().ok_or("alert(): `labels` must be a map")?;
+                for (lk, lv) in m {
+                    labels.insert(lk.to_string(), lv.to_string());
+                }
+            }
+            "severity" => {
+                let s = v.into_string().map_err(|t| format!("alert(): `severity` must be a string, found {t}"))?;
+                severity = s.parse().map_err(|e| format!("alert(): {e}"))?;
+            }
+            "value" => {
+                value = v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|t| format!("alert(): `value` must be a number, found {t}"))?;
+            }
+            "annotations" => {
+                let m = v.try_cast::<Map>().ok_or("alert(): `annotations` must be a map")?;
+                extra.extend(m.into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            }
+            "summary" | "description" => extra.push((k.to_string(), v.to_string())),
+            other => return Err(format!("alert(): unknown field `{other}` (labels, severity, value, annotations, summary, description)")),
+        }
+    }
+    let mut c = make_candidate(rules, rule, labels, value, severity);
+    for (k, v) in extra {
+        match c.annotations.iter_mut().find(|(ak, _)| *ak == k) {
+            Some(slot) => slot.1 = v,
+            None => c.annotations.push((k, v)),
+        }
+    }
+    Ok(c)
+}

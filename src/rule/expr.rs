@@ -1,0 +1,317 @@
+//! Compiling a rule's `expr` once per load into the form the evaluator runs.
+//!
+//! A top-level comparison `A op B` is split: A and B are evaluated and
+//! compared natively, with strict types. That gives the alert its value (A,
+//! as in Prometheus, where `x > 5` yields x), and lets the commonest rules —
+//! `metric op number` — skip the script engine entirely (the fast path the
+//! throughput target relies on; equivalence is property-tested).
+
+use super::engine::is_no_data;
+use crate::store::WindowFn;
+use rhai::{Dynamic, Engine, Expr, EvalAltResult, Scope, Stmt, AST};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl CmpOp {
+    pub fn from_token(s: &str) -> Option<CmpOp> {
+        Some(match s {
+            ">" => CmpOp::Gt,
+            ">=" => CmpOp::Ge,
+            "<" => CmpOp::Lt,
+            "<=" => CmpOp::Le,
+            "==" => CmpOp::Eq,
+            "!=" => CmpOp::Ne,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+        }
+    }
+    #[inline]
+    pub fn apply(self, a: f64, b: f64) -> bool {
+        match self {
+            CmpOp::Gt => a > b,
+            CmpOp::Ge => a >= b,
+            CmpOp::Lt => a < b,
+            CmpOp::Le => a <= b,
+            CmpOp::Eq => a == b,
+            CmpOp::Ne => a != b,
+        }
+    }
+}
+
+impl fmt::Display for CmpOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One side of an expression.
+#[derive(Debug, Clone)]
+pub enum Operand {
+    /// A bare metric name in `per: instance`: read straight from the store.
+    Metric(String),
+    Number(f64),
+    Script(Arc<AST>),
+}
+
+#[derive(Debug, Clone)]
+pub enum ExprKind {
+    Compare { lhs: Operand, op: CmpOp, rhs: Operand },
+    Single(Operand),
+}
+
+/// A compiled expression.
+#[derive(Debug, Clone)]
+pub struct CompiledExpr {
+    pub source: String,
+    pub kind: ExprKind,
+    /// Metric names read as variables: an instance lacking any of them
+    /// gives no result (as a PromQL selector matching nothing).
+    pub metrics: Vec<String>,
+    /// Literal ranges passed to window functions (for store retention).
+    pub ranges: Vec<Duration>,
+}
+
+/// A compile error with its position inside the expression text (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExprError {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// Names the evaluator provides itself; never treated as metrics.
+const CONTEXT_NAMES: [&str; 4] = ["labels", "nodes", "clusters", "cluster"];
+
+/// Compiles an expression. `instance_scope` says whether bare variables are
+/// metrics of the instance (`per: instance`).
+pub fn compile(engine: &Engine, source: &str, instance_scope: bool) -> Result<CompiledExpr, ExprError> {
+    let ast = engine.compile_expression(source).map_err(|e| {
+        let pos = e.position();
+        ExprError { line: pos.line().unwrap_or(1), col: pos.position().unwrap_or(1), message: e.err_type().to_string() }
+    })?;
+    let (metrics, ranges) = scan(&ast, instance_scope).map_err(|(message, line, col)| ExprError { line, col, message })?;
+    let top_call = match ast.statements() {
+        [Stmt::FnCall(call, _)] => Some(call.as_ref()),
+        [Stmt::Expr(e)] => match e.as_ref() {
+            Expr::FnCall(call, _) => Some(call.as_ref()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let top = match ast.statements() {
+        [Stmt::Expr(e)] => Some(e.as_ref()),
+        _ => None,
+    };
+    let kind = match (top_call, top) {
+        (Some(call), _) if call.op_token.is_some() && call.args.len() == 2 => {
+            match CmpOp::from_token(call.name.as_str()) {
+                Some(op) => ExprKind::Compare {
+                    lhs: operand(&call.args[0], &ast, instance_scope),
+                    op,
+                    rhs: operand(&call.args[1], &ast, instance_scope),
+                },
+                None => ExprKind::Single(Operand::Script(Arc::new(ast.clone()))),
+            }
+        }
+        (_, Some(e)) => ExprKind::Single(operand(e, &ast, instance_scope)),
+        _ => ExprKind::Single(Operand::Script(Arc::new(ast.clone()))),
+    };
+    Ok(CompiledExpr { source: source.to_string(), kind, metrics, ranges })
+}
+
+fn operand(e: &Expr, whole: &AST, instance_scope: bool) -> Operand {
+    match e {
+        Expr::Variable(v, ..) if instance_scope && !CONTEXT_NAMES.contains(&v.1.as_str()) => Operand::Metric(v.1.to_string()),
+        Expr::IntegerConstant(i, _) => Operand::Number(*i as f64),
+        Expr::FloatConstant(f, _) => Operand::Number(**f),
+        _ => Operand::Script(Arc::new(AST::new([Stmt::Expr(Box::new(e.clone()))], whole.shared_lib().clone()))),
+    }
+}
+
+type ScanResult = Result<(Vec<String>, Vec<Duration>), (String, usize, usize)>;
+
+/// Finds the metric variables of the main expression and the literal ranges
+/// given to window functions anywhere (closures included).
+fn scan(ast: &AST, instance_scope: bool) -> ScanResult {
+    let mut metrics = Vec::new();
+    let mut ranges = Vec::new();
+    let mut error = None;
+    let mut body_only = ast.clone();
+    body_only.clear_functions();
+    if instance_scope {
+        body_only.walk(&mut |path| {
+            if let Some(rhai::ASTNode::Expr(Expr::Variable(v, ..))) = path.last() {
+                let name = v.1.to_string();
+                if !CONTEXT_NAMES.contains(&name.as_str()) && !metrics.contains(&name) {
+                    metrics.push(name);
+                }
+            }
+            true
+        });
+    }
+    ast.walk(&mut |path| {
+        if let Some(rhai::ASTNode::Expr(Expr::FnCall(call, pos))) = path.last()
+            && WindowFn::from_name(call.name.as_str()).is_some()
+            && let Some(Expr::StringConstant(range, rpos)) = call.args.last()
+        {
+            match crate::duration::parse_duration(range) {
+                Ok(d) => ranges.push(d),
+                Err(e) => {
+                    let p = if rpos.is_none() { *pos } else { *rpos };
+                    error = Some((format!("{}(): {e}", call.name), p.line().unwrap_or(1), p.position().unwrap_or(1)));
+                    return false;
+                }
+            }
+        }
+        true
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok((metrics, ranges)),
+    }
+}
+
+/// A value produced by an operand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Number(f64),
+    Bool(bool),
+    Str(String),
+}
+
+impl Value {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a bool",
+            Value::Str(_) => "a string",
+        }
+    }
+}
+
+/// Why an evaluation produced no value.
+#[derive(Debug)]
+pub enum EvalFailure {
+    /// Missing data: the instance yields no result. Not an error.
+    NoData,
+    Error(Box<EvalAltResult>),
+    Type(String),
+}
+
+impl From<Box<EvalAltResult>> for EvalFailure {
+    fn from(e: Box<EvalAltResult>) -> Self {
+        if is_no_data(&e) { EvalFailure::NoData } else { EvalFailure::Error(e) }
+    }
+}
+
+pub fn to_value(d: Dynamic) -> Result<Value, EvalFailure> {
+    if let Ok(f) = d.as_float() {
+        return Ok(Value::Number(f));
+    }
+    if let Ok(i) = d.as_int() {
+        return Ok(Value::Number(i as f64));
+    }
+    if let Ok(b) = d.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if d.is_unit() {
+        return Err(EvalFailure::Type("expression produced nothing (())".into()));
+    }
+    match d.into_immutable_string() {
+        Ok(s) => Ok(Value::Str(s.to_string())),
+        Err(t) => Err(EvalFailure::Type(format!("expression produced {t}, expected a number or a bool"))),
+    }
+}
+
+/// Evaluates a script operand in `scope`.
+pub fn eval_script(engine: &Engine, ast: &AST, scope: &mut Scope) -> Result<Value, EvalFailure> {
+    let d = engine.eval_ast_with_scope::<Dynamic>(scope, ast)?;
+    to_value(d)
+}
+
+/// Compares two values with strict types.
+pub fn compare(lhs: &Value, op: CmpOp, rhs: &Value) -> Result<bool, EvalFailure> {
+    match (lhs, rhs) {
+        (Value::Number(a), Value::Number(b)) => Ok(op.apply(*a, *b)),
+        (Value::Str(a), Value::Str(b)) => Ok(match op {
+            CmpOp::Gt => a > b,
+            CmpOp::Ge => a >= b,
+            CmpOp::Lt => a < b,
+            CmpOp::Le => a <= b,
+            CmpOp::Eq => a == b,
+            CmpOp::Ne => a != b,
+        }),
+        (Value::Bool(a), Value::Bool(b)) if matches!(op, CmpOp::Eq | CmpOp::Ne) => {
+            Ok((a == b) == (op == CmpOp::Eq))
+        }
+        _ => Err(EvalFailure::Type(format!(
+            "type mismatch: cannot compare {} {op} {}",
+            lhs.type_name(),
+            rhs.type_name()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::engine::{build_engine, Limits};
+
+    fn c(src: &str) -> CompiledExpr {
+        compile(&build_engine(&Limits::default()), src, true).unwrap()
+    }
+
+    #[test]
+    fn simple_comparison_is_native() {
+        let e = c("zk_avg_latency > 100");
+        assert!(matches!(e.kind, ExprKind::Compare { lhs: Operand::Metric(ref m), op: CmpOp::Gt, rhs: Operand::Number(v) } if m == "zk_avg_latency" && v == 100.0));
+        assert_eq!(e.metrics, vec!["zk_avg_latency".to_string()]);
+    }
+
+    #[test]
+    fn complex_sides_become_scripts() {
+        let e = c(r#"rate("zk_packets_received", "1m") + zk_x > 2 * 3"#);
+        assert!(matches!(e.kind, ExprKind::Compare { lhs: Operand::Script(_), rhs: _, .. }));
+        assert_eq!(e.ranges, vec![Duration::from_secs(60)]);
+        assert_eq!(e.metrics, vec!["zk_x".to_string()]);
+        let e = c("a > 1 && b < 2");
+        assert!(matches!(e.kind, ExprKind::Single(Operand::Script(_))));
+    }
+
+    #[test]
+    fn errors_have_positions() {
+        let engine = build_engine(&Limits::default());
+        let e = compile(&engine, "up == ", true).unwrap_err();
+        assert_eq!((e.line, e.col), (1, 7), "{e:?}");
+        let e = compile(&engine, r#"rate("x", "5q") > 1"#, true).unwrap_err();
+        assert!(e.message.contains("invalid duration"), "{e:?}");
+        assert_eq!((e.line, e.col), (1, 11));
+    }
+
+    #[test]
+    fn strict_comparison() {
+        assert!(compare(&Value::Str("abc".into()), CmpOp::Gt, &Value::Number(100.0)).is_err());
+        assert!(compare(&Value::Number(1.0), CmpOp::Lt, &Value::Number(2.0)).unwrap());
+    }
+}

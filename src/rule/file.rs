@@ -1,0 +1,515 @@
+//! Rule files: YAML in Prometheus's shape (`groups[].rules[]`) plus tiers,
+//! hysteresis, runbooks and scripts, read with every problem reported at
+//! `path:line:col`.
+
+use super::engine::{build_engine, Limits};
+use super::expr::{compile, CompiledExpr, ExprError};
+use super::template::Templates;
+use super::{Condition, Location, Per, Rule, RuleGroup, RuleSet, Runbook, SeverityPolicy, Tier};
+use crate::diag::{Diagnostics, Pos};
+use crate::model::{Labels, Severity, ALERTNAME, SEVERITY};
+use crate::yaml::{self, Node, Reader, Style};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How strict loading is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// A rule without a runbook is an error (`check`), not a warning.
+    pub require_runbooks: bool,
+    pub limits: Limits,
+}
+
+const GROUP_FIELDS: &[&str] = &["name", "interval", "per", "labels", "rules", "limit", "query_offset"];
+const RULE_FIELDS: &[&str] = &[
+    "alert",
+    "expr",
+    "script",
+    "for",
+    "keep_firing_for",
+    "severity",
+    "tiers",
+    "labels",
+    "annotations",
+    "runbook",
+    "resolve_when",
+    "record",
+];
+
+/// Lists rule files under the given paths: files as given, directories
+/// searched recursively for `*.yaml`/`*.yml` that are not tests
+/// (`*.test.yaml`), in sorted order.
+pub fn find_rule_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.path());
+    for e in entries {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if is_rule_file_name(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn is_rule_file_name(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    (name.ends_with(".yaml") || name.ends_with(".yml")) && !is_test_file_name(p)
+}
+
+/// `*.test.yaml` / `*.test.yml` are rule tests, not rules.
+pub fn is_test_file_name(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+}
+
+/// Loads and compiles rule files. All problems in all files are returned
+/// together.
+pub fn load_rules(files: &[PathBuf], options: LoadOptions) -> Result<RuleSet, Diagnostics> {
+    let engine = Arc::new(build_engine(&options.limits));
+    let mut loader = Loader {
+        engine: &engine,
+        templates: Templates::new(),
+        diags: Diagnostics::default(),
+        warnings: Diagnostics::default(),
+        options,
+        longest_range: Duration::ZERO,
+    };
+    let mut groups = Vec::new();
+    for file in files {
+        loader.file(file, &mut groups);
+    }
+    if !loader.diags.is_empty() {
+        return Err(loader.diags.sorted());
+    }
+    Ok(RuleSet {
+        groups,
+        templates: loader.templates,
+        engine: engine.clone(),
+        limits: options.limits,
+        longest_range: loader.longest_range,
+        warnings: loader.warnings.sorted(),
+    })
+}
+
+struct Loader<'e> {
+    engine: &'e rhai::Engine,
+    templates: Templates,
+    diags: Diagnostics,
+    warnings: Diagnostics,
+    options: LoadOptions,
+    longest_range: Duration,
+}
+
+impl Loader<'_> {
+    fn file(&mut self, path: &Path, groups: &mut Vec<RuleGroup>) {
+        let source = match std::fs::read_to_string(path) {
+            Ok(s) => s,
+            Err(e) => {
+                self.diags.push(path, Pos::new(1, 1), format!("cannot read rule file: {e}"));
+                return;
+            }
+        };
+        let root = match yaml::parse(&source, path) {
+            Ok(n) => n,
+            Err(d) => {
+                self.diags.extend(d);
+                return;
+            }
+        };
+        let mut diags = Diagnostics::default();
+        let mut r = Reader::new(path, &mut diags);
+        let top = r.map(&root, "rule file", &["groups"]);
+        let Some((_, groups_node)) = top.into_iter().find(|(k, _)| *k == "groups") else {
+            if !root.is_null() || source.trim().is_empty() {
+                r.error(root.pos, "rule file has no `groups`");
+            }
+            self.diags.extend(diags);
+            return;
+        };
+        let mut names: Vec<String> = Vec::new();
+        for group_node in r.seq(groups_node, "groups") {
+            let ctx = FileCtx { path, source: &source };
+            if let Some(g) = self.group(&mut r, &ctx, group_node) {
+                if names.contains(&g.name) {
+                    r.error(group_node.pos, format!("group name {:?} is used twice in this file", g.name));
+                }
+                names.push(g.name.clone());
+                groups.push(g);
+            }
+        }
+        self.diags.extend(diags);
+    }
+
+    fn group(&mut self, r: &mut Reader, ctx: &FileCtx, node: &Node) -> Option<RuleGroup> {
+        let fields = r.map(node, "group", GROUP_FIELDS);
+        let mut name = None;
+        let mut interval = None;
+        let mut per = Per::Instance;
+        let mut labels = Labels::new();
+        let mut rule_nodes: &[Node] = &[];
+        for (key, value) in &fields {
+            match *key {
+                "name" => name = r.string(value, "group name"),
+                "interval" => interval = r.duration(value, "interval"),
+                "per" => match value.as_str() {
+                    Some("instance") => per = Per::Instance,
+                    Some("cluster") => per = Per::Cluster,
+                    Some("global") => per = Per::Global,
+                    _ => r.error(value.pos, "per: expected instance, cluster or global"),
+                },
+                "labels" => {
+                    for (k, v, _) in r.string_map(value, "labels") {
+                        labels.insert(k, v);
+                    }
+                }
+                "rules" => rule_nodes = r.seq(value, "rules"),
+                _ => {} // limit, query_offset: accepted for Prometheus compatibility
+            }
+        }
+        let Some(name) = name else {
+            r.error(node.pos, "group has no `name`");
+            return None;
+        };
+        if matches!(interval, Some(d) if d.is_zero()) {
+            r.error(node.pos, "interval must be greater than zero");
+        }
+        let mut rules = Vec::new();
+        for rule_node in rule_nodes {
+            if let Some(rule) = self.rule(r, ctx, rule_node, per, &labels) {
+                rules.push(rule);
+            }
+        }
+        Some(RuleGroup { name, file: ctx.path.to_path_buf(), interval, per, labels, rules })
+    }
+
+    fn rule(&mut self, r: &mut Reader, ctx: &FileCtx, node: &Node, per: Per, group_labels: &Labels) -> Option<Rule> {
+        let fields = r.map(node, "rule", RULE_FIELDS);
+        let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let errors_before = r.diags.len();
+        if let Some(n) = get("record") {
+            r.error(n.pos, "recording rules are not supported; zkalert rules are alerting rules (`alert:`)");
+        }
+        let name = match get("alert") {
+            Some(n) => r.string(n, "alert")?,
+            None => {
+                if get("record").is_none() {
+                    r.error(node.pos, "rule has no `alert` name");
+                }
+                return None;
+            }
+        };
+        if !is_valid_label_value_name(&name) {
+            r.error(get("alert").map_or(node.pos, |n| n.pos), format!("alert name {name:?} must match [a-zA-Z_][a-zA-Z0-9_]*"));
+        }
+        let instance_scope = per == Per::Instance;
+        let condition = match (get("expr"), get("script")) {
+            (Some(_), Some(s)) => {
+                r.error(s.pos, "a rule has either `expr` or `script`, not both");
+                None
+            }
+            (None, None) => {
+                r.error(node.pos, "rule has neither `expr` nor `script`");
+                None
+            }
+            (Some(e), None) => self.expr(r, ctx, e, instance_scope).map(Condition::Expr),
+            (None, Some(s)) => self.script(r, ctx, s),
+        };
+        let hold_for = get("for").and_then(|n| r.duration(n, "for")).unwrap_or_default();
+        let keep_firing_for = get("keep_firing_for").and_then(|n| r.duration(n, "keep_firing_for")).unwrap_or_default();
+
+        let mut labels = group_labels.clone();
+        if let Some(n) = get("labels") {
+            for (k, v, pos) in r.string_map(n, "labels") {
+                if k == ALERTNAME {
+                    r.error(pos, "label `alertname` is set from `alert`");
+                }
+                labels.insert(k, v);
+            }
+        }
+        let severity = match (get("severity"), get("tiers")) {
+            (Some(_), Some(t)) => {
+                r.error(t.pos, "a rule has either `severity` or `tiers`, not both");
+                None
+            }
+            (Some(s), None) => {
+                let text = r.string(s, "severity")?;
+                match text.parse::<Severity>() {
+                    Ok(sev) => Some(SeverityPolicy::Fixed(sev)),
+                    Err(e) => {
+                        r.error(s.pos, format!("severity: {e}"));
+                        None
+                    }
+                }
+            }
+            (None, Some(t)) => self.tiers(r, t),
+            (None, None) => {
+                // A Prometheus rule ported as-is: `labels.severity` if it names a
+                // tier, else P2, keeping its own label value.
+                let from_label = labels.get(SEVERITY).and_then(|s| s.parse::<Severity>().ok());
+                Some(SeverityPolicy::Fixed(from_label.unwrap_or(Severity::P2)))
+            }
+        };
+        if matches!(severity, Some(SeverityPolicy::Tiers(_)))
+            && let Some(Condition::Expr(CompiledExpr { kind: super::expr::ExprKind::Compare { .. }, .. })) = &condition
+            && let Some(e) = get("expr")
+        {
+            r.error(e.pos, "with `tiers`, `expr` must be a number (e.g. `zk_avg_latency`), not a comparison");
+        }
+        let mut annotations = Vec::new();
+        if let Some(n) = get("annotations") {
+            for (k, v, pos) in r.string_map(n, "annotations") {
+                match self.templates.add(&v) {
+                    Ok(id) => annotations.push((k, id)),
+                    Err(e) => {
+                        let p = ctx.inner_pos(r_node_style(n.get(&k)), pos, e.line, 1);
+                        r.error(p, format!("annotation {k}: template error: {}", e.message));
+                    }
+                }
+            }
+        }
+        let runbook = match get("runbook") {
+            Some(n) => r.string(n, "runbook").and_then(|text| self.runbook(r, ctx.path, n.pos, &text)),
+            None => {
+                let msg = format!("rule {name} has no `runbook` (a URL or a path under runbooks/)");
+                if self.options.require_runbooks {
+                    r.error(node.pos, msg);
+                } else {
+                    self.warnings.push(ctx.path, node.pos, msg);
+                }
+                None
+            }
+        };
+        let resolve_when = get("resolve_when").and_then(|n| self.expr(r, ctx, n, instance_scope));
+        if r.diags.len() > errors_before {
+            return None;
+        }
+        Some(Rule {
+            name,
+            condition: condition?,
+            hold_for,
+            keep_firing_for,
+            severity: severity?,
+            labels,
+            annotations,
+            runbook,
+            resolve_when,
+            location: Location { file: ctx.path.to_path_buf(), pos: node.pos },
+        })
+    }
+
+    fn expr(&mut self, r: &mut Reader, ctx: &FileCtx, node: &Node, instance_scope: bool) -> Option<CompiledExpr> {
+        let text = r.string(node, "expr")?;
+        match compile(self.engine, &text, instance_scope) {
+            Ok(c) => {
+                for d in &c.ranges {
+                    self.longest_range = self.longest_range.max(*d);
+                }
+                Some(c)
+            }
+            Err(ExprError { line, col, message }) => {
+                let pos = ctx.inner_pos(node.style(), node.pos, line, col);
+                r.error(pos, format!("expression: {message}"));
+                None
+            }
+        }
+    }
+
+    fn script(&mut self, r: &mut Reader, ctx: &FileCtx, node: &Node) -> Option<Condition> {
+        let rel = r.string(node, "script")?;
+        let path = ctx.path.parent().unwrap_or(Path::new(".")).join(&rel);
+        let source = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                r.error(node.pos, format!("cannot read script {}: {e}", path.display()));
+                return None;
+            }
+        };
+        match self.engine.compile(&source) {
+            Ok(ast) => {
+                // Ranges in scripts count towards retention too.
+                ast.walk(&mut |nodes| {
+                    if let Some(rhai::ASTNode::Expr(rhai::Expr::FnCall(call, _))) = nodes.last()
+                        && crate::store::WindowFn::from_name(call.name.as_str()).is_some()
+                        && let Some(rhai::Expr::StringConstant(range, _)) = call.args.last()
+                        && let Ok(d) = crate::duration::parse_duration(range)
+                    {
+                        self.longest_range = self.longest_range.max(d);
+                    }
+                    true
+                });
+                Some(Condition::Script { ast: Arc::new(ast), path })
+            }
+            Err(e) => {
+                let p = e.position();
+                self.diags.push(
+                    &path,
+                    Pos::new(p.line().unwrap_or(1), p.position().unwrap_or(1)),
+                    format!("script: {}", e.err_type()),
+                );
+                None
+            }
+        }
+    }
+
+    fn tiers(&mut self, r: &mut Reader, node: &Node) -> Option<SeverityPolicy> {
+        let yaml::NodeKind::Map(entries) = &node.kind else {
+            r.error(node.pos, "tiers must be a mapping like { P2: \"> 100\", P1: \"> 1000\" }");
+            return None;
+        };
+        let mut tiers = Vec::new();
+        let mut ok = true;
+        for (k, v) in entries {
+            let key = k.as_str().unwrap_or("");
+            let Ok(severity) = key.parse::<Severity>() else {
+                r.error(k.pos, format!("unknown tier {key:?} in tiers: expected P0, P1, P2 or P3"));
+                ok = false;
+                continue;
+            };
+            let text = v.as_str().unwrap_or("");
+            match Tier::parse_threshold(text) {
+                Some((op, threshold)) => tiers.push(Tier { severity, op, threshold }),
+                None => {
+                    r.error(v.pos, format!("tier {key}: threshold {text:?} must be an operator and a number, like \"> 100\""));
+                    ok = false;
+                }
+            }
+        }
+        if tiers.is_empty() && ok {
+            r.error(node.pos, "tiers is empty");
+            return None;
+        }
+        tiers.sort_by_key(|t| t.severity);
+        ok.then_some(SeverityPolicy::Tiers(tiers))
+    }
+
+    fn runbook(&mut self, r: &mut Reader, rule_file: &Path, pos: Pos, text: &str) -> Option<Runbook> {
+        if text.starts_with("https://") || text.starts_with("http://") {
+            return Some(Runbook::Url(text.to_string()));
+        }
+        if text.trim().is_empty() {
+            r.error(pos, "runbook is empty");
+            return None;
+        }
+        match resolve_runbook(rule_file, text) {
+            Some(path) => Some(Runbook::Local { reference: text.to_string(), path }),
+            None => {
+                r.error(pos, format!("runbook {text:?} not found: no runbooks/{text}.md beside this file or in a parent directory"));
+                None
+            }
+        }
+    }
+}
+
+/// Looks for `runbooks/<reference>.md` (or the exact path) in the rule
+/// file's directory and each parent.
+pub fn resolve_runbook(rule_file: &Path, reference: &str) -> Option<PathBuf> {
+    let reference = reference.trim_start_matches("runbooks/");
+    let start = rule_file.parent().unwrap_or(Path::new("."));
+    let start = if start.as_os_str().is_empty() { Path::new(".") } else { start };
+    for dir in start.ancestors() {
+        let base = dir.join("runbooks");
+        for candidate in [base.join(format!("{reference}.md")), base.join(reference)] {
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+fn is_valid_label_value_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn r_node_style(n: Option<&Node>) -> Option<Style> {
+    n.and_then(Node::style)
+}
+
+/// The file being read, for mapping positions inside scalars to the file.
+struct FileCtx<'a> {
+    path: &'a Path,
+    source: &'a str,
+}
+
+impl FileCtx<'_> {
+    /// Maps (line, col) inside a scalar's text to the file.
+    fn inner_pos(&self, style: Option<Style>, node_pos: Pos, line: usize, col: usize) -> Pos {
+        match style {
+            Some(Style::Literal | Style::Folded) => {
+                // The scalar's position is its first content line; content is
+                // indented by that line's indentation.
+                let file_line = node_pos.line + line - 1;
+                let indent = self
+                    .source
+                    .lines()
+                    .nth(node_pos.line - 1)
+                    .map(|l| l.len() - l.trim_start().len())
+                    .unwrap_or(0);
+                let indent_here = self
+                    .source
+                    .lines()
+                    .nth(file_line - 1)
+                    .map(|l| (l.len() - l.trim_start().len()).min(indent))
+                    .unwrap_or(indent);
+                Pos::new(file_line, indent_here + col)
+            }
+            Some(Style::SingleQuoted | Style::DoubleQuoted) if line == 1 => Pos::new(node_pos.line, node_pos.col + col),
+            _ if line == 1 => Pos::new(node_pos.line, node_pos.col + col - 1),
+            _ => Pos::new(node_pos.line + line - 1, col),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(yaml: &str) -> Result<RuleSet, Diagnostics> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        load_rules(&[p], LoadOptions::default())
+    }
+
+    #[test]
+    fn tiers_are_sorted_most_severe_first() {
+        let rs = load_str("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    tiers: { P2: \"> 100\", P0: \"> 1000\", P1: \">= 500\" }\n").unwrap();
+        let rule = rs.rules().next().unwrap();
+        let SeverityPolicy::Tiers(t) = &rule.severity else { panic!() };
+        assert_eq!(t.iter().map(|t| t.severity).collect::<Vec<_>>(), vec![Severity::P0, Severity::P1, Severity::P2]);
+    }
+
+    #[test]
+    fn reports_every_error_with_positions() {
+        let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == \n    for: 5x\n    colour: red\n    tiers: { P9: \"> 1\" }\n";
+        let err = load_str(yaml).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(":5:16: expression:"), "{text}");
+        assert!(text.contains(":6:10: for: invalid duration"), "{text}");
+        assert!(text.contains(":7:5: unknown field \"colour\""), "{text}");
+        assert!(text.contains(":8:14: unknown tier \"P9\""), "{text}");
+    }
+
+    #[test]
+    fn block_scalar_positions() {
+        let yaml = "groups:\n- name: g\n  per: cluster\n  rules:\n  - alert: A\n    expr: |\n      nodes.filter(|n| n.role == \"leader\")\n        .len() > > 1\n";
+        let err = load_str(yaml).unwrap_err();
+        assert!(err.to_string().contains(":8:18:"), "{err}");
+    }
+}

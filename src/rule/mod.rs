@@ -1,0 +1,173 @@
+//! Rules: loading rule files (YAML + Rhai), the hardened script engine,
+//! evaluation of rules over the series store into candidates, and the alert
+//! tracker that turns candidates into alerts with a lifecycle.
+
+pub mod engine;
+pub mod eval;
+pub mod expr;
+mod file;
+pub mod template;
+pub mod tracker;
+
+pub use eval::{Candidate, Evaluator, RuleOutcome};
+pub use file::{find_rule_files, load_rules, LoadOptions};
+pub use tracker::{AlertEvent, AlertTracker, RuleHealth};
+
+use crate::diag::{Diagnostics, Pos};
+use crate::model::{Labels, Severity};
+use expr::{CmpOp, CompiledExpr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use template::{TemplateId, Templates};
+
+/// What one evaluation of a rule sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Per {
+    /// One label set (one target) at a time: its metrics as variables.
+    #[default]
+    Instance,
+    /// One cluster at a time: `nodes`, `labels`.
+    Cluster,
+    /// Everything at once: `clusters`.
+    Global,
+}
+
+impl Per {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Per::Instance => "instance",
+            Per::Cluster => "cluster",
+            Per::Global => "global",
+        }
+    }
+}
+
+/// Everything loaded from a set of rule files, compiled and ready.
+pub struct RuleSet {
+    pub groups: Vec<RuleGroup>,
+    pub templates: Templates,
+    pub engine: Arc<rhai::Engine>,
+    pub limits: engine::Limits,
+    /// The longest range any rule reads: the store's retention.
+    pub longest_range: Duration,
+    /// Problems that don't stop loading (e.g. a rule without a runbook).
+    pub warnings: Diagnostics,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet").field("groups", &self.groups).finish_non_exhaustive()
+    }
+}
+
+impl RuleSet {
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.groups.iter().flat_map(|g| g.rules.iter())
+    }
+    pub fn rule_count(&self) -> usize {
+        self.groups.iter().map(|g| g.rules.len()).sum()
+    }
+}
+
+#[derive(Debug)]
+pub struct RuleGroup {
+    pub name: String,
+    pub file: PathBuf,
+    /// `None`: the caller's default evaluation interval.
+    pub interval: Option<Duration>,
+    pub per: Per,
+    pub labels: Labels,
+    pub rules: Vec<Rule>,
+}
+
+/// Where a rule was defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub pos: Pos,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.pos.line, self.pos.col)
+    }
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    pub condition: Condition,
+    pub hold_for: Duration,
+    pub keep_firing_for: Duration,
+    pub severity: SeverityPolicy,
+    /// Rule labels, including the group's.
+    pub labels: Labels,
+    pub annotations: Vec<(String, TemplateId)>,
+    pub runbook: Option<Runbook>,
+    /// Hysteresis: a firing alert stays firing until this holds.
+    pub resolve_when: Option<CompiledExpr>,
+    pub location: Location,
+}
+
+#[derive(Debug)]
+pub enum Condition {
+    Expr(CompiledExpr),
+    /// A Rhai script that emits alerts with `alert(#{...})`.
+    Script { ast: Arc<rhai::AST>, path: PathBuf },
+}
+
+/// How a rule's tier is chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeverityPolicy {
+    Fixed(Severity),
+    /// Thresholds, most severe first: the first that holds sets the tier.
+    Tiers(Vec<Tier>),
+}
+
+impl SeverityPolicy {
+    /// The least severe tier the rule can raise (for alerts held by hysteresis).
+    pub fn least_severe(&self) -> Severity {
+        match self {
+            SeverityPolicy::Fixed(s) => *s,
+            SeverityPolicy::Tiers(t) => t.iter().map(|t| t.severity).max().unwrap_or(Severity::P3),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tier {
+    pub severity: Severity,
+    pub op: CmpOp,
+    pub threshold: f64,
+}
+
+impl Tier {
+    /// Parses a threshold such as `> 100` or `>=0.7`.
+    pub fn parse_threshold(text: &str) -> Option<(CmpOp, f64)> {
+        let t = text.trim();
+        let (op, rest) = [">=", "<=", "==", "!=", ">", "<"]
+            .iter()
+            .find_map(|op| t.strip_prefix(op).map(|rest| (CmpOp::from_token(op), rest)))?;
+        Some((op?, crate::yaml::parse_float(rest)?))
+    }
+}
+
+/// A runbook reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runbook {
+    Url(String),
+    /// A shipped runbook: `reference` as written (`zookeeper/node-down`),
+    /// `path` the Markdown file it names.
+    Local { reference: String, path: PathBuf },
+}
+
+impl Runbook {
+    /// The link carried by alerts.
+    pub fn link(&self) -> &str {
+        match self {
+            Runbook::Url(u) => u,
+            Runbook::Local { reference, .. } => reference,
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The alert tracker: Prometheus's alert state machine (`rules/alerting.go`)
+//! per rule, driven by candidates and an evaluation time, so it runs the same
+//! on the wall clock and on virtual time.
+//!
+//! pending until `for` has elapsed, then firing; a pending alert whose
+//! condition clears is dropped unsent; `keep_firing_for` holds a firing alert
+//! after its condition clears; a resolved alert is reported once, keeping
+//! the value it had; a rule whose evaluation fails keeps its alerts as they
+//! are. Identity is the label fingerprint without `severity`, so a tier
+//! change is the same alert (an escalation when it rises).
+
+use super::eval::{Candidate, RuleOutcome};
+use super::Rule;
+use crate::model::{Alert, AlertState, Fingerprint, Severity, Timestamp};
+use rustc_hash::FxHashMap;
+use std::time::Duration;
+
+/// How long a resolved alert is kept (and re-sent) after resolving, as
+/// Prometheus's `resolvedRetention`.
+pub const RESOLVED_RETENTION: Duration = Duration::from_secs(15 * 60);
+
+/// A change in an alert's lifecycle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertEvent {
+    /// The condition started to hold; not yet sent anywhere.
+    Pending(Alert),
+    Firing(Alert),
+    /// A firing alert moved to a more severe tier.
+    Escalated { alert: Alert, from: Severity },
+    /// A firing alert moved to a less severe tier.
+    Deescalated { alert: Alert, from: Severity },
+    Resolved(Alert),
+}
+
+impl AlertEvent {
+    pub fn alert(&self) -> &Alert {
+        match self {
+            AlertEvent::Pending(a) | AlertEvent::Firing(a) | AlertEvent::Resolved(a) => a,
+            AlertEvent::Escalated { alert, .. } | AlertEvent::Deescalated { alert, .. } => alert,
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AlertEvent::Pending(_) => "pending",
+            AlertEvent::Firing(_) => "firing",
+            AlertEvent::Escalated { .. } => "escalated",
+            AlertEvent::Deescalated { .. } => "deescalated",
+            AlertEvent::Resolved(_) => "resolved",
+        }
+    }
+}
+
+/// The outcome of a rule's last evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RuleHealth {
+    #[default]
+    Unknown,
+    Ok,
+    Err(String),
+}
+
+impl RuleHealth {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RuleHealth::Unknown => "unknown",
+            RuleHealth::Ok => "ok",
+            RuleHealth::Err(_) => "err",
+        }
+    }
+}
+
+/// One rule's alerts and health.
+#[derive(Debug, Default)]
+pub struct RuleState {
+    pub name: String,
+    hold_for: Duration,
+    keep_firing_for: Duration,
+    pub active: FxHashMap<Fingerprint, Alert>,
+    pub health: RuleHealth,
+    pub last_evaluation: Option<Timestamp>,
+    pub last_duration: Duration,
+}
+
+impl RuleState {
+    pub fn new(rule: &Rule) -> Self {
+        Self { name: rule.name.clone(), hold_for: rule.hold_for, keep_firing_for: rule.keep_firing_for, ..Self::default() }
+    }
+
+    pub fn is_firing(&self, fp: Fingerprint) -> bool {
+        self.active.get(&fp).is_some_and(|a| a.state == AlertState::Firing)
+    }
+
+    pub fn firing_count(&self) -> usize {
+        self.active.values().filter(|a| a.state == AlertState::Firing).count()
+    }
+
+    /// Applies one evaluation's outcome at `now`; appends lifecycle events.
+    pub fn apply(&mut self, outcome: RuleOutcome, now: Timestamp, events: &mut Vec<AlertEvent>) {
+        self.last_evaluation = Some(now);
+        self.last_duration = outcome.duration;
+        self.health = match &outcome.error {
+            Some(e) => RuleHealth::Err(e.clone()),
+            None => RuleHealth::Ok,
+        };
+        if outcome.error.is_some() && outcome.candidates.is_empty() && outcome.held.is_empty() {
+            // The whole evaluation failed: keep every alert as it is.
+            return;
+        }
+        let mut seen: rustc_hash::FxHashSet<Fingerprint> = outcome.held.iter().copied().collect();
+        for c in outcome.candidates {
+            let fp = c.fingerprint();
+            seen.insert(fp);
+            match self.active.get_mut(&fp) {
+                Some(a) if a.state != AlertState::Resolved => {
+                    let from = a.severity;
+                    update_from(a, c);
+                    a.keep_firing_since = None;
+                    if a.state == AlertState::Firing && a.severity != from {
+                        events.push(if a.severity.is_more_severe_than(from) {
+                            AlertEvent::Escalated { alert: a.clone(), from }
+                        } else {
+                            AlertEvent::Deescalated { alert: a.clone(), from }
+                        });
+                    }
+                }
+                _ => {
+                    let alert = Alert {
+                        fingerprint: fp,
+                        labels: c.labels,
+                        annotations: c.annotations,
+                        severity: c.severity,
+                        state: AlertState::Pending,
+                        value: c.value,
+                        active_at: now,
+                        fired_at: None,
+                        resolved_at: None,
+                        keep_firing_since: None,
+                        runbook: c.runbook,
+                    };
+                    events.push(AlertEvent::Pending(alert.clone()));
+                    self.active.insert(fp, alert);
+                }
+            }
+        }
+        let keep_firing_for = self.keep_firing_for;
+        let hold_for = self.hold_for;
+        self.active.retain(|fp, a| {
+            if seen.contains(fp) {
+                if a.state == AlertState::Pending && now.since(a.active_at) >= hold_for {
+                    a.state = AlertState::Firing;
+                    a.fired_at = Some(now);
+                    events.push(AlertEvent::Firing(a.clone()));
+                }
+                return true;
+            }
+            match a.state {
+                // Never fired: dropped without a word.
+                AlertState::Pending => false,
+                AlertState::Resolved => now.since(a.resolved_at.unwrap_or(now)) < RESOLVED_RETENTION,
+                AlertState::Firing => {
+                    if !keep_firing_for.is_zero() {
+                        let since = *a.keep_firing_since.get_or_insert(now);
+                        if now.since(since) < keep_firing_for {
+                            return true;
+                        }
+                    }
+                    a.state = AlertState::Resolved;
+                    a.resolved_at = Some(now);
+                    a.keep_firing_since = None;
+                    events.push(AlertEvent::Resolved(a.clone()));
+                    true
+                }
+            }
+        });
+    }
+}
+
+fn update_from(a: &mut Alert, c: Candidate) {
+    a.value = c.value;
+    a.annotations = c.annotations;
+    a.labels = c.labels;
+    a.severity = c.severity;
+    a.runbook = c.runbook;
+}
+
+/// Every rule's state, indexed like the rule set's rules (group by group).
+#[derive(Debug, Default)]
+pub struct AlertTracker {
+    pub rules: Vec<RuleState>,
+}
+
+impl AlertTracker {
+    pub fn new<'r>(rules: impl Iterator<Item = &'r Rule>) -> Self {
+        Self { rules: rules.map(RuleState::new).collect() }
+    }
+
+    /// All alerts, any state.
+    pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.rules.iter().flat_map(|r| r.active.values())
+    }
+
+    pub fn firing(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts().filter(|a| a.state == AlertState::Firing)
+    }
+}

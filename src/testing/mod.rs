@@ -1,0 +1,1 @@
+//! Rule unit tests (`zkalert test`).
