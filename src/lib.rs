@@ -7,6 +7,7 @@
 //! samples.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod clock;
 pub mod diag;
 pub mod duration;

@@ -1,1 +1,77 @@
-fn main() {}
+//! The `zkalert` binary: parse the command line, dispatch, map outcomes to
+//! exit codes. Everything else lives in the library.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use zkalert::cli;
+
+#[derive(Parser)]
+#[command(name = "zkalert", version, about = "Rule-driven alerting for Apache ZooKeeper")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate rule files, scripts, runbooks and rule tests; report every problem.
+    Check {
+        /// Rule files or directories (default: rules/).
+        paths: Vec<PathBuf>,
+    },
+    /// Run rule unit tests (promtool `test rules` format).
+    Test {
+        /// Test files (*.test.yaml) or directories holding them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also write JUnit XML here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// Run rules over recorded samples and print the firing timeline.
+    Replay {
+        /// Rule files or directories.
+        #[arg(long, required = true, num_args = 1..)]
+        rules: Vec<PathBuf>,
+        /// Recorded samples: JSON lines or Prometheus text with timestamps.
+        #[arg(long)]
+        input: PathBuf,
+        /// Evaluation interval for groups without their own.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        eval_interval: Duration,
+        /// One JSON object per firing span.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    zkalert::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn main() {
+    let args = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ZKALERT_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match args.command {
+        Command::Check { mut paths } => {
+            if paths.is_empty() {
+                paths.push(PathBuf::from("rules"));
+            }
+            Ok(cli::check::run(&paths))
+        }
+        Command::Test { files, junit } => cli::test::run(&files, junit.as_deref()),
+        Command::Replay { rules, input, eval_interval, json } => cli::replay::run(&rules, &input, eval_interval, json),
+    };
+    match code {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("zkalert: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -273,17 +273,18 @@ fn evaluate_in(
     };
     match &rule.condition {
         Condition::Expr(expr) => {
-            let result = match evaluate_expr(ctx, expr, resolved, gid, scope, &rule.severity) {
+            let outcome = match evaluate_expr(ctx, expr, resolved, gid, scope, &rule.severity) {
                 Ok(r) => r,
                 Err(f) => return fail(f).map_or(Ok(()), |e| Err(format!("{}: {e}", rule.location))),
             };
-            let fired = match result {
-                Some(hit) => Some(hit),
-                None => held_by_hysteresis(ctx, rule, resolved, gid, scope, scope_labels, state)
-                    .map_err(|f| fail(f).unwrap_or_default())?,
+            let severity = match outcome.fires_at {
+                Some(tier) => Some(tier),
+                None => held_by_hysteresis(ctx, rule, gid, scope, scope_labels, state)
+                    .map_err(|f| fail(f).unwrap_or_default())?
+                    .then(|| rule.severity.least_severe()),
             };
-            if let Some((value, severity)) = fired {
-                out.candidates.push(make_candidate(ctx.rules, rule, base_labels(rule, scope_labels), value, severity));
+            if let Some(severity) = severity {
+                out.candidates.push(make_candidate(ctx.rules, rule, base_labels(rule, scope_labels), outcome.value, severity));
             }
             Ok(())
         }
@@ -302,7 +303,13 @@ fn evaluate_in(
     }
 }
 
-/// `Some((value, tier))` if the rule's condition holds.
+/// The value of a rule's expression at one instance, and the tier it fires
+/// at, if any.
+struct ExprOutcome {
+    value: f64,
+    fires_at: Option<Severity>,
+}
+
 fn evaluate_expr(
     ctx: &RuleCtx,
     expr: &CompiledExpr,
@@ -310,7 +317,7 @@ fn evaluate_expr(
     gid: Option<GroupId>,
     scope: &mut Scope,
     policy: &SeverityPolicy,
-) -> Result<Option<(f64, Severity)>, EvalFailure> {
+) -> Result<ExprOutcome, EvalFailure> {
     let operand = |o: &Operand, id: Option<MetricId>, scope: &mut Scope| -> Result<Value, EvalFailure> {
         match o {
             Operand::Number(v) => Ok(Value::Number(*v)),
@@ -328,19 +335,21 @@ fn evaluate_expr(
             let holds = compare(&a, *op, &b)?;
             let value = match a {
                 Value::Number(v) => v,
-                _ => 1.0,
+                _ => f64::from(u8::from(holds)),
             };
-            Ok(holds.then_some((value, *sev)))
+            Ok(ExprOutcome { value, fires_at: holds.then_some(*sev) })
         }
         (ExprKind::Single(o), SeverityPolicy::Fixed(sev)) => match operand(o, resolved.lhs, scope)? {
-            Value::Bool(b) => Ok(b.then_some((1.0, *sev))),
+            Value::Bool(b) => Ok(ExprOutcome { value: f64::from(u8::from(b)), fires_at: b.then_some(*sev) }),
             other => Err(EvalFailure::Type(format!(
                 "expression produced {}, expected a bool (use `tiers` for a number)",
                 other.type_name()
             ))),
         },
         (ExprKind::Single(o), SeverityPolicy::Tiers(tiers)) => match operand(o, resolved.lhs, scope)? {
-            Value::Number(v) => Ok(tiers.iter().find(|t| t.op.apply(v, t.threshold)).map(|t| (v, t.severity))),
+            Value::Number(v) => {
+                Ok(ExprOutcome { value: v, fires_at: tiers.iter().find(|t| t.op.apply(v, t.threshold)).map(|t| t.severity) })
+            }
             other => Err(EvalFailure::Type(format!("expression produced {}, `tiers` needs a number", other.type_name()))),
         },
         (ExprKind::Compare { .. }, SeverityPolicy::Tiers(_)) => {
@@ -351,47 +360,32 @@ fn evaluate_expr(
 
 /// With `resolve_when`, a firing alert whose condition no longer holds stays
 /// firing (at the rule's least severe tier) until `resolve_when` is true.
+/// Returns whether the alert is held.
 fn held_by_hysteresis(
     ctx: &RuleCtx,
     rule: &Rule,
-    resolved: &ResolvedMetrics,
     gid: Option<GroupId>,
     scope: &mut Scope,
     scope_labels: &Labels,
     state: &RuleState,
-) -> Result<Option<(f64, Severity)>, EvalFailure> {
-    let Some(resolve_when) = &rule.resolve_when else { return Ok(None) };
-    if state.firing_count() == 0 {
-        return Ok(None);
+) -> Result<bool, EvalFailure> {
+    let Some(resolve_when) = &rule.resolve_when else { return Ok(false) };
+    if state.firing_count() == 0 || !state.is_firing(base_labels(rule, scope_labels).fingerprint_without(&[SEVERITY])) {
+        return Ok(false);
     }
-    let fp = base_labels(rule, scope_labels).fingerprint_without(&[SEVERITY]);
-    if !state.is_firing(fp) {
-        return Ok(None);
-    }
-    let policy = SeverityPolicy::Fixed(rule.severity.least_severe());
-    let resolve_metrics = ResolvedMetrics {
-        metrics: vec![],
-        lhs: match &resolve_when.kind {
-            ExprKind::Compare { lhs: Operand::Metric(m), .. } | ExprKind::Single(Operand::Metric(m)) => ctx.store.lookup_metric(m),
-            _ => None,
-        },
-        rhs: match &resolve_when.kind {
-            ExprKind::Compare { rhs: Operand::Metric(m), .. } => ctx.store.lookup_metric(m),
-            _ => None,
-        },
+    let metric = |o: &Operand| match o {
+        Operand::Metric(m) => ctx.store.lookup_metric(m),
+        _ => None,
     };
-    let _ = resolved;
-    match evaluate_expr(ctx, resolve_when, &resolve_metrics, gid, scope, &policy) {
-        Ok(Some(_)) => Ok(None), // resolve condition holds: let it resolve
-        Ok(None) => {
-            let value = state.active.get(&fp).map_or(f64::NAN, |a| a.value);
-            Ok(Some((value, rule.severity.least_severe())))
-        }
+    let resolve_metrics = match &resolve_when.kind {
+        ExprKind::Compare { lhs, rhs, .. } => ResolvedMetrics { metrics: vec![], lhs: metric(lhs), rhs: metric(rhs) },
+        ExprKind::Single(o) => ResolvedMetrics { metrics: vec![], lhs: metric(o), rhs: None },
+    };
+    // Fixed(P3) only to read "holds or not"; the tier is not used.
+    match evaluate_expr(ctx, resolve_when, &resolve_metrics, gid, scope, &SeverityPolicy::Fixed(Severity::P3)) {
+        Ok(o) => Ok(o.fires_at.is_none()),
         // No data for the resolve condition: stay as is rather than resolve.
-        Err(EvalFailure::NoData) => {
-            let value = state.active.get(&fp).map_or(f64::NAN, |a| a.value);
-            Ok(Some((value, rule.severity.least_severe())))
-        }
+        Err(EvalFailure::NoData) => Ok(true),
         Err(e) => Err(e),
     }
 }

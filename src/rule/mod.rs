@@ -10,7 +10,7 @@ pub mod template;
 pub mod tracker;
 
 pub use eval::{Candidate, Evaluator, RuleOutcome};
-pub use file::{find_rule_files, load_rules, LoadOptions};
+pub use file::{find_rule_files, is_test_file_name as file_is_test, load_rules, resolve_runbook, LoadOptions};
 pub use tracker::{AlertEvent, AlertTracker, RuleHealth};
 
 use crate::diag::{Diagnostics, Pos};

@@ -1,1 +1,402 @@
-//! Rule unit tests (`zkalert test`).
+//! Rule unit tests (`zkalert test`): promtool's `test rules` format, run on
+//! virtual time through the same store, evaluator and tracker as `run`.
+
+pub mod junit;
+pub mod notation;
+
+use crate::diag::{Diagnostics, Pos};
+use crate::model::{Labels, Timestamp, ALERTNAME};
+use crate::rule::{load_rules, Evaluator, LoadOptions, RuleSet};
+use crate::store::SeriesStore;
+use crate::yaml::{self, Node, Reader};
+use notation::{parse_series, parse_values, Step};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A parsed test file.
+#[derive(Debug, Clone)]
+pub struct TestFile {
+    pub path: PathBuf,
+    pub rule_files: Vec<PathBuf>,
+    pub evaluation_interval: Duration,
+    pub groups: Vec<TestGroup>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestGroup {
+    pub name: String,
+    pub pos: Pos,
+    pub interval: Duration,
+    pub input_series: Vec<InputSeries>,
+    pub alert_tests: Vec<AlertTest>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InputSeries {
+    pub name: String,
+    pub labels: Labels,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertTest {
+    pub pos: Pos,
+    pub eval_time: Duration,
+    pub alertname: String,
+    pub expected: Vec<ExpectedAlert>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectedAlert {
+    /// Includes `alertname`, added from the test.
+    pub labels: Labels,
+    pub annotations: Vec<(String, String)>,
+    pub runbook: Option<String>,
+}
+
+const FILE_FIELDS: &[&str] = &["rule_files", "evaluation_interval", "group_eval_order", "tests", "fuzzy_compare"];
+const GROUP_FIELDS: &[&str] =
+    &["name", "interval", "input_series", "alert_rule_test", "promql_expr_test", "external_labels", "external_url"];
+
+/// Reads a test file; every problem is reported with `path:line:col`.
+pub fn parse_test_file(path: &Path) -> Result<TestFile, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        let mut d = Diagnostics::default();
+        d.push(path, Pos::new(1, 1), format!("cannot read test file: {e}"));
+        d
+    })?;
+    let root = yaml::parse(&source, path)?;
+    let mut r = Reader::new(path, &mut diags);
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut file = TestFile {
+        path: path.to_path_buf(),
+        rule_files: Vec::new(),
+        evaluation_interval: Duration::from_secs(60),
+        groups: Vec::new(),
+    };
+    let mut tests_node = None;
+    for (key, value) in r.map(&root, "test file", FILE_FIELDS) {
+        match key {
+            "rule_files" => {
+                for f in r.seq(value, "rule_files") {
+                    if let Some(s) = r.string(f, "rule file") {
+                        let p = base.join(&s);
+                        if !p.exists() {
+                            r.error(f.pos, format!("rule file {} does not exist", p.display()));
+                        }
+                        file.rule_files.push(p);
+                    }
+                }
+            }
+            "evaluation_interval" => {
+                if let Some(d) = r.duration(value, "evaluation_interval") {
+                    file.evaluation_interval = d;
+                }
+            }
+            "tests" => tests_node = Some(value),
+            _ => {}
+        }
+    }
+    if file.evaluation_interval.is_zero() {
+        r.error(root.pos, "evaluation_interval must be greater than zero");
+    }
+    match tests_node {
+        None => r.error(root.pos, "test file has no `tests`"),
+        Some(node) => {
+            for (i, g) in r.seq(node, "tests").iter().enumerate() {
+                if let Some(group) = parse_group(&mut r, g, i, file.evaluation_interval) {
+                    file.groups.push(group);
+                }
+            }
+        }
+    }
+    if diags.is_empty() { Ok(file) } else { Err(diags.sorted()) }
+}
+
+fn parse_group(r: &mut Reader, node: &Node, index: usize, default_interval: Duration) -> Option<TestGroup> {
+    let mut group = TestGroup {
+        name: format!("test #{}", index + 1),
+        pos: node.pos,
+        interval: default_interval,
+        input_series: Vec::new(),
+        alert_tests: Vec::new(),
+    };
+    for (key, value) in r.map(node, "test", GROUP_FIELDS) {
+        match key {
+            "name" => {
+                if let Some(s) = r.string(value, "name") {
+                    group.name = s;
+                }
+            }
+            "interval" => {
+                if let Some(d) = r.duration(value, "interval").filter(|d| !d.is_zero()) {
+                    group.interval = d;
+                }
+            }
+            "input_series" => {
+                for s in r.seq(value, "input_series") {
+                    let mut series = None;
+                    let mut values = None;
+                    for (k, v) in r.map(s, "input series", &["series", "values"]) {
+                        match k {
+                            "series" => series = r.string(v, "series").map(|t| (t, v.pos)),
+                            _ => values = r.string(v, "values").map(|t| (t, v.pos)),
+                        }
+                    }
+                    let (Some((series, spos)), Some((values, vpos))) = (series, values) else {
+                        r.error(s.pos, "input series needs `series` and `values`");
+                        continue;
+                    };
+                    let parsed = parse_series(&series).map_err(|e| r.error(spos, e)).ok();
+                    let steps = parse_values(&values).map_err(|e| r.error(vpos, e)).ok();
+                    if let (Some((name, labels)), Some(steps)) = (parsed, steps) {
+                        group.input_series.push(InputSeries { name, labels, steps });
+                    }
+                }
+            }
+            "alert_rule_test" => {
+                for t in r.seq(value, "alert_rule_test") {
+                    if let Some(test) = parse_alert_test(r, t) {
+                        group.alert_tests.push(test);
+                    }
+                }
+            }
+            "promql_expr_test" => {
+                r.error(value.pos, "promql_expr_test is not supported: zkalert rules are not PromQL; use alert_rule_test")
+            }
+            _ => {} // external_labels, external_url: no effect on alert rules here
+        }
+    }
+    Some(group)
+}
+
+fn parse_alert_test(r: &mut Reader, node: &Node) -> Option<AlertTest> {
+    let mut eval_time = None;
+    let mut alertname = None;
+    let mut expected = Vec::new();
+    let fields = r.map(node, "alert_rule_test", &["eval_time", "alertname", "exp_alerts"]);
+    for (key, value) in &fields {
+        match *key {
+            "eval_time" => eval_time = r.duration(value, "eval_time"),
+            "alertname" => alertname = r.string(value, "alertname"),
+            _ => {}
+        }
+    }
+    let alertname = alertname.or_else(|| {
+        r.error(node.pos, "alert_rule_test needs `alertname`");
+        None
+    })?;
+    for (key, value) in &fields {
+        if *key != "exp_alerts" {
+            continue;
+        }
+        for e in r.seq(value, "exp_alerts") {
+            let mut labels = Labels::new();
+            let mut annotations = Vec::new();
+            let mut runbook = None;
+            for (k, v) in r.map(e, "expected alert", &["exp_labels", "exp_annotations", "exp_runbook"]) {
+                match k {
+                    "exp_labels" => {
+                        for (lk, lv, pos) in r.string_map(v, "exp_labels") {
+                            if lk == ALERTNAME {
+                                r.error(pos, "exp_labels must not include alertname (it comes from the test's alertname)");
+                            }
+                            labels.insert(lk, lv);
+                        }
+                    }
+                    "exp_annotations" => annotations = r.string_map(v, "exp_annotations").into_iter().map(|(k, v, _)| (k, v)).collect(),
+                    _ => runbook = r.string(v, "exp_runbook"),
+                }
+            }
+            labels.insert(ALERTNAME, alertname.clone());
+            annotations.sort();
+            expected.push(ExpectedAlert { labels, annotations, runbook });
+        }
+    }
+    Some(AlertTest { pos: node.pos, eval_time: eval_time.unwrap_or_default(), alertname, expected })
+}
+
+/// The result of one test group.
+#[derive(Debug, Clone)]
+pub struct GroupResult {
+    pub name: String,
+    pub failures: Vec<String>,
+    pub duration: Duration,
+}
+
+/// The result of one test file.
+#[derive(Debug, Clone)]
+pub struct FileResult {
+    pub path: PathBuf,
+    /// Problems loading the file or its rules: every group fails.
+    pub load_error: Option<String>,
+    pub groups: Vec<GroupResult>,
+    pub duration: Duration,
+}
+
+impl FileResult {
+    pub fn passed(&self) -> bool {
+        self.load_error.is_none() && self.groups.iter().all(|g| g.failures.is_empty())
+    }
+}
+
+/// Parses and runs one test file.
+pub fn run_test_file(path: &Path) -> FileResult {
+    let started = Instant::now();
+    let file = match parse_test_file(path) {
+        Ok(f) => f,
+        Err(d) => {
+            return FileResult { path: path.to_path_buf(), load_error: Some(d.to_string()), groups: vec![], duration: started.elapsed() };
+        }
+    };
+    let rules = match load_rules(&file.rule_files, LoadOptions::default()) {
+        Ok(r) => Arc::new(r),
+        Err(d) => {
+            return FileResult { path: path.to_path_buf(), load_error: Some(d.to_string()), groups: vec![], duration: started.elapsed() };
+        }
+    };
+    let groups = file.groups.iter().map(|g| run_group(&rules, g, file.evaluation_interval)).collect();
+    FileResult { path: path.to_path_buf(), load_error: None, groups, duration: started.elapsed() }
+}
+
+/// Runs one test group: feeds the input series step by step and evaluates
+/// at every evaluation interval up to the last `eval_time`.
+pub fn run_group(rules: &Arc<RuleSet>, group: &TestGroup, evaluation_interval: Duration) -> GroupResult {
+    let started = Instant::now();
+    let mut store = SeriesStore::new(rules.longest_range);
+    // (time, group, metric, value) for every sample, in time order.
+    let mut samples = Vec::new();
+    for s in &group.input_series {
+        let gid = store.group_id(&s.labels);
+        let mid = store.metric_id(&s.name);
+        for (i, step) in s.steps.iter().enumerate() {
+            if let Step::Value(v) = step {
+                let ts = Timestamp::from_millis(0) + group.interval * i as u32;
+                samples.push((ts, gid, mid, *v));
+            }
+        }
+    }
+    samples.sort_by_key(|s| s.0);
+    let mut store = Arc::new(store);
+    let mut evaluator = Evaluator::new(rules.clone(), evaluation_interval);
+    let mut tests: Vec<&AlertTest> = group.alert_tests.iter().collect();
+    tests.sort_by_key(|t| t.eval_time);
+    let end = tests.last().map(|t| t.eval_time).unwrap_or_default();
+    let mut failures = Vec::new();
+    let mut next_sample = 0;
+    let mut next_test = 0;
+    let mut ts = Duration::ZERO;
+    while ts <= end {
+        let now = Timestamp::from_millis(ts.as_millis() as i64);
+        {
+            let st = Arc::make_mut(&mut store);
+            while next_sample < samples.len() && samples[next_sample].0 <= now {
+                let (t, g, m, v) = samples[next_sample];
+                st.append(g, m, t, v);
+                next_sample += 1;
+            }
+            st.compact(now);
+        }
+        evaluator.evaluate_due(&store, now);
+        let next_ts = ts + evaluation_interval;
+        while next_test < tests.len() && tests[next_test].eval_time < next_ts {
+            if let Some(f) = check_alerts(&evaluator, tests[next_test]) {
+                failures.push(f);
+            }
+            next_test += 1;
+        }
+        ts = next_ts;
+    }
+    GroupResult { name: group.name.clone(), failures, duration: started.elapsed() }
+}
+
+/// Compares firing alerts with the expectation; `Some(report)` on mismatch.
+fn check_alerts(evaluator: &Evaluator, test: &AlertTest) -> Option<String> {
+    let mut got: Vec<ExpectedAlert> = evaluator
+        .tracker
+        .firing()
+        .filter(|a| a.name() == test.alertname)
+        .map(|a| {
+            let mut annotations = a.annotations.clone();
+            annotations.sort();
+            ExpectedAlert { labels: a.labels.clone(), annotations, runbook: a.runbook.clone() }
+        })
+        .collect();
+    got.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut expected = test.expected.clone();
+    expected.sort_by(|a, b| a.labels.cmp(&b.labels));
+
+    let mut lines = Vec::new();
+    let mut unmatched_got: Vec<&ExpectedAlert> = got.iter().collect();
+    for exp in &expected {
+        match unmatched_got.iter().position(|g| g.labels == exp.labels) {
+            Some(i) => {
+                let g = unmatched_got.remove(i);
+                if g.annotations != exp.annotations {
+                    lines.push(format!("  ~ {} annotations differ:", exp.labels));
+                    lines.extend(annotation_diff(&exp.annotations, &g.annotations));
+                }
+                if let Some(rb) = &exp.runbook
+                    && g.runbook.as_deref() != Some(rb.as_str())
+                {
+                    lines.push(format!(
+                        "  ~ {} runbook: expected {rb:?}, got {:?}",
+                        exp.labels,
+                        g.runbook.as_deref().unwrap_or("(none)")
+                    ));
+                }
+            }
+            None => lines.push(format!("  - missing:    {}{}", exp.labels, fmt_annotations(&exp.annotations))),
+        }
+    }
+    for g in unmatched_got {
+        lines.push(format!("  + unexpected: {}{}", g.labels, fmt_annotations(&g.annotations)));
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let mut out = format!(
+        "alertname {} at {} (line {}): expected {} firing, got {}\n",
+        test.alertname,
+        crate::duration::format_duration(test.eval_time),
+        test.pos.line,
+        expected.len(),
+        got.len()
+    );
+    out.push_str(&lines.join("\n"));
+    Some(out)
+}
+
+fn fmt_annotations(a: &[(String, String)]) -> String {
+    if a.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(" annotations {");
+    for (i, (k, v)) in a.iter().enumerate() {
+        let _ = write!(s, "{}{k}={v:?}", if i > 0 { ", " } else { "" });
+    }
+    s.push('}');
+    s
+}
+
+fn annotation_diff(exp: &[(String, String)], got: &[(String, String)]) -> Vec<String> {
+    let mut keys: Vec<&str> = exp.iter().chain(got).map(|(k, _)| k.as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    let find = |set: &[(String, String)], k: &str| set.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
+    keys.into_iter()
+        .filter_map(|k| {
+            let (e, g) = (find(exp, k), find(got, k));
+            (e != g).then(|| {
+                format!(
+                    "      {k}: expected {}, got {}",
+                    e.map_or("(absent)".into(), |v| format!("{v:?}")),
+                    g.map_or("(absent)".into(), |v| format!("{v:?}"))
+                )
+            })
+        })
+        .collect()
+}

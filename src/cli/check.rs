@@ -1,0 +1,94 @@
+//! `zkalert check`: validate rule files, scripts, runbooks and rule tests,
+//! reporting every problem as `path:line:col: message`.
+
+use crate::diag::{Diagnostics, Pos};
+use crate::rule::{find_rule_files, load_rules, LoadOptions};
+use crate::testing::parse_test_file;
+use std::path::{Path, PathBuf};
+
+/// What `check` found.
+pub struct CheckReport {
+    pub rule_files: usize,
+    pub rules: usize,
+    pub test_files: usize,
+    pub errors: Diagnostics,
+    pub warnings: Diagnostics,
+}
+
+pub fn check(paths: &[PathBuf]) -> CheckReport {
+    let mut errors = Diagnostics::default();
+    let mut rule_files = Vec::new();
+    let mut test_files = Vec::new();
+    for p in paths {
+        if !p.exists() {
+            errors.push(p, Pos::new(1, 1), "no such file or directory");
+            continue;
+        }
+        match find_rule_files(std::slice::from_ref(p)) {
+            Ok(files) => rule_files.extend(files),
+            Err(e) => errors.push(p, Pos::new(1, 1), format!("cannot list: {e}")),
+        }
+        if p.is_dir() {
+            collect_tests(p, &mut test_files);
+        } else if crate::rule::file_is_test(p) {
+            rule_files.retain(|f| f != p);
+            test_files.push(p.clone());
+        }
+    }
+    let mut rules = 0;
+    let mut warnings = Diagnostics::default();
+    match load_rules(&rule_files, LoadOptions { require_runbooks: true, ..LoadOptions::default() }) {
+        Ok(set) => {
+            rules = set.rule_count();
+            warnings = set.warnings;
+        }
+        Err(d) => errors.extend(d),
+    }
+    for t in &test_files {
+        match parse_test_file(t) {
+            Ok(file) => {
+                // The rules a test uses must load too (they may live elsewhere).
+                let outside: Vec<PathBuf> = file.rule_files.iter().filter(|f| !rule_files.contains(f)).cloned().collect();
+                if let Err(d) = load_rules(&outside, LoadOptions::default()) {
+                    errors.extend(d);
+                }
+            }
+            Err(d) => errors.extend(d),
+        }
+    }
+    CheckReport { rule_files: rule_files.len(), rules, test_files: test_files.len(), errors: errors.sorted(), warnings }
+}
+
+fn collect_tests(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            collect_tests(&p, out);
+        } else if crate::rule::file_is_test(&p) {
+            out.push(p);
+        }
+    }
+}
+
+/// Runs `check` and prints the report; returns the exit code.
+pub fn run(paths: &[PathBuf]) -> i32 {
+    let report = check(paths);
+    for w in &report.warnings.items {
+        println!("{w} (warning)");
+    }
+    for e in &report.errors.items {
+        println!("{e}");
+    }
+    if report.errors.is_empty() {
+        println!(
+            "OK: {} rule file(s), {} rule(s), {} test file(s)",
+            report.rule_files, report.rules, report.test_files
+        );
+        super::EXIT_OK
+    } else {
+        println!("FAILED: {} problem(s)", report.errors.len());
+        super::EXIT_FAIL
+    }
+}

@@ -1,0 +1,10 @@
+//! The command line: one file per subcommand; `main.rs` only dispatches and
+//! maps outcomes to exit codes.
+
+pub mod check;
+pub mod replay;
+pub mod test;
+
+/// Exit codes shared by subcommands.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAIL: i32 = 1;

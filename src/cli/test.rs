@@ -1,0 +1,66 @@
+//! `zkalert test`: run rule unit tests, print expected vs got, optionally
+//! write JUnit XML; exit 1 if anything failed.
+
+use crate::testing::{junit, run_test_file, FileResult};
+use std::path::{Path, PathBuf};
+
+/// Expands directories into their `*.test.yaml` files.
+fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            walk(&p, out);
+        } else if crate::rule::file_is_test(&p) {
+            out.push(p);
+        }
+    }
+}
+
+pub fn run(paths: &[PathBuf], junit_out: Option<&Path>) -> anyhow::Result<i32> {
+    let files = expand(paths);
+    if files.is_empty() {
+        anyhow::bail!("no test files found in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let results: Vec<FileResult> = files.iter().map(|f| run_test_file(f)).collect();
+    let (mut passed, mut failed) = (0, 0);
+    for r in &results {
+        if let Some(err) = &r.load_error {
+            failed += 1;
+            println!("FAIL {}\n{err}", r.path.display());
+            continue;
+        }
+        for g in &r.groups {
+            if g.failures.is_empty() {
+                passed += 1;
+                println!("ok   {}: {}", r.path.display(), g.name);
+            } else {
+                failed += 1;
+                println!("FAIL {}: {}", r.path.display(), g.name);
+                for f in &g.failures {
+                    for line in f.lines() {
+                        println!("    {line}");
+                    }
+                }
+            }
+        }
+    }
+    if let Some(path) = junit_out {
+        std::fs::write(path, junit::render(&results)).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    println!("zkalert test: {passed} passed, {failed} failed");
+    Ok(if failed == 0 { super::EXIT_OK } else { super::EXIT_FAIL })
+}
