@@ -9,7 +9,7 @@
 
 use crate::model::Timestamp;
 use crate::store::{GroupId, SeriesStore, WindowFn};
-use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, INT, FLOAT};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, FLOAT, INT};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -261,6 +261,16 @@ fn latest_in(group: Option<GroupId>, metric: &str) -> Option<FLOAT> {
     })
 }
 
+fn numbers(a: &Array) -> Result<Vec<FLOAT>, Box<EvalAltResult>> {
+    a.iter()
+        .map(|v| {
+            v.as_float()
+                .or_else(|_| v.as_int().map(|i| i as FLOAT))
+                .map_err(|t| runtime_error(format!("expected an array of numbers, found {t}")))
+        })
+        .collect()
+}
+
 fn register_helpers(engine: &mut Engine) {
     // absent("m"): the instance has no current value for m.
     engine.register_fn("absent", |metric: &str| latest_in(None, metric).is_none());
@@ -270,6 +280,27 @@ fn register_helpers(engine: &mut Engine) {
     engine.register_fn("value", |metric: &str, default: INT| latest_in(None, metric).unwrap_or(default as FLOAT));
     // time(): evaluation time in Unix seconds, as PromQL's time().
     engine.register_fn("time", || with_frame(|f| Some(f.now.as_secs_f64())).unwrap_or(0.0));
+    // Aggregates over arrays, for cluster rules: `nodes.map(|n| n.x).max()`.
+    engine.register_fn("sum", |a: Array| numbers(&a).map(|v| v.iter().sum::<FLOAT>()));
+    engine.register_fn("max", |a: Array| numbers(&a).map(|v| v.into_iter().reduce(FLOAT::max).map_or(Dynamic::UNIT, Dynamic::from_float)));
+    engine.register_fn("min", |a: Array| numbers(&a).map(|v| v.into_iter().reduce(FLOAT::min).map_or(Dynamic::UNIT, Dynamic::from_float)));
+    engine.register_fn("avg", |a: Array| {
+        numbers(&a).map(|v| if v.is_empty() { Dynamic::UNIT } else { Dynamic::from_float(v.iter().sum::<FLOAT>() / v.len() as FLOAT) })
+    });
+    // distinct(): the values without repeats, in first-seen order.
+    engine.register_fn("distinct", |a: Array| {
+        let mut seen: Vec<String> = Vec::new();
+        a.into_iter()
+            .filter(|v| {
+                let key = format!("{}:{v}", v.type_name());
+                let new = !seen.contains(&key);
+                if new {
+                    seen.push(key);
+                }
+                new
+            })
+            .collect::<Array>()
+    });
     // alert(#{...}): a script rule emits one alert.
     engine.register_fn("alert", |map: Map| {
         with_frame(|f| {
@@ -314,5 +345,14 @@ mod tests {
         assert!(eval(r#"eval("1")"#).is_err(), "eval is disabled");
         assert!(eval(r#"import "x" as y; 1"#).is_err(), "import does not exist");
         assert!(eval("let m = #{a: 1}; m.b").is_err(), "missing map property is an error");
+    }
+
+    #[test]
+    fn array_aggregates() {
+        assert_eq!(eval("[1, 2.5, 3].max()").unwrap().as_float(), Ok(3.0));
+        assert_eq!(eval("[1, 2, 3].sum()").unwrap().as_float(), Ok(6.0));
+        assert_eq!(eval("[5, 5, 6, 5].distinct().len()").unwrap().as_int(), Ok(2));
+        assert!(eval("[].max() == ()").is_ok());
+        assert!(eval(r#"["a"].sum()"#).is_err());
     }
 }

@@ -1,0 +1,412 @@
+//! Alert lifecycle on virtual time: every rule of Prometheus's state machine
+//! plus what zkalert adds (tiers, hysteresis, scopes, scripts, limits).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zkalert::model::{AlertState, Labels, Severity, Timestamp};
+use zkalert::rule::{load_rules, AlertEvent, Evaluator, LoadOptions, RuleHealth, RuleSet};
+use zkalert::store::SeriesStore;
+
+/// A rule set loaded from YAML text (and optional scripts) in a temp dir.
+fn rules(yaml: &str, scripts: &[(&str, &str)]) -> Arc<RuleSet> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, src) in scripts {
+        std::fs::write(dir.path().join(name), src).unwrap();
+    }
+    let p: PathBuf = dir.path().join("rules.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    let set = load_rules(&[p], LoadOptions::default()).unwrap_or_else(|d| panic!("{d}"));
+    Arc::new(set)
+}
+
+/// Drives an evaluator on virtual time, one evaluation per call.
+struct Harness {
+    store: Arc<SeriesStore>,
+    eval: Evaluator,
+}
+
+impl Harness {
+    fn new(rules: Arc<RuleSet>) -> Self {
+        let store = Arc::new(SeriesStore::new(rules.longest_range));
+        Self { store, eval: Evaluator::new(rules, Duration::from_secs(60)) }
+    }
+    fn set(&mut self, secs: i64, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels = Labels::from_pairs(labels.iter().copied());
+        Arc::make_mut(&mut self.store).ingest(name, &labels, ts(secs), value);
+    }
+    fn eval(&mut self, secs: i64) -> Vec<AlertEvent> {
+        self.eval.evaluate_due(&self.store, ts(secs))
+    }
+    fn firing(&self) -> Vec<(String, Severity, f64)> {
+        let mut v: Vec<_> =
+            self.eval.tracker.firing().map(|a| (a.labels.to_string(), a.severity, a.value)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+    fn health(&self, rule: usize) -> &RuleHealth {
+        &self.eval.tracker.rules[rule].health
+    }
+}
+
+fn ts(secs: i64) -> Timestamp {
+    Timestamp::from_millis(secs * 1000)
+}
+
+fn kinds(events: &[AlertEvent]) -> Vec<&'static str> {
+    events.iter().map(AlertEvent::kind).collect()
+}
+
+const NODE_DOWN: &str = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Down
+        expr: up == 0
+        for: 2m
+        keep_firing_for: 0s
+        severity: P1
+"#;
+
+#[test]
+fn pending_then_firing_after_for() {
+    let mut h = Harness::new(rules(NODE_DOWN, &[]));
+    let l = [("instance", "a")];
+    for (t, v) in [(0, 1.0), (60, 0.0), (120, 0.0), (180, 0.0)] {
+        h.set(t, "up", &l, v);
+    }
+    assert!(h.eval(0).is_empty());
+    assert_eq!(kinds(&h.eval(60)), ["pending"]);
+    assert!(h.eval(120).is_empty(), "1m < for: still pending");
+    assert!(h.firing().is_empty());
+    assert_eq!(kinds(&h.eval(180)), ["firing"]);
+    let alert = h.eval.tracker.firing().next().unwrap();
+    assert_eq!(alert.active_at, ts(60));
+    assert_eq!(alert.fired_at, Some(ts(180)));
+}
+
+#[test]
+fn pending_alert_that_clears_is_dropped_unsent() {
+    let mut h = Harness::new(rules(NODE_DOWN, &[]));
+    let l = [("instance", "a")];
+    h.set(0, "up", &l, 0.0);
+    h.set(60, "up", &l, 1.0);
+    assert_eq!(kinds(&h.eval(0)), ["pending"]);
+    assert!(h.eval(60).is_empty(), "no resolved event for an alert that never fired");
+    assert_eq!(h.eval.tracker.alerts().count(), 0);
+}
+
+#[test]
+fn keep_firing_for_holds_then_resolves_once_with_last_value() {
+    let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: High
+        expr: load > 5
+        keep_firing_for: 3m
+"#;
+    let mut h = Harness::new(rules(yaml, &[]));
+    let l = [("instance", "a")];
+    let mut step = |t, v| {
+        h.set(t, "load", &l, v);
+        kinds(&h.eval(t))
+    };
+    assert_eq!(step(0, 7.0), ["pending", "firing"], "for: 0 fires at once");
+    assert!(step(60, 9.0).is_empty());
+    assert!(step(120, 1.0).is_empty(), "cleared at 2m, held");
+    assert!(step(180, 1.0).is_empty());
+    assert!(step(240, 1.0).is_empty(), "2m < keep_firing_for");
+    assert_eq!(h.firing().len(), 1);
+    h.set(300, "load", &l, 1.0);
+    let ev = h.eval(300);
+    assert_eq!(kinds(&ev), ["resolved"]);
+    assert_eq!(ev[0].alert().value, 9.0, "value at resolution is the last value that held");
+    assert_eq!(ev[0].alert().resolved_at, Some(ts(300)));
+    h.set(360, "load", &l, 1.0);
+    assert!(h.eval(360).is_empty(), "resolved is reported once");
+    assert_eq!(h.eval.tracker.alerts().next().map(|a| a.state), Some(AlertState::Resolved));
+}
+
+#[test]
+fn one_alert_per_label_set() {
+    let mut h = Harness::new(rules(NODE_DOWN, &[]));
+    h.set(0, "up", &[("instance", "a"), ("cluster", "c")], 0.0);
+    h.set(0, "up", &[("cluster", "c"), ("instance", "b")], 0.0);
+    h.set(60, "up", &[("cluster", "c"), ("instance", "a")], 0.0);
+    h.set(60, "up", &[("instance", "b"), ("cluster", "c")], 0.0);
+    assert_eq!(kinds(&h.eval(0)), ["pending", "pending"]);
+    assert!(h.eval(60).is_empty(), "same label sets in another order: same alerts");
+    assert_eq!(h.eval.tracker.alerts().count(), 2);
+}
+
+#[test]
+fn erroring_rule_reports_health_and_keeps_firing_alerts() {
+    let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Flaky
+        expr: (if broken == 1.0 { "oops" } else { x }) > 5
+        severity: P2
+      - alert: Other
+        expr: x > 5
+        severity: P3
+"#;
+    let mut h = Harness::new(rules(yaml, &[]));
+    let l = [("instance", "a")];
+    let feed = |h: &mut Harness, t, broken, x| {
+        h.set(t, "broken", &l, broken);
+        h.set(t, "x", &l, x);
+    };
+    feed(&mut h, 0, 0.0, 10.0);
+    h.eval(0);
+    assert_eq!(h.firing().len(), 2);
+    assert_eq!(h.health(0), &RuleHealth::Ok);
+    feed(&mut h, 60, 1.0, 10.0);
+    let ev = h.eval(60);
+    assert!(ev.is_empty(), "an erroring rule resolves nothing: {ev:?}");
+    match h.health(0) {
+        RuleHealth::Err(msg) => assert!(msg.contains("type mismatch"), "{msg}"),
+        other => panic!("expected err, got {other:?}"),
+    }
+    assert_eq!(h.health(1), &RuleHealth::Ok, "other rules are unaffected");
+    assert_eq!(h.firing().len(), 2);
+    feed(&mut h, 120, 0.0, 0.0);
+    assert_eq!(kinds(&h.eval(120)), ["resolved", "resolved"]);
+    assert_eq!(h.health(0), &RuleHealth::Ok);
+}
+
+#[test]
+fn tiers_escalate_within_one_alert() {
+    let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Mem
+        expr: mem_used / mem_total * 100
+        tiers: { P2: "> 70", P1: "> 85", P0: "> 95" }
+"#;
+    let mut h = Harness::new(rules(yaml, &[]));
+    let l = [("instance", "a")];
+    let mut fps = Vec::new();
+    for (t, used, expect) in [(0, 75.0, Severity::P2), (60, 90.0, Severity::P1), (120, 99.0, Severity::P0), (180, 80.0, Severity::P2)] {
+        h.set(t, "mem_used", &l, used);
+        h.set(t, "mem_total", &l, 100.0);
+        let ev = h.eval(t);
+        match t {
+            0 => assert_eq!(kinds(&ev), ["pending", "firing"]),
+            60 | 120 => {
+                assert_eq!(kinds(&ev), ["escalated"]);
+                let AlertEvent::Escalated { from, alert } = &ev[0] else { unreachable!() };
+                assert!(from > &alert.severity);
+            }
+            _ => assert_eq!(kinds(&ev), ["deescalated"]),
+        }
+        let a = h.eval.tracker.firing().next().unwrap();
+        assert_eq!(a.severity, expect);
+        assert_eq!(a.labels.get("severity"), Some(expect.as_str()));
+        fps.push(a.fingerprint);
+    }
+    fps.dedup();
+    assert_eq!(fps.len(), 1, "the same alert throughout");
+    assert_eq!(h.eval.tracker.alerts().count(), 1);
+}
+
+#[test]
+fn hysteresis_holds_until_resolve_when() {
+    let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Disk
+        expr: disk_used_percent
+        tiers: { P2: "> 80", P1: "> 90" }
+        resolve_when: disk_used_percent < 70
+"#;
+    let mut h = Harness::new(rules(yaml, &[]));
+    let l = [("instance", "a")];
+    let mut states = Vec::new();
+    for (t, v) in [(0, 85.0), (60, 92.0), (120, 75.0), (180, 79.0), (240, 69.0)] {
+        h.set(t, "disk_used_percent", &l, v);
+        let ev = h.eval(t);
+        states.push((kinds(&ev), h.firing().first().map(|f| (f.1, f.2))));
+    }
+    assert_eq!(states[0], (vec!["pending", "firing"], Some((Severity::P2, 85.0))));
+    assert_eq!(states[1], (vec!["escalated"], Some((Severity::P1, 92.0))));
+    assert_eq!(states[2], (vec!["deescalated"], Some((Severity::P2, 75.0))), "below 80 but above 70: held at the lowest tier");
+    assert_eq!(states[3], (vec![], Some((Severity::P2, 79.0))));
+    assert_eq!(states[4], (vec!["resolved"], None));
+}
+
+#[test]
+fn hysteresis_does_not_start_alerts() {
+    let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Disk
+        expr: disk > 80
+        resolve_when: disk < 70
+"#;
+    let mut h = Harness::new(rules(yaml, &[]));
+    h.set(0, "disk", &[("instance", "a")], 75.0);
+    assert!(h.eval(0).is_empty());
+}
+
+#[test]
+fn rate_handles_counter_resets() {
+    // A counter growing 60/min, reset to 0 at 4m (a ZooKeeper election resets
+    // packet counters): the rate stays ~1/s, never negative.
+    let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: NegativeRate
+        expr: rate("zk_packets_received", "3m") < 0
+      - alert: Dropped
+        expr: delta("zk_packets_received", "3m") < 0
+      - alert: Busy
+        expr: rate("zk_packets_received", "3m") > 0.3
+"#;
+    let mut h = Harness::new(rules(yaml, &[]));
+    assert_eq!(h.eval.rules.longest_range, Duration::from_secs(180));
+    let l = [("instance", "a")];
+    let values = [0.0, 60.0, 120.0, 180.0, 0.0, 60.0, 120.0, 180.0];
+    let mut dropped_seen = false;
+    for (i, v) in values.iter().enumerate() {
+        let t = i as i64 * 60;
+        h.set(t, "zk_packets_received", &l, *v);
+        h.eval(t);
+        let firing: Vec<(String, f64)> = h.eval.tracker.firing().map(|a| (a.name().to_string(), a.value)).collect();
+        assert!(firing.iter().all(|(n, _)| n != "NegativeRate"), "at {t}s: {firing:?}");
+        dropped_seen |= firing.iter().any(|(n, _)| n == "Dropped");
+        if t >= 120 {
+            let rate = firing.iter().find(|(n, _)| n == "Busy").map(|f| f.1);
+            assert!(rate.is_some_and(|r| (0.3..=1.5).contains(&r)), "rate {rate:?} at {t}s");
+        }
+    }
+    assert!(dropped_seen, "delta() sees the reset that rate() corrects for");
+}
+
+#[test]
+fn per_cluster_sees_nodes_and_labels() {
+    let yaml = r#"
+groups:
+  - name: c
+    per: cluster
+    rules:
+      - alert: QuorumLost
+        expr: nodes.filter(|n| n.up == 1.0).len() < nodes.len() / 2 + 1
+        severity: P0
+        annotations:
+          summary: "{{ labels.cluster }}: only {{ value }} of the voters answer"
+      - alert: EpochMismatch
+        expr: nodes.map(|n| n.zk_epoch).distinct().len() > 1
+        severity: P0
+"#;
+    let mut h = Harness::new(rules(yaml, &[]));
+    for (c, i, up, epoch) in [("a", "1", 1.0, 5.0), ("a", "2", 0.0, 5.0), ("a", "3", 0.0, 5.0), ("b", "1", 1.0, 5.0), ("b", "2", 1.0, 6.0)] {
+        h.set(0, "up", &[("cluster", c), ("instance", i)], up);
+        h.set(0, "zk_epoch", &[("cluster", c), ("instance", i)], epoch);
+    }
+    h.eval(0);
+    assert_eq!(h.health(1), &RuleHealth::Ok);
+    let firing: Vec<_> = h.eval.tracker.firing().map(|a| (a.name().to_string(), a.labels.get("cluster").unwrap().to_string())).collect();
+    assert!(firing.contains(&("QuorumLost".into(), "a".into())), "{firing:?}");
+    assert!(firing.contains(&("EpochMismatch".into(), "b".into())), "{firing:?}");
+    assert_eq!(firing.len(), 2, "{firing:?}");
+    let q = h.eval.tracker.firing().find(|a| a.name() == "QuorumLost").unwrap();
+    assert_eq!(q.annotation("summary"), Some("a: only 1 of the voters answer"));
+    assert_eq!(q.labels.get("instance"), None, "a cluster alert has cluster labels only");
+}
+
+#[test]
+fn script_rules_emit_many_alerts() {
+    let yaml = r#"
+groups:
+  - name: s
+    per: global
+    rules:
+      - alert: TooManyConnectionsFromOneIp
+        script: conns.rhai
+        severity: P2
+        annotations:
+          summary: "{{ labels.client_ip }} holds {{ value }} connections"
+"#;
+    let script = r#"
+for c in clusters {
+    for n in c.nodes {
+        if n.zk_num_alive_connections > 50.0 {
+            alert(#{ labels: #{ cluster: c.name, instance: n.instance, client_ip: "10.0.0." + n.instance },
+                     value: n.zk_num_alive_connections });
+        }
+    }
+}
+"#;
+    let mut h = Harness::new(rules(yaml, &[("conns.rhai", script)]));
+    for (i, conns) in [("1", 80.0), ("2", 10.0), ("3", 120.0)] {
+        h.set(0, "zk_num_alive_connections", &[("cluster", "prod"), ("instance", i)], conns);
+    }
+    h.eval(0);
+    let mut got: Vec<_> = h.eval.tracker.firing().map(|a| a.annotation("summary").unwrap().to_string()).collect();
+    got.sort();
+    assert_eq!(got, vec!["10.0.0.1 holds 80 connections", "10.0.0.3 holds 120 connections"]);
+}
+
+#[test]
+fn runaway_script_fails_its_rule_alone_and_fast() {
+    let yaml = r#"
+groups:
+  - name: s
+    per: global
+    rules:
+      - alert: Runaway
+        script: loop.rhai
+      - alert: HugeString
+        script: huge.rhai
+      - alert: DeepRecursion
+        script: deep.rhai
+  - name: i
+    rules:
+      - alert: StillEvaluated
+        expr: up == 0
+"#;
+    let mut h = Harness::new(rules(
+        yaml,
+        &[
+            ("loop.rhai", "loop { }"),
+            ("huge.rhai", r#"let s = "x"; loop { s += s; }"#),
+            ("deep.rhai", "fn f(n) { f(n + 1) } f(0);"),
+        ],
+    ));
+    h.set(0, "up", &[("instance", "a")], 0.0);
+    let started = Instant::now();
+    h.eval(0);
+    assert!(started.elapsed() < Duration::from_secs(1), "three runaway scripts took {:?}", started.elapsed());
+    let msg = |i| match h.health(i) {
+        RuleHealth::Err(m) => m.clone(),
+        other => panic!("rule {i}: {other:?}"),
+    };
+    assert!(msg(0).contains("runaway loop"), "{}", msg(0));
+    assert!(msg(0).contains("loop.rhai"), "the error names the script: {}", msg(0));
+    assert!(msg(1).contains("size limit"), "{}", msg(1));
+    assert!(msg(2).contains("call depth"), "{}", msg(2));
+    assert_eq!(h.health(3), &RuleHealth::Ok);
+    assert_eq!(h.firing().len(), 1, "the healthy rule still fires");
+}
+
+#[test]
+fn import_and_eval_are_rejected_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("imp.rhai"), "import \"os\" as os;\nalert(#{});").unwrap();
+    let p = dir.path().join("r.yaml");
+    std::fs::write(
+        &p,
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    script: imp.rhai\n  - alert: B\n    expr: eval(\"1\") == 1\n",
+    )
+    .unwrap();
+    let err = load_rules(&[p], LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("imp.rhai:1:1: script:"), "{err}");
+    assert!(err.contains("r.yaml:7:11: expression:"), "{err}");
+}
