@@ -59,10 +59,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             return Err(err("units must go from largest to smallest, each once"));
         }
         last_rank = Some(rank);
-        total = number
-            .checked_mul(millis)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| err("too large"))?;
+        total = number.checked_mul(millis).and_then(|v| total.checked_add(v)).ok_or_else(|| err("too large"))?;
     }
     Ok(Duration::from_millis(total))
 }

@@ -37,7 +37,8 @@ pub fn read_samples(path: &Path, text: &str) -> Result<Vec<Sample>, Diagnostics>
 }
 
 fn parse_json_line(line: &str) -> Result<Sample, (usize, String)> {
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| (e.column().max(1), format!("invalid JSON: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| (e.column().max(1), format!("invalid JSON: {e}")))?;
     let obj = v.as_object().ok_or((1, "expected a JSON object".to_string()))?;
     let name = obj.get("name").and_then(|n| n.as_str()).ok_or((1, "missing string field `name`".to_string()))?;
     let ts = match obj.get("ts") {
@@ -52,7 +53,9 @@ fn parse_json_line(line: &str) -> Result<Sample, (usize, String)> {
     };
     let value = match obj.get("value") {
         Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-        Some(serde_json::Value::String(s)) => crate::yaml::parse_float(s).ok_or((1, format!("`value` {s:?} is not a number")))?,
+        Some(serde_json::Value::String(s)) => {
+            crate::yaml::parse_float(s).ok_or((1, format!("`value` {s:?} is not a number")))?
+        }
         _ => return Err((1, "missing numeric `value`".into())),
     };
     let mut labels = Labels::new();
@@ -120,13 +123,8 @@ pub fn replay(rules: Arc<RuleSet>, samples: &[Sample], interval: Duration) -> Ve
         }
         for event in evaluator.evaluate_due(&store, now) {
             let a = event.alert();
-            let start_span = |tier| Span {
-                alertname: a.name().to_string(),
-                labels: a.labels.clone(),
-                tier,
-                from: now,
-                to: None,
-            };
+            let start_span =
+                |tier| Span { alertname: a.name().to_string(), labels: a.labels.clone(), tier, from: now, to: None };
             match &event {
                 AlertEvent::Firing(_) => {
                     open.insert(a.fingerprint, start_span(a.severity));

@@ -109,7 +109,11 @@ impl Builder<'_> {
                 }
                 (event, span) => {
                     if root.is_some() {
-                        self.diags.push(self.path, marker_pos(&span.start), "only one YAML document per file is supported");
+                        self.diags.push(
+                            self.path,
+                            marker_pos(&span.start),
+                            "only one YAML document per file is supported",
+                        );
                         return None;
                     }
                     root = Some(self.node(event, span, events)?);
@@ -118,7 +122,10 @@ impl Builder<'_> {
         }
     }
 
-    fn next<'i>(&mut self, events: &mut impl Iterator<Item = EventResult<'i>>) -> Option<(Event<'i>, saphyr_parser::Span)> {
+    fn next<'i>(
+        &mut self,
+        events: &mut impl Iterator<Item = EventResult<'i>>,
+    ) -> Option<(Event<'i>, saphyr_parser::Span)> {
         match events.next() {
             Some(Ok(ev)) => Some(ev),
             Some(Err(e)) => {
@@ -234,7 +241,10 @@ impl<'a> Reader<'a> {
             };
             if !known.is_empty() && !known.contains(&key) {
                 let hint = closest(key, known).map(|c| format!(" (did you mean {c:?}?)")).unwrap_or_default();
-                self.error(k.pos, format!("unknown field {key:?} in {what}{hint}; expected one of: {}", known.join(", ")));
+                self.error(
+                    k.pos,
+                    format!("unknown field {key:?} in {what}{hint}; expected one of: {}", known.join(", ")),
+                );
                 continue;
             }
             out.push((key, v));

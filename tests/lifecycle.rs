@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zkalert::model::{AlertState, Labels, Severity, Timestamp};
-use zkalert::rule::{load_rules, AlertEvent, Evaluator, LoadOptions, RuleHealth, RuleSet};
+use zkalert::rule::{AlertEvent, Evaluator, LoadOptions, RuleHealth, RuleSet, load_rules};
 use zkalert::store::SeriesStore;
 
 /// A rule set loaded from YAML text (and optional scripts) in a temp dir.
@@ -39,8 +39,7 @@ impl Harness {
         self.eval.evaluate_due(&self.store, ts(secs))
     }
     fn firing(&self) -> Vec<(String, Severity, f64)> {
-        let mut v: Vec<_> =
-            self.eval.tracker.firing().map(|a| (a.labels.to_string(), a.severity, a.value)).collect();
+        let mut v: Vec<_> = self.eval.tracker.firing().map(|a| (a.labels.to_string(), a.severity, a.value)).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -190,7 +189,9 @@ groups:
     let mut h = Harness::new(rules(yaml, &[]));
     let l = [("instance", "a")];
     let mut fps = Vec::new();
-    for (t, used, expect) in [(0, 75.0, Severity::P2), (60, 90.0, Severity::P1), (120, 99.0, Severity::P0), (180, 80.0, Severity::P2)] {
+    for (t, used, expect) in
+        [(0, 75.0, Severity::P2), (60, 90.0, Severity::P1), (120, 99.0, Severity::P0), (180, 80.0, Severity::P2)]
+    {
         h.set(t, "mem_used", &l, used);
         h.set(t, "mem_total", &l, 100.0);
         let ev = h.eval(t);
@@ -234,7 +235,11 @@ groups:
     }
     assert_eq!(states[0], (vec!["pending", "firing"], Some((Severity::P2, 85.0))));
     assert_eq!(states[1], (vec!["escalated"], Some((Severity::P1, 92.0))));
-    assert_eq!(states[2], (vec!["deescalated"], Some((Severity::P2, 75.0))), "below 80 but above 70: held at the lowest tier");
+    assert_eq!(
+        states[2],
+        (vec!["deescalated"], Some((Severity::P2, 75.0))),
+        "below 80 but above 70: held at the lowest tier"
+    );
     assert_eq!(states[3], (vec![], Some((Severity::P2, 79.0))));
     assert_eq!(states[4], (vec!["resolved"], None));
 }
@@ -306,13 +311,16 @@ groups:
         severity: P0
 "#;
     let mut h = Harness::new(rules(yaml, &[]));
-    for (c, i, up, epoch) in [("a", "1", 1.0, 5.0), ("a", "2", 0.0, 5.0), ("a", "3", 0.0, 5.0), ("b", "1", 1.0, 5.0), ("b", "2", 1.0, 6.0)] {
+    for (c, i, up, epoch) in
+        [("a", "1", 1.0, 5.0), ("a", "2", 0.0, 5.0), ("a", "3", 0.0, 5.0), ("b", "1", 1.0, 5.0), ("b", "2", 1.0, 6.0)]
+    {
         h.set(0, "up", &[("cluster", c), ("instance", i)], up);
         h.set(0, "zk_epoch", &[("cluster", c), ("instance", i)], epoch);
     }
     h.eval(0);
     assert_eq!(h.health(1), &RuleHealth::Ok);
-    let firing: Vec<_> = h.eval.tracker.firing().map(|a| (a.name().to_string(), a.labels.get("cluster").unwrap().to_string())).collect();
+    let firing: Vec<_> =
+        h.eval.tracker.firing().map(|a| (a.name().to_string(), a.labels.get("cluster").unwrap().to_string())).collect();
     assert!(firing.contains(&("QuorumLost".into(), "a".into())), "{firing:?}");
     assert!(firing.contains(&("EpochMismatch".into(), "b".into())), "{firing:?}");
     assert_eq!(firing.len(), 2, "{firing:?}");
@@ -409,4 +417,34 @@ fn import_and_eval_are_rejected_at_load() {
     let err = load_rules(&[p], LoadOptions::default()).unwrap_err().to_string();
     assert!(err.contains("imp.rhai:1:1: script:"), "{err}");
     assert!(err.contains("r.yaml:7:11: expression:"), "{err}");
+}
+
+proptest::proptest! {
+    /// The native fast path for `metric op number` agrees with Rhai.
+    #[test]
+    fn native_fast_path_agrees_with_rhai(
+        values in proptest::collection::vec(-1000.0f64..1000.0, 1..20),
+        threshold in -1000.0f64..1000.0,
+        op in proptest::sample::select(vec![">", ">=", "<", "<=", "==", "!="]),
+    ) {
+        let threshold = threshold.round();
+        let yaml = format!(r#"
+groups:
+  - name: g
+    rules:
+      - alert: Native
+        expr: x {op} {threshold:.1}
+      - alert: Script
+        expr: (x {op} {threshold:.1}) == true
+"#);
+        let mut h = Harness::new(rules(&yaml, &[]));
+        for (i, v) in values.iter().enumerate() {
+            let v = if i % 3 == 0 { threshold } else { v.round() };
+            h.set(i as i64 * 60, "x", &[("instance", "a")], v);
+            h.eval(i as i64 * 60);
+            let native = h.eval.tracker.firing().filter(|a| a.name() == "Native").count();
+            let script = h.eval.tracker.firing().filter(|a| a.name() == "Script").count();
+            proptest::prop_assert_eq!(native, script, "x={} {} {}", v, op, threshold);
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! reporting every problem as `path:line:col: message`.
 
 use crate::diag::{Diagnostics, Pos};
-use crate::rule::{find_rule_files, load_rules, LoadOptions};
+use crate::rule::{LoadOptions, find_rule_files, load_rules};
 use crate::testing::parse_test_file;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,8 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
         match parse_test_file(t) {
             Ok(file) => {
                 // The rules a test uses must load too (they may live elsewhere).
-                let outside: Vec<PathBuf> = file.rule_files.iter().filter(|f| !rule_files.contains(f)).cloned().collect();
+                let outside: Vec<PathBuf> =
+                    file.rule_files.iter().filter(|f| !rule_files.contains(f)).cloned().collect();
                 if let Err(d) = load_rules(&outside, LoadOptions::default()) {
                     errors.extend(d);
                 }

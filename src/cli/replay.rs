@@ -1,7 +1,7 @@
 //! `zkalert replay`: backtest rules against recorded samples and print the
 //! firing timeline.
 
-use crate::rule::{find_rule_files, load_rules, LoadOptions};
+use crate::rule::{LoadOptions, find_rule_files, load_rules};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

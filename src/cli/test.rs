@@ -1,7 +1,7 @@
 //! `zkalert test`: run rule unit tests, print expected vs got, optionally
 //! write JUnit XML; exit 1 if anything failed.
 
-use crate::testing::{junit, run_test_file, FileResult};
+use crate::testing::{FileResult, junit, run_test_file};
 use std::path::{Path, PathBuf};
 
 /// Expands directories into their `*.test.yaml` files.
@@ -33,7 +33,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 pub fn run(paths: &[PathBuf], junit_out: Option<&Path>) -> anyhow::Result<i32> {
     let files = expand(paths);
     if files.is_empty() {
-        anyhow::bail!("no test files found in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        anyhow::bail!(
+            "no test files found in {}",
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     let results: Vec<FileResult> = files.iter().map(|f| run_test_file(f)).collect();
     let (mut passed, mut failed) = (0, 0);
@@ -59,7 +62,8 @@ pub fn run(paths: &[PathBuf], junit_out: Option<&Path>) -> anyhow::Result<i32> {
         }
     }
     if let Some(path) = junit_out {
-        std::fs::write(path, junit::render(&results)).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(path, junit::render(&results))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
     println!("zkalert test: {passed} passed, {failed} failed");
     Ok(if failed == 0 { super::EXIT_OK } else { super::EXIT_FAIL })

@@ -8,10 +8,10 @@ mod time;
 mod value;
 
 pub use alert::{Alert, AlertState};
-pub use labels::{Fingerprint, Labels, ALERTNAME, SEVERITY};
+pub use labels::{ALERTNAME, Fingerprint, Labels, SEVERITY};
 pub use severity::{Severity, SeverityError};
 pub use time::Timestamp;
-pub use value::{format_value, is_stale, STALE_NAN};
+pub use value::{STALE_NAN, format_value, is_stale};
 
 /// One observation of one series.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@
 
 use crate::model::Timestamp;
 use crate::store::{GroupId, SeriesStore, WindowFn};
-use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, FLOAT, INT};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableString, Map, Position};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,7 +116,9 @@ pub fn describe_error(err: &EvalAltResult, limits: &Limits) -> String {
         EvalAltResult::ErrorTooManyOperations(_) => {
             format!("evaluation exceeded {} operations (runaway loop?)", limits.max_operations)
         }
-        EvalAltResult::ErrorStackOverflow(_) => format!("call depth exceeded {} (runaway recursion?)", limits.max_call_levels),
+        EvalAltResult::ErrorStackOverflow(_) => {
+            format!("call depth exceeded {} (runaway recursion?)", limits.max_call_levels)
+        }
         EvalAltResult::ErrorDataTooLarge(what, _) => format!("{what} exceeds its size limit"),
         EvalAltResult::ErrorRuntime(v, pos) => {
             let msg = v.clone().into_string().unwrap_or_else(|_| v.to_string());
@@ -219,11 +221,14 @@ fn window_value(group: Option<GroupId>, f: WindowFn, metric: &str, range: &str) 
     FRAME.with(|cell| {
         let frame = cell.borrow();
         let frame = frame.as_ref().ok_or_else(|| runtime_error("window functions need an evaluation"))?;
-        let group = group
-            .or(frame.group)
-            .ok_or_else(|| runtime_error(format!("{}() without a node needs `per: instance`; use node.{}(..)", f.name(), f.name())))?;
+        let group = group.or(frame.group).ok_or_else(|| {
+            runtime_error(format!("{}() without a node needs `per: instance`; use node.{}(..)", f.name(), f.name()))
+        })?;
         if range > frame.store.retention() {
-            return Err(runtime_error(format!("range {range:?} is longer than the store keeps ({:?})", frame.store.retention())));
+            return Err(runtime_error(format!(
+                "range {range:?} is longer than the store keeps ({:?})",
+                frame.store.retention()
+            )));
         }
         let value = frame
             .store
@@ -274,7 +279,9 @@ fn numbers(a: &Array) -> Result<Vec<FLOAT>, Box<EvalAltResult>> {
 fn register_helpers(engine: &mut Engine) {
     // absent("m"): the instance has no current value for m.
     engine.register_fn("absent", |metric: &str| latest_in(None, metric).is_none());
-    engine.register_fn("absent", |node: &mut Map, metric: &str| Ok::<_, Box<EvalAltResult>>(latest_in(Some(node_group(node)?), metric).is_none()));
+    engine.register_fn("absent", |node: &mut Map, metric: &str| {
+        Ok::<_, Box<EvalAltResult>>(latest_in(Some(node_group(node)?), metric).is_none())
+    });
     // value("m", default): the latest value or the default.
     engine.register_fn("value", |metric: &str, default: FLOAT| latest_in(None, metric).unwrap_or(default));
     engine.register_fn("value", |metric: &str, default: INT| latest_in(None, metric).unwrap_or(default as FLOAT));
@@ -282,10 +289,16 @@ fn register_helpers(engine: &mut Engine) {
     engine.register_fn("time", || with_frame(|f| Some(f.now.as_secs_f64())).unwrap_or(0.0));
     // Aggregates over arrays, for cluster rules: `nodes.map(|n| n.x).max()`.
     engine.register_fn("sum", |a: Array| numbers(&a).map(|v| v.iter().sum::<FLOAT>()));
-    engine.register_fn("max", |a: Array| numbers(&a).map(|v| v.into_iter().reduce(FLOAT::max).map_or(Dynamic::UNIT, Dynamic::from_float)));
-    engine.register_fn("min", |a: Array| numbers(&a).map(|v| v.into_iter().reduce(FLOAT::min).map_or(Dynamic::UNIT, Dynamic::from_float)));
+    engine.register_fn("max", |a: Array| {
+        numbers(&a).map(|v| v.into_iter().reduce(FLOAT::max).map_or(Dynamic::UNIT, Dynamic::from_float))
+    });
+    engine.register_fn("min", |a: Array| {
+        numbers(&a).map(|v| v.into_iter().reduce(FLOAT::min).map_or(Dynamic::UNIT, Dynamic::from_float))
+    });
     engine.register_fn("avg", |a: Array| {
-        numbers(&a).map(|v| if v.is_empty() { Dynamic::UNIT } else { Dynamic::from_float(v.iter().sum::<FLOAT>() / v.len() as FLOAT) })
+        numbers(&a).map(|v| {
+            if v.is_empty() { Dynamic::UNIT } else { Dynamic::from_float(v.iter().sum::<FLOAT>() / v.len() as FLOAT) }
+        })
     });
     // distinct(): the values without repeats, in first-seen order.
     engine.register_fn("distinct", |a: Array| {

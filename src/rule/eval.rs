@@ -3,11 +3,11 @@
 //! `per: instance` rules run once per label group, `per: cluster` once per
 //! cluster with `nodes`, `per: global` once with `clusters`.
 
-use super::engine::{describe_error, labels_map, FrameGuard};
-use super::expr::{compare, eval_script, CompiledExpr, EvalFailure, ExprKind, Operand, Value};
+use super::engine::{FrameGuard, describe_error, labels_map};
+use super::expr::{CompiledExpr, EvalFailure, ExprKind, Operand, Value, compare, eval_script};
 use super::tracker::{AlertEvent, AlertTracker, RuleState};
 use super::{Condition, Per, Rule, RuleSet, SeverityPolicy};
-use crate::model::{Fingerprint, Labels, Severity, Timestamp, ALERTNAME, SEVERITY};
+use crate::model::{ALERTNAME, Fingerprint, Labels, SEVERITY, Severity, Timestamp};
 use crate::store::{GroupId, MetricId, SeriesStore};
 use rhai::{Array, Dynamic, Map, Scope};
 use std::sync::Arc;
@@ -62,6 +62,12 @@ impl Evaluator {
         self.rules.groups[group].interval.unwrap_or(self.default_interval)
     }
 
+    /// Evaluates every group now, due or not (one-shot checks, benchmarks).
+    pub fn evaluate_all(&mut self, store: &Arc<SeriesStore>, now: Timestamp) -> Vec<AlertEvent> {
+        self.next_due.iter_mut().for_each(|d| *d = Timestamp::from_millis(i64::MIN));
+        self.evaluate_due(store, now)
+    }
+
     /// Evaluates every group whose time has come (intervals aligned to the
     /// epoch, so tests see evaluations at 0, 1m, 2m, ...). Returns the
     /// lifecycle events, in rule order.
@@ -107,15 +113,23 @@ struct RuleCtx<'a> {
 struct ClusterView {
     name: String,
     labels: Labels,
-    nodes: Array,
+    /// Shared, so each rule gets it without a deep copy.
+    nodes: Dynamic,
+    labels_map: Dynamic,
 }
 
 fn cluster_views_of(store: &SeriesStore, now: Timestamp) -> Vec<ClusterView> {
     store
         .clusters()
         .map(|(name, members)| {
-            let nodes = members.iter().filter_map(|g| node_map(store, *g, now)).map(Dynamic::from_map).collect();
-            ClusterView { name: name.to_string(), labels: Labels::from_pairs([("cluster", name)]), nodes }
+            let nodes: Array = members.iter().filter_map(|g| node_map(store, *g, now)).map(Dynamic::from_map).collect();
+            let labels = Labels::from_pairs([("cluster", name)]);
+            ClusterView {
+                name: name.to_string(),
+                labels_map: Dynamic::from_map(labels_map(labels.iter())).into_shared(),
+                labels,
+                nodes: Dynamic::from_array(nodes).into_shared(),
+            }
         })
         .collect()
 }
@@ -154,15 +168,20 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
     match per {
         Per::Instance => {
             let resolved = ResolvedMetrics::of(ctx.store, rule);
-            if let Some(resolved) = resolved {
+            if let Some(fast) = resolved.as_ref().and_then(|r| NativeThreshold::of(rule, r)) {
+                fast.evaluate(ctx, rule, &mut out);
+            } else if let Some(resolved) = resolved {
+                let mut scope = Scope::new();
                 for (gid, group) in ctx.store.groups() {
                     if !resolved.metrics.iter().all(|m| ctx.store.latest(gid, *m, ctx.now).is_some()) {
                         continue;
                     }
                     ctx.guard.set_group(Some(gid));
                     let scope_labels = &group.labels;
-                    let mut scope = Scope::new();
-                    if let Err(e) = evaluate_in(ctx, rule, &resolved, Some(gid), scope_labels, &mut scope, state, &mut out) {
+                    scope.clear();
+                    if let Err(e) =
+                        evaluate_in(ctx, rule, &resolved, Some(gid), scope_labels, &mut scope, state, &mut out)
+                    {
                         let fp = base_labels(rule, scope_labels).fingerprint_without(&[SEVERITY]);
                         record_failure(&mut out, e, Some(fp));
                     }
@@ -171,10 +190,11 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
             }
         }
         Per::Cluster => {
+            let mut scope = Scope::new();
             for cluster in ctx.clusters.unwrap_or_default() {
-                let mut scope = Scope::new();
-                scope.push_constant("nodes", cluster.nodes.clone());
-                scope.push_constant("labels", labels_map(cluster.labels.iter()));
+                scope.clear();
+                scope.push_constant_dynamic("nodes", cluster.nodes.clone());
+                scope.push_constant_dynamic("labels", cluster.labels_map.clone());
                 scope.push_constant("cluster", cluster.name.clone());
                 ctx.guard.set_group(None);
                 let resolved = ResolvedMetrics::default();
@@ -192,8 +212,8 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
                 .map(|c| {
                     let mut m = Map::new();
                     m.insert("name".into(), Dynamic::from(c.name.clone()));
-                    m.insert("labels".into(), Dynamic::from_map(labels_map(c.labels.iter())));
-                    m.insert("nodes".into(), Dynamic::from_array(c.nodes.clone()));
+                    m.insert("labels".into(), c.labels_map.clone());
+                    m.insert("nodes".into(), c.nodes.clone());
                     Dynamic::from_map(m)
                 })
                 .collect();
@@ -215,6 +235,50 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
     }
     out.duration = started.elapsed();
     out
+}
+
+/// The commonest rule, `metric op number` (or a bare metric with tiers),
+/// with no hysteresis: evaluated without the script engine. Equivalence with
+/// the general path is property-tested.
+struct NativeThreshold<'r> {
+    metric: MetricId,
+    test: NativeTest<'r>,
+}
+
+enum NativeTest<'r> {
+    Compare { op: super::expr::CmpOp, threshold: f64, severity: Severity },
+    Tiers(&'r [super::Tier]),
+}
+
+impl<'r> NativeThreshold<'r> {
+    fn of(rule: &'r Rule, resolved: &ResolvedMetrics) -> Option<Self> {
+        let Condition::Expr(expr) = &rule.condition else { return None };
+        if rule.resolve_when.is_some() {
+            return None;
+        }
+        let test = match (&expr.kind, &rule.severity) {
+            (ExprKind::Compare { lhs: Operand::Metric(_), op, rhs: Operand::Number(n) }, SeverityPolicy::Fixed(s)) => {
+                NativeTest::Compare { op: *op, threshold: *n, severity: *s }
+            }
+            (ExprKind::Single(Operand::Metric(_)), SeverityPolicy::Tiers(t)) => NativeTest::Tiers(t),
+            _ => return None,
+        };
+        Some(Self { metric: resolved.lhs?, test })
+    }
+
+    fn evaluate(&self, ctx: &RuleCtx, rule: &Rule, out: &mut RuleOutcome) {
+        let lookback = ctx.store.lookback();
+        for (_, group) in ctx.store.groups() {
+            let Some(v) = group.window(self.metric).and_then(|w| w.latest(ctx.now, lookback)) else { continue };
+            let fires_at = match &self.test {
+                NativeTest::Compare { op, threshold, severity } => op.apply(v, *threshold).then_some(*severity),
+                NativeTest::Tiers(tiers) => tiers.iter().find(|t| t.op.apply(v, t.threshold)).map(|t| t.severity),
+            };
+            if let Some(severity) = fires_at {
+                out.candidates.push(make_candidate(ctx.rules, rule, base_labels(rule, &group.labels), v, severity));
+            }
+        }
+    }
 }
 
 /// The rule's metric names resolved to store ids for this round.
@@ -284,7 +348,13 @@ fn evaluate_in(
                     .then(|| rule.severity.least_severe()),
             };
             if let Some(severity) = severity {
-                out.candidates.push(make_candidate(ctx.rules, rule, base_labels(rule, scope_labels), outcome.value, severity));
+                out.candidates.push(make_candidate(
+                    ctx.rules,
+                    rule,
+                    base_labels(rule, scope_labels),
+                    outcome.value,
+                    severity,
+                ));
             }
             Ok(())
         }
@@ -295,7 +365,8 @@ fn evaluate_in(
                 return fail(f).map_or(Ok(()), |e| Err(format!("{}: {e}", path.display())));
             }
             for emitted in ctx.guard.take_emitted() {
-                let c = candidate_from_map(ctx.rules, rule, scope_labels, emitted).map_err(|e| format!("{}: {e}", path.display()))?;
+                let c = candidate_from_map(ctx.rules, rule, scope_labels, emitted)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 out.candidates.push(c);
             }
             Ok(())
@@ -347,10 +418,13 @@ fn evaluate_expr(
             ))),
         },
         (ExprKind::Single(o), SeverityPolicy::Tiers(tiers)) => match operand(o, resolved.lhs, scope)? {
-            Value::Number(v) => {
-                Ok(ExprOutcome { value: v, fires_at: tiers.iter().find(|t| t.op.apply(v, t.threshold)).map(|t| t.severity) })
+            Value::Number(v) => Ok(ExprOutcome {
+                value: v,
+                fires_at: tiers.iter().find(|t| t.op.apply(v, t.threshold)).map(|t| t.severity),
+            }),
+            other => {
+                Err(EvalFailure::Type(format!("expression produced {}, `tiers` needs a number", other.type_name())))
             }
-            other => Err(EvalFailure::Type(format!("expression produced {}, `tiers` needs a number", other.type_name()))),
         },
         (ExprKind::Compare { .. }, SeverityPolicy::Tiers(_)) => {
             Err(EvalFailure::Type("with `tiers`, `expr` must be a number, not a comparison".into()))
@@ -425,14 +499,21 @@ fn candidate_from_map(rules: &RuleSet, rule: &Rule, scope_labels: &Labels, map: 
                 severity = s.parse().map_err(|e| format!("alert(): {e}"))?;
             }
             "value" => {
-                value = v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|t| format!("alert(): `value` must be a number, found {t}"))?;
+                value = v
+                    .as_float()
+                    .or_else(|_| v.as_int().map(|i| i as f64))
+                    .map_err(|t| format!("alert(): `value` must be a number, found {t}"))?;
             }
             "annotations" => {
                 let m = v.try_cast::<Map>().ok_or("alert(): `annotations` must be a map")?;
                 extra.extend(m.into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
             }
             "summary" | "description" => extra.push((k.to_string(), v.to_string())),
-            other => return Err(format!("alert(): unknown field `{other}` (labels, severity, value, annotations, summary, description)")),
+            other => {
+                return Err(format!(
+                    "alert(): unknown field `{other}` (labels, severity, value, annotations, summary, description)"
+                ));
+            }
         }
     }
     let mut c = make_candidate(rules, rule, labels, value, severity);

@@ -8,7 +8,7 @@
 
 use super::engine::is_no_data;
 use crate::store::WindowFn;
-use rhai::{Dynamic, Engine, Expr, EvalAltResult, Scope, Stmt, AST};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, Expr, Scope, Stmt};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,7 +110,8 @@ pub fn compile(engine: &Engine, source: &str, instance_scope: bool) -> Result<Co
         let pos = e.position();
         ExprError { line: pos.line().unwrap_or(1), col: pos.position().unwrap_or(1), message: e.err_type().to_string() }
     })?;
-    let (metrics, ranges) = scan(&ast, instance_scope).map_err(|(message, line, col)| ExprError { line, col, message })?;
+    let (metrics, ranges) =
+        scan(&ast, instance_scope).map_err(|(message, line, col)| ExprError { line, col, message })?;
     let top_call = match ast.statements() {
         [Stmt::FnCall(call, _)] => Some(call.as_ref()),
         [Stmt::Expr(e)] => match e.as_ref() {
@@ -142,7 +143,9 @@ pub fn compile(engine: &Engine, source: &str, instance_scope: bool) -> Result<Co
 
 fn operand(e: &Expr, whole: &AST, instance_scope: bool) -> Operand {
     match e {
-        Expr::Variable(v, ..) if instance_scope && !CONTEXT_NAMES.contains(&v.1.as_str()) => Operand::Metric(v.1.to_string()),
+        Expr::Variable(v, ..) if instance_scope && !CONTEXT_NAMES.contains(&v.1.as_str()) => {
+            Operand::Metric(v.1.to_string())
+        }
         Expr::IntegerConstant(i, _) => Operand::Number(*i as f64),
         Expr::FloatConstant(f, _) => Operand::Number(**f),
         _ => Operand::Script(Arc::new(AST::new([Stmt::Expr(Box::new(e.clone()))], whole.shared_lib().clone()))),
@@ -262,9 +265,7 @@ pub fn compare(lhs: &Value, op: CmpOp, rhs: &Value) -> Result<bool, EvalFailure>
             CmpOp::Eq => a == b,
             CmpOp::Ne => a != b,
         }),
-        (Value::Bool(a), Value::Bool(b)) if matches!(op, CmpOp::Eq | CmpOp::Ne) => {
-            Ok((a == b) == (op == CmpOp::Eq))
-        }
+        (Value::Bool(a), Value::Bool(b)) if matches!(op, CmpOp::Eq | CmpOp::Ne) => Ok((a == b) == (op == CmpOp::Eq)),
         _ => Err(EvalFailure::Type(format!(
             "type mismatch: cannot compare {} {op} {}",
             lhs.type_name(),
@@ -276,7 +277,7 @@ pub fn compare(lhs: &Value, op: CmpOp, rhs: &Value) -> Result<bool, EvalFailure>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::engine::{build_engine, Limits};
+    use crate::rule::engine::{Limits, build_engine};
 
     fn c(src: &str) -> CompiledExpr {
         compile(&build_engine(&Limits::default()), src, true).unwrap()
@@ -285,7 +286,9 @@ mod tests {
     #[test]
     fn simple_comparison_is_native() {
         let e = c("zk_avg_latency > 100");
-        assert!(matches!(e.kind, ExprKind::Compare { lhs: Operand::Metric(ref m), op: CmpOp::Gt, rhs: Operand::Number(v) } if m == "zk_avg_latency" && v == 100.0));
+        assert!(
+            matches!(e.kind, ExprKind::Compare { lhs: Operand::Metric(ref m), op: CmpOp::Gt, rhs: Operand::Number(v) } if m == "zk_avg_latency" && v == 100.0)
+        );
         assert_eq!(e.metrics, vec!["zk_avg_latency".to_string()]);
     }
 

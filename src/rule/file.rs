@@ -2,12 +2,12 @@
 //! hysteresis, runbooks and scripts, read with every problem reported at
 //! `path:line:col`.
 
-use super::engine::{build_engine, Limits};
-use super::expr::{compile, CompiledExpr, ExprError};
+use super::engine::{Limits, build_engine};
+use super::expr::{CompiledExpr, ExprError, compile};
 use super::template::Templates;
 use super::{Condition, Location, Per, Rule, RuleGroup, RuleSet, Runbook, SeverityPolicy, Tier};
 use crate::diag::{Diagnostics, Pos};
-use crate::model::{Labels, Severity, ALERTNAME, SEVERITY};
+use crate::model::{ALERTNAME, Labels, SEVERITY, Severity};
 use crate::yaml::{self, Node, Reader, Style};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -214,7 +214,10 @@ impl Loader<'_> {
             }
         };
         if !is_valid_label_value_name(&name) {
-            r.error(get("alert").map_or(node.pos, |n| n.pos), format!("alert name {name:?} must match [a-zA-Z_][a-zA-Z0-9_]*"));
+            r.error(
+                get("alert").map_or(node.pos, |n| n.pos),
+                format!("alert name {name:?} must match [a-zA-Z_][a-zA-Z0-9_]*"),
+            );
         }
         let instance_scope = per == Per::Instance;
         let condition = match (get("expr"), get("script")) {
@@ -384,7 +387,10 @@ impl Loader<'_> {
             match Tier::parse_threshold(text) {
                 Some((op, threshold)) => tiers.push(Tier { severity, op, threshold }),
                 None => {
-                    r.error(v.pos, format!("tier {key}: threshold {text:?} must be an operator and a number, like \"> 100\""));
+                    r.error(
+                        v.pos,
+                        format!("tier {key}: threshold {text:?} must be an operator and a number, like \"> 100\""),
+                    );
                     ok = false;
                 }
             }
@@ -408,7 +414,12 @@ impl Loader<'_> {
         match resolve_runbook(rule_file, text) {
             Some(path) => Some(Runbook::Local { reference: text.to_string(), path }),
             None => {
-                r.error(pos, format!("runbook {text:?} not found: no runbooks/{text}.md beside this file or in a parent directory"));
+                r.error(
+                    pos,
+                    format!(
+                        "runbook {text:?} not found: no runbooks/{text}.md beside this file or in a parent directory"
+                    ),
+                );
                 None
             }
         }
@@ -434,7 +445,8 @@ pub fn resolve_runbook(rule_file: &Path, reference: &str) -> Option<PathBuf> {
 
 fn is_valid_label_value_name(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn r_node_style(n: Option<&Node>) -> Option<Style> {
@@ -455,12 +467,8 @@ impl FileCtx<'_> {
                 // The scalar's position is its first content line; content is
                 // indented by that line's indentation.
                 let file_line = node_pos.line + line - 1;
-                let indent = self
-                    .source
-                    .lines()
-                    .nth(node_pos.line - 1)
-                    .map(|l| l.len() - l.trim_start().len())
-                    .unwrap_or(0);
+                let indent =
+                    self.source.lines().nth(node_pos.line - 1).map(|l| l.len() - l.trim_start().len()).unwrap_or(0);
                 let indent_here = self
                     .source
                     .lines()

@@ -10,7 +10,7 @@ pub mod template;
 pub mod tracker;
 
 pub use eval::{Candidate, Evaluator, RuleOutcome};
-pub use file::{find_rule_files, is_test_file_name as file_is_test, load_rules, resolve_runbook, LoadOptions};
+pub use file::{LoadOptions, find_rule_files, is_test_file_name as file_is_test, load_rules, resolve_runbook};
 pub use tracker::{AlertEvent, AlertTracker, RuleHealth};
 
 use crate::diag::{Diagnostics, Pos};
@@ -114,7 +114,10 @@ pub struct Rule {
 pub enum Condition {
     Expr(CompiledExpr),
     /// A Rhai script that emits alerts with `alert(#{...})`.
-    Script { ast: Arc<rhai::AST>, path: PathBuf },
+    Script {
+        ast: Arc<rhai::AST>,
+        path: PathBuf,
+    },
 }
 
 /// How a rule's tier is chosen.
@@ -159,7 +162,10 @@ pub enum Runbook {
     Url(String),
     /// A shipped runbook: `reference` as written (`zookeeper/node-down`),
     /// `path` the Markdown file it names.
-    Local { reference: String, path: PathBuf },
+    Local {
+        reference: String,
+        path: PathBuf,
+    },
 }
 
 impl Runbook {

@@ -52,14 +52,21 @@ impl Templates {
             minijinja::escape_formatter(out, state, value)
         });
         env.add_filter("humanize", |v: f64| humanize(v));
-        env.add_filter("humanize_percentage", |v: f64| format!("{}%", format_value((v * 100.0 * 100.0).round() / 100.0)));
-        env.add_filter("humanize_duration", |v: f64| crate::duration::format_duration(std::time::Duration::from_secs_f64(v.max(0.0))));
+        env.add_filter("humanize_percentage", |v: f64| {
+            format!("{}%", format_value((v * 100.0 * 100.0).round() / 100.0))
+        });
+        env.add_filter("humanize_duration", |v: f64| {
+            crate::duration::format_duration(std::time::Duration::from_secs_f64(v.max(0.0)))
+        });
         Self { env, count: 0 }
     }
 
     /// Compiles a template; `$labels`/`$value` become `labels`/`value`.
     pub fn add(&mut self, source: &str) -> Result<TemplateId, TemplateError> {
-        let source = source.replace("$labels", "labels").replace("$value", "value").replace("$externalLabels", "external_labels");
+        let source = source
+            .replace("$labels", "labels")
+            .replace("$value", "value")
+            .replace("$externalLabels", "external_labels");
         let name = format!("t{}", self.count);
         self.env.add_template_owned(name.clone(), source).map_err(|e| TemplateError {
             line: e.line().unwrap_or(1),
@@ -73,7 +80,8 @@ impl Templates {
     /// does, so the alert still goes out.
     pub fn render(&self, id: &TemplateId, labels: &crate::model::Labels, value: f64, severity: &str) -> String {
         let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let ctx = minijinja::context! { labels => labels, value => Value::from(value), severity => severity.to_string() };
+        let ctx =
+            minijinja::context! { labels => labels, value => Value::from(value), severity => severity.to_string() };
         match self.env.get_template(&id.0).and_then(|t| t.render(ctx)) {
             Ok(s) => s,
             Err(e) => {

@@ -9,8 +9,8 @@
 //! are. Identity is the label fingerprint without `severity`, so a tier
 //! change is the same alert (an escalation when it rises).
 
-use super::eval::{Candidate, RuleOutcome};
 use super::Rule;
+use super::eval::{Candidate, RuleOutcome};
 use crate::model::{Alert, AlertState, Fingerprint, Severity, Timestamp};
 use rustc_hash::FxHashMap;
 use std::time::Duration;
@@ -26,9 +26,15 @@ pub enum AlertEvent {
     Pending(Alert),
     Firing(Alert),
     /// A firing alert moved to a more severe tier.
-    Escalated { alert: Alert, from: Severity },
+    Escalated {
+        alert: Alert,
+        from: Severity,
+    },
     /// A firing alert moved to a less severe tier.
-    Deescalated { alert: Alert, from: Severity },
+    Deescalated {
+        alert: Alert,
+        from: Severity,
+    },
     Resolved(Alert),
 }
 
@@ -83,7 +89,12 @@ pub struct RuleState {
 
 impl RuleState {
     pub fn new(rule: &Rule) -> Self {
-        Self { name: rule.name.clone(), hold_for: rule.hold_for, keep_firing_for: rule.keep_firing_for, ..Self::default() }
+        Self {
+            name: rule.name.clone(),
+            hold_for: rule.hold_for,
+            keep_firing_for: rule.keep_firing_for,
+            ..Self::default()
+        }
     }
 
     pub fn is_firing(&self, fp: Fingerprint) -> bool {

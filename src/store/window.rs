@@ -2,8 +2,8 @@
 //! (`rate`, `increase`, `delta`, `*_over_time`, `changes`), with
 //! Prometheus's semantics: counter resets, extrapolation, stale markers.
 
-use crate::model::Timestamp;
 use crate::model::STALE_NAN;
+use crate::model::Timestamp;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -143,8 +143,9 @@ impl Window {
             WindowFn::CountOverTime => (!pts.is_empty()).then_some(pts.len() as f64),
             WindowFn::LastOverTime => pts.last().map(|p| p.value),
             WindowFn::Changes => (!pts.is_empty()).then(|| {
-                pts.windows(2).filter(|w| w[0].value != w[1].value && !(w[0].value.is_nan() && w[1].value.is_nan())).count()
-                    as f64
+                pts.windows(2)
+                    .filter(|w| w[0].value != w[1].value && !(w[0].value.is_nan() && w[1].value.is_nan()))
+                    .count() as f64
             }),
             WindowFn::Resets => {
                 (!pts.is_empty()).then(|| pts.windows(2).filter(|w| w[1].value < w[0].value).count() as f64)

@@ -13,7 +13,8 @@ pub fn render(results: &[FileResult]) -> String {
         .sum();
     let total: f64 = results.iter().map(|r| r.duration.as_secs_f64()).sum();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(out, "<testsuites name=\"zkalert\" tests=\"{tests}\" failures=\"{failures}\" time=\"{total:.3}\">");
+    let _ =
+        writeln!(out, "<testsuites name=\"zkalert\" tests=\"{tests}\" failures=\"{failures}\" time=\"{total:.3}\">");
     for r in results {
         let file = escape(r.path.to_string_lossy().as_ref()).into_owned();
         let n = r.groups.len().max(1);

@@ -5,11 +5,11 @@ pub mod junit;
 pub mod notation;
 
 use crate::diag::{Diagnostics, Pos};
-use crate::model::{Labels, Timestamp, ALERTNAME};
-use crate::rule::{load_rules, Evaluator, LoadOptions, RuleSet};
+use crate::model::{ALERTNAME, Labels, Timestamp};
+use crate::rule::{Evaluator, LoadOptions, RuleSet, load_rules};
 use crate::store::SeriesStore;
 use crate::yaml::{self, Node, Reader};
-use notation::{parse_series, parse_values, Step};
+use notation::{Step, parse_series, parse_values};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -164,9 +164,10 @@ fn parse_group(r: &mut Reader, node: &Node, index: usize, default_interval: Dura
                     }
                 }
             }
-            "promql_expr_test" => {
-                r.error(value.pos, "promql_expr_test is not supported: zkalert rules are not PromQL; use alert_rule_test")
-            }
+            "promql_expr_test" => r.error(
+                value.pos,
+                "promql_expr_test is not supported: zkalert rules are not PromQL; use alert_rule_test",
+            ),
             _ => {} // external_labels, external_url: no effect on alert rules here
         }
     }
@@ -202,12 +203,17 @@ fn parse_alert_test(r: &mut Reader, node: &Node) -> Option<AlertTest> {
                     "exp_labels" => {
                         for (lk, lv, pos) in r.string_map(v, "exp_labels") {
                             if lk == ALERTNAME {
-                                r.error(pos, "exp_labels must not include alertname (it comes from the test's alertname)");
+                                r.error(
+                                    pos,
+                                    "exp_labels must not include alertname (it comes from the test's alertname)",
+                                );
                             }
                             labels.insert(lk, lv);
                         }
                     }
-                    "exp_annotations" => annotations = r.string_map(v, "exp_annotations").into_iter().map(|(k, v, _)| (k, v)).collect(),
+                    "exp_annotations" => {
+                        annotations = r.string_map(v, "exp_annotations").into_iter().map(|(k, v, _)| (k, v)).collect()
+                    }
                     _ => runbook = r.string(v, "exp_runbook"),
                 }
             }
@@ -249,13 +255,23 @@ pub fn run_test_file(path: &Path) -> FileResult {
     let file = match parse_test_file(path) {
         Ok(f) => f,
         Err(d) => {
-            return FileResult { path: path.to_path_buf(), load_error: Some(d.to_string()), groups: vec![], duration: started.elapsed() };
+            return FileResult {
+                path: path.to_path_buf(),
+                load_error: Some(d.to_string()),
+                groups: vec![],
+                duration: started.elapsed(),
+            };
         }
     };
     let rules = match load_rules(&file.rule_files, LoadOptions::default()) {
         Ok(r) => Arc::new(r),
         Err(d) => {
-            return FileResult { path: path.to_path_buf(), load_error: Some(d.to_string()), groups: vec![], duration: started.elapsed() };
+            return FileResult {
+                path: path.to_path_buf(),
+                load_error: Some(d.to_string()),
+                groups: vec![],
+                duration: started.elapsed(),
+            };
         }
     };
     let groups = file.groups.iter().map(|g| run_group(&rules, g, file.evaluation_interval)).collect();

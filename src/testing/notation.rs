@@ -132,7 +132,8 @@ fn expand(token: &str, out: &mut Vec<Step>) -> Result<(), String> {
     // Split "a+b" / "a-b" at an operator that is neither the leading sign nor
     // part of an exponent.
     let bytes = head.as_bytes();
-    let split = (1..bytes.len()).find(|&i| (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E'));
+    let split =
+        (1..bytes.len()).find(|&i| (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E'));
     let (start, step) = match split {
         Some(i) => {
             let start = number(&head[..i])?;

@@ -1,0 +1,194 @@
+//! The binary as CI runs it: `check`, `test` (with JUnit), `replay`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn zkalert(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zkalert"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run zkalert")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn check_shipped_rules_passes() {
+    let o = zkalert(&["check", "rules/"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).starts_with("OK:"), "{}", stdout(&o));
+}
+
+#[test]
+fn check_reports_every_problem_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("runbooks")).unwrap();
+    std::fs::write(dir.path().join("runbooks/x.md"), "# x\n").unwrap();
+    let file = write(
+        dir.path(),
+        "bad.yaml",
+        r#"groups:
+  - name: g
+    rules:
+      - alert: A
+        expr: up == 0
+        for: 5 minutes
+        runbook: x
+      - alert: B
+        expr: zk_avg_latency > 100 )
+        runbook: x
+      - alert: C
+        expr: up == 0
+        severty: P1
+        runbook: x
+"#,
+    );
+    let o = zkalert(&["check", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let f = file.display();
+    assert!(out.contains(&format!("{f}:6:14: for: invalid duration")), "{out}");
+    assert!(out.contains(&format!("{f}:9:36: expression: Unexpected ')'")), "{out}");
+    assert!(
+        out.contains(&format!("{f}:13:9: unknown field \"severty\" in rule (did you mean \"severity\"?)")),
+        "{out}"
+    );
+    assert!(out.contains("FAILED: 3 problem(s)"), "{out}");
+}
+
+#[test]
+fn check_requires_runbooks_and_known_tiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "r.yaml",
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: x\n        tiers: { P5: \"> 1\" }\n      - alert: B\n        expr: up == 0\n        runbook: nowhere/missing\n",
+    );
+    let out = stdout(&zkalert(&["check", file.to_str().unwrap()]));
+    assert!(out.contains(":4:9: rule A has no `runbook`"), "{out}");
+    assert!(out.contains(":6:18: unknown tier \"P5\""), "{out}");
+    assert!(out.contains(":9:18: runbook \"nowhere/missing\" not found"), "{out}");
+}
+
+#[test]
+fn test_command_passes_the_latency_example() {
+    let o = zkalert(&["test", "rules/examples/latency.test.yaml"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("zkalert test: 1 passed, 0 failed"), "{}", stdout(&o));
+}
+
+/// A copy of the latency example with one expectation broken.
+fn broken_latency_test(dir: &Path) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/examples");
+    std::fs::copy(root.join("latency.yaml"), dir.join("latency.yaml")).unwrap();
+    std::fs::create_dir_all(dir.join("runbooks/examples")).unwrap();
+    std::fs::copy(root.join("../runbooks/examples/high-latency.md"), dir.join("runbooks/examples/high-latency.md"))
+        .unwrap();
+    let text = std::fs::read_to_string(root.join("latency.test.yaml")).unwrap();
+    let broken = text.replacen("- eval_time: 15m", "- eval_time: 14m", 1);
+    assert_ne!(text, broken);
+    write(dir, "latency.test.yaml", &broken)
+}
+
+#[test]
+fn failing_expectation_prints_a_diff_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = broken_latency_test(dir.path());
+    let o = zkalert(&["test", test.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("alertname HighRequestLatency at 14m"), "{out}");
+    assert!(out.contains("expected 0 firing, got 1"), "{out}");
+    assert!(out.contains(r#"+ unexpected: {alertname="HighRequestLatency", instance="api-1", job="myjob", severity="P2", team="myteam"}"#), "{out}");
+    assert!(out.contains("zkalert test: 0 passed, 1 failed"), "{out}");
+}
+
+#[test]
+fn junit_output_is_valid_xml() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = broken_latency_test(dir.path());
+    let junit = dir.path().join("out.xml");
+    let o = zkalert(&[
+        "test",
+        "rules/examples/zookeeper-basics.test.yaml",
+        broken.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    // Well-formed: every element closes, names are escaped.
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut suites, mut cases, mut failures, mut depth) = (0, 0, 0, 0i32);
+    let mut count = |name: &[u8]| match name {
+        b"testsuite" => suites += 1,
+        b"testcase" => cases += 1,
+        b"failure" => failures += 1,
+        _ => {}
+    };
+    loop {
+        match reader.read_event().expect("well-formed XML") {
+            quick_xml::events::Event::Start(e) => {
+                depth += 1;
+                count(e.name().as_ref().as_bytes());
+            }
+            quick_xml::events::Event::Empty(e) => count(e.name().as_ref().as_bytes()),
+            quick_xml::events::Event::End(_) => depth -= 1,
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert_eq!(depth, 0);
+    assert_eq!(suites, 2, "{xml}");
+    assert!(cases >= 3, "{xml}");
+    assert_eq!(failures, 1, "{xml}");
+    assert!(xml.contains(r#"<testsuites name="zkalert" tests="4" failures="1""#), "{xml}");
+}
+
+#[test]
+fn unparsable_test_file_reports_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = write(
+        dir.path(),
+        "t.test.yaml",
+        "rule_files: []\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'up{a=\"b\"}'\n        valuez: '1 2'\n",
+    );
+    let o = zkalert(&["test", t.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("{}:6:9: unknown field \"valuez\"", t.display())), "{out}");
+}
+
+#[test]
+fn replay_prints_the_firing_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for minute in 0..10 {
+        let v = if (3..7).contains(&minute) { 0 } else { 1 };
+        lines.push_str(&format!(
+            "{{\"ts\": {}, \"name\": \"up\", \"labels\": {{\"cluster\": \"prod\", \"instance\": \"zk1:2181\"}}, \"value\": {v}}}\n",
+            1_767_225_600 + minute * 60
+        ));
+    }
+    let input = write(dir.path(), "in.jsonl", &lines);
+    let o =
+        zkalert(&["replay", "--rules", "rules/examples", "--input", input.to_str().unwrap(), "--eval-interval", "1m"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    // Down from 3m, `for: 30s` → firing at the 4m evaluation; up again at 7m.
+    let node_down: Vec<&str> = out.lines().filter(|l| l.contains("ZkNodeDown")).collect();
+    assert_eq!(
+        node_down,
+        [r#"2026-01-01T00:04:00Z → 2026-01-01T00:07:00Z  P1  ZkNodeDown {cluster="prod", instance="zk1:2181"}"#],
+        "{out}"
+    );
+}
