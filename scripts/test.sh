@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need
+# (Debian packages) when missing, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+if ((${#need_pkgs[@]})); then
+  echo "test.sh: installing ${need_pkgs[*]}" >&2
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+cargo build --all-targets
+# Unit, integration, property and fuzz-style tests.
+cargo test --all-targets
+# The shipped rules validate and their tests pass, as CI users run them.
+./target/debug/zkalert check rules/
+./target/debug/zkalert test rules/
+# Compatibility with Prometheus: the same generated rules and promtool-format
+# tests must pass under both promtool and zkalert.
+python3 benches/side_by_side.py --sizes 5x20x10,20x100x30 --zkalert target/debug/zkalert --repeat 1
