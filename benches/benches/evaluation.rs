@@ -2,12 +2,12 @@
 //! core, for native threshold comparisons, Rhai per-instance expressions and
 //! Rhai `per: cluster` rules. Numbers go to BENCHMARKS.md.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 use zkalert::model::{Labels, Timestamp};
-use zkalert::rule::{load_rules, Evaluator, LoadOptions, RuleSet};
+use zkalert::rule::{Evaluator, LoadOptions, RuleSet, load_rules};
 use zkalert::store::SeriesStore;
 
 const INSTANCES: usize = 10_000;
@@ -70,7 +70,12 @@ fn bench(c: &mut Criterion, name: &str, rules: Arc<RuleSet>, evaluations: u64) {
 
 fn evaluation(c: &mut Criterion) {
     let per_instance = (INSTANCES * RULES) as u64;
-    bench(c, "10k_instances_x_50_threshold_rules_native", rule_set("instance", |r| format!("m{} > {}", r % METRICS, 950 - r)), per_instance);
+    bench(
+        c,
+        "10k_instances_x_50_threshold_rules_native",
+        rule_set("instance", |r| format!("m{} > {}", r % METRICS, 950 - r)),
+        per_instance,
+    );
     bench(
         c,
         "10k_instances_x_50_rhai_expressions",
