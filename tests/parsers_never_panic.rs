@@ -93,7 +93,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.yaml");
         std::fs::write(&p, &text).unwrap();
-        let _ = zkalert::rule::load_rules(&[p.clone()], zkalert::rule::LoadOptions::default());
+        let _ = zkalert::rule::load_rules(std::slice::from_ref(&p), zkalert::rule::LoadOptions::default());
         let _ = zkalert::testing::parse_test_file(&p);
     }
 }
