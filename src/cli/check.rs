@@ -2,9 +2,9 @@
 //! reporting every problem as `path:line:col: message`.
 
 use crate::diag::{Diagnostics, Pos};
-use crate::rule::{LoadOptions, find_rule_files, load_rules};
+use crate::rule::{LoadOptions, find_rule_files, find_test_files, is_test_file_name, load_rules};
 use crate::testing::parse_test_file;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What `check` found.
 pub struct CheckReport {
@@ -24,15 +24,16 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
             errors.push(p, Pos::new(1, 1), "no such file or directory");
             continue;
         }
-        match find_rule_files(std::slice::from_ref(p)) {
-            Ok(files) => rule_files.extend(files),
-            Err(e) => errors.push(p, Pos::new(1, 1), format!("cannot list: {e}")),
-        }
-        if p.is_dir() {
-            collect_tests(p, &mut test_files);
-        } else if crate::rule::file_is_test(p) {
-            rule_files.retain(|f| f != p);
-            test_files.push(p.clone());
+        let one = std::slice::from_ref(p);
+        let found = if is_test_file_name(p) {
+            find_test_files(one).map(|t| test_files.extend(t))
+        } else {
+            find_rule_files(one)
+                .map(|r| rule_files.extend(r))
+                .and_then(|()| if p.is_dir() { find_test_files(one).map(|t| test_files.extend(t)) } else { Ok(()) })
+        };
+        if let Err(e) = found {
+            errors.push(p, Pos::new(1, 1), format!("cannot list: {e}"));
         }
     }
     let mut rules = 0;
@@ -58,19 +59,6 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
         }
     }
     CheckReport { rule_files: rule_files.len(), rules, test_files: test_files.len(), errors: errors.sorted(), warnings }
-}
-
-fn collect_tests(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            collect_tests(&p, out);
-        } else if crate::rule::file_is_test(&p) {
-            out.push(p);
-        }
-    }
 }
 
 /// Runs `check` and prints the report; returns the exit code.

@@ -1,37 +1,12 @@
 //! `zkalert test`: run rule unit tests, print expected vs got, optionally
 //! write JUnit XML; exit 1 if anything failed.
 
+use crate::rule::find_test_files;
 use crate::testing::{FileResult, junit, run_test_file};
 use std::path::{Path, PathBuf};
 
-/// Expands directories into their `*.test.yaml` files.
-fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            walk(p, &mut out);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    out
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            walk(&p, out);
-        } else if crate::rule::file_is_test(&p) {
-            out.push(p);
-        }
-    }
-}
-
 pub fn run(paths: &[PathBuf], junit_out: Option<&Path>) -> anyhow::Result<i32> {
-    let files = expand(paths);
+    let files = find_test_files(paths)?;
     if files.is_empty() {
         anyhow::bail!(
             "no test files found in {}",

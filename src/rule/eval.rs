@@ -271,8 +271,8 @@ impl<'r> NativeThreshold<'r> {
         for (_, group) in ctx.store.groups() {
             let Some(v) = group.window(self.metric).and_then(|w| w.latest(ctx.now, lookback)) else { continue };
             let fires_at = match &self.test {
-                NativeTest::Compare { op, threshold, severity } => op.apply(v, *threshold).then_some(*severity),
-                NativeTest::Tiers(tiers) => tiers.iter().find(|t| t.op.apply(v, t.threshold)).map(|t| t.severity),
+                NativeTest::Compare { op, threshold, severity } => op.apply(&v, threshold).then_some(*severity),
+                NativeTest::Tiers(tiers) => tiers.iter().find(|t| t.op.apply(&v, &t.threshold)).map(|t| t.severity),
             };
             if let Some(severity) = fires_at {
                 out.candidates.push(make_candidate(ctx.rules, rule, base_labels(rule, &group.labels), v, severity));
@@ -420,7 +420,7 @@ fn evaluate_expr(
         (ExprKind::Single(o), SeverityPolicy::Tiers(tiers)) => match operand(o, resolved.lhs, scope)? {
             Value::Number(v) => Ok(ExprOutcome {
                 value: v,
-                fires_at: tiers.iter().find(|t| t.op.apply(v, t.threshold)).map(|t| t.severity),
+                fires_at: tiers.iter().find(|t| t.op.apply(&v, &t.threshold)).map(|t| t.severity),
             }),
             other => {
                 Err(EvalFailure::Type(format!("expression produced {}, `tiers` needs a number", other.type_name())))

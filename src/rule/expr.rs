@@ -47,7 +47,7 @@ impl CmpOp {
         }
     }
     #[inline]
-    pub fn apply(self, a: f64, b: f64) -> bool {
+    pub fn apply<T: PartialOrd + ?Sized>(self, a: &T, b: &T) -> bool {
         match self {
             CmpOp::Gt => a > b,
             CmpOp::Ge => a >= b,
@@ -256,15 +256,8 @@ pub fn eval_script(engine: &Engine, ast: &AST, scope: &mut Scope) -> Result<Valu
 /// Compares two values with strict types.
 pub fn compare(lhs: &Value, op: CmpOp, rhs: &Value) -> Result<bool, EvalFailure> {
     match (lhs, rhs) {
-        (Value::Number(a), Value::Number(b)) => Ok(op.apply(*a, *b)),
-        (Value::Str(a), Value::Str(b)) => Ok(match op {
-            CmpOp::Gt => a > b,
-            CmpOp::Ge => a >= b,
-            CmpOp::Lt => a < b,
-            CmpOp::Le => a <= b,
-            CmpOp::Eq => a == b,
-            CmpOp::Ne => a != b,
-        }),
+        (Value::Number(a), Value::Number(b)) => Ok(op.apply(a, b)),
+        (Value::Str(a), Value::Str(b)) => Ok(op.apply(a, b)),
         (Value::Bool(a), Value::Bool(b)) if matches!(op, CmpOp::Eq | CmpOp::Ne) => Ok((a == b) == (op == CmpOp::Eq)),
         _ => Err(EvalFailure::Type(format!(
             "type mismatch: cannot compare {} {op} {}",

@@ -41,10 +41,20 @@ const RULE_FIELDS: &[&str] = &[
 /// searched recursively for `*.yaml`/`*.yml` that are not tests
 /// (`*.test.yaml`), in sorted order.
 pub fn find_rule_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    find_files(paths, is_rule_file_name)
+}
+
+/// Lists rule test files: files as given, directories searched recursively
+/// for `*.test.yaml`/`*.test.yml`, in sorted order.
+pub fn find_test_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    find_files(paths, is_test_file_name)
+}
+
+fn find_files(paths: &[PathBuf], wanted: fn(&Path) -> bool) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            walk(p, &mut out)?;
+            walk(p, wanted, &mut out)?;
         } else {
             out.push(p.clone());
         }
@@ -52,14 +62,14 @@ pub fn find_rule_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn walk(dir: &Path, wanted: fn(&Path) -> bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.path());
     for e in entries {
         let p = e.path();
         if p.is_dir() {
-            walk(&p, out)?;
-        } else if is_rule_file_name(&p) {
+            walk(&p, wanted, out)?;
+        } else if wanted(&p) {
             out.push(p);
         }
     }

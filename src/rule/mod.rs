@@ -10,7 +10,7 @@ pub mod template;
 pub mod tracker;
 
 pub use eval::{Candidate, Evaluator, RuleOutcome};
-pub use file::{LoadOptions, find_rule_files, is_test_file_name as file_is_test, load_rules, resolve_runbook};
+pub use file::{LoadOptions, find_rule_files, find_test_files, is_test_file_name, load_rules, resolve_runbook};
 pub use tracker::{AlertEvent, AlertTracker, RuleHealth};
 
 use crate::diag::{Diagnostics, Pos};

@@ -252,30 +252,15 @@ impl FileResult {
 /// Parses and runs one test file.
 pub fn run_test_file(path: &Path) -> FileResult {
     let started = Instant::now();
-    let file = match parse_test_file(path) {
-        Ok(f) => f,
-        Err(d) => {
-            return FileResult {
-                path: path.to_path_buf(),
-                load_error: Some(d.to_string()),
-                groups: vec![],
-                duration: started.elapsed(),
-            };
+    let loaded = parse_test_file(path)
+        .and_then(|file| load_rules(&file.rule_files, LoadOptions::default()).map(|rules| (file, Arc::new(rules))));
+    let (load_error, groups) = match loaded {
+        Ok((file, rules)) => {
+            (None, file.groups.iter().map(|g| run_group(&rules, g, file.evaluation_interval)).collect())
         }
+        Err(d) => (Some(d.to_string()), Vec::new()),
     };
-    let rules = match load_rules(&file.rule_files, LoadOptions::default()) {
-        Ok(r) => Arc::new(r),
-        Err(d) => {
-            return FileResult {
-                path: path.to_path_buf(),
-                load_error: Some(d.to_string()),
-                groups: vec![],
-                duration: started.elapsed(),
-            };
-        }
-    };
-    let groups = file.groups.iter().map(|g| run_group(&rules, g, file.evaluation_interval)).collect();
-    FileResult { path: path.to_path_buf(), load_error: None, groups, duration: started.elapsed() }
+    FileResult { path: path.to_path_buf(), load_error, groups, duration: started.elapsed() }
 }
 
 /// Runs one test group: feeds the input series step by step and evaluates
