@@ -14,6 +14,7 @@ pub mod duration;
 pub mod model;
 pub mod replay;
 pub mod rule;
+pub mod source;
 pub mod store;
 pub mod testing;
 pub mod yaml;

@@ -1,0 +1,5 @@
+//! Sources: where samples come from (ZooKeeper four-letter words and
+//! AdminServer, Prometheus text, host checks). Each poll yields `Sample`s
+//! for the series store.
+
+pub mod zk;

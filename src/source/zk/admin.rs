@@ -1,0 +1,1 @@
+//! Parsers for ZooKeeper AdminServer JSON replies.

@@ -1,0 +1,5 @@
+//! The ZooKeeper source: polls each node's four-letter words (or its
+//! AdminServer) and derives per-node and per-cluster metrics.
+
+pub mod admin;
+pub mod parse;

@@ -1,0 +1,1 @@
+//! Parsers for ZooKeeper four-letter-word replies.
