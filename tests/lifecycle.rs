@@ -330,6 +330,36 @@ groups:
 }
 
 #[test]
+fn info_labels_show_on_alerts_but_do_not_change_identity() {
+    let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Slow
+        expr: zk_avg_latency > 100
+        annotations:
+          summary: "{{ labels.role }} {{ labels.instance }} is slow"
+"#;
+    let mut h = Harness::new(rules(yaml, &[]));
+    let l = Labels::from_pairs([("cluster", "c"), ("instance", "a")]);
+    for (t, role) in [(0, "follower"), (60, "leader")] {
+        let st = Arc::make_mut(&mut h.store);
+        st.ingest("zk_avg_latency", &l, ts(t), 500.0);
+        let g = st.group_id(&l);
+        st.set_info(g, Labels::from_pairs([("role", role)]));
+        let ev = h.eval(t);
+        assert_eq!(
+            kinds(&ev),
+            if t == 0 { vec!["pending", "firing"] } else { vec![] },
+            "an election is not a new alert"
+        );
+        let a = h.eval.tracker.firing().next().unwrap();
+        assert_eq!(a.labels.get("role"), Some(role));
+        assert_eq!(a.annotation("summary").unwrap(), format!("{role} a is slow"));
+    }
+}
+
+#[test]
 fn script_rules_emit_many_alerts() {
     let yaml = r#"
 groups:
@@ -354,8 +384,11 @@ for c in clusters {
 "#;
     let mut h = Harness::new(rules(yaml, &[("conns.rhai", script)]));
     for (i, conns) in [("1", 80.0), ("2", 10.0), ("3", 120.0)] {
+        h.set(0, "up", &[("cluster", "prod"), ("instance", i)], 1.0);
         h.set(0, "zk_num_alive_connections", &[("cluster", "prod"), ("instance", i)], conns);
     }
+    // Not a node (no `up`): a per-client group of the same cluster.
+    h.set(0, "zk_num_alive_connections", &[("cluster", "prod"), ("instance", "1"), ("client_ip", "x")], 500.0);
     h.eval(0);
     let mut got: Vec<_> = h.eval.tracker.firing().map(|a| a.annotation("summary").unwrap().to_string()).collect();
     got.sort();

@@ -13,8 +13,8 @@ pub struct Labels {
 }
 
 impl Labels {
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        Self { pairs: Vec::new() }
     }
 
     /// Builds from pairs in any order; a later duplicate name wins.

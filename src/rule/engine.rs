@@ -173,7 +173,7 @@ fn resolve_instance_var(name: &str) -> Option<Dynamic> {
         let group = frame.group?;
         if name == "labels" {
             let g = frame.store.group(group)?;
-            return Some(Dynamic::from_map(labels_map(g.labels.iter())));
+            return Some(Dynamic::from_map(labels_map(g.labels.iter().chain(g.info.iter()))));
         }
         let metric = frame.store.lookup_metric(name)?;
         frame.store.latest(group, metric, frame.now).map(Dynamic::from_float)

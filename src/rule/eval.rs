@@ -16,19 +16,16 @@ use std::time::{Duration, Instant};
 /// One alert a rule produced at one evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
-    /// Including `alertname` and `severity`.
+    /// Alert identity: the labels without `severity` and without the
+    /// target's info labels (such as `role`), so neither a tier change nor an
+    /// election makes it another alert.
+    pub fingerprint: Fingerprint,
+    /// Including `alertname`, `severity` and info labels.
     pub labels: Labels,
     pub severity: Severity,
     pub value: f64,
     pub annotations: Vec<(String, String)>,
     pub runbook: Option<String>,
-}
-
-impl Candidate {
-    /// Alert identity: the labels without `severity`.
-    pub fn fingerprint(&self) -> Fingerprint {
-        self.labels.fingerprint_without(&[SEVERITY])
-    }
 }
 
 /// What evaluating one rule once produced.
@@ -118,11 +115,20 @@ struct ClusterView {
     labels_map: Dynamic,
 }
 
+/// The clusters and their nodes. A node is a label group of the cluster
+/// that reports `up` (a target); groups of extra series such as per-client
+/// connection counts are not nodes.
 fn cluster_views_of(store: &SeriesStore, now: Timestamp) -> Vec<ClusterView> {
+    let up = store.lookup_metric("up");
     store
         .clusters()
         .map(|(name, members)| {
-            let nodes: Array = members.iter().filter_map(|g| node_map(store, *g, now)).map(Dynamic::from_map).collect();
+            let nodes: Array = members
+                .iter()
+                .filter(|g| up.is_some_and(|up| store.group(**g).is_some_and(|g| g.window(up).is_some())))
+                .filter_map(|g| node_map(store, *g, now))
+                .map(Dynamic::from_map)
+                .collect();
             let labels = Labels::from_pairs([("cluster", name)]);
             ClusterView {
                 name: name.to_string(),
@@ -134,12 +140,13 @@ fn cluster_views_of(store: &SeriesStore, now: Timestamp) -> Vec<ClusterView> {
         .collect()
 }
 
-/// A node as a map: its labels as strings, its metrics' latest values,
-/// `labels` as a map, and a hidden `_group` for window functions.
+/// A node as a map: its labels (info labels too) as strings, its metrics'
+/// latest values, `labels` as a map, and a hidden `_group` for window
+/// functions.
 fn node_map(store: &SeriesStore, gid: GroupId, now: Timestamp) -> Option<Map> {
     let g = store.group(gid)?;
     let mut m = Map::new();
-    for (k, v) in g.labels.iter() {
+    for (k, v) in g.labels.iter().chain(g.info.iter()) {
         m.insert(k.into(), Dynamic::from(v.to_string()));
     }
     for (metric, w) in g.metrics() {
@@ -147,7 +154,7 @@ fn node_map(store: &SeriesStore, gid: GroupId, now: Timestamp) -> Option<Map> {
             m.insert(store.metric_name(metric).into(), Dynamic::from_float(v));
         }
     }
-    m.insert("labels".into(), Dynamic::from_map(labels_map(g.labels.iter())));
+    m.insert("labels".into(), Dynamic::from_map(labels_map(g.labels.iter().chain(g.info.iter()))));
     m.insert("_group".into(), Dynamic::from_int(i64::from(gid.0)));
     Some(m)
 }
@@ -179,9 +186,16 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
                     ctx.guard.set_group(Some(gid));
                     let scope_labels = &group.labels;
                     scope.clear();
-                    if let Err(e) =
-                        evaluate_in(ctx, rule, &resolved, Some(gid), scope_labels, &mut scope, state, &mut out)
-                    {
+                    if let Err(e) = evaluate_in(
+                        ctx,
+                        rule,
+                        &resolved,
+                        Some(gid),
+                        Target { labels: scope_labels, info: &group.info },
+                        &mut scope,
+                        state,
+                        &mut out,
+                    ) {
                         let fp = base_labels(rule, scope_labels).fingerprint_without(&[SEVERITY]);
                         record_failure(&mut out, e, Some(fp));
                     }
@@ -198,7 +212,9 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
                 scope.push_constant("cluster", cluster.name.clone());
                 ctx.guard.set_group(None);
                 let resolved = ResolvedMetrics::default();
-                if let Err(e) = evaluate_in(ctx, rule, &resolved, None, &cluster.labels, &mut scope, state, &mut out) {
+                if let Err(e) =
+                    evaluate_in(ctx, rule, &resolved, None, Target::of(&cluster.labels), &mut scope, state, &mut out)
+                {
                     let fp = base_labels(rule, &cluster.labels).fingerprint_without(&[SEVERITY]);
                     record_failure(&mut out, e, Some(fp));
                 }
@@ -221,7 +237,8 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
             scope.push_constant("clusters", clusters);
             ctx.guard.set_group(None);
             let resolved = ResolvedMetrics::default();
-            if let Err(e) = evaluate_in(ctx, rule, &resolved, None, &Labels::new(), &mut scope, state, &mut out) {
+            if let Err(e) = evaluate_in(ctx, rule, &resolved, None, Target::of(&NO_LABELS), &mut scope, state, &mut out)
+            {
                 // A global rule has one label set; failing keeps all its alerts.
                 record_failure(&mut out, e, None);
                 out.held.extend(state.active.keys().copied());
@@ -275,7 +292,14 @@ impl<'r> NativeThreshold<'r> {
                 NativeTest::Tiers(tiers) => tiers.iter().find(|t| t.op.apply(&v, &t.threshold)).map(|t| t.severity),
             };
             if let Some(severity) = fires_at {
-                out.candidates.push(make_candidate(ctx.rules, rule, base_labels(rule, &group.labels), v, severity));
+                out.candidates.push(make_candidate(
+                    ctx.rules,
+                    rule,
+                    base_labels(rule, &group.labels),
+                    &group.info,
+                    v,
+                    severity,
+                ));
             }
         }
     }
@@ -307,6 +331,22 @@ impl ResolvedMetrics {
     }
 }
 
+/// The labels of what a rule is evaluated for: identity labels, and info
+/// labels shown on alerts but not part of their identity.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    labels: &'a Labels,
+    info: &'a Labels,
+}
+
+static NO_LABELS: Labels = Labels::new();
+
+impl<'a> Target<'a> {
+    fn of(labels: &'a Labels) -> Self {
+        Self { labels, info: &NO_LABELS }
+    }
+}
+
 /// Labels every alert of this rule in this scope carries, before tier.
 fn base_labels(rule: &Rule, scope_labels: &Labels) -> Labels {
     let mut labels = scope_labels.clone();
@@ -321,7 +361,7 @@ fn evaluate_in(
     rule: &Rule,
     resolved: &ResolvedMetrics,
     gid: Option<GroupId>,
-    scope_labels: &Labels,
+    target: Target,
     scope: &mut Scope,
     state: &RuleState,
     out: &mut RuleOutcome,
@@ -343,7 +383,7 @@ fn evaluate_in(
             };
             let severity = match outcome.fires_at {
                 Some(tier) => Some(tier),
-                None => held_by_hysteresis(ctx, rule, gid, scope, scope_labels, state)
+                None => held_by_hysteresis(ctx, rule, gid, scope, target.labels, state)
                     .map_err(|f| fail(f).unwrap_or_default())?
                     .then(|| rule.severity.least_severe()),
             };
@@ -351,7 +391,8 @@ fn evaluate_in(
                 out.candidates.push(make_candidate(
                     ctx.rules,
                     rule,
-                    base_labels(rule, scope_labels),
+                    base_labels(rule, target.labels),
+                    target.info,
                     outcome.value,
                     severity,
                 ));
@@ -365,7 +406,7 @@ fn evaluate_in(
                 return fail(f).map_or(Ok(()), |e| Err(format!("{}: {e}", path.display())));
             }
             for emitted in ctx.guard.take_emitted() {
-                let c = candidate_from_map(ctx.rules, rule, scope_labels, emitted)
+                let c = candidate_from_map(ctx.rules, rule, target, emitted)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 out.candidates.push(c);
             }
@@ -464,7 +505,23 @@ fn held_by_hysteresis(
     }
 }
 
-fn make_candidate(rules: &RuleSet, rule: &Rule, mut labels: Labels, value: f64, severity: Severity) -> Candidate {
+/// `identity` are the labels that make the alert (target, rule, alertname);
+/// `info` labels of the target are shown but don't take part in identity.
+fn make_candidate(
+    rules: &RuleSet,
+    rule: &Rule,
+    identity: Labels,
+    info: &Labels,
+    value: f64,
+    severity: Severity,
+) -> Candidate {
+    let fingerprint = identity.fingerprint_without(&[SEVERITY]);
+    let mut labels = identity;
+    for (k, v) in info.iter() {
+        if labels.get(k).is_none() {
+            labels.insert(k, v);
+        }
+    }
     // A label `severity` given by the rule (ported Prometheus rules) stays;
     // otherwise the label is the tier.
     if rule.labels.get(SEVERITY).is_none_or(|s| s.parse::<Severity>().is_ok()) {
@@ -475,14 +532,21 @@ fn make_candidate(rules: &RuleSet, rule: &Rule, mut labels: Labels, value: f64, 
         .iter()
         .map(|(k, t)| (k.clone(), rules.templates.render(t, &labels, value, severity.as_str())))
         .collect();
-    Candidate { labels, severity, value, annotations, runbook: rule.runbook.as_ref().map(|r| r.link().to_string()) }
+    Candidate {
+        fingerprint,
+        labels,
+        severity,
+        value,
+        annotations,
+        runbook: rule.runbook.as_ref().map(|r| r.link().to_string()),
+    }
 }
 
 /// Turns `alert(#{...})` from a script into a candidate. Fields: `labels`
 /// (map), `severity` (tier), `value` (number), `annotations` (map, merged
 /// over the rule's rendered ones), `summary`/`description` shorthands.
-fn candidate_from_map(rules: &RuleSet, rule: &Rule, scope_labels: &Labels, map: Map) -> Result<Candidate, String> {
-    let mut labels = base_labels(rule, scope_labels);
+fn candidate_from_map(rules: &RuleSet, rule: &Rule, target: Target, map: Map) -> Result<Candidate, String> {
+    let mut labels = base_labels(rule, target.labels);
     let mut severity = rule.severity.least_severe();
     let mut value = 1.0;
     let mut extra = Vec::new();
@@ -516,7 +580,7 @@ fn candidate_from_map(rules: &RuleSet, rule: &Rule, scope_labels: &Labels, map: 
             }
         }
     }
-    let mut c = make_candidate(rules, rule, labels, value, severity);
+    let mut c = make_candidate(rules, rule, labels, target.info, value, severity);
     for (k, v) in extra {
         match c.annotations.iter_mut().find(|(ak, _)| *ak == k) {
             Some(slot) => slot.1 = v,

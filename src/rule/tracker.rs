@@ -119,7 +119,7 @@ impl RuleState {
         }
         let mut seen: rustc_hash::FxHashSet<Fingerprint> = outcome.held.iter().copied().collect();
         for c in outcome.candidates {
-            let fp = c.fingerprint();
+            let fp = c.fingerprint;
             seen.insert(fp);
             match self.active.get_mut(&fp) {
                 Some(a) if a.state != AlertState::Resolved => {

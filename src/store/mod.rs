@@ -32,6 +32,9 @@ pub struct GroupId(pub u32);
 #[derive(Debug, Clone)]
 pub struct Group {
     pub labels: Labels,
+    /// Info labels (such as a ZooKeeper node's `role`): shown with the
+    /// group's labels, carried on its alerts, but not part of identity.
+    pub info: Labels,
     series: FxHashMap<MetricId, Window>,
     last_seen: Timestamp,
 }
@@ -124,7 +127,12 @@ impl SeriesStore {
         if let Some(id) = self.group_index.get(labels) {
             return *id;
         }
-        let group = Group { labels: labels.clone(), series: FxHashMap::default(), last_seen: Timestamp::default() };
+        let group = Group {
+            labels: labels.clone(),
+            info: Labels::new(),
+            series: FxHashMap::default(),
+            last_seen: Timestamp::default(),
+        };
         let id = match self.free_groups.pop() {
             Some(id) => {
                 self.groups[id.0 as usize] = Some(group);
@@ -158,6 +166,13 @@ impl SeriesStore {
         let metric = self.metric_id(name);
         let group = self.group_id(labels);
         self.append(group, metric, ts, value);
+    }
+
+    /// Replaces a group's info labels.
+    pub fn set_info(&mut self, group: GroupId, info: Labels) {
+        if let Some(Some(g)) = self.groups.get_mut(group.0 as usize) {
+            g.info = info;
+        }
     }
 
     pub fn group(&self, id: GroupId) -> Option<&Group> {
