@@ -9,11 +9,15 @@
 
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod diag;
+pub mod embedded;
 pub mod duration;
 pub mod model;
+pub mod notify;
 pub mod replay;
 pub mod rule;
+pub mod runner;
 pub mod source;
 pub mod store;
 pub mod testing;

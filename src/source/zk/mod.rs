@@ -2,4 +2,5 @@
 //! AdminServer) and derives per-node and per-cluster metrics.
 
 pub mod admin;
+pub mod client;
 pub mod parse;

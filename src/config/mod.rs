@@ -1,0 +1,289 @@
+//! `zkalert.yaml`: what to watch (sources), which rules, where alerts go
+//! (notifiers), where state lives. Validated like rule files: every problem
+//! at `path:line:col`, all at once.
+
+use crate::diag::{Diagnostics, Pos};
+use crate::model::Labels;
+use crate::yaml::{self, Node, Reader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (`None`: the built-in default).
+    pub path: Option<PathBuf>,
+    /// Rule files and directories (globs already expanded). Empty: the
+    /// built-in ZooKeeper rule pack.
+    pub rules: Vec<PathBuf>,
+    pub evaluation_interval: Duration,
+    pub data_dir: PathBuf,
+    pub sources: Vec<SourceConfig>,
+    pub notifiers: Vec<NotifierConfig>,
+    pub server: Option<ServerConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Zookeeper(ZkSourceConfig),
+}
+
+/// One ZooKeeper ensemble polled over four-letter words.
+#[derive(Debug, Clone)]
+pub struct ZkSourceConfig {
+    pub cluster: String,
+    /// `host:port` of each node's client port.
+    pub nodes: Vec<String>,
+    pub interval: Duration,
+    /// Per command: connect + read.
+    pub timeout: Duration,
+    /// Extra labels on every sample of this source.
+    pub labels: Labels,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifierConfig {
+    pub name: String,
+    pub kind: NotifierKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum NotifierKind {
+    /// Human-readable lines on standard output.
+    Console,
+    /// One JSON object per notification, appended to a file.
+    File { path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// The built-in default: watch `127.0.0.1:2181`, built-in rules, alerts
+    /// to the console.
+    pub fn builtin() -> Self {
+        Config {
+            path: None,
+            rules: Vec::new(),
+            evaluation_interval: Duration::from_secs(15),
+            data_dir: PathBuf::from("zkalert-data"),
+            sources: vec![SourceConfig::Zookeeper(ZkSourceConfig {
+                cluster: "local".into(),
+                nodes: vec!["127.0.0.1:2181".into()],
+                interval: Duration::from_secs(15),
+                timeout: Duration::from_secs(2),
+                labels: Labels::new(),
+            })],
+            notifiers: vec![NotifierConfig { name: "console".into(), kind: NotifierKind::Console }],
+            server: None,
+        }
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let mut d = Diagnostics::default();
+            d.push(path, Pos::new(1, 1), format!("cannot read config: {e}"));
+            d
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, Diagnostics> {
+        let root = yaml::parse(text, path)?;
+        let mut diags = Diagnostics::default();
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut r = Reader::new(path, &mut diags);
+        let mut cfg = Config { path: Some(path.to_path_buf()), sources: Vec::new(), notifiers: Vec::new(), ..Config::builtin() };
+        cfg.data_dir = base.join("zkalert-data");
+        let mut saw_notifiers = false;
+        for (key, value) in r.map(&root, "config", &["rules", "evaluation_interval", "data_dir", "sources", "notifiers", "server"]) {
+            match key {
+                "rules" => {
+                    for n in r.seq(value, "rules") {
+                        if let Some(pattern) = r.string(n, "rules entry") {
+                            cfg.rules.extend(expand_glob(&mut r, n.pos, base, &pattern));
+                        }
+                    }
+                }
+                "evaluation_interval" => {
+                    if let Some(d) = positive_duration(&mut r, value, "evaluation_interval") {
+                        cfg.evaluation_interval = d;
+                    }
+                }
+                "data_dir" => {
+                    if let Some(d) = r.string(value, "data_dir") {
+                        cfg.data_dir = base.join(d);
+                    }
+                }
+                "sources" => {
+                    for n in r.seq(value, "sources") {
+                        if let Some(s) = source(&mut r, n) {
+                            cfg.sources.push(s);
+                        }
+                    }
+                }
+                "notifiers" => {
+                    saw_notifiers = true;
+                    for n in r.seq(value, "notifiers") {
+                        if let Some(nc) = notifier(&mut r, n, base) {
+                            if cfg.notifiers.iter().any(|x| x.name == nc.name) {
+                                r.error(n.pos, format!("notifier name {:?} is used twice", nc.name));
+                            }
+                            cfg.notifiers.push(nc);
+                        }
+                    }
+                }
+                _ => {
+                    for (k, v) in r.map(value, "server", &["listen"]) {
+                        if k == "listen"
+                            && let Some(s) = r.string(v, "listen")
+                        {
+                            match s.parse() {
+                                Ok(listen) => cfg.server = Some(ServerConfig { listen }),
+                                Err(_) => r.error(v.pos, format!("listen: {s:?} is not an address like 127.0.0.1:9093")),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if cfg.sources.is_empty() {
+            r.error(root.pos, "config has no `sources`: nothing to watch");
+        }
+        if !saw_notifiers {
+            cfg.notifiers = Config::builtin().notifiers;
+        }
+        if diags.is_empty() { Ok(cfg) } else { Err(diags.sorted()) }
+    }
+}
+
+fn positive_duration(r: &mut Reader, n: &Node, what: &str) -> Option<Duration> {
+    let d = r.duration(n, what)?;
+    if d.is_zero() {
+        r.error(n.pos, format!("{what} must be greater than zero"));
+        return None;
+    }
+    Some(d)
+}
+
+fn expand_glob(r: &mut Reader, pos: Pos, base: &Path, pattern: &str) -> Vec<PathBuf> {
+    let full = base.join(pattern);
+    if !pattern.contains(['*', '?', '[']) {
+        if !full.exists() {
+            r.error(pos, format!("rules: {} does not exist", full.display()));
+        }
+        return vec![full];
+    }
+    match glob::glob(&full.to_string_lossy()) {
+        Ok(paths) => {
+            let found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+            if found.is_empty() {
+                r.error(pos, format!("rules: {pattern:?} matches no file"));
+            }
+            found
+        }
+        Err(e) => {
+            r.error(pos, format!("rules: bad pattern {pattern:?}: {e}"));
+            Vec::new()
+        }
+    }
+}
+
+fn source(r: &mut Reader, n: &Node) -> Option<SourceConfig> {
+    let fields = r.map(n, "source", &["type", "cluster", "nodes", "interval", "timeout", "labels"]);
+    let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+    let Some(kind) = get("type").and_then(|t| r.string(t, "type")) else {
+        r.error(n.pos, "source needs a `type` (zookeeper)");
+        return None;
+    };
+    if kind != "zookeeper" {
+        r.error(get("type").map_or(n.pos, |t| t.pos), format!("unknown source type {kind:?}; expected zookeeper"));
+        return None;
+    }
+    let cluster = get("cluster").and_then(|c| r.string(c, "cluster"));
+    let mut nodes = Vec::new();
+    for node in get("nodes").map(|ns| r.seq(ns, "nodes")).unwrap_or_default() {
+        if let Some(addr) = r.string(node, "node") {
+            if !addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
+                r.error(node.pos, format!("node {addr:?} must be host:port"));
+            }
+            nodes.push(addr);
+        }
+    }
+    if nodes.is_empty() {
+        r.error(n.pos, "zookeeper source needs `nodes` (host:port of each server)");
+    }
+    let interval = get("interval").and_then(|v| positive_duration(r, v, "interval")).unwrap_or(Duration::from_secs(15));
+    let timeout = get("timeout").and_then(|v| positive_duration(r, v, "timeout")).unwrap_or(Duration::from_secs(2));
+    if timeout >= interval {
+        r.error(get("timeout").map_or(n.pos, |t| t.pos), "timeout must be shorter than interval");
+    }
+    let labels = get("labels").map(|l| r.string_map(l, "labels").into_iter().map(|(k, v, _)| (k, v)).collect()).unwrap_or_default();
+    let Some(cluster) = cluster else {
+        r.error(n.pos, "zookeeper source needs a `cluster` name");
+        return None;
+    };
+    Some(SourceConfig::Zookeeper(ZkSourceConfig { cluster, nodes, interval, timeout, labels }))
+}
+
+fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
+    let fields = r.map(n, "notifier", &["name", "type", "path"]);
+    let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+    let name = get("name").and_then(|v| r.string(v, "name"));
+    let kind = get("type").and_then(|v| r.string(v, "type"));
+    let kind = match kind.as_deref() {
+        Some("console") => NotifierKind::Console,
+        Some("file") => match get("path").and_then(|p| r.string(p, "path")) {
+            Some(p) => NotifierKind::File { path: base.join(p) },
+            None => {
+                r.error(n.pos, "file notifier needs a `path`");
+                return None;
+            }
+        },
+        Some(other) => {
+            r.error(get("type").map_or(n.pos, |t| t.pos), format!("unknown notifier type {other:?}; expected console or file"));
+            return None;
+        }
+        None => {
+            r.error(n.pos, "notifier needs a `type` (console, file)");
+            return None;
+        }
+    };
+    let Some(name) = name else {
+        r.error(n.pos, "notifier needs a `name`");
+        return None;
+    };
+    Some(NotifierConfig { name, kind })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_problem() {
+        let text = "sources:\n  - type: zookeeper\n    nodes: [zk1]\n    interval: 0s\n    colour: x\nnotifiers:\n  - name: a\n    type: pager\nserver:\n  listen: nowhere\n";
+        let err = Config::parse(text, Path::new("z.yaml")).unwrap_err().to_string();
+        for want in [
+            "z.yaml:3:13: node \"zk1\" must be host:port",
+            "z.yaml:4:15: interval must be greater than zero",
+            "z.yaml:5:5: unknown field \"colour\"",
+            "z.yaml:2:5: zookeeper source needs a `cluster` name",
+            "z.yaml:8:11: unknown notifier type \"pager\"",
+            "z.yaml:10:11: listen: \"nowhere\"",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse("sources:\n  - {type: zookeeper, cluster: prod, nodes: ['a:2181']}\n", Path::new("/etc/z.yaml")).unwrap();
+        assert_eq!(c.evaluation_interval, Duration::from_secs(15));
+        assert_eq!(c.notifiers.len(), 1);
+        assert_eq!(c.data_dir, PathBuf::from("/etc/zkalert-data"));
+    }
+}
