@@ -12,10 +12,38 @@ use zkalert::cli;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: poll sources, evaluate rules, notify. Without a config:
+    /// watch 127.0.0.1:2181 with the built-in rules, alerts to the console.
+    Run {
+        /// Config file (zkalert.yaml).
+        #[arg(short, long, env = "ZKALERT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// One health check of an ensemble: a table per node and verdicts; exit
+    /// 0 healthy, 1 warning, 2 critical.
+    Probe {
+        /// HOST:PORT[,HOST:PORT...]
+        nodes: String,
+        /// Per command: connect + read.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate rule files, scripts, runbooks and rule tests; report every problem.
     Check {
         /// Rule files or directories (default: rules/).
@@ -51,13 +79,22 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     zkalert::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(f)
+}
+
 fn main() {
     let args = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ZKALERT_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let default_level = if matches!(args.command, Command::Run { .. }) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZKALERT_LOG").unwrap_or_else(|_| default_level.into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let code = match args.command {
+        Command::Run { config } => block_on(cli::run::main(config.as_deref())),
+        Command::Probe { nodes, timeout, json } => block_on(cli::probe::main(&nodes, timeout, json)),
         Command::Check { mut paths } => {
             if paths.is_empty() {
                 paths.push(PathBuf::from("rules"));

@@ -2,7 +2,9 @@
 //! maps outcomes to exit codes.
 
 pub mod check;
+pub mod probe;
 pub mod replay;
+pub mod run;
 pub mod test;
 
 /// Exit codes shared by subcommands.

@@ -96,10 +96,13 @@ impl Config {
         let mut diags = Diagnostics::default();
         let base = path.parent().unwrap_or(Path::new("."));
         let mut r = Reader::new(path, &mut diags);
-        let mut cfg = Config { path: Some(path.to_path_buf()), sources: Vec::new(), notifiers: Vec::new(), ..Config::builtin() };
+        let mut cfg =
+            Config { path: Some(path.to_path_buf()), sources: Vec::new(), notifiers: Vec::new(), ..Config::builtin() };
         cfg.data_dir = base.join("zkalert-data");
         let mut saw_notifiers = false;
-        for (key, value) in r.map(&root, "config", &["rules", "evaluation_interval", "data_dir", "sources", "notifiers", "server"]) {
+        for (key, value) in
+            r.map(&root, "config", &["rules", "evaluation_interval", "data_dir", "sources", "notifiers", "server"])
+        {
             match key {
                 "rules" => {
                     for n in r.seq(value, "rules") {
@@ -143,7 +146,9 @@ impl Config {
                         {
                             match s.parse() {
                                 Ok(listen) => cfg.server = Some(ServerConfig { listen }),
-                                Err(_) => r.error(v.pos, format!("listen: {s:?} is not an address like 127.0.0.1:9093")),
+                                Err(_) => {
+                                    r.error(v.pos, format!("listen: {s:?} is not an address like 127.0.0.1:9093"))
+                                }
                             }
                         }
                     }
@@ -221,7 +226,9 @@ fn source(r: &mut Reader, n: &Node) -> Option<SourceConfig> {
     if timeout >= interval {
         r.error(get("timeout").map_or(n.pos, |t| t.pos), "timeout must be shorter than interval");
     }
-    let labels = get("labels").map(|l| r.string_map(l, "labels").into_iter().map(|(k, v, _)| (k, v)).collect()).unwrap_or_default();
+    let labels = get("labels")
+        .map(|l| r.string_map(l, "labels").into_iter().map(|(k, v, _)| (k, v)).collect())
+        .unwrap_or_default();
     let Some(cluster) = cluster else {
         r.error(n.pos, "zookeeper source needs a `cluster` name");
         return None;
@@ -244,7 +251,10 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
             }
         },
         Some(other) => {
-            r.error(get("type").map_or(n.pos, |t| t.pos), format!("unknown notifier type {other:?}; expected console or file"));
+            r.error(
+                get("type").map_or(n.pos, |t| t.pos),
+                format!("unknown notifier type {other:?}; expected console or file"),
+            );
             return None;
         }
         None => {
@@ -281,7 +291,11 @@ mod tests {
 
     #[test]
     fn minimal_config_gets_defaults() {
-        let c = Config::parse("sources:\n  - {type: zookeeper, cluster: prod, nodes: ['a:2181']}\n", Path::new("/etc/z.yaml")).unwrap();
+        let c = Config::parse(
+            "sources:\n  - {type: zookeeper, cluster: prod, nodes: ['a:2181']}\n",
+            Path::new("/etc/z.yaml"),
+        )
+        .unwrap();
         assert_eq!(c.evaluation_interval, Duration::from_secs(15));
         assert_eq!(c.notifiers.len(), 1);
         assert_eq!(c.data_dir, PathBuf::from("/etc/zkalert-data"));

@@ -2,7 +2,7 @@
 //! (human-readable lines) and `file` (JSON lines) notifiers; the pipeline of
 //! routing, grouping and delivery sits in front of them later.
 
-use crate::model::{Alert, Severity, Timestamp, ALERTNAME, SEVERITY};
+use crate::model::{ALERTNAME, Alert, SEVERITY, Severity, Timestamp};
 use crate::rule::AlertEvent;
 use std::io::Write;
 use std::path::PathBuf;
@@ -120,7 +120,9 @@ impl Notifier for ConsoleNotifier {
     }
     fn send(&self, n: &Notification) -> Result<(), NotifyError> {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", n.to_line()).and_then(|()| out.flush()).map_err(|source| NotifyError::Io { name: self.name.clone(), source })
+        writeln!(out, "{}", n.to_line())
+            .and_then(|()| out.flush())
+            .map_err(|source| NotifyError::Io { name: self.name.clone(), source })
     }
 }
 

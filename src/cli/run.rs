@@ -1,0 +1,69 @@
+//! `zkalert run`: load the config (or the built-in default), the rules (or
+//! the built-in pack) and run until SIGINT/SIGTERM.
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, SourceConfig};
+use crate::rule::{LoadOptions, find_rule_files, load_rules};
+use crate::runner::{Runner, Source, run};
+use crate::source::zk::ZkSource;
+use std::path::Path;
+use std::sync::Arc;
+
+pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
+    let config = match config_path {
+        Some(p) => Config::load(p).map_err(|d| anyhow::anyhow!("invalid config:\n{d}"))?,
+        None => {
+            tracing::info!("no config given: watching 127.0.0.1:2181 with the built-in rules, alerts to the console");
+            Config::builtin()
+        }
+    };
+    let rule_paths = if config.rules.is_empty() {
+        let dir = config.data_dir.join("builtin-rules");
+        crate::embedded::write_rules(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot write built-in rules to {}: {e}", dir.display()))?
+    } else {
+        config.rules.clone()
+    };
+    let files = find_rule_files(&rule_paths)?;
+    let rules = load_rules(&files, LoadOptions::default()).map_err(|d| anyhow::anyhow!("invalid rules:\n{d}"))?;
+    for w in &rules.warnings.items {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(files = files.len(), rules = rules.rule_count(), sources = config.sources.len(), "starting");
+    let sources: Vec<Arc<dyn Source>> = config
+        .sources
+        .iter()
+        .map(|s| match s {
+            SourceConfig::Zookeeper(z) => Arc::new(ZkSource { config: z.clone() }) as Arc<dyn Source>,
+        })
+        .collect();
+    let runner =
+        Runner::new(Arc::new(rules), config.evaluation_interval, crate::notify::from_config(&config.notifiers));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    run(runner, sources, config.evaluation_interval, clock, shutdown_signal()).await;
+    Ok(super::EXIT_OK)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
