@@ -10,7 +10,9 @@ fn main() {
     let mut files = Vec::new();
     collect(&root, &mut files);
     files.sort();
-    let mut out = String::from("/// The shipped `rules/` tree: (relative path, contents).\npub static FILES: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// The shipped `rules/` tree: (relative path, contents).\npub static FILES: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
         let rel = f.strip_prefix(&root).unwrap_or(f).to_string_lossy().replace('\\', "/");
         let _ = writeln!(out, "    ({rel:?}, include_str!({:?})),", f.display().to_string());
