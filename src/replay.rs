@@ -106,7 +106,7 @@ pub fn replay(rules: Arc<RuleSet>, samples: &[Sample], interval: Duration) -> Ve
     let last = samples.last().map_or(first.timestamp, |s| s.timestamp);
     let step = interval.as_millis().max(1) as i64;
     let mut now = Timestamp::from_millis(first.timestamp.as_millis().div_euclid(step) * step);
-    let mut store = Arc::new(SeriesStore::new(rules.longest_range));
+    let mut store = Arc::new(SeriesStore::for_rules(&rules.retention));
     let mut evaluator = Evaluator::new(rules, interval);
     let mut open: HashMap<crate::model::Fingerprint, Span> = HashMap::new();
     let mut done = Vec::new();

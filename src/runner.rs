@@ -14,12 +14,38 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// What one poll of a source produced.
+/// What one poll of a source produced: per label set, values at one time.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct PollBatch {
-    pub samples: Vec<Sample>,
-    /// Info labels per target (identity labels → info labels).
-    pub infos: Vec<(Labels, Labels)>,
+    pub series: Vec<SeriesBatch>,
+}
+
+/// The samples of one label set (a target, or a target plus extra labels)
+/// at one timestamp: the store resolves the label set once for all of them.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SeriesBatch {
+    pub labels: Labels,
+    /// Info labels (a node's `role`); `None` leaves them as they are.
+    pub info: Option<Labels>,
+    pub timestamp: crate::model::Timestamp,
+    pub values: Vec<(String, f64)>,
+}
+
+impl PollBatch {
+    /// Flattens into samples (for tests, recording and replay).
+    pub fn samples(&self) -> Vec<Sample> {
+        self.series
+            .iter()
+            .flat_map(|s| {
+                s.values.iter().map(|(name, value)| Sample {
+                    name: name.clone(),
+                    labels: s.labels.clone(),
+                    timestamp: s.timestamp,
+                    value: *value,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Something that produces samples on a schedule.
@@ -34,29 +60,40 @@ pub struct Runner {
     pub store: Arc<SeriesStore>,
     pub evaluator: Evaluator,
     pub notifiers: Vec<Box<dyn Notifier>>,
+    last_compaction: Option<crate::model::Timestamp>,
 }
+
+/// Dropping series that stopped reporting walks the whole store: once a
+/// minute is plenty (windows trim themselves as samples arrive).
+const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Runner {
     pub fn new(rules: Arc<RuleSet>, evaluation_interval: Duration, notifiers: Vec<Box<dyn Notifier>>) -> Self {
-        let store = Arc::new(SeriesStore::new(rules.longest_range));
-        Self { store, evaluator: Evaluator::new(rules, evaluation_interval), notifiers }
+        let store = Arc::new(SeriesStore::for_rules(&rules.retention));
+        Self { store, evaluator: Evaluator::new(rules, evaluation_interval), notifiers, last_compaction: None }
     }
 
     pub fn ingest(&mut self, batch: PollBatch) {
         let store = Arc::make_mut(&mut self.store);
-        for s in batch.samples {
-            store.ingest(&s.name, &s.labels, s.timestamp, s.value);
-        }
-        for (target, info) in batch.infos {
-            let g = store.group_id(&target);
-            store.set_info(g, info);
+        for s in batch.series {
+            let group = store.group_id(&s.labels);
+            for (name, value) in &s.values {
+                let metric = store.metric_id(name);
+                store.append(group, metric, s.timestamp, *value);
+            }
+            if let Some(info) = s.info {
+                store.set_info(group, info);
+            }
         }
     }
 
     /// Evaluates what is due and notifies; returns the notifications sent.
     pub fn evaluate(&mut self, clock: &dyn Clock) -> Vec<Notification> {
         let now = clock.now();
-        Arc::make_mut(&mut self.store).compact(now);
+        if self.last_compaction.is_none_or(|t| now.since(t) >= COMPACTION_INTERVAL) {
+            Arc::make_mut(&mut self.store).compact(now);
+            self.last_compaction = Some(now);
+        }
         let events = self.evaluator.evaluate_due(&self.store, now);
         let notifications: Vec<Notification> = events.iter().filter_map(|e| Notification::from_event(e, now)).collect();
         for n in &notifications {
@@ -95,7 +132,7 @@ pub async fn run(
             loop {
                 ticker.tick().await;
                 let batch = source.poll(clock.clone()).await;
-                tracing::debug!(source = %source.name(), samples = batch.samples.len(), "polled");
+                tracing::debug!(source = %source.name(), series = batch.series.len(), "polled");
                 if tx.send(batch).await.is_err() {
                     return;
                 }

@@ -28,7 +28,7 @@ struct Harness {
 
 impl Harness {
     fn new(rules: Arc<RuleSet>) -> Self {
-        let store = Arc::new(SeriesStore::new(rules.longest_range));
+        let store = Arc::new(SeriesStore::for_rules(&rules.retention));
         Self { store, eval: Evaluator::new(rules, Duration::from_secs(60)) }
     }
     fn set(&mut self, secs: i64, name: &str, labels: &[(&str, &str)], value: f64) {
@@ -71,13 +71,15 @@ groups:
 fn pending_then_firing_after_for() {
     let mut h = Harness::new(rules(NODE_DOWN, &[]));
     let l = [("instance", "a")];
-    for (t, v) in [(0, 1.0), (60, 0.0), (120, 0.0), (180, 0.0)] {
+    let mut step = |t, v| {
         h.set(t, "up", &l, v);
-    }
-    assert!(h.eval(0).is_empty());
-    assert_eq!(kinds(&h.eval(60)), ["pending"]);
-    assert!(h.eval(120).is_empty(), "1m < for: still pending");
+        kinds(&h.eval(t))
+    };
+    assert!(step(0, 1.0).is_empty());
+    assert_eq!(step(60, 0.0), ["pending"]);
+    assert!(step(120, 0.0).is_empty(), "1m < for: still pending");
     assert!(h.firing().is_empty());
+    h.set(180, "up", &l, 0.0);
     assert_eq!(kinds(&h.eval(180)), ["firing"]);
     let alert = h.eval.tracker.firing().next().unwrap();
     assert_eq!(alert.active_at, ts(60));
@@ -89,8 +91,8 @@ fn pending_alert_that_clears_is_dropped_unsent() {
     let mut h = Harness::new(rules(NODE_DOWN, &[]));
     let l = [("instance", "a")];
     h.set(0, "up", &l, 0.0);
-    h.set(60, "up", &l, 1.0);
     assert_eq!(kinds(&h.eval(0)), ["pending"]);
+    h.set(60, "up", &l, 1.0);
     assert!(h.eval(60).is_empty(), "no resolved event for an alert that never fired");
     assert_eq!(h.eval.tracker.alerts().count(), 0);
 }
@@ -132,9 +134,9 @@ fn one_alert_per_label_set() {
     let mut h = Harness::new(rules(NODE_DOWN, &[]));
     h.set(0, "up", &[("instance", "a"), ("cluster", "c")], 0.0);
     h.set(0, "up", &[("cluster", "c"), ("instance", "b")], 0.0);
+    assert_eq!(kinds(&h.eval(0)), ["pending", "pending"]);
     h.set(60, "up", &[("cluster", "c"), ("instance", "a")], 0.0);
     h.set(60, "up", &[("instance", "b"), ("cluster", "c")], 0.0);
-    assert_eq!(kinds(&h.eval(0)), ["pending", "pending"]);
     assert!(h.eval(60).is_empty(), "same label sets in another order: same alerts");
     assert_eq!(h.eval.tracker.alerts().count(), 2);
 }
@@ -275,7 +277,7 @@ groups:
         expr: rate("zk_packets_received", "3m") > 0.3
 "#;
     let mut h = Harness::new(rules(yaml, &[]));
-    assert_eq!(h.eval.rules.longest_range, Duration::from_secs(180));
+    assert_eq!(h.eval.rules.retention.per_metric.get("zk_packets_received"), Some(&Duration::from_secs(180)));
     let l = [("instance", "a")];
     let values = [0.0, 60.0, 120.0, 180.0, 0.0, 60.0, 120.0, 180.0];
     let mut dropped_seen = false;

@@ -88,8 +88,8 @@ pub struct CompiledExpr {
     /// Metric names read as variables: an instance lacking any of them
     /// gives no result (as a PromQL selector matching nothing).
     pub metrics: Vec<String>,
-    /// Literal ranges passed to window functions (for store retention).
-    pub ranges: Vec<Duration>,
+    /// What window functions read (for store retention).
+    pub ranges: Vec<RangeNeed>,
 }
 
 /// A compile error with its position inside the expression text (1-based).
@@ -152,17 +152,24 @@ fn operand(e: &Expr, whole: &AST, instance_scope: bool) -> Operand {
     }
 }
 
-type ScanResult = Result<(Vec<String>, Vec<Duration>), (String, usize, usize)>;
+type ScanResult = Result<(Vec<String>, Vec<RangeNeed>), (String, usize, usize)>;
 
-/// Finds the metric variables of the main expression and the literal ranges
-/// given to window functions anywhere (closures included).
+/// A window function's use of a series: which metric over how long. `None`
+/// where the argument is not a literal (then the store keeps every metric
+/// for the longest range).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeNeed {
+    pub metric: Option<String>,
+    pub range: Option<Duration>,
+}
+
+/// Finds the metric variables of the main expression and what window
+/// functions read anywhere (closures included).
 fn scan(ast: &AST, instance_scope: bool) -> ScanResult {
     let mut metrics = Vec::new();
-    let mut ranges = Vec::new();
-    let mut error = None;
-    let mut body_only = ast.clone();
-    body_only.clear_functions();
     if instance_scope {
+        let mut body_only = ast.clone();
+        body_only.clear_functions();
         body_only.walk(&mut |path| {
             if let Some(rhai::ASTNode::Expr(Expr::Variable(v, ..))) = path.last() {
                 let name = v.1.to_string();
@@ -173,25 +180,51 @@ fn scan(ast: &AST, instance_scope: bool) -> ScanResult {
             true
         });
     }
+    Ok((metrics, range_needs(ast)?))
+}
+
+/// Every window-function call in a script: `rate("m", "5m")`,
+/// `rate(node, "m", "5m")` and `node.rate("m", "5m")`. A range literal that
+/// is not a valid duration is an error at its position.
+pub fn range_needs(ast: &AST) -> Result<Vec<RangeNeed>, (String, usize, usize)> {
+    let mut needs = Vec::new();
+    let mut error = None;
     ast.walk(&mut |path| {
-        if let Some(rhai::ASTNode::Expr(Expr::FnCall(call, pos))) = path.last()
-            && WindowFn::from_name(call.name.as_str()).is_some()
-            && let Some(Expr::StringConstant(range, rpos)) = call.args.last()
-        {
-            match crate::duration::parse_duration(range) {
-                Ok(d) => ranges.push(d),
+        let (call, pos, method) = match path.last() {
+            Some(rhai::ASTNode::Expr(Expr::FnCall(call, pos))) => (call, pos, false),
+            Some(rhai::ASTNode::Expr(Expr::MethodCall(call, pos))) => (call, pos, true),
+            _ => return true,
+        };
+        if WindowFn::from_name(call.name.as_str()).is_none() {
+            return true;
+        }
+        let args = &call.args;
+        let (metric, range) = match (method, args.len()) {
+            (true, 2) | (false, 2) => (args.first(), args.get(1)),
+            (false, 3) => (args.get(1), args.get(2)),
+            _ => return true,
+        };
+        let literal = |e: Option<&Expr>| match e {
+            Some(Expr::StringConstant(s, p)) => Some((s.to_string(), *p)),
+            _ => None,
+        };
+        let range = match literal(range) {
+            Some((text, rpos)) => match crate::duration::parse_duration(&text) {
+                Ok(d) => Some(d),
                 Err(e) => {
-                    let p = if rpos.is_none() { *pos } else { *rpos };
+                    let p = if rpos.is_none() { *pos } else { rpos };
                     error = Some((format!("{}(): {e}", call.name), p.line().unwrap_or(1), p.position().unwrap_or(1)));
                     return false;
                 }
-            }
-        }
+            },
+            None => None,
+        };
+        needs.push(RangeNeed { metric: literal(metric).map(|(m, _)| m), range });
         true
     });
     match error {
         Some(e) => Err(e),
-        None => Ok((metrics, ranges)),
+        None => Ok(needs),
     }
 }
 
@@ -289,8 +322,14 @@ mod tests {
     fn complex_sides_become_scripts() {
         let e = c(r#"rate("zk_packets_received", "1m") + zk_x > 2 * 3"#);
         assert!(matches!(e.kind, ExprKind::Compare { lhs: Operand::Script(_), rhs: _, .. }));
-        assert_eq!(e.ranges, vec![Duration::from_secs(60)]);
+        assert_eq!(
+            e.ranges,
+            vec![RangeNeed { metric: Some("zk_packets_received".into()), range: Some(Duration::from_secs(60)) }]
+        );
         assert_eq!(e.metrics, vec!["zk_x".to_string()]);
+        let e = compile(&build_engine(&Limits::default()), r#"nodes.filter(|n| n.rate("m", "2m") > 1).len()"#, false)
+            .unwrap();
+        assert_eq!(e.ranges, vec![RangeNeed { metric: Some("m".into()), range: Some(Duration::from_secs(120)) }]);
         let e = c("a > 1 && b < 2");
         assert!(matches!(e.kind, ExprKind::Single(Operand::Script(_))));
     }

@@ -11,7 +11,6 @@ use crate::model::{ALERTNAME, Labels, SEVERITY, Severity};
 use crate::yaml::{self, Node, Reader, Style};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How strict loading is.
 #[derive(Debug, Clone, Copy, Default)]
@@ -97,7 +96,7 @@ pub fn load_rules(files: &[PathBuf], options: LoadOptions) -> Result<RuleSet, Di
         diags: Diagnostics::default(),
         warnings: Diagnostics::default(),
         options,
-        longest_range: Duration::ZERO,
+        retention: super::Retention::default(),
     };
     let mut groups = Vec::new();
     for file in files {
@@ -111,7 +110,7 @@ pub fn load_rules(files: &[PathBuf], options: LoadOptions) -> Result<RuleSet, Di
         templates: loader.templates,
         engine: engine.clone(),
         limits: options.limits,
-        longest_range: loader.longest_range,
+        retention: loader.retention,
         warnings: loader.warnings.sorted(),
     })
 }
@@ -122,7 +121,7 @@ struct Loader<'e> {
     diags: Diagnostics,
     warnings: Diagnostics,
     options: LoadOptions,
-    longest_range: Duration,
+    retention: super::Retention,
 }
 
 impl Loader<'_> {
@@ -329,9 +328,7 @@ impl Loader<'_> {
         let text = r.string(node, "expr")?;
         match compile(self.engine, &text, instance_scope) {
             Ok(c) => {
-                for d in &c.ranges {
-                    self.longest_range = self.longest_range.max(*d);
-                }
+                self.retention.add(&c.ranges);
                 Some(c)
             }
             Err(ExprError { line, col, message }) => {
@@ -354,17 +351,10 @@ impl Loader<'_> {
         };
         match self.engine.compile(&source) {
             Ok(ast) => {
-                // Ranges in scripts count towards retention too.
-                ast.walk(&mut |nodes| {
-                    if let Some(rhai::ASTNode::Expr(rhai::Expr::FnCall(call, _))) = nodes.last()
-                        && crate::store::WindowFn::from_name(call.name.as_str()).is_some()
-                        && let Some(rhai::Expr::StringConstant(range, _)) = call.args.last()
-                        && let Ok(d) = crate::duration::parse_duration(range)
-                    {
-                        self.longest_range = self.longest_range.max(d);
-                    }
-                    true
-                });
+                match super::expr::range_needs(&ast) {
+                    Ok(needs) => self.retention.add(&needs),
+                    Err((msg, line, col)) => self.diags.push(&path, Pos::new(line, col), format!("script: {msg}")),
+                }
                 Some(Condition::Script { ast: Arc::new(ast), path })
             }
             Err(e) => {

@@ -49,8 +49,8 @@ pub struct RuleSet {
     pub templates: Templates,
     pub engine: Arc<rhai::Engine>,
     pub limits: engine::Limits,
-    /// The longest range any rule reads: the store's retention.
-    pub longest_range: Duration,
+    /// How much history the store must keep, per metric.
+    pub retention: Retention,
     /// Problems that don't stop loading (e.g. a rule without a runbook).
     pub warnings: Diagnostics,
 }
@@ -153,6 +153,36 @@ impl Tier {
             .iter()
             .find_map(|op| t.strip_prefix(op).map(|rest| (CmpOp::from_token(op), rest)))?;
         Some((op?, crate::yaml::parse_float(rest)?))
+    }
+}
+
+/// The history rules need: per metric, the longest range a window function
+/// reads it over. Metrics no window function reads need only their latest
+/// sample, which keeps memory flat however many metrics a source reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Retention {
+    pub per_metric: std::collections::HashMap<String, Duration>,
+    pub longest: Duration,
+    /// Some window function takes a non-literal metric or range: keep every
+    /// metric for `longest` (at least the default lookback).
+    pub keep_everything: bool,
+}
+
+impl Retention {
+    pub fn add(&mut self, needs: &[expr::RangeNeed]) {
+        for need in needs {
+            match (&need.metric, need.range) {
+                (Some(m), Some(r)) => {
+                    let slot = self.per_metric.entry(m.clone()).or_default();
+                    *slot = (*slot).max(r);
+                    self.longest = self.longest.max(r);
+                }
+                (_, r) => {
+                    self.keep_everything = true;
+                    self.longest = self.longest.max(r.unwrap_or(Duration::from_secs(3600)));
+                }
+            }
+        }
     }
 }
 

@@ -59,7 +59,14 @@ pub struct SeriesStore {
     free_groups: Vec<GroupId>,
     group_index: HashMap<Labels, GroupId>,
     clusters: BTreeMap<String, Vec<GroupId>>,
+    /// The longest any metric is kept.
     retention: Duration,
+    /// Per metric name, how long to keep it; metrics not listed keep only
+    /// their latest sample (unless `keep_everything`).
+    needs: HashMap<String, Duration>,
+    keep_everything: bool,
+    /// By `MetricId`: `None` = latest sample only.
+    metric_retention: Vec<Option<Duration>>,
     lookback: Duration,
     max_points: usize,
 }
@@ -71,8 +78,8 @@ impl Default for SeriesStore {
 }
 
 impl SeriesStore {
-    /// `longest_range` is the longest range any rule reads; windows keep
-    /// that much plus the lookback.
+    /// A store that keeps every metric for `longest_range` (at least the
+    /// lookback).
     pub fn new(longest_range: Duration) -> Self {
         Self {
             metric_ids: HashMap::new(),
@@ -82,13 +89,27 @@ impl SeriesStore {
             group_index: HashMap::new(),
             clusters: BTreeMap::new(),
             retention: longest_range.max(DEFAULT_LOOKBACK),
+            needs: HashMap::new(),
+            keep_everything: true,
+            metric_retention: Vec::new(),
             lookback: DEFAULT_LOOKBACK,
             max_points: DEFAULT_MAX_POINTS,
         }
     }
 
-    pub fn set_longest_range(&mut self, range: Duration) {
-        self.retention = range.max(self.lookback);
+    /// A store that keeps what the rules need: each metric a window function
+    /// reads for its longest range, every other metric only its latest
+    /// sample.
+    pub fn for_rules(retention: &crate::rule::Retention) -> Self {
+        let mut st = Self::new(retention.longest);
+        st.keep_everything = retention.keep_everything;
+        st.needs = retention.per_metric.clone();
+        st
+    }
+
+    /// How long a metric's samples are kept; `None` = only the latest.
+    pub fn retention_of(&self, metric: MetricId) -> Option<Duration> {
+        self.metric_retention.get(metric.0 as usize).copied().flatten()
     }
 
     pub fn retention(&self) -> Duration {
@@ -108,6 +129,12 @@ impl SeriesStore {
             return *id;
         }
         let id = MetricId(self.metric_names.len() as u32);
+        let keep = match self.needs.get(name) {
+            Some(d) => Some((*d).max(self.lookback)),
+            None if self.keep_everything => Some(self.retention),
+            None => None,
+        };
+        self.metric_retention.push(keep);
         let name: Arc<str> = Arc::from(name);
         self.metric_names.push(name.clone());
         self.metric_ids.insert(name, id);
@@ -153,8 +180,10 @@ impl SeriesStore {
     /// Appends one sample. Samples older than the series' newest are
     /// ignored (a same-timestamp sample replaces it), as Prometheus does.
     pub fn append(&mut self, group: GroupId, metric: MetricId, ts: Timestamp, value: f64) {
-        let oldest = ts - self.retention;
-        let max_points = self.max_points;
+        let (oldest, max_points) = match self.retention_of(metric) {
+            Some(keep) => (ts - keep, self.max_points),
+            None => (ts, 1),
+        };
         let Some(Some(g)) = self.groups.get_mut(group.0 as usize) else { return };
         g.last_seen = g.last_seen.max(ts);
         let window = g.series.entry(metric).or_default();
@@ -256,6 +285,24 @@ mod tests {
         assert_eq!(st.latest(g, m, ts(300)), None, "older than 5m lookback");
         st.ingest("up", &l, ts(10), STALE_NAN);
         assert_eq!(st.latest(g, m, ts(10)), None, "stale marker hides the series");
+    }
+
+    #[test]
+    fn metrics_no_rule_reads_over_time_keep_one_sample() {
+        let mut needs = crate::rule::Retention::default();
+        needs.add(&[crate::rule::expr::RangeNeed { metric: Some("c".into()), range: Some(Duration::from_secs(600)) }]);
+        let mut st = SeriesStore::for_rules(&needs);
+        let l = Labels::from_pairs([("instance", "a")]);
+        for i in 0..100 {
+            st.ingest("c", &l, ts(i * 10), i as f64);
+            st.ingest("g", &l, ts(i * 10), i as f64);
+        }
+        let g = st.group_id(&l);
+        let c = st.lookup_metric("c").unwrap();
+        let gm = st.lookup_metric("g").unwrap();
+        assert_eq!(st.group(g).unwrap().window(c).unwrap().len(), 61, "10 min at 10 s, both ends");
+        assert_eq!(st.group(g).unwrap().window(gm).unwrap().len(), 1);
+        assert_eq!(st.latest(g, gm, ts(990)), Some(99.0));
     }
 
     #[test]

@@ -267,7 +267,7 @@ pub fn run_test_file(path: &Path) -> FileResult {
 /// at every evaluation interval up to the last `eval_time`.
 pub fn run_group(rules: &Arc<RuleSet>, group: &TestGroup, evaluation_interval: Duration) -> GroupResult {
     let started = Instant::now();
-    let mut store = SeriesStore::new(rules.longest_range);
+    let mut store = SeriesStore::for_rules(&rules.retention);
     // (time, group, metric, value) for every sample, in time order.
     let mut samples = Vec::new();
     for s in &group.input_series {

@@ -4,49 +4,50 @@
 
 use super::parse::{self, Isro, Mode, Reply};
 use super::poll::NodeObservation;
-use crate::model::{Labels, Sample, Timestamp};
-use crate::runner::PollBatch;
+use crate::model::{Labels, Timestamp};
+use crate::runner::{PollBatch, SeriesBatch};
 
 /// Builds the batch for one poll of one ensemble.
 pub fn batch(cluster: &str, extra: &Labels, nodes: &[NodeObservation], ts: Timestamp) -> PollBatch {
     let mut out = PollBatch::default();
-    let cluster_labels = {
-        let mut l = extra.clone();
-        l.insert("cluster", cluster);
-        l
-    };
-    let mut push = |labels: &Labels, name: &str, value: f64| {
-        out.samples.push(Sample { name: name.to_string(), labels: labels.clone(), timestamp: ts, value });
-    };
+    let mut cluster_labels = extra.clone();
+    cluster_labels.insert("cluster", cluster);
+    let series = |labels: Labels, info: Option<Labels>| SeriesBatch { labels, info, timestamp: ts, values: Vec::new() };
     let leader_zxid = single_leader_zxid(nodes);
     for n in nodes {
         let mut labels = cluster_labels.clone();
         labels.insert("instance", n.instance.clone());
-        node_samples(n, &labels, leader_zxid, &mut push);
         if let Some(Reply::Ok(conns)) = &n.cons {
             for (ip, count) in parse::connections_per_ip(parse::client_connections(conns)) {
                 let mut l = labels.clone();
                 l.insert("client_ip", ip.to_string());
-                push(&l, "zk_client_connections", count as f64);
+                let mut per_ip = series(l, None);
+                per_ip.values.push(("zk_client_connections".into(), count as f64));
+                out.series.push(per_ip);
             }
         }
+        let mut node = series(labels, Some(info_of(n)));
+        node_samples(n, leader_zxid, &mut |name, value| node.values.push((name.to_string(), value)));
+        out.series.push(node);
     }
-    cluster_samples(nodes, &cluster_labels, leader_zxid, &mut push);
-    for n in nodes {
-        let mut target = cluster_labels.clone();
-        target.insert("instance", n.instance.clone());
-        let mut info = Labels::new();
-        if let Some(role) = role_of(n) {
-            info.insert("role", role.as_str());
-        }
-        if let Some(Reply::Ok(e)) = &n.envi {
-            info.insert("version", e.version.clone());
-        } else if let Some(s) = n.srvr() {
-            info.insert("version", s.version.clone());
-        }
-        out.infos.push((target, info));
-    }
+    let mut whole = series(cluster_labels, None);
+    cluster_samples(nodes, leader_zxid, &mut |name, value| whole.values.push((name.to_string(), value)));
+    out.series.push(whole);
     out
+}
+
+/// Info labels of a node: its role and version, when known.
+fn info_of(n: &NodeObservation) -> Labels {
+    let mut info = Labels::new();
+    if let Some(role) = role_of(n) {
+        info.insert("role", role.as_str());
+    }
+    if let Some(Reply::Ok(e)) = &n.envi {
+        info.insert("version", e.version.clone());
+    } else if let Some(s) = n.srvr() {
+        info.insert("version", s.version.clone());
+    }
+    info
 }
 
 /// The node's role from `srvr`, else from mntr's `zk_server_state`.
@@ -97,88 +98,78 @@ pub fn epochs_ahead(leader: u64, nodes: &[NodeObservation]) -> usize {
     nodes.iter().filter_map(|n| n.srvr()).filter(|s| parse::epoch(s.zxid) > parse::epoch(leader)).count()
 }
 
-fn node_samples(
-    n: &NodeObservation,
-    labels: &Labels,
-    leader_zxid: Option<u64>,
-    push: &mut impl FnMut(&Labels, &str, f64),
-) {
-    push(labels, "up", f64::from(u8::from(n.up)));
-    push(labels, "scrape_duration_seconds", n.duration.as_secs_f64());
+fn node_samples(n: &NodeObservation, leader_zxid: Option<u64>, push: &mut impl FnMut(&str, f64)) {
+    push("up", f64::from(u8::from(n.up)));
+    push("scrape_duration_seconds", n.duration.as_secs_f64());
     if !n.up {
         return;
     }
     if let Some(l) = n.probe_latency {
-        push(labels, "zk_probe_latency_ms", l.as_secs_f64() * 1000.0);
+        push("zk_probe_latency_ms", l.as_secs_f64() * 1000.0);
     }
     if let Some(r) = &n.ruok {
-        push(labels, "zk_ruok", f64::from(u8::from(matches!(r, Reply::Ok(true)))));
+        push("zk_ruok", f64::from(u8::from(matches!(r, Reply::Ok(true)))));
     }
     let blocked = n.blocked_commands();
-    push(labels, "zk_4lw_blocked", blocked.len() as f64);
-    push(labels, "zk_mntr_blocked", f64::from(u8::from(blocked.contains(&"mntr"))));
+    push("zk_4lw_blocked", blocked.len() as f64);
+    push("zk_mntr_blocked", f64::from(u8::from(blocked.contains(&"mntr"))));
     let serving_known = n.srvr.is_some() || n.mntr.is_some();
     if serving_known {
-        push(labels, "zk_serving", f64::from(u8::from(!n.not_serving() && (n.srvr().is_some() || n.mntr().is_some()))));
+        push("zk_serving", f64::from(u8::from(!n.not_serving() && (n.srvr().is_some() || n.mntr().is_some()))));
     }
     let mode = role_of(n);
     let read_only = mode == Some(Mode::ReadOnly) || matches!(n.isro, Some(Reply::Ok(Isro::ReadOnly)));
     if n.isro.is_some() || mode.is_some() {
-        push(labels, "zk_read_only", f64::from(u8::from(read_only)));
+        push("zk_read_only", f64::from(u8::from(read_only)));
     }
-    push(labels, "zk_role_code", role_code(mode));
+    push("zk_role_code", role_code(mode));
     if mode.is_some() {
-        push(labels, "zk_is_leader", f64::from(u8::from(mode == Some(Mode::Leader))));
+        push("zk_is_leader", f64::from(u8::from(mode == Some(Mode::Leader))));
     }
     if let Some(s) = n.srvr() {
-        push(labels, "zk_zxid_epoch", parse::epoch(s.zxid) as f64);
-        push(labels, "zk_zxid_counter", parse::counter(s.zxid) as f64);
+        push("zk_zxid_epoch", parse::epoch(s.zxid) as f64);
+        push("zk_zxid_counter", parse::counter(s.zxid) as f64);
         if let Some(leader) = leader_zxid {
-            push(labels, "zk_zxid_lag", zxid_lag(leader, s.zxid) as f64);
+            push("zk_zxid_lag", zxid_lag(leader, s.zxid) as f64);
         }
     }
     if let Some(m) = n.mntr() {
         for (name, value) in m.numbers() {
-            push(labels, name, value);
+            push(name, value);
         }
     }
     if let Some(Reply::Ok(conns)) = &n.cons {
-        push(labels, "zk_connections", parse::client_connections(conns).count() as f64);
+        push("zk_connections", parse::client_connections(conns).count() as f64);
         let per_ip = parse::connections_per_ip(parse::client_connections(conns));
-        push(labels, "zk_max_connections_per_ip", per_ip.first().map_or(0.0, |(_, c)| *c as f64));
+        push("zk_max_connections_per_ip", per_ip.first().map_or(0.0, |(_, c)| *c as f64));
     }
     if let Some(c) = n.conf() {
         let mut opt = |name: &str, v: Option<i64>| {
             if let Some(v) = v {
-                push(labels, name, v as f64);
+                push(name, v as f64);
             }
         };
         opt("zk_conf_max_client_cnxns", Some(i64::from(c.max_client_cnxns)));
         opt("zk_conf_tick_time", Some(i64::from(c.tick_time)));
         opt("zk_conf_init_limit", c.init_limit.map(i64::from));
         opt("zk_conf_sync_limit", c.sync_limit.map(i64::from));
-        push(labels, "zk_conf_voters", c.voters() as f64);
-        push(labels, "zk_conf_observers", c.observers() as f64);
+        push("zk_conf_voters", c.voters() as f64);
+        push("zk_conf_observers", c.observers() as f64);
     }
     if let Some(Reply::Ok(e)) = &n.envi {
         if let (Some(total), Some(free), Some(max)) = (e.memory_total, e.memory_free, e.memory_max) {
             let used = total.saturating_sub(free) as f64;
-            push(labels, "zk_jvm_heap_used_bytes", used);
-            push(labels, "zk_jvm_heap_max_bytes", max as f64);
+            push("zk_jvm_heap_used_bytes", used);
+            push("zk_jvm_heap_max_bytes", max as f64);
             if max > 0 {
-                push(labels, "zk_jvm_heap_used_percent", used / max as f64 * 100.0);
+                push("zk_jvm_heap_used_percent", used / max as f64 * 100.0);
             }
         }
-        push(labels, "zk_info", 1.0);
+        push("zk_info", 1.0);
     }
 }
 
-fn cluster_samples(
-    nodes: &[NodeObservation],
-    labels: &Labels,
-    leader_zxid: Option<u64>,
-    push: &mut impl FnMut(&Labels, &str, f64),
-) {
+fn cluster_samples(nodes: &[NodeObservation], leader_zxid: Option<u64>, push: &mut impl FnMut(&str, f64)) {
     let configured = nodes.len();
     let up = nodes.iter().filter(|n| n.up).count();
     // Voters from any node's `conf` (all agree on a healthy ensemble);
@@ -193,21 +184,17 @@ fn cluster_samples(
         .count();
     let leaders = roles.iter().filter(|r| **r == Some(Mode::Leader)).count();
     let standalone = if configured > 1 { roles.iter().filter(|r| **r == Some(Mode::Standalone)).count() } else { 0 };
-    push(labels, "zk_cluster_nodes", configured as f64);
-    push(labels, "zk_cluster_nodes_up", up as f64);
-    push(labels, "zk_cluster_voters", voters as f64);
-    push(labels, "zk_cluster_quorum", (voters / 2 + 1) as f64);
-    push(labels, "zk_cluster_serving_voters", serving_voters as f64);
-    push(labels, "zk_cluster_leaders", leaders as f64);
-    push(labels, "zk_cluster_standalone", standalone as f64);
-    push(
-        labels,
-        "zk_cluster_mntr_blocked",
-        nodes.iter().filter(|n| n.blocked_commands().contains(&"mntr")).count() as f64,
-    );
+    push("zk_cluster_nodes", configured as f64);
+    push("zk_cluster_nodes_up", up as f64);
+    push("zk_cluster_voters", voters as f64);
+    push("zk_cluster_quorum", (voters / 2 + 1) as f64);
+    push("zk_cluster_serving_voters", serving_voters as f64);
+    push("zk_cluster_leaders", leaders as f64);
+    push("zk_cluster_standalone", standalone as f64);
+    push("zk_cluster_mntr_blocked", nodes.iter().filter(|n| n.blocked_commands().contains(&"mntr")).count() as f64);
     if let Some(leader) = leader_zxid {
         let max_lag = nodes.iter().filter_map(|n| n.srvr()).map(|s| zxid_lag(leader, s.zxid)).max().unwrap_or(0);
-        push(labels, "zk_cluster_max_zxid_lag", max_lag as f64);
-        push(labels, "zk_cluster_epochs_ahead", epochs_ahead(leader, nodes) as f64);
+        push("zk_cluster_max_zxid_lag", max_lag as f64);
+        push("zk_cluster_epochs_ahead", epochs_ahead(leader, nodes) as f64);
     }
 }
