@@ -17,7 +17,7 @@ ulimit -n 65536 2>/dev/null || true
 ./target/release/fake_zk "$nodes" tests/fixtures/zk/3.8.0 "$work/zkalert.yaml" "$interval" &
 fake_pid=$!
 for _ in $(seq 100); do [ -s "$work/zkalert.yaml" ] && break; sleep 0.1; done
-(cd "$work" && exec "$OLDPWD/target/release/zkalert" run -c zkalert.yaml 2>"$work/zkalert.log") &
+(cd "$work" && exec env ZKALERT_LOG=${ZKALERT_LOG:-info} "$OLDPWD/target/release/zkalert" run -c zkalert.yaml 2>"$work/zkalert.log") &
 zk_pid=$!
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$zk_pid/stat"; }

@@ -78,10 +78,15 @@ impl Runner {
         for s in batch.series {
             let group = store.group_id(&s.labels);
             for (name, value) in &s.values {
+                if !store.keeps(name) {
+                    continue;
+                }
                 let metric = store.metric_id(name);
                 store.append(group, metric, s.timestamp, *value);
             }
+            // A target's batch is its whole state: what it no longer reports is stale.
             if let Some(info) = s.info {
+                store.mark_missing_stale(group, s.timestamp);
                 store.set_info(group, info);
             }
         }
@@ -112,6 +117,12 @@ impl Runner {
     }
 }
 
+/// A stable fraction in [0, 1) from a name.
+fn spread(name: &str) -> f64 {
+    let fp = crate::model::Labels::from_pairs([("source", name)]).fingerprint().0;
+    (fp % 10_000) as f64 / 10_000.0
+}
+
 /// Runs until `shutdown` completes: sources poll concurrently, each on its
 /// interval; rules are evaluated every `evaluation_interval`.
 pub async fn run(
@@ -127,7 +138,12 @@ pub async fn run(
         let tx = tx.clone();
         let clock = clock.clone();
         tasks.push(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(source.interval());
+            // Spread sources over their interval (a stable offset from the
+            // name, as Prometheus spreads scrapes), so a thousand nodes are
+            // not all polled in the same instant.
+            let interval = source.interval();
+            let offset = interval.mul_f64(spread(&source.name()));
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;

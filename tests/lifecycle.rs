@@ -483,3 +483,22 @@ groups:
         }
     }
 }
+
+#[test]
+fn window_function_alone_feeds_tiers() {
+    let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Inc
+        expr: increase("m", "10m")
+        tiers: { P1: ">= 10", P2: ">= 1" }
+"#;
+    let mut h = Harness::new(rules(yaml, &[]));
+    for (i, v) in [0.0, 0.0, 1.0, 1.0, 1.0].iter().enumerate() {
+        h.set(i as i64 * 15, "m", &[("instance", "a")], *v);
+        h.eval(i as i64 * 15);
+    }
+    assert_eq!(h.health(0), &RuleHealth::Ok);
+    assert_eq!(h.firing().len(), 1, "{:?}", h.firing());
+}

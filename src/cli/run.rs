@@ -29,7 +29,14 @@ pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
     for w in &rules.warnings.items {
         tracing::warn!("{w}");
     }
-    tracing::info!(files = files.len(), rules = rules.rule_count(), sources = config.sources.len(), "starting");
+    tracing::info!(
+        files = files.len(),
+        rules = rules.rule_count(),
+        sources = config.sources.len(),
+        metrics_read =
+            if rules.retention.read_all { "all".to_string() } else { rules.retention.read.len().to_string() },
+        "starting"
+    );
     let sources: Vec<Arc<dyn Source>> = config
         .sources
         .iter()

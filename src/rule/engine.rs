@@ -224,17 +224,16 @@ fn window_value(group: Option<GroupId>, f: WindowFn, metric: &str, range: &str) 
         let group = group.or(frame.group).ok_or_else(|| {
             runtime_error(format!("{}() without a node needs `per: instance`; use node.{}(..)", f.name(), f.name()))
         })?;
-        if range > frame.store.retention() {
+        let Some(m) = frame.store.lookup_metric(metric) else { return Err(runtime_error(NO_DATA)) };
+        let kept = frame.store.retention_of(m).unwrap_or_default();
+        if range > kept {
             return Err(runtime_error(format!(
-                "range {range:?} is longer than the store keeps ({:?})",
-                frame.store.retention()
+                "{}(\"{metric}\", {range:?}): the store keeps {kept:?} of {metric}; \
+                 name metrics and ranges with literals so zkalert knows what to keep",
+                f.name()
             )));
         }
-        let value = frame
-            .store
-            .lookup_metric(metric)
-            .and_then(|m| frame.store.group(group)?.window(m))
-            .and_then(|w| w.apply(f, frame.now, range));
+        let value = frame.store.group(group).and_then(|g| g.window(m)).and_then(|w| w.apply(f, frame.now, range));
         value.ok_or_else(|| runtime_error(NO_DATA))
     })
 }

@@ -92,6 +92,20 @@ pub struct CompiledExpr {
     pub ranges: Vec<RangeNeed>,
 }
 
+impl CompiledExpr {
+    /// The script parts of the expression.
+    pub fn scripts(&self) -> impl Iterator<Item = &AST> {
+        let operands: Vec<&Operand> = match &self.kind {
+            ExprKind::Compare { lhs, rhs, .. } => vec![lhs, rhs],
+            ExprKind::Single(o) => vec![o],
+        };
+        operands.into_iter().filter_map(|o| match o {
+            Operand::Script(ast) => Some(ast.as_ref()),
+            _ => None,
+        })
+    }
+}
+
 /// A compile error with its position inside the expression text (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExprError {
@@ -183,15 +197,46 @@ fn scan(ast: &AST, instance_scope: bool) -> ScanResult {
     Ok((metrics, range_needs(ast)?))
 }
 
+/// Every string literal in a script: where a metric name is computed
+/// (`n[k[0]]` over a list of names), these are the names it can be.
+fn string_literals(ast: &AST) -> Vec<String> {
+    fn strings_in(d: &Dynamic, out: &mut Vec<String>) {
+        if let Ok(s) = d.clone().into_string() {
+            out.push(s);
+        } else if let Some(a) = d.read_lock::<rhai::Array>() {
+            a.iter().for_each(|x| strings_in(x, out));
+        } else if let Some(m) = d.read_lock::<rhai::Map>() {
+            m.values().for_each(|x| strings_in(x, out));
+        }
+    }
+    let mut out = Vec::new();
+    ast.walk(&mut |path| {
+        match path.last() {
+            Some(rhai::ASTNode::Expr(Expr::StringConstant(s, _))) => out.push(s.to_string()),
+            // Constant arrays and maps are folded into one value at compile time.
+            Some(rhai::ASTNode::Expr(Expr::DynamicConstant(d, _))) => strings_in(d, &mut out),
+            _ => {}
+        }
+        true
+    });
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Every window-function call in a script: `rate("m", "5m")`,
 /// `rate(node, "m", "5m")` and `node.rate("m", "5m")`. A range literal that
-/// is not a valid duration is an error at its position.
+/// is not a valid duration is an error at its position. A computed metric
+/// name is taken to be one of the script's string literals.
 pub fn range_needs(ast: &AST) -> Result<Vec<RangeNeed>, (String, usize, usize)> {
+    let literals = std::sync::OnceLock::new();
     let mut needs = Vec::new();
     let mut error = None;
     ast.walk(&mut |path| {
         let (call, pos, method) = match path.last() {
             Some(rhai::ASTNode::Expr(Expr::FnCall(call, pos))) => (call, pos, false),
+            // A call as a whole statement (`rate("m", "5m")` alone) is a Stmt.
+            Some(rhai::ASTNode::Stmt(Stmt::FnCall(call, pos))) => (call, pos, false),
             Some(rhai::ASTNode::Expr(Expr::MethodCall(call, pos))) => (call, pos, true),
             _ => return true,
         };
@@ -219,13 +264,58 @@ pub fn range_needs(ast: &AST) -> Result<Vec<RangeNeed>, (String, usize, usize)> 
             },
             None => None,
         };
-        needs.push(RangeNeed { metric: literal(metric).map(|(m, _)| m), range });
+        match literal(metric) {
+            Some((m, _)) => needs.push(RangeNeed { metric: Some(m), range }),
+            None if range.is_some() => {
+                let names: &Vec<String> = literals.get_or_init(|| string_literals(ast));
+                needs.extend(names.iter().map(|m| RangeNeed { metric: Some(m.clone()), range }));
+            }
+            None => needs.push(RangeNeed { metric: None, range }),
+        }
         true
     });
     match error {
         Some(e) => Err(e),
         None => Ok(needs),
     }
+}
+
+/// The names a script may read as metrics: variables, map properties
+/// (`n.zk_avg_latency`), literal indexes (`n["zk_x"]`) and literal arguments
+/// of `value`/`absent`. Where a name is computed (`n[k[0]]`), every string
+/// literal of the script counts; the second value says whether that
+/// happened.
+pub fn read_names(ast: &AST) -> (Vec<String>, bool) {
+    let mut names = Vec::new();
+    let mut dynamic = false;
+    ast.walk(&mut |path| {
+        match path.last() {
+            Some(rhai::ASTNode::Expr(Expr::Variable(v, ..))) => names.push(v.1.to_string()),
+            Some(rhai::ASTNode::Expr(Expr::Property(p, _))) => names.push(p.2.to_string()),
+            Some(rhai::ASTNode::Expr(Expr::Index(b, ..))) => match &b.rhs {
+                Expr::StringConstant(s, _) => names.push(s.to_string()),
+                Expr::IntegerConstant(..) => {}
+                _ => dynamic = true,
+            },
+            Some(
+                rhai::ASTNode::Expr(Expr::FnCall(call, _) | Expr::MethodCall(call, _))
+                | rhai::ASTNode::Stmt(Stmt::FnCall(call, _)),
+            ) if matches!(call.name.as_str(), "value" | "absent") => {
+                match call.args.iter().find(|a| !matches!(a, Expr::Variable(..))) {
+                    Some(Expr::StringConstant(s, _)) => names.push(s.to_string()),
+                    _ => dynamic = true,
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    if dynamic {
+        names.extend(string_literals(ast));
+    }
+    names.sort();
+    names.dedup();
+    (names, dynamic)
 }
 
 /// A value produced by an operand.

@@ -329,6 +329,10 @@ impl Loader<'_> {
         match compile(self.engine, &text, instance_scope) {
             Ok(c) => {
                 self.retention.add(&c.ranges);
+                for ast in c.scripts() {
+                    self.retention.add_reads(ast);
+                }
+                self.retention.read.extend(c.metrics.iter().cloned());
                 Some(c)
             }
             Err(ExprError { line, col, message }) => {
@@ -351,6 +355,7 @@ impl Loader<'_> {
         };
         match self.engine.compile(&source) {
             Ok(ast) => {
+                self.retention.add_reads(&ast);
                 match super::expr::range_needs(&ast) {
                     Ok(needs) => self.retention.add(&needs),
                     Err((msg, line, col)) => self.diags.push(&path, Pos::new(line, col), format!("script: {msg}")),

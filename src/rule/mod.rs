@@ -156,9 +156,11 @@ impl Tier {
     }
 }
 
-/// The history rules need: per metric, the longest range a window function
-/// reads it over. Metrics no window function reads need only their latest
-/// sample, which keeps memory flat however many metrics a source reports.
+/// What the store must keep for the rules: which metrics they read at all,
+/// and per metric the longest range a window function reads it over.
+/// Metrics no rule reads are not stored; metrics no window function reads
+/// keep only their latest sample. That keeps memory flat however many
+/// metrics a source reports (a ZooKeeper `mntr` has ~550).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Retention {
     pub per_metric: std::collections::HashMap<String, Duration>,
@@ -166,9 +168,30 @@ pub struct Retention {
     /// Some window function takes a non-literal metric or range: keep every
     /// metric for `longest` (at least the default lookback).
     pub keep_everything: bool,
+    /// Names rules may read (variables, properties, literal indexes, and
+    /// the string literals of scripts that compute names).
+    pub read: std::collections::HashSet<String>,
+    /// Store every metric regardless (set by tests and tools that want the
+    /// whole picture).
+    pub read_all: bool,
 }
 
 impl Retention {
+    /// Records what a script may read.
+    pub fn add_reads(&mut self, ast: &rhai::AST) {
+        let (names, _computed) = expr::read_names(ast);
+        self.read.extend(names);
+    }
+
+    /// Whether the store should keep this metric at all.
+    pub fn keeps(&self, metric: &str) -> bool {
+        self.read_all
+            || self.keep_everything
+            || metric == "up"
+            || self.read.contains(metric)
+            || self.per_metric.contains_key(metric)
+    }
+
     pub fn add(&mut self, needs: &[expr::RangeNeed]) {
         for need in needs {
             match (&need.metric, need.range) {

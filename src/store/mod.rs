@@ -67,6 +67,8 @@ pub struct SeriesStore {
     keep_everything: bool,
     /// By `MetricId`: `None` = latest sample only.
     metric_retention: Vec<Option<Duration>>,
+    /// Which metrics to store at all (`None`: every one).
+    kept: Option<crate::rule::Retention>,
     lookback: Duration,
     max_points: usize,
 }
@@ -92,6 +94,7 @@ impl SeriesStore {
             needs: HashMap::new(),
             keep_everything: true,
             metric_retention: Vec::new(),
+            kept: None,
             lookback: DEFAULT_LOOKBACK,
             max_points: DEFAULT_MAX_POINTS,
         }
@@ -104,7 +107,13 @@ impl SeriesStore {
         let mut st = Self::new(retention.longest);
         st.keep_everything = retention.keep_everything;
         st.needs = retention.per_metric.clone();
+        st.kept = Some(retention.clone());
         st
+    }
+
+    /// Whether the rules read this metric at all; sources skip the rest.
+    pub fn keeps(&self, metric: &str) -> bool {
+        self.kept.as_ref().is_none_or(|k| k.keeps(metric))
     }
 
     /// How long a metric's samples are kept; `None` = only the latest.
@@ -188,6 +197,18 @@ impl SeriesStore {
         g.last_seen = g.last_seen.max(ts);
         let window = g.series.entry(metric).or_default();
         window.push(Point { ts, value }, oldest, max_points);
+    }
+
+    /// Marks every series of a group that got no sample at `ts` as stale,
+    /// as Prometheus does for series that vanish from a scrape: a node that
+    /// stops reporting a metric stops showing its old value at once.
+    pub fn mark_missing_stale(&mut self, group: GroupId, ts: Timestamp) {
+        let Some(Some(g)) = self.groups.get_mut(group.0 as usize) else { return };
+        for w in g.series.values_mut() {
+            if w.last().is_some_and(|p| p.ts < ts && !crate::model::is_stale(p.value)) {
+                w.push(Point { ts, value: crate::model::STALE_NAN }, ts - self.retention, self.max_points);
+            }
+        }
     }
 
     /// Convenience: ingest by name and labels.

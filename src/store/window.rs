@@ -86,6 +86,10 @@ impl Window {
         self.points.is_empty()
     }
 
+    pub fn last(&self) -> Option<&Point> {
+        self.points.back()
+    }
+
     pub fn points(&self) -> impl Iterator<Item = &Point> {
         self.points.iter()
     }

@@ -287,6 +287,7 @@ pub fn run_group(rules: &Arc<RuleSet>, group: &TestGroup, evaluation_interval: D
     tests.sort_by_key(|t| t.eval_time);
     let end = tests.last().map(|t| t.eval_time).unwrap_or_default();
     let mut failures = Vec::new();
+    let mut failed_rules: Vec<String> = Vec::new();
     let mut next_sample = 0;
     let mut next_test = 0;
     let mut ts = Duration::ZERO;
@@ -302,6 +303,20 @@ pub fn run_group(rules: &Arc<RuleSet>, group: &TestGroup, evaluation_interval: D
             st.compact(now);
         }
         evaluator.evaluate_due(&store, now);
+        // A rule that fails to evaluate fails the test: otherwise a broken
+        // rule passes every "no alert expected" case.
+        for state in &evaluator.tracker.rules {
+            if let crate::rule::RuleHealth::Err(e) = &state.health
+                && !failed_rules.contains(&state.name)
+            {
+                failures.push(format!(
+                    "rule {} failed to evaluate at {}: {e}",
+                    state.name,
+                    crate::duration::format_duration(ts)
+                ));
+                failed_rules.push(state.name.clone());
+            }
+        }
         let next_ts = ts + evaluation_interval;
         while next_test < tests.len() && tests[next_test].eval_time < next_ts {
             if let Some(f) = check_alerts(&evaluator, tests[next_test]) {

@@ -40,20 +40,13 @@ pub async fn four_letter(addr: &str, command: &str, timeout: Duration) -> Result
         Ok(Err(e)) => return Err(FetchError::Connect { addr: addr.into(), reason: e.to_string() }),
         Ok(Ok(s)) => s,
     };
+    // Read straight into the reply: no per-connection buffer in the future,
+    // which matters with thousands of polls in flight.
     let exchange = async {
         stream.write_all(command.as_bytes()).await?;
-        let mut bytes = Vec::with_capacity(4096);
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok::<_, std::io::Error>(Ok(bytes));
-            }
-            if bytes.len() + n > MAX_REPLY {
-                return Ok(Err(()));
-            }
-            bytes.extend_from_slice(&chunk[..n]);
-        }
+        let mut bytes = Vec::new();
+        (&mut stream).take(MAX_REPLY as u64 + 1).read_to_end(&mut bytes).await?;
+        Ok::<_, std::io::Error>(if bytes.len() > MAX_REPLY { Err(()) } else { Ok(bytes) })
     };
     match tokio::time::timeout_at(deadline, exchange).await {
         Err(_) => Err(FetchError::Timeout { addr: addr.into(), timeout }),

@@ -180,7 +180,12 @@ fn cluster_samples(nodes: &[NodeObservation], leader_zxid: Option<u64>, push: &m
     let serving_voters = nodes
         .iter()
         .zip(&roles)
-        .filter(|(n, r)| n.up && !n.not_serving() && matches!(r, Some(Mode::Leader | Mode::Follower)))
+        .filter(|(n, r)| {
+            // A single configured server serves as its own quorum.
+            let voter =
+                matches!(r, Some(Mode::Leader | Mode::Follower)) || (configured == 1 && **r == Some(Mode::Standalone));
+            n.up && !n.not_serving() && voter
+        })
         .count();
     let leaders = roles.iter().filter(|r| **r == Some(Mode::Leader)).count();
     let standalone = if configured > 1 { roles.iter().filter(|r| **r == Some(Mode::Standalone)).count() } else { 0 };
