@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+# tests/ensemble.rs runs real ZooKeeper ensembles: Debian's zookeeper 3.8
+# (jars in /usr/share/java; it pulls in the servlet API and the SLF4J/log4j
+# jars the harness puts on the classpath) and a JRE to run them.
+[ -f /usr/share/java/zookeeper.jar ] || need_pkgs+=(zookeeper)
+command -v java >/dev/null 2>&1 || need_pkgs+=(default-jre-headless)
 if ((${#need_pkgs[@]})); then
   echo "test.sh: installing ${need_pkgs[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi

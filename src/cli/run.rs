@@ -37,11 +37,12 @@ pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
             if rules.retention.read_all { "all".to_string() } else { rules.retention.read.len().to_string() },
         "starting"
     );
+    let keep = Arc::new(rules.retention.clone());
     let sources: Vec<Arc<dyn Source>> = config
         .sources
         .iter()
         .map(|s| match s {
-            SourceConfig::Zookeeper(z) => Arc::new(ZkSource { config: z.clone() }) as Arc<dyn Source>,
+            SourceConfig::Zookeeper(z) => Arc::new(ZkSource::new(z.clone(), Some(keep.clone()))) as Arc<dyn Source>,
         })
         .collect();
     let runner =

@@ -7,8 +7,15 @@ use super::poll::NodeObservation;
 use crate::model::{Labels, Timestamp};
 use crate::runner::{PollBatch, SeriesBatch};
 
-/// Builds the batch for one poll of one ensemble.
-pub fn batch(cluster: &str, extra: &Labels, nodes: &[NodeObservation], ts: Timestamp) -> PollBatch {
+/// Builds the batch for one poll of one ensemble, with the metrics `keep`
+/// accepts (the ones rules read; ~550 `mntr` keys are mostly not).
+pub fn batch(
+    cluster: &str,
+    extra: &Labels,
+    nodes: &[NodeObservation],
+    ts: Timestamp,
+    keep: &dyn Fn(&str) -> bool,
+) -> PollBatch {
     let mut out = PollBatch::default();
     let mut cluster_labels = extra.clone();
     cluster_labels.insert("cluster", cluster);
@@ -27,11 +34,19 @@ pub fn batch(cluster: &str, extra: &Labels, nodes: &[NodeObservation], ts: Times
             }
         }
         let mut node = series(labels, Some(info_of(n)));
-        node_samples(n, leader_zxid, &mut |name, value| node.values.push((name.to_string(), value)));
+        node_samples(n, leader_zxid, &mut |name, value| {
+            if keep(name) {
+                node.values.push((name.to_string(), value));
+            }
+        });
         out.series.push(node);
     }
     let mut whole = series(cluster_labels, None);
-    cluster_samples(nodes, leader_zxid, &mut |name, value| whole.values.push((name.to_string(), value)));
+    cluster_samples(nodes, leader_zxid, &mut |name, value| {
+        if keep(name) {
+            whole.values.push((name.to_string(), value));
+        }
+    });
     out.series.push(whole);
     out
 }

@@ -18,6 +18,26 @@ use std::time::Duration;
 /// One ensemble, polled over four-letter words.
 pub struct ZkSource {
     pub config: ZkSourceConfig,
+    /// Which metrics to report (those the rules read); `None`: all.
+    pub keep: Option<Arc<crate::rule::Retention>>,
+    slow: std::sync::Mutex<SlowCache>,
+}
+
+/// `conf` and `envi` are polled every `SLOW_EVERY` polls (configuration
+/// and JVM memory move slowly; the seed polls configuration hourly and
+/// resources every 5 minutes); their last answers fill the polls between.
+const SLOW_EVERY: u64 = 6;
+
+#[derive(Default)]
+struct SlowCache {
+    polls: u64,
+    by_node: std::collections::HashMap<String, (Option<parse::Reply<parse::Conf>>, Option<parse::Reply<parse::Envi>>)>,
+}
+
+impl ZkSource {
+    pub fn new(config: ZkSourceConfig, keep: Option<Arc<crate::rule::Retention>>) -> Self {
+        Self { config, keep, slow: std::sync::Mutex::new(SlowCache::default()) }
+    }
 }
 
 impl Source for ZkSource {
@@ -32,8 +52,25 @@ impl Source for ZkSource {
     fn poll(&self, clock: Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = PollBatch> + Send + '_>> {
         Box::pin(async move {
             let ts = clock.now();
-            let nodes = poll::poll_ensemble(&self.config.nodes, self.config.timeout).await;
-            derive::batch(&self.config.cluster, &self.config.labels, &nodes, ts)
+            let slow = {
+                let mut cache = self.slow.lock().unwrap_or_else(|p| p.into_inner());
+                cache.polls += 1;
+                (cache.polls - 1).is_multiple_of(SLOW_EVERY)
+            };
+            let mut nodes = poll::poll_ensemble(&self.config.nodes, self.config.timeout, slow).await;
+            {
+                let mut cache = self.slow.lock().unwrap_or_else(|p| p.into_inner());
+                for n in nodes.iter_mut().filter(|n| n.up) {
+                    if slow {
+                        cache.by_node.insert(n.instance.clone(), (n.conf.clone(), n.envi.clone()));
+                    } else if let Some((conf, envi)) = cache.by_node.get(&n.instance) {
+                        n.conf = conf.clone();
+                        n.envi = envi.clone();
+                    }
+                }
+            }
+            let keep = |name: &str| self.keep.as_ref().is_none_or(|k| k.keeps(name));
+            derive::batch(&self.config.cluster, &self.config.labels, &nodes, ts, &keep)
         })
     }
 }

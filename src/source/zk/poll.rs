@@ -81,13 +81,19 @@ impl NodeObservation {
     }
 }
 
+/// Commands whose answers change rarely (configuration, JVM memory): polled
+/// every few polls, their last answer reused in between.
+pub const SLOW_COMMANDS: [&str; 2] = ["conf", "envi"];
+
 /// Polls one node: all commands at once, each bounded by `timeout`, so the
-/// whole poll of a hung node costs one timeout.
-pub async fn poll_node(instance: &str, timeout: Duration) -> NodeObservation {
+/// whole poll of a hung node costs one timeout. Without `slow`, the
+/// `SLOW_COMMANDS` are skipped.
+pub async fn poll_node(instance: &str, timeout: Duration, slow: bool) -> NodeObservation {
     let started = std::time::Instant::now();
-    let replies = futures_join(instance, timeout).await;
+    let commands: Vec<&'static str> = COMMANDS.iter().copied().filter(|c| slow || !SLOW_COMMANDS.contains(c)).collect();
+    let replies = futures_join(instance, &commands, timeout).await;
     let mut obs = NodeObservation { instance: instance.to_string(), ..NodeObservation::default() };
-    for (cmd, reply) in COMMANDS.iter().zip(replies) {
+    for (cmd, reply) in commands.iter().zip(replies) {
         let fetched = match reply {
             Ok(f) => f,
             Err(e) => {
@@ -124,13 +130,17 @@ pub async fn poll_node(instance: &str, timeout: Duration) -> NodeObservation {
     obs
 }
 
-async fn futures_join(instance: &str, timeout: Duration) -> Vec<Result<super::client::Fetched, FetchError>> {
+async fn futures_join(
+    instance: &str,
+    commands: &[&'static str],
+    timeout: Duration,
+) -> Vec<Result<super::client::Fetched, FetchError>> {
     let mut set = tokio::task::JoinSet::new();
-    for (i, cmd) in COMMANDS.iter().enumerate() {
+    for (i, cmd) in commands.iter().copied().enumerate() {
         let addr = instance.to_string();
         set.spawn(async move { (i, four_letter(&addr, cmd, timeout).await) });
     }
-    let mut out: Vec<Option<Result<super::client::Fetched, FetchError>>> = vec![None; COMMANDS.len()];
+    let mut out: Vec<Option<Result<super::client::Fetched, FetchError>>> = vec![None; commands.len()];
     while let Some(joined) = set.join_next().await {
         if let Ok((i, r)) = joined {
             out[i] = Some(r);
@@ -144,11 +154,11 @@ async fn futures_join(instance: &str, timeout: Duration) -> Vec<Result<super::cl
 }
 
 /// Polls every node of an ensemble concurrently.
-pub async fn poll_ensemble(nodes: &[String], timeout: Duration) -> Vec<NodeObservation> {
+pub async fn poll_ensemble(nodes: &[String], timeout: Duration, slow: bool) -> Vec<NodeObservation> {
     let mut set = tokio::task::JoinSet::new();
     for (i, node) in nodes.iter().enumerate() {
         let node = node.clone();
-        set.spawn(async move { (i, poll_node(&node, timeout).await) });
+        set.spawn(async move { (i, poll_node(&node, timeout, slow).await) });
     }
     let mut out: Vec<NodeObservation> =
         nodes.iter().map(|n| NodeObservation { instance: n.clone(), ..NodeObservation::default() }).collect();

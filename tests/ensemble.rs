@@ -1,0 +1,367 @@
+//! The real `zkalert` binary against a real three-node ZooKeeper ensemble
+//! (Debian's `zookeeper` package, started by `support::ensemble`): `zkalert
+//! run` with the rules in tests/fixtures/ensemble/ and a file notifier, and
+//! `zkalert probe`. Each test starts its own ensemble on its own ports, so
+//! they run in parallel.
+//!
+//! zkalert polls every 2 s (timeout 1 s) and evaluates every 1 s. Latency
+//! bounds below are "two poll intervals + the rule's `for` + 1 s" from the
+//! fault to the notification's `at`; measured values are printed (run with
+//! `-- --nocapture` to see them).
+
+mod support;
+
+use std::time::{Duration, Instant, SystemTime};
+use support::ensemble::{Ensemble, Options};
+use support::zkalert::{Event, RunConfig, ZkalertRun, active, probe, render};
+
+const POLL: Duration = Duration::from_secs(2);
+const POLL_TIMEOUT: Duration = Duration::from_secs(1);
+/// `for` of the rules in tests/fixtures/ensemble/rules.yaml.
+const NODE_DOWN_FOR: Duration = Duration::from_secs(2);
+const QUORUM_LOST_FOR: Duration = Duration::from_secs(4);
+const SLACK: Duration = Duration::from_secs(1);
+/// The heartbeat rule of tests/fixtures/ensemble/heartbeat.yaml.
+const HEARTBEAT: &str = "ZkalertPipelineUp";
+const RUNBOOKS: &str = "https://example.invalid/runbooks/";
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+/// Prints a step with the time since the test began.
+struct Steps {
+    name: &'static str,
+    t0: Instant,
+}
+
+impl Steps {
+    fn new(name: &'static str) -> Steps {
+        Steps { name, t0: Instant::now() }
+    }
+    fn log(&self, msg: impl AsRef<str>) {
+        eprintln!("[{} +{:>5.1}s] {}", self.name, self.t0.elapsed().as_secs_f64(), msg.as_ref());
+    }
+}
+
+/// An ensemble, `zkalert run` against it with the test rules (+ `extra`
+/// rule files), and the heartbeat notification that shows the first poll
+/// went through the whole pipeline.
+fn setup(steps: &Steps, options: Options, extra: &[&str]) -> (Ensemble, ZkalertRun, Event) {
+    let zk = Ensemble::start(3, options);
+    steps.log(format!("ensemble ready: {} — {}", zk.client_addrs().join(","), zk.describe()));
+    let mut rules = vec!["rules.yaml", "heartbeat.yaml"];
+    rules.extend_from_slice(extra);
+    let mut run = ZkalertRun::start(RunConfig::new(zk.client_addrs(), &rules));
+    let (hb, _) =
+        run.wait_event("the heartbeat (first poll evaluated)", Duration::from_secs(30), |e| e.is("firing", HEARTBEAT));
+    assert_eq!(hb.value, Some(3.0), "the first poll should see 3 configured nodes: {hb}");
+    steps.log(format!("zkalert run polling: {hb}"));
+    (zk, run, hb)
+}
+
+fn is_alert(e: &Event) -> bool {
+    e.alertname != HEARTBEAT
+}
+
+/// Asserts a notification carries the tier and a runbook URL.
+fn assert_notification(e: &Event, severity: &str) {
+    assert_eq!(e.severity, severity, "{e}");
+    assert_eq!(e.labels.get("severity").map(String::as_str), Some(severity), "{e}");
+    assert_eq!(e.labels.get("cluster").map(String::as_str), Some("test"), "{e}");
+    assert!(e.runbook.as_deref().is_some_and(|r| r.starts_with(RUNBOOKS)), "no runbook URL: {:?}", e.raw);
+    assert!(e.annotations.get("summary").is_some_and(|s| !s.is_empty()), "no summary: {:?}", e.raw);
+}
+
+/// Sleeps until `t` (no-op if past).
+fn sleep_until(t: Instant) {
+    if let Some(d) = t.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+}
+
+/// (a) A healthy ensemble: nothing but the heartbeat fires for 8 s after the
+/// first poll.
+#[test]
+fn healthy_ensemble_fires_nothing() {
+    let steps = Steps::new("healthy");
+    let (zk, mut run, hb) = setup(&steps, Options::default(), &[]);
+    assert_notification(&hb, "P3");
+    sleep_until(Instant::now() + Duration::from_secs(8));
+    run.assert_running();
+    let events = run.events();
+    let alerts: Vec<Event> = events.iter().filter(|e| is_alert(e)).cloned().collect();
+    assert!(alerts.is_empty(), "a healthy ensemble fired:\n{}", render(&alerts));
+    assert_eq!(events.len(), 1, "the heartbeat fires once and stays firing:\n{}", render(&events));
+    assert!(zk.leader().is_some(), "the ensemble is no longer healthy: {}", zk.describe());
+    steps.log("8 s after the first poll: no alert");
+}
+
+/// (b) SIGKILL a follower: ZkNodeDown (P1) for that instance within two poll
+/// intervals + `for` + 1 s; quorum holds, so nothing else fires.
+#[test]
+fn killed_follower_fires_node_down() {
+    let steps = Steps::new("follower-kill");
+    let (mut zk, mut run, _) = setup(&steps, Options::default(), &[]);
+    let follower = *zk.followers().first().expect("a follower");
+    let instance = zk.client_addr(follower);
+    let killed_at = SystemTime::now();
+    let t_kill = Instant::now();
+    zk.kill(follower);
+    steps.log(format!("SIGKILLed follower {follower} ({instance})"));
+
+    let (down, seen) = run.wait_event("ZkNodeDown firing for the killed follower", Duration::from_secs(30), |e| {
+        e.is("firing", "ZkNodeDown") && e.instance() == Some(&instance)
+    });
+    let latency = down.ms_after(killed_at);
+    let bound = ms(2 * POLL + NODE_DOWN_FOR + SLACK);
+    steps.log(format!(
+        "ZkNodeDown fired {latency} ms after the kill (seen in the file after {} ms; bound {bound} ms): {down}",
+        seen.duration_since(t_kill).as_millis()
+    ));
+    assert_notification(&down, "P1");
+    assert_eq!(down.value, Some(0.0), "value is `up`: {down}");
+    assert!(latency <= bound, "ZkNodeDown took {latency} ms > {bound} ms");
+
+    // Long enough for ZkQuorumLost to have fired had the cluster seen a loss.
+    sleep_until(t_kill + 2 * POLL + QUORUM_LOST_FOR + 2 * SLACK);
+    run.assert_running();
+    let events = run.events();
+    let unexpected: Vec<Event> = events
+        .iter()
+        .filter(|e| is_alert(e) && !(e.alertname == "ZkNodeDown" && e.instance() == Some(&instance)))
+        .cloned()
+        .collect();
+    assert!(unexpected.is_empty(), "only the follower's ZkNodeDown should fire, got:\n{}", render(&unexpected));
+    assert!(zk.leader().is_some(), "the two survivors lost their leader: {}", zk.describe());
+    steps.log("no quorum loss, nothing else fired");
+}
+
+/// (c) SIGKILL the leader: the election is noticed (ZkLeaderElection on the
+/// survivors, ZkNodeDown for the old leader); after the old leader is
+/// restarted every alert resolves.
+#[test]
+fn killed_leader_election_is_noticed_and_everything_resolves() {
+    let steps = Steps::new("leader-kill");
+    let (mut zk, mut run, _) = setup(&steps, Options::default(), &[]);
+    let leader = zk.leader().expect("a leader");
+    let old = zk.client_addr(leader);
+    let killed_at = SystemTime::now();
+    let t_kill = Instant::now();
+    zk.kill(leader);
+    steps.log(format!("SIGKILLed leader {leader} ({old})"));
+
+    // Both survivors noticed: the new leader and the follower that re-synced.
+    for id in zk.ids().filter(|id| *id != leader) {
+        let survivor = zk.client_addr(id);
+        let (election, _) = run.wait_event("ZkLeaderElection firing on each survivor", Duration::from_secs(30), |e| {
+            e.is("firing", "ZkLeaderElection") && e.instance() == Some(&survivor)
+        });
+        let latency = election.ms_after(killed_at);
+        steps.log(format!("election noticed on node {id} {latency} ms after the kill: {election}"));
+        assert_notification(&election, "P3");
+        // An election takes ~0.5-2 s, then one poll and one evaluation.
+        assert!(latency <= ms(3 * POLL + SLACK), "election noticed late: {election}");
+    }
+
+    let (down, _) = run.wait_event("ZkNodeDown firing for the old leader", Duration::from_secs(30), |e| {
+        e.is("firing", "ZkNodeDown") && e.instance() == Some(&old)
+    });
+    let latency = down.ms_after(killed_at);
+    steps.log(format!("ZkNodeDown for the old leader after {latency} ms: {down}"));
+    assert!(latency <= ms(2 * POLL + NODE_DOWN_FOR + SLACK), "ZkNodeDown took {latency} ms");
+
+    let waited = zk.wait_ready(Duration::from_secs(30)).unwrap_or_else(|e| panic!("no new leader: {e}"));
+    let new_leader = zk.leader().expect("a new leader");
+    assert_ne!(new_leader, leader);
+    steps.log(format!(
+        "new leader {new_leader} (ready {} ms after the kill, waited {} ms)",
+        t_kill.elapsed().as_millis(),
+        waited.as_millis()
+    ));
+
+    let restarted = zk.restart(leader);
+    zk.wait_ready(Duration::from_secs(30)).unwrap_or_else(|e| panic!("not ready after the restart: {e}"));
+    let t_restart = Instant::now();
+    steps.log(format!("node {leader} restarted in {} ms: {}", restarted.as_millis(), zk.describe()));
+
+    let events = run.wait_quiet(Duration::from_secs(90), Duration::from_secs(5), |e| !is_alert(e));
+    steps.log(format!(
+        "recovered: no alert active {} ms after the restart (incl. 5 s quiet); timeline:\n{}",
+        t_restart.elapsed().as_millis(),
+        render(&events)
+    ));
+    for (i, e) in events.iter().enumerate().filter(|(_, e)| e.event == "firing" && is_alert(e)) {
+        assert!(
+            events[i + 1..].iter().any(|r| r.event == "resolved" && r.fingerprint == e.fingerprint),
+            "{e} was never resolved:\n{}",
+            render(&events)
+        );
+    }
+    let resolved_down = events.iter().any(|e| e.is("resolved", "ZkNodeDown") && e.instance() == Some(&old));
+    assert!(resolved_down, "ZkNodeDown for {old} not resolved:\n{}", render(&events));
+    assert!(active(&events).values().all(|e| !is_alert(e)));
+}
+
+/// (d) SIGKILL two of three: ZkQuorumLost (P0) fires for the cluster, and
+/// `zkalert probe` says critical (exit 2).
+#[test]
+fn two_of_three_killed_fires_quorum_lost() {
+    let steps = Steps::new("quorum-loss");
+    let (mut zk, mut run, _) = setup(&steps, Options::default(), &[]);
+    let leader = zk.leader().expect("a leader");
+    let follower = *zk.followers().first().expect("a follower");
+    let survivor = zk.ids().find(|id| *id != leader && *id != follower).expect("a survivor");
+    zk.kill(leader);
+    zk.kill(follower);
+    let killed_at = SystemTime::now();
+    steps.log(format!("SIGKILLed leader {leader} and follower {follower}; survivor {survivor}"));
+
+    let (lost, _) = run.wait_event("ZkQuorumLost firing", Duration::from_secs(30), |e| e.is("firing", "ZkQuorumLost"));
+    let latency = lost.ms_after(killed_at);
+    let bound = ms(2 * POLL + QUORUM_LOST_FOR + SLACK);
+    steps.log(format!("ZkQuorumLost fired {latency} ms after the kills (bound {bound} ms): {lost}"));
+    assert_notification(&lost, "P0");
+    assert_eq!(lost.instance(), None, "a cluster alert has no instance: {lost}");
+    assert!(lost.value.is_some_and(|v| v < 2.0), "value is the serving voters (< quorum 2): {lost}");
+    assert!(latency <= bound, "ZkQuorumLost took {latency} ms > {bound} ms");
+
+    for id in [leader, follower] {
+        let instance = zk.client_addr(id);
+        run.wait_event("ZkNodeDown for each killed node", Duration::from_secs(15), |e| {
+            e.is("firing", "ZkNodeDown") && e.instance() == Some(&instance)
+        });
+    }
+    let p = probe(&zk.client_addrs(), "1s");
+    steps.log(format!("probe with 2 of 3 down: {p}"));
+    assert_eq!(p.code, Some(2), "quorum lost is critical:\n{p}");
+    assert!(p.stdout.lines().any(|l| l.starts_with("CRIT") && l.contains("quorum")), "{p}");
+}
+
+/// (e) SIGSTOP one node (it accepts connections, never answers): `zkalert
+/// probe --timeout 1s` is done in about the timeout and reports it down
+/// (exit 1) and the others healthy; in `run`, ZkNodeDown fires for it, its
+/// poll costs one timeout and the other nodes' polls never hit the timeout.
+/// After SIGCONT the alert resolves.
+#[test]
+fn sigstopped_node_is_down_and_does_not_delay_the_others() {
+    let steps = Steps::new("sigstop");
+    let (mut zk, mut run, _) = setup(&steps, Options::default(), &["poll-timing.yaml"]);
+    let hung = *zk.followers().first().expect("a follower");
+    let instance = zk.client_addr(hung);
+    let stopped_at = SystemTime::now();
+    zk.stop_signal(hung);
+    steps.log(format!("SIGSTOPped follower {hung} ({instance})"));
+
+    let p = probe(&zk.client_addrs(), "1s");
+    steps.log(format!("probe: {p}"));
+    assert_eq!(p.code, Some(1), "one node down is a warning:\n{p}");
+    assert!(p.elapsed < POLL_TIMEOUT + Duration::from_secs(1), "probe took {:?} with --timeout 1s", p.elapsed);
+    let row = p.row(&instance).unwrap_or_else(|| panic!("no row for {instance}:\n{p}"));
+    assert_eq!(row[1], "down", "{p}");
+    for id in zk.ids().filter(|id| *id != hung) {
+        let other = zk.client_addr(id);
+        let row = p.row(&other).unwrap_or_else(|| panic!("no row for {other}:\n{p}"));
+        assert!(row[1] == "leader" || row[1] == "follower", "{other} should serve:\n{p}");
+        let probe_ms: f64 = row[3].parse().unwrap_or_else(|_| panic!("PROBE ms of {other} is {:?}:\n{p}", row[3]));
+        assert!(probe_ms < ms(POLL_TIMEOUT) as f64, "{other} answered in {probe_ms} ms:\n{p}");
+    }
+    assert!(p.stdout.lines().any(|l| l.starts_with("WARN") && l.contains(&instance)), "{p}");
+
+    let (down, _) = run.wait_event("ZkNodeDown firing for the hung node", Duration::from_secs(30), |e| {
+        e.is("firing", "ZkNodeDown") && e.instance() == Some(&instance)
+    });
+    let latency = down.ms_after(stopped_at);
+    let bound = ms(2 * POLL + POLL_TIMEOUT + NODE_DOWN_FOR + SLACK);
+    steps.log(format!("ZkNodeDown fired {latency} ms after SIGSTOP (bound {bound} ms): {down}"));
+    assert_notification(&down, "P1");
+    assert!(latency <= bound, "ZkNodeDown took {latency} ms > {bound} ms");
+
+    let (slow, _) = run.wait_event("ZkPollHitTimeout for the hung node", Duration::from_secs(15), |e| {
+        e.is("firing", "ZkPollHitTimeout") && e.instance() == Some(&instance)
+    });
+    let poll_s = slow.value.expect("a value");
+    steps.log(format!("the hung node's poll took {poll_s:.3} s (timeout 1 s)"));
+    assert!(poll_s < 1.5, "one hung node's poll must cost one timeout, not one per command: {slow}");
+
+    // Two more polls of the others while the node hangs.
+    std::thread::sleep(2 * POLL);
+    let events = run.events();
+    let others: Vec<Event> =
+        events.iter().filter(|e| is_alert(e) && e.instance().is_some_and(|i| i != instance)).cloned().collect();
+    assert!(others.is_empty(), "the healthy nodes were affected:\n{}", render(&others));
+
+    zk.cont(hung);
+    let t_cont = Instant::now();
+    let mode = zk.wait_serving(hung, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    steps.log(format!("SIGCONT: node {hung} serving as {mode} after {} ms", t_cont.elapsed().as_millis()));
+    let (resolved, _) = run.wait_event("ZkNodeDown resolved after SIGCONT", Duration::from_secs(30), |e| {
+        e.is("resolved", "ZkNodeDown") && e.instance() == Some(&instance)
+    });
+    steps.log(format!("resolved {} ms after SIGCONT: {resolved}", t_cont.elapsed().as_millis()));
+}
+
+/// (f) A node whose 4lw whitelist lacks `mntr`: ZkMntrBlocked (P2) fires for
+/// it — a blind spot, not a healthy-looking node — and for no other node.
+#[test]
+fn node_without_mntr_whitelisted_fires_mntr_blocked() {
+    let steps = Steps::new("mntr-blocked");
+    let options = Options::default().node_whitelist(2, "srvr,ruok,cons,conf,isro,envi");
+    let (zk, mut run, hb) = setup(&steps, options, &[]);
+    let blind = zk.client_addr(2);
+    let reply = zk.four_letter(2, "mntr", Duration::from_secs(2)).expect("mntr reply");
+    assert!(reply.contains("not in the whitelist"), "node 2 answers mntr: {reply}");
+
+    let (blocked, _) = run.wait_event("ZkMntrBlocked firing for node 2", Duration::from_secs(30), |e| {
+        e.is("firing", "ZkMntrBlocked") && e.instance() == Some(&blind)
+    });
+    steps.log(format!("ZkMntrBlocked fired {} ms after the first poll: {blocked}", blocked.at_ms - hb.at_ms));
+    assert_notification(&blocked, "P2");
+    assert_eq!(blocked.value, Some(1.0), "{blocked}");
+
+    std::thread::sleep(2 * POLL);
+    let events = run.events();
+    let unexpected: Vec<Event> = events
+        .iter()
+        .filter(|e| is_alert(e) && !(e.alertname == "ZkMntrBlocked" && e.instance() == Some(&blind)))
+        .cloned()
+        .collect();
+    assert!(unexpected.is_empty(), "only node 2's ZkMntrBlocked should fire:\n{}", render(&unexpected));
+
+    let p = probe(&zk.client_addrs(), "2s");
+    steps.log(format!("probe: {p}"));
+    assert_eq!(p.code, Some(1), "a whitelist gap is a warning:\n{p}");
+    assert!(p.stdout.lines().any(|l| l.starts_with("WARN") && l.contains(&blind) && l.contains("mntr")), "{p}");
+}
+
+/// (g) `zkalert probe` on a healthy ensemble prints the node table and exits
+/// 0; with a node killed it exits 1.
+#[test]
+fn probe_prints_the_table_and_exit_codes() {
+    let steps = Steps::new("probe");
+    let mut zk = Ensemble::start(3, Options::default());
+    let addrs = zk.client_addrs();
+    let p = probe(&addrs, "2s");
+    steps.log(format!("healthy: {p}"));
+    assert_eq!(p.code, Some(0), "healthy ensemble:\n{p}");
+    let table = p.table();
+    assert_eq!(table.first().map(|h| &h[..2]), Some(&["NODE".to_string(), "ROLE".to_string()][..]), "{p}");
+    assert_eq!(table.len(), 4, "header + three rows:\n{p}");
+    let rows = &table[1..];
+    let mut nodes: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    nodes.sort_unstable();
+    let mut expected: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(nodes, expected, "{p}");
+    assert_eq!(rows.iter().filter(|r| r[1] == "leader").count(), 1, "{p}");
+    assert_eq!(rows.iter().filter(|r| r[1] == "follower").count(), 2, "{p}");
+    assert!(p.stdout.contains("ensemble healthy (exit 0)"), "{p}");
+
+    let follower = *zk.followers().first().expect("a follower");
+    zk.kill(follower);
+    let p = probe(&addrs, "2s");
+    steps.log(format!("follower {follower} killed: {p}"));
+    assert_eq!(p.code, Some(1), "one node down is a warning:\n{p}");
+    assert_eq!(p.row(&zk.client_addr(follower)).map(|r| r[1].clone()).as_deref(), Some("down"), "{p}");
+    assert!(p.stdout.lines().any(|l| l.starts_with("WARN") && l.contains("nodes up")), "{p}");
+}
