@@ -365,3 +365,35 @@ fn probe_prints_the_table_and_exit_codes() {
     assert_eq!(p.row(&zk.client_addr(follower)).map(|r| r[1].clone()).as_deref(), Some("down"), "{p}");
     assert!(p.stdout.lines().any(|l| l.starts_with("WARN") && l.contains("nodes up")), "{p}");
 }
+
+/// The shipped rule pack (rules/zookeeper/) against the real ensemble: a
+/// healthy ensemble raises nothing for a minute — every rule's `for` of up
+/// to 1m has elapsed — and a killed follower raises the pack's ZkNodeDown
+/// at P1 with its shipped runbook, within its `for` (30 s) + two polls.
+#[test]
+fn shipped_rule_pack_on_a_real_ensemble() {
+    let steps = Steps::new("shipped-pack");
+    let mut zk = Ensemble::start(3, Options::default());
+    let pack = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/zookeeper");
+    let mut config = RunConfig::new(zk.client_addrs(), &["heartbeat.yaml"]);
+    config.rules.push(pack);
+    let mut run = ZkalertRun::start(config);
+    run.wait_event("the heartbeat (first poll evaluated)", Duration::from_secs(30), |e| e.is("firing", HEARTBEAT));
+    let quiet = run.wait_quiet(Duration::from_secs(70), Duration::from_secs(65), |e| e.alertname == HEARTBEAT);
+    let raised: Vec<Event> = quiet.into_iter().filter(|e| e.alertname != HEARTBEAT).collect();
+    assert!(raised.is_empty(), "the shipped pack raised alerts on a healthy ensemble:\n{}", render(&raised));
+    steps.log("healthy for 65 s: the shipped pack raised nothing");
+
+    let follower = *zk.followers().first().expect("a follower");
+    let instance = zk.client_addr(follower);
+    let killed_at = SystemTime::now();
+    zk.kill(follower);
+    let (down, _) = run.wait_event("the pack's ZkNodeDown", Duration::from_secs(45), |e| {
+        e.is("firing", "ZkNodeDown") && e.instance() == Some(&instance)
+    });
+    let latency = down.ms_after(killed_at);
+    steps.log(format!("pack ZkNodeDown after {latency} ms: {down}"));
+    assert_eq!(down.severity, "P1", "{down}");
+    assert_eq!(down.runbook.as_deref(), Some("zookeeper/node-down"), "{down}");
+    assert!(latency <= ms(Duration::from_secs(30) + 2 * POLL + SLACK), "took {latency} ms");
+}
