@@ -29,6 +29,24 @@ fn check_shipped_rules_passes() {
 }
 
 #[test]
+fn check_validates_config_files() {
+    let o = zkalert(&["check", "examples/zkalert.yaml"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("1 config file(s)"), "{}", stdout(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "z.yaml",
+        "sources:\n  - type: zookeeper\n    cluster: c\n    nodes: [nohost]\n    timeout: 5x\n",
+    );
+    let o = zkalert(&["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains(":4:13: node \"nohost\" must be host:port"), "{out}");
+    assert!(out.contains(":5:14: timeout: invalid duration"), "{out}");
+}
+
+#[test]
 fn check_reports_every_problem_with_positions() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("runbooks")).unwrap();

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 /// What `check` found.
 pub struct CheckReport {
     pub rule_files: usize,
+    pub config_files: usize,
     pub rules: usize,
     pub test_files: usize,
     pub errors: Diagnostics,
@@ -36,6 +37,20 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
             errors.push(p, Pos::new(1, 1), format!("cannot list: {e}"));
         }
     }
+    // A YAML file with top-level `sources` is a zkalert config: validate it
+    // as one (and the rules it names), not as a rule file.
+    let (configs, rule_files): (Vec<PathBuf>, Vec<PathBuf>) = rule_files.into_iter().partition(|f| is_config_file(f));
+    for c in &configs {
+        match crate::config::Config::load(c) {
+            Ok(cfg) => {
+                let files = crate::rule::find_rule_files(&cfg.rules).unwrap_or_default();
+                if let Err(d) = load_rules(&files, LoadOptions::default()) {
+                    errors.extend(d);
+                }
+            }
+            Err(d) => errors.extend(d),
+        }
+    }
     let mut rules = 0;
     let mut warnings = Diagnostics::default();
     match load_rules(&rule_files, LoadOptions { require_runbooks: true, ..LoadOptions::default() }) {
@@ -58,7 +73,21 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
             Err(d) => errors.extend(d),
         }
     }
-    CheckReport { rule_files: rule_files.len(), rules, test_files: test_files.len(), errors: errors.sorted(), warnings }
+    CheckReport {
+        rule_files: rule_files.len(),
+        config_files: configs.len(),
+        rules,
+        test_files: test_files.len(),
+        errors: errors.sorted(),
+        warnings,
+    }
+}
+
+fn is_config_file(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| crate::yaml::parse(&text, path).ok())
+        .is_some_and(|root| root.get("sources").is_some())
 }
 
 /// Runs `check` and prints the report; returns the exit code.
@@ -72,8 +101,8 @@ pub fn run(paths: &[PathBuf]) -> i32 {
     }
     if report.errors.is_empty() {
         println!(
-            "OK: {} rule file(s), {} rule(s), {} test file(s)",
-            report.rule_files, report.rules, report.test_files
+            "OK: {} rule file(s), {} rule(s), {} test file(s), {} config file(s)",
+            report.rule_files, report.rules, report.test_files, report.config_files
         );
         super::EXIT_OK
     } else {
