@@ -31,7 +31,13 @@ const SLOW_EVERY: u64 = 6;
 #[derive(Default)]
 struct SlowCache {
     polls: u64,
-    by_node: std::collections::HashMap<String, (Option<parse::Reply<parse::Conf>>, Option<parse::Reply<parse::Envi>>)>,
+    by_node: std::collections::HashMap<String, SlowAnswers>,
+}
+
+/// A node's last answers to the slow commands.
+struct SlowAnswers {
+    conf: Option<parse::Reply<parse::Conf>>,
+    envi: Option<parse::Reply<parse::Envi>>,
 }
 
 impl ZkSource {
@@ -62,10 +68,12 @@ impl Source for ZkSource {
                 let mut cache = self.slow.lock().unwrap_or_else(|p| p.into_inner());
                 for n in nodes.iter_mut().filter(|n| n.up) {
                     if slow {
-                        cache.by_node.insert(n.instance.clone(), (n.conf.clone(), n.envi.clone()));
-                    } else if let Some((conf, envi)) = cache.by_node.get(&n.instance) {
-                        n.conf = conf.clone();
-                        n.envi = envi.clone();
+                        cache
+                            .by_node
+                            .insert(n.instance.clone(), SlowAnswers { conf: n.conf.clone(), envi: n.envi.clone() });
+                    } else if let Some(last) = cache.by_node.get(&n.instance) {
+                        n.conf = last.conf.clone();
+                        n.envi = last.envi.clone();
                     }
                 }
             }
