@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::model::{Labels, Sample};
 use crate::notify::{Notification, Notifier};
 use crate::rule::{Evaluator, RuleSet};
-use crate::store::SeriesStore;
+use crate::store::{GroupId, MetricId, SeriesStore};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,6 +61,8 @@ pub struct Runner {
     pub evaluator: Evaluator,
     pub notifiers: Vec<Box<dyn Notifier>>,
     last_compaction: Option<crate::model::Timestamp>,
+    /// Per source, the series its last poll reported (sorted).
+    reported: std::collections::HashMap<usize, Vec<(GroupId, MetricId)>>,
 }
 
 /// Dropping series that stopped reporting walks the whole store: once a
@@ -70,24 +72,47 @@ const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
 impl Runner {
     pub fn new(rules: Arc<RuleSet>, evaluation_interval: Duration, notifiers: Vec<Box<dyn Notifier>>) -> Self {
         let store = Arc::new(SeriesStore::for_rules(&rules.retention));
-        Self { store, evaluator: Evaluator::new(rules, evaluation_interval), notifiers, last_compaction: None }
+        Self {
+            store,
+            evaluator: Evaluator::new(rules, evaluation_interval),
+            notifiers,
+            last_compaction: None,
+            reported: Default::default(),
+        }
     }
 
-    pub fn ingest(&mut self, batch: PollBatch) {
+    /// Ingests one poll of one source. Like a Prometheus scrape, a poll is
+    /// the source's whole state: series it reported last time and not now
+    /// get a stale marker, so a dead node's last values vanish at once
+    /// instead of lingering for the lookback. Other sources' series in the
+    /// same group (a host agent's beside the 4lw poller's) are untouched.
+    pub fn ingest(&mut self, source: usize, batch: PollBatch) {
         let store = Arc::make_mut(&mut self.store);
+        let mut now_reported: Vec<(GroupId, MetricId)> = Vec::new();
+        let mut ts = None;
         for s in batch.series {
             let group = store.group_id(&s.labels);
+            ts = ts.max(Some(s.timestamp));
             for (name, value) in &s.values {
                 if !store.keeps(name) {
                     continue;
                 }
                 let metric = store.metric_id(name);
                 store.append(group, metric, s.timestamp, *value);
+                now_reported.push((group, metric));
             }
-            // A target's batch is its whole state: what it no longer reports is stale.
             if let Some(info) = s.info {
-                store.mark_missing_stale(group, s.timestamp);
                 store.set_info(group, info);
+            }
+        }
+        now_reported.sort_unstable();
+        let previous = self.reported.insert(source, now_reported);
+        if let (Some(previous), Some(ts)) = (previous, ts) {
+            let current = &self.reported[&source];
+            for (group, metric) in previous {
+                if current.binary_search(&(group, metric)).is_err() {
+                    store.append(group, metric, ts, crate::model::STALE_NAN);
+                }
             }
         }
     }
@@ -132,9 +157,9 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Runner {
-    let (tx, mut rx) = mpsc::channel::<PollBatch>(64);
+    let (tx, mut rx) = mpsc::channel::<(usize, PollBatch)>(64);
     let mut tasks = Vec::new();
-    for source in sources {
+    for (index, source) in sources.into_iter().enumerate() {
         let tx = tx.clone();
         let clock = clock.clone();
         tasks.push(tokio::spawn(async move {
@@ -149,7 +174,7 @@ pub async fn run(
                 ticker.tick().await;
                 let batch = source.poll(clock.clone()).await;
                 tracing::debug!(source = %source.name(), series = batch.series.len(), "polled");
-                if tx.send(batch).await.is_err() {
+                if tx.send((index, batch)).await.is_err() {
                     return;
                 }
             }
@@ -162,8 +187,8 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(batch) = rx.recv() => {
-                runner.ingest(batch);
+            Some((source, batch)) = rx.recv() => {
+                runner.ingest(source, batch);
                 // Evaluate as soon as fresh data arrives if a group is due,
                 // so a poll's result reaches the rules without waiting a tick.
                 runner.evaluate(clock.as_ref());
@@ -178,4 +203,48 @@ pub async fn run(
     }
     tracing::info!("shut down");
     runner
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::model::Timestamp;
+
+    fn batch(ts: i64, values: &[(&str, f64)]) -> PollBatch {
+        PollBatch {
+            series: vec![SeriesBatch {
+                labels: Labels::from_pairs([("instance", "a")]),
+                info: None,
+                timestamp: Timestamp::from_millis(ts * 1000),
+                values: values.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn series_a_source_stops_reporting_go_stale_others_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.yaml");
+        std::fs::write(
+            &p,
+            "groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n  - alert: Y\n    expr: y > 0\n",
+        )
+        .unwrap();
+        let rules = Arc::new(crate::rule::load_rules(&[p], Default::default()).unwrap());
+        let mut runner = Runner::new(rules, Duration::from_secs(10), Vec::new());
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        runner.ingest(0, batch(0, &[("x", 1.0)]));
+        runner.ingest(1, batch(0, &[("y", 1.0)]));
+        runner.evaluate(&clock);
+        assert_eq!(runner.evaluator.tracker.firing().count(), 2);
+        // Source 0 polls again without x (say its node died): x is stale at
+        // once; y, from source 1 in the same group, stays.
+        runner.ingest(0, batch(10, &[]));
+        clock.set(Timestamp::from_millis(10_000));
+        let sent = runner.evaluate(&clock);
+        let names: Vec<&str> = sent.iter().map(|n| n.alert.name()).collect();
+        assert_eq!(names, ["X"], "X resolves: {sent:?}");
+        assert_eq!(runner.evaluator.tracker.firing().map(|a| a.name().to_string()).collect::<Vec<_>>(), ["Y"]);
+    }
 }

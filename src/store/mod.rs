@@ -199,18 +199,6 @@ impl SeriesStore {
         window.push(Point { ts, value }, oldest, max_points);
     }
 
-    /// Marks every series of a group that got no sample at `ts` as stale,
-    /// as Prometheus does for series that vanish from a scrape: a node that
-    /// stops reporting a metric stops showing its old value at once.
-    pub fn mark_missing_stale(&mut self, group: GroupId, ts: Timestamp) {
-        let Some(Some(g)) = self.groups.get_mut(group.0 as usize) else { return };
-        for w in g.series.values_mut() {
-            if w.last().is_some_and(|p| p.ts < ts && !crate::model::is_stale(p.value)) {
-                w.push(Point { ts, value: crate::model::STALE_NAN }, ts - self.retention, self.max_points);
-            }
-        }
-    }
-
     /// Convenience: ingest by name and labels.
     pub fn ingest(&mut self, name: &str, labels: &Labels, ts: Timestamp, value: f64) {
         let metric = self.metric_id(name);

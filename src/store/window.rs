@@ -86,10 +86,6 @@ impl Window {
         self.points.is_empty()
     }
 
-    pub fn last(&self) -> Option<&Point> {
-        self.points.back()
-    }
-
     pub fn points(&self) -> impl Iterator<Item = &Point> {
         self.points.iter()
     }
