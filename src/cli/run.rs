@@ -41,10 +41,16 @@ pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
     let sources: Vec<Arc<dyn Source>> = config
         .sources
         .iter()
-        .map(|s| match s {
-            SourceConfig::Zookeeper(z) => Arc::new(ZkSource::new(z.clone(), Some(keep.clone()))) as Arc<dyn Source>,
+        .map(|s| -> anyhow::Result<Arc<dyn Source>> {
+            Ok(match s {
+                SourceConfig::Zookeeper(z) => Arc::new(ZkSource::new(z.clone(), Some(keep.clone()))),
+                SourceConfig::Host(h) => Arc::new(crate::source::host::HostSource::new(h.clone())),
+                SourceConfig::ZookeeperAdmin(_) | SourceConfig::Prometheus(_) => {
+                    anyhow::bail!("this build of zkalert cannot poll AdminServer or Prometheus endpoints yet")
+                }
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let runner =
         Runner::new(Arc::new(rules), config.evaluation_interval, crate::notify::from_config(&config.notifiers));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -25,7 +25,44 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
+    /// Four-letter words on each node's client port.
     Zookeeper(ZkSourceConfig),
+    /// The AdminServer's JSON commands (`nodes` are AdminServer host:port),
+    /// for ensembles that don't whitelist four-letter words.
+    ZookeeperAdmin(ZkSourceConfig),
+    /// A Prometheus text exposition endpoint (node_exporter, ZooKeeper's own
+    /// metrics provider, anything else).
+    Prometheus(PromSourceConfig),
+    /// Checks on the ZooKeeper host itself (run zkalert there as an agent).
+    Host(HostSourceConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct PromSourceConfig {
+    pub url: String,
+    /// Sets the `cluster` label.
+    pub cluster: Option<String>,
+    /// Sets the `instance` label (default: the URL's host:port).
+    pub instance: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub labels: Labels,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostSourceConfig {
+    pub cluster: String,
+    /// The ZooKeeper node on this host (`host:port`), so host metrics join
+    /// that node's.
+    pub instance: String,
+    pub interval: Duration,
+    /// Directories whose filesystems to watch (dataDir, dataLogDir).
+    pub paths: Vec<PathBuf>,
+    /// Backup directories: filesystem and age of the newest file.
+    pub backup_dirs: Vec<PathBuf>,
+    /// ZooKeeper's pid file: is the process alive.
+    pub pid_file: Option<PathBuf>,
+    pub labels: Labels,
 }
 
 /// One ZooKeeper ensemble polled over four-letter words.
@@ -123,7 +160,7 @@ impl Config {
                 }
                 "sources" => {
                     for n in r.seq(value, "sources") {
-                        if let Some(s) = source(&mut r, n) {
+                        if let Some(s) = source(&mut r, n, base) {
                             cfg.sources.push(s);
                         }
                     }
@@ -197,43 +234,112 @@ fn expand_glob(r: &mut Reader, pos: Pos, base: &Path, pattern: &str) -> Vec<Path
     }
 }
 
-fn source(r: &mut Reader, n: &Node) -> Option<SourceConfig> {
-    let fields = r.map(n, "source", &["type", "cluster", "nodes", "interval", "timeout", "labels"]);
-    let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
-    let Some(kind) = get("type").and_then(|t| r.string(t, "type")) else {
-        r.error(n.pos, "source needs a `type` (zookeeper)");
+const SOURCE_TYPES: &str = "zookeeper, zookeeper_admin, prometheus, host";
+
+fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
+    let Some(kind) = n.get("type").and_then(|t| r.string(t, "type")) else {
+        r.error(n.pos, format!("source needs a `type` ({SOURCE_TYPES})"));
         return None;
     };
-    if kind != "zookeeper" {
-        r.error(get("type").map_or(n.pos, |t| t.pos), format!("unknown source type {kind:?}; expected zookeeper"));
-        return None;
-    }
-    let cluster = get("cluster").and_then(|c| r.string(c, "cluster"));
-    let mut nodes = Vec::new();
-    for node in get("nodes").map(|ns| r.seq(ns, "nodes")).unwrap_or_default() {
-        if let Some(addr) = r.string(node, "node") {
-            if !addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
-                r.error(node.pos, format!("node {addr:?} must be host:port"));
-            }
-            nodes.push(addr);
+    let known: &[&str] = match kind.as_str() {
+        "zookeeper" | "zookeeper_admin" => &["type", "cluster", "nodes", "interval", "timeout", "labels"],
+        "prometheus" => &["type", "url", "cluster", "instance", "interval", "timeout", "labels"],
+        "host" => &["type", "cluster", "instance", "interval", "paths", "backup_dirs", "pid_file", "labels"],
+        other => {
+            r.error(
+                n.get("type").map_or(n.pos, |t| t.pos),
+                format!("unknown source type {other:?}; expected one of {SOURCE_TYPES}"),
+            );
+            return None;
         }
-    }
-    if nodes.is_empty() {
-        r.error(n.pos, "zookeeper source needs `nodes` (host:port of each server)");
-    }
+    };
+    let fields = r.map(n, &format!("{kind} source"), known);
+    let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
     let interval = get("interval").and_then(|v| positive_duration(r, v, "interval")).unwrap_or(Duration::from_secs(15));
     let timeout = get("timeout").and_then(|v| positive_duration(r, v, "timeout")).unwrap_or(Duration::from_secs(2));
     if timeout >= interval {
         r.error(get("timeout").map_or(n.pos, |t| t.pos), "timeout must be shorter than interval");
     }
-    let labels = get("labels")
+    let labels: Labels = get("labels")
         .map(|l| r.string_map(l, "labels").into_iter().map(|(k, v, _)| (k, v)).collect())
         .unwrap_or_default();
-    let Some(cluster) = cluster else {
-        r.error(n.pos, "zookeeper source needs a `cluster` name");
-        return None;
+    let cluster = get("cluster").and_then(|c| r.string(c, "cluster"));
+    let need_cluster = |r: &mut Reader, cluster: Option<String>| {
+        if cluster.is_none() {
+            r.error(n.pos, format!("{kind} source needs a `cluster` name"));
+        }
+        cluster
     };
-    Some(SourceConfig::Zookeeper(ZkSourceConfig { cluster, nodes, interval, timeout, labels }))
+    match kind.as_str() {
+        "zookeeper" | "zookeeper_admin" => {
+            let mut nodes = Vec::new();
+            for node in get("nodes").map(|ns| r.seq(ns, "nodes")).unwrap_or_default() {
+                if let Some(addr) = r.string(node, "node") {
+                    if !is_host_port(&addr) {
+                        r.error(node.pos, format!("node {addr:?} must be host:port"));
+                    }
+                    nodes.push(addr);
+                }
+            }
+            if nodes.is_empty() {
+                let what = if kind == "zookeeper" { "client port" } else { "AdminServer port" };
+                r.error(n.pos, format!("{kind} source needs `nodes` (host:port of each server's {what})"));
+            }
+            let cluster = need_cluster(r, cluster)?;
+            let config = ZkSourceConfig { cluster, nodes, interval, timeout, labels };
+            Some(if kind == "zookeeper" {
+                SourceConfig::Zookeeper(config)
+            } else {
+                SourceConfig::ZookeeperAdmin(config)
+            })
+        }
+        "prometheus" => {
+            let url = get("url").and_then(|u| r.string(u, "url"));
+            let Some(url) = url else {
+                r.error(n.pos, "prometheus source needs a `url` (http://host:port/metrics)");
+                return None;
+            };
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                r.error(
+                    get("url").map_or(n.pos, |u| u.pos),
+                    format!("url {url:?} must start with http:// or https://"),
+                );
+            }
+            let instance = get("instance").and_then(|i| r.string(i, "instance"));
+            Some(SourceConfig::Prometheus(PromSourceConfig { url, cluster, instance, interval, timeout, labels }))
+        }
+        _ => {
+            let dirs = |key: &str, r: &mut Reader| -> Vec<PathBuf> {
+                get(key)
+                    .map(|l| r.seq(l, key).iter().filter_map(|p| r.string(p, key)).map(|p| base.join(p)).collect())
+                    .unwrap_or_default()
+            };
+            let paths = dirs("paths", r);
+            let backup_dirs = dirs("backup_dirs", r);
+            let pid_file = get("pid_file").and_then(|p| r.string(p, "pid_file")).map(|p| base.join(p));
+            let instance = get("instance").and_then(|i| r.string(i, "instance"));
+            if instance.is_none() {
+                r.error(n.pos, "host source needs `instance`: the host:port of the ZooKeeper node on this host");
+            }
+            if paths.is_empty() && backup_dirs.is_empty() && pid_file.is_none() {
+                r.error(n.pos, "host source needs at least one of `paths`, `backup_dirs`, `pid_file`");
+            }
+            let cluster = need_cluster(r, cluster)?;
+            Some(SourceConfig::Host(HostSourceConfig {
+                cluster,
+                instance: instance?,
+                interval,
+                paths,
+                backup_dirs,
+                pid_file,
+                labels,
+            }))
+        }
+    }
+}
+
+fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
 }
 
 fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
@@ -287,6 +393,24 @@ mod tests {
         ] {
             assert!(err.contains(want), "missing {want:?} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn every_source_type() {
+        let text = "sources:\n  - {type: zookeeper_admin, cluster: p, nodes: ['a:8080']}\n  - {type: prometheus, url: 'http://n:9100/metrics', cluster: p}\n  - {type: host, cluster: p, instance: 'a:2181', paths: [/var/lib/zookeeper], pid_file: /run/zk.pid}\n";
+        let c = Config::parse(text, Path::new("/etc/z.yaml")).unwrap();
+        assert!(matches!(c.sources[0], SourceConfig::ZookeeperAdmin(_)));
+        assert!(matches!(&c.sources[1], SourceConfig::Prometheus(p) if p.cluster.as_deref() == Some("p")));
+        assert!(matches!(&c.sources[2], SourceConfig::Host(h) if h.paths == [PathBuf::from("/var/lib/zookeeper")]));
+        let err = Config::parse(
+            "sources:\n  - {type: host, cluster: p, nodes: [x]}\n  - {type: prometheus, url: 'ftp://x'}\n",
+            Path::new("z.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field \"nodes\" in host source"), "{err}");
+        assert!(err.contains("host source needs `instance`"), "{err}");
+        assert!(err.contains("must start with http://"), "{err}");
     }
 
     #[test]

@@ -2,4 +2,5 @@
 //! AdminServer, Prometheus text, host checks). Each poll yields `Sample`s
 //! for the series store.
 
+pub mod host;
 pub mod zk;
