@@ -45,8 +45,11 @@ pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
             Ok(match s {
                 SourceConfig::Zookeeper(z) => Arc::new(ZkSource::new(z.clone(), Some(keep.clone()))),
                 SourceConfig::Host(h) => Arc::new(crate::source::host::HostSource::new(h.clone())),
-                SourceConfig::ZookeeperAdmin(_) | SourceConfig::Prometheus(_) => {
-                    anyhow::bail!("this build of zkalert cannot poll AdminServer or Prometheus endpoints yet")
+                SourceConfig::ZookeeperAdmin(z) => {
+                    Arc::new(crate::source::admin::AdminSource::new(z.clone(), Some(keep.clone()))?)
+                }
+                SourceConfig::Prometheus(p) => {
+                    Arc::new(crate::source::prom::PromSource::new(p.clone(), Some(keep.clone()))?)
                 }
             })
         })

@@ -2,5 +2,7 @@
 //! AdminServer, Prometheus text, host checks). Each poll yields `Sample`s
 //! for the series store.
 
+pub mod admin;
 pub mod host;
+pub mod prom;
 pub mod zk;

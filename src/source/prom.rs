@@ -1,0 +1,596 @@
+//! Sources → store → rules…: the first stage, Prometheus side. [`PromSource`]
+//! scrapes one `/metrics` endpoint (an exporter on a ZooKeeper host, or
+//! ZooKeeper's own Prometheus provider) and [`parse_text`] reads its text
+//! exposition format 0.0.4 into samples, which become series labelled with
+//! the target (`cluster`, `instance`, extra labels), plus `up` and
+//! `scrape_duration_seconds` per target, as Prometheus itself records them.
+
+use crate::clock::Clock;
+use crate::config::PromSourceConfig;
+use crate::model::{Labels, Timestamp};
+use crate::runner::{PollBatch, SeriesBatch, Source};
+use crate::source::admin::{fetch, http_client};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One sample line of the text format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromSample {
+    pub name: String,
+    /// In the order written; names are unique.
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    /// Milliseconds since the epoch, when the line carries one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Where and why the text is not the exposition format (1-based line and
+/// column; the column counts characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{col}: {message}")]
+pub struct PromParseError {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// The `# TYPE` values the format defines.
+pub const METRIC_TYPES: [&str; 5] = ["counter", "gauge", "histogram", "summary", "untyped"];
+
+/// Parses a scrape body: the bytes must be UTF-8.
+pub fn parse_bytes(body: &[u8]) -> Result<Vec<PromSample>, PromParseError> {
+    match std::str::from_utf8(body) {
+        Ok(text) => parse_text(text),
+        Err(e) => {
+            let valid = body.get(..e.valid_up_to()).unwrap_or_default();
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let col = String::from_utf8_lossy(valid.get(line_start..).unwrap_or_default()).chars().count() + 1;
+            Err(PromParseError { line, col, message: "invalid UTF-8".into() })
+        }
+    }
+}
+
+/// Parses the text exposition format 0.0.4: `# HELP` / `# TYPE` lines
+/// (checked), other comments and blank lines (skipped), and sample lines
+/// `name{label="value",...} value [timestamp]`. Label values unescape
+/// `\\`, `\"` and `\n`; values are floats including `NaN`, `+Inf`, `-Inf`;
+/// histogram and summary samples (`_bucket`, `_sum`, `_count`, quantiles)
+/// are plain samples. The first problem is an error at its line and column.
+pub fn parse_text(text: &str) -> Result<Vec<PromSample>, PromParseError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.split('\n').enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let mut c = Cursor { line, pos: 0, line_no: i + 1 };
+        c.skip_blanks();
+        if c.at_end() {
+            continue;
+        }
+        if c.peek() == Some('#') {
+            c.comment()?;
+            continue;
+        }
+        out.push(c.sample()?);
+    }
+    Ok(out)
+}
+
+/// A position in one line. `pos` is a byte offset, always on a char
+/// boundary (it only moves by whole chars).
+struct Cursor<'a> {
+    line: &'a str,
+    pos: usize,
+    line_no: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn rest(&self) -> &'a str {
+        self.line.get(self.pos..).unwrap_or_default()
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.rest().chars().next()
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let ch = self.peek()?;
+        self.pos += ch.len_utf8();
+        Some(ch)
+    }
+
+    fn at_end(&self) -> bool {
+        self.rest().is_empty()
+    }
+
+    fn skip_blanks(&mut self) -> bool {
+        let start = self.pos;
+        while matches!(self.peek(), Some(' ' | '\t')) {
+            self.pos += 1;
+        }
+        self.pos > start
+    }
+
+    fn error_at(&self, pos: usize, message: impl Into<String>) -> PromParseError {
+        let col = self.line.get(..pos).map_or(pos, |p| p.chars().count()) + 1;
+        PromParseError { line: self.line_no, col, message: message.into() }
+    }
+
+    fn error(&self, message: impl Into<String>) -> PromParseError {
+        self.error_at(self.pos, message)
+    }
+
+    /// A run of chars that are not blanks (a token).
+    fn token(&mut self) -> &'a str {
+        let start = self.pos;
+        while let Some(ch) = self.peek() {
+            if ch == ' ' || ch == '\t' {
+                break;
+            }
+            self.pos += ch.len_utf8();
+        }
+        self.line.get(start..self.pos).unwrap_or_default()
+    }
+
+    /// `[a-zA-Z_:][a-zA-Z0-9_:]*` (metric) or without `:` (label).
+    fn name(&mut self, colon: bool, what: &str) -> Result<String, PromParseError> {
+        let start = self.pos;
+        let ok_first = |ch: char| ch.is_ascii_alphabetic() || ch == '_' || (colon && ch == ':');
+        match self.peek() {
+            Some(ch) if ok_first(ch) => self.pos += 1,
+            Some(ch) => return Err(self.error(format!("expected a {what}, found {ch:?}"))),
+            None => return Err(self.error(format!("expected a {what}, found the end of the line"))),
+        }
+        while let Some(ch) = self.peek() {
+            if ch.is_ascii_alphanumeric() || ch == '_' || (colon && ch == ':') {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+        Ok(self.line.get(start..self.pos).unwrap_or_default().to_string())
+    }
+
+    /// `# HELP name text`, `# TYPE name type`, or any other comment.
+    fn comment(&mut self) -> Result<(), PromParseError> {
+        self.bump(); // '#'
+        if !self.skip_blanks() {
+            return Ok(());
+        }
+        let keyword = self.token().to_string();
+        if keyword != "HELP" && keyword != "TYPE" {
+            return Ok(());
+        }
+        if !self.skip_blanks() {
+            return Err(self.error(format!("expected a metric name after # {keyword}")));
+        }
+        self.name(true, "metric name")?;
+        if keyword == "HELP" {
+            // Docstring: anything; `\\` and `\n` escapes need no checking.
+            if !self.at_end() && !self.skip_blanks() {
+                return Err(self.error("expected a blank after the metric name"));
+            }
+            return Ok(());
+        }
+        if !self.skip_blanks() {
+            return Err(self.error("expected a blank and a type after the metric name"));
+        }
+        let type_at = self.pos;
+        let kind = self.token();
+        if !METRIC_TYPES.contains(&kind) {
+            let kind = kind.to_string();
+            return Err(
+                self.error_at(type_at, format!("unknown metric type {kind:?} (expected one of {METRIC_TYPES:?})"))
+            );
+        }
+        self.skip_blanks();
+        if !self.at_end() {
+            return Err(self.error("unexpected text after the metric type"));
+        }
+        Ok(())
+    }
+
+    fn sample(&mut self) -> Result<PromSample, PromParseError> {
+        let name = self.name(true, "metric name")?;
+        let mut blank = self.skip_blanks();
+        let mut labels: Vec<(String, String)> = Vec::new();
+        if self.peek() == Some('{') {
+            self.bump();
+            loop {
+                self.skip_blanks();
+                if self.peek() == Some('}') {
+                    self.bump();
+                    break;
+                }
+                let at = self.pos;
+                let label = self.name(false, "label name")?;
+                if labels.iter().any(|(l, _)| *l == label) {
+                    return Err(self.error_at(at, format!("duplicate label {label:?}")));
+                }
+                self.skip_blanks();
+                let eq_at = self.pos;
+                if self.bump() != Some('=') {
+                    return Err(self.error_at(eq_at, "expected '=' after the label name"));
+                }
+                self.skip_blanks();
+                let value = self.label_value()?;
+                labels.push((label, value));
+                self.skip_blanks();
+                match self.bump() {
+                    Some(',') => {}
+                    Some('}') => break,
+                    Some(ch) => {
+                        let at = self.pos - ch.len_utf8();
+                        return Err(self.error_at(at, format!("expected ',' or '}}', found {ch:?}")));
+                    }
+                    None => return Err(self.error("unterminated label set")),
+                }
+            }
+            blank = self.skip_blanks();
+        }
+        if self.at_end() {
+            return Err(self.error("expected a value"));
+        }
+        if !blank {
+            return Err(self.error("expected a blank before the value"));
+        }
+        let value_at = self.pos;
+        let token = self.token();
+        let value = parse_value(token).ok_or_else(|| self.error_at(value_at, format!("invalid value {token:?}")))?;
+        self.skip_blanks();
+        let mut timestamp_ms = None;
+        if !self.at_end() {
+            let ts_at = self.pos;
+            let token = self.token();
+            timestamp_ms =
+                Some(token.parse::<i64>().map_err(|_| self.error_at(ts_at, format!("invalid timestamp {token:?}")))?);
+            self.skip_blanks();
+            if !self.at_end() {
+                return Err(self.error("unexpected text after the timestamp"));
+            }
+        }
+        Ok(PromSample { name, labels, value, timestamp_ms })
+    }
+
+    /// `"..."` with `\\`, `\"`, `\n`.
+    fn label_value(&mut self) -> Result<String, PromParseError> {
+        if self.peek() != Some('"') {
+            return Err(self.error("expected '\"' to open the label value"));
+        }
+        self.bump();
+        let mut value = String::new();
+        loop {
+            match self.bump() {
+                None => return Err(self.error("unterminated label value")),
+                Some('"') => return Ok(value),
+                Some('\\') => {
+                    let at = self.pos - 1;
+                    match self.bump() {
+                        Some('\\') => value.push('\\'),
+                        Some('"') => value.push('"'),
+                        Some('n') => value.push('\n'),
+                        Some(ch) => return Err(self.error_at(at, format!("invalid escape \\{ch} in a label value"))),
+                        None => return Err(self.error("unterminated label value")),
+                    }
+                }
+                Some(ch) => value.push(ch),
+            }
+        }
+    }
+}
+
+/// A sample value: Go's `ParseFloat` forms as Prometheus writes them
+/// (`1`, `-1.5e-3`, `NaN`, `+Inf`, `-Inf`, any case of `nan`/`inf`).
+pub fn parse_value(token: &str) -> Option<f64> {
+    let unsigned = token.strip_prefix(['+', '-']).unwrap_or(token);
+    if unsigned.is_empty() {
+        return None;
+    }
+    // Rust also accepts "infinity"; Go does too. Nothing else non-numeric.
+    let first = unsigned.as_bytes().first().copied()?;
+    if !(first.is_ascii_digit() || first == b'.' || matches!(first.to_ascii_lowercase(), b'n' | b'i')) {
+        return None;
+    }
+    token.parse::<f64>().ok()
+}
+
+/// Largest scrape body read.
+pub const MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// What the scrape asks for: the text format, not OpenMetrics or protobuf.
+pub const ACCEPT: &str = "text/plain;version=0.0.4;q=1,*/*;q=0.1";
+
+/// One Prometheus endpoint, scraped.
+pub struct PromSource {
+    pub config: PromSourceConfig,
+    /// Which sample metrics to report; `up` always. `None`: all.
+    pub keep: Option<Arc<crate::rule::Retention>>,
+    client: reqwest::Client,
+    /// `cluster` (if configured), `instance` and the extra labels.
+    target: Labels,
+}
+
+impl PromSource {
+    pub fn new(config: PromSourceConfig, keep: Option<Arc<crate::rule::Retention>>) -> anyhow::Result<Self> {
+        let client = http_client(config.timeout)?;
+        let instance = match &config.instance {
+            Some(i) => i.clone(),
+            None => instance_of(&config.url)?,
+        };
+        let mut target = config.labels.clone();
+        if let Some(c) = &config.cluster {
+            target.insert("cluster", c.clone());
+        }
+        target.insert("instance", instance);
+        Ok(Self { config, keep, client, target })
+    }
+
+    /// The target labels every series of this source carries.
+    pub fn target(&self) -> &Labels {
+        &self.target
+    }
+
+    fn keeps(&self, name: &str) -> bool {
+        name == "up" || self.keep.as_ref().is_none_or(|k| k.keeps(name))
+    }
+
+    /// One scrape as a batch at `ts`. Exposed timestamps are not used: every
+    /// sample is at the scrape time.
+    pub async fn collect(&self, ts: Timestamp) -> PollBatch {
+        let started = Instant::now();
+        let samples = match fetch(&self.client, &self.config.url, Some(ACCEPT), MAX_BODY).await {
+            Ok(r) if r.status == 200 => match parse_bytes(&r.body) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(url = %self.config.url, error = %e, "scrape: not the Prometheus text format");
+                    None
+                }
+            },
+            Ok(r) => {
+                tracing::warn!(url = %self.config.url, status = r.status, "scrape: HTTP status is not 200");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.config.url, error = %e, "scrape failed");
+                None
+            }
+        };
+        let duration = started.elapsed();
+        let mut out = PollBatch::default();
+        let mut target_values = vec![("up".to_string(), f64::from(u8::from(samples.is_some())))];
+        if self.keeps("scrape_duration_seconds") {
+            target_values.push(("scrape_duration_seconds".into(), duration.as_secs_f64()));
+        }
+        out.series.push(SeriesBatch { labels: self.target.clone(), info: None, timestamp: ts, values: target_values });
+        let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
+        for s in samples.unwrap_or_default() {
+            if !self.keeps(&s.name) {
+                continue;
+            }
+            let labels = self.series_labels(&s.labels);
+            let i = *index.entry(labels.clone()).or_insert_with(|| {
+                out.series.push(SeriesBatch { labels, info: None, timestamp: ts, values: Vec::new() });
+                out.series.len() - 1
+            });
+            if let Some(series) = out.series.get_mut(i) {
+                series.values.push((s.name, s.value));
+            }
+        }
+        out
+    }
+
+    /// A sample's labels plus the target's; a sample label that clashes
+    /// with a target label is kept as `exported_<name>` (Prometheus's
+    /// `honor_labels: false`).
+    fn series_labels(&self, sample: &[(String, String)]) -> Labels {
+        let mut labels = self.target.clone();
+        for (k, v) in sample {
+            if self.target.get(k).is_some() {
+                labels.insert(format!("exported_{k}"), v.clone());
+            } else {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        labels
+    }
+}
+
+/// `host:port` of a URL (the scheme's default port when none is given).
+pub fn instance_of(url: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("invalid scrape URL {url:?}: {e}"))?;
+    let host = parsed.host_str().ok_or_else(|| anyhow::anyhow!("scrape URL {url:?} has no host"))?;
+    Ok(match parsed.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
+}
+
+impl Source for PromSource {
+    fn name(&self) -> String {
+        format!("prometheus/{}", self.config.url)
+    }
+
+    fn interval(&self) -> Duration {
+        self.config.interval
+    }
+
+    fn poll(&self, clock: Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = PollBatch> + Send + '_>> {
+        Box::pin(async move { self.collect(clock.now()).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(name: &str, labels: &[(&str, &str)], value: f64, ts: Option<i64>) -> PromSample {
+        PromSample {
+            name: name.into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            value,
+            timestamp_ms: ts,
+        }
+    }
+
+    /// The example of the exposition format documentation
+    /// (prometheus.io/docs/instrumenting/exposition_formats/).
+    const DOC_EXAMPLE: &str = r#"# HELP http_requests_total The total number of HTTP requests.
+# TYPE http_requests_total counter
+http_requests_total{method="post",code="200"} 1027 1395066363000
+http_requests_total{method="post",code="400"}    3 1395066363000
+
+# Escaping in label values:
+msdos_file_access_time_seconds{path="C:\\DIR\\FILE.TXT",error="Cannot find file:\n\"FILE.TXT\""} 1.458255915e9
+
+# Minimalistic line:
+metric_without_timestamp_and_labels 12.47
+
+# A weird metric from before the epoch:
+something_weird{problem="division by zero"} +Inf -3982045
+
+# A histogram, which has a pretty complex representation in the text format:
+# HELP http_request_duration_seconds A histogram of the request duration.
+# TYPE http_request_duration_seconds histogram
+http_request_duration_seconds_bucket{le="0.05"} 24054
+http_request_duration_seconds_bucket{le="0.1"} 33444
+http_request_duration_seconds_bucket{le="0.2"} 100392
+http_request_duration_seconds_bucket{le="0.5"} 129389
+http_request_duration_seconds_bucket{le="1"} 133988
+http_request_duration_seconds_bucket{le="+Inf"} 144320
+http_request_duration_seconds_sum 53423
+http_request_duration_seconds_count 144320
+
+# Finally a summary, which has a complex representation, too:
+# HELP rpc_duration_seconds A summary of the RPC duration in seconds.
+# TYPE rpc_duration_seconds summary
+rpc_duration_seconds{quantile="0.01"} 3102
+rpc_duration_seconds{quantile="0.05"} 3272
+rpc_duration_seconds{quantile="0.5"} 4773
+rpc_duration_seconds{quantile="0.9"} 9001
+rpc_duration_seconds{quantile="0.99"} 76656
+rpc_duration_seconds_sum 1.7560473e+07
+rpc_duration_seconds_count 2693
+"#;
+
+    #[test]
+    fn the_documented_example() {
+        let s = parse_text(DOC_EXAMPLE).unwrap();
+        assert_eq!(s.len(), 20);
+        assert_eq!(
+            s[0],
+            sample("http_requests_total", &[("method", "post"), ("code", "200")], 1027.0, Some(1395066363000))
+        );
+        assert_eq!(s[1].value, 3.0);
+        assert_eq!(
+            s[2],
+            sample(
+                "msdos_file_access_time_seconds",
+                &[("path", r"C:\DIR\FILE.TXT"), ("error", "Cannot find file:\n\"FILE.TXT\"")],
+                1.458255915e9,
+                None
+            )
+        );
+        assert_eq!(s[3], sample("metric_without_timestamp_and_labels", &[], 12.47, None));
+        assert_eq!(s[4], sample("something_weird", &[("problem", "division by zero")], f64::INFINITY, Some(-3982045)));
+        assert_eq!(s[10], sample("http_request_duration_seconds_bucket", &[("le", "+Inf")], 144320.0, None));
+        assert_eq!(s[11].name, "http_request_duration_seconds_sum");
+        assert_eq!(s[13], sample("rpc_duration_seconds", &[("quantile", "0.01")], 3102.0, None));
+        assert_eq!(s[18], sample("rpc_duration_seconds_sum", &[], 1.7560473e7, None));
+    }
+
+    #[test]
+    fn special_values_and_forms() {
+        let s = parse_text("a NaN\nb -Inf\nc +Inf\nd 1e-3\ne{} 2\nf{x=\"1\",} 3\r\n  g 4 \n:h:i 5\n").unwrap();
+        assert!(s[0].value.is_nan());
+        assert_eq!(s[1].value, f64::NEG_INFINITY);
+        assert_eq!(s[2].value, f64::INFINITY);
+        assert_eq!(s[3].value, 0.001);
+        assert_eq!(s[4], sample("e", &[], 2.0, None));
+        assert_eq!(s[5], sample("f", &[("x", "1")], 3.0, None));
+        assert_eq!(s[6], sample("g", &[], 4.0, None));
+        assert_eq!(s[7].name, ":h:i");
+        assert!(parse_text("").unwrap().is_empty());
+        assert!(parse_text("\n\n# just a comment\n#\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn errors_have_positions() {
+        let err = |t: &str| parse_text(t).unwrap_err();
+        assert_eq!(err("ok 1\nbad{x=1} 2").to_string(), "2:7: expected '\"' to open the label value");
+        assert_eq!(err("m{x=\"a\\q\"} 1").to_string(), "1:7: invalid escape \\q in a label value");
+        assert_eq!(err("m{x=\"a\",x=\"b\"} 1").to_string(), "1:9: duplicate label \"x\"");
+        assert_eq!(err("m abc").to_string(), "1:3: invalid value \"abc\"");
+        assert_eq!(err("m 1 2.5").to_string(), "1:5: invalid timestamp \"2.5\"");
+        assert_eq!(err("m 1 2 3").to_string(), "1:7: unexpected text after the timestamp");
+        assert_eq!(err("m").to_string(), "1:2: expected a value");
+        assert_eq!(err("m{x=\"v").to_string(), "1:7: unterminated label value");
+        assert_eq!(err("m{x=\"v\"").to_string(), "1:8: unterminated label set");
+        assert_eq!(err("1m 2").to_string(), "1:1: expected a metric name, found '1'");
+        assert_eq!(
+            err("# TYPE m countr").to_string(),
+            "1:10: unknown metric type \"countr\" (expected one of [\"counter\", \"gauge\", \"histogram\", \"summary\", \"untyped\"])"
+        );
+        assert_eq!(err("é{ü=\"\"} 1").to_string(), "1:1: expected a metric name, found 'é'");
+        assert_eq!(err("m{ü=\"\"} 1").to_string(), "1:3: expected a label name, found 'ü'");
+        assert_eq!(err("m{a=\"ü\" b=\"\"} 1").to_string(), "1:9: expected ',' or '}', found 'b'");
+        assert_eq!(parse_bytes(b"a 1\nb\xff 2").unwrap_err().to_string(), "2:2: invalid UTF-8");
+    }
+
+    #[test]
+    fn instance_from_url() {
+        assert_eq!(instance_of("http://127.0.0.1:9100/metrics").unwrap(), "127.0.0.1:9100");
+        assert_eq!(instance_of("http://zk1/metrics").unwrap(), "zk1:80");
+        assert_eq!(instance_of("https://[::1]/metrics").unwrap(), "[::1]:443");
+        assert!(instance_of("not a url").is_err());
+    }
+
+    fn escape(v: &str) -> String {
+        v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn never_panics_on_arbitrary_text(text in any::<String>()) {
+            let _ = parse_text(&text);
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_bytes(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_format_like_text(text in "[a-z_{}=\",\\\\ \\t#\\nHELPTYP0-9.+eEIfNa\\r]{0,80}") {
+            if let Err(e) = parse_text(&text) {
+                prop_assert!(e.line >= 1 && e.col >= 1);
+                prop_assert!(e.line <= text.split('\n').count());
+            }
+        }
+
+        #[test]
+        fn written_samples_read_back(
+            name in "[a-zA-Z_:][a-zA-Z0-9_:]{0,12}",
+            labels in proptest::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_]{0,8}", any::<String>(), 0..4),
+            value in any::<f64>(),
+            ts in proptest::option::of(any::<i64>()),
+        ) {
+            let body: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+            let mut line = format!("{name}{{{}}} {value:?}", body.join(","));
+            if let Some(ts) = ts {
+                line.push_str(&format!(" {ts}"));
+            }
+            let parsed = parse_text(&line).map_err(|e| TestCaseError::fail(format!("{line:?}: {e}")))?;
+            prop_assert_eq!(parsed.len(), 1);
+            let s = &parsed[0];
+            prop_assert_eq!(&s.name, &name);
+            let got: std::collections::BTreeMap<String, String> = s.labels.iter().cloned().collect();
+            prop_assert_eq!(got, labels);
+            prop_assert!(s.value == value || (s.value.is_nan() && value.is_nan()));
+            prop_assert_eq!(s.timestamp_ms, ts);
+        }
+    }
+}
