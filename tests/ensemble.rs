@@ -396,5 +396,7 @@ fn shipped_rule_pack_on_a_real_ensemble() {
     steps.log(format!("pack ZkNodeDown after {latency} ms: {down}"));
     assert_eq!(down.severity, "P1", "{down}");
     assert_eq!(down.runbook.as_deref(), Some("zookeeper/node-down"), "{down}");
-    assert!(latency <= ms(Duration::from_secs(30) + 2 * POLL + SLACK), "took {latency} ms");
+    // The pack's `for: 30s` plus two polls; generous slack, as this test runs
+    // beside seven other ensembles (two dozen JVMs on two cores in CI).
+    assert!(latency <= ms(Duration::from_secs(30) + 2 * POLL + Duration::from_secs(10)), "took {latency} ms");
 }
