@@ -273,7 +273,7 @@ pub async fn main(targets: &str, timeout: Duration, json: bool) -> anyhow::Resul
     if nodes.is_empty() {
         anyhow::bail!("no nodes given: zkalert probe HOST:PORT[,HOST:PORT...]");
     }
-    let observations = poll_ensemble(&nodes, timeout, true).await;
+    let observations = poll_ensemble(&nodes, timeout, true, None).await;
     let verdicts = verdicts(&observations);
     let overall = verdicts.iter().map(|v| v.status).max().unwrap_or(Status::Ok);
     if json {

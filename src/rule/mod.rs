@@ -163,14 +163,14 @@ impl Tier {
 /// metrics a source reports (a ZooKeeper `mntr` has ~550).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Retention {
-    pub per_metric: std::collections::HashMap<String, Duration>,
+    pub per_metric: rustc_hash::FxHashMap<String, Duration>,
     pub longest: Duration,
     /// Some window function takes a non-literal metric or range: keep every
     /// metric for `longest` (at least the default lookback).
     pub keep_everything: bool,
     /// Names rules may read (variables, properties, literal indexes, and
     /// the string literals of scripts that compute names).
-    pub read: std::collections::HashSet<String>,
+    pub read: rustc_hash::FxHashSet<String>,
     /// Store every metric regardless (set by tests and tools that want the
     /// whole picture).
     pub read_all: bool,

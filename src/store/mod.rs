@@ -63,7 +63,7 @@ pub struct SeriesStore {
     retention: Duration,
     /// Per metric name, how long to keep it; metrics not listed keep only
     /// their latest sample (unless `keep_everything`).
-    needs: HashMap<String, Duration>,
+    needs: FxHashMap<String, Duration>,
     keep_everything: bool,
     /// By `MetricId`: `None` = latest sample only.
     metric_retention: Vec<Option<Duration>>,
@@ -91,7 +91,7 @@ impl SeriesStore {
             group_index: HashMap::new(),
             clusters: BTreeMap::new(),
             retention: longest_range.max(DEFAULT_LOOKBACK),
-            needs: HashMap::new(),
+            needs: FxHashMap::default(),
             keep_everything: true,
             metric_retention: Vec::new(),
             kept: None,

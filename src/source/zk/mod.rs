@@ -63,7 +63,9 @@ impl Source for ZkSource {
                 cache.polls += 1;
                 (cache.polls - 1).is_multiple_of(SLOW_EVERY)
             };
-            let mut nodes = poll::poll_ensemble(&self.config.nodes, self.config.timeout, slow).await;
+            let filter: Option<poll::MetricFilter> =
+                self.keep.clone().map(|k| std::sync::Arc::new(move |name: &str| k.keeps(name)) as poll::MetricFilter);
+            let mut nodes = poll::poll_ensemble(&self.config.nodes, self.config.timeout, slow, filter).await;
             {
                 let mut cache = self.slow.lock().unwrap_or_else(|p| p.into_inner());
                 for n in nodes.iter_mut().filter(|n| n.up) {

@@ -81,6 +81,9 @@ impl NodeObservation {
     }
 }
 
+/// Which numeric `mntr` keys to keep (the ones rules read).
+pub type MetricFilter = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Commands whose answers change rarely (configuration, JVM memory): polled
 /// every few polls, their last answer reused in between.
 pub const SLOW_COMMANDS: [&str; 2] = ["conf", "envi"];
@@ -88,7 +91,7 @@ pub const SLOW_COMMANDS: [&str; 2] = ["conf", "envi"];
 /// Polls one node: all commands at once, each bounded by `timeout`, so the
 /// whole poll of a hung node costs one timeout. Without `slow`, the
 /// `SLOW_COMMANDS` are skipped.
-pub async fn poll_node(instance: &str, timeout: Duration, slow: bool) -> NodeObservation {
+pub async fn poll_node(instance: &str, timeout: Duration, slow: bool, keep: Option<&MetricFilter>) -> NodeObservation {
     let started = std::time::Instant::now();
     let commands: Vec<&'static str> = COMMANDS.iter().copied().filter(|c| slow || !SLOW_COMMANDS.contains(c)).collect();
     let replies = futures_join(instance, &commands, timeout).await;
@@ -116,7 +119,11 @@ pub async fn poll_node(instance: &str, timeout: Duration, slow: bool) -> NodeObs
                 obs.probe_latency.get_or_insert(fetched.elapsed);
                 parse::parse_srvr(bytes).map(|r| obs.srvr = Some(r))
             }
-            "mntr" => parse::parse_mntr(bytes).map(|r| obs.mntr = Some(r)),
+            "mntr" => match keep {
+                Some(keep) => parse::parse_mntr_keeping(bytes, keep.as_ref()),
+                None => parse::parse_mntr(bytes),
+            }
+            .map(|r| obs.mntr = Some(r)),
             "cons" => parse::parse_cons(bytes).map(|r| obs.cons = Some(r)),
             "conf" => parse::parse_conf(bytes).map(|r| obs.conf = Some(r)),
             "isro" => parse::parse_isro(bytes).map(|r| obs.isro = Some(r)),
@@ -154,11 +161,17 @@ async fn futures_join(
 }
 
 /// Polls every node of an ensemble concurrently.
-pub async fn poll_ensemble(nodes: &[String], timeout: Duration, slow: bool) -> Vec<NodeObservation> {
+pub async fn poll_ensemble(
+    nodes: &[String],
+    timeout: Duration,
+    slow: bool,
+    keep: Option<MetricFilter>,
+) -> Vec<NodeObservation> {
     let mut set = tokio::task::JoinSet::new();
     for (i, node) in nodes.iter().enumerate() {
         let node = node.clone();
-        set.spawn(async move { (i, poll_node(&node, timeout, slow).await) });
+        let keep = keep.clone();
+        set.spawn(async move { (i, poll_node(&node, timeout, slow, keep.as_ref()).await) });
     }
     let mut out: Vec<NodeObservation> =
         nodes.iter().map(|n| NodeObservation { instance: n.clone(), ..NodeObservation::default() }).collect();
