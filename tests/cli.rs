@@ -210,3 +210,17 @@ fn replay_prints_the_firing_timeline() {
         "{out}"
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let bin = env!("CARGO_BIN_EXE_zkalert");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{bin}' test rules/ | head -1"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+}

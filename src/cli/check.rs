@@ -1,6 +1,7 @@
 //! `zkalert check`: validate rule files, scripts, runbooks and rule tests,
 //! reporting every problem as `path:line:col: message`.
 
+use super::outln;
 use crate::diag::{Diagnostics, Pos};
 use crate::rule::{LoadOptions, find_rule_files, find_test_files, is_test_file_name, load_rules};
 use crate::testing::parse_test_file;
@@ -94,19 +95,22 @@ fn is_config_file(path: &std::path::Path) -> bool {
 pub fn run(paths: &[PathBuf]) -> i32 {
     let report = check(paths);
     for w in &report.warnings.items {
-        println!("{w} (warning)");
+        outln!("{w} (warning)");
     }
     for e in &report.errors.items {
-        println!("{e}");
+        outln!("{e}");
     }
     if report.errors.is_empty() {
-        println!(
+        outln!(
             "OK: {} rule file(s), {} rule(s), {} test file(s), {} config file(s)",
-            report.rule_files, report.rules, report.test_files, report.config_files
+            report.rule_files,
+            report.rules,
+            report.test_files,
+            report.config_files
         );
         super::EXIT_OK
     } else {
-        println!("FAILED: {} problem(s)", report.errors.len());
+        outln!("FAILED: {} problem(s)", report.errors.len());
         super::EXIT_FAIL
     }
 }

@@ -2,6 +2,7 @@
 //! as one command. A table per node and cluster verdicts; exit code 0
 //! healthy, 1 warning, 2 critical (for cron and scripts).
 
+use super::outln;
 use crate::source::zk::derive::{epochs_ahead, role_of, zxid_lag};
 use crate::source::zk::parse::{self, Mode};
 use crate::source::zk::poll::{NodeObservation, poll_ensemble};
@@ -292,7 +293,7 @@ pub async fn main(targets: &str, timeout: Duration, json: bool) -> anyhow::Resul
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({ "status": overall, "nodes": nodes_json, "verdicts": verdicts })
@@ -302,21 +303,21 @@ pub async fn main(targets: &str, timeout: Duration, json: bool) -> anyhow::Resul
     }
     let colour = std::io::stdout().is_terminal();
     let rows: Vec<Vec<String>> = observations.iter().map(node_row).collect();
-    print!("{}", render_table(&rows));
-    println!();
+    outln!("{}", render_table(&rows).trim_end());
+    outln!();
     for v in &verdicts {
         let label = if colour {
             format!("{}{:<4}\x1b[0m", v.status.colour(), v.status.label())
         } else {
             format!("{:<4}", v.status.label())
         };
-        println!("{label}  {:<16} {}", v.check, v.detail);
+        outln!("{label}  {:<16} {}", v.check, v.detail);
     }
     let summary = match overall {
         Status::Ok => "healthy",
         Status::Warning => "warning",
         Status::Critical => "critical",
     };
-    println!("\nensemble {summary} (exit {})", overall.exit_code());
+    outln!("\nensemble {summary} (exit {})", overall.exit_code());
     Ok(overall.exit_code())
 }

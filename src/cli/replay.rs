@@ -1,6 +1,7 @@
 //! `zkalert replay`: backtest rules against recorded samples and print the
 //! firing timeline.
 
+use super::outln;
 use crate::rule::{LoadOptions, find_rule_files, load_rules};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,12 +18,12 @@ pub fn run(rule_paths: &[PathBuf], input: &Path, interval: Duration, json: bool)
     let spans = crate::replay::replay(Arc::new(rules), &samples, interval);
     if json {
         for s in &spans {
-            println!("{}", serde_json::to_string(s)?);
+            outln!("{}", serde_json::to_string(s)?);
         }
         return Ok(super::EXIT_OK);
     }
     if spans.is_empty() {
-        println!("no alert fired over {} samples", samples.len());
+        outln!("no alert fired over {} samples", samples.len());
         return Ok(super::EXIT_OK);
     }
     for s in &spans {
@@ -30,7 +31,7 @@ pub fn run(rule_paths: &[PathBuf], input: &Path, interval: Duration, json: bool)
         let mut labels = s.labels.clone();
         labels.remove(crate::model::ALERTNAME);
         labels.remove(crate::model::SEVERITY);
-        println!("{} → {}  {}  {} {}", s.from.to_rfc3339(), to, s.tier, s.alertname, labels);
+        outln!("{} → {}  {}  {} {}", s.from.to_rfc3339(), to, s.tier, s.alertname, labels);
     }
     Ok(super::EXIT_OK)
 }

@@ -1,6 +1,7 @@
 //! `zkalert test`: run rule unit tests, print expected vs got, optionally
 //! write JUnit XML; exit 1 if anything failed.
 
+use super::outln;
 use crate::rule::find_test_files;
 use crate::testing::{FileResult, junit, run_test_file};
 use std::path::{Path, PathBuf};
@@ -18,19 +19,19 @@ pub fn run(paths: &[PathBuf], junit_out: Option<&Path>) -> anyhow::Result<i32> {
     for r in &results {
         if let Some(err) = &r.load_error {
             failed += 1;
-            println!("FAIL {}\n{err}", r.path.display());
+            outln!("FAIL {}\n{err}", r.path.display());
             continue;
         }
         for g in &r.groups {
             if g.failures.is_empty() {
                 passed += 1;
-                println!("ok   {}: {}", r.path.display(), g.name);
+                outln!("ok   {}: {}", r.path.display(), g.name);
             } else {
                 failed += 1;
-                println!("FAIL {}: {}", r.path.display(), g.name);
+                outln!("FAIL {}: {}", r.path.display(), g.name);
                 for f in &g.failures {
                     for line in f.lines() {
-                        println!("    {line}");
+                        outln!("    {line}");
                     }
                 }
             }
@@ -40,6 +41,6 @@ pub fn run(paths: &[PathBuf], junit_out: Option<&Path>) -> anyhow::Result<i32> {
         std::fs::write(path, junit::render(&results))
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
-    println!("zkalert test: {passed} passed, {failed} failed");
+    outln!("zkalert test: {passed} passed, {failed} failed");
     Ok(if failed == 0 { super::EXIT_OK } else { super::EXIT_FAIL })
 }
