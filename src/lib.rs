@@ -15,6 +15,7 @@ pub mod duration;
 pub mod embedded;
 pub mod model;
 pub mod notify;
+pub mod pipeline;
 pub mod replay;
 pub mod rule;
 pub mod runner;
