@@ -1,7 +1,12 @@
 //! The notification pipeline between the alert tracker and the notifiers
 //! (inhibit → silence/maintenance → group → dedup → route). This step holds
-//! what its stages share: label matchers.
+//! the stages that decide whether an alert is muted: matchers, silences,
+//! inhibition.
 
+pub mod inhibit;
 pub mod matcher;
+pub mod silence;
 
+pub use inhibit::{InhibitRule, is_inhibited};
 pub use matcher::{MatchOp, Matcher, MatcherError, Matchers};
+pub use silence::{Silence, SilenceState, Silences};
