@@ -1,0 +1,121 @@
+//! Maintenance windows: a 5-field crontab schedule in a time zone, a
+//! duration and matchers. While a window is open, matching alerts are muted
+//! (`0 2 * * 6` + `2h` in `Asia/Shanghai`: every Saturday 02:00–04:00 there).
+
+use super::Matchers;
+use crate::model::{Labels, Timestamp};
+use chrono::TimeZone;
+use croner::Cron;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MaintenanceError {
+    #[error("schedule {schedule:?}: {reason} (5-field crontab: minute hour day-of-month month day-of-week)")]
+    Schedule { schedule: String, reason: String },
+    #[error("unknown time zone {0:?} (an IANA name such as UTC or Europe/Berlin)")]
+    TimeZone(String),
+    #[error("duration must be greater than zero")]
+    Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MaintenanceWindow {
+    pub name: String,
+    pub schedule: String,
+    cron: Cron,
+    pub time_zone: chrono_tz::Tz,
+    pub duration: Duration,
+    pub matchers: Matchers,
+}
+
+impl MaintenanceWindow {
+    pub fn new(
+        name: impl Into<String>,
+        schedule: &str,
+        time_zone: &str,
+        duration: Duration,
+        matchers: Matchers,
+    ) -> Result<Self, MaintenanceError> {
+        let cron = Cron::from_str(schedule)
+            .map_err(|e| MaintenanceError::Schedule { schedule: schedule.to_string(), reason: e.to_string() })?;
+        let time_zone: chrono_tz::Tz =
+            time_zone.parse().map_err(|_| MaintenanceError::TimeZone(time_zone.to_string()))?;
+        if duration.is_zero() {
+            return Err(MaintenanceError::Duration);
+        }
+        Ok(Self { name: name.into(), schedule: schedule.to_string(), cron, time_zone, duration, matchers })
+    }
+
+    /// The open window containing `now`, as (start, end), if any.
+    pub fn open_at(&self, now: Timestamp) -> Option<(Timestamp, Timestamp)> {
+        let local = self.time_zone.timestamp_millis_opt(now.as_millis()).single()?;
+        let start = self.cron.find_previous_occurrence(&local, true).ok()?;
+        let start = Timestamp::from_millis(start.timestamp_millis());
+        let end = start + self.duration;
+        (now < end).then_some((start, end))
+    }
+
+    /// When the window next opens after `now`.
+    pub fn next_start(&self, now: Timestamp) -> Option<Timestamp> {
+        let local = self.time_zone.timestamp_millis_opt(now.as_millis()).single()?;
+        let next = self.cron.find_next_occurrence(&local, false).ok()?;
+        Some(Timestamp::from_millis(next.timestamp_millis()))
+    }
+
+    pub fn mutes(&self, labels: &Labels, now: Timestamp) -> bool {
+        self.matchers.matches(labels) && self.open_at(now).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(rfc3339: &str) -> Timestamp {
+        Timestamp::from_millis(chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis())
+    }
+
+    #[test]
+    fn weekly_window_in_a_time_zone() {
+        // Saturdays 02:00-04:00 Shanghai time (UTC+8) = Fridays 18:00-20:00 UTC.
+        let w = MaintenanceWindow::new(
+            "weekly",
+            "0 2 * * 6",
+            "Asia/Shanghai",
+            Duration::from_secs(2 * 3600),
+            Matchers::parse(r#"{cluster="prod"}"#).unwrap(),
+        )
+        .unwrap();
+        let prod = Labels::from_pairs([("cluster", "prod")]);
+        let dev = Labels::from_pairs([("cluster", "dev")]);
+        // 2026-11-27 is a Friday.
+        assert!(!w.mutes(&prod, at("2026-11-27T17:59:59Z")));
+        assert!(w.mutes(&prod, at("2026-11-27T18:00:00Z")));
+        assert!(w.mutes(&prod, at("2026-11-27T19:59:59Z")));
+        assert!(!w.mutes(&prod, at("2026-11-27T20:00:00Z")));
+        assert!(!w.mutes(&dev, at("2026-11-27T19:00:00Z")), "matchers select what is muted");
+        assert_eq!(
+            w.open_at(at("2026-11-27T19:00:00Z")),
+            Some((at("2026-11-27T18:00:00Z"), at("2026-11-27T20:00:00Z")))
+        );
+        assert_eq!(w.next_start(at("2026-11-27T20:00:00Z")), Some(at("2026-12-04T18:00:00Z")));
+    }
+
+    #[test]
+    fn crontab_extras_and_errors() {
+        // Last day of the month, 23:00 UTC, one hour.
+        let w = MaintenanceWindow::new("monthly", "0 23 L * *", "UTC", Duration::from_secs(3600), Matchers::default())
+            .unwrap();
+        assert!(w.mutes(&Labels::new(), at("2026-11-30T23:30:00Z")));
+        assert!(!w.mutes(&Labels::new(), at("2026-11-29T23:30:00Z")));
+        assert!(
+            MaintenanceWindow::new("x", "61 * * * *", "UTC", Duration::from_secs(60), Matchers::default()).is_err()
+        );
+        assert!(matches!(
+            MaintenanceWindow::new("x", "0 2 * * *", "Mars/Base", Duration::from_secs(60), Matchers::default()),
+            Err(MaintenanceError::TimeZone(_))
+        ));
+        assert!(MaintenanceWindow::new("x", "0 2 * * *", "UTC", Duration::ZERO, Matchers::default()).is_err());
+    }
+}
