@@ -3,11 +3,13 @@
 //! the stages that decide whether an alert is muted: matchers, silences,
 //! maintenance windows, inhibition.
 
+pub mod dispatch;
 pub mod inhibit;
 pub mod maintenance;
 pub mod matcher;
 pub mod silence;
 
+pub use dispatch::{Ack, Dispatcher, Message, Policy, TierPolicy};
 pub use inhibit::{InhibitRule, is_inhibited};
 pub use maintenance::{MaintenanceError, MaintenanceWindow};
 pub use matcher::{MatchOp, Matcher, MatcherError, Matchers};

@@ -170,6 +170,11 @@ mod tests {
         // A live process whose command line names zookeeper.
         let mut child = std::process::Command::new("sh").args(["-c", "sleep 30", "zookeeper-fake"]).spawn().unwrap();
         std::fs::write(&pid_file, child.id().to_string()).unwrap();
+        // Between fork and exec the child still shows our command line.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !process_alive(&pid_file) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(process_alive(&pid_file));
         child.kill().unwrap();
         child.wait().unwrap();
