@@ -69,23 +69,18 @@ fn parse_json_line(line: &str) -> Result<Sample, (usize, String)> {
     Ok(Sample { name: name.to_string(), labels, timestamp: ts, value })
 }
 
-/// `name{labels} value timestamp_ms`
+/// `name{labels} value timestamp_ms`, read with the Prometheus source's
+/// exposition parser one line at a time, so every bad line is reported.
 fn parse_text_line(line: &str) -> Result<Sample, (usize, String)> {
-    let selector_end = match line.find('{') {
-        Some(open) if line[..open].find(char::is_whitespace).is_none() => {
-            line[open..].find('}').map(|c| open + c + 1).ok_or((open + 1, "unterminated label set".to_string()))?
-        }
-        _ => line.find(char::is_whitespace).ok_or((1, "expected `name value timestamp`".to_string()))?,
-    };
-    let (name, labels) = crate::testing::notation::parse_series(&line[..selector_end]).map_err(|e| (1, e))?;
-    let rest: Vec<&str> = line[selector_end..].split_whitespace().collect();
-    let col = selector_end + 2;
-    let [value, ts] = rest.as_slice() else {
-        return Err((col, "expected a value and a millisecond timestamp".into()));
-    };
-    let value = crate::yaml::parse_float(value).ok_or((col, format!("{value:?} is not a number")))?;
-    let ts: i64 = ts.parse().map_err(|_| (col, format!("{ts:?} is not a millisecond timestamp")))?;
-    Ok(Sample { name, labels, timestamp: Timestamp::from_millis(ts), value })
+    let mut samples = crate::source::prom::parse_text(line).map_err(|e| (e.col, e.message))?;
+    let Some(s) = samples.pop() else { return Err((1, "expected `name value timestamp`".into())) };
+    let ts = s.timestamp_ms.ok_or((1, "a recorded sample needs a millisecond timestamp".to_string()))?;
+    Ok(Sample {
+        name: s.name,
+        labels: s.labels.into_iter().collect(),
+        timestamp: Timestamp::from_millis(ts),
+        value: s.value,
+    })
 }
 
 /// One stretch of an alert firing at one tier.
