@@ -7,6 +7,7 @@
 //! samples.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod replay;
 pub mod rule;
 pub mod runner;
 pub mod source;
+pub mod state;
 pub mod store;
 pub mod testing;
 pub mod yaml;

@@ -73,6 +73,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the alerts of a running zkalert (its HTTP API).
+    Alerts(cli::client::AlertsArgs),
+    /// List the notification groups of a running zkalert.
+    Groups(cli::client::GroupsArgs),
+    /// Add, list or expire silences on a running zkalert.
+    Silence {
+        #[command(subcommand)]
+        command: cli::client::SilenceCommand,
+    },
+    /// Acknowledge a notification group (stops escalation) on a running zkalert.
+    Ack(cli::client::AckArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -103,6 +114,10 @@ fn main() {
         }
         Command::Test { files, junit } => cli::test::run(&files, junit.as_deref()),
         Command::Replay { rules, input, eval_interval, json } => cli::replay::run(&rules, &input, eval_interval, json),
+        Command::Alerts(args) => block_on(cli::client::alerts(args)),
+        Command::Groups(args) => block_on(cli::client::groups(args)),
+        Command::Silence { command } => block_on(cli::client::silence(command)),
+        Command::Ack(args) => block_on(cli::client::ack(args)),
     };
     match code {
         Ok(code) => std::process::exit(code),

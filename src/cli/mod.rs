@@ -2,6 +2,7 @@
 //! maps outcomes to exit codes.
 
 pub mod check;
+pub mod client;
 pub mod probe;
 pub mod replay;
 pub mod run;

@@ -54,10 +54,60 @@ pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    let runner =
-        Runner::new(Arc::new(rules), config.evaluation_interval, crate::notify::from_config(&config.notifiers));
+    let longest_source = sources.iter().map(|s| s.interval()).max().unwrap_or(config.evaluation_interval);
+    // Restored firing alerts are held for two polls (or their rule's window)
+    // while the store refills.
+    let hold = longest_source * 2;
+    let rule_count = rules.rule_count();
+    let mut runner = Runner::new(
+        Arc::new(rules),
+        config.evaluation_interval,
+        config.pipeline.clone(),
+        crate::notify::from_config(&config.notifiers),
+    );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    run(runner, sources, config.evaluation_interval, clock, shutdown_signal()).await;
+    let state_path = config.data_dir.join("state.db");
+    let db = crate::state::StateDb::open(&state_path)?;
+    runner.restore_from(db, clock.now(), hold)?;
+    let control = match &config.server {
+        None => None,
+        Some(server) => {
+            let listener = tokio::net::TcpListener::bind(server.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", server.listen))?;
+            tracing::info!(listen = %server.listen, writes = server.token.is_some(), "API listening");
+            if server.token.is_none() {
+                tracing::warn!(
+                    token_env = server.token_env.as_deref().unwrap_or("-"),
+                    "no API token: silences and acks over the API are refused (set server.token_env or token_file)"
+                );
+            }
+            let (commands_tx, commands) = tokio::sync::mpsc::channel(64);
+            let (snapshot, snapshot_rx) = tokio::sync::watch::channel(Arc::new(crate::api::Snapshot::default()));
+            let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let status = crate::api::StatusView {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started_at: clock.now(),
+                config_path: config.path.as_ref().map(|p| p.display().to_string()),
+                rules: rule_count,
+                sources: sources.len(),
+                ..Default::default()
+            };
+            let state = crate::api::ApiState {
+                snapshot: snapshot_rx,
+                commands: commands_tx,
+                token: server.token.clone(),
+                ready: ready.clone(),
+            };
+            tokio::spawn(async move {
+                if let Err(e) = crate::api::serve(listener, state, std::future::pending()).await {
+                    tracing::error!(error = %e, "API server stopped");
+                }
+            });
+            Some(crate::runner::Control { commands, snapshot, ready, status })
+        }
+    };
+    run(runner, sources, config.evaluation_interval, clock, control, shutdown_signal()).await;
     Ok(super::EXIT_OK)
 }
 

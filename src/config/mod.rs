@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod pipeline;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file it came from (`None`: the built-in default).
@@ -21,6 +23,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     pub notifiers: Vec<NotifierConfig>,
     pub server: Option<ServerConfig>,
+    /// Routing, inhibition, maintenance windows.
+    pub pipeline: crate::pipeline::PipelineConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -92,9 +96,24 @@ pub enum NotifierKind {
     File { path: PathBuf },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// The bearer token API writes need, read from `token_env` or
+    /// `token_file` (never from the config itself). `None`: writes refused.
+    pub token: Option<String>,
+    /// Where the token was to come from (for the "writes disabled" warning).
+    pub token_env: Option<String>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_env", &self.token_env)
+            .finish()
+    }
 }
 
 impl Config {
@@ -115,6 +134,7 @@ impl Config {
             })],
             notifiers: vec![NotifierConfig { name: "console".into(), kind: NotifierKind::Console }],
             server: None,
+            pipeline: crate::pipeline::PipelineConfig::defaults_to(&["console".to_string()]),
         }
     }
 
@@ -137,9 +157,19 @@ impl Config {
             Config { path: Some(path.to_path_buf()), sources: Vec::new(), notifiers: Vec::new(), ..Config::builtin() };
         cfg.data_dir = base.join("zkalert-data");
         let mut saw_notifiers = false;
-        for (key, value) in
-            r.map(&root, "config", &["rules", "evaluation_interval", "data_dir", "sources", "notifiers", "server"])
-        {
+        let mut sections = pipeline::Sections::default();
+        const KEYS: &[&str] = &[
+            "rules",
+            "evaluation_interval",
+            "data_dir",
+            "sources",
+            "notifiers",
+            "server",
+            "routing",
+            "inhibit_rules",
+            "maintenance",
+        ];
+        for (key, value) in r.map(&root, "config", KEYS) {
             match key {
                 "rules" => {
                     for n in r.seq(value, "rules") {
@@ -176,20 +206,10 @@ impl Config {
                         }
                     }
                 }
-                _ => {
-                    for (k, v) in r.map(value, "server", &["listen"]) {
-                        if k == "listen"
-                            && let Some(s) = r.string(v, "listen")
-                        {
-                            match s.parse() {
-                                Ok(listen) => cfg.server = Some(ServerConfig { listen }),
-                                Err(_) => {
-                                    r.error(v.pos, format!("listen: {s:?} is not an address like 127.0.0.1:9093"))
-                                }
-                            }
-                        }
-                    }
-                }
+                "routing" => sections.routing = Some(value),
+                "inhibit_rules" => sections.inhibit_rules = Some(value),
+                "maintenance" => sections.maintenance = Some(value),
+                _ => cfg.server = server(&mut r, value, base),
             }
         }
         if cfg.sources.is_empty() {
@@ -198,7 +218,46 @@ impl Config {
         if !saw_notifiers {
             cfg.notifiers = Config::builtin().notifiers;
         }
+        let names: Vec<String> = cfg.notifiers.iter().map(|n| n.name.clone()).collect();
+        cfg.pipeline = pipeline::read(&mut r, &sections, &names);
         if diags.is_empty() { Ok(cfg) } else { Err(diags.sorted()) }
+    }
+}
+
+fn server(r: &mut Reader, n: &Node, base: &Path) -> Option<ServerConfig> {
+    let mut listen = None;
+    let mut token = None;
+    let mut token_env = None;
+    for (k, v) in r.map(n, "server", &["listen", "token_env", "token_file"]) {
+        let Some(s) = r.string(v, k) else { continue };
+        match k {
+            "listen" => match s.parse() {
+                Ok(addr) => listen = Some(addr),
+                Err(_) => r.error(v.pos, format!("listen: {s:?} is not an address like 127.0.0.1:9097")),
+            },
+            // An unset variable is not an error: the API runs read-only
+            // (`run` says so), and `check` works without the secret.
+            "token_env" => {
+                if let Ok(t) = std::env::var(&s)
+                    && !t.trim().is_empty()
+                {
+                    token = Some(t.trim().to_string());
+                }
+                token_env = Some(s);
+            }
+            _ => match std::fs::read_to_string(base.join(&s)) {
+                Ok(t) if !t.trim().is_empty() => token = Some(t.trim().to_string()),
+                Ok(_) => r.error(v.pos, format!("token_file: {s} is empty")),
+                Err(e) => r.error(v.pos, format!("token_file: cannot read {s}: {e}")),
+            },
+        }
+    }
+    match listen {
+        Some(listen) => Some(ServerConfig { listen, token, token_env }),
+        None => {
+            r.error(n.pos, "server needs `listen` (host:port, e.g. 127.0.0.1:9097)");
+            None
+        }
     }
 }
 

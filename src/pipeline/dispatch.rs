@@ -1,12 +1,50 @@
-//! Grouping, dedup, routing by tier, acknowledgement and escalation: which
-//! channels are told what, and when. A pure state machine driven by the
-//! alerts (after muting) and the time, as Alertmanager's dispatcher and
-//! dedup stage: nothing is re-sent unless alerts fired, resolved, the tier
-//! rose or the repeat interval passed.
+//! Grouping, dedup, routing by tier, acknowledgement, escalation and the P3
+//! digest: which channels are told what, and when. A pure state machine
+//! driven by the tracker's alerts (each marked muted or not) and the time,
+//! as Alertmanager's dispatcher and dedup stage: nothing is re-sent unless
+//! alerts fired, resolved, the tier rose or the repeat interval passed. Its
+//! per-group state is the notification log, persisted by `state`.
 
+use super::Matchers;
 use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
+use croner::Cron;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// A schedule on which a tier's groups are batched into one message.
+#[derive(Debug, Clone)]
+pub struct Digest {
+    pub schedule: String,
+    cron: Cron,
+    pub time_zone: chrono_tz::Tz,
+}
+
+impl PartialEq for Digest {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.schedule, self.time_zone) == (&other.schedule, other.time_zone)
+    }
+}
+
+impl Digest {
+    /// A 5-field crontab schedule in an IANA time zone.
+    pub fn new(schedule: &str, time_zone: &str) -> Result<Self, super::MaintenanceError> {
+        use std::str::FromStr;
+        let cron = Cron::from_str(schedule)
+            .map_err(|e| super::MaintenanceError::Schedule { schedule: schedule.to_string(), reason: e.to_string() })?;
+        let time_zone = time_zone.parse().map_err(|_| super::MaintenanceError::TimeZone(time_zone.to_string()))?;
+        Ok(Self { schedule: schedule.to_string(), cron, time_zone })
+    }
+
+    /// The first scheduled time strictly after `now`.
+    pub fn next_after(&self, now: Timestamp) -> Option<Timestamp> {
+        use chrono::TimeZone;
+        let local = self.time_zone.timestamp_millis_opt(now.as_millis()).single()?;
+        let next = self.cron.find_next_occurrence(&local, false).ok()?;
+        Some(Timestamp::from_millis(next.timestamp_millis()))
+    }
+}
 
 /// How one tier is paged.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,57 +59,148 @@ pub struct TierPolicy {
     /// Escalate an un-acked group after this long.
     pub respond_within: Option<Duration>,
     pub escalate_to: Vec<String>,
+    /// Batch this tier's groups into one message per schedule instead.
+    pub digest: Option<Digest>,
 }
 
-/// The routing policy: grouping labels and one policy per tier.
+/// A sub-route: alerts matching it go to its channels instead of the
+/// tier's (the first matching route wins).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub matchers: Matchers,
+    /// Per tier; a tier missing here keeps the default channels.
+    pub channels: BTreeMap<Severity, Vec<String>>,
+    /// Replaces every tier's `escalate_to` when set.
+    pub escalate_to: Option<Vec<String>>,
+}
+
+/// The routing policy: grouping labels, one policy per tier, sub-routes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub group_by: Vec<String>,
     /// Indexed by tier: P0, P1, P2, P3.
     pub tiers: [TierPolicy; 4],
+    pub routes: Vec<Route>,
 }
 
 impl Policy {
-    /// The seed's severity table: P0 at once by voice, SMS and IM, repeated
-    /// every 5 min until acked, escalated after 5 min; P1 by SMS and IM, 15
-    /// min; P2 by IM and email, 1 h; P3 by email, 8 h.
+    /// The seed's severity table with its channel names: P0 at once by
+    /// voice, SMS and IM, repeated every 5 min until acked, escalated after
+    /// 5 min; P1 by SMS and IM, 15 min; P2 by IM and email, hourly; P3 in an
+    /// email digest every morning at 09:00 UTC.
     pub fn seed_defaults() -> Self {
-        let tier = |channels: &[&str], wait: u64, repeat: u64, respond: Option<u64>, escalate: &[&str]| TierPolicy {
-            channels: channels.iter().map(|c| c.to_string()).collect(),
+        Self::seed_table(&["voice", "sms", "im"], &["sms", "im"], &["im", "email"], &["email"], &["escalation"])
+    }
+
+    /// The seed's timings with every tier (and escalation) sent to the
+    /// given channels: what a config without `routing` gets.
+    pub fn seed_defaults_to(channels: &[String]) -> Self {
+        let c: Vec<&str> = channels.iter().map(String::as_str).collect();
+        Self::seed_table(&c, &c, &c, &c, &c)
+    }
+
+    fn seed_table(p0: &[&str], p1: &[&str], p2: &[&str], p3: &[&str], escalation: &[&str]) -> Self {
+        let names = |c: &[&str]| c.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let tier = |channels: &[&str], wait: u64, repeat: u64, respond: Option<u64>| TierPolicy {
+            channels: names(channels),
             group_wait: Duration::from_secs(wait),
             group_interval: Duration::from_secs(60),
             repeat_interval: Duration::from_secs(repeat),
             respond_within: respond.map(Duration::from_secs),
-            escalate_to: escalate.iter().map(|c| c.to_string()).collect(),
+            escalate_to: if respond.is_some() { names(escalation) } else { Vec::new() },
+            digest: None,
         };
+        let mut p3 = tier(p3, 60, 24 * 3600, None);
+        p3.digest = Digest::new("0 9 * * *", "UTC").ok();
         Policy {
             group_by: vec!["cluster".into(), "alertname".into()],
-            tiers: [
-                tier(&["voice", "sms", "im"], 0, 300, Some(300), &["escalation"]),
-                tier(&["sms", "im"], 30, 900, Some(900), &["escalation"]),
-                tier(&["im", "email"], 30, 3600, None, &[]),
-                tier(&["email"], 60, 8 * 3600, None, &[]),
-            ],
+            tiers: [tier(p0, 0, 300, Some(300)), tier(p1, 30, 900, Some(900)), tier(p2, 30, 3600, None), p3],
+            routes: Vec::new(),
         }
     }
 
     pub fn tier(&self, s: Severity) -> &TierPolicy {
         &self.tiers[s as usize]
     }
+
+    /// The channels a group on `route` (0: the default route) is paged on.
+    pub fn channels(&self, route: u16, tier: Severity) -> &[String] {
+        self.route(route).and_then(|r| r.channels.get(&tier)).unwrap_or(&self.tier(tier).channels)
+    }
+
+    pub fn escalate_to(&self, route: u16, tier: Severity) -> &[String] {
+        self.route(route).and_then(|r| r.escalate_to.as_ref()).unwrap_or(&self.tier(tier).escalate_to)
+    }
+
+    fn route(&self, route: u16) -> Option<&Route> {
+        (route as usize).checked_sub(1).and_then(|i| self.routes.get(i))
+    }
+
+    /// Every channel name the policy can send to.
+    pub fn channel_names(&self) -> BTreeSet<&str> {
+        let tiers = self.tiers.iter().flat_map(|t| t.channels.iter().chain(&t.escalate_to));
+        let routes =
+            self.routes.iter().flat_map(|r| r.channels.values().flatten().chain(r.escalate_to.iter().flatten()));
+        tiers.chain(routes).map(String::as_str).collect()
+    }
+
+    /// The group an alert belongs to.
+    pub fn group_key(&self, alert: &Alert) -> GroupKey {
+        let route = self.routes.iter().position(|r| r.matchers.matches(&alert.labels)).map_or(0, |i| i as u16 + 1);
+        let labels =
+            self.group_by.iter().filter_map(|l| alert.labels.get(l).map(|v| (l.clone(), v.to_string()))).collect();
+        GroupKey { route, labels }
+    }
 }
 
-/// One message to some channels about one group.
+/// A group's identity: the route it took and its `group_by` label values.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupKey {
+    pub route: u16,
+    pub labels: Labels,
+}
+
+impl GroupKey {
+    /// A short stable id, for the API, acks and the notification log.
+    pub fn id(&self) -> String {
+        let mut labels = self.labels.clone();
+        labels.insert("__route__", self.route.to_string());
+        labels.fingerprint().to_string()
+    }
+}
+
+/// One message to some channels about one group (or, for a digest, about
+/// every group of a tier).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
+    /// Stable across restarts: the idempotency key of its deliveries.
+    pub id: String,
     pub at: Timestamp,
-    /// The group's labels (the `group_by` values).
+    /// The group's labels (the `group_by` values); empty for a digest.
     pub group: Labels,
+    pub group_id: String,
     pub tier: Severity,
     pub channels: Vec<String>,
     pub firing: Vec<Alert>,
+    /// Fingerprints of the alerts in `firing` not told before.
+    pub new: Vec<Fingerprint>,
     pub resolved: Vec<Alert>,
     /// Sent to `escalate_to` because nobody acknowledged in time.
     pub escalation: bool,
+    /// A scheduled batch of a tier's groups.
+    pub digest: bool,
+}
+
+impl Message {
+    fn make_id(group_id: &str, at: Timestamp, kind: &str) -> String {
+        Labels::from_pairs([("group", group_id), ("at", &at.as_millis().to_string()), ("kind", kind)])
+            .fingerprint()
+            .to_string()
+    }
+
+    pub fn is_new(&self, fp: Fingerprint) -> bool {
+        self.new.contains(&fp)
+    }
 }
 
 /// Who acknowledged a group, and until when.
@@ -83,150 +212,310 @@ pub struct Ack {
     pub until: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone)]
-struct Group {
-    labels: Labels,
-    alerts: BTreeMap<Fingerprint, Alert>,
-    next_flush: Timestamp,
-    /// What the last message said.
-    notified_firing: BTreeSet<Fingerprint>,
-    notified_tier: Option<Severity>,
-    last_sent: Option<Timestamp>,
+/// What the notification log keeps per group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupState {
+    pub key: GroupKey,
+    pub next_flush: Timestamp,
+    /// The alerts the last message told as firing (and still around).
+    pub notified_firing: BTreeSet<Fingerprint>,
+    pub notified_tier: Option<Severity>,
+    pub last_sent: Option<Timestamp>,
     /// When the on-call was first paged about the group as it is now (new
     /// alerts or a tier rise restart it): the escalation clock.
-    paged_since: Option<Timestamp>,
-    escalated: bool,
-    ack: Option<Ack>,
+    pub paged_since: Option<Timestamp>,
+    pub escalated: bool,
+    pub ack: Option<Ack>,
+}
+
+impl GroupState {
+    fn new(key: GroupKey, next_flush: Timestamp) -> Self {
+        Self {
+            key,
+            next_flush,
+            notified_firing: BTreeSet::new(),
+            notified_tier: None,
+            last_sent: None,
+            paged_since: None,
+            escalated: false,
+            ack: None,
+        }
+    }
+}
+
+/// The notification-log rows a step changed, for the durable store.
+#[derive(Debug, Default, Clone)]
+pub struct GroupChanges {
+    pub upserted: Vec<GroupState>,
+    /// Ids of groups gone for good.
+    pub removed: Vec<String>,
 }
 
 /// The dispatcher's state.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
-    pub policy: Policy,
-    groups: BTreeMap<Labels, Group>,
+    pub policy: Arc<Policy>,
+    groups: BTreeMap<GroupKey, GroupState>,
+    /// Per tier with a digest: when the next one is due.
+    next_digest: [Option<Timestamp>; 4],
+    /// Group of each (alert, tier) seen last step: route matching runs once
+    /// per alert, not once per step.
+    key_cache: FxHashMap<(Fingerprint, Severity), Arc<GroupKey>>,
+    dirty: FxHashSet<GroupKey>,
+    removed: Vec<String>,
 }
 
 impl Dispatcher {
-    pub fn new(policy: Policy) -> Self {
-        Self { policy, groups: BTreeMap::new() }
-    }
-
-    fn group_labels(&self, alert: &Alert) -> Labels {
-        self.policy.group_by.iter().filter_map(|l| alert.labels.get(l).map(|v| (l.clone(), v.to_string()))).collect()
-    }
-
-    /// Takes in the current alerts (firing and recently resolved, already
-    /// filtered by silences, maintenance and inhibition).
-    pub fn observe<'a>(&mut self, alerts: impl IntoIterator<Item = &'a Alert>, now: Timestamp) {
-        for alert in alerts {
-            if alert.state == AlertState::Pending {
-                continue;
-            }
-            let key = self.group_labels(alert);
-            let wait = self.policy.tier(alert.severity).group_wait;
-            let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
-                labels: key,
-                alerts: BTreeMap::new(),
-                next_flush: now + wait,
-                notified_firing: BTreeSet::new(),
-                notified_tier: None,
-                last_sent: None,
-                paged_since: None,
-                escalated: false,
-                ack: None,
-            });
-            group.alerts.insert(alert.fingerprint, alert.clone());
+    pub fn new(policy: Arc<Policy>) -> Self {
+        Self {
+            policy,
+            groups: BTreeMap::new(),
+            next_digest: [None; 4],
+            key_cache: FxHashMap::default(),
+            dirty: FxHashSet::default(),
+            removed: Vec::new(),
         }
+    }
+
+    /// Puts back the notification log read at start-up.
+    pub fn restore(&mut self, groups: impl IntoIterator<Item = GroupState>) {
+        for g in groups {
+            self.groups.insert(g.key.clone(), g);
+        }
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = &GroupState> {
+        self.groups.values()
     }
 
     /// Acknowledges a group: no repeats, no escalation, until a new alert
     /// fires in it or its tier rises (or `until` passes).
-    pub fn ack(&mut self, group: &Labels, ack: Ack) -> bool {
-        match self.groups.get_mut(group) {
-            Some(g) => {
-                g.ack = Some(ack);
-                true
-            }
-            None => false,
-        }
+    pub fn ack(&mut self, group_id: &str, ack: Ack) -> Option<&GroupState> {
+        let g = self.groups.values_mut().find(|g| g.key.id() == group_id)?;
+        g.ack = Some(ack);
+        self.dirty.insert(g.key.clone());
+        Some(g)
     }
 
-    /// The messages due at `now`.
-    pub fn flush(&mut self, now: Timestamp) -> Vec<Message> {
-        let mut out = Vec::new();
-        for g in self.groups.values_mut() {
-            let firing: BTreeSet<Fingerprint> =
-                g.alerts.values().filter(|a| a.state == AlertState::Firing).map(|a| a.fingerprint).collect();
-            let tier = g.alerts.values().filter(|a| a.state == AlertState::Firing).map(|a| a.severity).min();
-            // With nothing firing (only resolutions to tell), the channels of
-            // the tier last paged.
-            let policy = self.policy.tier(tier.or(g.notified_tier).unwrap_or(Severity::P3)).clone();
-            if g.ack.as_ref().is_some_and(|a| a.until.is_some_and(|u| now >= u)) {
-                g.ack = None;
-            }
-            let new_alerts = !firing.is_subset(&g.notified_firing);
-            let tier_rose = matches!((tier, g.notified_tier), (Some(t), Some(n)) if t < n);
-            if new_alerts || tier_rose {
-                g.ack = None;
-                g.escalated = false;
-                g.paged_since = None;
-            }
-            // An escalation is due whatever the group interval.
-            if let (Some(t), Some(respond), Some(first)) = (tier, policy.respond_within, g.paged_since)
-                && !g.escalated
-                && g.ack.is_none()
-                && now.since(first) >= respond
-                && !policy.escalate_to.is_empty()
-            {
-                g.escalated = true;
-                out.push(Message {
-                    at: now,
-                    group: g.labels.clone(),
-                    tier: t,
-                    channels: policy.escalate_to.clone(),
-                    firing: firing_alerts(g),
-                    resolved: Vec::new(),
-                    escalation: true,
-                });
-            }
-            if now < g.next_flush {
+    /// Takes the notification-log rows changed since the last call.
+    pub fn take_changes(&mut self) -> GroupChanges {
+        let upserted = self.dirty.drain().filter_map(|k| self.groups.get(&k).cloned()).collect();
+        GroupChanges { upserted, removed: std::mem::take(&mut self.removed) }
+    }
+
+    /// One step at `now`: `alerts` are all the tracker's alerts (pending,
+    /// firing, recently resolved), each with whether it is muted (inhibited,
+    /// silenced or in maintenance). Returns the messages due.
+    pub fn step<'a>(&mut self, alerts: impl IntoIterator<Item = (&'a Alert, bool)>, now: Timestamp) -> Vec<Message> {
+        let policy = self.policy.clone();
+        let mut members: FxHashMap<Arc<GroupKey>, Vec<(&Alert, bool)>> = FxHashMap::default();
+        let mut next_cache = FxHashMap::default();
+        for (alert, muted) in alerts {
+            if alert.state == AlertState::Pending {
                 continue;
             }
-            let resolved: Vec<Alert> = g
-                .alerts
-                .values()
-                .filter(|a| a.state == AlertState::Resolved && g.notified_firing.contains(&a.fingerprint))
-                .cloned()
-                .collect();
-            let repeat_due = !firing.is_empty()
-                && g.ack.is_none()
-                && g.last_sent.is_some_and(|t| now.since(t) >= policy.repeat_interval);
-            if new_alerts || tier_rose || !resolved.is_empty() || repeat_due {
-                out.push(Message {
-                    at: now,
-                    group: g.labels.clone(),
-                    tier: tier.or(g.notified_tier).unwrap_or(Severity::P3),
-                    channels: policy.channels.clone(),
-                    firing: firing_alerts(g),
-                    resolved,
-                    escalation: false,
-                });
-                g.last_sent = Some(now);
-                g.paged_since.get_or_insert(now);
-                g.notified_firing = firing.clone();
-                g.notified_tier = tier;
-                g.next_flush = now + policy.group_interval;
-            }
-            // Resolved alerts are told once, then forgotten.
-            g.alerts.retain(|_, a| a.state == AlertState::Firing);
+            let id = (alert.fingerprint, alert.severity);
+            let key = match self.key_cache.get(&id) {
+                Some(k) => k.clone(),
+                None => Arc::new(policy.group_key(alert)),
+            };
+            next_cache.insert(id, key.clone());
+            members.entry(key).or_default().push((alert, muted));
         }
-        self.groups.retain(|_, g| !g.alerts.is_empty());
+        self.key_cache = next_cache;
+        // A group starts with its first unmuted firing alert; group_wait is
+        // that alert's tier's.
+        for (key, m) in &members {
+            if let Some(tier) =
+                m.iter().filter(|(a, muted)| !muted && a.state == AlertState::Firing).map(|(a, _)| a.severity).min()
+                && !self.groups.contains_key(key.as_ref())
+            {
+                let wait = policy.tier(tier).group_wait;
+                self.groups.insert(key.as_ref().clone(), GroupState::new(key.as_ref().clone(), now + wait));
+                self.dirty.insert(key.as_ref().clone());
+            }
+        }
+        let mut out = Vec::new();
+        let mut digests: [Option<Message>; 4] = Default::default();
+        let digest_due: [bool; 4] = std::array::from_fn(|t| {
+            policy.tiers[t].digest.as_ref().is_some_and(|d| {
+                let next = *self.next_digest[t]
+                    .get_or_insert_with(|| d.next_after(now).unwrap_or(Timestamp::from_millis(i64::MAX)));
+                now >= next
+            })
+        });
+        let empty = Vec::new();
+        let mut gone = Vec::new();
+        for (key, g) in self.groups.iter_mut() {
+            let m = members.get(key).unwrap_or(&empty);
+            let before = log_summary(g);
+            out.extend(flush_group(&policy, g, m, now, &digest_due, &mut digests));
+            if m.is_empty() && g.notified_firing.is_empty() {
+                gone.push(key.clone());
+            } else if before != log_summary(g) {
+                self.dirty.insert(key.clone());
+            }
+        }
+        for key in gone {
+            self.dirty.remove(&key);
+            self.removed.push(key.id());
+            self.groups.remove(&key);
+        }
+        for (t, due) in digest_due.iter().enumerate() {
+            if *due {
+                self.next_digest[t] = policy.tiers[t].digest.as_ref().and_then(|d| d.next_after(now));
+            }
+        }
+        out.extend(digests.into_iter().flatten());
         out
     }
 }
 
-fn firing_alerts(g: &Group) -> Vec<Alert> {
-    g.alerts.values().filter(|a| a.state == AlertState::Firing).cloned().collect()
+type LogSummary = (usize, Option<Severity>, Option<Timestamp>, Option<Timestamp>, bool, Option<Timestamp>, Timestamp);
+
+/// Enough of a log entry to see whether a step changed it.
+fn log_summary(g: &GroupState) -> LogSummary {
+    (
+        g.notified_firing.len(),
+        g.notified_tier,
+        g.last_sent,
+        g.paged_since,
+        g.escalated,
+        g.ack.as_ref().map(|a| a.at),
+        g.next_flush,
+    )
+}
+
+/// Decides what one group is told now; updates its log entry.
+fn flush_group(
+    policy: &Policy,
+    g: &mut GroupState,
+    members: &[(&Alert, bool)],
+    now: Timestamp,
+    digest_due: &[bool; 4],
+    digests: &mut [Option<Message>; 4],
+) -> Vec<Message> {
+    let mut out = Vec::new();
+    let present: FxHashSet<Fingerprint> = members.iter().map(|(a, _)| a.fingerprint).collect();
+    // Alerts the tracker forgot (resolved long ago) leave the log.
+    g.notified_firing.retain(|fp| present.contains(fp));
+    let firing: Vec<&Alert> =
+        members.iter().filter(|(a, muted)| !muted && a.state == AlertState::Firing).map(|(a, _)| *a).collect();
+    let firing_fps: BTreeSet<Fingerprint> = firing.iter().map(|a| a.fingerprint).collect();
+    let tier = firing.iter().map(|a| a.severity).min();
+    // Resolutions are told for alerts told as firing, unless muted now.
+    let resolved: Vec<Alert> = members
+        .iter()
+        .filter(|(a, muted)| !muted && a.state == AlertState::Resolved && g.notified_firing.contains(&a.fingerprint))
+        .map(|(a, _)| (*a).clone())
+        .collect();
+    // With nothing firing (only resolutions to tell), the tier last paged.
+    let msg_tier = tier.or(g.notified_tier).unwrap_or(Severity::P3);
+    let tp = policy.tier(msg_tier);
+    if g.ack.as_ref().is_some_and(|a| a.until.is_some_and(|u| now >= u)) {
+        g.ack = None;
+    }
+    let new: Vec<Fingerprint> = firing_fps.difference(&g.notified_firing).copied().collect();
+    let tier_rose = matches!((tier, g.notified_tier), (Some(t), Some(n)) if t < n);
+    if !new.is_empty() || tier_rose {
+        g.ack = None;
+        g.escalated = false;
+        g.paged_since = None;
+    }
+    let group_id = g.key.id();
+    let sorted = |mut v: Vec<Alert>| {
+        v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        v
+    };
+    // An escalation is due whatever the group interval.
+    let escalate_to = tier.map(|t| policy.escalate_to(g.key.route, t)).unwrap_or_default();
+    if let (Some(t), Some(respond), Some(first)) = (tier, tp.respond_within, g.paged_since)
+        && !g.escalated
+        && g.ack.is_none()
+        && now.since(first) >= respond
+        && !escalate_to.is_empty()
+    {
+        g.escalated = true;
+        out.push(Message {
+            id: Message::make_id(&group_id, now, "escalation"),
+            at: now,
+            group: g.key.labels.clone(),
+            group_id: group_id.clone(),
+            tier: t,
+            channels: escalate_to.to_vec(),
+            firing: sorted(firing.iter().map(|a| (*a).clone()).collect()),
+            new: Vec::new(),
+            resolved: Vec::new(),
+            escalation: true,
+            digest: false,
+        });
+    }
+    let repeat_due =
+        !firing.is_empty() && g.ack.is_none() && g.last_sent.is_some_and(|t| now.since(t) >= tp.repeat_interval);
+    let changed = !new.is_empty() || tier_rose || !resolved.is_empty();
+    if tp.digest.is_some() && !tier_rose {
+        // A digest tier: told only on the schedule, all groups in one message.
+        if digest_due[msg_tier as usize] && (changed || !firing.is_empty()) {
+            let digest = digests[msg_tier as usize].get_or_insert_with(|| Message {
+                id: Message::make_id("", now, &format!("digest-{msg_tier}")),
+                at: now,
+                group: Labels::new(),
+                group_id: String::new(),
+                tier: msg_tier,
+                channels: tp.channels.clone(),
+                firing: Vec::new(),
+                new: Vec::new(),
+                resolved: Vec::new(),
+                escalation: false,
+                digest: true,
+            });
+            digest.firing.extend(firing.iter().map(|a| (*a).clone()));
+            digest.new.extend(&new);
+            digest.resolved.extend(resolved.iter().cloned());
+            mark_sent(g, &firing_fps, &resolved, tier, now, now + tp.group_interval);
+        }
+        return out;
+    }
+    if now < g.next_flush {
+        return out;
+    }
+    if changed || repeat_due {
+        out.push(Message {
+            id: Message::make_id(&group_id, now, "notify"),
+            at: now,
+            group: g.key.labels.clone(),
+            group_id,
+            tier: msg_tier,
+            channels: policy.channels(g.key.route, msg_tier).to_vec(),
+            firing: sorted(firing.iter().map(|a| (*a).clone()).collect()),
+            new,
+            resolved: sorted(resolved.clone()),
+            escalation: false,
+            digest: false,
+        });
+        mark_sent(g, &firing_fps, &resolved, tier, now, now + tp.group_interval);
+    }
+    out
+}
+
+fn mark_sent(
+    g: &mut GroupState,
+    firing: &BTreeSet<Fingerprint>,
+    resolved: &[Alert],
+    tier: Option<Severity>,
+    now: Timestamp,
+    next_flush: Timestamp,
+) {
+    for a in resolved {
+        g.notified_firing.remove(&a.fingerprint);
+    }
+    g.notified_firing.extend(firing);
+    if !firing.is_empty() {
+        g.paged_since.get_or_insert(now);
+        g.notified_tier = tier;
+    }
+    g.last_sent = Some(now);
+    g.next_flush = next_flush;
 }
 
 #[cfg(test)]
@@ -237,7 +526,7 @@ mod tests {
         Timestamp::from_millis(s as i64 * 1000)
     }
 
-    fn alert(name: &str, instance: &str, tier: Severity, state: AlertState) -> Alert {
+    pub(crate) fn alert(name: &str, instance: &str, tier: Severity, state: AlertState) -> Alert {
         let labels = Labels::from_pairs([
             ("alertname", name),
             ("cluster", "prod"),
@@ -259,6 +548,10 @@ mod tests {
         }
     }
 
+    fn resolved(a: &Alert) -> Alert {
+        Alert { state: AlertState::Resolved, ..a.clone() }
+    }
+
     fn summary(m: &[Message]) -> Vec<(u64, Severity, String, usize, usize, bool)> {
         m.iter()
             .map(|m| {
@@ -274,57 +567,102 @@ mod tests {
             .collect()
     }
 
+    fn step(d: &mut Dispatcher, alerts: &[&Alert], t: u64) -> Vec<Message> {
+        d.step(alerts.iter().map(|a| (*a, false)), at(t))
+    }
+
+    fn seed() -> Dispatcher {
+        Dispatcher::new(Arc::new(Policy::seed_defaults()))
+    }
+
     #[test]
     fn a_three_node_outage_is_one_page_after_group_wait() {
-        let mut d = Dispatcher::new(Policy::seed_defaults());
-        for i in ["zk1", "zk2", "zk3"] {
-            d.observe([&alert("ZkNodeDown", i, Severity::P1, AlertState::Firing)], at(0));
-        }
-        assert!(d.flush(at(10)).is_empty(), "P1 waits 30 s for the rest of the burst");
-        assert_eq!(summary(&d.flush(at(30))), [(30, Severity::P1, "sms+im".into(), 3, 0, false)]);
-        assert!(d.flush(at(40)).is_empty(), "nothing new: dedup");
+        let mut d = seed();
+        let alerts: Vec<Alert> =
+            ["zk1", "zk2", "zk3"].iter().map(|i| alert("ZkNodeDown", i, Severity::P1, AlertState::Firing)).collect();
+        let refs: Vec<&Alert> = alerts.iter().collect();
+        assert!(step(&mut d, &refs[..1], 0).is_empty());
+        assert!(step(&mut d, &refs, 10).is_empty(), "P1 waits 30 s for the rest of the burst");
+        let m = step(&mut d, &refs, 30);
+        assert_eq!(summary(&m), [(30, Severity::P1, "sms+im".into(), 3, 0, false)]);
+        assert_eq!(m[0].new.len(), 3);
+        assert!(step(&mut d, &refs, 40).is_empty(), "nothing new: dedup");
+        assert!(step(&mut d, &refs, 600).is_empty(), "no repeat before 15 min");
     }
 
     #[test]
     fn repeat_resolve_and_tier_rise() {
-        let mut d = Dispatcher::new(Policy::seed_defaults());
+        let mut d = seed();
         let p2 = alert("ZkHighAvgLatency", "zk1", Severity::P2, AlertState::Firing);
-        d.observe([&p2], at(0));
-        assert_eq!(d.flush(at(30)).len(), 1);
-        assert!(d.flush(at(1800)).is_empty(), "P2 repeats hourly");
-        assert_eq!(summary(&d.flush(at(3630))), [(3630, Severity::P2, "im+email".into(), 1, 0, false)]);
-        // Tier rises within the same alert: re-notified at once (after the group interval).
+        assert!(step(&mut d, &[&p2], 0).is_empty());
+        assert_eq!(step(&mut d, &[&p2], 30).len(), 1);
+        assert!(step(&mut d, &[&p2], 1800).is_empty(), "P2 repeats hourly");
+        let m = step(&mut d, &[&p2], 3630);
+        assert_eq!(summary(&m), [(3630, Severity::P2, "im+email".into(), 1, 0, false)]);
+        assert!(m[0].new.is_empty(), "a repeat tells nothing new");
+        // The tier rises within the same alert: re-notified at once.
         let p1 = alert("ZkHighAvgLatency", "zk1", Severity::P1, AlertState::Firing);
-        d.observe([&p1], at(3700));
-        assert_eq!(summary(&d.flush(at(3700))), [(3700, Severity::P1, "sms+im".into(), 1, 0, false)]);
-        // Resolved: told once.
-        let mut gone = p1.clone();
-        gone.state = AlertState::Resolved;
-        d.observe([&gone], at(3800));
-        assert_eq!(summary(&d.flush(at(3800))), [(3800, Severity::P1, "sms+im".into(), 0, 1, false)]);
-        assert!(d.flush(at(9000)).is_empty());
+        assert_eq!(summary(&step(&mut d, &[&p1], 3700)), [(3700, Severity::P1, "sms+im".into(), 1, 0, false)]);
+        // Resolved: told once, on the tier last paged.
+        assert_eq!(
+            summary(&step(&mut d, &[&resolved(&p1)], 3800)),
+            [(3800, Severity::P1, "sms+im".into(), 0, 1, false)]
+        );
+        assert!(step(&mut d, &[&resolved(&p1)], 3900).is_empty());
+        assert!(step(&mut d, &[], 9000).is_empty());
+        assert_eq!(d.groups().count(), 0, "the group is forgotten");
+    }
+
+    #[test]
+    fn group_interval_batches_changes() {
+        let mut d = seed();
+        let a = alert("ZkNodeDown", "zk1", Severity::P0, AlertState::Firing);
+        let b = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
+        assert_eq!(step(&mut d, &[&a], 0).len(), 1, "P0 has no group wait");
+        assert!(step(&mut d, &[&a, &b], 20).is_empty(), "a second alert waits for the group interval");
+        let m = step(&mut d, &[&a, &b], 60);
+        assert_eq!(summary(&m), [(60, Severity::P0, "voice+sms+im".into(), 2, 0, false)]);
+        assert_eq!(m[0].new, [b.fingerprint]);
     }
 
     #[test]
     fn ack_stops_repeats_and_escalation_until_a_new_alert() {
-        let mut d = Dispatcher::new(Policy::seed_defaults());
-        d.observe([&alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing)], at(0));
-        assert_eq!(summary(&d.flush(at(0))), [(0, Severity::P0, "voice+sms+im".into(), 1, 0, false)]);
-        let group = Labels::from_pairs([("alertname", "ZkQuorumLost"), ("cluster", "prod")]);
-        assert!(d.ack(&group, Ack { by: "alice".into(), comment: "on it".into(), at: at(60), until: None }));
-        assert!(d.flush(at(301)).is_empty(), "acked: no repeat, no escalation");
+        let mut d = seed();
+        let q = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
+        assert_eq!(summary(&step(&mut d, &[&q], 0)), [(0, Severity::P0, "voice+sms+im".into(), 1, 0, false)]);
+        let id = d.groups().next().unwrap().key.id();
+        assert!(d.ack(&id, Ack { by: "alice".into(), comment: "on it".into(), at: at(60), until: None }).is_some());
+        assert!(step(&mut d, &[&q], 301).is_empty(), "acked: no repeat, no escalation");
+        assert!(step(&mut d, &[&q], 1000).is_empty());
         // A new alert in the group clears the ack.
-        d.observe([&alert("ZkQuorumLost", "x", Severity::P0, AlertState::Firing)], at(400));
-        assert_eq!(summary(&d.flush(at(400))), [(400, Severity::P0, "voice+sms+im".into(), 2, 0, false)]);
+        let q2 = alert("ZkQuorumLost", "x", Severity::P0, AlertState::Firing);
+        assert_eq!(
+            summary(&step(&mut d, &[&q, &q2], 1001)),
+            [(1001, Severity::P0, "voice+sms+im".into(), 2, 0, false)]
+        );
+        assert!(d.groups().next().unwrap().ack.is_none());
+    }
+
+    #[test]
+    fn ack_expires() {
+        let mut d = seed();
+        let q = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
+        step(&mut d, &[&q], 0);
+        let id = d.groups().next().unwrap().key.id();
+        d.ack(&id, Ack { by: "bob".into(), comment: String::new(), at: at(10), until: Some(at(400)) });
+        assert!(step(&mut d, &[&q], 300).is_empty());
+        let m = step(&mut d, &[&q], 400);
+        assert!(m.iter().any(|m| m.escalation), "ack expired at 400 s: escalation is overdue");
+        assert!(m.iter().any(|m| !m.escalation), "and the repeat too");
     }
 
     #[test]
     fn unacked_p0_escalates_once_after_respond_within() {
-        let mut d = Dispatcher::new(Policy::seed_defaults());
-        d.observe([&alert("ZkSplitBrain", "", Severity::P0, AlertState::Firing)], at(0));
-        d.flush(at(0));
-        assert!(d.flush(at(299)).is_empty());
-        let m = d.flush(at(300));
+        let mut d = seed();
+        let s = alert("ZkSplitBrain", "", Severity::P0, AlertState::Firing);
+        step(&mut d, &[&s], 0);
+        assert!(step(&mut d, &[&s], 299).is_empty());
+        let m = step(&mut d, &[&s], 300);
         assert_eq!(
             summary(&m),
             [
@@ -333,6 +671,87 @@ mod tests {
             ],
             "escalation and the 5-minute repeat"
         );
-        assert!(d.flush(at(900)).iter().all(|m| !m.escalation), "escalated once");
+        assert!(step(&mut d, &[&s], 900).iter().all(|m| !m.escalation), "escalated once");
+    }
+
+    #[test]
+    fn muted_alerts_are_not_told_and_resolve_quietly_while_muted() {
+        let mut d = seed();
+        let a = alert("ZkNodeDown", "zk1", Severity::P0, AlertState::Firing);
+        assert_eq!(step(&mut d, &[&a], 0).len(), 1);
+        // Silenced now: no repeats, and a resolution while silenced is not told.
+        assert!(d.step([(&a, true)], at(400)).is_empty());
+        let r = resolved(&a);
+        assert!(d.step([(&r, true)], at(500)).is_empty());
+        // The silence ends while the resolved alert is still around: told.
+        assert_eq!(summary(&d.step([(&r, false)], at(600))), [(600, Severity::P0, "voice+sms+im".into(), 0, 1, false)]);
+        // A muted alert never starts a group.
+        let b = alert("ZkNodeDown", "zk9", Severity::P2, AlertState::Firing);
+        assert!(d.step([(&b, true)], at(700)).is_empty());
+        assert!(d.step([(&b, true)], at(9000)).is_empty());
+    }
+
+    #[test]
+    fn p3_goes_out_in_the_daily_digest() {
+        // 2026-11-25T08:00:00Z
+        let t0 = 1_795_593_600;
+        let mut d = seed();
+        let a = alert("ZkSnapshotOld", "zk1", Severity::P3, AlertState::Firing);
+        let mut b = alert("ZkTooManyZnodes", "zk2", Severity::P3, AlertState::Firing);
+        b.labels.insert("cluster", "dev");
+        b.fingerprint = b.labels.fingerprint_without(&["severity"]);
+        assert!(step(&mut d, &[&a, &b], t0).is_empty());
+        assert!(step(&mut d, &[&a, &b], t0 + 3599).is_empty(), "not before 09:00");
+        let m = step(&mut d, &[&a, &b], t0 + 3600);
+        assert_eq!(summary(&m), [(t0 + 3600, Severity::P3, "email".into(), 2, 0, false)]);
+        assert!(m[0].digest && m[0].group.is_empty(), "one message for both groups");
+        assert!(step(&mut d, &[&a, &b], t0 + 7200).is_empty());
+        // The next morning: still firing, a reminder; b resolved meanwhile.
+        let m = step(&mut d, &[&a, &resolved(&b)], t0 + 3600 + 86_400);
+        assert_eq!(summary(&m), [(t0 + 3600 + 86_400, Severity::P3, "email".into(), 1, 1, false)]);
+    }
+
+    #[test]
+    fn sub_routes_override_channels_and_split_groups() {
+        let mut policy = Policy::seed_defaults();
+        policy.routes.push(Route {
+            matchers: Matchers::parse(r#"{instance="zk2"}"#).unwrap(),
+            channels: BTreeMap::from([(Severity::P1, vec!["storage-sms".to_string()])]),
+            escalate_to: None,
+        });
+        let mut d = Dispatcher::new(Arc::new(policy));
+        let a = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
+        let b = alert("ZkNodeDown", "zk2", Severity::P1, AlertState::Firing);
+        let mut m = step(&mut d, &[&a, &b], 30);
+        assert!(m.is_empty());
+        m = step(&mut d, &[&a, &b], 60);
+        let mut s = summary(&m);
+        s.sort();
+        assert_eq!(
+            s,
+            [(60, Severity::P1, "sms+im".into(), 1, 0, false), (60, Severity::P1, "storage-sms".into(), 1, 0, false)]
+        );
+    }
+
+    #[test]
+    fn changes_report_the_log_rows_to_persist() {
+        let mut d = seed();
+        let a = alert("ZkNodeDown", "zk1", Severity::P0, AlertState::Firing);
+        step(&mut d, &[&a], 0);
+        let c = d.take_changes();
+        assert_eq!(c.upserted.len(), 1);
+        assert_eq!(c.upserted[0].notified_firing.len(), 1);
+        step(&mut d, &[&a], 10);
+        assert!(d.take_changes().upserted.is_empty(), "nothing changed");
+        step(&mut d, &[&resolved(&a)], 20);
+        step(&mut d, &[], 30);
+        let c = d.take_changes();
+        assert_eq!(c.removed.len(), 1);
+        // A restored log keeps dedup across a restart.
+        let mut d2 = seed();
+        let mut d1 = seed();
+        step(&mut d1, &[&a], 0);
+        d2.restore(d1.take_changes().upserted);
+        assert!(step(&mut d2, &[&a], 5).is_empty(), "already told before the restart");
     }
 }

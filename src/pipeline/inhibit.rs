@@ -4,7 +4,8 @@
 //! alerts of that cluster, and a higher tier of the same alert mutes a lower.
 
 use super::Matchers;
-use crate::model::{Alert, AlertState, Labels};
+use crate::model::{Alert, AlertState, Fingerprint, Labels};
+use rustc_hash::FxHashMap;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct InhibitRule {
@@ -15,12 +16,9 @@ pub struct InhibitRule {
 }
 
 impl InhibitRule {
-    fn inhibits(&self, source: &Labels, target: &Labels) -> bool {
-        self.source.matches(source)
-            && self.target.matches(target)
-            && self.equal.iter().all(|l| source.get(l) == target.get(l))
-            // An alert never mutes itself.
-            && source != target
+    fn equal_values(&self, labels: &Labels) -> Vec<String> {
+        // A missing label equals the empty string, as in Alertmanager.
+        self.equal.iter().map(|l| labels.get(l).unwrap_or("").to_string()).collect()
     }
 }
 
@@ -45,21 +43,53 @@ fn same_alert() -> Vec<String> {
     ["alertname", "cluster", "instance"].iter().map(|s| s.to_string()).collect()
 }
 
+/// The inhibition stage for one step: per rule, the `equal`-label values of
+/// its firing sources, so muting n alerts costs n lookups, not n².
+pub struct Inhibitor<'r> {
+    rules: &'r [InhibitRule],
+    /// Per rule: equal-label values → the full fingerprint of one source
+    /// and whether there are several (an alert never mutes itself).
+    sources: Vec<FxHashMap<Vec<String>, (Fingerprint, bool)>>,
+}
+
+impl<'r> Inhibitor<'r> {
+    pub fn new<'a>(rules: &'r [InhibitRule], alerts: impl IntoIterator<Item = &'a Alert>) -> Self {
+        let mut sources: Vec<FxHashMap<Vec<String>, (Fingerprint, bool)>> =
+            rules.iter().map(|_| FxHashMap::default()).collect();
+        for a in alerts.into_iter().filter(|a| a.state == AlertState::Firing) {
+            for (rule, index) in rules.iter().zip(sources.iter_mut()) {
+                if rule.source.matches(&a.labels) {
+                    let fp = a.labels.fingerprint();
+                    index
+                        .entry(rule.equal_values(&a.labels))
+                        .and_modify(|(first, several)| *several |= *first != fp)
+                        .or_insert((fp, false));
+                }
+            }
+        }
+        Self { rules, sources }
+    }
+
+    pub fn is_inhibited(&self, target: &Labels) -> bool {
+        self.rules.iter().zip(&self.sources).any(|(rule, index)| {
+            !index.is_empty()
+                && rule.target.matches(target)
+                && index
+                    .get(&rule.equal_values(target))
+                    .is_some_and(|(fp, several)| *several || *fp != target.fingerprint())
+        })
+    }
+}
+
 /// Whether `target` is muted by any firing alert under these rules.
-pub fn is_inhibited<'a>(
-    rules: &[InhibitRule],
-    firing: impl IntoIterator<Item = &'a Alert> + Clone,
-    target: &Labels,
-) -> bool {
-    rules
-        .iter()
-        .any(|r| firing.clone().into_iter().any(|a| a.state == AlertState::Firing && r.inhibits(&a.labels, target)))
+pub fn is_inhibited<'a>(rules: &[InhibitRule], firing: impl IntoIterator<Item = &'a Alert>, target: &Labels) -> bool {
+    Inhibitor::new(rules, firing).is_inhibited(target)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Fingerprint, Severity, Timestamp};
+    use crate::model::{Severity, Timestamp};
 
     fn alert(labels: &[(&str, &str)]) -> Alert {
         let labels = Labels::from_pairs(labels.iter().copied());

@@ -110,6 +110,18 @@ pub struct Rule {
     pub location: Location,
 }
 
+impl Rule {
+    /// The longest window the rule reads (an unknown range counts as an
+    /// hour): how long a fresh store needs before the rule sees what it saw.
+    pub fn longest_range(&self) -> Duration {
+        let needs = match &self.condition {
+            Condition::Expr(c) => c.ranges.clone(),
+            Condition::Script { ast, .. } => expr::range_needs(ast).unwrap_or_default(),
+        };
+        needs.iter().map(|n| n.range.unwrap_or(Duration::from_secs(3600))).max().unwrap_or_default()
+    }
+}
+
 #[derive(Debug)]
 pub enum Condition {
     Expr(CompiledExpr),

@@ -85,6 +85,10 @@ pub struct RuleState {
     pub health: RuleHealth,
     pub last_evaluation: Option<Timestamp>,
     pub last_duration: Duration,
+    /// Alerts restored after a restart stay firing until then even if the
+    /// condition is not seen, while the fresh store refills the windows the
+    /// rule reads (no resolve-then-fire-again pages).
+    pub restored_hold_until: Option<Timestamp>,
 }
 
 impl RuleState {
@@ -99,6 +103,14 @@ impl RuleState {
 
     pub fn is_firing(&self, fp: Fingerprint) -> bool {
         self.active.get(&fp).is_some_and(|a| a.state == AlertState::Firing)
+    }
+
+    /// Puts back alerts persisted before a restart, keeping their times.
+    pub fn restore(&mut self, alerts: impl IntoIterator<Item = Alert>, hold_until: Timestamp) {
+        for a in alerts {
+            self.active.insert(a.fingerprint, a);
+        }
+        self.restored_hold_until = Some(hold_until);
     }
 
     pub fn firing_count(&self) -> usize {
@@ -155,6 +167,10 @@ impl RuleState {
         }
         let keep_firing_for = self.keep_firing_for;
         let hold_for = self.hold_for;
+        let restoring = self.restored_hold_until.is_some_and(|h| now < h);
+        if !restoring {
+            self.restored_hold_until = None;
+        }
         self.active.retain(|fp, a| {
             if seen.contains(fp) {
                 if a.state == AlertState::Pending && now.since(a.active_at) >= hold_for {
@@ -168,6 +184,7 @@ impl RuleState {
                 // Never fired: dropped without a word.
                 AlertState::Pending => false,
                 AlertState::Resolved => now.since(a.resolved_at.unwrap_or(now)) < RESOLVED_RETENTION,
+                AlertState::Firing if restoring => true,
                 AlertState::Firing => {
                     if !keep_firing_for.is_zero() {
                         let since = *a.keep_firing_since.get_or_insert(now);

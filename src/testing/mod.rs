@@ -3,6 +3,7 @@
 
 pub mod junit;
 pub mod notation;
+pub mod notification;
 
 use crate::diag::{Diagnostics, Pos};
 use crate::model::{ALERTNAME, Labels, Timestamp};
@@ -31,6 +32,7 @@ pub struct TestGroup {
     pub interval: Duration,
     pub input_series: Vec<InputSeries>,
     pub alert_tests: Vec<AlertTest>,
+    pub notification_test: Option<notification::NotificationTest>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,8 +59,16 @@ pub struct ExpectedAlert {
 }
 
 const FILE_FIELDS: &[&str] = &["rule_files", "evaluation_interval", "group_eval_order", "tests", "fuzzy_compare"];
-const GROUP_FIELDS: &[&str] =
-    &["name", "interval", "input_series", "alert_rule_test", "promql_expr_test", "external_labels", "external_url"];
+const GROUP_FIELDS: &[&str] = &[
+    "name",
+    "interval",
+    "input_series",
+    "alert_rule_test",
+    "notification_test",
+    "promql_expr_test",
+    "external_labels",
+    "external_url",
+];
 
 /// Reads a test file; every problem is reported with `path:line:col`.
 pub fn parse_test_file(path: &Path) -> Result<TestFile, Diagnostics> {
@@ -107,7 +117,7 @@ pub fn parse_test_file(path: &Path) -> Result<TestFile, Diagnostics> {
         None => r.error(root.pos, "test file has no `tests`"),
         Some(node) => {
             for (i, g) in r.seq(node, "tests").iter().enumerate() {
-                if let Some(group) = parse_group(&mut r, g, i, file.evaluation_interval) {
+                if let Some(group) = parse_group(&mut r, g, i, file.evaluation_interval, base) {
                     file.groups.push(group);
                 }
             }
@@ -116,13 +126,20 @@ pub fn parse_test_file(path: &Path) -> Result<TestFile, Diagnostics> {
     if diags.is_empty() { Ok(file) } else { Err(diags.sorted()) }
 }
 
-fn parse_group(r: &mut Reader, node: &Node, index: usize, default_interval: Duration) -> Option<TestGroup> {
+fn parse_group(
+    r: &mut Reader,
+    node: &Node,
+    index: usize,
+    default_interval: Duration,
+    base: &Path,
+) -> Option<TestGroup> {
     let mut group = TestGroup {
         name: format!("test #{}", index + 1),
         pos: node.pos,
         interval: default_interval,
         input_series: Vec::new(),
         alert_tests: Vec::new(),
+        notification_test: None,
     };
     for (key, value) in r.map(node, "test", GROUP_FIELDS) {
         match key {
@@ -164,6 +181,7 @@ fn parse_group(r: &mut Reader, node: &Node, index: usize, default_interval: Dura
                     }
                 }
             }
+            "notification_test" => group.notification_test = notification::parse(r, value, base),
             "promql_expr_test" => r.error(
                 value.pos,
                 "promql_expr_test is not supported: zkalert rules are not PromQL; use alert_rule_test",
@@ -285,8 +303,24 @@ pub fn run_group(rules: &Arc<RuleSet>, group: &TestGroup, evaluation_interval: D
     let mut evaluator = Evaluator::new(rules.clone(), evaluation_interval);
     let mut tests: Vec<&AlertTest> = group.alert_tests.iter().collect();
     tests.sort_by_key(|t| t.eval_time);
-    let end = tests.last().map(|t| t.eval_time).unwrap_or_default();
     let mut failures = Vec::new();
+    let notification_config = match &group.notification_test {
+        None => None,
+        Some(t) => match crate::config::Config::load(&t.config_path) {
+            Ok(c) => Some(c.pipeline),
+            Err(d) => {
+                failures.push(format!("notification_test (line {}): invalid config:\n{d}", t.pos.line));
+                None
+            }
+        },
+    };
+    let mut notifications =
+        group.notification_test.as_ref().zip(notification_config).map(|(t, c)| notification::Run::new(t, c));
+    let end = tests
+        .last()
+        .map(|t| t.eval_time)
+        .unwrap_or_default()
+        .max(group.notification_test.as_ref().map(|t| t.until).unwrap_or_default());
     let mut failed_rules: Vec<String> = Vec::new();
     let mut next_sample = 0;
     let mut next_test = 0;
@@ -303,6 +337,10 @@ pub fn run_group(rules: &Arc<RuleSet>, group: &TestGroup, evaluation_interval: D
             st.compact(now);
         }
         evaluator.evaluate_due(&store, now);
+        if let Some(n) = &mut notifications {
+            let alerts: Vec<&crate::model::Alert> = evaluator.tracker.alerts().collect();
+            n.step(&alerts, ts);
+        }
         // A rule that fails to evaluate fails the test: otherwise a broken
         // rule passes every "no alert expected" case.
         for state in &evaluator.tracker.rules {
@@ -325,6 +363,9 @@ pub fn run_group(rules: &Arc<RuleSet>, group: &TestGroup, evaluation_interval: D
             next_test += 1;
         }
         ts = next_ts;
+    }
+    if let Some(f) = notifications.and_then(notification::Run::check) {
+        failures.push(f);
     }
     GroupResult { name: group.name.clone(), failures, duration: started.elapsed() }
 }

@@ -21,7 +21,9 @@ pub fn epoch_ms(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// One line of the file notifier (`Notification::to_json`).
+/// One alert of one line of the file notifier (`notify::message_json`): a
+/// message lists its group's alerts; each becomes an event — `firing` for
+/// alerts new in the message, `repeat` for those told before, `resolved`.
 #[derive(Debug, Clone)]
 pub struct Event {
     /// `at` in ms since the epoch.
@@ -39,32 +41,48 @@ pub struct Event {
 }
 
 impl Event {
-    fn parse(line: &str) -> Result<Event, String> {
-        let raw: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))?;
-        let s = |k: &str| raw.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let map = |k: &str| -> BTreeMap<String, String> {
-            raw.get(k)
-                .and_then(|v| v.as_object())
-                .map(|o| {
-                    o.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from))).collect()
-                })
-                .unwrap_or_default()
-        };
-        let at = s("at").ok_or_else(|| format!("no `at` in {line}"))?;
+    fn parse(line: &str) -> Result<Vec<Event>, String> {
+        let message: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))?;
+        let at = message.get("at").and_then(|v| v.as_str()).ok_or_else(|| format!("no `at` in {line}"))?;
         let at_ms =
-            chrono::DateTime::parse_from_rfc3339(&at).map_err(|e| format!("bad `at` {at:?}: {e}"))?.timestamp_millis();
-        Ok(Event {
-            at_ms,
-            event: s("event").ok_or_else(|| format!("no `event` in {line}"))?,
-            alertname: s("alertname").ok_or_else(|| format!("no `alertname` in {line}"))?,
-            severity: s("severity").unwrap_or_default(),
-            fingerprint: s("fingerprint").unwrap_or_default(),
-            labels: map("labels"),
-            annotations: map("annotations"),
-            value: raw.get("value").and_then(|v| v.as_f64()),
-            runbook: s("runbook"),
-            raw,
-        })
+            chrono::DateTime::parse_from_rfc3339(at).map_err(|e| format!("bad `at` {at:?}: {e}"))?.timestamp_millis();
+        let list = |k: &str| -> Result<Vec<serde_json::Value>, String> {
+            message.get(k).and_then(|v| v.as_array()).cloned().ok_or_else(|| format!("no `{k}` list in {line}"))
+        };
+        let mut out = Vec::new();
+        for (raw, resolved) in
+            list("firing")?.into_iter().map(|a| (a, false)).chain(list("resolved")?.into_iter().map(|a| (a, true)))
+        {
+            let s = |k: &str| raw.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let map = |k: &str| -> BTreeMap<String, String> {
+                raw.get(k)
+                    .and_then(|v| v.as_object())
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let event = match (resolved, raw.get("new").and_then(|v| v.as_bool())) {
+                (true, _) => "resolved",
+                (false, Some(true)) => "firing",
+                (false, _) => "repeat",
+            };
+            out.push(Event {
+                at_ms,
+                event: event.to_string(),
+                alertname: s("alertname").ok_or_else(|| format!("no `alertname` in {line}"))?,
+                severity: s("severity").unwrap_or_default(),
+                fingerprint: s("fingerprint").unwrap_or_default(),
+                labels: map("labels"),
+                annotations: map("annotations"),
+                value: raw.get("value").and_then(|v| v.as_f64()),
+                runbook: s("runbook"),
+                raw: raw.clone(),
+            });
+        }
+        Ok(out)
     }
 
     pub fn instance(&self) -> Option<&str> {
@@ -158,6 +176,14 @@ impl RunConfig {
         }
         y.push_str(&format!("    interval: {}\n    timeout: {}\n", d(self.interval), d(self.timeout)));
         y.push_str("notifiers:\n  - name: events\n    type: file\n    path: notifications.jsonl\n");
+        // Every tier told at once, so the tests time the engine, not the
+        // seed's group waits; no digest.
+        y.push_str("routing:\n  tiers:\n");
+        for tier in ["P0", "P1", "P2", "P3"] {
+            y.push_str(&format!(
+                "    {tier}: {{channels: [events], group_wait: 0s, group_interval: 1s, repeat_interval: 1h, digest: 'off'}}\n"
+            ));
+        }
         y
     }
 }
@@ -179,17 +205,34 @@ pub struct ZkalertRun {
 
 impl ZkalertRun {
     pub fn start(config: RunConfig) -> ZkalertRun {
+        let yaml = config.yaml();
+        Self::start_yaml(config, &yaml, &[])
+    }
+
+    /// `zkalert run` with a config written by the test (its file notifier
+    /// must write `notifications.jsonl`); `files` are written beside it.
+    pub fn start_yaml(config: RunConfig, yaml: &str, files: &[(&str, &str)]) -> ZkalertRun {
         let dir = tempfile::Builder::new().prefix("zkalert-run-").tempdir().expect("create temp dir");
-        let config_path = dir.path().join("config.yaml");
-        std::fs::write(&config_path, config.yaml()).expect("write config");
+        std::fs::write(dir.path().join("config.yaml"), yaml).expect("write config");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write file beside the config");
+        }
         let log = dir.path().join("zkalert.log");
-        let out = std::fs::File::create(&log).expect("create zkalert.log");
+        let notifications = dir.path().join("notifications.jsonl");
+        let mut run = ZkalertRun { child: None, _watchdog: None, config, notifications, log, dir };
+        run.spawn();
+        run
+    }
+
+    fn spawn(&mut self) {
+        let config_path = self.dir.path().join("config.yaml");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open zkalert.log");
         let err = out.try_clone().expect("clone log handle");
         let child = Command::new(BIN)
             .arg("run")
             .arg("-c")
             .arg(&config_path)
-            .current_dir(dir.path())
+            .current_dir(self.dir.path())
             .env("ZKALERT_LOG", "info")
             .env_remove("ZKALERT_CONFIG")
             .stdin(Stdio::null())
@@ -197,9 +240,18 @@ impl ZkalertRun {
             .stderr(err)
             .spawn()
             .expect("start zkalert run");
-        let watchdog = Watchdog::spawn(child.id(), &config_path.to_string_lossy());
-        let notifications = dir.path().join("notifications.jsonl");
-        ZkalertRun { child: Some(child), _watchdog: watchdog, config, notifications, log, dir }
+        self._watchdog = Watchdog::spawn(child.id(), &config_path.to_string_lossy());
+        self.child = Some(child);
+    }
+
+    /// SIGKILL (no chance to flush or shut down), then start again on the
+    /// same config and data directory.
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_reap(&mut child);
+        }
+        self._watchdog = None;
+        self.spawn();
     }
 
     pub fn dir(&self) -> &Path {
@@ -214,7 +266,7 @@ impl ZkalertRun {
         complete
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| Event::parse(l).unwrap_or_else(|e| panic!("unparsable notification: {e}")))
+            .flat_map(|l| Event::parse(l).unwrap_or_else(|e| panic!("unparsable notification: {e}")))
             .collect()
     }
 

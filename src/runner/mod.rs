@@ -1,12 +1,20 @@
 //! `zkalert run`: the main loop. Sources poll on their own schedules and
 //! send batches of samples; the loop ingests them into the store, evaluates
-//! rules on the evaluation interval and hands notifications to notifiers,
-//! until shutdown.
+//! rules, runs the notification pipeline on the tracker's alerts, persists
+//! the step and delivers its messages to the notifiers, until shutdown. The
+//! API's writes arrive here as commands, so this loop alone owns the state.
+
+mod control;
+mod durable;
+
+pub use control::Control;
+pub use durable::Durable;
 
 use crate::clock::Clock;
-use crate::model::{Labels, Sample};
-use crate::notify::{Notification, Notifier};
-use crate::rule::{Evaluator, RuleSet};
+use crate::model::{Alert, Labels, Sample, Timestamp};
+use crate::notify::Notifier;
+use crate::pipeline::{Message, Pipeline, PipelineConfig};
+use crate::rule::{AlertEvent, Evaluator, RuleSet};
 use crate::store::{GroupId, MetricId, SeriesStore};
 use std::future::Future;
 use std::pin::Pin;
@@ -59,8 +67,14 @@ pub trait Source: Send + Sync + 'static {
 pub struct Runner {
     pub store: Arc<SeriesStore>,
     pub evaluator: Evaluator,
+    pub pipeline: Pipeline,
     pub notifiers: Vec<Box<dyn Notifier>>,
-    last_compaction: Option<crate::model::Timestamp>,
+    /// The SQLite state, when the runner persists (`zkalert run` does).
+    pub durable: Option<Durable>,
+    /// Deliveries written and not yet done, retried every step.
+    pub pending: Vec<(Arc<Message>, String)>,
+    last_compaction: Option<Timestamp>,
+    last_pipeline_step: Option<Timestamp>,
     /// Per source, the series its last poll reported (sorted).
     reported: std::collections::HashMap<usize, Vec<(GroupId, MetricId)>>,
 }
@@ -69,14 +83,27 @@ pub struct Runner {
 /// minute is plenty (windows trim themselves as samples arrive).
 const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The pipeline runs after every evaluation that changed an alert, and at
+/// least this often for its own timers (group wait, repeats, escalation).
+const PIPELINE_TICK: Duration = Duration::from_secs(1);
+
 impl Runner {
-    pub fn new(rules: Arc<RuleSet>, evaluation_interval: Duration, notifiers: Vec<Box<dyn Notifier>>) -> Self {
+    pub fn new(
+        rules: Arc<RuleSet>,
+        evaluation_interval: Duration,
+        pipeline: PipelineConfig,
+        notifiers: Vec<Box<dyn Notifier>>,
+    ) -> Self {
         let store = Arc::new(SeriesStore::for_rules(&rules.retention));
         Self {
             store,
             evaluator: Evaluator::new(rules, evaluation_interval),
+            pipeline: Pipeline::new(pipeline),
             notifiers,
+            durable: None,
+            pending: Vec::new(),
             last_compaction: None,
+            last_pipeline_step: None,
             reported: Default::default(),
         }
     }
@@ -117,28 +144,93 @@ impl Runner {
         }
     }
 
-    /// Evaluates what is due and notifies; returns the notifications sent.
-    pub fn evaluate(&mut self, clock: &dyn Clock) -> Vec<Notification> {
+    /// Evaluates the rule groups that are due, then (when alerts changed or
+    /// the pipeline's tick passed) runs the pipeline, persists the step and
+    /// delivers. Returns the messages the pipeline produced.
+    pub fn evaluate(&mut self, clock: &dyn Clock) -> Vec<Arc<Message>> {
         let now = clock.now();
         if self.last_compaction.is_none_or(|t| now.since(t) >= COMPACTION_INTERVAL) {
             Arc::make_mut(&mut self.store).compact(now);
             self.last_compaction = Some(now);
         }
         let events = self.evaluator.evaluate_due(&self.store, now);
-        let notifications: Vec<Notification> = events.iter().filter_map(|e| Notification::from_event(e, now)).collect();
-        for n in &notifications {
-            for notifier in &self.notifiers {
-                if let Err(e) = notifier.send(n) {
-                    tracing::error!(error = %e, alert = n.alert.name(), "notification failed");
-                }
-            }
-        }
+        log_events(&events);
         for state in &self.evaluator.tracker.rules {
             if let crate::rule::RuleHealth::Err(e) = &state.health {
                 tracing::warn!(rule = %state.name, error = %e, "rule evaluation failed");
             }
         }
-        notifications
+        let changed = events.iter().any(|e| !matches!(e, AlertEvent::Pending(_)));
+        if !changed && self.last_pipeline_step.is_some_and(|t| now.since(t) < PIPELINE_TICK) {
+            return Vec::new();
+        }
+        self.step_pipeline(now)
+    }
+
+    /// Runs the pipeline at `now`, persists and delivers.
+    pub fn step_pipeline(&mut self, now: Timestamp) -> Vec<Arc<Message>> {
+        self.last_pipeline_step = Some(now);
+        let alerts: Vec<&Alert> = self.evaluator.tracker.alerts().collect();
+        let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
+        if let Some(durable) = &mut self.durable
+            && let Err(e) = durable.commit_step(&self.evaluator.tracker, &mut self.pipeline, &messages, now)
+        {
+            // Still deliver: a page that may repeat after a restart beats no page.
+            tracing::error!(error = %e, "cannot persist state");
+        }
+        for m in &messages {
+            tracing::info!(
+                tier = %m.tier, group = %m.group, channels = %m.channels.join(","), firing = m.firing.len(),
+                new = m.new.len(), resolved = m.resolved.len(), escalation = m.escalation, digest = m.digest,
+                "notifying"
+            );
+            self.pending.extend(m.channels.iter().map(|c| (m.clone(), c.clone())));
+        }
+        self.deliver(now);
+        messages
+    }
+
+    /// Sends what is pending; what fails stays for the next step.
+    fn deliver(&mut self, now: Timestamp) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut done = Vec::new();
+        let notifiers = &self.notifiers;
+        let durable = &mut self.durable;
+        self.pending.retain(|(m, channel)| {
+            let Some(notifier) = notifiers.iter().find(|n| n.name() == channel) else {
+                tracing::error!(channel = %channel, "no notifier with this name: message dropped");
+                done.push((m.id.clone(), channel.clone()));
+                return false;
+            };
+            match notifier.send(m) {
+                Ok(()) => {
+                    done.push((m.id.clone(), channel.clone()));
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, channel = %channel, "delivery failed: will retry");
+                    if let Some(d) = durable.as_mut() {
+                        d.failed(&m.id, channel, now, &e.to_string());
+                    }
+                    true
+                }
+            }
+        });
+        if let Some(d) = durable.as_mut() {
+            d.delivered(&done, now);
+        }
+    }
+}
+
+fn log_events(events: &[AlertEvent]) {
+    for e in events {
+        let a = e.alert();
+        match e {
+            AlertEvent::Pending(_) => tracing::debug!(alert = a.name(), labels = %a.labels, "pending"),
+            _ => tracing::info!(alert = a.name(), tier = %a.severity, labels = %a.labels, "{}", e.kind()),
+        }
     }
 }
 
@@ -149,16 +241,24 @@ fn spread(name: &str) -> f64 {
 }
 
 /// Runs until `shutdown` completes: sources poll concurrently, each on its
-/// interval; rules are evaluated every `evaluation_interval`.
+/// interval; rules are evaluated every `evaluation_interval`; the API's
+/// commands (through `control`) are applied between steps.
 pub async fn run(
     mut runner: Runner,
     sources: Vec<Arc<dyn Source>>,
     evaluation_interval: Duration,
     clock: Arc<dyn Clock>,
+    mut control: Option<Control>,
     shutdown: impl Future<Output = ()>,
 ) -> Runner {
     let (tx, mut rx) = mpsc::channel::<(usize, PollBatch)>(64);
     let mut tasks = Vec::new();
+    // Rules are first evaluated once every source has reported (or after two
+    // of the longest intervals): an empty store at start-up would otherwise
+    // resolve every restored alert, or fire every `absent()` rule.
+    let longest = sources.iter().map(|s| s.interval()).max().unwrap_or_default();
+    let gate_opens = tokio::time::Instant::now() + longest * 2;
+    let mut waiting_for: std::collections::HashSet<usize> = (0..sources.len()).collect();
     for (index, source) in sources.into_iter().enumerate() {
         let tx = tx.clone();
         let clock = clock.clone();
@@ -181,20 +281,35 @@ pub async fn run(
         }));
     }
     drop(tx);
-    let mut eval_ticker = tokio::time::interval(evaluation_interval);
+    // Ticks drive the pipeline's timers too (group wait, repeats), so at
+    // least once a second; evaluation itself runs only when a group is due.
+    let mut eval_ticker = tokio::time::interval(evaluation_interval.min(PIPELINE_TICK));
     eval_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    let gate_open =
+        |waiting: &std::collections::HashSet<usize>| waiting.is_empty() || tokio::time::Instant::now() >= gate_opens;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             Some((source, batch)) = rx.recv() => {
                 runner.ingest(source, batch);
+                waiting_for.remove(&source);
                 // Evaluate as soon as fresh data arrives if a group is due,
                 // so a poll's result reaches the rules without waiting a tick.
-                runner.evaluate(clock.as_ref());
+                if gate_open(&waiting_for) {
+                    runner.evaluate(clock.as_ref());
+                    publish(&runner, &mut control, clock.now());
+                }
             }
             _ = eval_ticker.tick() => {
-                runner.evaluate(clock.as_ref());
+                if gate_open(&waiting_for) {
+                    runner.evaluate(clock.as_ref());
+                    publish(&runner, &mut control, clock.now());
+                }
+            }
+            Some(command) = next_command(&mut control) => {
+                runner.apply(command, clock.now());
+                publish(&runner, &mut control, clock.now());
             }
         }
     }
@@ -203,6 +318,19 @@ pub async fn run(
     }
     tracing::info!("shut down");
     runner
+}
+
+async fn next_command(control: &mut Option<Control>) -> Option<crate::api::Command> {
+    match control {
+        Some(c) => c.commands.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn publish(runner: &Runner, control: &mut Option<Control>, now: Timestamp) {
+    if let Some(c) = control {
+        c.publish(runner, now);
+    }
 }
 
 #[cfg(test)]
@@ -232,7 +360,7 @@ mod tests {
         )
         .unwrap();
         let rules = Arc::new(crate::rule::load_rules(&[p], Default::default()).unwrap());
-        let mut runner = Runner::new(rules, Duration::from_secs(10), Vec::new());
+        let mut runner = Runner::new(rules, Duration::from_secs(10), PipelineConfig::defaults_to(&[]), Vec::new());
         let clock = ManualClock::new(Timestamp::from_millis(0));
         runner.ingest(0, batch(0, &[("x", 1.0)]));
         runner.ingest(1, batch(0, &[("y", 1.0)]));
@@ -242,9 +370,10 @@ mod tests {
         // once; y, from source 1 in the same group, stays.
         runner.ingest(0, batch(10, &[]));
         clock.set(Timestamp::from_millis(10_000));
-        let sent = runner.evaluate(&clock);
-        let names: Vec<&str> = sent.iter().map(|n| n.alert.name()).collect();
-        assert_eq!(names, ["X"], "X resolves: {sent:?}");
+        runner.evaluate(&clock);
+        let resolved: Vec<&str> =
+            runner.evaluator.tracker.alerts().filter(|a| a.resolved_at.is_some()).map(|a| a.name()).collect();
+        assert_eq!(resolved, ["X"], "X resolves");
         assert_eq!(runner.evaluator.tracker.firing().map(|a| a.name().to_string()).collect::<Vec<_>>(), ["Y"]);
     }
 }

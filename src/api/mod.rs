@@ -1,0 +1,95 @@
+//! The on-call's HTTP API (axum), beside the runner: reads the snapshot the
+//! runner publishes after each step, and sends writes (silences, acks) to
+//! the runner as commands, so the runner alone owns and persists the state.
+
+mod server;
+#[cfg(test)]
+mod tests;
+mod views;
+
+pub use server::{router, serve};
+pub use views::{AckRequest, SilenceRequest};
+
+use crate::model::{Alert, Labels, Severity, Timestamp};
+use crate::pipeline::{Ack, Matchers, Mute, Silence};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// What the API reads: the state after the runner's last step.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub at: Timestamp,
+    /// Every alert the tracker holds (pending, firing, recently resolved).
+    pub alerts: Vec<AlertView>,
+    pub silences: Vec<Silence>,
+    pub groups: Vec<GroupView>,
+    pub status: StatusView,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertView {
+    pub alert: Alert,
+    /// The id of the group it is notified in (acks name groups by id).
+    pub group_id: String,
+    pub mute: Mute,
+    /// The group's acknowledgement, if any.
+    pub ack: Option<Ack>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    pub id: String,
+    pub labels: Labels,
+    /// The tier last paged.
+    pub tier: Option<Severity>,
+    pub ack: Option<Ack>,
+    pub last_sent: Option<Timestamp>,
+    pub escalated: bool,
+    /// Alerts told as firing and still around.
+    pub alerts: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StatusView {
+    pub version: String,
+    pub started_at: Timestamp,
+    pub config_path: Option<String>,
+    pub rules: usize,
+    /// Rules whose last evaluation failed: (name, error).
+    pub rule_errors: Vec<(String, String)>,
+    pub sources: usize,
+    pub last_evaluation: Option<Timestamp>,
+    /// Deliveries written to the outbox and not yet done.
+    pub outbox_pending: usize,
+    pub notifiers: Vec<String>,
+}
+
+/// A write for the runner to apply (and persist) before replying.
+#[derive(Debug)]
+pub enum Command {
+    /// Replies with the new silence's id.
+    AddSilence { silence: Silence, reply: oneshot::Sender<Result<String, String>> },
+    /// Replies with the expired silence; `Err` if there is no such silence.
+    ExpireSilence { id: String, reply: oneshot::Sender<Result<Silence, String>> },
+    /// Acknowledges the group with this id, or every current group with an
+    /// alert matching `matchers`. Replies with the acked groups' ids;
+    /// `Err` if none matched.
+    Ack {
+        group_id: Option<String>,
+        matchers: Option<Matchers>,
+        ack: Ack,
+        reply: oneshot::Sender<Result<Vec<String>, String>>,
+    },
+}
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub commands: mpsc::Sender<Command>,
+    /// Bearer token writes need; `None`: writes are refused.
+    pub token: Option<String>,
+    /// Set once state is loaded and the first evaluation ran.
+    pub ready: Arc<AtomicBool>,
+}

@@ -1,0 +1,428 @@
+//! The HTTP side: routes, bearer-token checks for writes, request
+//! validation, and the round trip of each write to the runner. Every answer
+//! but the two probes is JSON; every failure is `{"error": "..."}` with a
+//! status that says whose fault it is (see `docs/api.md`).
+
+use super::views::{
+    AckRequest, AlertJson, AlertsReply, GroupJson, GroupsReply, SilenceJson, SilenceRequest, SilencesReply, StatusJson,
+    alert_state_rank, silence_state_rank,
+};
+use super::{ApiState, Command, Snapshot};
+use crate::clock::{Clock, SystemClock};
+use crate::model::{AlertState, Labels, Severity, Timestamp};
+use crate::pipeline::{Ack, Matchers, Silence, SilenceState};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How long a write waits for the runner (it answers between steps).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The API's routes over `state`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/groups", get(list_groups))
+        .route("/api/v1/silences", get(list_silences).post(add_silence))
+        .route("/api/v1/silences/{id}", delete(expire_silence))
+        .route("/api/v1/acks", post(ack))
+        .route("/api/v1/status", get(status))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets the
+/// requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// A failed request: its status and a message for the caller.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(body: impl serde::Serialize) -> ApiResult {
+    Ok(axum::Json(body).into_response())
+}
+
+fn now() -> Timestamp {
+    SystemClock.now()
+}
+
+fn snapshot(state: &ApiState) -> Arc<Snapshot> {
+    state.snapshot.borrow().clone()
+}
+
+async fn healthy() -> &'static str {
+    "OK\n"
+}
+
+async fn ready(State(state): State<ApiState>) -> (StatusCode, &'static str) {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "OK\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: state not loaded or no evaluation yet\n")
+    }
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("not found: {}", uri.path()))
+}
+
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed on {}", uri.path()))
+}
+
+// ---- reads ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertQuery {
+    /// `pending`, `firing`, `resolved`; comma-separated for several.
+    state: Option<String>,
+    /// `P0`…`P3`; comma-separated for several.
+    tier: Option<String>,
+    /// Matchers every listed alert's labels match.
+    filter: Option<String>,
+    silenced: Option<bool>,
+    inhibited: Option<bool>,
+    maintenance: Option<bool>,
+    muted: Option<bool>,
+    acked: Option<bool>,
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| ApiError::bad(e.body_text()))
+}
+
+/// Splits a comma-separated filter and parses each item.
+fn parse_list<T>(text: Option<&str>, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<Vec<T>>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse(s).map_err(ApiError::bad))
+        .collect::<Result<Vec<T>, _>>()
+        .map(Some)
+}
+
+fn parse_alert_state(s: &str) -> Result<AlertState, String> {
+    match s {
+        "pending" => Ok(AlertState::Pending),
+        "firing" => Ok(AlertState::Firing),
+        "resolved" => Ok(AlertState::Resolved),
+        other => Err(format!("state: unknown alert state {other:?}: expected pending, firing or resolved")),
+    }
+}
+
+fn parse_matchers(field: &str, text: &str) -> Result<Matchers, ApiError> {
+    Matchers::parse(text).map_err(|e| ApiError::bad(format!("{field}: {e}")))
+}
+
+async fn list_alerts(State(state): State<ApiState>, q: Result<Query<AlertQuery>, QueryRejection>) -> ApiResult {
+    let q = query(q)?;
+    let states = parse_list(q.state.as_deref(), parse_alert_state)?;
+    let tiers = parse_list(q.tier.as_deref(), |s| s.parse::<Severity>().map_err(|e| format!("tier: {e}")))?;
+    let filter = q.filter.as_deref().map(|f| parse_matchers("filter", f)).transpose()?;
+    let snap = snapshot(&state);
+    let want = |wanted: Option<bool>, is: bool| wanted.is_none_or(|w| w == is);
+    let mut alerts: Vec<_> = snap
+        .alerts
+        .iter()
+        .filter(|v| states.as_ref().is_none_or(|s| s.contains(&v.alert.state)))
+        .filter(|v| tiers.as_ref().is_none_or(|t| t.contains(&v.alert.severity)))
+        .filter(|v| filter.as_ref().is_none_or(|m| m.matches(&v.alert.labels)))
+        .filter(|v| want(q.silenced, !v.mute.silenced_by.is_empty()))
+        .filter(|v| want(q.inhibited, v.mute.inhibited))
+        .filter(|v| want(q.maintenance, !v.mute.maintenance.is_empty()))
+        .filter(|v| want(q.muted, v.mute.is_muted()))
+        .filter(|v| want(q.acked, v.ack.is_some()))
+        .collect();
+    alerts.sort_by(|a, b| {
+        let (a, b) = (&a.alert, &b.alert);
+        (a.severity, alert_state_rank(a.state), &a.labels).cmp(&(b.severity, alert_state_rank(b.state), &b.labels))
+    });
+    let alerts: Vec<_> = alerts.into_iter().map(AlertJson::of).collect();
+    ok(AlertsReply { alerts, at: snap.at })
+}
+
+async fn list_groups(State(state): State<ApiState>) -> ApiResult {
+    let snap = snapshot(&state);
+    let mut groups: Vec<_> = snap.groups.iter().collect();
+    groups.sort_by(|a, b| (a.tier.is_none(), a.tier, &a.id).cmp(&(b.tier.is_none(), b.tier, &b.id)));
+    let groups: Vec<_> = groups.into_iter().map(GroupJson::of).collect();
+    ok(GroupsReply { groups, at: snap.at })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceQuery {
+    /// `pending`, `active`, `expired`; comma-separated for several.
+    state: Option<String>,
+}
+
+fn parse_silence_state(s: &str) -> Result<SilenceState, String> {
+    match s {
+        "pending" => Ok(SilenceState::Pending),
+        "active" => Ok(SilenceState::Active),
+        "expired" => Ok(SilenceState::Expired),
+        other => Err(format!("state: unknown silence state {other:?}: expected pending, active or expired")),
+    }
+}
+
+async fn list_silences(State(state): State<ApiState>, q: Result<Query<SilenceQuery>, QueryRejection>) -> ApiResult {
+    let q = query(q)?;
+    let states = parse_list(q.state.as_deref(), parse_silence_state)?;
+    let snap = snapshot(&state);
+    let mut silences: Vec<_> = snap
+        .silences
+        .iter()
+        .map(|s| SilenceJson::of(s, snap.at))
+        .filter(|s| states.as_ref().is_none_or(|w| w.contains(&s.state)))
+        .collect();
+    silences.sort_by(|a, b| {
+        (silence_state_rank(a.state), a.ends_at, a.id).cmp(&(silence_state_rank(b.state), b.ends_at, b.id))
+    });
+    ok(SilencesReply { silences, at: snap.at })
+}
+
+async fn status(State(state): State<ApiState>) -> ApiResult {
+    let snap = snapshot(&state);
+    let ready = state.ready.load(Ordering::Acquire);
+    ok(StatusJson::of(&snap.status, ready, snap.at))
+}
+
+// ---- writes ----
+
+/// Writes need `Authorization: Bearer <token>`; without a configured token
+/// they are refused. The token is never echoed.
+fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.token.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "writes are disabled: set server.token_env or server.token_file",
+        ));
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, token) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    match given {
+        None => {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token: send Authorization: Bearer <token>"))
+        }
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token")),
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Parses a JSON body with a message that says what is wrong and where.
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad("empty request body: expected a JSON object"));
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+}
+
+fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(text.trim()).map(|t| Timestamp::from_millis(t.timestamp_millis())).map_err(
+        |e| ApiError::bad(format!("{field}: invalid RFC 3339 time {text:?}: {e} (example: 2025-01-31T18:00:00Z)")),
+    )
+}
+
+fn parse_positive_duration(field: &str, text: &str) -> Result<Duration, ApiError> {
+    let d = crate::duration::parse_duration(text).map_err(|e| ApiError::bad(format!("{field}: {e}")))?;
+    if d.is_zero() {
+        return Err(ApiError::bad(format!("{field}: must be longer than zero")));
+    }
+    Ok(d)
+}
+
+/// Matchers for a write: they must select something specific, as
+/// Alertmanager requires (`{a=~".*"}` would mute everything).
+fn write_matchers(field: &str, text: &str) -> Result<Matchers, ApiError> {
+    let matchers = parse_matchers(field, text)?;
+    if matchers.0.is_empty() {
+        return Err(ApiError::bad(format!(
+            "{field}: at least one matcher is required, e.g. {{instance=\"zk1:2181\"}}"
+        )));
+    }
+    if matchers.matches(&Labels::new()) {
+        return Err(ApiError::bad(format!("{field}: at least one matcher must not match the empty string")));
+    }
+    Ok(matchers)
+}
+
+fn required(field: &str, value: &str) -> Result<String, ApiError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(ApiError::bad(format!("{field} is required")));
+    }
+    Ok(v.to_string())
+}
+
+/// A new silence id: unique in this process (a counter) and across
+/// restarts (the time), 16 hex digits.
+fn new_silence_id(now: Timestamp, salt: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let parts: [&[u8]; 5] = [
+        &now.as_millis().to_le_bytes(),
+        &nanos.to_le_bytes(),
+        &std::process::id().to_le_bytes(),
+        &n.to_le_bytes(),
+        salt.as_bytes(),
+    ];
+    for part in parts {
+        for &b in part {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// Sends a command and waits for its reply; 503 if the runner is gone or
+/// does not answer in time.
+async fn call<T>(
+    state: &ApiState,
+    command: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Command,
+) -> Result<Result<T, String>, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let round_trip = async {
+        state.commands.send(command(tx)).await.map_err(|_| ApiError::unavailable("the runner is not running"))?;
+        rx.await.map_err(|_| ApiError::unavailable("the runner stopped before answering"))
+    };
+    tokio::time::timeout(COMMAND_TIMEOUT, round_trip).await.unwrap_or_else(|_| {
+        Err(ApiError::unavailable(format!("the runner did not answer within {}s", COMMAND_TIMEOUT.as_secs())))
+    })
+}
+
+async fn add_silence(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    authorize(&state, &headers)?;
+    let req: SilenceRequest = json_body(body)?;
+    let now = now();
+    let matchers = write_matchers("matchers", &req.matchers)?;
+    let starts_at = req.starts_at.as_deref().map(|t| parse_time("starts_at", t)).transpose()?.unwrap_or(now);
+    let ends_at = match (req.ends_at.as_deref(), req.duration.as_deref()) {
+        (Some(t), None) => parse_time("ends_at", t)?,
+        (None, Some(d)) => starts_at + parse_positive_duration("duration", d)?,
+        (Some(_), Some(_)) => return Err(ApiError::bad("give either ends_at or duration, not both")),
+        (None, None) => return Err(ApiError::bad("ends_at or duration is required")),
+    };
+    if ends_at <= now {
+        return Err(ApiError::bad(format!("ends_at ({ends_at}) is in the past")));
+    }
+    if ends_at <= starts_at {
+        return Err(ApiError::bad(format!("ends_at ({ends_at}) must be after starts_at ({starts_at})")));
+    }
+    let created_by = required("created_by", &req.created_by)?;
+    let comment = required("comment", &req.comment)?;
+    let silence = Silence { id: new_silence_id(now, &req.matchers), matchers, starts_at, ends_at, created_by, comment };
+    match call(&state, |reply| Command::AddSilence { silence, reply }).await? {
+        Ok(id) => ok(json!({ "id": id })),
+        Err(e) => Err(ApiError::bad(e)),
+    }
+}
+
+async fn expire_silence(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    authorize(&state, &headers)?;
+    match call(&state, |reply| Command::ExpireSilence { id, reply }).await? {
+        Ok(silence) => {
+            // As it is now: over (its end is at or before the reply).
+            let at = snapshot(&state).at.max(silence.ends_at).max(now());
+            ok(SilenceJson::of(&silence, at))
+        }
+        Err(e) => Err(ApiError::new(StatusCode::NOT_FOUND, e)),
+    }
+}
+
+async fn ack(State(state): State<ApiState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    authorize(&state, &headers)?;
+    let req: AckRequest = json_body(body)?;
+    let now = now();
+    let (group_id, matchers) = match (req.group_id.as_deref().map(str::trim), req.matchers.as_deref()) {
+        (Some(id), None) if !id.is_empty() => (Some(id.to_string()), None),
+        (Some(_), None) => return Err(ApiError::bad("group_id must not be empty")),
+        (None, Some(m)) => (None, Some(write_matchers("matchers", m)?)),
+        (Some(_), Some(_)) => return Err(ApiError::bad("give either group_id or matchers, not both")),
+        (None, None) => return Err(ApiError::bad("group_id or matchers is required")),
+    };
+    let until = match (req.until.as_deref(), req.duration.as_deref()) {
+        (Some(t), None) => Some(parse_time("until", t)?),
+        (None, Some(d)) => Some(now + parse_positive_duration("duration", d)?),
+        (Some(_), Some(_)) => return Err(ApiError::bad("give either until or duration, not both")),
+        (None, None) => None,
+    };
+    if let Some(until) = until.filter(|u| *u <= now) {
+        return Err(ApiError::bad(format!("until ({until}) is in the past")));
+    }
+    let ack = Ack { by: required("by", &req.by)?, comment: req.comment.trim().to_string(), at: now, until };
+    match call(&state, |reply| Command::Ack { group_id, matchers, ack, reply }).await? {
+        Ok(ids) => ok(json!({ "acked": ids })),
+        Err(e) => Err(ApiError::new(StatusCode::NOT_FOUND, e)),
+    }
+}

@@ -1,0 +1,228 @@
+//! The notification half of `zkalert.yaml`: `routing` (tiers, grouping,
+//! sub-routes, digest), `inhibit_rules` and `maintenance` windows, read into
+//! the pipeline's types with every problem at `path:line:col`.
+
+use crate::diag::Pos;
+use crate::model::Severity;
+use crate::pipeline::{
+    Digest, InhibitRule, MaintenanceWindow, Matchers, PipelineConfig, Policy, Route, TierPolicy, inhibit,
+};
+use crate::yaml::{Node, NodeKind, Reader};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The raw sections, read before the notifiers are known.
+#[derive(Default)]
+pub(super) struct Sections<'n> {
+    pub routing: Option<&'n Node>,
+    pub inhibit_rules: Option<&'n Node>,
+    pub maintenance: Option<&'n Node>,
+}
+
+/// Builds the pipeline config; `notifiers` are the configured channel names.
+pub(super) fn read(r: &mut Reader, s: &Sections, notifiers: &[String]) -> PipelineConfig {
+    let policy = match s.routing {
+        Some(n) => routing(r, n, notifiers),
+        None => Policy::seed_defaults_to(notifiers),
+    };
+    let inhibit_rules = s.inhibit_rules.map(|n| inhibit_rules(r, n)).unwrap_or_else(inhibit::default_rules);
+    let maintenance = s.maintenance.map(|n| maintenance(r, n)).unwrap_or_default();
+    PipelineConfig { policy: Arc::new(policy), inhibit_rules, maintenance }
+}
+
+fn matchers(r: &mut Reader, n: &Node, what: &str) -> Option<Matchers> {
+    let text = r.string(n, what)?;
+    match Matchers::parse(&text) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            r.error(n.pos, format!("{what}: {e}"));
+            None
+        }
+    }
+}
+
+fn names(r: &mut Reader, n: &Node, what: &str, notifiers: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in r.seq(n, what) {
+        if let Some(name) = r.string(item, what) {
+            if !notifiers.contains(&name) {
+                r.error(item.pos, format!("{what}: no notifier named {name:?} (configured: {})", notifiers.join(", ")));
+            }
+            out.push(name);
+        }
+    }
+    out
+}
+
+fn tier_key(r: &mut Reader, key: &str, pos: Pos) -> Option<Severity> {
+    match key.parse() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            r.error(pos, format!("{e}"));
+            None
+        }
+    }
+}
+
+fn routing(r: &mut Reader, n: &Node, notifiers: &[String]) -> Policy {
+    let mut policy = Policy::seed_defaults_to(notifiers);
+    for (key, value) in r.map(n, "routing", &["group_by", "tiers", "routes"]) {
+        match key {
+            "group_by" => {
+                policy.group_by = r.seq(value, "group_by").iter().filter_map(|l| r.string(l, "group_by")).collect();
+            }
+            "tiers" => {
+                for (tier, body) in r.map(value, "tiers", &["P0", "P1", "P2", "P3"]) {
+                    if let Some(t) = tier_key(r, tier, body.pos) {
+                        tier_policy(r, body, &mut policy.tiers[t as usize], notifiers);
+                    }
+                }
+            }
+            _ => {
+                for item in r.seq(value, "routes") {
+                    if let Some(route) = route(r, item, notifiers) {
+                        policy.routes.push(route);
+                    }
+                }
+            }
+        }
+    }
+    policy
+}
+
+fn tier_policy(r: &mut Reader, n: &Node, t: &mut TierPolicy, notifiers: &[String]) {
+    const FIELDS: &[&str] = &[
+        "channels",
+        "group_wait",
+        "group_interval",
+        "repeat_interval",
+        "respond_within",
+        "escalate_to",
+        "digest",
+        "time_zone",
+    ];
+    let fields = r.map(n, "tier", FIELDS);
+    let mut digest_schedule = t.digest.as_ref().map(|d| (d.schedule.clone(), n.pos));
+    let mut time_zone = t.digest.as_ref().map_or_else(|| "UTC".to_string(), |d| d.time_zone.name().to_string());
+    for (key, v) in fields {
+        match key {
+            "channels" => t.channels = names(r, v, "channels", notifiers),
+            "escalate_to" => t.escalate_to = names(r, v, "escalate_to", notifiers),
+            "group_wait" => t.group_wait = r.duration(v, key).unwrap_or(t.group_wait),
+            "group_interval" => t.group_interval = r.duration(v, key).unwrap_or(t.group_interval),
+            "repeat_interval" => t.repeat_interval = r.duration(v, key).unwrap_or(t.repeat_interval),
+            "respond_within" => t.respond_within = r.duration(v, key).or(t.respond_within),
+            "time_zone" => time_zone = r.string(v, key).unwrap_or(time_zone),
+            _ => {
+                digest_schedule = match r.string(v, "digest") {
+                    Some(s) if s == "off" => None,
+                    Some(s) => Some((s, v.pos)),
+                    None => digest_schedule,
+                }
+            }
+        }
+    }
+    t.digest = digest_schedule.and_then(|(s, pos)| match Digest::new(&s, &time_zone) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            r.error(pos, format!("digest: {e}"));
+            None
+        }
+    });
+    if t.group_interval.is_zero() {
+        r.error(n.pos, "group_interval must be greater than zero");
+    }
+    if t.repeat_interval.is_zero() {
+        r.error(n.pos, "repeat_interval must be greater than zero");
+    }
+    if t.respond_within.is_some() && t.escalate_to.is_empty() {
+        r.error(n.pos, "respond_within needs escalate_to (who is told when nobody acknowledges)");
+    }
+}
+
+fn route(r: &mut Reader, n: &Node, notifiers: &[String]) -> Option<Route> {
+    let fields = r.map(n, "route", &["matchers", "channels", "escalate_to"]);
+    let mut route = Route { matchers: Matchers::default(), channels: BTreeMap::new(), escalate_to: None };
+    let mut has_matchers = false;
+    for (key, v) in fields {
+        match key {
+            "matchers" => {
+                route.matchers = matchers(r, v, "matchers")?;
+                has_matchers = true;
+            }
+            "escalate_to" => route.escalate_to = Some(names(r, v, "escalate_to", notifiers)),
+            _ if matches!(v.kind, NodeKind::Seq(_)) => {
+                // A list: the same channels for every tier.
+                let all = names(r, v, "channels", notifiers);
+                route.channels = Severity::ALL.iter().map(|t| (*t, all.clone())).collect();
+            }
+            _ => {
+                for (tier, list) in r.map(v, "channels", &["P0", "P1", "P2", "P3"]) {
+                    if let Some(t) = tier_key(r, tier, list.pos) {
+                        route.channels.insert(t, names(r, list, "channels", notifiers));
+                    }
+                }
+            }
+        }
+    }
+    if !has_matchers {
+        r.error(n.pos, "route needs `matchers` (which alerts take it)");
+        return None;
+    }
+    Some(route)
+}
+
+fn inhibit_rules(r: &mut Reader, n: &Node) -> Vec<InhibitRule> {
+    let mut out = Vec::new();
+    for item in r.seq(n, "inhibit_rules") {
+        if item.as_str() == Some("defaults") {
+            out.extend(inhibit::default_rules());
+            continue;
+        }
+        let fields = r.map(item, "inhibit rule", &["source", "target", "equal"]);
+        let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let (Some(source), Some(target)) = (get("source"), get("target")) else {
+            r.error(item.pos, "inhibit rule needs `source` and `target` matchers");
+            continue;
+        };
+        let source = matchers(r, source, "source");
+        let target = matchers(r, target, "target");
+        let equal = get("equal")
+            .map(|e| r.seq(e, "equal").iter().filter_map(|l| r.string(l, "equal")).collect())
+            .unwrap_or_default();
+        if let (Some(source), Some(target)) = (source, target) {
+            out.push(InhibitRule { source, target, equal });
+        }
+    }
+    out
+}
+
+fn maintenance(r: &mut Reader, n: &Node) -> Vec<MaintenanceWindow> {
+    let mut out: Vec<MaintenanceWindow> = Vec::new();
+    for item in r.seq(n, "maintenance") {
+        let fields = r.map(item, "maintenance window", &["name", "schedule", "time_zone", "duration", "matchers"]);
+        let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let name = get("name").and_then(|v| r.string(v, "name"));
+        let schedule = get("schedule").and_then(|v| r.string(v, "schedule"));
+        let duration = get("duration").and_then(|v| r.duration(v, "duration"));
+        let time_zone = get("time_zone").and_then(|v| r.string(v, "time_zone")).unwrap_or_else(|| "UTC".into());
+        let m = match get("matchers") {
+            Some(v) => matchers(r, v, "matchers"),
+            None => Some(Matchers::default()),
+        };
+        let (Some(name), Some(schedule), Some(duration), Some(m)) = (name, schedule, duration, m) else {
+            if get("name").is_none() || get("schedule").is_none() || get("duration").is_none() {
+                r.error(item.pos, "maintenance window needs `name`, `schedule` (crontab) and `duration`");
+            }
+            continue;
+        };
+        if out.iter().any(|w| w.name == name) {
+            r.error(item.pos, format!("maintenance window name {name:?} is used twice"));
+        }
+        match MaintenanceWindow::new(name, &schedule, &time_zone, duration, m) {
+            Ok(w) => out.push(w),
+            Err(e) => r.error(get("schedule").map_or(item.pos, |s| s.pos), e.to_string()),
+        }
+    }
+    out
+}

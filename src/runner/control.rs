@@ -1,0 +1,157 @@
+//! The runner's side of the API: publishes a snapshot after each step and
+//! applies the API's writes (silences, acks), persisting them before it
+//! replies.
+
+use super::Runner;
+use crate::api::{AlertView, Command, GroupView, Snapshot, StatusView};
+use crate::model::{Alert, Timestamp};
+use crate::pipeline::Ack;
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{mpsc, watch};
+
+/// The runner's ends of the API's channels.
+pub struct Control {
+    pub commands: mpsc::Receiver<Command>,
+    pub snapshot: watch::Sender<Arc<Snapshot>>,
+    pub ready: Arc<AtomicBool>,
+    /// The parts of the status that don't change while running.
+    pub status: StatusView,
+}
+
+impl Control {
+    pub fn publish(&mut self, runner: &Runner, now: Timestamp) {
+        if runner.last_pipeline_step.is_none() {
+            return;
+        }
+        self.snapshot.send_replace(Arc::new(runner.snapshot(now, &self.status)));
+        self.ready.store(true, Ordering::Release);
+    }
+}
+
+impl Runner {
+    /// What the API shows at `now`.
+    pub fn snapshot(&self, now: Timestamp, status: &StatusView) -> Snapshot {
+        let alerts: Vec<&Alert> = self.evaluator.tracker.alerts().collect();
+        let mutes = self.pipeline.mutes(&alerts, now);
+        let groups: FxHashMap<String, &crate::pipeline::GroupState> =
+            self.pipeline.dispatcher.groups().map(|g| (g.key.id(), g)).collect();
+        let policy = &self.pipeline.config.policy;
+        let mut alert_views: Vec<AlertView> = alerts
+            .iter()
+            .zip(mutes)
+            .map(|(a, mute)| {
+                let group_id = policy.group_key(a).id();
+                let ack = groups.get(&group_id).and_then(|g| g.ack.clone());
+                AlertView { alert: (*a).clone(), group_id, mute, ack }
+            })
+            .collect();
+        alert_views.sort_by(|a, b| (a.alert.severity, &a.alert.labels).cmp(&(b.alert.severity, &b.alert.labels)));
+        let mut status = status.clone();
+        status.rules = self.evaluator.tracker.rules.len();
+        status.rule_errors = self
+            .evaluator
+            .tracker
+            .rules
+            .iter()
+            .filter_map(|r| match &r.health {
+                crate::rule::RuleHealth::Err(e) => Some((r.name.clone(), e.clone())),
+                _ => None,
+            })
+            .collect();
+        status.last_evaluation = self.evaluator.tracker.rules.iter().filter_map(|r| r.last_evaluation).max();
+        status.outbox_pending = self.pending.len();
+        status.notifiers = self.notifiers.iter().map(|n| n.name().to_string()).collect();
+        Snapshot {
+            at: now,
+            alerts: alert_views,
+            silences: self.pipeline.silences.items.clone(),
+            groups: self
+                .pipeline
+                .dispatcher
+                .groups()
+                .map(|g| GroupView {
+                    id: g.key.id(),
+                    labels: g.key.labels.clone(),
+                    tier: g.notified_tier,
+                    ack: g.ack.clone(),
+                    last_sent: g.last_sent,
+                    escalated: g.escalated,
+                    alerts: g.notified_firing.len(),
+                })
+                .collect(),
+            status,
+        }
+    }
+
+    /// Applies one API write and replies; persisted before the reply.
+    pub fn apply(&mut self, command: Command, now: Timestamp) {
+        match command {
+            Command::AddSilence { silence, reply } => {
+                let result = self.persist(|db| db.put_silence(&silence)).map(|()| {
+                    tracing::info!(id = %silence.id, matchers = %silence.matchers, by = %silence.created_by, until = %silence.ends_at, "silence added");
+                    let id = silence.id.clone();
+                    self.pipeline.silences.items.retain(|s| s.id != id);
+                    self.pipeline.silences.items.push(silence);
+                    id
+                });
+                let _ = reply.send(result);
+            }
+            Command::ExpireSilence { id, reply } => {
+                let result = match self.pipeline.silences.items.iter().position(|s| s.id == id) {
+                    None => Err(format!("no silence with id {id}")),
+                    Some(i) => {
+                        let mut s = self.pipeline.silences.items[i].clone();
+                        s.expire(now);
+                        self.persist(|db| db.put_silence(&s)).map(|()| {
+                            tracing::info!(id = %s.id, "silence expired");
+                            self.pipeline.silences.items[i] = s.clone();
+                            s
+                        })
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Ack { group_id, matchers, ack, reply } => {
+                let _ = reply.send(self.ack(group_id, matchers, ack));
+            }
+        }
+    }
+
+    fn ack(
+        &mut self,
+        group_id: Option<String>,
+        matchers: Option<crate::pipeline::Matchers>,
+        ack: Ack,
+    ) -> Result<Vec<String>, String> {
+        let mut ids: Vec<String> = group_id.into_iter().collect();
+        if let Some(m) = matchers {
+            let policy = &self.pipeline.config.policy;
+            ids.extend(
+                self.evaluator.tracker.alerts().filter(|a| m.matches(&a.labels)).map(|a| policy.group_key(a).id()),
+            );
+        }
+        ids.sort();
+        ids.dedup();
+        let mut acked = Vec::new();
+        for id in ids {
+            if let Some(g) = self.pipeline.dispatcher.ack(&id, ack.clone()).cloned() {
+                self.persist(|db| db.record_ack(&g))?;
+                tracing::info!(group = %g.key.labels, by = %ack.by, "acknowledged");
+                acked.push(id);
+            }
+        }
+        if acked.is_empty() { Err("no notified alert group matches".into()) } else { Ok(acked) }
+    }
+
+    fn persist(
+        &mut self,
+        write: impl FnOnce(&mut crate::state::StateDb) -> Result<(), crate::state::StateError>,
+    ) -> Result<(), String> {
+        match &mut self.durable {
+            Some(d) => write(&mut d.db).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
