@@ -27,8 +27,8 @@ cargo build --all-targets
 # them at once starve the zkalert under test (a node-down once fired late).
 cargo test --all-targets -- --test-threads=1
 # The shipped rules validate and their tests pass, as CI users run them.
-./target/debug/zkalert check rules/
-./target/debug/zkalert test rules/
+./target/debug/zkalert check rules/ examples/
+./target/debug/zkalert test rules/ examples/
 # Compatibility with Prometheus: the same generated rules and promtool-format
 # tests must pass under both promtool and zkalert.
 python3 benches/side_by_side.py --sizes 5x20x10,20x100x30 --zkalert target/debug/zkalert --repeat 1

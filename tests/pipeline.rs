@@ -182,3 +182,132 @@ fn sigkill_loses_no_page_and_repeats_none() {
     let restores = log.matches("state restored").count();
     assert!(restores >= kills / 2, "{restores} of {kills} restarts restored the state file");
 }
+
+/// A free loopback port (bound then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// `zkalert <args>` as the on-call would type it; panics on failure.
+fn cli(url: &str, token_file: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(support::zkalert::BIN)
+        .args(args)
+        .arg("--url")
+        .arg(url)
+        .arg("--token-file")
+        .arg(token_file)
+        .env_remove("ZKALERT_TOKEN")
+        .output()
+        .expect("run zkalert client");
+    assert!(
+        out.status.success(),
+        "zkalert {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the API");
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = conn.read_to_string(&mut text);
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+}
+
+/// The NodeDown alert of node n0 as `zkalert alerts --json` shows it.
+fn n0_alert(url: &str, token_file: &std::path::Path) -> serde_json::Value {
+    let out = cli(url, token_file, &["alerts", "--json", "--filter", r#"{node="n0"}"#]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("alerts --json: {e}: {out}"));
+    let alerts = v.get("alerts").and_then(|a| a.as_array()).cloned().unwrap_or_default();
+    assert_eq!(alerts.len(), 1, "one alert for n0: {out}");
+    alerts[0].clone()
+}
+
+/// Repeat pages for n0 that arrive during `d`.
+fn repeats_during(run: &ZkalertRun, d: Duration) -> usize {
+    let before = run.events().len();
+    std::thread::sleep(d);
+    run.events()[before..].iter().filter(|e| e.event == "repeat").count()
+}
+
+/// The on-call's round trip against a running `zkalert run`: the alert is
+/// listed with its runbook; a silence marks it silenced and stops its
+/// repeats; expiring it brings them back; an ack stops them again.
+#[test]
+fn api_and_cli_silence_expire_and_ack() {
+    let metrics = MetricsServer::start();
+    metrics.set(&[true]);
+    let api_port = free_port();
+    let url = format!("http://127.0.0.1:{api_port}");
+    let extra = format!("server:\n  listen: 127.0.0.1:{api_port}\n  token_file: token.txt\n");
+    // Repeat every 2 s, so "repeats stop" is seen in seconds.
+    let yaml = config(metrics.port, &extra).replace("repeat_interval: 1h", "repeat_interval: 2s");
+    let token = "s3cret-token-for-the-test";
+    let mut run =
+        ZkalertRun::start_yaml(RunConfig::new(Vec::new(), &[]), &yaml, &[("rules.yaml", RULES), ("token.txt", token)]);
+    let token_file = run.dir().join("token.txt");
+    wait_for(&mut run, "n0 firing", Duration::from_secs(20), |events| {
+        events.iter().any(|e| e.is("firing", "NodeDown"))
+    });
+    assert_eq!(http_get(api_port, "/-/healthy").0, 200);
+    assert_eq!(http_get(api_port, "/-/ready").0, 200);
+
+    let alert = n0_alert(&url, &token_file);
+    assert_eq!(alert["state"], "firing");
+    assert_eq!(alert["tier"], "P1");
+    assert_eq!(alert["runbook"], "https://runbooks.example.com/node-down");
+    assert_eq!(alert["muted"], false);
+    assert!(repeats_during(&run, Duration::from_millis(4500)) >= 1, "unsilenced: repeated every 2 s");
+
+    // Writes need the token: without it the server refuses.
+    let refused = std::process::Command::new(support::zkalert::BIN)
+        .args(["silence", "add", "--matchers", r#"{node="n0"}"#, "--duration", "1h", "--comment", "x", "--url", &url])
+        .env_remove("ZKALERT_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "a write without the token must fail");
+
+    let id = cli(
+        &url,
+        &token_file,
+        &[
+            "silence",
+            "add",
+            "--matchers",
+            r#"{node="n0"}"#,
+            "--duration",
+            "1h",
+            "--comment",
+            "disk swap",
+            "--created-by",
+            "alice",
+        ],
+    )
+    .trim()
+    .to_string();
+    assert!(!id.is_empty());
+    let alert = n0_alert(&url, &token_file);
+    assert_eq!(alert["silenced_by"], serde_json::json!([id]), "{alert}");
+    assert_eq!(alert["muted"], true);
+    let listed = cli(&url, &token_file, &["silence", "list"]);
+    assert!(listed.contains(&id) && listed.contains("alice"), "silence list shows it:\n{listed}");
+    assert_eq!(repeats_during(&run, Duration::from_secs(5)), 0, "silenced: no repeats");
+
+    cli(&url, &token_file, &["silence", "expire", &id]);
+    let listed = cli(&url, &token_file, &["silence", "list", "--json"]);
+    assert!(listed.contains("expired"), "expiry is visible:\n{listed}");
+    assert_eq!(n0_alert(&url, &token_file)["muted"], false);
+    assert!(repeats_during(&run, Duration::from_millis(4500)) >= 1, "silence expired: repeats resume");
+
+    let acked = cli(&url, &token_file, &["ack", "--matchers", r#"{node="n0"}"#, "--comment", "on it", "--by", "bob"]);
+    assert!(!acked.trim().is_empty(), "ack prints the acked group: {acked}");
+    let alert = n0_alert(&url, &token_file);
+    assert_eq!(alert["acked"]["by"], "bob", "{alert}");
+    assert_eq!(repeats_during(&run, Duration::from_secs(5)), 0, "acked: no repeats");
+    let log = std::fs::read_to_string(&run.log).unwrap_or_default();
+    assert!(!log.contains(token), "the token never appears in the log");
+}

@@ -5,7 +5,8 @@
 use crate::diag::Pos;
 use crate::model::Severity;
 use crate::pipeline::{
-    Digest, InhibitRule, MaintenanceWindow, Matchers, PipelineConfig, Policy, Route, TierPolicy, inhibit,
+    Digest, InhibitRule, MaintenanceError, MaintenanceWindow, Matchers, PipelineConfig, Policy, Route, TierPolicy,
+    inhibit,
 };
 use crate::yaml::{Node, NodeKind, Reader};
 use std::collections::BTreeMap;
@@ -221,8 +222,62 @@ fn maintenance(r: &mut Reader, n: &Node) -> Vec<MaintenanceWindow> {
         }
         match MaintenanceWindow::new(name, &schedule, &time_zone, duration, m) {
             Ok(w) => out.push(w),
-            Err(e) => r.error(get("schedule").map_or(item.pos, |s| s.pos), e.to_string()),
+            Err(e) => {
+                let field = if matches!(e, MaintenanceError::TimeZone(_)) { "time_zone" } else { "schedule" };
+                r.error(get(field).map_or(item.pos, |s| s.pos), e.to_string())
+            }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::model::Severity;
+    use std::path::Path;
+    use std::time::Duration;
+
+    const SOURCES: &str = "sources:\n  - {type: zookeeper, cluster: prod, nodes: ['a:2181']}\nnotifiers:\n  - {name: sms, type: console}\n  - {name: lead, type: console}\n  - {name: log, type: file, path: n.jsonl}\n";
+
+    #[test]
+    fn routing_overrides_the_seed_table_field_by_field() {
+        let text = format!(
+            "{SOURCES}routing:\n  group_by: [cluster]\n  tiers:\n    P1: {{channels: [sms], group_wait: 10s, escalate_to: [lead]}}\n    P3: {{digest: '30 8 * * 1-5', time_zone: Europe/Berlin}}\n  routes:\n    - matchers: '{{team=\"storage\"}}'\n      channels: [log]\n    - matchers: 'alertname=ZkNodeDown'\n      channels: {{P0: [sms]}}\ninhibit_rules: [defaults, {{source: '{{a=\"b\"}}', target: '{{c=\"d\"}}', equal: [cluster]}}]\nmaintenance:\n  - {{name: w, schedule: '0 2 * * 6', time_zone: Asia/Shanghai, duration: 2h, matchers: '{{cluster=\"prod\"}}'}}\n"
+        );
+        let c = Config::parse(&text, Path::new("z.yaml")).unwrap();
+        let p = &c.pipeline.policy;
+        assert_eq!(p.group_by, ["cluster"]);
+        let p1 = p.tier(Severity::P1);
+        assert_eq!((p1.channels.clone(), p1.group_wait), (vec!["sms".to_string()], Duration::from_secs(10)));
+        assert_eq!(p1.repeat_interval, Duration::from_secs(900), "unset fields keep the seed's");
+        assert_eq!(p.tier(Severity::P0).channels, ["sms", "lead", "log"], "unset tiers go to every notifier");
+        assert_eq!(p.tier(Severity::P3).digest.as_ref().map(|d| d.schedule.as_str()), Some("30 8 * * 1-5"));
+        assert_eq!(p.routes.len(), 2);
+        assert_eq!(p.routes[0].channels[&Severity::P2], ["log"], "a list is every tier");
+        assert_eq!(p.routes[1].channels.len(), 1);
+        assert_eq!(c.pipeline.inhibit_rules.len(), crate::pipeline::inhibit::default_rules().len() + 1);
+        assert_eq!(c.pipeline.maintenance[0].name, "w");
+    }
+
+    #[test]
+    fn every_problem_with_its_position() {
+        let text = format!(
+            "{SOURCES}routing:\n  tiers:\n    P5: {{channels: [sms]}}\n    P0: {{channels: [pager], respond_within: 5m, escalate_to: []}}\n    P3: {{digest: 'every day'}}\n  routes:\n    - channels: [sms]\n    - matchers: '{{a=~\"(\"}}'\ninhibit_rules:\n  - {{source: '{{a=\"b\"}}'}}\nmaintenance:\n  - {{name: w, schedule: '0 2 * * 6', time_zone: Mars/Base, duration: 2h}}\n  - {{name: x}}\n"
+        );
+        let err = Config::parse(&text, Path::new("z.yaml")).unwrap_err().to_string();
+        for want in [
+            "z.yaml:9:5: unknown field \"P5\"",
+            "z.yaml:10:21: channels: no notifier named \"pager\" (configured: sms, lead, log)",
+            "z.yaml:10:9: respond_within needs escalate_to",
+            "z.yaml:11:18: digest: schedule \"every day\"",
+            "z.yaml:13:7: route needs `matchers`",
+            "z.yaml:14:17: matchers: invalid regex",
+            "z.yaml:16:5: inhibit rule needs `source` and `target`",
+            "z.yaml:18:49: unknown time zone \"Mars/Base\"",
+            "z.yaml:19:5: maintenance window needs `name`, `schedule` (crontab) and `duration`",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+    }
 }

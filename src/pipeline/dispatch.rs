@@ -519,14 +519,14 @@ fn mark_sent(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn at(s: u64) -> Timestamp {
         Timestamp::from_millis(s as i64 * 1000)
     }
 
-    pub(crate) fn alert(name: &str, instance: &str, tier: Severity, state: AlertState) -> Alert {
+    pub fn alert(name: &str, instance: &str, tier: Severity, state: AlertState) -> Alert {
         let labels = Labels::from_pairs([
             ("alertname", name),
             ("cluster", "prod"),

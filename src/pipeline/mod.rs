@@ -92,3 +92,92 @@ impl Pipeline {
         self.dispatcher.step(alerts.iter().copied().zip(mutes.iter().map(Mute::is_muted)), now)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::dispatch::tests::alert;
+    use super::*;
+    use crate::model::{AlertState, Severity};
+    use std::time::Duration;
+
+    fn at(s: u64) -> Timestamp {
+        // 2026-11-27T17:00:00Z, a Friday.
+        Timestamp::from_millis(1_795_798_800_000 + s as i64 * 1000)
+    }
+
+    fn pipeline() -> Pipeline {
+        let mut config = PipelineConfig::defaults_to(&["pages".to_string()]);
+        config.maintenance.push(
+            MaintenanceWindow::new(
+                "weekly",
+                "0 18 * * 5",
+                "UTC",
+                Duration::from_secs(3600),
+                Matchers::parse(r#"{instance="zk9"}"#).unwrap(),
+            )
+            .unwrap(),
+        );
+        Pipeline::new(config)
+    }
+
+    fn told(m: &[Message]) -> Vec<(String, usize, usize)> {
+        m.iter()
+            .map(|m| (m.group.get("alertname").unwrap_or("").to_string(), m.firing.len(), m.resolved.len()))
+            .collect()
+    }
+
+    #[test]
+    fn quorum_loss_inhibits_node_pages_until_it_resolves() {
+        let mut p = pipeline();
+        let quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
+        let mut quorum_no_instance = quorum.clone();
+        quorum_no_instance.labels.remove("instance");
+        let node = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
+        let m = p.step(&[&quorum_no_instance, &node], at(0));
+        assert_eq!(told(&m), [("ZkQuorumLost".into(), 1, 0)], "node alert inhibited");
+        let mutes = p.mutes(&[&quorum_no_instance, &node], at(0));
+        assert!(mutes[1].inhibited && !mutes[0].inhibited);
+        // Quorum is back but the node is still down: now it pages (after its group_wait).
+        let back = Alert { state: AlertState::Resolved, ..quorum_no_instance.clone() };
+        let m = p.step(&[&back, &node], at(60));
+        assert_eq!(told(&m), [("ZkQuorumLost".into(), 0, 1)]);
+        assert_eq!(told(&p.step(&[&back, &node], at(90))), [("ZkNodeDown".into(), 1, 0)]);
+    }
+
+    #[test]
+    fn a_silence_mutes_from_its_start_to_its_end() {
+        let mut p = pipeline();
+        p.silences.items.push(Silence {
+            id: "s1".into(),
+            matchers: Matchers::parse(r#"{instance="zk2"}"#).unwrap(),
+            starts_at: at(100),
+            ends_at: at(400),
+            created_by: "alice".into(),
+            comment: "disk swap".into(),
+        });
+        let node = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
+        assert_eq!(told(&p.step(&[&node], at(0))), [("ZkNodeDown".into(), 1, 0)], "before the silence");
+        assert_eq!(p.mutes(&[&node], at(150))[0].silenced_by, ["s1"]);
+        assert!(p.step(&[&node], at(300)).is_empty(), "no 5-minute repeat while silenced");
+        let gone = Alert { state: AlertState::Resolved, ..node.clone() };
+        assert!(p.step(&[&gone], at(350)).is_empty(), "resolved while silenced: not told");
+        assert_eq!(told(&p.step(&[&gone], at(400))), [("ZkNodeDown".into(), 0, 1)], "told once the silence ends");
+    }
+
+    #[test]
+    fn a_maintenance_window_mutes_on_its_schedule() {
+        let mut p = pipeline();
+        let node = alert("ZkNodeDown", "zk9", Severity::P0, AlertState::Firing);
+        // Fridays 18:00-19:00 UTC; at(3600) is 18:00.
+        assert_eq!(told(&p.step(&[&node], at(0))), [("ZkNodeDown".into(), 1, 0)]);
+        let muted = p.mutes(&[&node], at(3600));
+        assert_eq!(muted[0].maintenance, ["weekly"]);
+        assert!(p.step(&[&node], at(3900)).is_empty(), "no repeat during maintenance");
+        assert!(p.step(&[&node], at(7199)).is_empty());
+        // The window closed: the overdue repeat, and the escalation nobody
+        // answered (P0: 5 min) that maintenance held back.
+        let m = p.step(&[&node], at(7200));
+        assert_eq!(told(&m), [("ZkNodeDown".into(), 1, 0), ("ZkNodeDown".into(), 1, 0)]);
+        assert_eq!(m.iter().filter(|m| m.escalation).count(), 1);
+    }
+}

@@ -153,3 +153,86 @@ impl Runner {
         Ok(restored)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::notify::FileNotifier;
+    use crate::pipeline::PipelineConfig;
+    use crate::runner::{PollBatch, SeriesBatch};
+
+    fn runner(dir: &std::path::Path, notifications: &std::path::Path) -> Runner {
+        let rules = dir.join("rules.yaml");
+        std::fs::write(
+            &rules,
+            "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    for: 10s\n    severity: P0\n",
+        )
+        .unwrap();
+        let rules = Arc::new(crate::rule::load_rules(&[rules], Default::default()).unwrap());
+        let notifier = Box::new(FileNotifier::new("pages", notifications));
+        Runner::new(rules, Duration::from_secs(5), PipelineConfig::defaults_to(&["pages".into()]), vec![notifier])
+    }
+
+    fn down(runner: &mut Runner, t: i64) {
+        runner.ingest(
+            0,
+            PollBatch {
+                series: vec![SeriesBatch {
+                    labels: crate::model::Labels::from_pairs([("instance", "a")]),
+                    info: None,
+                    timestamp: Timestamp::from_millis(t * 1000),
+                    values: vec![("up".into(), 0.0)],
+                }],
+            },
+        );
+    }
+
+    #[test]
+    fn a_failed_delivery_survives_a_crash_and_nothing_is_paged_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("data/state.db");
+        // The notifier's directory cannot be created (its parent is a file):
+        // every delivery fails and stays in the outbox.
+        std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+        let mut first = runner(dir.path(), &dir.path().join("not-a-dir/pages.jsonl"));
+        first
+            .restore_from(StateDb::open(&db_path).unwrap(), Timestamp::from_millis(0), Duration::from_secs(10))
+            .unwrap();
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        for t in [0, 5, 10, 15] {
+            clock.set(Timestamp::from_millis(t * 1000));
+            down(&mut first, t);
+            first.evaluate(&clock);
+        }
+        assert_eq!(first.pending.len(), 1, "the page could not be delivered");
+        let fired_at = first.evaluator.tracker.firing().next().and_then(|a| a.fired_at);
+        assert_eq!(fired_at, Some(Timestamp::from_millis(10_000)));
+        drop(first); // a crash: nothing more is written
+
+        let pages = dir.path().join("pages.jsonl");
+        let mut second = runner(dir.path(), &pages);
+        let restored = second
+            .restore_from(StateDb::open(&db_path).unwrap(), Timestamp::from_millis(20_000), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(restored, 1);
+        assert_eq!(second.pending.len(), 1, "the undelivered page is still pending");
+        assert_eq!(second.evaluator.tracker.firing().next().and_then(|a| a.fired_at), fired_at, "since kept");
+        for t in [20, 25, 30] {
+            clock.set(Timestamp::from_millis(t * 1000));
+            down(&mut second, t);
+            let messages = second.evaluate(&clock);
+            assert!(messages.is_empty(), "already notified before the crash: no new page at {t}s");
+        }
+        assert!(second.pending.is_empty());
+        let lines: Vec<serde_json::Value> =
+            std::fs::read_to_string(&pages).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["firing"][0]["new"], true);
+        assert_eq!(lines[0]["at"], "1970-01-01T00:00:10Z", "delivered as written before the crash");
+        let db = StateDb::open(&db_path).unwrap();
+        assert_eq!(db.pending_count().unwrap(), 0);
+        let history = db.deliveries(10).unwrap();
+        assert!(history[0].delivered_at.is_some() && history[0].attempts >= 1, "{history:?}");
+    }
+}
