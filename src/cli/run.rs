@@ -104,7 +104,7 @@ pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
                     tracing::error!(error = %e, "API server stopped");
                 }
             });
-            Some(crate::runner::Control { commands, snapshot, ready, status })
+            Some(crate::runner::Control { commands, snapshot, ready, status, published_step: None })
         }
     };
     run(runner, sources, config.evaluation_interval, clock, control, shutdown_signal()).await;

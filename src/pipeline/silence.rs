@@ -64,9 +64,17 @@ impl Silences {
         self.items.iter().any(|s| s.silences(labels, now))
     }
 
-    /// Drops silences expired longer than `retention` ago.
-    pub fn gc(&mut self, now: Timestamp, retention: std::time::Duration) {
-        self.items.retain(|s| now.since(s.ends_at) < retention || s.ends_at > now);
+    /// Drops silences expired longer than `retention` ago; returns their ids.
+    pub fn gc(&mut self, now: Timestamp, retention: std::time::Duration) -> Vec<String> {
+        let mut dropped = Vec::new();
+        self.items.retain(|s| {
+            let keep = now.since(s.ends_at) < retention || s.ends_at > now;
+            if !keep {
+                dropped.push(s.id.clone());
+            }
+            keep
+        });
+        dropped
     }
 }
 
@@ -110,7 +118,7 @@ mod tests {
         all.items[0].expire(at(20));
         assert!(!all.is_silenced(&l, at(21)));
         assert_eq!(all.items[0].state(at(21)), SilenceState::Expired);
-        all.gc(at(21 + 3600), std::time::Duration::from_secs(3600));
+        assert_eq!(all.gc(at(21 + 3600), std::time::Duration::from_secs(3600)), ["s1"]);
         assert!(all.items.is_empty());
     }
 }

@@ -18,13 +18,18 @@ pub struct Control {
     pub ready: Arc<AtomicBool>,
     /// The parts of the status that don't change while running.
     pub status: StatusView,
+    /// The pipeline step the last snapshot showed.
+    pub published_step: Option<Timestamp>,
 }
 
 impl Control {
-    pub fn publish(&mut self, runner: &Runner, now: Timestamp) {
-        if runner.last_pipeline_step.is_none() {
+    /// Publishes a new snapshot if the pipeline stepped since the last one
+    /// (or `force`, after a command).
+    pub fn publish(&mut self, runner: &Runner, now: Timestamp, force: bool) {
+        if runner.last_pipeline_step.is_none() || (!force && runner.last_pipeline_step == self.published_step) {
             return;
         }
+        self.published_step = runner.last_pipeline_step;
         self.snapshot.send_replace(Arc::new(runner.snapshot(now, &self.status)));
         self.ready.store(true, Ordering::Release);
     }

@@ -83,6 +83,12 @@ pub struct Runner {
 /// minute is plenty (windows trim themselves as samples arrive).
 const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Expired silences stay listed this long (Alertmanager's default).
+pub const SILENCE_RETENTION: Duration = Duration::from_secs(120 * 3600);
+
+/// Delivered messages stay in the outbox table, as history, this long.
+pub const DELIVERY_HISTORY: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The pipeline runs after every evaluation that changed an alert, and at
 /// least this often for its own timers (group wait, repeats, escalation).
 const PIPELINE_TICK: Duration = Duration::from_secs(1);
@@ -152,6 +158,7 @@ impl Runner {
         if self.last_compaction.is_none_or(|t| now.since(t) >= COMPACTION_INTERVAL) {
             Arc::make_mut(&mut self.store).compact(now);
             self.last_compaction = Some(now);
+            self.housekeeping(now);
         }
         let events = self.evaluator.evaluate_due(&self.store, now);
         log_events(&events);
@@ -165,6 +172,23 @@ impl Runner {
             return Vec::new();
         }
         self.step_pipeline(now)
+    }
+
+    /// Forgets what is old: silences expired for longer than
+    /// [`SILENCE_RETENTION`], delivery history older than
+    /// [`DELIVERY_HISTORY`].
+    fn housekeeping(&mut self, now: Timestamp) {
+        let dropped = self.pipeline.silences.gc(now, SILENCE_RETENTION);
+        if let Some(d) = &mut self.durable {
+            for id in &dropped {
+                if let Err(e) = d.db.delete_silence(id) {
+                    tracing::error!(error = %e, "cannot delete an old silence");
+                }
+            }
+            if let Err(e) = d.db.prune_delivered(now - DELIVERY_HISTORY) {
+                tracing::error!(error = %e, "cannot prune the delivery history");
+            }
+        }
     }
 
     /// Runs the pipeline at `now`, persists and delivers.
@@ -298,18 +322,18 @@ pub async fn run(
                 // so a poll's result reaches the rules without waiting a tick.
                 if gate_open(&waiting_for) {
                     runner.evaluate(clock.as_ref());
-                    publish(&runner, &mut control, clock.now());
+                    publish(&runner, &mut control, clock.now(), false);
                 }
             }
             _ = eval_ticker.tick() => {
                 if gate_open(&waiting_for) {
                     runner.evaluate(clock.as_ref());
-                    publish(&runner, &mut control, clock.now());
+                    publish(&runner, &mut control, clock.now(), false);
                 }
             }
             Some(command) = next_command(&mut control) => {
                 runner.apply(command, clock.now());
-                publish(&runner, &mut control, clock.now());
+                publish(&runner, &mut control, clock.now(), true);
             }
         }
     }
@@ -327,9 +351,9 @@ async fn next_command(control: &mut Option<Control>) -> Option<crate::api::Comma
     }
 }
 
-fn publish(runner: &Runner, control: &mut Option<Control>, now: Timestamp) {
+fn publish(runner: &Runner, control: &mut Option<Control>, now: Timestamp, force: bool) {
     if let Some(c) = control {
-        c.publish(runner, now);
+        c.publish(runner, now, force);
     }
 }
 
