@@ -1,5 +1,6 @@
 //! Input from outside never panics: arbitrary text through every parser
-//! (YAML tree, rule files, test files, series notation, recorded samples).
+//! (YAML tree, rule files, test files with notification tests, configs
+//! with routing, series notation, recorded samples).
 
 use proptest::prelude::*;
 use std::path::Path;
@@ -42,6 +43,26 @@ fn yamlish() -> impl Strategy<Value = String> {
         "values: '1+1x3'",
         "rule_files: [a]",
         "exp_alerts:",
+        "sources:",
+        "- {type: zookeeper, cluster: c, nodes: ['a:1']}",
+        "routing:",
+        "tiers:",
+        "P0: {channels: [console], group_wait: 0s}",
+        "digest: '0 9 * * *'",
+        "routes:",
+        "- matchers: '{a=~\"b\"}'",
+        "inhibit_rules: [defaults]",
+        "maintenance:",
+        "schedule: '0 2 * * 6'",
+        "time_zone: Asia/Shanghai",
+        "notification_test:",
+        "config: c.yaml",
+        "expect:",
+        "- at: 1m",
+        "channels: [console]",
+        "firing: [A]",
+        "acks:",
+        "silences:",
     ]);
     prop::collection::vec(atoms, 0..40).prop_map(|v| v.concat())
 }
@@ -95,5 +116,6 @@ proptest! {
         std::fs::write(&p, &text).unwrap();
         let _ = zkalert::rule::load_rules(std::slice::from_ref(&p), zkalert::rule::LoadOptions::default());
         let _ = zkalert::testing::parse_test_file(&p);
+        let _ = zkalert::config::Config::parse(&text, &p);
     }
 }
