@@ -1,1 +1,4 @@
-//! Benchmarks live in benches/; this crate has no library code.
+//! Benchmarks live in benches/; this crate holds only the workloads they
+//! share with its measuring binaries.
+
+pub mod pipeline_workload;

@@ -195,6 +195,9 @@ fn inhibit_rules(r: &mut Reader, n: &Node) -> Vec<InhibitRule> {
             out.push(InhibitRule { source, target, equal });
         }
     }
+    if out.len() > inhibit::MAX_RULES {
+        r.error(n.pos, format!("at most {} inhibit rules (with the defaults: {})", inhibit::MAX_RULES, out.len()));
+    }
     out
 }
 

@@ -35,6 +35,11 @@ impl Labels {
         }
     }
 
+    /// Frees spare capacity (a long-lived label set, such as an alert's).
+    pub fn shrink_to_fit(&mut self) {
+        self.pairs.shrink_to_fit();
+    }
+
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let i = self.pairs.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok()?;
         Some(self.pairs.remove(i).1)

@@ -255,51 +255,122 @@ pub struct GroupChanges {
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     pub policy: Arc<Policy>,
-    groups: BTreeMap<GroupKey, GroupState>,
+    /// Keyed by the interned key (one `Arc` per group, see `interned`).
+    groups: FxHashMap<Arc<GroupKey>, Live>,
+    /// One shared key per group, so alerts map to groups by pointer.
+    interned: FxHashSet<Arc<GroupKey>>,
     /// Per tier with a digest: when the next one is due.
     next_digest: [Option<Timestamp>; 4],
-    /// Group of each (alert, tier) seen last step: route matching runs once
-    /// per alert, not once per step.
-    key_cache: FxHashMap<(Fingerprint, Severity), Arc<GroupKey>>,
-    dirty: FxHashSet<GroupKey>,
+    /// Group of each (alert, tier), and the step it was last seen in: route
+    /// matching runs once per alert, not once per step.
+    key_cache: FxHashMap<(Fingerprint, Severity), (Arc<GroupKey>, u64)>,
+    step_no: u64,
+    dirty: FxHashSet<Arc<GroupKey>>,
     removed: Vec<String>,
+}
+
+/// A group's key and its alerts in one step, each with its mute flag.
+type Members<'a> = (Arc<GroupKey>, Vec<(&'a Alert, bool)>);
+
+/// A group's log entry and what the dispatcher keeps beside it.
+#[derive(Debug, Clone)]
+struct Live {
+    log: GroupState,
+    id: String,
+    /// The membership the last full look at the group saw.
+    seen: Option<Signature>,
+    /// A change is waiting for `next_flush` (group wait or interval).
+    deferred: bool,
+}
+
+/// A summary of a group's members: if it is unchanged and no timer is due,
+/// there is nothing to decide, and a step skips the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Signature {
+    members: (usize, u64),
+    firing: (usize, u64),
+    resolved: (usize, u64),
+    tier: Option<Severity>,
+}
+
+impl Signature {
+    fn of(members: &[(&Alert, bool)]) -> Self {
+        let mix = |acc: (usize, u64), a: &Alert| {
+            let h = a.fingerprint.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (a.severity as u64 + 1);
+            (acc.0 + 1, acc.1 ^ h)
+        };
+        let mut sig = Signature::default();
+        for (a, muted) in members {
+            sig.members = mix(sig.members, a);
+            if *muted {
+                continue;
+            }
+            match a.state {
+                AlertState::Firing => {
+                    sig.firing = mix(sig.firing, a);
+                    sig.tier = Some(sig.tier.map_or(a.severity, |t| t.min(a.severity)));
+                }
+                AlertState::Resolved => sig.resolved = mix(sig.resolved, a),
+                AlertState::Pending => {}
+            }
+        }
+        sig
+    }
 }
 
 impl Dispatcher {
     pub fn new(policy: Arc<Policy>) -> Self {
         Self {
             policy,
-            groups: BTreeMap::new(),
+            groups: FxHashMap::default(),
+            interned: FxHashSet::default(),
             next_digest: [None; 4],
             key_cache: FxHashMap::default(),
+            step_no: 0,
             dirty: FxHashSet::default(),
             removed: Vec::new(),
+        }
+    }
+
+    fn intern(&mut self, key: GroupKey) -> Arc<GroupKey> {
+        match self.interned.get(&key) {
+            Some(k) => k.clone(),
+            None => {
+                let k = Arc::new(key);
+                self.interned.insert(k.clone());
+                k
+            }
         }
     }
 
     /// Puts back the notification log read at start-up.
     pub fn restore(&mut self, groups: impl IntoIterator<Item = GroupState>) {
         for g in groups {
-            self.groups.insert(g.key.clone(), g);
+            let key = self.intern(g.key.clone());
+            let id = g.key.id();
+            self.groups.insert(key, Live { log: g, id, seen: None, deferred: false });
         }
     }
 
+    /// The notification log, ordered by group.
     pub fn groups(&self) -> impl Iterator<Item = &GroupState> {
-        self.groups.values()
+        let mut all: Vec<&GroupState> = self.groups.values().map(|l| &l.log).collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all.into_iter()
     }
 
     /// Acknowledges a group: no repeats, no escalation, until a new alert
     /// fires in it or its tier rises (or `until` passes).
     pub fn ack(&mut self, group_id: &str, ack: Ack) -> Option<&GroupState> {
-        let g = self.groups.values_mut().find(|g| g.key.id() == group_id)?;
-        g.ack = Some(ack);
-        self.dirty.insert(g.key.clone());
-        Some(g)
+        let (key, live) = self.groups.iter_mut().find(|(_, l)| l.id == group_id)?;
+        live.log.ack = Some(ack);
+        self.dirty.insert(key.clone());
+        Some(&live.log)
     }
 
     /// Takes the notification-log rows changed since the last call.
     pub fn take_changes(&mut self) -> GroupChanges {
-        let upserted = self.dirty.drain().filter_map(|k| self.groups.get(&k).cloned()).collect();
+        let upserted = self.dirty.drain().filter_map(|k| self.groups.get(&k).map(|l| l.log.clone())).collect();
         GroupChanges { upserted, removed: std::mem::take(&mut self.removed) }
     }
 
@@ -308,31 +379,41 @@ impl Dispatcher {
     /// silenced or in maintenance). Returns the messages due.
     pub fn step<'a>(&mut self, alerts: impl IntoIterator<Item = (&'a Alert, bool)>, now: Timestamp) -> Vec<Message> {
         let policy = self.policy.clone();
-        let mut members: FxHashMap<Arc<GroupKey>, Vec<(&Alert, bool)>> = FxHashMap::default();
-        let mut next_cache = FxHashMap::default();
+        self.step_no += 1;
+        let step_no = self.step_no;
+        // Members by group, the group found by its interned key's address.
+        let mut members: FxHashMap<usize, Members> = FxHashMap::default();
         for (alert, muted) in alerts {
             if alert.state == AlertState::Pending {
                 continue;
             }
             let id = (alert.fingerprint, alert.severity);
-            let key = match self.key_cache.get(&id) {
-                Some(k) => k.clone(),
-                None => Arc::new(policy.group_key(alert)),
+            let key = match self.key_cache.get_mut(&id) {
+                Some((k, seen)) => {
+                    *seen = step_no;
+                    k.clone()
+                }
+                None => {
+                    let k = self.intern(policy.group_key(alert));
+                    self.key_cache.insert(id, (k.clone(), step_no));
+                    k
+                }
             };
-            next_cache.insert(id, key.clone());
-            members.entry(key).or_default().push((alert, muted));
+            members.entry(Arc::as_ptr(&key) as usize).or_insert_with(|| (key, Vec::new())).1.push((alert, muted));
         }
-        self.key_cache = next_cache;
+        self.key_cache.retain(|_, (_, seen)| *seen == step_no);
         // A group starts with its first unmuted firing alert; group_wait is
         // that alert's tier's.
-        for (key, m) in &members {
+        for (key, m) in members.values() {
             if let Some(tier) =
                 m.iter().filter(|(a, muted)| !muted && a.state == AlertState::Firing).map(|(a, _)| a.severity).min()
-                && !self.groups.contains_key(key.as_ref())
+                && !self.groups.contains_key(key)
             {
                 let wait = policy.tier(tier).group_wait;
-                self.groups.insert(key.as_ref().clone(), GroupState::new(key.as_ref().clone(), now + wait));
-                self.dirty.insert(key.as_ref().clone());
+                let log = GroupState::new(key.as_ref().clone(), now + wait);
+                let id = log.key.id();
+                self.groups.insert(key.clone(), Live { log, id, seen: None, deferred: false });
+                self.dirty.insert(key.clone());
             }
         }
         let mut out = Vec::new();
@@ -344,31 +425,64 @@ impl Dispatcher {
                 now >= next
             })
         });
-        let empty = Vec::new();
         let mut gone = Vec::new();
-        for (key, g) in self.groups.iter_mut() {
-            let m = members.get(key).unwrap_or(&empty);
-            let before = log_summary(g);
-            out.extend(flush_group(&policy, g, m, now, &digest_due, &mut digests));
-            if m.is_empty() && g.notified_firing.is_empty() {
+        for (key, live) in self.groups.iter_mut() {
+            let m = members.get(&(Arc::as_ptr(key) as usize)).map_or(&[][..], |(_, m)| m.as_slice());
+            let sig = Signature::of(m);
+            if live.seen == Some(sig) && !timer_due(&policy, live, sig, now, &digest_due) {
+                continue;
+            }
+            live.seen = Some(sig);
+            let before = log_summary(&live.log);
+            live.deferred = flush_group(&policy, &mut live.log, &live.id, m, now, &digest_due, &mut digests, &mut out);
+            if m.is_empty() && live.log.notified_firing.is_empty() {
                 gone.push(key.clone());
-            } else if before != log_summary(g) {
+            } else if before != log_summary(&live.log) {
                 self.dirty.insert(key.clone());
             }
         }
         for key in gone {
             self.dirty.remove(&key);
-            self.removed.push(key.id());
-            self.groups.remove(&key);
+            if let Some(live) = self.groups.remove(&key) {
+                self.removed.push(live.id);
+            }
         }
+        self.interned.retain(|k| Arc::strong_count(k) > 1);
         for (t, due) in digest_due.iter().enumerate() {
             if *due {
                 self.next_digest[t] = policy.tiers[t].digest.as_ref().and_then(|d| d.next_after(now));
             }
         }
-        out.extend(digests.into_iter().flatten());
-        out
+        // Stable: within a group an escalation stays before the page.
+        out.sort_by(|a, b| a.group.cmp(&b.group));
+        let mut digests: Vec<Message> = digests.into_iter().flatten().collect();
+        digests.append(&mut out);
+        digests
     }
+}
+
+/// Whether a group whose members are unchanged has a timer due: a change
+/// waiting for its flush, a repeat, an escalation, an ack expiring, a digest.
+fn timer_due(policy: &Policy, live: &Live, sig: Signature, now: Timestamp, digest_due: &[bool; 4]) -> bool {
+    let g = &live.log;
+    let tier = sig.tier.or(g.notified_tier).unwrap_or(Severity::P3);
+    let tp = policy.tier(tier);
+    if tp.digest.is_some() && digest_due[tier as usize] {
+        return true;
+    }
+    if g.ack.as_ref().is_some_and(|a| a.until.is_some_and(|u| now >= u)) {
+        return true;
+    }
+    let flush_open = now >= g.next_flush;
+    if live.deferred && flush_open {
+        return true;
+    }
+    let acked = g.ack.is_some();
+    if flush_open && sig.firing.0 > 0 && !acked && g.last_sent.is_some_and(|t| now.since(t) >= tp.repeat_interval) {
+        return true;
+    }
+    matches!((sig.tier, tp.respond_within, g.paged_since), (Some(_), Some(respond), Some(first))
+        if !g.escalated && !acked && now.since(first) >= respond)
 }
 
 type LogSummary = (usize, Option<Severity>, Option<Timestamp>, Option<Timestamp>, bool, Option<Timestamp>, Timestamp);
@@ -386,19 +500,26 @@ fn log_summary(g: &GroupState) -> LogSummary {
     )
 }
 
-/// Decides what one group is told now; updates its log entry.
+/// Decides what one group is told now, pushing messages to `out`; updates
+/// its log entry. Returns whether a change waits for the next flush.
+#[allow(clippy::too_many_arguments)]
 fn flush_group(
     policy: &Policy,
     g: &mut GroupState,
+    group_id: &str,
     members: &[(&Alert, bool)],
     now: Timestamp,
     digest_due: &[bool; 4],
     digests: &mut [Option<Message>; 4],
-) -> Vec<Message> {
-    let mut out = Vec::new();
-    let present: FxHashSet<Fingerprint> = members.iter().map(|(a, _)| a.fingerprint).collect();
-    // Alerts the tracker forgot (resolved long ago) leave the log.
-    g.notified_firing.retain(|fp| present.contains(fp));
+    out: &mut Vec<Message>,
+) -> bool {
+    if g.notified_firing.len() > members.len()
+        || g.notified_firing.iter().any(|fp| !members.iter().any(|(a, _)| a.fingerprint == *fp))
+    {
+        // Alerts the tracker forgot (resolved long ago) leave the log.
+        let present: FxHashSet<Fingerprint> = members.iter().map(|(a, _)| a.fingerprint).collect();
+        g.notified_firing.retain(|fp| present.contains(fp));
+    }
     let firing: Vec<&Alert> =
         members.iter().filter(|(a, muted)| !muted && a.state == AlertState::Firing).map(|(a, _)| *a).collect();
     let firing_fps: BTreeSet<Fingerprint> = firing.iter().map(|a| a.fingerprint).collect();
@@ -422,7 +543,6 @@ fn flush_group(
         g.escalated = false;
         g.paged_since = None;
     }
-    let group_id = g.key.id();
     let sorted = |mut v: Vec<Alert>| {
         v.sort_by(|a, b| a.labels.cmp(&b.labels));
         v
@@ -437,10 +557,10 @@ fn flush_group(
     {
         g.escalated = true;
         out.push(Message {
-            id: Message::make_id(&group_id, now, "escalation"),
+            id: Message::make_id(group_id, now, "escalation"),
             at: now,
             group: g.key.labels.clone(),
-            group_id: group_id.clone(),
+            group_id: group_id.to_string(),
             tier: t,
             channels: escalate_to.to_vec(),
             firing: sorted(firing.iter().map(|a| (*a).clone()).collect()),
@@ -473,18 +593,19 @@ fn flush_group(
             digest.new.extend(&new);
             digest.resolved.extend(resolved.iter().cloned());
             mark_sent(g, &firing_fps, &resolved, tier, now, now + tp.group_interval);
+            return false;
         }
-        return out;
+        return changed;
     }
     if now < g.next_flush {
-        return out;
+        return changed;
     }
     if changed || repeat_due {
         out.push(Message {
-            id: Message::make_id(&group_id, now, "notify"),
+            id: Message::make_id(group_id, now, "notify"),
             at: now,
             group: g.key.labels.clone(),
-            group_id,
+            group_id: group_id.to_string(),
             tier: msg_tier,
             channels: policy.channels(g.key.route, msg_tier).to_vec(),
             firing: sorted(firing.iter().map(|a| (*a).clone()).collect()),
@@ -495,7 +616,7 @@ fn flush_group(
         });
         mark_sent(g, &firing_fps, &resolved, tier, now, now + tp.group_interval);
     }
-    out
+    false
 }
 
 fn mark_sent(

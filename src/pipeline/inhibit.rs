@@ -4,8 +4,9 @@
 //! alerts of that cluster, and a higher tier of the same alert mutes a lower.
 
 use super::Matchers;
-use crate::model::{Alert, AlertState, Fingerprint, Labels};
+use crate::model::{Alert, AlertState, Labels};
 use rustc_hash::FxHashMap;
+use std::hash::{Hash, Hasher};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct InhibitRule {
@@ -16,9 +17,48 @@ pub struct InhibitRule {
 }
 
 impl InhibitRule {
-    fn equal_values(&self, labels: &Labels) -> Vec<String> {
-        // A missing label equals the empty string, as in Alertmanager.
-        self.equal.iter().map(|l| labels.get(l).unwrap_or("").to_string()).collect()
+    /// A hash of the `equal` label values (a missing label is "", as in
+    /// Alertmanager), so the index holds numbers, not copies of strings.
+    fn equal_hash(&self, labels: &Labels) -> u64 {
+        let mut h = rustc_hash::FxHasher::default();
+        for l in &self.equal {
+            labels.get(l).unwrap_or("").hash(&mut h);
+            0xffu8.hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+/// At most this many inhibition rules (a rule is a bit in [`Roles`]).
+pub const MAX_RULES: usize = 64;
+
+/// What the inhibition rules make of one label set: the rules it is a
+/// source or a target of, and per rule the hash of its `equal` values.
+/// Computed once per alert (the pipeline caches it), not once per step.
+#[derive(Debug, Clone)]
+pub struct Roles {
+    source: u64,
+    target: u64,
+    equal: Box<[u64]>,
+    /// The fingerprint of all labels, severity included: never mute yourself.
+    identity: u64,
+}
+
+impl Roles {
+    pub fn of(rules: &[InhibitRule], labels: &Labels) -> Roles {
+        let mut roles = Roles { source: 0, target: 0, equal: Box::default(), identity: labels.fingerprint().0 };
+        for (i, rule) in rules.iter().enumerate().take(MAX_RULES) {
+            if rule.source.matches(labels) {
+                roles.source |= 1 << i;
+            }
+            if rule.target.matches(labels) {
+                roles.target |= 1 << i;
+            }
+        }
+        if roles.source | roles.target != 0 {
+            roles.equal = rules.iter().take(MAX_RULES).map(|r| r.equal_hash(labels)).collect();
+        }
+        roles
     }
 }
 
@@ -43,53 +83,55 @@ fn same_alert() -> Vec<String> {
     ["alertname", "cluster", "instance"].iter().map(|s| s.to_string()).collect()
 }
 
-/// The inhibition stage for one step: per rule, the `equal`-label values of
-/// its firing sources, so muting n alerts costs n lookups, not n².
-pub struct Inhibitor<'r> {
-    rules: &'r [InhibitRule],
-    /// Per rule: equal-label values → the full fingerprint of one source
-    /// and whether there are several (an alert never mutes itself).
-    sources: Vec<FxHashMap<Vec<String>, (Fingerprint, bool)>>,
+/// The inhibition stage for one step: per rule, the `equal` hashes of its
+/// firing sources, so muting n alerts costs n lookups, not n².
+pub struct Inhibitor {
+    /// Per rule: equal hash → the identity of one source and whether there
+    /// are several (an alert never mutes itself).
+    sources: Vec<FxHashMap<u64, (u64, bool)>>,
 }
 
-impl<'r> Inhibitor<'r> {
-    pub fn new<'a>(rules: &'r [InhibitRule], alerts: impl IntoIterator<Item = &'a Alert>) -> Self {
-        let mut sources: Vec<FxHashMap<Vec<String>, (Fingerprint, bool)>> =
-            rules.iter().map(|_| FxHashMap::default()).collect();
-        for a in alerts.into_iter().filter(|a| a.state == AlertState::Firing) {
-            for (rule, index) in rules.iter().zip(sources.iter_mut()) {
-                if rule.source.matches(&a.labels) {
-                    let fp = a.labels.fingerprint();
+impl Inhibitor {
+    pub fn new<'a>(rules: usize, alerts: impl IntoIterator<Item = (&'a Alert, &'a Roles)>) -> Self {
+        let mut sources: Vec<FxHashMap<u64, (u64, bool)>> =
+            (0..rules.min(MAX_RULES)).map(|_| FxHashMap::default()).collect();
+        for (a, roles) in alerts {
+            if a.state != AlertState::Firing || roles.source == 0 {
+                continue;
+            }
+            for (i, index) in sources.iter_mut().enumerate() {
+                if roles.source & (1 << i) != 0 {
                     index
-                        .entry(rule.equal_values(&a.labels))
-                        .and_modify(|(first, several)| *several |= *first != fp)
-                        .or_insert((fp, false));
+                        .entry(roles.equal[i])
+                        .and_modify(|(first, several)| *several |= *first != roles.identity)
+                        .or_insert((roles.identity, false));
                 }
             }
         }
-        Self { rules, sources }
+        Self { sources }
     }
 
-    pub fn is_inhibited(&self, target: &Labels) -> bool {
-        self.rules.iter().zip(&self.sources).any(|(rule, index)| {
-            !index.is_empty()
-                && rule.target.matches(target)
-                && index
-                    .get(&rule.equal_values(target))
-                    .is_some_and(|(fp, several)| *several || *fp != target.fingerprint())
+    pub fn is_inhibited(&self, target: &Roles) -> bool {
+        if target.target == 0 {
+            return false;
+        }
+        self.sources.iter().enumerate().any(|(i, index)| {
+            target.target & (1 << i) != 0
+                && index.get(&target.equal[i]).is_some_and(|(id, several)| *several || *id != target.identity)
         })
     }
 }
 
 /// Whether `target` is muted by any firing alert under these rules.
 pub fn is_inhibited<'a>(rules: &[InhibitRule], firing: impl IntoIterator<Item = &'a Alert>, target: &Labels) -> bool {
-    Inhibitor::new(rules, firing).is_inhibited(target)
+    let alerts: Vec<(&Alert, Roles)> = firing.into_iter().map(|a| (a, Roles::of(rules, &a.labels))).collect();
+    Inhibitor::new(rules.len(), alerts.iter().map(|(a, r)| (*a, r))).is_inhibited(&Roles::of(rules, target))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Severity, Timestamp};
+    use crate::model::{Fingerprint, Severity, Timestamp};
 
     fn alert(labels: &[(&str, &str)]) -> Alert {
         let labels = Labels::from_pairs(labels.iter().copied());

@@ -11,12 +11,13 @@ pub mod matcher;
 pub mod silence;
 
 pub use dispatch::{Ack, Digest, Dispatcher, GroupChanges, GroupKey, GroupState, Message, Policy, Route, TierPolicy};
-pub use inhibit::{InhibitRule, Inhibitor};
+pub use inhibit::{InhibitRule, Inhibitor, Roles};
 pub use maintenance::{MaintenanceError, MaintenanceWindow};
 pub use matcher::{MatchOp, Matcher, MatcherError, Matchers};
 pub use silence::{Silence, SilenceState, Silences};
 
-use crate::model::{Alert, Timestamp};
+use crate::model::{Alert, AlertState, Fingerprint, Severity, Timestamp};
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 /// What the configuration decides: routing, inhibition, maintenance.
@@ -60,27 +61,66 @@ pub struct Pipeline {
     pub config: PipelineConfig,
     pub silences: Silences,
     pub dispatcher: Dispatcher,
+    /// Inhibition roles per (alert, tier) and the step they were last used in.
+    roles: FxHashMap<(Fingerprint, Severity), (Roles, u64)>,
+    step_no: u64,
 }
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         let dispatcher = Dispatcher::new(config.policy.clone());
-        Self { config, silences: Silences::default(), dispatcher }
+        Self { config, silences: Silences::default(), dispatcher, roles: FxHashMap::default(), step_no: 0 }
     }
 
     /// Why each alert is muted at `now` (same order as `alerts`).
     pub fn mutes(&self, alerts: &[&Alert], now: Timestamp) -> Vec<Mute> {
-        let inhibitor = Inhibitor::new(&self.config.inhibit_rules, alerts.iter().copied());
-        let windows: Vec<&MaintenanceWindow> =
-            self.config.maintenance.iter().filter(|w| w.open_at(now).is_some()).collect();
-        let silences: Vec<&Silence> =
-            self.silences.items.iter().filter(|s| s.state(now) == SilenceState::Active).collect();
+        let rules = &self.config.inhibit_rules;
+        let roles: Vec<Roles> = alerts.iter().map(|a| Roles::of(rules, &a.labels)).collect();
+        let inhibitor = Inhibitor::new(rules.len(), alerts.iter().copied().zip(&roles));
+        let windows = self.open_windows(now);
+        let silences = self.active_silences(now);
         alerts
             .iter()
-            .map(|a| Mute {
-                inhibited: inhibitor.is_inhibited(&a.labels),
+            .zip(&roles)
+            .map(|(a, r)| Mute {
+                inhibited: inhibitor.is_inhibited(r),
                 silenced_by: silences.iter().filter(|s| s.matchers.matches(&a.labels)).map(|s| s.id.clone()).collect(),
                 maintenance: windows.iter().filter(|w| w.matchers.matches(&a.labels)).map(|w| w.name.clone()).collect(),
+            })
+            .collect()
+    }
+
+    fn open_windows(&self, now: Timestamp) -> Vec<&MaintenanceWindow> {
+        self.config.maintenance.iter().filter(|w| w.open_at(now).is_some()).collect()
+    }
+
+    fn active_silences(&self, now: Timestamp) -> Vec<&Silence> {
+        self.silences.items.iter().filter(|s| s.state(now) == SilenceState::Active).collect()
+    }
+
+    /// Whether each alert is muted at `now` (inhibition roles cached per
+    /// alert across steps): the first stages of [`Pipeline::step`].
+    pub fn muted(&mut self, alerts: &[&Alert], now: Timestamp) -> Vec<bool> {
+        self.step_no += 1;
+        let step_no = self.step_no;
+        let rules = &self.config.inhibit_rules;
+        for a in alerts.iter().filter(|a| a.state != AlertState::Pending) {
+            self.roles
+                .entry((a.fingerprint, a.severity))
+                .and_modify(|(_, seen)| *seen = step_no)
+                .or_insert_with(|| (Roles::of(rules, &a.labels), step_no));
+        }
+        self.roles.retain(|_, (_, seen)| *seen == step_no);
+        let role = |a: &Alert| self.roles.get(&(a.fingerprint, a.severity)).map(|(r, _)| r);
+        let inhibitor = Inhibitor::new(rules.len(), alerts.iter().filter_map(|a| role(a).map(|r| (*a, r))));
+        let windows = self.open_windows(now);
+        let silences = self.active_silences(now);
+        alerts
+            .iter()
+            .map(|a| {
+                role(a).is_some_and(|r| inhibitor.is_inhibited(r))
+                    || silences.iter().any(|s| s.matchers.matches(&a.labels))
+                    || windows.iter().any(|w| w.matchers.matches(&a.labels))
             })
             .collect()
     }
@@ -88,8 +128,8 @@ impl Pipeline {
     /// Runs every stage on the tracker's alerts at `now`; returns the
     /// messages due.
     pub fn step(&mut self, alerts: &[&Alert], now: Timestamp) -> Vec<Message> {
-        let mutes = self.mutes(alerts, now);
-        self.dispatcher.step(alerts.iter().copied().zip(mutes.iter().map(Mute::is_muted)), now)
+        let muted = self.muted(alerts, now);
+        self.dispatcher.step(alerts.iter().copied().zip(muted), now)
     }
 }
 

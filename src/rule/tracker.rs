@@ -147,10 +147,13 @@ impl RuleState {
                     }
                 }
                 _ => {
+                    let (mut labels, mut annotations) = (c.labels, c.annotations);
+                    labels.shrink_to_fit();
+                    annotations.shrink_to_fit();
                     let alert = Alert {
                         fingerprint: fp,
-                        labels: c.labels,
-                        annotations: c.annotations,
+                        labels,
+                        annotations,
                         severity: c.severity,
                         state: AlertState::Pending,
                         value: c.value,
@@ -205,8 +208,15 @@ impl RuleState {
 
 fn update_from(a: &mut Alert, c: Candidate) {
     a.value = c.value;
-    a.annotations = c.annotations;
-    a.labels = c.labels;
+    // Unchanged labels and annotations keep their compact copies.
+    if a.annotations != c.annotations {
+        a.annotations = c.annotations;
+        a.annotations.shrink_to_fit();
+    }
+    if a.labels != c.labels {
+        a.labels = c.labels;
+        a.labels.shrink_to_fit();
+    }
     a.severity = c.severity;
     a.runbook = c.runbook;
 }

@@ -58,7 +58,7 @@ impl Durable {
             keep
         });
         w.groups = pipeline.dispatcher.take_changes();
-        w.outbox = messages.iter().map(|m| m.as_ref().clone()).collect();
+        w.outbox = messages.to_vec();
         let windows: Vec<(String, Timestamp, Timestamp)> = pipeline
             .config
             .maintenance
