@@ -79,13 +79,15 @@ pub fn alert(serial: u64, fired_at: Timestamp) -> Alert {
     let region = REGIONS[(cluster_no % REGIONS.len() as u64) as usize];
     let cluster = format!("zk-{region}-{cluster_no:05}");
     let instance = format!("zk{}.{cluster}.internal:2181", node + 1);
-    let labels = Labels::from_pairs([
+    let mut labels = Labels::from_pairs([
         ("alertname", name),
         ("cluster", cluster.as_str()),
         ("instance", instance.as_str()),
         ("severity", severity.as_str()),
         ("team", TEAMS[(cluster_no % TEAMS.len() as u64) as usize]),
     ]);
+    // As the tracker keeps an alert's labels.
+    labels.shrink_to_fit();
     let value = (serial % 997) as f64 + 0.5;
     let summary = format!("{name} on {instance} (cluster {cluster}) at {value}");
     let description =

@@ -513,6 +513,11 @@ fn flush_group(
     digests: &mut [Option<Message>; 4],
     out: &mut Vec<Message>,
 ) -> bool {
+    // A new group within its group_wait: nothing to decide before its
+    // first page (no ack, no escalation, nothing told to resolve).
+    if g.last_sent.is_none() && now < g.next_flush {
+        return true;
+    }
     if g.notified_firing.len() > members.len()
         || g.notified_firing.iter().any(|fp| !members.iter().any(|(a, _)| a.fingerprint == *fp))
     {

@@ -14,8 +14,20 @@
 //! process that restores it (as a restart does) and steps once more
 //! without telling anything: the `restored_*` keys.
 //!
+//! The `heap_*` keys are exact: live heap bytes from dhat's counting
+//! allocator (what is allocated and not freed, at each reading), so they
+//! need no child process; the RSS keys show what the OS sees.
+//!
 //! Usage: pipeline_memory [N]   (N active firing alerts, default 100000;
 //! run a release build). Prints one line of key=value pairs.
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+/// Live heap bytes now.
+fn heap() -> u64 {
+    dhat::HeapStats::get().curr_bytes as u64
+}
 
 use zkalert::pipeline::GroupChanges;
 use zkalert::state::{StateDb, StepWrite};
@@ -79,10 +91,13 @@ fn main() {
         return restored(n, std::path::Path::new(&db));
     }
     let n = parse_n(first);
+    let _profiler = dhat::Profiler::builder().testing().build();
     let (base, _) = rss();
+    let heap_base = heap();
 
     let tracker = Tracker::firing(n, t0() - secs(1));
     let (with_alerts, _) = rss();
+    let heap_alerts = heap();
 
     let mut h = Harness::new(None);
     let told = h.first_notification(&tracker.refs());
@@ -93,15 +108,22 @@ fn main() {
     }
     assert_eq!(h.notified(), n as usize, "every alert told");
     let (with_pipeline, peak) = rss();
+    let heap_pipeline = heap();
+    let heap_peak = dhat::HeapStats::get().max_bytes as u64;
 
     let per = |bytes: u64| bytes as f64 / n as f64;
     let alerts = with_alerts.saturating_sub(base);
     let pipeline = with_pipeline.saturating_sub(with_alerts);
     let total = with_pipeline.saturating_sub(base);
     let measured = format!(
-        "alerts={n} groups={} messages={} alert_bytes_per_alert={:.0} pipeline_bytes_per_alert={:.0} \
+        "alerts={n} heap_alert_bytes_per_alert={:.0} heap_pipeline_bytes_per_alert={:.0} \
+         heap_total_bytes_per_alert={:.0} heap_peak_bytes_per_alert={:.0} groups={} messages={} alert_bytes_per_alert={:.0} pipeline_bytes_per_alert={:.0} \
          total_bytes_per_alert={:.0} peak_bytes_per_alert={:.0} rss_base_kib={} rss_alerts_kib={} \
          rss_total_kib={} rss_peak_kib={} size_of_alert={} size_of_group_state={}",
+        per(heap_alerts - heap_base),
+        per(heap_pipeline.saturating_sub(heap_alerts)),
+        per(heap_pipeline.saturating_sub(heap_base)),
+        per(heap_peak.saturating_sub(heap_base)),
         h.pipeline.dispatcher.groups().count(),
         told.messages,
         per(alerts),
