@@ -919,61 +919,60 @@ impl<'de> Deserialize<'de> for Fp {
     }
 }
 
-/// A severity as "P0".."P3".
+/// A tier or an alert state, stored by its name ("P1", "firing").
 #[derive(Clone, Copy)]
-struct Sev(Severity);
+struct Named<T>(T);
 
-impl Serialize for Sev {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.as_str())
+/// What [`Named`] needs: the name, and the value back from it.
+trait HasName: Sized + Copy {
+    const EXPECTING: &'static str;
+    fn name(self) -> &'static str;
+    fn from_name(name: &str) -> Option<Self>;
+}
+
+impl HasName for Severity {
+    const EXPECTING: &'static str = "a tier P0, P1, P2 or P3";
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        name.parse().ok()
     }
 }
 
-impl<'de> Deserialize<'de> for Sev {
+impl HasName for AlertState {
+    const EXPECTING: &'static str = "an alert state pending, firing or resolved";
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        [AlertState::Pending, AlertState::Firing, AlertState::Resolved].into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl<T: HasName> Serialize for Named<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.name())
+    }
+}
+
+impl<'de, T: HasName> Deserialize<'de> for Named<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Sev;
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<T: HasName> Visitor<'_> for V<T> {
+            type Value = Named<T>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a tier P0, P1, P2 or P3")
+                f.write_str(T::EXPECTING)
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Sev, E> {
-                v.parse().map(Sev).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Named<T>, E> {
+                T::from_name(v).map(Named).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
             }
         }
-        d.deserialize_str(V)
+        d.deserialize_str(V(std::marker::PhantomData))
     }
 }
 
-/// An alert state as "pending", "firing" or "resolved".
-struct StateJson(AlertState);
-
-impl Serialize for StateJson {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for StateJson {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = StateJson;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an alert state pending, firing or resolved")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<StateJson, E> {
-                match v {
-                    "pending" => Ok(StateJson(AlertState::Pending)),
-                    "firing" => Ok(StateJson(AlertState::Firing)),
-                    "resolved" => Ok(StateJson(AlertState::Resolved)),
-                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
-                }
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
+type Sev = Named<Severity>;
 
 /// A sample value as a string that parses back to the same bits: shortest round-trip digits for finite values
 /// (JSON numbers are not guaranteed to), "NaN", "StaleNaN", "+Inf", "-Inf" otherwise.
@@ -1040,7 +1039,7 @@ struct AlertRecord<'a> {
     labels: LabelsJson<'a>,
     annotations: Cow<'a, [(String, String)]>,
     severity: Sev,
-    state: StateJson,
+    state: Named<AlertState>,
     value: Value,
     active_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1059,8 +1058,8 @@ impl<'a> AlertRecord<'a> {
             fingerprint: Fp(a.fingerprint),
             labels: LabelsJson(Cow::Borrowed(&a.labels)),
             annotations: Cow::Borrowed(&a.annotations),
-            severity: Sev(a.severity),
-            state: StateJson(a.state),
+            severity: Named(a.severity),
+            state: Named(a.state),
             value: Value(a.value),
             active_at: ms(a.active_at),
             fired_at: a.fired_at.map(ms),
@@ -1130,7 +1129,7 @@ impl<'a> GroupRecord<'a> {
             labels: LabelsJson(Cow::Borrowed(&g.key.labels)),
             next_flush: ms(g.next_flush),
             notified_firing: g.notified_firing.iter().copied().map(Fp).collect(),
-            notified_tier: g.notified_tier.map(Sev),
+            notified_tier: g.notified_tier.map(Named),
             last_sent: g.last_sent.map(ms),
             paged_since: g.paged_since.map(ms),
             escalated: g.escalated,
@@ -1232,7 +1231,7 @@ impl<'a> MessageRecord<'a> {
             at: ms(m.at),
             group: LabelsJson(Cow::Borrowed(&m.group)),
             group_id: Cow::Borrowed(&m.group_id),
-            tier: Sev(m.tier),
+            tier: Named(m.tier),
             channels: Cow::Borrowed(&m.channels),
             firing: m.firing.iter().map(AlertRecord::from_alert).collect(),
             new: m.new.iter().copied().map(Fp).collect(),
