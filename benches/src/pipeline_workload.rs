@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use zkalert::model::{Alert, AlertState, Labels, Severity, Timestamp};
-use zkalert::notify::{Notifier, NotifyError};
+use zkalert::notify::{Delivery, Notifier, SendFuture};
 use zkalert::pipeline::{Message, Pipeline, PipelineConfig};
 use zkalert::rule::tracker::RESOLVED_RETENTION;
 use zkalert::state::{StateDb, StepWrite};
@@ -160,8 +160,23 @@ impl Notifier for NoopNotifier {
     fn name(&self) -> &str {
         CHANNEL
     }
-    fn send(&self, _: &Message) -> Result<(), NotifyError> {
-        Ok(())
+    fn kind(&self) -> &'static str {
+        "noop"
+    }
+    fn send<'a>(&'a self, _: &'a Delivery) -> SendFuture<'a> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Sends one delivery through a notifier that answers at once (the no-op
+/// one), without a runtime: polled once.
+pub fn send_now(notifier: &dyn Notifier, message: &Arc<Message>, channel: &str) {
+    let delivery = Delivery { message: message.clone(), channel: channel.to_string() };
+    let mut sending = notifier.send(&delivery);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match sending.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(result) => result.expect("the no-op notifier never fails"),
+        std::task::Poll::Pending => panic!("the no-op notifier answers at once"),
     }
 }
 
@@ -178,7 +193,7 @@ pub struct StepStats {
 pub struct Harness {
     pub pipeline: Pipeline,
     pub db: Option<StateDb>,
-    pub notifiers: Vec<Box<dyn Notifier>>,
+    pub notifiers: Vec<Arc<dyn Notifier>>,
 }
 
 impl Harness {
@@ -186,7 +201,7 @@ impl Harness {
     /// channel, seed timings, default inhibition rules).
     pub fn new(db: Option<StateDb>) -> Self {
         let pipeline = Pipeline::new(PipelineConfig::defaults_to(&[CHANNEL.to_string()]));
-        Self { pipeline, db, notifiers: vec![Box::new(NoopNotifier)] }
+        Self { pipeline, db, notifiers: vec![Arc::new(NoopNotifier)] }
     }
 
     /// One step as `Runner::step_pipeline` runs it, minus the tracker's own
@@ -207,7 +222,7 @@ impl Harness {
         let mut done = Vec::with_capacity(pending.len());
         for (m, channel) in &pending {
             let notifier = self.notifiers.iter().find(|n| n.name() == channel).expect("a notifier per channel");
-            notifier.send(m).expect("the no-op notifier never fails");
+            send_now(notifier.as_ref(), m, channel);
             done.push((m.id.clone(), channel.clone()));
         }
         if let Some(db) = &mut self.db {

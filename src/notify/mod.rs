@@ -1,13 +1,76 @@
-//! Notifiers: the last stage, where the pipeline's messages are delivered.
-//! Built in: `console` (human-readable lines) and `file` (JSON lines, the
-//! documented message schema, idempotent by delivery key).
+//! Notifiers: the last stage, where the pipeline's messages are delivered
+//! to channels. The trait, its error classes (retry or not), the message
+//! formats shared by channels, and the configured set of notifiers; each
+//! notifier is a file of its own.
+
+mod console;
+pub mod delivery;
+mod file;
+
+pub use console::ConsoleNotifier;
+pub use file::FileNotifier;
 
 use crate::model::{ALERTNAME, Alert, SEVERITY, Timestamp};
 use crate::pipeline::Message;
-use std::collections::HashSet;
-use std::io::{BufRead, Write};
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Why a delivery failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Timeouts, connection errors, HTTP 429 and 5xx, SMTP 4xx.
+    #[error("{0}")]
+    Retryable(String),
+    /// The request itself is wrong (HTTP 4xx, SMTP 5xx, bad config): the
+    /// same request will fail again.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl SendError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SendError::Retryable(_))
+    }
+
+    /// The class of an HTTP answer that is not a success: 408, 425, 429 and
+    /// 5xx are worth retrying, other 4xx are not.
+    pub fn from_http_status(status: u16, body: &str) -> SendError {
+        let body: String = body.chars().take(200).collect();
+        let text = format!("HTTP {status}: {}", body.trim());
+        if status == 408 || status == 425 || status == 429 || status >= 500 {
+            SendError::Retryable(text)
+        } else {
+            SendError::Permanent(text)
+        }
+    }
+}
+
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
+
+/// One message to one channel.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    pub channel: String,
+}
+
+impl Delivery {
+    /// The same for every attempt and across restarts, so a receiver can
+    /// recognise a retry (sent as the `Idempotency-Key` header by webhooks).
+    pub fn idempotency_key(&self) -> String {
+        format!("{}-{}", self.message.id, self.channel)
+    }
+}
+
+/// A channel messages are delivered to.
+pub trait Notifier: Send + Sync {
+    fn name(&self) -> &str;
+    /// The notifier type, as in the config (`console`, `file`, `webhook`…).
+    fn kind(&self) -> &'static str;
+    /// Sends one delivery; the caller bounds it in time and retries.
+    fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a>;
+}
 
 /// One alert in a message's JSON form.
 pub fn alert_json(a: &Alert, new: Option<bool>) -> serde_json::Value {
@@ -92,103 +155,14 @@ fn alert_line(a: &Alert) -> String {
     line
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
-    #[error("notifier {name}: {source}")]
-    Io { name: String, source: std::io::Error },
-}
-
-/// A channel messages are delivered to.
-pub trait Notifier: Send + Sync {
-    fn name(&self) -> &str;
-    fn send(&self, m: &Message) -> Result<(), NotifyError>;
-}
-
-/// Prints each message as lines on standard output.
-pub struct ConsoleNotifier {
-    pub name: String,
-}
-
-impl Notifier for ConsoleNotifier {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn send(&self, m: &Message) -> Result<(), NotifyError> {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", message_lines(m))
-            .and_then(|()| out.flush())
-            .map_err(|source| NotifyError::Io { name: self.name.clone(), source })
-    }
-}
-
-/// Appends each message as a JSON line, synced to disk. A message already
-/// in the file (same id, a retry after a crash) is not written twice: the
-/// receiving end of the delivery key.
-pub struct FileNotifier {
-    pub name: String,
-    pub path: PathBuf,
-    file: Mutex<Option<OpenFile>>,
-}
-
-struct OpenFile {
-    file: std::fs::File,
-    written: HashSet<String>,
-}
-
-impl FileNotifier {
-    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        Self { name: name.into(), path: path.into(), file: Mutex::new(None) }
-    }
-
-    fn open(&self) -> std::io::Result<OpenFile> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&self.path)?;
-        let mut written = HashSet::new();
-        for line in std::io::BufReader::new(&file).lines() {
-            let line = line?;
-            if let Some(id) = serde_json::from_str::<serde_json::Value>(&line)
-                .ok()
-                .and_then(|v| v.get("id")?.as_str().map(String::from))
-            {
-                written.insert(id);
-            }
-        }
-        Ok(OpenFile { file, written })
-    }
-}
-
-impl Notifier for FileNotifier {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn send(&self, m: &Message) -> Result<(), NotifyError> {
-        let err = |source| NotifyError::Io { name: self.name.clone(), source };
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            *guard = Some(self.open().map_err(err)?);
-        }
-        let open = guard.as_mut().ok_or_else(|| err(std::io::Error::other("file not open")))?;
-        if open.written.contains(&m.id) {
-            return Ok(());
-        }
-        let mut line = message_json(m, &self.name).to_string();
-        line.push('\n');
-        open.file.write_all(line.as_bytes()).and_then(|()| open.file.sync_data()).map_err(err)?;
-        open.written.insert(m.id.clone());
-        Ok(())
-    }
-}
-
 /// Builds the configured notifiers.
-pub fn from_config(configs: &[crate::config::NotifierConfig]) -> Vec<Box<dyn Notifier>> {
+pub fn from_config(configs: &[crate::config::NotifierConfig]) -> Vec<Arc<dyn Notifier>> {
     configs
         .iter()
-        .map(|c| -> Box<dyn Notifier> {
+        .map(|c| -> Arc<dyn Notifier> {
             match &c.kind {
-                crate::config::NotifierKind::Console => Box::new(ConsoleNotifier { name: c.name.clone() }),
-                crate::config::NotifierKind::File { path } => Box::new(FileNotifier::new(c.name.clone(), path.clone())),
+                crate::config::NotifierKind::Console => Arc::new(ConsoleNotifier { name: c.name.clone() }),
+                crate::config::NotifierKind::File { path } => Arc::new(FileNotifier::new(c.name.clone(), path.clone())),
             }
         })
         .collect()

@@ -66,8 +66,9 @@ impl Runner {
             })
             .collect();
         status.last_evaluation = self.evaluator.tracker.rules.iter().filter_map(|r| r.last_evaluation).max();
-        status.outbox_pending = self.pending.len();
-        status.notifiers = self.notifiers.iter().map(|n| n.name().to_string()).collect();
+        status.outbox_pending = self.pending.len() + self.deliverer.in_flight();
+        status.notifiers = self.deliverer.channel_names().map(str::to_string).collect();
+        status.notifiers.sort();
         Snapshot {
             at: now,
             alerts: alert_views,

@@ -159,6 +159,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::notify::FileNotifier;
+    use crate::notify::delivery::Report;
     use crate::pipeline::PipelineConfig;
     use crate::runner::{PollBatch, SeriesBatch};
 
@@ -170,7 +171,7 @@ mod tests {
         )
         .unwrap();
         let rules = Arc::new(crate::rule::load_rules(&[rules], Default::default()).unwrap());
-        let notifier = Box::new(FileNotifier::new("pages", notifications));
+        let notifier = Arc::new(FileNotifier::new("pages", notifications));
         Runner::new(rules, Duration::from_secs(5), PipelineConfig::defaults_to(&["pages".into()]), vec![notifier])
     }
 
@@ -188,30 +189,42 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_failed_delivery_survives_a_crash_and_nothing_is_paged_twice() {
+    /// Waits for the deliverer's next report and records it.
+    async fn next_report(runner: &mut Runner, rx: &mut tokio::sync::mpsc::UnboundedReceiver<Report>) -> Report {
+        let r = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a report").expect("open");
+        runner.on_report(r.clone());
+        r
+    }
+
+    #[tokio::test]
+    async fn a_failed_delivery_survives_a_crash_and_nothing_is_paged_twice() {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("data/state.db");
         // The notifier's directory cannot be created (its parent is a file):
         // every delivery fails and stays in the outbox.
         std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
         let mut first = runner(dir.path(), &dir.path().join("not-a-dir/pages.jsonl"));
+        let mut reports = first.reports.take().unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+        first.deliverer.set_clock(clock.clone());
         first
             .restore_from(StateDb::open(&db_path).unwrap(), Timestamp::from_millis(0), Duration::from_secs(10))
             .unwrap();
-        let clock = ManualClock::new(Timestamp::from_millis(0));
         for t in [0, 5, 10, 15] {
             clock.set(Timestamp::from_millis(t * 1000));
             down(&mut first, t);
-            first.evaluate(&clock);
+            first.evaluate(clock.as_ref());
         }
-        assert_eq!(first.pending.len(), 1, "the page could not be delivered");
+        let r = next_report(&mut first, &mut reports).await;
+        assert!(r.result.is_err() && !r.done, "the page could not be delivered, and will be retried: {r:?}");
         let fired_at = first.evaluator.tracker.firing().next().and_then(|a| a.fired_at);
         assert_eq!(fired_at, Some(Timestamp::from_millis(10_000)));
-        drop(first); // a crash: nothing more is written
+        drop(first); // a crash: the retries stop, nothing more is written
 
         let pages = dir.path().join("pages.jsonl");
         let mut second = runner(dir.path(), &pages);
+        let mut reports = second.reports.take().unwrap();
+        second.deliverer.set_clock(clock.clone());
         let restored = second
             .restore_from(StateDb::open(&db_path).unwrap(), Timestamp::from_millis(20_000), Duration::from_secs(10))
             .unwrap();
@@ -221,10 +234,12 @@ mod tests {
         for t in [20, 25, 30] {
             clock.set(Timestamp::from_millis(t * 1000));
             down(&mut second, t);
-            let messages = second.evaluate(&clock);
+            let messages = second.evaluate(clock.as_ref());
             assert!(messages.is_empty(), "already notified before the crash: no new page at {t}s");
         }
-        assert!(second.pending.is_empty());
+        let r = next_report(&mut second, &mut reports).await;
+        assert!(r.result.is_ok() && r.done, "{r:?}");
+        assert_eq!(r.delivery.idempotency_key(), format!("{}-pages", r.delivery.message.id));
         let lines: Vec<serde_json::Value> =
             std::fs::read_to_string(&pages).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 1, "{lines:?}");
@@ -233,6 +248,6 @@ mod tests {
         let db = StateDb::open(&db_path).unwrap();
         assert_eq!(db.pending_count().unwrap(), 0);
         let history = db.deliveries(10).unwrap();
-        assert!(history[0].delivered_at.is_some() && history[0].attempts >= 1, "{history:?}");
+        assert!(history[0].delivered_at.is_some() && history[0].attempts >= 2, "{history:?}");
     }
 }

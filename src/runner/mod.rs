@@ -5,6 +5,7 @@
 //! API's writes arrive here as commands, so this loop alone owns the state.
 
 mod control;
+mod delivery;
 mod durable;
 
 pub use control::Control;
@@ -13,6 +14,7 @@ pub use durable::Durable;
 use crate::clock::Clock;
 use crate::model::{Alert, Labels, Sample, Timestamp};
 use crate::notify::Notifier;
+use crate::notify::delivery::{Deliverer, Report};
 use crate::pipeline::{Message, Pipeline, PipelineConfig};
 use crate::rule::{AlertEvent, Evaluator, RuleSet};
 use crate::store::{GroupId, MetricId, SeriesStore};
@@ -68,11 +70,16 @@ pub struct Runner {
     pub store: Arc<SeriesStore>,
     pub evaluator: Evaluator,
     pub pipeline: Pipeline,
-    pub notifiers: Vec<Box<dyn Notifier>>,
+    pub deliverer: Deliverer,
+    /// Where the deliverer's reports arrive, until the run loop takes it.
+    pub reports: Option<mpsc::UnboundedReceiver<Report>>,
     /// The SQLite state, when the runner persists (`zkalert run` does).
     pub durable: Option<Durable>,
-    /// Deliveries written and not yet done, retried every step.
+    /// Deliveries restored from the outbox, handed to the deliverer at the
+    /// next step.
     pub pending: Vec<(Arc<Message>, String)>,
+    /// Channels whose last delivery gave up: the `NotifierFailing` alerts.
+    pub failing: delivery::FailingChannels,
     last_compaction: Option<Timestamp>,
     last_pipeline_step: Option<Timestamp>,
     /// Per source, the series its last poll reported (sorted).
@@ -98,16 +105,19 @@ impl Runner {
         rules: Arc<RuleSet>,
         evaluation_interval: Duration,
         pipeline: PipelineConfig,
-        notifiers: Vec<Box<dyn Notifier>>,
+        notifiers: Vec<Arc<dyn Notifier>>,
     ) -> Self {
         let store = Arc::new(SeriesStore::for_rules(&rules.retention));
+        let (deliverer, reports) = delivery::deliverer(notifiers);
         Self {
             store,
             evaluator: Evaluator::new(rules, evaluation_interval),
             pipeline: Pipeline::new(pipeline),
-            notifiers,
+            deliverer,
+            reports: Some(reports),
             durable: None,
             pending: Vec::new(),
+            failing: Default::default(),
             last_compaction: None,
             last_pipeline_step: None,
             reported: Default::default(),
@@ -194,7 +204,8 @@ impl Runner {
     /// Runs the pipeline at `now`, persists and delivers.
     pub fn step_pipeline(&mut self, now: Timestamp) -> Vec<Arc<Message>> {
         self.last_pipeline_step = Some(now);
-        let alerts: Vec<&Alert> = self.evaluator.tracker.alerts().collect();
+        let meta = self.failing.alerts(now);
+        let alerts: Vec<&Alert> = self.evaluator.tracker.alerts().chain(&meta).collect();
         let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
         if let Some(durable) = &mut self.durable
             && let Err(e) = durable.commit_step(&self.evaluator.tracker, &mut self.pipeline, &messages, now)
@@ -210,41 +221,8 @@ impl Runner {
             );
             self.pending.extend(m.channels.iter().map(|c| (m.clone(), c.clone())));
         }
-        self.deliver(now);
+        self.submit_pending(now);
         messages
-    }
-
-    /// Sends what is pending; what fails stays for the next step.
-    fn deliver(&mut self, now: Timestamp) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let mut done = Vec::new();
-        let notifiers = &self.notifiers;
-        let durable = &mut self.durable;
-        self.pending.retain(|(m, channel)| {
-            let Some(notifier) = notifiers.iter().find(|n| n.name() == channel) else {
-                tracing::error!(channel = %channel, "no notifier with this name: message dropped");
-                done.push((m.id.clone(), channel.clone()));
-                return false;
-            };
-            match notifier.send(m) {
-                Ok(()) => {
-                    done.push((m.id.clone(), channel.clone()));
-                    false
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, channel = %channel, "delivery failed: will retry");
-                    if let Some(d) = durable.as_mut() {
-                        d.failed(&m.id, channel, now, &e.to_string());
-                    }
-                    true
-                }
-            }
-        });
-        if let Some(d) = durable.as_mut() {
-            d.delivered(&done, now);
-        }
     }
 }
 
@@ -310,6 +288,7 @@ pub async fn run(
     let mut eval_ticker = tokio::time::interval(evaluation_interval.min(PIPELINE_TICK));
     eval_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    let mut reports = runner.reports.take();
     let gate_open =
         |waiting: &std::collections::HashSet<usize>| waiting.is_empty() || tokio::time::Instant::now() >= gate_opens;
     loop {
@@ -331,6 +310,9 @@ pub async fn run(
                     publish(&runner, &mut control, clock.now(), false);
                 }
             }
+            Some(report) = next_report(&mut reports) => {
+                runner.on_report(report);
+            }
             Some(command) = next_command(&mut control) => {
                 runner.apply(command, clock.now());
                 publish(&runner, &mut control, clock.now(), true);
@@ -342,6 +324,13 @@ pub async fn run(
     }
     tracing::info!("shut down");
     runner
+}
+
+async fn next_report(reports: &mut Option<mpsc::UnboundedReceiver<Report>>) -> Option<Report> {
+    match reports {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_command(control: &mut Option<Control>) -> Option<crate::api::Command> {

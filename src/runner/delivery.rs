@@ -1,0 +1,263 @@
+//! The runner's side of delivery: hands written deliveries to the
+//! [`Deliverer`], records each report in the state file, and when a
+//! delivery gives up, falls over to the tier's next working channel and
+//! raises the `NotifierFailing` meta-alert until the channel delivers again.
+
+use super::Runner;
+use crate::clock::SystemClock;
+use crate::model::{Alert, AlertState, Labels, Severity, Timestamp};
+use crate::notify::delivery::{Channel, Deliverer, DeliveryPolicy, Report};
+use crate::notify::{Delivery, Notifier};
+use crate::pipeline::Message;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// One attempt may take this long unless the notifier says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The meta-alert's name.
+pub const NOTIFIER_FAILING: &str = "NotifierFailing";
+
+/// A resolved `NotifierFailing` is kept this long, so its resolution is told.
+const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
+
+pub(super) fn deliverer(notifiers: Vec<Arc<dyn Notifier>>) -> (Deliverer, mpsc::UnboundedReceiver<Report>) {
+    let channels: HashMap<String, Channel> =
+        notifiers.into_iter().map(|n| (n.name().to_string(), Channel::new(n, DEFAULT_TIMEOUT, None))).collect();
+    Deliverer::new(channels, DeliveryPolicy::default(), Arc::new(SystemClock))
+}
+
+/// Channels that gave up a delivery, as `NotifierFailing` alerts.
+#[derive(Debug, Default)]
+pub struct FailingChannels {
+    alerts: BTreeMap<String, Alert>,
+}
+
+impl FailingChannels {
+    pub fn is_failing(&self, channel: &str) -> bool {
+        self.alerts.get(channel).is_some_and(|a| a.state == AlertState::Firing)
+    }
+
+    fn fail(&mut self, channel: &str, error: &str, now: Timestamp) {
+        let labels = Labels::from_pairs([
+            ("alertname", NOTIFIER_FAILING),
+            ("notifier", channel),
+            ("severity", Severity::P1.as_str()),
+        ]);
+        let summary = format!("Notifier {channel} cannot deliver: {error}");
+        let alert = self.alerts.entry(channel.to_string()).or_insert_with(|| Alert {
+            fingerprint: labels.fingerprint_without(&["severity"]),
+            labels,
+            annotations: Vec::new(),
+            severity: Severity::P1,
+            state: AlertState::Firing,
+            value: 1.0,
+            active_at: now,
+            fired_at: Some(now),
+            resolved_at: None,
+            keep_firing_since: None,
+            runbook: Some("zkalert/notifier-failing".into()),
+        });
+        if alert.state == AlertState::Resolved {
+            alert.state = AlertState::Firing;
+            alert.active_at = now;
+            alert.fired_at = Some(now);
+            alert.resolved_at = None;
+        }
+        alert.annotations = vec![("summary".into(), summary)];
+    }
+
+    fn recover(&mut self, channel: &str, now: Timestamp) {
+        if let Some(a) = self.alerts.get_mut(channel).filter(|a| a.state == AlertState::Firing) {
+            a.state = AlertState::Resolved;
+            a.resolved_at = Some(now);
+        }
+    }
+
+    /// The meta-alerts at `now`, for the pipeline.
+    pub fn alerts(&mut self, now: Timestamp) -> Vec<Alert> {
+        self.alerts.retain(|_, a| a.resolved_at.is_none_or(|t| now.since(t) < RESOLVED_KEPT));
+        self.alerts.values().cloned().collect()
+    }
+}
+
+/// The channels a `NotifierFailing` message must not be sent through: the
+/// ones it is about, while they still fail.
+fn about_failing(m: &Message, failing: &FailingChannels) -> Vec<String> {
+    m.firing
+        .iter()
+        .filter(|a| a.name() == NOTIFIER_FAILING)
+        .filter_map(|a| a.labels.get("notifier"))
+        .filter(|c| failing.is_failing(c))
+        .map(str::to_string)
+        .collect()
+}
+
+impl Runner {
+    /// Hands the pending deliveries to the deliverer. A `NotifierFailing`
+    /// message skips the channel it is about, and goes elsewhere instead.
+    pub(super) fn submit_pending(&mut self, now: Timestamp) {
+        for (m, channel) in std::mem::take(&mut self.pending) {
+            if about_failing(&m, &self.failing).contains(&channel) {
+                self.fail_over(&m, &channel, now);
+                continue;
+            }
+            self.deliverer.submit(Delivery { message: m.clone(), channel }, m.at);
+        }
+    }
+
+    /// Records one report; a delivery that gave up falls over.
+    pub fn on_report(&mut self, r: Report) {
+        let (id, channel) = (r.delivery.message.id.clone(), r.delivery.channel.clone());
+        match &r.result {
+            Ok(()) => {
+                tracing::debug!(channel = %channel, message = %id, attempts = r.attempts, "delivered");
+                if let Some(d) = &mut self.durable {
+                    d.delivered(&[(id, channel.clone())], r.at);
+                }
+                self.failing.recover(&channel, r.at);
+            }
+            Err(e) => {
+                if let Some(d) = &mut self.durable {
+                    d.failed(&id, &channel, r.at, &e.to_string());
+                }
+                if !r.done {
+                    tracing::warn!(channel = %channel, message = %id, attempt = r.attempts, error = %e, "delivery failed: will retry");
+                    return;
+                }
+                tracing::error!(channel = %channel, message = %id, attempts = r.attempts, error = %e, "delivery failed: giving up");
+                self.failing.fail(&channel, &e.to_string(), r.at);
+                let message = r.delivery.message.clone();
+                self.fail_over(&message, &channel, r.at);
+            }
+        }
+    }
+
+    /// Sends `m` to the next channel of its tier after `failed` that works
+    /// and does not have it already (or, failing that, any such channel);
+    /// written to the outbox first like every delivery.
+    fn fail_over(&mut self, m: &Arc<Message>, failed: &str, now: Timestamp) {
+        let tier_channels = &self.pipeline.config.policy.tier(m.tier).channels;
+        let start = tier_channels.iter().position(|c| c == failed).map_or(0, |i| i + 1);
+        let ordered = tier_channels[start..].iter().chain(&tier_channels[..start.min(tier_channels.len())]);
+        let mut others: Vec<&str> = self.deliverer.channel_names().collect();
+        others.sort();
+        let usable = |c: &&str| *c != failed && !m.channels.iter().any(|x| x == c) && !self.failing.is_failing(c);
+        let fallback = ordered
+            .map(String::as_str)
+            .find(usable)
+            .or_else(|| others.iter().copied().find(usable))
+            .map(str::to_string);
+        let Some(fallback) = fallback else {
+            tracing::error!(failed = %failed, message = %m.id, "no working channel left to fall over to");
+            return;
+        };
+        tracing::warn!(failed = %failed, fallback = %fallback, message = %m.id, "falling over");
+        let moved = Arc::new(Message { channels: vec![fallback.clone()], ..m.as_ref().clone() });
+        if let Some(d) = &mut self.durable
+            && let Err(e) = d.db.commit(&crate::state::StepWrite { outbox: vec![moved.clone()], ..Default::default() })
+        {
+            tracing::error!(error = %e, "cannot write the fallback delivery");
+        }
+        self.deliverer.submit(Delivery { message: moved, channel: fallback }, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::notify::FileNotifier;
+    use crate::pipeline::PipelineConfig;
+    use crate::runner::{PollBatch, SeriesBatch};
+
+    fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    async fn settle(runner: &mut Runner, rx: &mut mpsc::UnboundedReceiver<Report>) {
+        while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+            runner.on_report(r);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_channel_that_gives_up_falls_over_and_raises_notifier_failing_until_it_delivers_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules.yaml");
+        std::fs::write(&rules, "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    severity: P0\n")
+            .unwrap();
+        let rules = Arc::new(crate::rule::load_rules(&[rules], Default::default()).unwrap());
+        // `bad` writes under a path whose parent is a file: it fails until
+        // the file is replaced by a directory.
+        let blocker = dir.path().join("blocked");
+        std::fs::write(&blocker, "").unwrap();
+        let (bad, good) = (blocker.join("bad.jsonl"), dir.path().join("good.jsonl"));
+        let notifiers: Vec<Arc<dyn Notifier>> =
+            vec![Arc::new(FileNotifier::new("bad", &bad)), Arc::new(FileNotifier::new("good", &good))];
+        let mut config = PipelineConfig::defaults_to(&["bad".into(), "good".into()]);
+        let policy = Arc::make_mut(&mut config.policy);
+        policy.tiers[0].channels = vec!["bad".into()];
+        for t in &mut policy.tiers {
+            t.group_wait = Duration::ZERO;
+        }
+        let mut runner = Runner::new(rules, Duration::from_secs(5), config, notifiers);
+        let mut rx = runner.reports.take().unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+        runner.deliverer.set_clock(clock.clone());
+        let down = |runner: &mut Runner, t: i64| {
+            runner.ingest(
+                0,
+                PollBatch {
+                    series: vec![SeriesBatch {
+                        labels: Labels::from_pairs([("instance", "a")]),
+                        info: None,
+                        timestamp: Timestamp::from_millis(t * 1000),
+                        values: vec![("up".into(), 0.0)],
+                    }],
+                },
+            );
+        };
+        down(&mut runner, 0);
+        let sent = runner.evaluate(clock.as_ref());
+        assert_eq!(sent.len(), 1, "the P0 page, to `bad` only");
+        // The P0 deadline (30 min) passes before the first attempt ends.
+        clock.set(Timestamp::from_millis(3_600_000));
+        settle(&mut runner, &mut rx).await;
+        assert!(runner.failing.is_failing("bad"));
+        let fell_over = lines(&good);
+        assert_eq!(fell_over.len(), 1, "the page fell over to `good`: {fell_over:?}");
+        assert_eq!(fell_over[0]["firing"][0]["alertname"], "Down");
+
+        // The next step raises NotifierFailing, told through `good` only.
+        down(&mut runner, 3600);
+        runner.evaluate(clock.as_ref());
+        settle(&mut runner, &mut rx).await;
+        let told = lines(&good);
+        let meta = told.iter().find(|m| m["firing"][0]["alertname"] == NOTIFIER_FAILING).expect("NotifierFailing");
+        assert_eq!(meta["firing"][0]["labels"]["notifier"], "bad");
+        assert_eq!(meta["tier"], "P1");
+
+        // `bad` works again: the next delivery to it (the P0 repeat, 5 min
+        // later) succeeds, and NotifierFailing resolves.
+        std::fs::remove_file(&blocker).unwrap();
+        std::fs::create_dir(&blocker).unwrap();
+        clock.set(Timestamp::from_millis(3_600_000 + 301_000));
+        down(&mut runner, 3901);
+        runner.evaluate(clock.as_ref());
+        settle(&mut runner, &mut rx).await;
+        assert!(!runner.failing.is_failing("bad"), "a delivery succeeded");
+        assert_eq!(lines(&bad).len(), 1, "the repeat reached `bad`");
+        clock.set(Timestamp::from_millis(3_600_000 + 370_000));
+        down(&mut runner, 3970);
+        runner.evaluate(clock.as_ref());
+        settle(&mut runner, &mut rx).await;
+        let resolved = lines(&good)
+            .into_iter()
+            .chain(lines(&bad))
+            .any(|m| m["resolved"].as_array().is_some_and(|r| r.iter().any(|a| a["alertname"] == NOTIFIER_FAILING)));
+        assert!(resolved, "NotifierFailing resolved: good {:?} bad {:?}", lines(&good), lines(&bad));
+    }
+}
