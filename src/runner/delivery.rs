@@ -168,7 +168,7 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, ManualClock};
+    use crate::clock::ManualClock;
     use crate::notify::FileNotifier;
     use crate::pipeline::PipelineConfig;
     use crate::runner::{PollBatch, SeriesBatch};
