@@ -86,6 +86,16 @@ pub struct ZkSourceConfig {
 pub struct NotifierConfig {
     pub name: String,
     pub kind: NotifierKind,
+    /// One delivery attempt may take this long (default 10 s).
+    pub timeout: Duration,
+    /// At most one send per this interval (`rate_limit: 20/m`).
+    pub min_interval: Option<Duration>,
+}
+
+impl NotifierConfig {
+    pub fn new(name: impl Into<String>, kind: NotifierKind) -> Self {
+        Self { name: name.into(), kind, timeout: Duration::from_secs(10), min_interval: None }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -132,7 +142,7 @@ impl Config {
                 timeout: Duration::from_secs(2),
                 labels: Labels::new(),
             })],
-            notifiers: vec![NotifierConfig { name: "console".into(), kind: NotifierKind::Console }],
+            notifiers: vec![NotifierConfig::new("console", NotifierKind::Console)],
             server: None,
             pipeline: crate::pipeline::PipelineConfig::defaults_to(&["console".to_string()]),
         }
@@ -402,7 +412,7 @@ fn is_host_port(addr: &str) -> bool {
 }
 
 fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
-    let fields = r.map(n, "notifier", &["name", "type", "path"]);
+    let fields = r.map(n, "notifier", &["name", "type", "path", "timeout", "rate_limit"]);
     let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
     let name = get("name").and_then(|v| r.string(v, "name"));
     let kind = get("type").and_then(|v| r.string(v, "type"));
@@ -431,7 +441,32 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
         r.error(n.pos, "notifier needs a `name`");
         return None;
     };
-    Some(NotifierConfig { name, kind })
+    let mut config = NotifierConfig::new(name, kind);
+    if let Some(t) = get("timeout").and_then(|v| positive_duration(r, v, "timeout")) {
+        config.timeout = t;
+    }
+    if let Some(v) = get("rate_limit")
+        && let Some(text) = r.string(v, "rate_limit")
+    {
+        match parse_rate(&text) {
+            Some(every) => config.min_interval = Some(every),
+            None => r.error(v.pos, format!("rate_limit: {text:?} is not a rate like 20/m (per s, m or h)")),
+        }
+    }
+    Some(config)
+}
+
+/// `N/s`, `N/m`, `N/h` → the interval between two sends.
+fn parse_rate(text: &str) -> Option<Duration> {
+    let (count, unit) = text.trim().split_once('/')?;
+    let count: u32 = count.trim().parse().ok().filter(|c| *c > 0)?;
+    let unit = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => return None,
+    };
+    Some(unit / count)
 }
 
 #[cfg(test)]
@@ -470,6 +505,24 @@ mod tests {
         assert!(err.contains("unknown field \"nodes\" in host source"), "{err}");
         assert!(err.contains("host source needs `instance`"), "{err}");
         assert!(err.contains("must start with http://"), "{err}");
+    }
+
+    #[test]
+    fn notifier_timeout_and_rate_limit() {
+        let c = Config::parse(
+            "sources:\n  - {type: zookeeper, cluster: p, nodes: ['a:2181']}\nnotifiers:\n  - {name: f, type: file, path: x, timeout: 3s, rate_limit: 20/m}\n",
+            Path::new("z.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.notifiers[0].timeout, Duration::from_secs(3));
+        assert_eq!(c.notifiers[0].min_interval, Some(Duration::from_secs(3)));
+        let err = Config::parse(
+            "sources:\n  - {type: zookeeper, cluster: p, nodes: ['a:2181']}\nnotifiers:\n  - {name: f, type: console, rate_limit: fast}\n",
+            Path::new("z.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("rate_limit: \"fast\" is not a rate"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod console;
 pub mod delivery;
 mod file;
+pub mod webhook;
 
 pub use console::ConsoleNotifier;
 pub use file::FileNotifier;
@@ -156,14 +157,15 @@ fn alert_line(a: &Alert) -> String {
 }
 
 /// Builds the configured notifiers.
-pub fn from_config(configs: &[crate::config::NotifierConfig]) -> Vec<Arc<dyn Notifier>> {
+pub fn from_config(configs: &[crate::config::NotifierConfig]) -> Vec<delivery::Channel> {
     configs
         .iter()
-        .map(|c| -> Arc<dyn Notifier> {
-            match &c.kind {
+        .map(|c| {
+            let notifier: Arc<dyn Notifier> = match &c.kind {
                 crate::config::NotifierKind::Console => Arc::new(ConsoleNotifier { name: c.name.clone() }),
                 crate::config::NotifierKind::File { path } => Arc::new(FileNotifier::new(c.name.clone(), path.clone())),
-            }
+            };
+            delivery::Channel::new(notifier, c.timeout, c.min_interval)
         })
         .collect()
 }

@@ -23,9 +23,13 @@ pub const NOTIFIER_FAILING: &str = "NotifierFailing";
 /// A resolved `NotifierFailing` is kept this long, so its resolution is told.
 const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
 
-pub(super) fn deliverer(notifiers: Vec<Arc<dyn Notifier>>) -> (Deliverer, mpsc::UnboundedReceiver<Report>) {
-    let channels: HashMap<String, Channel> =
-        notifiers.into_iter().map(|n| (n.name().to_string(), Channel::new(n, DEFAULT_TIMEOUT, None))).collect();
+/// Channels with the default timeout and no rate limit.
+pub fn channels(notifiers: Vec<Arc<dyn Notifier>>) -> Vec<Channel> {
+    notifiers.into_iter().map(|n| Channel::new(n, DEFAULT_TIMEOUT, None)).collect()
+}
+
+pub(super) fn deliverer(channels: Vec<Channel>) -> (Deliverer, mpsc::UnboundedReceiver<Report>) {
+    let channels: HashMap<String, Channel> = channels.into_iter().map(|c| (c.notifier.name().to_string(), c)).collect();
     Deliverer::new(channels, DeliveryPolicy::default(), Arc::new(SystemClock))
 }
 
@@ -203,7 +207,7 @@ mod tests {
         for t in &mut policy.tiers {
             t.group_wait = Duration::ZERO;
         }
-        let mut runner = Runner::new(rules, Duration::from_secs(5), config, notifiers);
+        let mut runner = Runner::new(rules, Duration::from_secs(5), config, channels(notifiers));
         let mut rx = runner.reports.take().unwrap();
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
         runner.deliverer.set_clock(clock.clone());

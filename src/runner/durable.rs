@@ -171,8 +171,9 @@ mod tests {
         )
         .unwrap();
         let rules = Arc::new(crate::rule::load_rules(&[rules], Default::default()).unwrap());
-        let notifier = Arc::new(FileNotifier::new("pages", notifications));
-        Runner::new(rules, Duration::from_secs(5), PipelineConfig::defaults_to(&["pages".into()]), vec![notifier])
+        let notifier: Arc<dyn crate::notify::Notifier> = Arc::new(FileNotifier::new("pages", notifications));
+        let channels = crate::runner::channels(vec![notifier]);
+        Runner::new(rules, Duration::from_secs(5), PipelineConfig::defaults_to(&["pages".into()]), channels)
     }
 
     fn down(runner: &mut Runner, t: i64) {

@@ -9,11 +9,11 @@ mod delivery;
 mod durable;
 
 pub use control::Control;
+pub use delivery::{NOTIFIER_FAILING, channels};
 pub use durable::Durable;
 
 use crate::clock::Clock;
 use crate::model::{Alert, Labels, Sample, Timestamp};
-use crate::notify::Notifier;
 use crate::notify::delivery::{Deliverer, Report};
 use crate::pipeline::{Message, Pipeline, PipelineConfig};
 use crate::rule::{AlertEvent, Evaluator, RuleSet};
@@ -105,10 +105,10 @@ impl Runner {
         rules: Arc<RuleSet>,
         evaluation_interval: Duration,
         pipeline: PipelineConfig,
-        notifiers: Vec<Arc<dyn Notifier>>,
+        channels: Vec<crate::notify::delivery::Channel>,
     ) -> Self {
         let store = Arc::new(SeriesStore::for_rules(&rules.retention));
-        let (deliverer, reports) = delivery::deliverer(notifiers);
+        let (deliverer, reports) = delivery::deliverer(channels);
         Self {
             store,
             evaluator: Evaluator::new(rules, evaluation_interval),
