@@ -41,6 +41,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/acks", post(ack))
         .route("/api/v1/status", get(status))
+        .route("/ack/{group_id}", get(ack_page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -190,6 +191,13 @@ async fn list_alerts(State(state): State<ApiState>, q: Result<Query<AlertQuery>,
     });
     let alerts: Vec<_> = alerts.into_iter().map(AlertJson::of).collect();
     ok(AlertsReply { alerts, at: snap.at })
+}
+
+/// The page an alert's ack link opens: the group's alerts and a form that
+/// posts to `/api/v1/acks` with the token the on-call types.
+async fn ack_page(Path(_group_id): Path<String>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], include_str!("ack_page.html"))
+        .into_response()
 }
 
 async fn list_groups(State(state): State<ApiState>) -> ApiResult {

@@ -195,6 +195,15 @@ async fn healthy_and_ready() {
 }
 
 #[tokio::test]
+async fn the_ack_link_opens_a_page_that_posts_to_the_acks_api() {
+    let api = Api::start(None).await;
+    let (status, body) = api.get("/ack/fedcba9876543210").await;
+    assert_eq!(status, StatusCode::OK);
+    let html = body.as_str().unwrap_or_default().to_string();
+    assert!(html.contains("<form") && html.contains("../api/v1/acks") && html.contains("Bearer "), "{html}");
+}
+
+#[tokio::test]
 async fn unknown_paths_and_methods_answer_json() {
     let api = Api::start(None).await;
     let (status, body) = api.get("/api/v1/nope").await;

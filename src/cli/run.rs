@@ -63,7 +63,7 @@ pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
         Arc::new(rules),
         config.evaluation_interval,
         config.pipeline.clone(),
-        crate::notify::from_config(&config.notifiers),
+        crate::notify::from_config(&config),
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state_path = config.data_dir.join("state.db");

@@ -25,6 +25,10 @@ pub struct Config {
     pub server: Option<ServerConfig>,
     /// Routing, inhibition, maintenance windows.
     pub pipeline: crate::pipeline::PipelineConfig,
+    /// Where messages' ack and runbook links point.
+    pub links: crate::notify::template::Links,
+    /// Message templates: the built-in ones, some replaced by files.
+    pub templates: std::sync::Arc<crate::notify::template::Templates>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +108,9 @@ pub enum NotifierKind {
     Console,
     /// One JSON object per notification, appended to a file.
     File { path: PathBuf },
+    /// An HTTP POST in one of the webhook flavours (generic, alertmanager,
+    /// slack, dingtalk, wecom, feishu).
+    Webhook(crate::notify::webhook::WebhookSettings),
 }
 
 #[derive(Clone)]
@@ -145,6 +152,8 @@ impl Config {
             notifiers: vec![NotifierConfig::new("console", NotifierKind::Console)],
             server: None,
             pipeline: crate::pipeline::PipelineConfig::defaults_to(&["console".to_string()]),
+            links: Default::default(),
+            templates: std::sync::Arc::new(crate::notify::template::Templates::builtin()),
         }
     }
 
@@ -168,6 +177,7 @@ impl Config {
         cfg.data_dir = base.join("zkalert-data");
         let mut saw_notifiers = false;
         let mut sections = pipeline::Sections::default();
+        let mut template_files: Vec<(String, PathBuf)> = Vec::new();
         const KEYS: &[&str] = &[
             "rules",
             "evaluation_interval",
@@ -178,6 +188,9 @@ impl Config {
             "routing",
             "inhibit_rules",
             "maintenance",
+            "external_url",
+            "runbook_base_url",
+            "templates",
         ];
         for (key, value) in r.map(&root, "config", KEYS) {
             match key {
@@ -219,6 +232,13 @@ impl Config {
                 "routing" => sections.routing = Some(value),
                 "inhibit_rules" => sections.inhibit_rules = Some(value),
                 "maintenance" => sections.maintenance = Some(value),
+                "external_url" => cfg.links.external_url = url(&mut r, value, key),
+                "runbook_base_url" => cfg.links.runbook_base_url = url(&mut r, value, key),
+                "templates" => {
+                    for (name, path, _) in r.string_map(value, "templates") {
+                        template_files.push((name, base.join(path)));
+                    }
+                }
                 _ => cfg.server = server(&mut r, value, base),
             }
         }
@@ -230,8 +250,30 @@ impl Config {
         }
         let names: Vec<String> = cfg.notifiers.iter().map(|n| n.name.clone()).collect();
         cfg.pipeline = pipeline::read(&mut r, &sections, &names);
+        // Templates compile and render every sample message, or their
+        // problems are reported at the template's file and line.
+        let problems = match crate::notify::template::Templates::load(&template_files) {
+            Ok(t) => {
+                let problems = t.check();
+                cfg.templates = std::sync::Arc::new(t);
+                problems
+            }
+            Err(problems) => problems,
+        };
+        for p in problems {
+            diags.push(Path::new(&p.file), Pos::new(p.line, 1), format!("template: {}", p.message));
+        }
         if diags.is_empty() { Ok(cfg) } else { Err(diags.sorted()) }
     }
+}
+
+fn url(r: &mut Reader, n: &Node, what: &str) -> Option<String> {
+    let u = r.string(n, what)?;
+    if !u.starts_with("http://") && !u.starts_with("https://") {
+        r.error(n.pos, format!("{what}: {u:?} must start with http:// or https://"));
+        return None;
+    }
+    Some(u)
 }
 
 fn server(r: &mut Reader, n: &Node, base: &Path) -> Option<ServerConfig> {
@@ -411,11 +453,32 @@ fn is_host_port(addr: &str) -> bool {
     addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
 }
 
+const NOTIFIER_TYPES: &str = "console, file, webhook";
+
 fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
-    let fields = r.map(n, "notifier", &["name", "type", "path", "timeout", "rate_limit"]);
+    const FIELDS: &[&str] = &[
+        "name",
+        "type",
+        "path",
+        "timeout",
+        "rate_limit",
+        "flavor",
+        "url",
+        "url_env",
+        "url_file",
+        "secret_env",
+        "secret_file",
+        "headers",
+    ];
+    let fields = r.map(n, "notifier", FIELDS);
     let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
     let name = get("name").and_then(|v| r.string(v, "name"));
     let kind = get("type").and_then(|v| r.string(v, "type"));
+    let Some(name) = name else {
+        r.error(n.pos, "notifier needs a `name`");
+        return None;
+    };
+    let timeout = get("timeout").and_then(|v| positive_duration(r, v, "timeout")).unwrap_or(Duration::from_secs(10));
     let kind = match kind.as_deref() {
         Some("console") => NotifierKind::Console,
         Some("file") => match get("path").and_then(|p| r.string(p, "path")) {
@@ -425,26 +488,53 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
                 return None;
             }
         },
+        Some("webhook") => {
+            let flavor_text = get("flavor").and_then(|v| r.string(v, "flavor")).unwrap_or_else(|| "generic".into());
+            let Some(flavor) = crate::notify::webhook::Flavor::parse(&flavor_text) else {
+                r.error(
+                    get("flavor").map_or(n.pos, |f| f.pos),
+                    format!(
+                        "unknown webhook flavor {flavor_text:?}; expected generic, alertmanager, slack, dingtalk, wecom or feishu"
+                    ),
+                );
+                return None;
+            };
+            let url = match get("url") {
+                Some(v) => r.string(v, "url"),
+                None => secret(r, &fields, "url", base),
+            };
+            let Some(url) = url else {
+                if get("url_env").is_none() && get("url_file").is_none() {
+                    r.error(n.pos, "webhook notifier needs `url` (or `url_env` / `url_file` when it holds a token)");
+                }
+                return None;
+            };
+            let mut settings = crate::notify::webhook::WebhookSettings::new(name.clone(), flavor, url);
+            settings.secret = secret(r, &fields, "secret", base);
+            settings.headers = get("headers")
+                .map(|h| r.string_map(h, "headers").into_iter().map(|(k, v, _)| (k, v)).collect())
+                .unwrap_or_default();
+            settings.timeout = timeout;
+            // Checked now, so `check` reports it; built again at run time.
+            if let Err(e) = crate::notify::webhook::WebhookNotifier::new(settings.clone()) {
+                r.error(n.pos, e);
+            }
+            NotifierKind::Webhook(settings)
+        }
         Some(other) => {
             r.error(
                 get("type").map_or(n.pos, |t| t.pos),
-                format!("unknown notifier type {other:?}; expected console or file"),
+                format!("unknown notifier type {other:?}; expected {NOTIFIER_TYPES}"),
             );
             return None;
         }
         None => {
-            r.error(n.pos, "notifier needs a `type` (console, file)");
+            r.error(n.pos, format!("notifier needs a `type` ({NOTIFIER_TYPES})"));
             return None;
         }
     };
-    let Some(name) = name else {
-        r.error(n.pos, "notifier needs a `name`");
-        return None;
-    };
     let mut config = NotifierConfig::new(name, kind);
-    if let Some(t) = get("timeout").and_then(|v| positive_duration(r, v, "timeout")) {
-        config.timeout = t;
-    }
+    config.timeout = timeout;
     if let Some(v) = get("rate_limit")
         && let Some(text) = r.string(v, "rate_limit")
     {
@@ -454,6 +544,41 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
         }
     }
     Some(config)
+}
+
+/// A secret from `<key>_env` (an environment variable) or `<key>_file` (a
+/// file's contents, trimmed), never from the config text; errors name the
+/// variable or file, never the value.
+fn secret(r: &mut Reader, fields: &[(&str, &Node)], key: &str, base: &Path) -> Option<String> {
+    let get = |k: String| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| *v);
+    let (env, file) = (get(format!("{key}_env")), get(format!("{key}_file")));
+    if env.is_some() && file.is_some() {
+        r.error(env.map_or(Pos::new(1, 1), |n| n.pos), format!("give {key}_env or {key}_file, not both"));
+        return None;
+    }
+    if let Some(n) = env {
+        let var = r.string(n, &format!("{key}_env"))?;
+        return match std::env::var(&var) {
+            Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            _ => {
+                r.error(n.pos, format!("{key}_env: environment variable {var} is not set"));
+                None
+            }
+        };
+    }
+    let n = file?;
+    let path = base.join(r.string(n, &format!("{key}_file"))?);
+    match std::fs::read_to_string(&path) {
+        Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+        Ok(_) => {
+            r.error(n.pos, format!("{key}_file: {} is empty", path.display()));
+            None
+        }
+        Err(e) => {
+            r.error(n.pos, format!("{key}_file: cannot read {}: {e}", path.display()));
+            None
+        }
+    }
 }
 
 /// `N/s`, `N/m`, `N/h` → the interval between two sends.
@@ -523,6 +648,49 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("rate_limit: \"fast\" is not a rate"), "{err}");
+    }
+
+    #[test]
+    fn webhook_secrets_come_from_env_or_file_and_are_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "SEC-file-4242\n").unwrap();
+        let cfg = dir.path().join("z.yaml");
+        let var = "ZKALERT_TEST_WEBHOOK_URL_7731";
+        let text = format!(
+            "sources:\n  - {{type: zookeeper, cluster: p, nodes: ['a:2181']}}\nnotifiers:\n  - {{name: ding, type: webhook, flavor: dingtalk, url_env: {var}, secret_file: secret.txt}}\n"
+        );
+        let err = Config::parse(&text, &cfg).unwrap_err().to_string();
+        assert!(err.contains(&format!("url_env: environment variable {var} is not set")), "{err}");
+        let with_url = text
+            .replace(&format!("url_env: {var}"), "url: 'https://oapi.dingtalk.com/robot/send?access_token=TOKEN-9911'");
+        let c = Config::parse(&with_url, &cfg).unwrap();
+        let NotifierKind::Webhook(w) = &c.notifiers[0].kind else { panic!("a webhook") };
+        assert_eq!(w.secret.as_deref(), Some("SEC-file-4242"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("SEC-file-4242") && !shown.contains("TOKEN-9911"), "{shown}");
+        let bad = with_url.replace("dingtalk", "teams");
+        let err = Config::parse(&bad, &cfg).unwrap_err().to_string();
+        assert!(err.contains("unknown webhook flavor \"teams\""), "{err}");
+        let both = with_url.replace("secret_file: secret.txt", "secret_file: secret.txt, secret_env: X");
+        assert!(Config::parse(&both, &cfg).unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
+    fn template_problems_at_their_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("subject.j2"), "[{{ tier }}]\n{{ alerts.first }}\n").unwrap();
+        std::fs::write(dir.path().join("sms.j2"), "{{ tier }").unwrap();
+        let cfg = dir.path().join("z.yaml");
+        let text = "sources:\n  - {type: zookeeper, cluster: p, nodes: ['a:2181']}\ntemplates: {subject: subject.j2, sms: sms.j2}\nexternal_url: ftp://x\n";
+        let err = Config::parse(text, &cfg).unwrap_err().to_string();
+        let subject = dir.path().join("subject.j2").display().to_string();
+        let sms = dir.path().join("sms.j2").display().to_string();
+        assert!(err.contains(&format!("{sms}:1:1: template: syntax error")), "{err}");
+        assert!(err.contains("external_url: \"ftp://x\" must start with http://"), "{err}");
+        // The syntax error stops loading; fixed, the undefined field shows.
+        std::fs::write(dir.path().join("sms.j2"), "{{ tier }}").unwrap();
+        let err = Config::parse(text.replace("ftp://x", "http://zkalert:9097").as_str(), &cfg).unwrap_err().to_string();
+        assert!(err.contains(&format!("{subject}:2:1: template: undefined value")), "{err}");
     }
 
     #[test]

@@ -1,12 +1,16 @@
-//! The `console` notifier: each message as human-readable lines on standard
-//! output (the built-in default, so a first run shows its pages).
+//! The `console` notifier: each message rendered with the `text` template
+//! on standard output (the built-in default, so a first run shows its pages).
 
-use super::{Delivery, Notifier, SendError, SendFuture, message_lines};
+use super::template::{Context, Links, Templates};
+use super::{Delivery, Notifier, SendError, SendFuture};
 use std::io::Write;
+use std::sync::Arc;
 
-/// Prints each message as lines on standard output.
+/// Prints each message on standard output, with a blank line after it.
 pub struct ConsoleNotifier {
     pub name: String,
+    pub templates: Arc<Templates>,
+    pub links: Links,
 }
 
 impl Notifier for ConsoleNotifier {
@@ -17,10 +21,17 @@ impl Notifier for ConsoleNotifier {
         "console"
     }
     fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a> {
-        let mut out = std::io::stdout().lock();
-        let result = writeln!(out, "{}", message_lines(&d.message))
-            .and_then(|()| out.flush())
-            .map_err(|e| SendError::Retryable(format!("cannot write to standard output: {e}")));
+        let ctx = Context::new(&d.message, &d.channel, &self.links);
+        let result = match self.templates.render("text", &ctx) {
+            // A broken template is a config error: retrying cannot fix it.
+            Err(e) => Err(SendError::Permanent(e.to_string())),
+            Ok(text) => {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{text}\n")
+                    .and_then(|()| out.flush())
+                    .map_err(|e| SendError::Retryable(format!("cannot write to standard output: {e}")))
+            }
+        };
         Box::pin(std::future::ready(result))
     }
 }

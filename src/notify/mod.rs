@@ -6,12 +6,13 @@
 mod console;
 pub mod delivery;
 mod file;
+pub mod template;
 pub mod webhook;
 
 pub use console::ConsoleNotifier;
 pub use file::FileNotifier;
 
-use crate::model::{ALERTNAME, Alert, SEVERITY, Timestamp};
+use crate::model::{Alert, Timestamp};
 use crate::pipeline::Message;
 use std::future::Future;
 use std::pin::Pin;
@@ -110,60 +111,50 @@ pub fn message_json(m: &Message, channel: &str) -> serde_json::Value {
     })
 }
 
-/// Human-readable lines: a header, then one line per alert.
-pub fn message_lines(m: &Message) -> String {
-    let what = if m.digest {
-        format!("DIGEST {} firing, {} resolved", m.firing.len(), m.resolved.len())
-    } else if m.escalation {
-        format!("ESCALATION (not acknowledged) {}", m.group)
-    } else {
-        format!("{} {}", m.group, summary_counts(m))
-    };
-    let mut out = format!("{} [{}] {what}", m.at.to_rfc3339(), m.tier);
-    for (a, status) in m
-        .firing
-        .iter()
-        .map(|a| (a, if m.is_new(a.fingerprint) { "FIRING" } else { "STILL FIRING" }))
-        .chain(m.resolved.iter().map(|a| (a, "RESOLVED")))
-    {
-        out.push_str(&format!("\n  {status} {}", alert_line(a)));
-    }
-    out
+/// A notifier that could not be built: every delivery fails permanently
+/// (so it falls over and raises `NotifierFailing`) instead of the process
+/// refusing to page at all.
+struct Broken {
+    name: String,
+    error: String,
 }
 
-fn summary_counts(m: &Message) -> String {
-    let mut parts = vec![format!("{} firing", m.firing.len())];
-    if !m.new.is_empty() {
-        parts.push(format!("{} new", m.new.len()));
+impl Notifier for Broken {
+    fn name(&self) -> &str {
+        &self.name
     }
-    if !m.resolved.is_empty() {
-        parts.push(format!("{} resolved", m.resolved.len()));
+    fn kind(&self) -> &'static str {
+        "broken"
     }
-    parts.join(", ")
-}
-
-fn alert_line(a: &Alert) -> String {
-    let mut labels = a.labels.clone();
-    labels.remove(ALERTNAME);
-    labels.remove(SEVERITY);
-    let mut line = format!("[{}] {} {labels}", a.severity, a.name());
-    if let Some(s) = a.annotation("summary") {
-        line.push_str(&format!(" — {s}"));
+    fn send<'a>(&'a self, _: &'a Delivery) -> SendFuture<'a> {
+        Box::pin(std::future::ready(Err(SendError::Permanent(self.error.clone()))))
     }
-    if let Some(r) = &a.runbook {
-        line.push_str(&format!(" (runbook: {r})"));
-    }
-    line
 }
 
 /// Builds the configured notifiers.
-pub fn from_config(configs: &[crate::config::NotifierConfig]) -> Vec<delivery::Channel> {
-    configs
+pub fn from_config(config: &crate::config::Config) -> Vec<delivery::Channel> {
+    let templates = config.templates.clone();
+    config
+        .notifiers
         .iter()
         .map(|c| {
             let notifier: Arc<dyn Notifier> = match &c.kind {
-                crate::config::NotifierKind::Console => Arc::new(ConsoleNotifier { name: c.name.clone() }),
+                crate::config::NotifierKind::Console => Arc::new(ConsoleNotifier {
+                    name: c.name.clone(),
+                    templates: templates.clone(),
+                    links: config.links.clone(),
+                }),
                 crate::config::NotifierKind::File { path } => Arc::new(FileNotifier::new(c.name.clone(), path.clone())),
+                crate::config::NotifierKind::Webhook(settings) => {
+                    let mut settings = settings.clone();
+                    settings.external_url = config.links.external_url.clone();
+                    settings.runbook_base_url = config.links.runbook_base_url.clone();
+                    match webhook::WebhookNotifier::new(settings) {
+                        Ok(n) => Arc::new(n),
+                        // Validated when the config was read.
+                        Err(e) => Arc::new(Broken { name: c.name.clone(), error: e }),
+                    }
+                }
             };
             delivery::Channel::new(notifier, c.timeout, c.min_interval)
         })
