@@ -12,6 +12,9 @@ command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 # jars the harness puts on the classpath) and a JRE to run them.
 [ -f /usr/share/java/zookeeper.jar ] || need_pkgs+=(zookeeper)
 command -v java >/dev/null 2>&1 || need_pkgs+=(default-jre-headless)
+# tests/email.rs delivers to a real SMTP server: aiosmtpd, run by Debian's python3.
+/usr/bin/python3 -c "import aiosmtpd" >/dev/null 2>&1 || need_pkgs+=(python3-aiosmtpd)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 # tests/http_sources.rs scrapes a real node exporter with the Prometheus source.
 [ -x /usr/bin/prometheus-node-exporter ] || need_pkgs+=(prometheus-node-exporter)
 if ((${#need_pkgs[@]})); then

@@ -84,6 +84,28 @@ enum Command {
     },
     /// Acknowledge a notification group (stops escalation) on a running zkalert.
     Ack(cli::client::AckArgs),
+    /// Notifier tools.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyCommand {
+    /// Send a sample message through one configured notifier, for real, and
+    /// report the outcome (exit 0 delivered, 1 failed).
+    Test {
+        /// Config file (zkalert.yaml).
+        #[arg(short, long, env = "ZKALERT_CONFIG")]
+        config: PathBuf,
+        /// The notifier's name in the config.
+        #[arg(long)]
+        notifier: String,
+        /// The sample message's tier.
+        #[arg(long, default_value = "P1")]
+        tier: zkalert::model::Severity,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -118,6 +140,9 @@ fn main() {
         Command::Groups(args) => block_on(cli::client::groups(args)),
         Command::Silence { command } => block_on(cli::client::silence(command)),
         Command::Ack(args) => block_on(cli::client::ack(args)),
+        Command::Notify { command: NotifyCommand::Test { config, notifier, tier } } => {
+            block_on(cli::notify::test(&config, &notifier, tier))
+        }
     };
     match code {
         Ok(code) => std::process::exit(code),

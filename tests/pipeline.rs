@@ -8,67 +8,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::http::MetricsServer;
 use support::zkalert::{Event, RunConfig, ZkalertRun, render};
-
-/// A `/metrics` endpoint whose body the test sets.
-struct MetricsServer {
-    port: u16,
-    body: Arc<Mutex<String>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl MetricsServer {
-    fn start() -> MetricsServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind metrics server");
-        let port = listener.local_addr().unwrap().port();
-        let body = Arc::new(Mutex::new(String::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (b, s) = (body.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(mut conn) = conn else { continue };
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = b.lock().unwrap().clone();
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                    text.len()
-                );
-            }
-        });
-        MetricsServer { port, body, stop }
-    }
-
-    /// `svc_up{node="nI"}` for each node: 1 up, 0 down.
-    fn set(&self, down: &[bool]) {
-        let mut text = String::from("# TYPE svc_up gauge\n");
-        for (i, d) in down.iter().enumerate() {
-            text.push_str(&format!("svc_up{{node=\"n{i}\"}} {}\n", if *d { 0 } else { 1 }));
-        }
-        *self.body.lock().unwrap() = text;
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
 
 const RULES: &str = "groups:
   - name: crash

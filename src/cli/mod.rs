@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod client;
+pub mod notify;
 pub mod probe;
 pub mod replay;
 pub mod run;

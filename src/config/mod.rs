@@ -111,6 +111,12 @@ pub enum NotifierKind {
     /// An HTTP POST in one of the webhook flavours (generic, alertmanager,
     /// slack, dingtalk, wecom, feishu).
     Webhook(crate::notify::webhook::WebhookSettings),
+    /// SMS through a Twilio-compatible Messages API or a generic HTTP gateway.
+    Sms(crate::notify::sms::SmsSettings),
+    /// Voice calls through a Twilio-compatible Calls API.
+    Voice(crate::notify::voice::VoiceSettings),
+    /// Email over SMTP (STARTTLS, implicit TLS or plain).
+    Email(crate::notify::email::EmailSettings),
 }
 
 #[derive(Clone)]
@@ -453,7 +459,7 @@ fn is_host_port(addr: &str) -> bool {
     addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
 }
 
-const NOTIFIER_TYPES: &str = "console, file, webhook";
+const NOTIFIER_TYPES: &str = "console, file, webhook, email, sms, voice";
 
 fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
     const FIELDS: &[&str] = &[
@@ -469,6 +475,26 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
         "secret_env",
         "secret_file",
         "headers",
+        "provider",
+        "to",
+        "segments",
+        "account_sid",
+        "auth_token_env",
+        "auth_token_file",
+        "from",
+        "api_base",
+        "method",
+        "body_template",
+        "repeat",
+        "language",
+        "host",
+        "port",
+        "security",
+        "username",
+        "password_env",
+        "password_file",
+        "hello_name",
+        "accept_invalid_certs",
     ];
     let fields = r.map(n, "notifier", FIELDS);
     let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
@@ -520,6 +546,115 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
                 r.error(n.pos, e);
             }
             NotifierKind::Webhook(settings)
+        }
+        Some("email") => {
+            let host = get("host").and_then(|v| r.string(v, "host"));
+            let from = get("from").and_then(|v| r.string(v, "from"));
+            let to: Vec<String> = get("to")
+                .map(|t| r.seq(t, "to").iter().filter_map(|x| r.string(x, "to")).collect())
+                .unwrap_or_default();
+            let (Some(host), Some(from)) = (host, from) else {
+                r.error(n.pos, "email notifier needs `host`, `from` and `to`");
+                return None;
+            };
+            let mut e = crate::notify::email::EmailSettings::new(name.clone(), host, from, to);
+            if let Some(v) = get("security") {
+                let text = r.string(v, "security").unwrap_or_default();
+                match crate::notify::email::Security::parse(&text) {
+                    Some(sec) => {
+                        e.security = sec;
+                        e.port = sec.default_port();
+                    }
+                    None => r.error(v.pos, format!("security: {text:?}; expected starttls, tls or plain")),
+                }
+            }
+            if let Some(p) = get("port").and_then(|v| r.float(v, "port")) {
+                e.port = p.clamp(0.0, 65535.0) as u16;
+            }
+            e.username = get("username").and_then(|v| r.string(v, "username"));
+            e.password = secret(r, &fields, "password", base);
+            e.hello_name = get("hello_name").and_then(|v| r.string(v, "hello_name"));
+            e.accept_invalid_certs =
+                get("accept_invalid_certs").and_then(|v| r.boolean(v, "accept_invalid_certs")).unwrap_or(false);
+            e.timeout = timeout;
+            let templates = std::sync::Arc::new(crate::notify::template::Templates::builtin());
+            if let Err(err) = crate::notify::email::EmailNotifier::new(e.clone(), templates, Default::default()) {
+                r.error(n.pos, err);
+                return None;
+            }
+            NotifierKind::Email(e)
+        }
+        Some(kind @ ("sms" | "voice")) => {
+            let to: Vec<String> = get("to")
+                .map(|t| r.seq(t, "to").iter().filter_map(|x| r.string(x, "to")).collect())
+                .unwrap_or_default();
+            let twilio = |r: &mut Reader| -> Option<crate::notify::sms::Twilio> {
+                let sid = get("account_sid").and_then(|v| r.string(v, "account_sid"));
+                let token = secret(r, &fields, "auth_token", base);
+                let from = get("from").and_then(|v| r.string(v, "from"));
+                let (Some(sid), Some(token), Some(from)) = (sid, token, from) else {
+                    r.error(n.pos, format!("{kind} notifier (twilio) needs `account_sid`, `auth_token_env` or `auth_token_file`, and `from`"));
+                    return None;
+                };
+                let mut t = crate::notify::sms::Twilio::new(sid, token, from);
+                if let Some(b) = get("api_base").and_then(|v| r.string(v, "api_base")) {
+                    t.api_base = b;
+                }
+                Some(t)
+            };
+            let built = if kind == "voice" {
+                let mut v = crate::notify::voice::VoiceSettings::new(name.clone(), twilio(r)?, to);
+                v.timeout = timeout;
+                v.repeat = get("repeat").and_then(|x| r.boolean(x, "repeat")).unwrap_or(true);
+                v.language = get("language").and_then(|x| r.string(x, "language"));
+                crate::notify::voice::VoiceNotifier::new(v.clone()).map(|_| NotifierKind::Voice(v))
+            } else {
+                let provider = match get("provider").and_then(|v| r.string(v, "provider")).as_deref() {
+                    Some("twilio") | None => crate::notify::sms::SmsProvider::Twilio(twilio(r)?),
+                    Some("http") => {
+                        let url = match get("url") {
+                            Some(v) => r.string(v, "url"),
+                            None => secret(r, &fields, "url", base),
+                        };
+                        let body = get("body_template").and_then(|v| r.string(v, "body_template"));
+                        let (Some(url), Some(body)) = (url, body) else {
+                            r.error(
+                                n.pos,
+                                "sms notifier (http) needs `url` (or `url_env`/`url_file`) and `body_template`",
+                            );
+                            return None;
+                        };
+                        let mut g = crate::notify::sms::HttpGateway::new(url, body);
+                        if let Some(m) = get("method").and_then(|v| r.string(v, "method")) {
+                            g.method = m;
+                        }
+                        g.headers = get("headers")
+                            .map(|h| r.string_map(h, "headers").into_iter().map(|(k, v, _)| (k, v)).collect())
+                            .unwrap_or_default();
+                        crate::notify::sms::SmsProvider::Http(g)
+                    }
+                    Some(other) => {
+                        r.error(
+                            get("provider").map_or(n.pos, |p| p.pos),
+                            format!("unknown sms provider {other:?}; expected twilio or http"),
+                        );
+                        return None;
+                    }
+                };
+                let mut sms = crate::notify::sms::SmsSettings::new(name.clone(), provider, to);
+                sms.timeout = timeout;
+                if let Some(seg) = get("segments").and_then(|v| r.float(v, "segments")) {
+                    sms.segments = seg.max(0.0) as usize;
+                }
+                crate::notify::sms::SmsNotifier::new(sms.clone()).map(|_| NotifierKind::Sms(sms))
+            };
+            match built {
+                Ok(k) => k,
+                Err(e) => {
+                    r.error(n.pos, e);
+                    return None;
+                }
+            }
         }
         Some(other) => {
             r.error(
@@ -673,6 +808,23 @@ mod tests {
         assert!(err.contains("unknown webhook flavor \"teams\""), "{err}");
         let both = with_url.replace("secret_file: secret.txt", "secret_file: secret.txt, secret_env: X");
         assert!(Config::parse(&both, &cfg).unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
+    fn sms_and_voice_notifiers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "tw-secret-5150").unwrap();
+        let cfg = dir.path().join("z.yaml");
+        let text = "sources:\n  - {type: zookeeper, cluster: p, nodes: ['a:2181']}\nnotifiers:\n  - {name: sms, type: sms, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], segments: 2}\n  - {name: gw, type: sms, provider: http, url: 'http://127.0.0.1:9/send', body_template: '{\"to\": {{ to | tojson }}, \"text\": {{ text | tojson }}}', to: ['+8613800138000']}\n  - {name: call, type: voice, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], language: zh-CN}\n";
+        let c = Config::parse(text, &cfg).unwrap();
+        assert!(matches!(&c.notifiers[0].kind, NotifierKind::Sms(s) if s.segments == 2));
+        assert!(matches!(&c.notifiers[1].kind, NotifierKind::Sms(_)));
+        assert!(matches!(&c.notifiers[2].kind, NotifierKind::Voice(v) if v.language.as_deref() == Some("zh-CN")));
+        assert!(!format!("{c:?}").contains("tw-secret-5150"), "the token is never shown");
+        let err = Config::parse(&text.replace("'+8613800138000'], segments", "'13800138000'], segments"), &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("E.164"), "{err}");
     }
 
     #[test]

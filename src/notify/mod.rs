@@ -5,8 +5,11 @@
 
 mod console;
 pub mod delivery;
+pub mod email;
 mod file;
+pub mod sms;
 pub mod template;
+pub mod voice;
 pub mod webhook;
 
 pub use console::ConsoleNotifier;
@@ -131,6 +134,14 @@ impl Notifier for Broken {
     }
 }
 
+/// The notifier, or (config validated, so not expected) one that fails.
+fn built<N: Notifier + 'static>(name: &str, n: Result<N, String>) -> Arc<dyn Notifier> {
+    match n {
+        Ok(n) => Arc::new(n),
+        Err(error) => Arc::new(Broken { name: name.to_string(), error }),
+    }
+}
+
 /// Builds the configured notifiers.
 pub fn from_config(config: &crate::config::Config) -> Vec<delivery::Channel> {
     let templates = config.templates.clone();
@@ -145,6 +156,21 @@ pub fn from_config(config: &crate::config::Config) -> Vec<delivery::Channel> {
                     links: config.links.clone(),
                 }),
                 crate::config::NotifierKind::File { path } => Arc::new(FileNotifier::new(c.name.clone(), path.clone())),
+                crate::config::NotifierKind::Email(settings) => {
+                    built(&c.name, email::EmailNotifier::new(settings.clone(), templates.clone(), config.links.clone()))
+                }
+                crate::config::NotifierKind::Sms(settings) => {
+                    let mut s = settings.clone();
+                    s.templates = templates.clone();
+                    s.links = config.links.clone();
+                    built(&c.name, sms::SmsNotifier::new(s))
+                }
+                crate::config::NotifierKind::Voice(settings) => {
+                    let mut s = settings.clone();
+                    s.templates = templates.clone();
+                    s.links = config.links.clone();
+                    built(&c.name, voice::VoiceNotifier::new(s))
+                }
                 crate::config::NotifierKind::Webhook(settings) => {
                     let mut settings = settings.clone();
                     settings.external_url = config.links.external_url.clone();

@@ -7,5 +7,6 @@
 #![allow(dead_code)]
 
 pub mod ensemble;
+pub mod http;
 pub mod process;
 pub mod zkalert;

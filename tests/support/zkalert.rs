@@ -215,7 +215,11 @@ impl ZkalertRun {
         let dir = tempfile::Builder::new().prefix("zkalert-run-").tempdir().expect("create temp dir");
         std::fs::write(dir.path().join("config.yaml"), yaml).expect("write config");
         for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).expect("write file beside the config");
+            let path = dir.path().join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create a directory beside the config");
+            }
+            std::fs::write(path, text).expect("write file beside the config");
         }
         let log = dir.path().join("zkalert.log");
         let notifications = dir.path().join("notifications.jsonl");

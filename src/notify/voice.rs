@@ -1,0 +1,189 @@
+//! The `voice` notifier: a phone call to every recipient, speaking the
+//! `voice` template, through Twilio's Calls API (or a compatible one).
+//!
+//! For each recipient, `POST {api_base}/2010-04-01/Accounts/{sid}/Calls.json`
+//! with a form-encoded `To`, `From` and `Twiml`, HTTP basic auth `sid:token`
+//! and `I-Twilio-Idempotency-Token: <message id>-<channel>-<recipient index>`.
+//! The TwiML is `<Response><Say>TEXT</Say></Response>` with the text
+//! XML-escaped; with `repeat` (the default) the text is said twice with a
+//! one-second pause between. A 2xx answer is a success, other statuses are
+//! classed by [`SendError::from_http_status`], transport errors are
+//! retryable. As for SMS, a retry after a partial failure only calls the
+//! recipients not reached yet.
+
+use super::sms::{DELIVERED_CAPACITY, Delivered, Twilio, check_recipients, form_encode, send_all, send_request};
+use super::template::{Context, Links, Templates};
+use super::{Delivery, Notifier, SendError, SendFuture};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a [`VoiceNotifier`] is built from.
+#[derive(Debug, Clone)]
+pub struct VoiceSettings {
+    pub name: String,
+    pub twilio: Twilio,
+    /// Recipients, E.164.
+    pub to: Vec<String>,
+    /// Say the text twice, with a pause between (true unless set).
+    pub repeat: bool,
+    /// The `<Say language="…">` attribute (e.g. `en-US`, `zh-CN`); Twilio's default when unset.
+    pub language: Option<String>,
+    /// Bounds connecting and each request.
+    pub timeout: Duration,
+    /// The templates (`voice` is rendered) and where their links point.
+    pub templates: Arc<Templates>,
+    pub links: Links,
+}
+
+impl VoiceSettings {
+    /// Repeated, Twilio's default language, a 10 s timeout, the built-in templates.
+    pub fn new(name: impl Into<String>, twilio: Twilio, to: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            twilio,
+            to,
+            repeat: true,
+            language: None,
+            timeout: Duration::from_secs(10),
+            templates: Arc::new(Templates::builtin()),
+            links: Links::default(),
+        }
+    }
+}
+
+/// Escapes the five XML special characters.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Control characters other than tab and newlines are not allowed in XML 1.0.
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The TwiML that says `text` (once, or twice with a one-second pause).
+pub fn twiml(text: &str, repeat: bool, language: Option<&str>) -> String {
+    let lang = language.map(|l| format!(" language=\"{}\"", xml_escape(l))).unwrap_or_default();
+    let say = format!("<Say{lang}>{}</Say>", xml_escape(text));
+    if repeat {
+        format!("<Response>{say}<Pause length=\"1\"/>{say}</Response>")
+    } else {
+        format!("<Response>{say}</Response>")
+    }
+}
+
+/// Calls every recipient and says the message.
+pub struct VoiceNotifier {
+    pub name: String,
+    pub to: Vec<String>,
+    pub repeat: bool,
+    pub language: Option<String>,
+    twilio: Twilio,
+    templates: Arc<Templates>,
+    links: Links,
+    client: reqwest::Client,
+    delivered: Delivered,
+}
+
+impl std::fmt::Debug for VoiceNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoiceNotifier")
+            .field("name", &self.name)
+            .field("to", &self.to)
+            .field("twilio", &self.twilio)
+            .field("repeat", &self.repeat)
+            .field("language", &self.language)
+            .finish()
+    }
+}
+
+impl VoiceNotifier {
+    /// Checks the settings (E.164 recipients, a positive timeout, the
+    /// Twilio account) and builds the HTTP client.
+    pub fn new(s: VoiceSettings) -> Result<Self, String> {
+        let what = format!("voice {}", s.name);
+        check_recipients(&what, &s.to, s.timeout)?;
+        s.twilio.check(&what)?;
+        if let Some(l) = &s.language
+            && (l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(format!("{what}: invalid language {l:?}"));
+        }
+        let client = crate::source::admin::http_client(s.timeout).map_err(|e| format!("{what}: {e}"))?;
+        Ok(Self {
+            name: s.name,
+            to: s.to,
+            repeat: s.repeat,
+            language: s.language,
+            twilio: s.twilio,
+            templates: s.templates,
+            links: s.links,
+            client,
+            delivered: Delivered::new(DELIVERED_CAPACITY),
+        })
+    }
+
+    /// The TwiML of one delivery: the `voice` template, said.
+    pub fn twiml(&self, d: &Delivery) -> Result<String, SendError> {
+        let ctx = Context::new(&d.message, &d.channel, &self.links);
+        let text = self
+            .templates
+            .render("voice", &ctx)
+            .map_err(|e| SendError::Permanent(format!("voice {}: {e}", self.name)))?;
+        Ok(twiml(&text, self.repeat, self.language.as_deref()))
+    }
+
+    async fn call(&self, d: &Delivery, twiml: &str, index: usize, to: &str) -> Result<(), SendError> {
+        let t = &self.twilio;
+        let body = form_encode(&[("To", to), ("From", &t.from), ("Twiml", twiml)]);
+        let req = self
+            .client
+            .post(t.url("Calls"))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(reqwest::header::AUTHORIZATION, t.authorization())
+            .header("I-Twilio-Idempotency-Token", format!("{}-{index}", d.idempotency_key()))
+            .body(body);
+        send_request(req).await
+    }
+
+    async fn post(&self, d: &Delivery) -> Result<(), SendError> {
+        let twiml = self.twiml(d)?;
+        let what = format!("voice {}", self.name);
+        let key = d.idempotency_key();
+        send_all(&what, &self.delivered, &key, &self.to, |i| self.call(d, &twiml, i, &self.to[i])).await
+    }
+}
+
+impl Notifier for VoiceNotifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "voice"
+    }
+    fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a> {
+        Box::pin(self.post(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twiml_is_escaped_and_repeated() {
+        assert_eq!(twiml("a < b & \"c\"", false, None), "<Response><Say>a &lt; b &amp; &quot;c&quot;</Say></Response>");
+        assert_eq!(
+            twiml("hi", true, Some("en-US")),
+            "<Response><Say language=\"en-US\">hi</Say><Pause length=\"1\"/><Say language=\"en-US\">hi</Say></Response>"
+        );
+    }
+}

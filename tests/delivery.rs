@@ -1,0 +1,148 @@
+//! Delivery through the real binary: `zkalert run` paging a webhook
+//! receiver on loopback that is down for a while, refuses for good, or
+//! hangs while zkalert is killed. Every message must arrive exactly once,
+//! fall over when a channel gives up, and keep its idempotency key across
+//! a crash.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::http::{Answer, MetricsServer, Receiver};
+use support::zkalert::{RunConfig, ZkalertRun};
+
+const RULES: &str = "groups:
+  - name: delivery
+    interval: 1s
+    rules:
+      - alert: NodeDown
+        expr: svc_up == 0
+        severity: P1
+        annotations:
+          summary: 'node {{ labels.node }} is down'
+        runbook: zookeeper/node-down
+";
+
+/// `notifiers` is the YAML list; P1 goes to `channels`.
+fn config(metrics_port: u16, notifiers: &str, channels: &str) -> String {
+    format!(
+        "evaluation_interval: 1s
+data_dir: data
+rules: [rules.yaml]
+runbook_base_url: https://runbooks.example.com
+sources:
+  - type: prometheus
+    url: http://127.0.0.1:{metrics_port}/metrics
+    cluster: c
+    instance: svc
+    interval: 1s
+    timeout: 500ms
+notifiers:
+{notifiers}
+  - {{name: events, type: file, path: notifications.jsonl}}
+routing:
+  group_by: [alertname, node]
+  tiers:
+    P1: {{channels: [{channels}], group_wait: 0s, group_interval: 1s, repeat_interval: 1h}}
+"
+    )
+}
+
+fn start(metrics: &MetricsServer, notifiers: &str, channels: &str) -> ZkalertRun {
+    let yaml = config(metrics.port, notifiers, channels);
+    let runbook = "# Node down\nCheck the node.\n";
+    ZkalertRun::start_yaml(
+        RunConfig::new(Vec::new(), &[]),
+        &yaml,
+        &[("rules.yaml", RULES), ("runbooks/zookeeper/node-down.md", runbook)],
+    )
+}
+
+fn wait(what: &str, timeout: Duration, run: &mut ZkalertRun, done: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !done() {
+        run.assert_running();
+        assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}; log:\n{}", run.log_tail(40));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_receiver_down_for_a_while_gets_each_message_exactly_once_after_it_recovers() {
+    let metrics = MetricsServer::start();
+    metrics.set(&[true, true]);
+    let hook =
+        Receiver::start(vec![Answer::Status(503), Answer::Status(503), Answer::Status(503)], Answer::Status(200));
+    let notifiers = format!("  - {{name: hook, type: webhook, url: '{}'}}", hook.url());
+    let mut run = start(&metrics, &notifiers, "hook");
+    let delivered = |r: &Receiver| r.received().iter().filter(|x| x.answered == Some(200)).count();
+    wait("both pages delivered", Duration::from_secs(40), &mut run, || delivered(&hook) == 2);
+    std::thread::sleep(Duration::from_secs(3));
+    let got = hook.received();
+    let mut ok_keys: Vec<&str> =
+        got.iter().filter(|r| r.answered == Some(200)).map(|r| r.idempotency_key.as_str()).collect();
+    ok_keys.sort();
+    ok_keys.dedup();
+    assert_eq!(ok_keys.len(), 2, "two messages (one per node), each accepted once: {got:#?}");
+    assert_eq!(got.iter().filter(|r| r.answered == Some(503)).count(), 3, "three refused attempts");
+    for r in got.iter().filter(|r| r.answered == Some(503)) {
+        assert!(ok_keys.contains(&r.idempotency_key.as_str()), "a retry carries its first attempt's key");
+    }
+    let body = &got.iter().find(|r| r.answered == Some(200)).unwrap().body;
+    assert_eq!(body["tier"], "P1");
+    assert_eq!(body["firing"][0]["runbook_url"], "https://runbooks.example.com/zookeeper/node-down.md");
+}
+
+#[test]
+fn a_permanent_refusal_falls_over_and_raises_notifier_failing() {
+    let metrics = MetricsServer::start();
+    metrics.set(&[true]);
+    let bad = Receiver::start(vec![], Answer::Status(400));
+    let backup = Receiver::start(vec![], Answer::Status(200));
+    let notifiers = format!(
+        "  - {{name: primary, type: webhook, url: '{}'}}\n  - {{name: backup, type: webhook, flavor: alertmanager, url: '{}'}}",
+        bad.url(),
+        backup.url()
+    );
+    let mut run = start(&metrics, &notifiers, "primary");
+    let has = |r: &Receiver, name: &str| {
+        r.received()
+            .iter()
+            .any(|x| x.body["alerts"].as_array().is_some_and(|a| a.iter().any(|a| a["labels"]["alertname"] == name)))
+    };
+    wait("the page fell over to backup", Duration::from_secs(30), &mut run, || has(&backup, "NodeDown"));
+    wait("NotifierFailing through backup", Duration::from_secs(30), &mut run, || has(&backup, "NotifierFailing"));
+    let failing = backup
+        .received()
+        .into_iter()
+        .find(|x| x.body["alerts"][0]["labels"]["alertname"] == "NotifierFailing")
+        .unwrap();
+    assert_eq!(failing.body["alerts"][0]["labels"]["notifier"], "primary");
+    assert_eq!(failing.body["version"], "4", "the Alertmanager webhook payload");
+    assert!(
+        bad.received().iter().all(|x| x.body["firing"][0]["alertname"] != "NotifierFailing"),
+        "NotifierFailing is never sent through the channel it is about"
+    );
+    let log = std::fs::read_to_string(&run.log).unwrap_or_default();
+    assert!(log.contains("falling over"), "the log says so");
+}
+
+#[test]
+fn a_delivery_interrupted_by_sigkill_is_sent_after_restart_with_the_same_key() {
+    let metrics = MetricsServer::start();
+    metrics.set(&[true]);
+    // The first request hangs: zkalert has written the outbox and is
+    // sending when it is killed.
+    let hook = Receiver::start(vec![Answer::Hang(Duration::from_secs(30))], Answer::Status(200));
+    let notifiers = format!("  - {{name: hook, type: webhook, url: '{}'}}", hook.url());
+    let mut run = start(&metrics, &notifiers, "hook");
+    wait("the first attempt", Duration::from_secs(20), &mut run, || !hook.received().is_empty());
+    let first = hook.received()[0].idempotency_key.clone();
+    assert!(!first.is_empty());
+    run.kill9_and_restart();
+    wait("delivery after the restart", Duration::from_secs(30), &mut run, || {
+        hook.received().iter().any(|r| r.answered == Some(200))
+    });
+    let ok: Vec<String> =
+        hook.received().iter().filter(|r| r.answered == Some(200)).map(|r| r.idempotency_key.clone()).collect();
+    assert_eq!(ok, [first], "the same delivery, recognisable by its key");
+}

@@ -1,0 +1,189 @@
+//! HTTP servers on loopback for tests of the real binary: a `/metrics`
+//! endpoint whose body the test sets, and a webhook receiver that records
+//! every request and answers as the test scripts it (a status, or hanging).
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Reads one HTTP/1.1 request: (request line and headers, body).
+fn read_request(conn: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0usize);
+    while data.len() < head_end + length {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some((head, data[head_end..].to_vec()))
+}
+
+fn respond(conn: &mut std::net::TcpStream, status: u16, body: &str) {
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// A `/metrics` endpoint whose body the test sets.
+pub struct MetricsServer {
+    pub port: u16,
+    body: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl MetricsServer {
+    pub fn start() -> MetricsServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind metrics server");
+        let port = listener.local_addr().unwrap().port();
+        let body = Arc::new(Mutex::new(String::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, s) = (body.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let _ = read_request(&mut conn);
+                let text = b.lock().unwrap().clone();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        MetricsServer { port, body, stop }
+    }
+
+    /// `svc_up{node="nI"}` for each node: 1 up, 0 down.
+    pub fn set(&self, down: &[bool]) {
+        let mut text = String::from("# TYPE svc_up gauge\n");
+        for (i, d) in down.iter().enumerate() {
+            text.push_str(&format!("svc_up{{node=\"n{i}\"}} {}\n", if *d { 0 } else { 1 }));
+        }
+        *self.body.lock().unwrap() = text;
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// What the receiver does with a request.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    Status(u16),
+    /// Answers nothing for this long, then closes.
+    Hang(Duration),
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub head: String,
+    pub body: serde_json::Value,
+    pub idempotency_key: String,
+    pub answered: Option<u16>,
+}
+
+/// A webhook receiver: answers the scripted answers in order, then the
+/// default; records every request.
+pub struct Receiver {
+    pub port: u16,
+    script: Arc<Mutex<(VecDeque<Answer>, Answer)>>,
+    pub requests: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    pub fn start(script: Vec<Answer>, default: Answer) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        let port = listener.local_addr().unwrap().port();
+        let script = Arc::new(Mutex::new((VecDeque::from(script), default)));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sc, rq, st) = (script.clone(), requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let (sc, rq) = (sc.clone(), rq.clone());
+                std::thread::spawn(move || {
+                    let Some((head, body)) = read_request(&mut conn) else { return };
+                    let answer = {
+                        let mut s = sc.lock().unwrap();
+                        let default = s.1;
+                        s.0.pop_front().unwrap_or(default)
+                    };
+                    let idempotency_key = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().starts_with("idempotency-key:").then(|| l[16..].trim().to_string())
+                        })
+                        .unwrap_or_default();
+                    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    let index = {
+                        let mut r = rq.lock().unwrap();
+                        r.push(Received { head, body, idempotency_key, answered: None });
+                        r.len() - 1
+                    };
+                    match answer {
+                        Answer::Status(code) => {
+                            respond(&mut conn, code, if code < 300 { "{}" } else { "{\"error\":\"scripted\"}" });
+                            rq.lock().unwrap()[index].answered = Some(code);
+                        }
+                        Answer::Hang(d) => std::thread::sleep(d),
+                    }
+                });
+            }
+        });
+        Receiver { port, script, requests, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// From now on, answer this to everything not scripted.
+    pub fn set_default(&self, answer: Answer) {
+        self.script.lock().unwrap().1 = answer;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
