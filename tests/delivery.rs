@@ -146,3 +146,59 @@ fn a_delivery_interrupted_by_sigkill_is_sent_after_restart_with_the_same_key() {
         hook.received().iter().filter(|r| r.answered == Some(200)).map(|r| r.idempotency_key.clone()).collect();
     assert_eq!(ok, [first], "the same delivery, recognisable by its key");
 }
+
+#[test]
+fn secrets_never_appear_in_logs_check_output_or_the_api() {
+    let metrics = MetricsServer::start();
+    metrics.set(&[true]);
+    let hook = Receiver::start(vec![], Answer::Status(200));
+    let secret_url = format!("{}?access_token=TOKEN-s3cr3t-url-1234", hook.url());
+    let signing = "SIGN-s3cr3t-5678";
+    let api_token = "API-s3cr3t-9012";
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let notifiers = "  - {name: hook, type: webhook, flavor: dingtalk, url_file: hook.url, secret_file: hook.secret}";
+    let server = format!("server: {{listen: '127.0.0.1:{port}', token_file: api.token}}\n");
+    let yaml = config(metrics.port, notifiers, "hook") + server.as_str();
+    let files = [
+        ("rules.yaml", RULES),
+        ("runbooks/zookeeper/node-down.md", "# Node down\n"),
+        ("hook.url", secret_url.as_str()),
+        ("hook.secret", signing),
+        ("api.token", api_token),
+    ];
+    let mut run = ZkalertRun::start_yaml(RunConfig::new(Vec::new(), &[]), &yaml, &files);
+    wait("the page", Duration::from_secs(30), &mut run, || !hook.received().is_empty());
+    let signed = hook.received()[0].head.lines().next().unwrap_or_default().to_string();
+    assert!(signed.contains("access_token=TOKEN-s3cr3t-url-1234") && signed.contains("&sign="), "{signed}");
+    let check = std::process::Command::new(support::zkalert::BIN)
+        .arg("check")
+        .arg(run.dir().join("config.yaml"))
+        .output()
+        .unwrap();
+    let api = std::process::Command::new(support::zkalert::BIN)
+        .args(["alerts", "--json", "--url", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    let status = {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(conn, "GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        let _ = conn.read_to_string(&mut text);
+        assert!(text.contains("\"notifiers\""), "{text}");
+        text
+    };
+    let log = std::fs::read_to_string(&run.log).unwrap_or_default();
+    let shown = [
+        String::from_utf8_lossy(&check.stdout).into_owned(),
+        String::from_utf8_lossy(&check.stderr).into_owned(),
+        String::from_utf8_lossy(&api.stdout).into_owned(),
+        status,
+        log,
+    ]
+    .join("\n");
+    assert!(shown.contains("NodeDown"), "the outputs were captured: {shown}");
+    for secret in ["TOKEN-s3cr3t-url-1234", signing, api_token] {
+        assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
+    }
+}
