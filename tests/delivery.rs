@@ -179,21 +179,34 @@ fn secrets_never_appear_in_logs_check_output_or_the_api() {
         .args(["alerts", "--json", "--url", &format!("http://127.0.0.1:{port}")])
         .output()
         .unwrap();
-    let status = {
+    let get = |path: &str| {
         use std::io::{Read, Write};
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(conn, "GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut text = String::new();
         let _ = conn.read_to_string(&mut text);
-        assert!(text.contains("\"notifiers\""), "{text}");
         text
     };
+    let status = get("/api/v1/status");
+    assert!(status.contains("\"notifiers\""), "{status}");
+    // The API shows the state as of the runner's last step (every second).
+    let t0 = Instant::now();
+    let mut deliveries = get("/api/v1/deliveries");
+    while !deliveries.contains("\"state\":\"delivered\"") && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+        deliveries = get("/api/v1/deliveries");
+    }
+    assert!(
+        deliveries.contains("\"channel\":\"hook\"") && deliveries.contains("\"state\":\"delivered\""),
+        "the delivery history: {deliveries}"
+    );
     let log = std::fs::read_to_string(&run.log).unwrap_or_default();
     let shown = [
         String::from_utf8_lossy(&check.stdout).into_owned(),
         String::from_utf8_lossy(&check.stderr).into_owned(),
         String::from_utf8_lossy(&api.stdout).into_owned(),
         status,
+        deliveries,
         log,
     ]
     .join("\n");
@@ -201,4 +214,35 @@ fn secrets_never_appear_in_logs_check_output_or_the_api() {
     for secret in ["TOKEN-s3cr3t-url-1234", signing, api_token] {
         assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
     }
+}
+
+#[test]
+fn notify_test_checks_health_and_sends_a_sample_through_the_real_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(vec![], Answer::Status(200));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let yaml = format!(
+        "sources:\n  - {{type: zookeeper, cluster: c, nodes: ['127.0.0.1:1']}}\nnotifiers:\n  - {{name: hook, type: webhook, flavor: slack, url: '{}'}}\n  - {{name: gone, type: webhook, url: 'http://127.0.0.1:{closed}/x', timeout: 2s}}\n",
+        hook.url()
+    );
+    std::fs::write(dir.path().join("z.yaml"), yaml).unwrap();
+    let run = |notifier: &str| {
+        std::process::Command::new(support::zkalert::BIN)
+            .args(["notify", "test", "-c"])
+            .arg(dir.path().join("z.yaml"))
+            .args(["--notifier", notifier, "--tier", "P0"])
+            .output()
+            .unwrap()
+    };
+    let ok = run("hook");
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(out.contains("health: hook (webhook) reachable") && out.contains("delivered a sample P0 message"), "{out}");
+    let got = hook.received();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].body["text"].as_str().unwrap_or_default().starts_with("[P0]"), "{:?}", got[0].body);
+    let failed = run("gone");
+    let out = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{out}");
+    assert!(out.contains("NOT reachable") && out.contains("retryable"), "{out}");
 }

@@ -25,6 +25,8 @@ pub struct Snapshot {
     pub silences: Vec<Silence>,
     pub groups: Vec<GroupView>,
     pub status: StatusView,
+    /// The latest deliveries, newest first (the outbox and its history).
+    pub deliveries: Vec<crate::state::DeliveryRecord>,
 }
 
 #[derive(Debug, Clone)]

@@ -41,6 +41,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/acks", post(ack))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/deliveries", get(list_deliveries))
         .route("/ack/{group_id}", get(ack_page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -238,6 +239,31 @@ async fn list_silences(State(state): State<ApiState>, q: Result<Query<SilenceQue
         (silence_state_rank(a.state), a.ends_at, a.id).cmp(&(silence_state_rank(b.state), b.ends_at, b.id))
     });
     ok(SilencesReply { silences, at: snap.at })
+}
+
+/// The latest deliveries, newest first: channel, attempts, when delivered,
+/// the last error (the delivery history).
+async fn list_deliveries(State(state): State<ApiState>) -> ApiResult {
+    let snap = snapshot(&state);
+    let deliveries: Vec<serde_json::Value> = snap
+        .deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "message_id": d.message_id,
+                "channel": d.channel,
+                "group_id": d.group_id,
+                "tier": d.tier.as_str(),
+                "created_at": d.created_at.to_rfc3339(),
+                "attempts": d.attempts,
+                "delivered_at": d.delivered_at.map(Timestamp::to_rfc3339),
+                "last_error": d.last_error,
+                "escalation": d.escalation,
+                "state": if d.delivered_at.is_some() { "delivered" } else { "pending" },
+            })
+        })
+        .collect();
+    ok(json!({ "deliveries": deliveries, "at": snap.at.to_rfc3339() }))
 }
 
 async fn status(State(state): State<ApiState>) -> ApiResult {

@@ -67,6 +67,17 @@ fn sample_snapshot() -> Snapshot {
             notifiers: vec!["console".into()],
             ..StatusView::default()
         },
+        deliveries: vec![crate::state::DeliveryRecord {
+            message_id: "m1".into(),
+            channel: "sms".into(),
+            group_id: "g-down".into(),
+            tier: Severity::P0,
+            created_at: SystemClock.now(),
+            attempts: 3,
+            delivered_at: None,
+            last_error: Some("HTTP 503: busy".into()),
+            escalation: false,
+        }],
     }
 }
 
@@ -192,6 +203,19 @@ async fn healthy_and_ready() {
     assert_eq!(api.get("/-/ready").await.0, StatusCode::OK);
     api.ready.store(false, Ordering::Release);
     assert_eq!(api.get("/-/ready").await.0, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn delivery_history_is_listed() {
+    let api = Api::start(None).await;
+    let (status, body) = api.get("/api/v1/deliveries").await;
+    assert_eq!(status, StatusCode::OK);
+    let d = &body["deliveries"][0];
+    assert_eq!(
+        (d["channel"].as_str(), d["attempts"].as_u64(), d["state"].as_str()),
+        (Some("sms"), Some(3), Some("pending"))
+    );
+    assert_eq!(d["last_error"], "HTTP 503: busy");
 }
 
 #[tokio::test]

@@ -27,12 +27,17 @@ pub async fn test(config_path: &Path, notifier: &str, tier: Severity) -> anyhow:
     message.id = format!("test-{}", crate::clock::Clock::now(&crate::clock::SystemClock).as_millis());
     message.channels = vec![notifier.to_string()];
     let delivery = Delivery { message: Arc::new(message), channel: notifier.to_string() };
-    let started = Instant::now();
+    match tokio::time::timeout(channel.timeout, channel.notifier.health()).await {
+        Ok(Ok(())) => outln!("health: {notifier} ({}) reachable", channel.notifier.kind()),
+        Ok(Err(e)) => outln!("health: {notifier} ({}) NOT reachable: {e}", channel.notifier.kind()),
+        Err(_) => outln!("health: {notifier} ({}) no answer within {:?}", channel.notifier.kind(), channel.timeout),
+    }
+    let started_send = Instant::now();
     let result = match tokio::time::timeout(channel.timeout, channel.notifier.send(&delivery)).await {
         Ok(r) => r,
         Err(_) => Err(crate::notify::SendError::Retryable(format!("timed out after {:?}", channel.timeout))),
     };
-    let took = started.elapsed().as_millis();
+    let took = started_send.elapsed().as_millis();
     match result {
         Ok(()) => {
             outln!(

@@ -268,6 +268,15 @@ impl Notifier for EmailNotifier {
             self.transport.send(email).await.map(drop).map_err(|e| classify(&e))
         })
     }
+    fn health(&self) -> SendFuture<'_> {
+        Box::pin(async move {
+            match self.transport.test_connection().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(SendError::Retryable("the SMTP server did not answer NOOP".into())),
+                Err(e) => Err(classify(&e)),
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -76,4 +76,13 @@ impl Notifier for FileNotifier {
         let result = self.write(d).map_err(|e| SendError::Retryable(format!("{}: {e}", self.path.display())));
         Box::pin(std::future::ready(result))
     }
+    fn health(&self) -> SendFuture<'_> {
+        let result = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map(drop)
+            .map_err(|e| SendError::Retryable(format!("{}: {e}", self.path.display())));
+        Box::pin(std::future::ready(result))
+    }
 }

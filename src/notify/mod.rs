@@ -75,6 +75,25 @@ pub trait Notifier: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Sends one delivery; the caller bounds it in time and retries.
     fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a>;
+    /// Whether the channel can be reached now, without sending anything
+    /// (`zkalert notify test`, start-up): a TCP connection for HTTP
+    /// channels, an SMTP `NOOP` for email, an open file for `file`.
+    fn health(&self) -> SendFuture<'_> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Whether `url`'s host accepts a TCP connection within `timeout`.
+pub async fn reachable(url: &str, timeout: std::time::Duration) -> Result<(), SendError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| SendError::Permanent(format!("invalid URL: {e}")))?;
+    let host = parsed.host_str().ok_or_else(|| SendError::Permanent("URL without a host".into()))?.to_string();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let what = webhook::redact_url(url);
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(SendError::Retryable(format!("cannot connect to {what}: {e}"))),
+        Err(_) => Err(SendError::Retryable(format!("no connection to {what} within {timeout:?}"))),
+    }
 }
 
 /// One alert in a message's JSON form.

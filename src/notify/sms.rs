@@ -671,6 +671,13 @@ impl Notifier for SmsNotifier {
     fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a> {
         Box::pin(self.post(d))
     }
+    fn health(&self) -> SendFuture<'_> {
+        let url = match &self.backend {
+            Backend::Twilio(t) => t.api_base.clone(),
+            Backend::Http(g) => g.url.clone(),
+        };
+        Box::pin(async move { super::reachable(&url, std::time::Duration::from_secs(5)).await })
+    }
 }
 
 #[cfg(test)]

@@ -172,6 +172,9 @@ impl Notifier for VoiceNotifier {
     fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a> {
         Box::pin(self.post(d))
     }
+    fn health(&self) -> SendFuture<'_> {
+        Box::pin(super::reachable(&self.twilio.api_base, std::time::Duration::from_secs(5)))
+    }
 }
 
 #[cfg(test)]

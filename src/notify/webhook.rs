@@ -284,6 +284,9 @@ impl Notifier for WebhookNotifier {
     fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a> {
         Box::pin(self.post(d))
     }
+    fn health(&self) -> SendFuture<'_> {
+        Box::pin(super::reachable(&self.url, std::time::Duration::from_secs(5)))
+    }
 }
 
 /// The class of a 2xx answer's body: DingTalk and WeCom report a refusal as

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, watch};
 
+/// How many of the latest deliveries the API shows.
+const DELIVERIES_SHOWN: usize = 200;
+
 /// The runner's ends of the API's channels.
 pub struct Control {
     pub commands: mpsc::Receiver<Command>,
@@ -88,6 +91,15 @@ impl Runner {
                 })
                 .collect(),
             status,
+            deliveries: self
+                .durable
+                .as_ref()
+                .and_then(|d| {
+                    d.db.deliveries(DELIVERIES_SHOWN)
+                        .map_err(|e| tracing::warn!(error = %e, "cannot read deliveries"))
+                        .ok()
+                })
+                .unwrap_or_default(),
         }
     }
 
