@@ -101,6 +101,7 @@ fn tier_policy(r: &mut Reader, n: &Node, t: &mut TierPolicy, notifiers: &[String
         "escalate_to",
         "digest",
         "time_zone",
+        "delivery_deadline",
     ];
     let fields = r.map(n, "tier", FIELDS);
     let mut digest_schedule = t.digest.as_ref().map(|d| (d.schedule.clone(), n.pos));
@@ -114,6 +115,7 @@ fn tier_policy(r: &mut Reader, n: &Node, t: &mut TierPolicy, notifiers: &[String
             "repeat_interval" => t.repeat_interval = r.duration(v, key).unwrap_or(t.repeat_interval),
             "respond_within" => t.respond_within = r.duration(v, key).or(t.respond_within),
             "time_zone" => time_zone = r.string(v, key).unwrap_or(time_zone),
+            "delivery_deadline" => t.delivery_deadline = r.duration(v, key).unwrap_or(t.delivery_deadline),
             _ => {
                 digest_schedule = match r.string(v, "digest") {
                     Some(s) if s == "off" => None,
@@ -246,7 +248,7 @@ mod tests {
     #[test]
     fn routing_overrides_the_seed_table_field_by_field() {
         let text = format!(
-            "{SOURCES}routing:\n  group_by: [cluster]\n  tiers:\n    P1: {{channels: [sms], group_wait: 10s, escalate_to: [lead]}}\n    P3: {{digest: '30 8 * * 1-5', time_zone: Europe/Berlin}}\n  routes:\n    - matchers: '{{team=\"storage\"}}'\n      channels: [log]\n    - matchers: 'alertname=ZkNodeDown'\n      channels: {{P0: [sms]}}\ninhibit_rules: [defaults, {{source: '{{a=\"b\"}}', target: '{{c=\"d\"}}', equal: [cluster]}}]\nmaintenance:\n  - {{name: w, schedule: '0 2 * * 6', time_zone: Asia/Shanghai, duration: 2h, matchers: '{{cluster=\"prod\"}}'}}\n"
+            "{SOURCES}routing:\n  group_by: [cluster]\n  tiers:\n    P1: {{channels: [sms], group_wait: 10s, escalate_to: [lead], delivery_deadline: 2h}}\n    P3: {{digest: '30 8 * * 1-5', time_zone: Europe/Berlin}}\n  routes:\n    - matchers: '{{team=\"storage\"}}'\n      channels: [log]\n    - matchers: 'alertname=ZkNodeDown'\n      channels: {{P0: [sms]}}\ninhibit_rules: [defaults, {{source: '{{a=\"b\"}}', target: '{{c=\"d\"}}', equal: [cluster]}}]\nmaintenance:\n  - {{name: w, schedule: '0 2 * * 6', time_zone: Asia/Shanghai, duration: 2h, matchers: '{{cluster=\"prod\"}}'}}\n"
         );
         let c = Config::parse(&text, Path::new("z.yaml")).unwrap();
         let p = &c.pipeline.policy;
@@ -254,6 +256,8 @@ mod tests {
         let p1 = p.tier(Severity::P1);
         assert_eq!((p1.channels.clone(), p1.group_wait), (vec!["sms".to_string()], Duration::from_secs(10)));
         assert_eq!(p1.repeat_interval, Duration::from_secs(900), "unset fields keep the seed's");
+        assert_eq!(p1.delivery_deadline, Duration::from_secs(7200));
+        assert_eq!(p.tier(Severity::P0).delivery_deadline, Duration::from_secs(1800));
         assert_eq!(p.tier(Severity::P0).channels, ["sms", "lead", "log"], "unset tiers go to every notifier");
         assert_eq!(p.tier(Severity::P3).digest.as_ref().map(|d| d.schedule.as_str()), Some("30 8 * * 1-5"));
         assert_eq!(p.routes.len(), 2);

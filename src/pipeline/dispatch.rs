@@ -61,6 +61,9 @@ pub struct TierPolicy {
     pub escalate_to: Vec<String>,
     /// Batch this tier's groups into one message per schedule instead.
     pub digest: Option<Digest>,
+    /// Keep retrying a delivery this long after it was written (then fall
+    /// over to another channel).
+    pub delivery_deadline: Duration,
 }
 
 /// A sub-route: alerts matching it go to its channels instead of the
@@ -101,7 +104,7 @@ impl Policy {
 
     fn seed_table(p0: &[&str], p1: &[&str], p2: &[&str], p3: &[&str], escalation: &[&str]) -> Self {
         let names = |c: &[&str]| c.iter().map(|c| c.to_string()).collect::<Vec<_>>();
-        let tier = |channels: &[&str], wait: u64, repeat: u64, respond: Option<u64>| TierPolicy {
+        let tier = |channels: &[&str], wait: u64, repeat: u64, respond: Option<u64>, deadline: u64| TierPolicy {
             channels: names(channels),
             group_wait: Duration::from_secs(wait),
             group_interval: Duration::from_secs(60),
@@ -109,12 +112,19 @@ impl Policy {
             respond_within: respond.map(Duration::from_secs),
             escalate_to: if respond.is_some() { names(escalation) } else { Vec::new() },
             digest: None,
+            delivery_deadline: Duration::from_secs(deadline),
         };
-        let mut p3 = tier(p3, 60, 24 * 3600, None);
+        // Delivery deadlines: P0 30 min, P1 1 h, P2 4 h, P3 a day.
+        let mut p3 = tier(p3, 60, 24 * 3600, None, 24 * 3600);
         p3.digest = Digest::new("0 9 * * *", "UTC").ok();
         Policy {
             group_by: vec!["cluster".into(), "alertname".into()],
-            tiers: [tier(p0, 0, 300, Some(300)), tier(p1, 30, 900, Some(900)), tier(p2, 30, 3600, None), p3],
+            tiers: [
+                tier(p0, 0, 300, Some(300), 1800),
+                tier(p1, 30, 900, Some(900), 3600),
+                tier(p2, 30, 3600, None, 4 * 3600),
+                p3,
+            ],
             routes: Vec::new(),
         }
     }

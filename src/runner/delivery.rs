@@ -28,9 +28,14 @@ pub fn channels(notifiers: Vec<Arc<dyn Notifier>>) -> Vec<Channel> {
     notifiers.into_iter().map(|n| Channel::new(n, DEFAULT_TIMEOUT, None)).collect()
 }
 
-pub(super) fn deliverer(channels: Vec<Channel>) -> (Deliverer, mpsc::UnboundedReceiver<Report>) {
+/// The deliverer for `channels`, giving up on a tier's deliveries after
+/// its `deadline` (P0..P3).
+pub(super) fn deliverer(
+    channels: Vec<Channel>,
+    deadline: [Duration; 4],
+) -> (Deliverer, mpsc::UnboundedReceiver<Report>) {
     let channels: HashMap<String, Channel> = channels.into_iter().map(|c| (c.notifier.name().to_string(), c)).collect();
-    Deliverer::new(channels, DeliveryPolicy::default(), Arc::new(SystemClock))
+    Deliverer::new(channels, DeliveryPolicy { deadline, ..DeliveryPolicy::default() }, Arc::new(SystemClock))
 }
 
 /// Channels that gave up a delivery, as `NotifierFailing` alerts.

@@ -108,7 +108,8 @@ impl Runner {
         channels: Vec<crate::notify::delivery::Channel>,
     ) -> Self {
         let store = Arc::new(SeriesStore::for_rules(&rules.retention));
-        let (deliverer, reports) = delivery::deliverer(channels);
+        let deadlines = pipeline.policy.tiers.each_ref().map(|t| t.delivery_deadline);
+        let (deliverer, reports) = delivery::deliverer(channels, deadlines);
         Self {
             store,
             evaluator: Evaluator::new(rules, evaluation_interval),
