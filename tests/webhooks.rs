@@ -391,7 +391,7 @@ async fn dingtalk_markdown_is_signed() {
     let title = b["markdown"]["title"].as_str().unwrap();
     assert!(title.starts_with("[P1] ZkNodeDown"), "{title}");
     let text = b["markdown"]["text"].as_str().unwrap();
-    assert!(text.starts_with("**[P1] ZkNodeDown**"), "{text}");
+    assert!(text.starts_with("### [P1] ZkNodeDown"), "the `markdown` template: {text}");
     assert_text(text, false);
     assert!(text.contains(&format!("[runbook]({RUNBOOK_URL})")), "{text}");
 

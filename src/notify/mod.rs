@@ -194,6 +194,7 @@ pub fn from_config(config: &crate::config::Config) -> Vec<delivery::Channel> {
                     let mut settings = settings.clone();
                     settings.external_url = config.links.external_url.clone();
                     settings.runbook_base_url = config.links.runbook_base_url.clone();
+                    settings.templates = templates.clone();
                     match webhook::WebhookNotifier::new(settings) {
                         Ok(n) => Arc::new(n),
                         // Validated when the config was read.

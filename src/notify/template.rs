@@ -363,14 +363,14 @@ mod tests {
         for want in [
             "FIRING ZkNodeDown cluster=prod instance=zk1:2181",
             "STILL FIRING ZkNodeDown cluster=prod instance=zk2:2181",
-            "RESOLVED ZkNodeDown cluster=prod instance=zk3:2181",
+            "resolved ZkNodeDown cluster=prod instance=zk3:2181",
             "Runbook: https://git.example.com/runbooks/zookeeper/node-down.md",
             "Acknowledge: zkalert ack fedcba9876543210",
         ] {
             assert!(text.contains(want), "{want:?} missing in:\n{text}");
         }
         let esc = t.render("subject", &Context::new(&samples[2], "x", &links)).unwrap();
-        assert!(esc.starts_with("[P1] ESCALATION "), "{esc}");
+        assert!(esc.starts_with("[P1] ESCALATION (not acknowledged): "), "{esc}");
         let sms = t.render("sms", &ctx).unwrap();
         assert!(
             sms.starts_with("[P1] ZkNodeDown prod https://git.example.com/runbooks/zookeeper/node-down.md"),

@@ -13,6 +13,7 @@
 //! code is a permanent failure except their documented rate-limit codes
 //! (DingTalk 130101, WeCom 45009, Feishu 9499 and 11232), which are retried.
 
+use super::template::{Context as TemplateContext, Templates};
 use super::{Delivery, Notifier, SendError, SendFuture, message_json};
 use crate::model::{ALERTNAME, Alert, Labels, SEVERITY};
 use crate::pipeline::Message;
@@ -21,6 +22,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The payload a webhook receives.
@@ -101,6 +103,9 @@ pub struct WebhookSettings {
     pub runbook_base_url: Option<String>,
     /// Bounds connecting and the whole request.
     pub timeout: Duration,
+    /// The chat robots' text: `subject` and `markdown` (DingTalk, WeCom),
+    /// `text` (Feishu).
+    pub templates: Arc<Templates>,
 }
 
 impl std::fmt::Debug for WebhookSettings {
@@ -139,6 +144,7 @@ impl WebhookSettings {
             external_url: None,
             runbook_base_url: None,
             timeout: Duration::from_secs(10),
+            templates: Arc::new(Templates::builtin()),
         }
     }
 }
@@ -155,6 +161,7 @@ pub struct WebhookNotifier {
     pub headers: Vec<(String, String)>,
     pub external_url: Option<String>,
     pub runbook_base_url: Option<String>,
+    templates: Arc<Templates>,
     client: reqwest::Client,
 }
 
@@ -215,6 +222,7 @@ impl WebhookNotifier {
             headers: s.headers,
             external_url: s.external_url,
             runbook_base_url: s.runbook_base_url,
+            templates: s.templates,
             client,
         })
     }
@@ -224,15 +232,23 @@ impl WebhookNotifier {
     }
 
     /// The URL and JSON body of one delivery at `now_ms`.
-    pub fn request(&self, d: &Delivery, now_ms: i64) -> (String, Value) {
+    pub fn request(&self, d: &Delivery, now_ms: i64) -> Result<(String, Value), SendError> {
         let url = signed_url(self.flavor, &self.url, self.secret.as_deref(), now_ms);
-        let ctx = Context { receiver: &self.name, channel: &d.channel, secret: self.secret.as_deref() };
-        (url, body(self.flavor, &d.message, &ctx, &self.links(), now_ms))
+        let ctx = Context {
+            receiver: &self.name,
+            channel: &d.channel,
+            secret: self.secret.as_deref(),
+            templates: &self.templates,
+        };
+        // A template that does not render is a config error: no retry fixes it.
+        let body = body(self.flavor, &d.message, &ctx, &self.links(), now_ms)
+            .map_err(|e| SendError::Permanent(format!("webhook {}: {e}", self.name)))?;
+        Ok((url, body))
     }
 
     async fn post(&self, d: &Delivery) -> Result<(), SendError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let (url, body) = self.request(d, now_ms);
+        let (url, body) = self.request(d, now_ms)?;
         let mut req = self
             .client
             .post(&url)
@@ -318,6 +334,7 @@ pub struct Context<'a> {
     pub receiver: &'a str,
     pub channel: &'a str,
     pub secret: Option<&'a str>,
+    pub templates: &'a Templates,
 }
 
 /// The JSON body of one message in one flavour, at `now_ms` (used by
@@ -326,22 +343,26 @@ pub struct Context<'a> {
 /// (`{external_url}/ack/{group_id}`, null without an external URL) and a
 /// `runbook_url` in each firing and resolved alert (see
 /// [`Links::runbook_url`]; null when there is none).
-pub fn body(flavor: Flavor, m: &Message, ctx: &Context<'_>, links: &Links, now_ms: i64) -> Value {
-    match flavor {
+pub fn body(
+    flavor: Flavor,
+    m: &Message,
+    ctx: &Context<'_>,
+    links: &Links,
+    now_ms: i64,
+) -> Result<Value, super::template::TemplateError> {
+    let render = |name: &str| ctx.templates.render(name, &TemplateContext::new(m, ctx.channel, links));
+    Ok(match flavor {
         Flavor::Generic => generic_body(m, ctx.channel, links),
         Flavor::Alertmanager => alertmanager_body(m, ctx.receiver, links),
         Flavor::Slack => slack_body(m, links),
         Flavor::DingTalk => {
-            let text = Text::render(m, links, Style::Markdown);
-            json!({"msgtype": "markdown", "markdown": {"title": text.title, "text": text.body}})
+            json!({"msgtype": "markdown", "markdown": {"title": render("subject")?, "text": render("markdown")?}})
         }
         Flavor::WeCom => {
-            let text = Text::render(m, links, Style::Markdown);
-            json!({"msgtype": "markdown", "markdown": {"content": truncate_bytes(&text.body, WECOM_MAX_BYTES)}})
+            json!({"msgtype": "markdown", "markdown": {"content": truncate_bytes(&render("markdown")?, WECOM_MAX_BYTES)}})
         }
         Flavor::Feishu => {
-            let text = Text::render(m, links, Style::Plain);
-            let mut v = json!({"msg_type": "text", "content": {"text": text.body}});
+            let mut v = json!({"msg_type": "text", "content": {"text": render("text")?}});
             if let (Some(secret), Some(o)) = (ctx.secret, v.as_object_mut()) {
                 let ts = now_ms.div_euclid(1000);
                 o.insert("timestamp".into(), ts.to_string().into());
@@ -349,7 +370,7 @@ pub fn body(flavor: Flavor, m: &Message, ctx: &Context<'_>, links: &Links, now_m
             }
             v
         }
-    }
+    })
 }
 
 /// WeCom's limit on a markdown message's content.
@@ -511,36 +532,23 @@ fn slack_body(m: &Message, links: &Links) -> Value {
     json!({"text": text.title, "blocks": blocks})
 }
 
+/// Slack's mrkdwn (`*bold*`, `<url|text>`, `&<>` escaped): the other chat
+/// robots' text comes from the `markdown` and `text` templates; Slack's
+/// blocks are built here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Style {
-    /// Plain text (Feishu).
-    Plain,
-    /// Markdown (DingTalk, WeCom): `**bold**`, `[text](url)`.
-    Markdown,
-    /// Slack mrkdwn: `*bold*`, `<url|text>`, `&<>` escaped.
     Slack,
 }
 
 impl Style {
     fn bold(self, s: &str) -> String {
-        match self {
-            Style::Plain => s.to_string(),
-            Style::Markdown => format!("**{s}**"),
-            Style::Slack => format!("*{}*", slack_escape(s)),
-        }
+        format!("*{}*", slack_escape(s))
     }
     fn text(self, s: &str) -> String {
-        match self {
-            Style::Slack => slack_escape(s),
-            Style::Plain | Style::Markdown => s.to_string(),
-        }
+        slack_escape(s)
     }
     fn link(self, url: &str, label: &str) -> String {
-        match self {
-            Style::Plain => format!("{label}: {url}"),
-            Style::Markdown => format!("[{label}]({url})"),
-            Style::Slack => format!("<{}|{label}>", slack_escape(url)),
-        }
+        format!("<{}|{label}>", slack_escape(url))
     }
     /// A link when `target` is a URL, else the text (a runbook path without a base URL).
     fn link_or_text(self, target: &str, label: &str) -> String {
@@ -559,7 +567,6 @@ struct Text {
     header: String,
     lines: Vec<String>,
     ack: Option<String>,
-    body: String,
 }
 
 impl Text {
@@ -599,20 +606,7 @@ impl Text {
             .map(|(a, status)| alert_text(a, status, links, style))
             .collect();
         let ack = links.ack_url(&m.group_id).filter(|_| !m.firing.is_empty()).map(|u| style.link(&u, "acknowledge"));
-        let sep = if style == Style::Markdown { "\n\n" } else { "\n" };
-        let mut body = header.clone();
-        for line in &lines {
-            body.push_str(sep);
-            body.push_str(if style == Style::Markdown { "- " } else { "• " });
-            body.push_str(line);
-        }
-        if let Some(ack) = &ack {
-            body.push_str(sep);
-            body.push_str(ack);
-        }
-        body.push_str(sep);
-        body.push_str(&style.text(&m.at.to_rfc3339()));
-        Text { title, header, lines, ack, body }
+        Text { title, header, lines, ack }
     }
 }
 
