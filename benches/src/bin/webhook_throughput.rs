@@ -84,6 +84,8 @@ struct Outcome {
     delivered: usize,
     failed: usize,
     attempts: u64,
+    /// The first failed attempt's error, if any.
+    first_error: Option<String>,
 }
 
 /// Sends `n` deliveries through a fresh notifier and deliverer, at most `window` in flight (0: all at once).
@@ -108,10 +110,13 @@ async fn run(url: &str, n: usize, window: usize) -> Outcome {
     for d in pending.by_ref().take(window) {
         deliverer.submit(d, clock.now());
     }
-    let (mut delivered, mut failed, mut attempts) = (0, 0, 0);
+    let (mut delivered, mut failed, mut attempts, mut first_error) = (0, 0, 0, None);
     while delivered + failed < n {
         let Some(r) = reports.recv().await else { break };
         attempts += 1;
+        if let (Err(e), None) = (&r.result, &first_error) {
+            first_error = Some(e.to_string());
+        }
         if !r.done {
             continue;
         }
@@ -124,7 +129,7 @@ async fn run(url: &str, n: usize, window: usize) -> Outcome {
             deliverer.submit(d, clock.now());
         }
     }
-    Outcome { seconds: t0.elapsed().as_secs_f64(), delivered, failed, attempts }
+    Outcome { seconds: t0.elapsed().as_secs_f64(), delivered, failed, attempts, first_error }
 }
 
 #[tokio::main]
@@ -162,5 +167,8 @@ async fn main() {
             o.failed,
             o.attempts,
         );
+        if let Some(e) = o.first_error {
+            println!("  first failed attempt: {e}");
+        }
     }
 }
