@@ -3,154 +3,19 @@
 //! headers, JSON fields, DingTalk's and Feishu's signatures recomputed from
 //! their documented algorithms), and the class of each kind of failure.
 
+mod support;
+
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use support::loopback::{Receiver, Request};
 use zkalert::model::{Alert, AlertState, Labels, Severity, Timestamp};
 use zkalert::notify::webhook::{Flavor, WebhookNotifier, WebhookSettings};
 use zkalert::notify::{Delivery, Notifier, SendError};
 use zkalert::pipeline::Message;
-
-/// One request as received.
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    target: String,
-    /// Lower-case names.
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-    fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
-    }
-    fn query(&self) -> BTreeMap<String, String> {
-        self.target
-            .split_once('?')
-            .map(|(_, q)| q)
-            .unwrap_or("")
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), percent_decode(v)))
-            .collect()
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
-            out.push(u8::from_str_radix(hex, 16).unwrap());
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-/// A minimal HTTP/1.1 server: records each request and answers it with the
-/// next queued (status, body), or 200 `{"ok":true}` when none is queued;
-/// one request per connection (`Connection: close`).
-#[derive(Clone)]
-struct Receiver {
-    url: String,
-    requests: Arc<Mutex<Vec<Request>>>,
-    answers: Arc<Mutex<VecDeque<(u16, String)>>>,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let rx = Receiver { url, requests: Arc::default(), answers: Arc::default() };
-        let server = rx.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut conn, _)) = listener.accept().await else { return };
-                let server = server.clone();
-                tokio::spawn(async move {
-                    let Some(req) = read_request(&mut conn).await else { return };
-                    server.requests.lock().unwrap().push(req);
-                    let (status, body) =
-                        server.answers.lock().unwrap().pop_front().unwrap_or((200, r#"{"ok":true}"#.to_string()));
-                    let reply = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                         Connection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = conn.write_all(reply.as_bytes()).await;
-                    let _ = conn.shutdown().await;
-                });
-            }
-        });
-        rx
-    }
-
-    fn answer(&self, status: u16, body: &str) {
-        self.answers.lock().unwrap().push_back((status, body.to_string()));
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    fn only_request(&self) -> Request {
-        let reqs = self.requests();
-        assert_eq!(reqs.len(), 1, "{reqs:#?}");
-        reqs[0].clone()
-    }
-}
-
-async fn read_request(conn: &mut tokio::net::TcpStream) -> Option<Request> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        let n = conn.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..head_end].to_vec()).ok()?;
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, target) = (first.next()?.to_string(), first.next()?.to_string());
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = conn.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some(Request { method, target, headers, body })
-}
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
@@ -526,7 +391,7 @@ async fn transport_failures_are_retryable() {
     assert_class(n.send(&delivery(false)).await, true, "refused");
 
     // A receiver that never answers: the client's timeout.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hold = tokio::spawn(async move {
         let mut conns = Vec::new();

@@ -8,5 +8,6 @@
 
 pub mod ensemble;
 pub mod http;
+pub mod loopback;
 pub mod process;
 pub mod zkalert;
