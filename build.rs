@@ -6,10 +6,17 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=rules");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    // The manifest dir of this build, read when the script runs: `env!`
+    // would bake in wherever the script was first compiled (a cached
+    // script reused from another checkout then embedded nothing).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let root = Path::new(&manifest).join("rules");
     let mut files = Vec::new();
     collect(&root, &mut files);
     files.sort();
+    if !files.iter().any(|f| f.extension().is_some_and(|e| e == "yaml")) {
+        panic!("no rule files under {}: the built-in pack would be empty", root.display());
+    }
     let mut out = String::from(
         "/// The shipped `rules/` tree: (relative path, contents).\npub static FILES: &[(&str, &str)] = &[\n",
     );
