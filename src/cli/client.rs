@@ -469,7 +469,7 @@ async fn silence_list(endpoint: Endpoint, json: bool) -> anyhow::Result<()> {
 
 async fn silence_expire(endpoint: Endpoint, id: &str) -> anyhow::Result<()> {
     let client = Client::new(&endpoint)?;
-    let path = format!("/api/v1/silences/{}", path_segment(id));
+    let path = format!("/api/v1/silences/{}", crate::notify::percent_encode(id));
     let value = client.delete(&path).await?;
     let s: SilenceOut = decode(value, "silence")?;
     outln!("expired {} {} (ended {})", s.id, s.matchers, s.ends_at);
@@ -542,19 +542,6 @@ fn age(at: Option<chrono::DateTime<chrono::FixedOffset>>, since: &str) -> String
     }
 }
 
-/// Escapes an id for a URL path (ids are hex, but be safe).
-fn path_segment(id: &str) -> String {
-    let mut out = String::new();
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,8 +557,8 @@ mod tests {
 
     #[test]
     fn path_segments_are_escaped() {
-        assert_eq!(path_segment("ab12-x"), "ab12-x");
-        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(crate::notify::percent_encode("ab12-x"), "ab12-x");
+        assert_eq!(crate::notify::percent_encode("a/b c"), "a%2Fb%20c");
     }
 
     #[test]

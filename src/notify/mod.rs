@@ -83,6 +83,19 @@ pub trait Notifier: Send + Sync {
     }
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Whether `url`'s host accepts a TCP connection within `timeout`.
 pub async fn reachable(url: &str, timeout: std::time::Duration) -> Result<(), SendError> {
     let parsed = reqwest::Url::parse(url).map_err(|e| SendError::Permanent(format!("invalid URL: {e}")))?;

@@ -60,7 +60,7 @@ impl Links {
     /// `None` without an external URL.
     pub fn ack_url(&self, group_id: &str) -> Option<String> {
         let base = self.external_url.as_deref()?.trim_end_matches('/');
-        Some(format!("{base}/ack/{}", super::webhook::percent_encode(group_id)))
+        Some(format!("{base}/ack/{}", super::percent_encode(group_id)))
     }
 }
 

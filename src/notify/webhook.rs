@@ -13,6 +13,7 @@
 //! code is a permanent failure except their documented rate-limit codes
 //! (DingTalk 130101, WeCom 45009, Feishu 9499 and 11232), which are retried.
 
+pub use super::percent_encode;
 use super::template::{Context as TemplateContext, Templates};
 use super::{Delivery, Notifier, SendError, SendFuture, message_json};
 use crate::model::{ALERTNAME, Alert, Labels, SEVERITY};
@@ -407,19 +408,6 @@ fn hmac_sha256_base64(key: &[u8], data: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(data);
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// At most `max` bytes of `s`, cut on a char boundary, ending in `…` when cut.

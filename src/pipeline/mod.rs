@@ -75,8 +75,15 @@ impl Pipeline {
     /// Why each alert is muted at `now` (same order as `alerts`).
     pub fn mutes(&self, alerts: &[&Alert], now: Timestamp) -> Vec<Mute> {
         let rules = &self.config.inhibit_rules;
-        let roles: Vec<Roles> = alerts.iter().map(|a| Roles::of(rules, &a.labels)).collect();
-        let inhibitor = Inhibitor::new(rules.len(), alerts.iter().copied().zip(&roles));
+        // The roles the last step cached; computed only for alerts it did not see.
+        let roles: Vec<std::borrow::Cow<Roles>> = alerts
+            .iter()
+            .map(|a| match self.roles.get(&(a.fingerprint, a.severity)) {
+                Some((r, _)) => std::borrow::Cow::Borrowed(r),
+                None => std::borrow::Cow::Owned(Roles::of(rules, &a.labels)),
+            })
+            .collect();
+        let inhibitor = Inhibitor::new(rules.len(), alerts.iter().copied().zip(roles.iter().map(|r| r.as_ref())));
         let windows = self.open_windows(now);
         let silences = self.active_silences(now);
         alerts
