@@ -51,12 +51,14 @@ fn group(id: &str, tier: Severity, alerts: usize) -> GroupView {
 /// inhibited firing P1.
 fn sample_snapshot() -> Snapshot {
     let silenced = Mute { inhibited: true, silenced_by: vec!["old".into()], maintenance: vec![] };
+    let mut recovered = alert("ZkLatencyHigh", Severity::P1, AlertState::Firing, "zk3:2181");
+    recovered.keep_firing_since = Some(SystemClock.now() - Duration::from_secs(30));
     Snapshot {
         at: SystemClock.now(),
         alerts: vec![
             view(alert("ZkNodeDown", Severity::P0, AlertState::Firing, "zk1:2181"), "g-down", Mute::default()),
             view(alert("ZkLatencyHigh", Severity::P2, AlertState::Pending, "zk2:2181"), "g-latency", Mute::default()),
-            view(alert("ZkLatencyHigh", Severity::P1, AlertState::Firing, "zk3:2181"), "g-latency", silenced),
+            view(recovered, "g-latency", silenced),
         ],
         silences: vec![],
         groups: vec![group("g-down", Severity::P0, 1), group("g-latency", Severity::P1, 1)],
@@ -495,7 +497,9 @@ async fn alerts_with_filters() {
     assert_eq!(first["muted"], false);
     assert!(first["acked"].is_null());
     assert!(first["resolved_at"].is_null());
+    assert!(first["keep_firing_since"].is_null());
     let muted = &all["alerts"][1];
+    assert!(muted["keep_firing_since"].as_str().is_some_and(|t| t.ends_with('Z')), "{muted}");
     assert_eq!(muted["silenced_by"], json!(["old"]));
     assert_eq!(muted["inhibited"], true);
     assert_eq!(muted["muted"], true);

@@ -83,6 +83,8 @@ pub(super) struct AlertJson<'a> {
     pub active_at: Timestamp,
     pub fired_at: Option<Timestamp>,
     pub resolved_at: Option<Timestamp>,
+    /// Set while only `keep_firing_for` holds it: its condition has cleared.
+    pub keep_firing_since: Option<Timestamp>,
     pub runbook: Option<&'a str>,
     pub fingerprint: String,
     pub group_id: &'a str,
@@ -106,6 +108,7 @@ impl<'a> AlertJson<'a> {
             active_at: a.active_at,
             fired_at: a.fired_at,
             resolved_at: a.resolved_at,
+            keep_firing_since: a.keep_firing_since,
             runbook: a.runbook.as_deref(),
             fingerprint: a.fingerprint.to_string(),
             group_id: &v.group_id,

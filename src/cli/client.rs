@@ -285,6 +285,8 @@ struct AlertOut {
     active_at: String,
     fired_at: Option<String>,
     resolved_at: Option<String>,
+    #[serde(default)]
+    keep_firing_since: Option<String>,
     runbook: Option<String>,
     #[serde(default)]
     silenced_by: Vec<String>,
@@ -335,6 +337,9 @@ async fn alerts_inner(args: AlertsArgs) -> anyhow::Result<()> {
         }
         if let Some(ack) = &a.acked {
             markers.push(format!("acked({})", ack.by));
+        }
+        if a.keep_firing_since.is_some() {
+            markers.push("keep_firing_for".to_string());
         }
         let labels: Vec<String> = a
             .labels

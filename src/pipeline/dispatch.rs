@@ -4,6 +4,11 @@
 //! as Alertmanager's dispatcher and dedup stage: nothing is re-sent unless
 //! alerts fired, resolved, the tier rose or the repeat interval passed. Its
 //! per-group state is the notification log, persisted by `state`.
+//!
+//! An alert held only by `keep_firing_for` (its condition has cleared) is
+//! still firing for those already told, but is never told as new: after a
+//! mute ends or in a group it just joined, it stays untold, and so does its
+//! resolution. Nor does it alone repeat or escalate a page.
 
 use super::Matchers;
 use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
@@ -306,7 +311,8 @@ struct Signature {
 impl Signature {
     fn of(members: &[(&Alert, bool)]) -> Self {
         let mix = |acc: (usize, u64), a: &Alert| {
-            let h = a.fingerprint.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (a.severity as u64 + 1);
+            let held = u64::from(held_only(a)) << 8;
+            let h = a.fingerprint.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (a.severity as u64 + 1 + held);
             (acc.0 + 1, acc.1 ^ h)
         };
         let mut sig = Signature::default();
@@ -326,6 +332,11 @@ impl Signature {
         }
         sig
     }
+}
+
+/// Firing only because `keep_firing_for` holds it: its condition has cleared.
+fn held_only(a: &Alert) -> bool {
+    a.state == AlertState::Firing && a.keep_firing_since.is_some()
 }
 
 impl Dispatcher {
@@ -412,11 +423,14 @@ impl Dispatcher {
             members.entry(Arc::as_ptr(&key) as usize).or_insert_with(|| (key, Vec::new())).1.push((alert, muted));
         }
         self.key_cache.retain(|_, (_, seen)| *seen == step_no);
-        // A group starts with its first unmuted firing alert; group_wait is
-        // that alert's tier's.
+        // A group starts with its first unmuted firing alert whose condition
+        // holds; group_wait is that alert's tier's.
         for (key, m) in members.values() {
-            if let Some(tier) =
-                m.iter().filter(|(a, muted)| !muted && a.state == AlertState::Firing).map(|(a, _)| a.severity).min()
+            if let Some(tier) = m
+                .iter()
+                .filter(|(a, muted)| !muted && a.state == AlertState::Firing && !held_only(a))
+                .map(|(a, _)| a.severity)
+                .min()
                 && !self.groups.contains_key(key)
             {
                 let wait = policy.tier(tier).group_wait;
@@ -535,8 +549,17 @@ fn flush_group(
         let present: FxHashSet<Fingerprint> = members.iter().map(|(a, _)| a.fingerprint).collect();
         g.notified_firing.retain(|fp| present.contains(fp));
     }
-    let firing: Vec<&Alert> =
-        members.iter().filter(|(a, muted)| !muted && a.state == AlertState::Firing).map(|(a, _)| *a).collect();
+    // Firing and unmuted; one held only by keep_firing_for counts only if it
+    // was told as firing (it is not news that something already recovered).
+    let firing: Vec<&Alert> = members
+        .iter()
+        .filter(|(a, muted)| {
+            !muted && a.state == AlertState::Firing && (!held_only(a) || g.notified_firing.contains(&a.fingerprint))
+        })
+        .map(|(a, _)| *a)
+        .collect();
+    // Repeats and escalations page about a condition that still holds.
+    let still_holds = firing.iter().any(|a| !held_only(a));
     let firing_fps: BTreeSet<Fingerprint> = firing.iter().map(|a| a.fingerprint).collect();
     let tier = firing.iter().map(|a| a.severity).min();
     // Resolutions are told for alerts told as firing, unless muted now.
@@ -567,6 +590,7 @@ fn flush_group(
     if let (Some(t), Some(respond), Some(first)) = (tier, tp.respond_within, g.paged_since)
         && !g.escalated
         && g.ack.is_none()
+        && still_holds
         && now.since(first) >= respond
         && !escalate_to.is_empty()
     {
@@ -585,12 +609,11 @@ fn flush_group(
             digest: false,
         });
     }
-    let repeat_due =
-        !firing.is_empty() && g.ack.is_none() && g.last_sent.is_some_and(|t| now.since(t) >= tp.repeat_interval);
+    let repeat_due = still_holds && g.ack.is_none() && g.last_sent.is_some_and(|t| now.since(t) >= tp.repeat_interval);
     let changed = !new.is_empty() || tier_rose || !resolved.is_empty();
     if tp.digest.is_some() && !tier_rose {
         // A digest tier: told only on the schedule, all groups in one message.
-        if digest_due[msg_tier as usize] && (changed || !firing.is_empty()) {
+        if digest_due[msg_tier as usize] && (changed || still_holds) {
             let digest = digests[msg_tier as usize].get_or_insert_with(|| Message {
                 id: Message::make_id("", now, &format!("digest-{msg_tier}")),
                 at: now,
@@ -825,6 +848,50 @@ pub(crate) mod tests {
         let b = alert("ZkNodeDown", "zk9", Severity::P2, AlertState::Firing);
         assert!(d.step([(&b, true)], at(700)).is_empty());
         assert!(d.step([(&b, true)], at(9000)).is_empty());
+    }
+
+    fn held(a: &Alert, since: u64) -> Alert {
+        Alert { keep_firing_since: Some(at(since)), ..a.clone() }
+    }
+
+    #[test]
+    fn a_told_alert_held_by_keep_firing_for_neither_repeats_nor_escalates() {
+        let mut d = seed();
+        let a = alert("ZkNodeDown", "zk1", Severity::P0, AlertState::Firing);
+        assert_eq!(step(&mut d, &[&a], 0).len(), 1);
+        // The node is back at 240 s; keep_firing_for holds the alert past
+        // the 5-minute repeat and escalation.
+        let h = held(&a, 240);
+        assert!(step(&mut d, &[&h], 240).is_empty());
+        assert!(step(&mut d, &[&h], 300).is_empty(), "no repeat, no escalation about a recovered node");
+        assert!(step(&mut d, &[&h], 330).is_empty());
+        // Still firing for those told: its resolution is told.
+        assert_eq!(
+            summary(&step(&mut d, &[&resolved(&h)], 360)),
+            [(360, Severity::P0, "voice+sms+im".into(), 0, 1, false)]
+        );
+        // A held alert told before stays in the list when another fires.
+        let b = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
+        assert_eq!(step(&mut d, &[&b], 420).len(), 1, "after the group interval");
+        let m = step(&mut d, &[&held(&b, 450), &a], 480);
+        assert_eq!(summary(&m), [(480, Severity::P0, "voice+sms+im".into(), 2, 0, false)]);
+        assert_eq!(m[0].new, [a.fingerprint]);
+    }
+
+    #[test]
+    fn an_alert_already_held_when_it_reaches_a_group_is_not_told() {
+        let mut d = seed();
+        let h = held(&alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing), 0);
+        for t in [0, 30, 60, 1000] {
+            assert!(step(&mut d, &[&h], t).is_empty(), "at {t}s");
+        }
+        assert_eq!(d.groups().count(), 0, "it starts no group");
+        assert!(step(&mut d, &[&resolved(&h)], 1100).is_empty());
+        // The P3 digest does not list it either.
+        let t0 = 1_795_593_600; // 2026-11-25T08:00:00Z: the digest is at 09:00.
+        let p3 = held(&alert("ZkSnapshotOld", "zk1", Severity::P3, AlertState::Firing), t0);
+        assert!(step(&mut d, &[&p3], t0).is_empty());
+        assert!(step(&mut d, &[&p3], t0 + 3600).is_empty());
     }
 
     #[test]

@@ -211,6 +211,79 @@ mod tests {
         assert_eq!(told(&p.step(&[&gone], at(400))), [("ZkNodeDown".into(), 0, 1)], "told once the silence ends");
     }
 
+    /// The alert as `keep_firing_for` holds it from `since`: its condition cleared.
+    fn held(a: &Alert, since: u64) -> Alert {
+        Alert { keep_firing_since: Some(at(since)), ..a.clone() }
+    }
+
+    #[test]
+    fn inhibited_alerts_held_only_by_keep_firing_for_are_not_paged_when_quorum_returns() {
+        let mut p = pipeline();
+        let mut quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
+        quorum.labels.remove("instance");
+        let zk1 = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
+        let zk2 = alert("ZkNodeDown", "zk2", Severity::P1, AlertState::Firing);
+        assert_eq!(told(&p.step(&[&quorum, &zk1, &zk2], at(0))), [("ZkQuorumLost".into(), 1, 0)]);
+        // Both nodes answer again; keep_firing_for holds their alerts.
+        let (held1, held2) = (held(&zk1, 150), held(&zk2, 150));
+        assert!(p.step(&[&quorum, &held1, &held2], at(150)).is_empty());
+        // Quorum is back: its resolution, and nothing about the recovered nodes.
+        let back = Alert { state: AlertState::Resolved, ..quorum.clone() };
+        assert_eq!(told(&p.step(&[&back, &held1, &held2], at(180))), [("ZkQuorumLost".into(), 0, 1)]);
+        for t in [210, 240, 260] {
+            assert!(p.step(&[&back, &held1, &held2], at(t)).is_empty(), "at {t}s: held nodes paged as firing");
+        }
+        // Never told as firing, so their resolution is not told either.
+        let (gone1, gone2) =
+            (Alert { state: AlertState::Resolved, ..held1 }, Alert { state: AlertState::Resolved, ..held2 });
+        for t in [270, 300, 400] {
+            assert!(p.step(&[&back, &gone1, &gone2], at(t)).is_empty(), "at {t}s: an untold resolution");
+        }
+    }
+
+    #[test]
+    fn a_held_alert_that_holds_again_after_the_mute_pages() {
+        let mut p = pipeline();
+        let mut quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
+        quorum.labels.remove("instance");
+        let node = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
+        p.step(&[&quorum, &held(&node, 0)], at(0));
+        let back = Alert { state: AlertState::Resolved, ..quorum.clone() };
+        assert_eq!(told(&p.step(&[&back, &held(&node, 0)], at(60))), [("ZkQuorumLost".into(), 0, 1)]);
+        assert!(p.step(&[&back, &held(&node, 0)], at(120)).is_empty());
+        // The node is down again while still held: now it is news.
+        assert!(p.step(&[&back, &node], at(130)).is_empty(), "P1 group_wait");
+        assert_eq!(told(&p.step(&[&back, &node], at(160))), [("ZkNodeDown".into(), 1, 0)]);
+    }
+
+    #[test]
+    fn silences_and_maintenance_ending_do_not_page_alerts_held_only_by_keep_firing_for() {
+        let mut p = pipeline();
+        p.silences.items.push(Silence {
+            id: "s1".into(),
+            matchers: Matchers::parse(r#"{instance="zk2"}"#).unwrap(),
+            starts_at: at(0),
+            ends_at: at(600),
+            created_by: "alice".into(),
+            comment: "disk swap".into(),
+        });
+        let silenced = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
+        // zk9 is in the weekly window from 3600 s to 7200 s.
+        let maintained = alert("ZkNodeDown", "zk9", Severity::P2, AlertState::Firing);
+        assert!(p.step(&[&silenced], at(0)).is_empty());
+        assert!(p.step(&[&held(&silenced, 500)], at(500)).is_empty());
+        for t in [600, 700, 1000] {
+            assert!(p.step(&[&held(&silenced, 500)], at(t)).is_empty(), "at {t}s: silence over, paged as firing");
+        }
+        let gone = Alert { state: AlertState::Resolved, ..held(&silenced, 500) };
+        assert!(p.step(&[&gone], at(1100)).is_empty(), "an untold resolution");
+        assert!(p.step(&[&gone, &maintained], at(3700)).is_empty());
+        let held9 = held(&maintained, 7000);
+        for t in [7000, 7200, 7300, 7500] {
+            assert!(p.step(&[&held9], at(t)).is_empty(), "at {t}s: window closed, paged as firing");
+        }
+    }
+
     #[test]
     fn a_maintenance_window_mutes_on_its_schedule() {
         let mut p = pipeline();
