@@ -169,7 +169,7 @@ fn junit_output_is_valid_xml() {
     assert_eq!(suites, 2, "{xml}");
     assert!(cases >= 3, "{xml}");
     assert_eq!(failures, 1, "{xml}");
-    assert!(xml.contains(r#"<testsuites name="zkalert" tests="4" failures="1""#), "{xml}");
+    assert!(xml.contains(r#"<testsuites name="zkalert" tests="5" failures="1""#), "{xml}");
 }
 
 #[test]

@@ -502,3 +502,172 @@ groups:
     assert_eq!(h.health(0), &RuleHealth::Ok);
     assert_eq!(h.firing().len(), 1, "{:?}", h.firing());
 }
+
+/// Tiers with `for`, as two Prometheus rules with `for` would behave: each
+/// tier's condition must hold for `for` before the alert is at that tier.
+const TIERED_FOR: &str = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Lat
+        expr: lat
+        tiers: { P2: "> 10", P1: "> 100" }
+        for: 2m
+        keep_firing_for: 2m
+"#;
+
+/// Sets `lat` and evaluates at each (time, value); returns the events' kinds
+/// and the alert's tier and state after each step.
+/// After one step: its time, the events' kinds, the alert's tier and state.
+type Step = (i64, Vec<&'static str>, Option<(Severity, AlertState)>);
+
+fn drive(h: &mut Harness, steps: &[(i64, f64)]) -> Vec<Step> {
+    steps
+        .iter()
+        .map(|&(t, v)| {
+            h.set(t, "lat", &[("instance", "a")], v);
+            let ev = kinds(&h.eval(t));
+            let a = h.eval.tracker.alerts().next().map(|a| (a.severity, a.state));
+            (t, ev, a)
+        })
+        .collect()
+}
+
+#[test]
+fn a_tier_rise_waits_for_for() {
+    let mut h = Harness::new(rules(TIERED_FOR, &[]));
+    let got = drive(&mut h, &[(0, 50.0), (60, 50.0), (120, 50.0), (180, 500.0), (240, 500.0), (300, 500.0)]);
+    use AlertState::{Firing, Pending};
+    use Severity::{P1, P2};
+    assert_eq!(
+        got,
+        [
+            (0, vec!["pending"], Some((P2, Pending))),
+            (60, vec![], Some((P2, Pending))),
+            (120, vec!["firing"], Some((P2, Firing))),
+            (180, vec![], Some((P2, Firing))), // above 100 since 180 s: not yet P1
+            (240, vec![], Some((P2, Firing))),
+            (300, vec!["escalated"], Some((P1, Firing))), // held 2m
+        ]
+    );
+}
+
+#[test]
+fn a_pending_alert_fires_at_the_tier_that_held_for_for() {
+    use AlertState::{Firing, Pending};
+    use Severity::{P1, P2};
+    // Above P1 from the start: fires at P1 after `for`.
+    let mut h = Harness::new(rules(TIERED_FOR, &[]));
+    let got = drive(&mut h, &[(0, 500.0), (60, 500.0), (120, 500.0)]);
+    assert_eq!(got[1], (60, vec![], Some((P1, Pending))));
+    assert_eq!(got[2], (120, vec!["firing"], Some((P1, Firing))));
+    // Above P1 only from 60 s: P2 held 2m first, P1 a minute later.
+    let mut h = Harness::new(rules(TIERED_FOR, &[]));
+    let got = drive(&mut h, &[(0, 50.0), (60, 500.0), (120, 500.0), (180, 500.0)]);
+    assert_eq!(got[2], (120, vec!["firing"], Some((P2, Firing))));
+    assert_eq!(got[3], (180, vec!["escalated"], Some((P1, Firing))));
+}
+
+#[test]
+fn a_falling_tier_follows_keep_firing_for() {
+    use AlertState::Firing;
+    use Severity::{P1, P2};
+    let mut h = Harness::new(rules(TIERED_FOR, &[]));
+    let got = drive(
+        &mut h,
+        &[
+            (0, 500.0),
+            (120, 500.0), // firing at P1
+            (180, 50.0),  // P1's condition stops; P2's holds
+            (240, 500.0), // back within keep_firing_for: still P1, nothing said
+            (300, 50.0),
+            (360, 50.0),
+            (420, 50.0), // 2m below P1: down to P2
+            (480, 500.0),
+            (540, 500.0),
+            (600, 500.0), // a new rise waits for `for` again
+        ],
+    );
+    let tiers: Vec<_> = got.iter().map(|(t, ev, a)| (*t, ev.clone(), a.map(|a| a.0))).collect();
+    assert_eq!(
+        tiers,
+        [
+            (0, vec!["pending"], Some(P1)),
+            (120, vec!["firing"], Some(P1)),
+            (180, vec![], Some(P1)),
+            (240, vec![], Some(P1)),
+            (300, vec![], Some(P1)),
+            (360, vec![], Some(P1)),
+            (420, vec!["deescalated"], Some(P2)),
+            (480, vec![], Some(P2)),
+            (540, vec![], Some(P2)),
+            (600, vec!["escalated"], Some(P1)),
+        ]
+    );
+    assert!(got.iter().skip(1).all(|(_, _, a)| a.is_some_and(|a| a.1 == Firing)));
+    assert!(
+        h.eval.tracker.alerts().all(|a| a.keep_firing_since.is_none()),
+        "a tier drop is not the condition clearing"
+    );
+}
+
+#[test]
+fn a_tier_may_override_for() {
+    let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Lat
+        expr: lat
+        tiers:
+          P2: "> 10"
+          P0: { when: "> 1000", for: 0s }
+          P1: { when: "> 100", for: 5m }
+        for: 2m
+"#;
+    use AlertState::{Firing, Pending};
+    use Severity::{P0, P1, P2};
+    let mut h = Harness::new(rules(yaml, &[]));
+    let got = drive(&mut h, &[(0, 5000.0)]);
+    assert_eq!(got[0], (0, vec!["pending", "firing"], Some((P0, Firing))), "P0 needs no time");
+    let mut h = Harness::new(rules(yaml, &[]));
+    let got = drive(&mut h, &[(0, 500.0), (60, 500.0), (120, 500.0), (240, 500.0), (300, 500.0)]);
+    assert_eq!(got[1], (60, vec![], Some((P1, Pending))));
+    assert_eq!(got[2], (120, vec!["firing"], Some((P2, Firing))), "P2 after the rule's 2m");
+    assert_eq!(got[3], (240, vec![], Some((P2, Firing))));
+    assert_eq!(got[4], (300, vec!["escalated"], Some((P1, Firing))), "P1 after its own 5m");
+}
+
+#[test]
+fn tiers_with_for_keep_hysteresis() {
+    let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Disk
+        expr: disk_used_percent
+        tiers: { P2: "> 80", P1: "> 90" }
+        resolve_when: disk_used_percent < 70
+        for: 1m
+"#;
+    let mut h = Harness::new(rules(yaml, &[]));
+    let l = [("instance", "a")];
+    let mut states = Vec::new();
+    for (t, v) in [(0, 85.0), (60, 92.0), (120, 92.0), (180, 75.0), (240, 79.0), (300, 95.0), (360, 69.0)] {
+        h.set(t, "disk_used_percent", &l, v);
+        let ev = h.eval(t);
+        states.push((t, kinds(&ev), h.firing().first().map(|f| f.1)));
+    }
+    assert_eq!(
+        states,
+        [
+            (0, vec!["pending"], None),
+            (60, vec!["firing"], Some(Severity::P2)),
+            (120, vec!["escalated"], Some(Severity::P1)),
+            (180, vec!["deescalated"], Some(Severity::P2)), // held by resolve_when at the lowest tier
+            (240, vec![], Some(Severity::P2)),
+            (300, vec![], Some(Severity::P2)), // above 90 again: P1 after `for`
+            (360, vec!["resolved"], None),
+        ]
+    );
+}

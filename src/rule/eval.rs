@@ -22,7 +22,11 @@ pub struct Candidate {
     pub fingerprint: Fingerprint,
     /// Including `alertname`, `severity` and info labels.
     pub labels: Labels,
+    /// The tier the alert is at: `condition_tier` once it has held for its
+    /// `for` (see [`RuleState::tier_step`]).
     pub severity: Severity,
+    /// The most severe tier whose condition holds now.
+    pub condition_tier: Severity,
     pub value: f64,
     pub annotations: Vec<(String, String)>,
     pub runbook: Option<String>,
@@ -176,7 +180,7 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
         Per::Instance => {
             let resolved = ResolvedMetrics::of(ctx.store, rule);
             if let Some(fast) = resolved.as_ref().and_then(|r| NativeThreshold::of(rule, r)) {
-                fast.evaluate(ctx, rule, &mut out);
+                fast.evaluate(ctx, rule, state, &mut out);
             } else if let Some(resolved) = resolved {
                 let mut scope = Scope::new();
                 for (gid, group) in ctx.store.groups() {
@@ -283,7 +287,7 @@ impl<'r> NativeThreshold<'r> {
         Some(Self { metric: resolved.lhs?, test })
     }
 
-    fn evaluate(&self, ctx: &RuleCtx, rule: &Rule, out: &mut RuleOutcome) {
+    fn evaluate(&self, ctx: &RuleCtx, rule: &Rule, state: &RuleState, out: &mut RuleOutcome) {
         let lookback = ctx.store.lookback();
         for (_, group) in ctx.store.groups() {
             let Some(v) = group.window(self.metric).and_then(|w| w.latest(ctx.now, lookback)) else { continue };
@@ -293,8 +297,9 @@ impl<'r> NativeThreshold<'r> {
             };
             if let Some(severity) = fires_at {
                 out.candidates.push(make_candidate(
-                    ctx.rules,
+                    ctx,
                     rule,
+                    state,
                     base_labels(rule, &group.labels),
                     &group.info,
                     v,
@@ -389,8 +394,9 @@ fn evaluate_in(
             };
             if let Some(severity) = severity {
                 out.candidates.push(make_candidate(
-                    ctx.rules,
+                    ctx,
                     rule,
+                    state,
                     base_labels(rule, target.labels),
                     target.info,
                     outcome.value,
@@ -406,7 +412,7 @@ fn evaluate_in(
                 return fail(f).map_or(Ok(()), |e| Err(format!("{}: {e}", path.display())));
             }
             for emitted in ctx.guard.take_emitted() {
-                let c = candidate_from_map(ctx.rules, rule, target, emitted)
+                let c = candidate_from_map(ctx, rule, state, target, emitted)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 out.candidates.push(c);
             }
@@ -507,15 +513,21 @@ fn held_by_hysteresis(
 
 /// `identity` are the labels that make the alert (target, rule, alertname);
 /// `info` labels of the target are shown but don't take part in identity.
+/// `condition_tier` is the tier whose condition holds; the alert's tier
+/// (labels, annotations) is what the tracker's tier clock makes of it.
+#[allow(clippy::too_many_arguments)]
 fn make_candidate(
-    rules: &RuleSet,
+    ctx: &RuleCtx,
     rule: &Rule,
+    state: &RuleState,
     identity: Labels,
     info: &Labels,
     value: f64,
-    severity: Severity,
+    condition_tier: Severity,
 ) -> Candidate {
+    let rules = ctx.rules;
     let fingerprint = identity.fingerprint_without(&[SEVERITY]);
+    let (severity, _) = state.tier_step(fingerprint, condition_tier, ctx.now);
     let mut labels = identity;
     for (k, v) in info.iter() {
         if labels.get(k).is_none() {
@@ -536,6 +548,7 @@ fn make_candidate(
         fingerprint,
         labels,
         severity,
+        condition_tier,
         value,
         annotations,
         runbook: rule.runbook.as_ref().map(|r| r.link().to_string()),
@@ -545,7 +558,13 @@ fn make_candidate(
 /// Turns `alert(#{...})` from a script into a candidate. Fields: `labels`
 /// (map), `severity` (tier), `value` (number), `annotations` (map, merged
 /// over the rule's rendered ones), `summary`/`description` shorthands.
-fn candidate_from_map(rules: &RuleSet, rule: &Rule, target: Target, map: Map) -> Result<Candidate, String> {
+fn candidate_from_map(
+    ctx: &RuleCtx,
+    rule: &Rule,
+    state: &RuleState,
+    target: Target,
+    map: Map,
+) -> Result<Candidate, String> {
     let mut labels = base_labels(rule, target.labels);
     let mut severity = rule.severity.least_severe();
     let mut value = 1.0;
@@ -580,7 +599,7 @@ fn candidate_from_map(rules: &RuleSet, rule: &Rule, target: Target, map: Map) ->
             }
         }
     }
-    let mut c = make_candidate(rules, rule, labels, target.info, value, severity);
+    let mut c = make_candidate(ctx, rule, state, labels, target.info, value, severity);
     for (k, v) in extra {
         match c.annotations.iter_mut().find(|(ak, _)| *ak == k) {
             Some(slot) => slot.1 = v,

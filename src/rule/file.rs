@@ -21,6 +21,8 @@ pub struct LoadOptions {
 }
 
 const GROUP_FIELDS: &[&str] = &["name", "interval", "per", "labels", "rules", "limit", "query_offset"];
+/// A tier given as a mapping: `P1: { when: "> 1000", for: 5m }`.
+const TIER_FIELDS: &[&str] = &["when", "for"];
 const RULE_FIELDS: &[&str] = &[
     "alert",
     "expr",
@@ -374,9 +376,11 @@ impl Loader<'_> {
         }
     }
 
+    /// `tiers: { P2: "> 100", P1: "> 1000" }`; a tier may hold for its own
+    /// time: `P1: { when: "> 1000", for: 5m }`.
     fn tiers(&mut self, r: &mut Reader, node: &Node) -> Option<SeverityPolicy> {
         let yaml::NodeKind::Map(entries) = &node.kind else {
-            r.error(node.pos, "tiers must be a mapping like { P2: \"> 100\", P1: \"> 1000\" }");
+            r.error(node.pos, "tiers must be a mapping like { P2: \"> 100\", P1: { when: \"> 1000\", for: 5m } }");
             return None;
         };
         let mut tiers = Vec::new();
@@ -388,12 +392,30 @@ impl Loader<'_> {
                 ok = false;
                 continue;
             };
-            let text = v.as_str().unwrap_or("");
+            let (when, hold_for) = match &v.kind {
+                yaml::NodeKind::Map(_) => {
+                    let errors_before = r.diags.len();
+                    let fields = r.map(v, &format!("tier {key}"), TIER_FIELDS);
+                    let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+                    let hold_for = get("for").and_then(|n| r.duration(n, &format!("tier {key}: for")));
+                    ok &= r.diags.len() == errors_before;
+                    match get("when") {
+                        Some(w) => (w, hold_for),
+                        None => {
+                            r.error(v.pos, format!("tier {key} needs `when`, like {{ when: \"> 1000\", for: 5m }}"));
+                            ok = false;
+                            continue;
+                        }
+                    }
+                }
+                _ => (v, None),
+            };
+            let text = when.as_str().unwrap_or("");
             match Tier::parse_threshold(text) {
-                Some((op, threshold)) => tiers.push(Tier { severity, op, threshold }),
+                Some((op, threshold)) => tiers.push(Tier { severity, op, threshold, hold_for }),
                 None => {
                     r.error(
-                        v.pos,
+                        when.pos,
                         format!("tier {key}: threshold {text:?} must be an operator and a number, like \"> 100\""),
                     );
                     ok = false;
@@ -517,6 +539,30 @@ mod tests {
         assert!(text.contains(":6:10: for: invalid duration"), "{text}");
         assert!(text.contains(":7:5: unknown field \"colour\""), "{text}");
         assert!(text.contains(":8:14: unknown tier \"P9\""), "{text}");
+    }
+
+    #[test]
+    fn a_tier_may_set_its_own_for() {
+        let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    for: 1m\n    tiers:\n      P2: \"> 10\"\n      P1: { when: \"> 100\", for: 5m }\n      P0: { when: \">= 1000\" }\n";
+        let rs = load_str(yaml).unwrap();
+        let rule = rs.rules().next().unwrap();
+        let SeverityPolicy::Tiers(t) = &rule.severity else { panic!() };
+        let minutes = |m: u64| Some(std::time::Duration::from_secs(m * 60));
+        assert_eq!(
+            t.iter().map(|t| (t.severity, t.threshold, t.hold_for)).collect::<Vec<_>>(),
+            [(Severity::P0, 1000.0, None), (Severity::P1, 100.0, minutes(5)), (Severity::P2, 10.0, None)]
+        );
+        assert_eq!(rule.tier_holds(), [minutes(1), minutes(5), minutes(1), None], "the rule's `for` by default");
+    }
+
+    #[test]
+    fn bad_tier_mappings_are_reported_with_positions() {
+        let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    tiers:\n      P3: { when: \"> 1\", for: 5x }\n      P2: { for: 5m }\n      P1: { when: \"> 100\", hold: 5m }\n      P0: { when: \"lots\" }\n";
+        let text = load_str(yaml).unwrap_err().to_string();
+        assert!(text.contains(":7:31: tier P3: for: invalid duration"), "{text}");
+        assert!(text.contains(":8:11: tier P2 needs `when`"), "{text}");
+        assert!(text.contains(":9:28: unknown field \"hold\" in tier P1"), "{text}");
+        assert!(text.contains(":10:19: tier P0: threshold \"lots\""), "{text}");
     }
 
     #[test]

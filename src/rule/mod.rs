@@ -150,11 +150,33 @@ impl SeverityPolicy {
     }
 }
 
+impl Rule {
+    /// Per tier (indexed P0..P3): how long an alert's tier must be at least
+    /// that severe before the alert is at it; `None` for tiers the rule
+    /// never raises. Scripts may emit any tier.
+    pub fn tier_holds(&self) -> [Option<Duration>; 4] {
+        let mut holds = [None; 4];
+        match (&self.condition, &self.severity) {
+            (Condition::Script { .. }, _) => holds = [Some(self.hold_for); 4],
+            (_, SeverityPolicy::Fixed(s)) => holds[*s as usize] = Some(self.hold_for),
+            (_, SeverityPolicy::Tiers(tiers)) => {
+                for t in tiers {
+                    holds[t.severity as usize] = Some(t.hold_for.unwrap_or(self.hold_for));
+                }
+            }
+        }
+        holds
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tier {
     pub severity: Severity,
     pub op: CmpOp,
     pub threshold: f64,
+    /// How long the tier's condition must hold before the alert is at this
+    /// tier; `None`: the rule's `for`.
+    pub hold_for: Option<Duration>,
 }
 
 impl Tier {

@@ -8,6 +8,11 @@
 //! the value it had; a rule whose evaluation fails keeps its alerts as they
 //! are. Identity is the label fingerprint without `severity`, so a tier
 //! change is the same alert (an escalation when it rises).
+//!
+//! Tiers behave as one Prometheus rule per tier would: an alert rises to a
+//! tier only once its tier has been at least that severe for the tier's
+//! `for` (the rule's unless the tier sets its own), and falls below a tier
+//! only once that tier's condition has not held for `keep_firing_for`.
 
 use super::Rule;
 use super::eval::{Candidate, RuleOutcome};
@@ -75,13 +80,62 @@ impl RuleHealth {
     }
 }
 
+/// Per alert, how long its condition has held at each tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TierClock {
+    /// Per tier (P0..P3): since when the condition's tier has been at least
+    /// that severe, without a break.
+    at_least_since: [Option<Timestamp>; 4],
+    /// Since when the condition of the alert's current tier has not held.
+    below_since: Option<Timestamp>,
+}
+
+impl TierClock {
+    /// For an alert without a clock (new, or restored after a restart): its
+    /// tier and the less severe ones have held since `since`.
+    fn starting(tier: Severity, since: Timestamp) -> Self {
+        let mut clock = Self::default();
+        for s in Severity::ALL.into_iter().filter(|s| *s >= tier) {
+            clock.at_least_since[s as usize] = Some(since);
+        }
+        clock
+    }
+
+    /// The condition holds at tier `tier` now.
+    fn observe(&mut self, tier: Severity, now: Timestamp) {
+        for (i, since) in self.at_least_since.iter_mut().enumerate() {
+            if i >= tier as usize {
+                since.get_or_insert(now);
+            } else {
+                *since = None;
+            }
+        }
+    }
+
+    /// The condition does not hold at all now.
+    fn lapse(&mut self, now: Timestamp) {
+        self.at_least_since = [None; 4];
+        self.below_since.get_or_insert(now);
+    }
+
+    /// The most severe tier whose condition has held for its time.
+    fn held_tier(&self, holds: &[Option<Duration>; 4], now: Timestamp) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| {
+            matches!((holds[*s as usize], self.at_least_since[*s as usize]), (Some(d), Some(t)) if now.since(t) >= d)
+        })
+    }
+}
+
 /// One rule's alerts and health.
 #[derive(Debug, Default)]
 pub struct RuleState {
     pub name: String,
-    hold_for: Duration,
     keep_firing_for: Duration,
+    /// Per tier: its `for` (`None`: a tier the rule never raises).
+    tier_holds: [Option<Duration>; 4],
     pub active: FxHashMap<Fingerprint, Alert>,
+    /// Tier clocks of the pending and firing alerts.
+    clocks: FxHashMap<Fingerprint, TierClock>,
     pub health: RuleHealth,
     pub last_evaluation: Option<Timestamp>,
     pub last_duration: Duration,
@@ -95,10 +149,43 @@ impl RuleState {
     pub fn new(rule: &Rule) -> Self {
         Self {
             name: rule.name.clone(),
-            hold_for: rule.hold_for,
             keep_firing_for: rule.keep_firing_for,
+            tier_holds: rule.tier_holds(),
             ..Self::default()
         }
+    }
+
+    /// The tier an alert whose condition holds at `condition` is at after
+    /// an evaluation at `now`, with its clock then: a pending alert shows
+    /// the tier that holds until one has held for its time, and fires at
+    /// that one; a firing alert rises to a tier that has held for its time,
+    /// and falls to `condition` once its own tier has not held for
+    /// `keep_firing_for`. Read-only, so evaluation renders annotations with
+    /// the tier that [`RuleState::apply`] will give the alert.
+    pub fn tier_step(&self, fp: Fingerprint, condition: Severity, now: Timestamp) -> (Severity, TierClock) {
+        let alert = self.active.get(&fp).filter(|a| a.state != AlertState::Resolved);
+        let mut clock = match alert {
+            Some(a) => self.clocks.get(&fp).copied().unwrap_or_else(|| TierClock::starting(a.severity, a.active_at)),
+            None => TierClock::default(),
+        };
+        clock.observe(condition, now);
+        let held = clock.held_tier(&self.tier_holds, now);
+        let tier = match alert {
+            Some(a) if a.state == AlertState::Firing => {
+                let current = a.severity;
+                if condition <= current {
+                    clock.below_since = None;
+                    held.map_or(current, |h| h.min(current))
+                } else if now.since(*clock.below_since.get_or_insert(now)) < self.keep_firing_for {
+                    current
+                } else {
+                    clock.below_since = None;
+                    condition
+                }
+            }
+            _ => held.unwrap_or(condition),
+        };
+        (tier, clock)
     }
 
     pub fn is_firing(&self, fp: Fingerprint) -> bool {
@@ -130,9 +217,15 @@ impl RuleState {
             return;
         }
         let mut seen: rustc_hash::FxHashSet<Fingerprint> = outcome.held.iter().copied().collect();
-        for c in outcome.candidates {
+        for mut c in outcome.candidates {
             let fp = c.fingerprint;
             seen.insert(fp);
+            let (tier, clock) = self.tier_step(fp, c.condition_tier, now);
+            self.clocks.insert(fp, clock);
+            if c.severity != tier {
+                // Only if evaluation did not ask `tier_step` (it always does).
+                set_tier(&mut c.severity, &mut c.labels, tier);
+            }
             match self.active.get_mut(&fp) {
                 Some(a) if a.state != AlertState::Resolved => {
                     let from = a.severity;
@@ -169,14 +262,21 @@ impl RuleState {
             }
         }
         let keep_firing_for = self.keep_firing_for;
-        let hold_for = self.hold_for;
+        let (holds, clocks) = (&self.tier_holds, &mut self.clocks);
         let restoring = self.restored_hold_until.is_some_and(|h| now < h);
         if !restoring {
             self.restored_hold_until = None;
         }
         self.active.retain(|fp, a| {
             if seen.contains(fp) {
-                if a.state == AlertState::Pending && now.since(a.active_at) >= hold_for {
+                // An instance that failed to evaluate has no new clock: its
+                // alert's own times stand in.
+                let clock = |a: &Alert| clocks.get(fp).copied().unwrap_or(TierClock::starting(a.severity, a.active_at));
+                if a.state == AlertState::Pending
+                    && let Some(tier) = clock(a).held_tier(holds, now)
+                {
+                    // `tier_step` gave a due alert this tier already.
+                    set_tier(&mut a.severity, &mut a.labels, tier);
                     a.state = AlertState::Firing;
                     a.fired_at = Some(now);
                     events.push(AlertEvent::Firing(a.clone()));
@@ -189,6 +289,7 @@ impl RuleState {
                 AlertState::Resolved => now.since(a.resolved_at.unwrap_or(now)) < RESOLVED_RETENTION,
                 AlertState::Firing if restoring => true,
                 AlertState::Firing => {
+                    clocks.entry(*fp).or_insert_with(|| TierClock::starting(a.severity, a.active_at)).lapse(now);
                     if !keep_firing_for.is_zero() {
                         let since = *a.keep_firing_since.get_or_insert(now);
                         if now.since(since) < keep_firing_for {
@@ -203,7 +304,18 @@ impl RuleState {
                 }
             }
         });
+        let active = &self.active;
+        self.clocks.retain(|fp, _| active.get(fp).is_some_and(|a| a.state != AlertState::Resolved));
     }
+}
+
+/// Sets an alert's tier and its `severity` label, unless the rule set that
+/// label itself (a ported Prometheus rule's own value).
+pub(super) fn set_tier(severity: &mut Severity, labels: &mut crate::model::Labels, tier: Severity) {
+    if labels.get(crate::model::SEVERITY).is_none_or(|s| s.parse::<Severity>().is_ok()) {
+        labels.insert(crate::model::SEVERITY, tier.as_str());
+    }
+    *severity = tier;
 }
 
 fn update_from(a: &mut Alert, c: Candidate) {
