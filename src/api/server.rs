@@ -321,6 +321,22 @@ fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
     )
 }
 
+/// How far ahead a silence may end or an acknowledgement last: a year. A
+/// longer mute is a config change, not a silence.
+pub const MAX_AHEAD: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Refuses an end more than [`MAX_AHEAD`] from now; `field` is what set it.
+fn within_a_year(field: &str, end: Timestamp, now: Timestamp) -> Result<(), ApiError> {
+    if end > now + MAX_AHEAD {
+        let end = if end >= Timestamp::RFC3339_MAX { "beyond year 9999".to_string() } else { end.to_rfc3339() };
+        return Err(ApiError::bad(format!(
+            "{field}: ends {end}, more than 1 year ahead (at most {}); renew it then if still needed",
+            (now + MAX_AHEAD).to_rfc3339()
+        )));
+    }
+    Ok(())
+}
+
 fn parse_positive_duration(field: &str, text: &str) -> Result<Duration, ApiError> {
     let d = crate::duration::parse_duration(text).map_err(|e| ApiError::bad(format!("{field}: {e}")))?;
     if d.is_zero() {
@@ -413,6 +429,7 @@ async fn add_silence(
     if ends_at <= starts_at {
         return Err(ApiError::bad(format!("ends_at ({ends_at}) must be after starts_at ({starts_at})")));
     }
+    within_a_year(if req.duration.is_some() { "duration" } else { "ends_at" }, ends_at, now)?;
     let created_by = required("created_by", &req.created_by)?;
     let comment = required("comment", &req.comment)?;
     let silence = Silence { id: new_silence_id(now, &req.matchers), matchers, starts_at, ends_at, created_by, comment };
@@ -453,6 +470,9 @@ async fn ack(State(state): State<ApiState>, headers: HeaderMap, body: Result<Byt
     };
     if let Some(until) = until.filter(|u| *u <= now) {
         return Err(ApiError::bad(format!("until ({until}) is in the past")));
+    }
+    if let Some(until) = until {
+        within_a_year(if req.duration.is_some() { "duration" } else { "until" }, until, now)?;
     }
     let ack = Ack { by: required("by", &req.by)?, comment: req.comment.trim().to_string(), at: now, until };
     match call(&state, |reply| Command::Ack { group_id, matchers, ack, reply }).await? {

@@ -414,6 +414,45 @@ async fn bad_silences_are_400_with_a_message() {
 }
 
 #[tokio::test]
+async fn silence_and_ack_ends_are_at_most_a_year_ahead() {
+    let api = Api::start(Some(TOKEN)).await;
+    let silence = |end: (&str, String)| {
+        let mut b = json!({"matchers": "{a=\"b\"}", "created_by": "me", "comment": "why"});
+        b[end.0] = json!(end.1);
+        b
+    };
+    let in_days = |d: i64| (chrono::Utc::now() + chrono::Duration::days(d)).to_rfc3339();
+    for body in [
+        silence(("duration", "10000y".into())),
+        silence(("duration", "366d".into())),
+        silence(("ends_at", "9999-12-31T00:00:00Z".into())),
+        silence(("ends_at", in_days(367))),
+    ] {
+        let (status, reply) = api.post("/api/v1/silences", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {reply}");
+        assert!(error(&reply).contains("more than 1 year ahead"), "{body}: {reply}");
+    }
+    let (status, reply) = api.post("/api/v1/silences", silence(("duration", "365d".into()))).await;
+    assert_eq!(status, StatusCode::OK, "a year is allowed: {reply}");
+    for body in [
+        json!({"group_id": "g-down", "by": "bob", "duration": "10000y"}),
+        json!({"group_id": "g-down", "by": "bob", "until": "2999-01-01T00:00:00Z"}),
+    ] {
+        let (status, reply) = api.post("/api/v1/acks", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {reply}");
+        assert!(error(&reply).contains("more than 1 year ahead"), "{body}: {reply}");
+    }
+    // Every time the API prints is RFC 3339.
+    let (_, list) = api.get("/api/v1/silences").await;
+    for s in list["silences"].as_array().unwrap() {
+        for field in ["starts_at", "ends_at"] {
+            let text = s[field].as_str().unwrap();
+            assert!(chrono::DateTime::parse_from_rfc3339(text).is_ok(), "{field}: {text}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn malformed_json_is_400() {
     let api = Api::start(Some(TOKEN)).await;
     for (body, want) in [
@@ -598,6 +637,9 @@ async fn the_cli_client_reports_server_errors() {
     let client = Client::new(&endpoint(&api.base, Some(TOKEN))).unwrap();
     let reply = client.post("/api/v1/silences", &body).await.unwrap();
     assert!(reply["id"].is_string());
+    let forever = SilenceRequest { duration: Some("10000y".into()), ..body.clone() };
+    let e = client.post("/api/v1/silences", &forever).await.unwrap_err().to_string();
+    assert!(e.contains("more than 1 year ahead") && e.contains("HTTP 400"), "{e}");
     let bad = SilenceRequest { matchers: "{a=~\"(\"}".into(), ..body };
     let e = client.post("/api/v1/silences", &bad).await.unwrap_err().to_string();
     assert!(e.contains("invalid regex") && e.contains("HTTP 400"), "{e}");
