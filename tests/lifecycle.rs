@@ -671,3 +671,41 @@ groups:
         ]
     );
 }
+
+#[test]
+fn restored_alerts_keep_their_tier_and_time_tier_changes_afresh() {
+    use AlertState::Firing;
+    use Severity::{P1, P2};
+    let restart = |steps: &[(i64, f64)]| {
+        let mut before = Harness::new(rules(TIERED_FOR, &[]));
+        drive(&mut before, steps);
+        let saved: Vec<_> = before.eval.tracker.alerts().cloned().collect();
+        let mut after = Harness::new(rules(TIERED_FOR, &[]));
+        after.eval.tracker.rules[0].restore(saved, ts(150));
+        after
+    };
+    // Firing at P1 before the restart, at P2's level after it: P1 for keep_firing_for, then P2.
+    let mut h = restart(&[(0, 500.0), (120, 500.0)]);
+    let got = drive(&mut h, &[(180, 50.0), (240, 50.0), (300, 50.0)]);
+    let tiers: Vec<_> = got.iter().map(|(t, ev, a)| (*t, ev.clone(), *a)).collect();
+    assert_eq!(
+        tiers,
+        [
+            (180, vec![], Some((P1, Firing))),
+            (240, vec![], Some((P1, Firing))),
+            (300, vec!["deescalated"], Some((P2, Firing)))
+        ]
+    );
+    // Firing at P2 before, above P1 after: P1 once that held for `for`.
+    let mut h = restart(&[(0, 50.0), (120, 50.0)]);
+    let got = drive(&mut h, &[(180, 500.0), (240, 500.0), (300, 500.0)]);
+    let tiers: Vec<_> = got.iter().map(|(t, ev, a)| (*t, ev.clone(), *a)).collect();
+    assert_eq!(
+        tiers,
+        [
+            (180, vec![], Some((P2, Firing))),
+            (240, vec![], Some((P2, Firing))),
+            (300, vec!["escalated"], Some((P1, Firing)))
+        ]
+    );
+}
