@@ -33,6 +33,16 @@ fn check_validates_config_files() {
     let o = zkalert(&["check", "examples/zkalert.yaml"]);
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(stdout(&o).contains("1 config file(s)"), "{}", stdout(&o));
+    // The summary counts the rule files the config names (the shipped pack).
+    let pack = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/zookeeper");
+    let files = std::fs::read_dir(pack)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".yaml") && !n.ends_with(".test.yaml"))
+        .count();
+    assert!(files > 5);
+    assert!(stdout(&o).starts_with(&format!("OK: {files} rule file(s), ")), "{}", stdout(&o));
+    assert!(!stdout(&o).contains(" 0 rule(s)"), "{}", stdout(&o));
     let dir = tempfile::tempdir().unwrap();
     let bad = write(
         dir.path(),

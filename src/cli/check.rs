@@ -41,23 +41,37 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
     // A YAML file with top-level `sources` is a zkalert config: validate it
     // as one (and the rules it names), not as a rule file.
     let (configs, rule_files): (Vec<PathBuf>, Vec<PathBuf>) = rule_files.into_iter().partition(|f| is_config_file(f));
+    let mut rules = 0;
+    let mut warnings = Diagnostics::default();
+    // The rule files configs name, each counted once (and not again when
+    // also given on the command line).
+    let mut config_rule_files: Vec<PathBuf> = Vec::new();
     for c in &configs {
         match crate::config::Config::load(c) {
-            Ok(cfg) => {
-                let files = crate::rule::find_rule_files(&cfg.rules).unwrap_or_default();
-                if let Err(d) = load_rules(&files, LoadOptions::default()) {
-                    errors.extend(d);
+            Ok(cfg) => match crate::rule::find_rule_files(&cfg.rules) {
+                Ok(files) => {
+                    let files: Vec<PathBuf> = files
+                        .into_iter()
+                        .filter(|f| !rule_files.contains(f) && !config_rule_files.contains(f))
+                        .collect();
+                    match load_rules(&files, LoadOptions::default()) {
+                        Ok(set) => {
+                            rules += set.rule_count();
+                            warnings.extend(set.warnings);
+                        }
+                        Err(d) => errors.extend(d),
+                    }
+                    config_rule_files.extend(files);
                 }
-            }
+                Err(e) => errors.push(c, Pos::new(1, 1), format!("cannot list the config's rules: {e}")),
+            },
             Err(d) => errors.extend(d),
         }
     }
-    let mut rules = 0;
-    let mut warnings = Diagnostics::default();
     match load_rules(&rule_files, LoadOptions { require_runbooks: true, ..LoadOptions::default() }) {
         Ok(set) => {
-            rules = set.rule_count();
-            warnings = set.warnings;
+            rules += set.rule_count();
+            warnings.extend(set.warnings);
         }
         Err(d) => errors.extend(d),
     }
@@ -75,7 +89,7 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
         }
     }
     CheckReport {
-        rule_files: rule_files.len(),
+        rule_files: rule_files.len() + config_rule_files.len(),
         config_files: configs.len(),
         rules,
         test_files: test_files.len(),
