@@ -63,6 +63,7 @@ fn delivery(cluster: &str, summary: &str) -> Delivery {
         resolved: Vec::new(),
         escalation: false,
         digest: false,
+        test: false,
     };
     Delivery { message: Arc::new(message), channel: "oncall".into() }
 }

@@ -107,6 +107,8 @@ pub struct Context {
     pub status: String,
     pub escalation: bool,
     pub digest: bool,
+    /// A sample from `zkalert notify test`, not a real alert.
+    pub test: bool,
     /// "ZkNodeDown: 2 firing (1 new) in cluster prod".
     pub title: String,
     pub group: BTreeMap<String, String>,
@@ -177,6 +179,7 @@ impl Context {
             status: if m.firing.is_empty() { "resolved" } else { "firing" }.to_string(),
             escalation: m.escalation,
             digest: m.digest,
+            test: m.test,
             title,
             group: m.group.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             group_id: m.group_id.clone(),
@@ -333,6 +336,7 @@ pub fn samples() -> Vec<Message> {
         resolved: resolved.clone(),
         escalation: false,
         digest: false,
+        test: false,
     };
     vec![
         base.clone(),
@@ -350,6 +354,37 @@ pub fn override_path(base: &Path, path: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `zkalert notify test`'s message says it is a test in every template,
+    /// up front (an SMS cut to its segments keeps it), and real ones don't.
+    #[test]
+    fn test_messages_are_marked_in_every_template() {
+        let t = Templates::builtin();
+        let links = Links { external_url: None, runbook_base_url: Some("https://git.example.com/runbooks/".into()) };
+        for (i, m) in samples().into_iter().enumerate() {
+            let real = Context::new(&m, "x", &links);
+            let test = Context::new(&Message { test: true, ..m }, "x", &links);
+            for (name, _) in BUILTIN {
+                let real = t.render(name, &real).unwrap();
+                let text = t.render(name, &test).unwrap();
+                assert!(!real.to_lowercase().contains("test"), "sample {i}, {name}: a real message marked as a test:\n{real}");
+                // Up front: the first words a phone, a subject line or a
+                // listener gets (the HTML's heading).
+                let lead = match name {
+                    "voice" => "This is a zkalert test call, not a real alert.",
+                    "html" => "<h2>TEST, not a real alert:",
+                    _ => "TEST, not a real alert:",
+                };
+                let head = if name == "html" { text.as_str() } else { &text[..text.len().min(lead.len() + 20)] };
+                assert!(head.contains(lead), "sample {i}, {name}: no test marker up front:\n{text}");
+            }
+        }
+        let m = Message { test: true, ..samples().remove(0) };
+        let sms = t.render("sms", &Context::new(&m, "x", &links)).unwrap();
+        assert!(sms.starts_with("TEST, not a real alert: [P1] ZkNodeDown prod"), "{sms}");
+        let subject = t.render("subject", &Context::new(&m, "x", &links)).unwrap();
+        assert_eq!(subject, "TEST, not a real alert: [P1] ZkNodeDown: 2 firing (1 new), 1 resolved in cluster prod");
+    }
 
     #[test]
     fn built_in_templates_render_every_sample() {

@@ -199,6 +199,9 @@ pub struct Message {
     pub escalation: bool,
     /// A scheduled batch of a tier's groups.
     pub digest: bool,
+    /// A sample sent by `zkalert notify test`: every format marks it as
+    /// not a real alert.
+    pub test: bool,
 }
 
 impl Message {
@@ -583,6 +586,7 @@ fn flush_group(
             resolved: Vec::new(),
             escalation: true,
             digest: false,
+            test: false,
         });
     }
     let repeat_due =
@@ -603,6 +607,7 @@ fn flush_group(
                 resolved: Vec::new(),
                 escalation: false,
                 digest: true,
+                test: false,
             });
             digest.firing.extend(firing.iter().map(|a| (*a).clone()));
             digest.new.extend(&new);
@@ -628,6 +633,7 @@ fn flush_group(
             resolved: sorted(resolved.clone()),
             escalation: false,
             digest: false,
+            test: false,
         });
         mark_sent(g, &firing_fps, &resolved, tier, now, now + tp.group_interval);
     }
