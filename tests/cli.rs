@@ -234,3 +234,56 @@ fn a_closed_pipe_ends_output_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
 }
+
+/// `check --json`: one object with the counts, and every problem with its
+/// position as fields (the shape is in README.md); the exit code is as
+/// without `--json`.
+#[test]
+fn check_json_reports_diagnostics_as_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "bad.yaml",
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        for: 5 minutes\n",
+    );
+    let o = zkalert(&["check", "--json", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["rule_files"], 1);
+    let errors = v["errors"].as_array().unwrap();
+    let for_error = errors.iter().find(|e| e["message"].as_str().unwrap().starts_with("for: invalid duration")).unwrap();
+    assert_eq!(for_error["path"], file.to_str().unwrap());
+    assert_eq!((for_error["line"].as_u64(), for_error["column"].as_u64()), (Some(6), Some(14)), "{v}");
+    assert!(v["warnings"].is_array(), "{v}");
+
+    let o = zkalert(&["check", "--json", "rules/"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["rules"].as_u64().unwrap() > 10 && v["test_files"].as_u64().unwrap() > 5, "{v}");
+    assert_eq!(v["errors"], serde_json::json!([]));
+}
+
+/// `test --json`: per file and group, what passed and each failure.
+#[test]
+fn test_json_reports_results_per_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = broken_latency_test(dir.path());
+    let o = zkalert(&["test", "--json", "rules/examples/zookeeper-basics.test.yaml", broken.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["failed"], 1, "{v}");
+    assert!(v["passed"].as_u64().unwrap() >= 2, "{v}");
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    let bad = files.iter().find(|f| f["path"] == broken.to_str().unwrap()).unwrap();
+    assert_eq!(bad["load_error"], serde_json::Value::Null);
+    let group = &bad["groups"][0];
+    assert_eq!(group["ok"], false);
+    let failure = group["failures"][0].as_str().unwrap();
+    assert!(failure.contains("expected 0 firing, got 1"), "{v}");
+    let good = files.iter().find(|f| f["path"] == "rules/examples/zookeeper-basics.test.yaml").unwrap();
+    assert!(good["groups"].as_array().unwrap().iter().all(|g| g["ok"] == true && g["failures"] == serde_json::json!([])));
+}

@@ -162,7 +162,7 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
 
 /// The NodeDown alert of node n0 as `zkalert alerts --json` shows it.
 fn n0_alert(url: &str, token_file: &std::path::Path) -> serde_json::Value {
-    let out = cli(url, token_file, &["alerts", "--json", "--filter", r#"{node="n0"}"#]);
+    let out = cli(url, token_file, &["alerts", "--all", "--json", "--filter", r#"{node="n0"}"#]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("alerts --json: {e}: {out}"));
     let alerts = v.get("alerts").and_then(|a| a.as_array()).cloned().unwrap_or_default();
     assert_eq!(alerts.len(), 1, "one alert for n0: {out}");
@@ -252,4 +252,73 @@ fn api_and_cli_silence_expire_and_ack() {
     assert_eq!(repeats_during(&run, Duration::from_secs(5)), 0, "acked: no repeats");
     let log = std::fs::read_to_string(&run.log).unwrap_or_default();
     assert!(!log.contains(token), "the token never appears in the log");
+}
+
+/// amtool's habits: `silence add` takes matchers as arguments and lasts an
+/// hour by default; `zkalert alerts` lists active alerts (pending and
+/// firing, not silenced or inhibited) unless `--silenced`/`--inhibited`
+/// or `--all`; logs to a file carry no colour codes.
+#[test]
+fn amtool_habits_positional_matchers_default_duration_active_alerts() {
+    let metrics = MetricsServer::start();
+    metrics.set(&[true, true, true]);
+    let api_port = free_port();
+    let url = format!("http://127.0.0.1:{api_port}");
+    let extra = format!("server:\n  listen: 127.0.0.1:{api_port}\n  token_file: token.txt\n");
+    let yaml = config(metrics.port, &extra);
+    let mut run = ZkalertRun::start_yaml(
+        RunConfig::new(Vec::new(), &[]),
+        &yaml,
+        &[("rules.yaml", RULES), ("token.txt", "amtool-token")],
+    );
+    let token_file = run.dir().join("token.txt");
+    let firing = |node: &str| {
+        let node = node.to_string();
+        move |events: &[Event]| events.iter().any(|e| e.is("firing", "NodeDown") && e.labels["node"] == node)
+    };
+    wait_for(&mut run, "n0, n1, n2 firing", Duration::from_secs(20), |events| {
+        ["n0", "n1", "n2"].iter().all(|n| firing(n)(events))
+    });
+    metrics.set(&[true, false, true]);
+    wait_for(&mut run, "n1 resolved", Duration::from_secs(20), |events| {
+        events.iter().any(|e| e.is("resolved", "NodeDown") && e.labels["node"] == "n1")
+    });
+
+    // Matchers as arguments, one of them a regex, no duration: an hour.
+    let id = cli(
+        &url,
+        &token_file,
+        &["silence", "add", "alertname=NodeDown", "node=~n0|nX", "--comment", "swap", "--created-by", "alice"],
+    )
+    .trim()
+    .to_string();
+    let listed: serde_json::Value = serde_json::from_str(&cli(&url, &token_file, &["silence", "list", "--json"])).unwrap();
+    let silence = listed["silences"].as_array().unwrap().iter().find(|s| s["id"] == id.as_str()).unwrap().clone();
+    let time = |k: &str| chrono::DateTime::parse_from_rfc3339(silence[k].as_str().unwrap()).unwrap();
+    assert_eq!((time("ends_at") - time("starts_at")).num_seconds(), 3600, "{silence}");
+    assert!(silence["matchers"].as_str().unwrap().contains("n0|nX"), "{silence}");
+
+    // Wait for the runner to apply the silence to the snapshot.
+    let nodes = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["alerts", "--json"];
+        all.extend_from_slice(args);
+        let v: serde_json::Value = serde_json::from_str(&cli(&url, &token_file, &all)).unwrap();
+        let mut nodes: Vec<String> = v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| format!("{}:{}", a["labels"]["node"].as_str().unwrap_or("-"), a["state"].as_str().unwrap()))
+            .collect();
+        nodes.sort();
+        nodes
+    };
+    assert_eq!(nodes(&[]), ["n2:firing"], "active: not silenced, not resolved");
+    assert_eq!(nodes(&["--silenced"]), ["n0:firing", "n2:firing"]);
+    assert_eq!(nodes(&["--all"]), ["n0:firing", "n1:resolved", "n2:firing"]);
+    let table = cli(&url, &token_file, &["alerts"]);
+    assert!(table.contains("node=n2") && !table.contains("node=n0") && !table.contains("node=n1"), "{table}");
+
+    let log = std::fs::read_to_string(&run.log).unwrap_or_default();
+    assert!(log.contains("starting"), "{log}");
+    assert!(!log.contains('\u{1b}'), "no ANSI escape codes in a log file:\n{log}");
 }

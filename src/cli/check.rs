@@ -105,9 +105,38 @@ fn is_config_file(path: &std::path::Path) -> bool {
         .is_some_and(|root| root.get("sources").is_some())
 }
 
-/// Runs `check` and prints the report; returns the exit code.
-pub fn run(paths: &[PathBuf]) -> i32 {
+/// One diagnostic as `check --json` prints it.
+fn diagnostic_json(d: &crate::diag::Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "path": d.path.display().to_string(),
+        "line": d.pos.line,
+        "column": d.pos.col,
+        "message": d.message,
+    })
+}
+
+/// The report as one JSON object (the shape is in README.md).
+pub fn report_json(report: &CheckReport) -> serde_json::Value {
+    serde_json::json!({
+        "ok": report.errors.is_empty(),
+        "rule_files": report.rule_files,
+        "rules": report.rules,
+        "test_files": report.test_files,
+        "config_files": report.config_files,
+        "errors": report.errors.items.iter().map(diagnostic_json).collect::<Vec<_>>(),
+        "warnings": report.warnings.items.iter().map(diagnostic_json).collect::<Vec<_>>(),
+    })
+}
+
+/// Runs `check` and prints the report (as JSON with `json`); returns the
+/// exit code.
+pub fn run(paths: &[PathBuf], json: bool) -> i32 {
     let report = check(paths);
+    let code = if report.errors.is_empty() { super::EXIT_OK } else { super::EXIT_FAIL };
+    if json {
+        outln!("{}", report_json(&report));
+        return code;
+    }
     for w in &report.warnings.items {
         outln!("{w} (warning)");
     }
@@ -122,9 +151,8 @@ pub fn run(paths: &[PathBuf]) -> i32 {
             report.test_files,
             report.config_files
         );
-        super::EXIT_OK
     } else {
         outln!("FAILED: {} problem(s)", report.errors.len());
-        super::EXIT_FAIL
     }
+    code
 }
