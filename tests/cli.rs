@@ -252,7 +252,8 @@ fn check_json_reports_diagnostics_as_fields() {
     assert_eq!(v["ok"], false);
     assert_eq!(v["rule_files"], 1);
     let errors = v["errors"].as_array().unwrap();
-    let for_error = errors.iter().find(|e| e["message"].as_str().unwrap().starts_with("for: invalid duration")).unwrap();
+    let for_error =
+        errors.iter().find(|e| e["message"].as_str().unwrap().starts_with("for: invalid duration")).unwrap();
     assert_eq!(for_error["path"], file.to_str().unwrap());
     assert_eq!((for_error["line"].as_u64(), for_error["column"].as_u64()), (Some(6), Some(14)), "{v}");
     assert!(v["warnings"].is_array(), "{v}");
@@ -285,5 +286,81 @@ fn test_json_reports_results_per_group() {
     let failure = group["failures"][0].as_str().unwrap();
     assert!(failure.contains("expected 0 firing, got 1"), "{v}");
     let good = files.iter().find(|f| f["path"] == "rules/examples/zookeeper-basics.test.yaml").unwrap();
-    assert!(good["groups"].as_array().unwrap().iter().all(|g| g["ok"] == true && g["failures"] == serde_json::json!([])));
+    assert!(
+        good["groups"].as_array().unwrap().iter().all(|g| g["ok"] == true && g["failures"] == serde_json::json!([]))
+    );
+}
+
+/// A rule file (with a runbook beside it) in a fresh directory.
+fn rule_dir(rules: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("runbooks")).unwrap();
+    std::fs::write(dir.path().join("runbooks/x.md"), "# x\n").unwrap();
+    let file = write(dir.path(), "r.yaml", rules);
+    (dir, file)
+}
+
+/// `check` knows the metric names sources produce (docs/metrics.md): a
+/// typo warns with "did you mean", at the name's position, and the exit
+/// code stays 0. Names a `prometheus` source may produce are not judged
+/// unless they look like ZooKeeper's or the host agent's (`zk_`, `host_`).
+#[test]
+fn check_warns_on_metric_names_no_source_produces() {
+    let (dir, file) = rule_dir(
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: zk_outstanding_request > 10\n        runbook: x\n      - alert: B\n        expr: rate(\"zk_packets_recieved\", \"1m\") > 5 && my_app_up == 0\n        runbook: x\n      - alert: C\n        expr: zk_outstanding_requests > 10 && up == 0\n        runbook: x\n",
+    );
+    let o = zkalert(&["check", file.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "warnings do not fail: {out}");
+    let f = file.display();
+    assert!(
+        out.contains(&format!(
+            "{f}:5:15: no source produces metric \"zk_outstanding_request\" (docs/metrics.md); did you mean \"zk_outstanding_requests\"? (warning)"
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{f}:8:21: no source produces metric \"zk_packets_recieved\"")), "{out}");
+    assert!(out.contains("did you mean \"zk_packets_received\"?"), "{out}");
+    // Without a config a prometheus source may produce my_app_up.
+    assert!(!out.contains("my_app_up"), "{out}");
+    assert_eq!(out.matches("(warning)").count(), 2, "{out}");
+
+    // A config without a prometheus source: every name is judged.
+    let config = write(
+        dir.path(),
+        "zkalert.yaml",
+        "rules: [r.yaml]\nsources:\n  - {type: zookeeper, cluster: c, nodes: ['127.0.0.1:2181']}\n",
+    );
+    let out = stdout(&zkalert(&["check", config.to_str().unwrap()]));
+    assert!(out.contains(&format!("{f}:8:56: no source produces metric \"my_app_up\"")), "{out}");
+    assert!(out.contains("zk_outstanding_request\""), "{out}");
+    // With one, names outside the catalogue's prefixes are the scrape's business.
+    let config = write(
+        dir.path(),
+        "zkalert.yaml",
+        "rules: [r.yaml]\nsources:\n  - {type: zookeeper, cluster: c, nodes: ['127.0.0.1:2181']}\n  - {type: prometheus, url: 'http://127.0.0.1:9100/metrics', cluster: c}\n",
+    );
+    let out = stdout(&zkalert(&["check", config.to_str().unwrap()]));
+    assert!(!out.contains("my_app_up") && out.contains("zk_outstanding_request\""), "{out}");
+
+    // The shipped pack reads only names the catalogue lists.
+    let out = stdout(&zkalert(&["check", "rules/", "examples/zkalert.yaml"]));
+    assert!(!out.contains("no source produces"), "{out}");
+}
+
+/// PromQL habits get a hint at how zkalert spells them.
+#[test]
+fn check_hints_at_promql_habits() {
+    let (_dir, file) = rule_dir(
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: zk_packets_received[1m] > 10\n        runbook: x\n      - alert: B\n        expr: up == 0 and zk_serving == 0\n        runbook: x\n      - alert: C\n        expr: up == 0\n        annotations:\n          summary: 'down: {{ .Labels.instance }}'\n        runbook: x\n",
+    );
+    let o = zkalert(&["check", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("PromQL's range `zk_packets_received[1m]` is `rate(\"zk_packets_received\", \"1m\")`"),
+        "{out}"
+    );
+    assert!(out.contains("`and`/`or`/`unless` are `&&`/`||`/`!`"), "{out}");
+    assert!(out.contains("`{{ .Labels.instance }}` is `{{ labels.instance }}`"), "{out}");
 }

@@ -292,7 +292,8 @@ fn amtool_habits_positional_matchers_default_duration_active_alerts() {
     )
     .trim()
     .to_string();
-    let listed: serde_json::Value = serde_json::from_str(&cli(&url, &token_file, &["silence", "list", "--json"])).unwrap();
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli(&url, &token_file, &["silence", "list", "--json"])).unwrap();
     let silence = listed["silences"].as_array().unwrap().iter().find(|s| s["id"] == id.as_str()).unwrap().clone();
     let time = |k: &str| chrono::DateTime::parse_from_rfc3339(silence[k].as_str().unwrap()).unwrap();
     assert_eq!((time("ends_at") - time("starts_at")).num_seconds(), 3600, "{silence}");

@@ -2,7 +2,9 @@
 //! reporting every problem as `path:line:col: message`.
 
 use super::outln;
+use crate::config::SourceConfig;
 use crate::diag::{Diagnostics, Pos};
+use crate::rule::catalogue::catalogue;
 use crate::rule::{LoadOptions, find_rule_files, find_test_files, is_test_file_name, load_rules};
 use crate::testing::parse_test_file;
 use std::path::PathBuf;
@@ -50,14 +52,21 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
         match crate::config::Config::load(c) {
             Ok(cfg) => match crate::rule::find_rule_files(&cfg.rules) {
                 Ok(files) => {
+                    let same = |a: &PathBuf, b: &PathBuf| {
+                        a == b
+                            || std::fs::canonicalize(a).ok().is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a))
+                    };
                     let files: Vec<PathBuf> = files
                         .into_iter()
-                        .filter(|f| !rule_files.contains(f) && !config_rule_files.contains(f))
+                        .filter(|f| !rule_files.iter().chain(&config_rule_files).any(|g| same(f, g)))
                         .collect();
                     match load_rules(&files, LoadOptions::default()) {
                         Ok(set) => {
                             rules += set.rule_count();
                             warnings.extend(set.warnings);
+                            // A prometheus source may produce any name.
+                            let any_name = cfg.sources.iter().any(|s| matches!(s, SourceConfig::Prometheus(_)));
+                            warnings.extend(catalogue().check(&set.metric_reads, any_name));
                         }
                         Err(d) => errors.extend(d),
                     }
@@ -72,6 +81,8 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
         Ok(set) => {
             rules += set.rule_count();
             warnings.extend(set.warnings);
+            // No config says which sources: a prometheus one may produce any name.
+            warnings.extend(catalogue().check(&set.metric_reads, true));
         }
         Err(d) => errors.extend(d),
     }
@@ -94,7 +105,7 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
         rules,
         test_files: test_files.len(),
         errors: errors.sorted(),
-        warnings,
+        warnings: warnings.sorted(),
     }
 }
 

@@ -367,7 +367,10 @@ mod tests {
             for (name, _) in BUILTIN {
                 let real = t.render(name, &real).unwrap();
                 let text = t.render(name, &test).unwrap();
-                assert!(!real.to_lowercase().contains("test"), "sample {i}, {name}: a real message marked as a test:\n{real}");
+                assert!(
+                    !real.to_lowercase().contains("test"),
+                    "sample {i}, {name}: a real message marked as a test:\n{real}"
+                );
                 // Up front: the first words a phone, a subject line or a
                 // listener gets (the HTML's heading).
                 let lead = match name {

@@ -465,7 +465,8 @@ fn test_alerts(alerts: &[Alert]) -> Vec<Alert> {
             let summary = format!("{TEST_MARK}{summary}");
             a.annotations.retain(|(k, _)| k != "summary");
             a.annotations.push(("summary".into(), summary));
-            a.annotations.push(("zkalert_test".into(), "a sample sent by zkalert notify test, not a real alert".into()));
+            a.annotations
+                .push(("zkalert_test".into(), "a sample sent by zkalert notify test, not a real alert".into()));
             a
         })
         .collect()
