@@ -26,11 +26,18 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// The main job: poll sources, evaluate rules, notify. Without a config:
-    /// watch 127.0.0.1:2181 with the built-in rules, alerts to the console.
+    /// watch 127.0.0.1:2181 with the built-in rules, alerts to the console,
+    /// the API on 127.0.0.1:9097 (its token in zkalert-data/api-token).
     Run {
         /// Config file (zkalert.yaml).
         #[arg(short, long, env = "ZKALERT_CONFIG")]
         config: Option<PathBuf>,
+        /// Without a config: the ZooKeeper nodes to watch, HOST:PORT[,HOST:PORT...].
+        #[arg(long, value_name = "NODES", conflicts_with = "config")]
+        zookeeper: Option<String>,
+        /// Without a config: where the API listens (loopback by default).
+        #[arg(long, value_name = "ADDR", conflicts_with = "config")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// One health check of an ensemble: a table per node and verdicts; exit
     /// 0 healthy, 1 warning, 2 critical.
@@ -136,7 +143,9 @@ fn main() {
         LogFormat::Json => logs.json().init(),
     }
     let code = match args.command {
-        Command::Run { config } => block_on(cli::run::main(config.as_deref())),
+        Command::Run { config, zookeeper, listen } => {
+            block_on(cli::run::main(config.as_deref(), cli::run::Defaults { zookeeper, listen }))
+        }
         Command::Probe { nodes, timeout, json } => block_on(cli::probe::main(&nodes, timeout, json)),
         Command::Check { mut paths, json } => {
             if paths.is_empty() {

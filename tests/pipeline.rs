@@ -323,3 +323,120 @@ fn amtool_habits_positional_matchers_default_duration_active_alerts() {
     assert!(log.contains("starting"), "{log}");
     assert!(!log.contains('\u{1b}'), "no ANSI escape codes in a log file:\n{log}");
 }
+
+/// The first run, as the README tells it: `zkalert run` without a config,
+/// no ZooKeeper on the port. The console page's ack command works as
+/// printed, from the same directory, without a token or `$USER` (the API
+/// serves on loopback with a token it keeps in the data dir, mode 0600; the
+/// client reads it there; `--by` is the OS user); its runbook line is a
+/// link the API serves.
+#[test]
+fn first_run_without_config_the_printed_ack_command_works() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("zkalert-first-run-").tempdir().unwrap();
+    let closed = free_port();
+    let api_port = free_port();
+    let console = dir.path().join("console.txt");
+    let log = dir.path().join("zkalert.log");
+    let clean_env = |c: &mut std::process::Command| {
+        for var in ["USER", "LOGNAME", "ZKALERT_TOKEN", "ZKALERT_URL", "ZKALERT_CONFIG"] {
+            c.env_remove(var);
+        }
+    };
+    let mut command = std::process::Command::new(support::zkalert::BIN);
+    command
+        .args(["run", "--zookeeper", &format!("127.0.0.1:{closed}"), "--listen", &format!("127.0.0.1:{api_port}")])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&console).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap());
+    clean_env(&mut command);
+    let mut child = command.spawn().unwrap();
+    let _watchdog = support::process::Watchdog::spawn(child.id(), "--zookeeper");
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            support::process::kill_and_reap(&mut self.0);
+        }
+    }
+    let t0 = Instant::now();
+    // `for: 30s`, then P1's 30 s group wait: about a minute.
+    let page = loop {
+        let text = std::fs::read_to_string(&console).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("Acknowledge: ")) {
+            break (text.clone(), line.to_string());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("zkalert run exited ({status}):\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(150),
+            "no page within 150 s; console:\n{text}\nlog:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let child = Stop(child);
+    let (text, ack_line) = page;
+    assert!(text.contains("ZkNodeDown"), "{text}");
+
+    // The token: generated once, only for its owner.
+    let token_file = dir.path().join("zkalert-data/api-token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "api-token mode {mode:o}");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(token.trim().len() >= 32, "a long random token");
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!logged.contains(token.trim()), "the token is not logged:\n{logged}");
+
+    // The runbook line is a link the API serves.
+    let runbook = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Runbook: "))
+        .unwrap_or_else(|| panic!("no runbook line:\n{text}"))
+        .to_string();
+    let prefix = format!("http://127.0.0.1:{api_port}/runbooks/");
+    assert!(runbook.starts_with(&prefix), "{runbook}");
+    let (status, body) = http_get(api_port, &runbook[format!("http://127.0.0.1:{api_port}").len()..]);
+    assert_eq!(status, 200, "{runbook}: {body}");
+    assert!(body.starts_with('#') && body.contains("ZooKeeper"), "{body}");
+    assert_eq!(http_get(api_port, "/runbooks/../state.db").0, 404);
+
+    // The printed command, as printed, from the same directory.
+    let command_text = ack_line["Acknowledge: ".len()..].split(" or ").next().unwrap().trim().to_string();
+    let words: Vec<&str> = command_text.split_whitespace().collect();
+    assert_eq!(&words[..2], ["zkalert", "ack"], "{ack_line}");
+    let group_id = words[2].to_string();
+    let mut ack = std::process::Command::new(support::zkalert::BIN);
+    ack.args(&words[1..]).current_dir(dir.path());
+    clean_env(&mut ack);
+    let out = ack.output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{command_text}` failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("acked {group_id}")));
+    let (_, groups) = http_get(api_port, "/api/v1/groups");
+    let groups: serde_json::Value = serde_json::from_str(&groups).unwrap();
+    let group = groups["groups"].as_array().unwrap().iter().find(|g| g["id"] == group_id.as_str()).unwrap();
+    let os_user = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find(|l| {
+            l.split(':').nth(2)
+                == Some(
+                    &std::fs::metadata("/proc/self")
+                        .map(|m| {
+                            use std::os::unix::fs::MetadataExt;
+                            m.uid().to_string()
+                        })
+                        .unwrap(),
+                )
+        })
+        .and_then(|l| l.split(':').next().map(str::to_string))
+        .unwrap();
+    assert_eq!(group["ack"]["by"], os_user.as_str(), "--by is the OS user without $USER: {group}");
+    drop(child);
+}

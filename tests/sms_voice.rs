@@ -69,7 +69,7 @@ fn delivery(cluster: &str, summary: &str) -> Delivery {
 }
 
 fn links() -> Links {
-    Links { external_url: None, runbook_base_url: Some("https://rb.example/zk/".into()) }
+    Links { runbook_base_url: Some("https://rb.example/zk/".into()), ..Links::default() }
 }
 
 fn twilio(rx: &Receiver) -> Twilio {

@@ -97,4 +97,7 @@ pub struct ApiState {
     pub token: Option<String>,
     /// Set once state is loaded and the first evaluation ran.
     pub ready: Arc<AtomicBool>,
+    /// The local runbooks rules name (reference → file), served at
+    /// `/runbooks/<reference>.md`; nothing else is served from disk.
+    pub runbooks: Arc<std::collections::BTreeMap<String, std::path::PathBuf>>,
 }

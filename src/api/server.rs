@@ -43,6 +43,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/deliveries", get(list_deliveries))
         .route("/ack/{group_id}", get(ack_page))
+        .route("/runbooks/{*reference}", get(runbook))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -210,6 +211,16 @@ async fn list_alerts(State(state): State<ApiState>, q: Result<Query<AlertQuery>,
 async fn ack_page(Path(_group_id): Path<String>) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], include_str!("ack_page.html"))
         .into_response()
+}
+
+/// A runbook a rule names, as Markdown text: `/runbooks/zookeeper/node-down.md`
+/// (the link messages carry when `runbook_base_url` points here).
+async fn runbook(State(state): State<ApiState>, Path(reference): Path<String>) -> Result<Response, ApiError> {
+    let name = reference.strip_suffix(".md").unwrap_or(&reference);
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("no runbook {reference:?}"));
+    let path = state.runbooks.get(name).ok_or_else(missing)?;
+    let text = tokio::fs::read_to_string(path).await.map_err(|_| missing())?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], text).into_response())
 }
 
 async fn list_groups(State(state): State<ApiState>) -> ApiResult {

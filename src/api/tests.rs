@@ -154,6 +154,7 @@ impl Api {
             commands: cmd_tx,
             token: token.map(str::to_string),
             ready: Arc::new(AtomicBool::new(true)),
+            runbooks: Arc::default(),
         })
         .await
     }
@@ -561,6 +562,7 @@ async fn writes_are_503_when_the_runner_is_gone() {
         commands: cmd_tx,
         token: Some(TOKEN.into()),
         ready: Arc::new(AtomicBool::new(false)),
+        runbooks: Arc::default(),
     })
     .await;
     let (status, reply) = api.post("/api/v1/acks", json!({"group_id": "g", "by": "me"})).await;
@@ -584,6 +586,7 @@ async fn reads_are_503_not_ready_until_the_first_step() {
         commands: cmd_tx,
         token: Some(TOKEN.into()),
         ready: Arc::new(AtomicBool::new(false)),
+        runbooks: Arc::default(),
     })
     .await;
     for path in ["/api/v1/alerts", "/api/v1/groups", "/api/v1/silences", "/api/v1/deliveries"] {

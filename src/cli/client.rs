@@ -1,6 +1,8 @@
 //! `zkalert alerts | groups | silence … | ack …`: the on-call's client of a
 //! running zkalert's HTTP API (`docs/api.md`). Reads need nothing; writes
-//! send the bearer token from `--token`, `ZKALERT_TOKEN` or `--token-file`.
+//! send the bearer token from `--token`, `ZKALERT_TOKEN` or `--token-file`,
+//! else the one `zkalert run` without a config keeps in
+//! `./zkalert-data/api-token`.
 //! Every failure is one line on stderr and exit code 1.
 
 use super::{EXIT_FAIL, EXIT_OK, outln};
@@ -8,7 +10,10 @@ use crate::api::{AckRequest, SilenceRequest};
 use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The data dir of `zkalert run` without a config, relative to where it runs.
+const DEFAULT_DATA_DIR: &str = "zkalert-data";
 use std::time::Duration;
 
 /// Where the API is and how to write to it.
@@ -20,7 +25,9 @@ pub struct Endpoint {
     /// Bearer token for writes.
     #[arg(long, env = "ZKALERT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Read the bearer token from this file (wins over --token).
+    /// Read the bearer token from this file (wins over --token). Without
+    /// either: ./zkalert-data/api-token if there (`zkalert run` without a
+    /// config writes it).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Per request.
@@ -196,7 +203,10 @@ impl Client {
                     .trim()
                     .to_string(),
             ),
-            (None, None) => None,
+            // What `zkalert run` without a config started in this directory uses.
+            (None, None) => std::fs::read_to_string(Path::new(DEFAULT_DATA_DIR).join(super::run::TOKEN_FILE))
+                .ok()
+                .map(|t| t.trim().to_string()),
         }
         .filter(|t| !t.is_empty());
         let http = crate::source::admin::http_client(endpoint.timeout)?;

@@ -30,6 +30,9 @@ pub struct Links {
     /// Where relative runbook paths live: `zookeeper/node-down` becomes
     /// `{runbook_base_url}/zookeeper/node-down.md`.
     pub runbook_base_url: Option<String>,
+    /// What the printed ack command needs after the group id (` --url …`
+    /// when zkalert's API is not where the CLI looks by default).
+    pub ack_args: String,
 }
 
 impl Links {
@@ -185,7 +188,7 @@ impl Context {
             group_id: m.group_id.clone(),
             firing,
             resolved,
-            ack_command: format!("zkalert ack {}", m.group_id),
+            ack_command: format!("zkalert ack {}{}", m.group_id, links.ack_args),
             ack_url: links.ack_url(&m.group_id),
             external_url,
         }
@@ -273,7 +276,7 @@ impl Templates {
     /// Renders every template against sample messages (firing, resolved,
     /// escalation, digest): every problem, at `file:line`.
     pub fn check(&self) -> Vec<TemplateError> {
-        let links = Links { external_url: Some("http://zkalert.example:9097".into()), runbook_base_url: None };
+        let links = Links { external_url: Some("http://zkalert.example:9097".into()), ..Links::default() };
         let mut errors = Vec::new();
         for m in samples() {
             let ctx = Context::new(&m, "check", &links);
@@ -360,7 +363,7 @@ mod tests {
     #[test]
     fn test_messages_are_marked_in_every_template() {
         let t = Templates::builtin();
-        let links = Links { external_url: None, runbook_base_url: Some("https://git.example.com/runbooks/".into()) };
+        let links = Links { runbook_base_url: Some("https://git.example.com/runbooks/".into()), ..Links::default() };
         for (i, m) in samples().into_iter().enumerate() {
             let real = Context::new(&m, "x", &links);
             let test = Context::new(&Message { test: true, ..m }, "x", &links);
@@ -393,7 +396,7 @@ mod tests {
     fn built_in_templates_render_every_sample() {
         let t = Templates::builtin();
         assert_eq!(t.check(), Vec::new());
-        let links = Links { external_url: None, runbook_base_url: Some("https://git.example.com/runbooks/".into()) };
+        let links = Links { runbook_base_url: Some("https://git.example.com/runbooks/".into()), ..Links::default() };
         let samples = samples();
         let ctx = Context::new(&samples[0], "email", &links);
         assert_eq!(t.render("subject", &ctx).unwrap(), "[P1] ZkNodeDown: 2 firing (1 new), 1 resolved in cluster prod");

@@ -229,7 +229,11 @@ impl WebhookNotifier {
     }
 
     pub fn links(&self) -> Links {
-        Links { external_url: self.external_url.clone(), runbook_base_url: self.runbook_base_url.clone() }
+        Links {
+            external_url: self.external_url.clone(),
+            runbook_base_url: self.runbook_base_url.clone(),
+            ..Links::default()
+        }
     }
 
     /// The URL and JSON body of one delivery at `now_ms`.

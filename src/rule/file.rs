@@ -489,7 +489,6 @@ fn r_node_style(n: Option<&Node>) -> Option<Style> {
     n.and_then(Node::style)
 }
 
-/// The file being read, for mapping positions inside scalars to the file.
 /// The names an expression or script reads: (for sure metrics — instance
 /// variables, literal names given to window functions, `value`, `absent`;
 /// maybe metrics — the rest of what the scripts read), each once.
@@ -559,6 +558,7 @@ fn go_template_hint(text: &str) -> String {
     if hints.is_empty() { String::new() } else { format!(" (hint: {})", hints.join("; ")) }
 }
 
+/// The file being read, for mapping positions inside scalars to the file.
 struct FileCtx<'a> {
     path: &'a Path,
     source: &'a str,
