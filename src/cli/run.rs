@@ -61,6 +61,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
             Err(e) => tracing::warn!(%listen, error = %e, "cannot listen: running without the API (acks need it)"),
         }
     }
+    link_runbooks_to_the_api(&mut config);
     let rule_paths = if config.rules.is_empty() {
         let dir = config.data_dir.join("builtin-rules");
         crate::embedded::write_rules(&dir)
@@ -169,6 +170,17 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
     Ok(super::EXIT_OK)
 }
 
+/// With the API reachable at `external_url` and no `runbook_base_url`,
+/// local runbooks are links the API serves rather than bare references.
+fn link_runbooks_to_the_api(config: &mut Config) {
+    if config.server.is_some()
+        && config.links.runbook_base_url.is_none()
+        && let Some(external) = &config.links.external_url
+    {
+        config.links.runbook_base_url = Some(format!("{}/runbooks", external.trim_end_matches('/')));
+    }
+}
+
 /// The built-in config, watching `defaults.zookeeper` if given.
 fn builtin_config(defaults: &Defaults) -> anyhow::Result<Config> {
     let mut config = Config::builtin();
@@ -252,5 +264,52 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runbooks_link_to_the_api_when_it_is_reachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("z.yaml");
+        let base = "sources: [{type: zookeeper, cluster: c, nodes: ['127.0.0.1:2181']}]\n";
+        let load = |extra: &str| {
+            std::fs::write(&path, format!("{base}{extra}")).unwrap();
+            let mut c = Config::load(&path).unwrap();
+            link_runbooks_to_the_api(&mut c);
+            c.links.runbook_base_url
+        };
+        let server = "server: {listen: '127.0.0.1:9097'}\n";
+        assert_eq!(
+            load(&format!("{server}external_url: https://zkalert.example.com/\n")).as_deref(),
+            Some("https://zkalert.example.com/runbooks")
+        );
+        assert_eq!(load("external_url: https://zkalert.example.com\n"), None, "no API, nothing served");
+        assert_eq!(load(server), None, "no external URL to link to");
+        let own = "runbook_base_url: https://git.example.com/rb\n";
+        assert_eq!(
+            load(&format!("{server}{own}external_url: https://zkalert.example.com\n")).as_deref(),
+            Some("https://git.example.com/rb")
+        );
+    }
+
+    #[test]
+    fn the_api_token_is_made_once_for_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/api-token");
+        let token = api_token(&path).unwrap();
+        assert_eq!(token.len(), 64);
+        assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(api_token(&path).unwrap(), token, "kept across restarts");
+        std::fs::write(&path, "short").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let new = api_token(&path).unwrap();
+        assert_ne!(new, token);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }
