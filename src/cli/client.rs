@@ -62,7 +62,7 @@ pub struct AlertsArgs {
     /// Label matchers, e.g. '{cluster="prod", instance=~"zk1.*"}'.
     #[arg(long)]
     pub filter: Option<String>,
-    /// Print the API's JSON.
+    /// Print the API's JSON (the same alerts as the table).
     #[arg(long)]
     pub json: bool,
 }
