@@ -26,11 +26,18 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// The main job: poll sources, evaluate rules, notify. Without a config:
-    /// watch 127.0.0.1:2181 with the built-in rules, alerts to the console.
+    /// watch 127.0.0.1:2181 with the built-in rules, alerts to the console,
+    /// the API on 127.0.0.1:9097 (its token in zkalert-data/api-token).
     Run {
         /// Config file (zkalert.yaml).
         #[arg(short, long, env = "ZKALERT_CONFIG")]
         config: Option<PathBuf>,
+        /// Without a config: the ZooKeeper nodes to watch, HOST:PORT[,HOST:PORT...].
+        #[arg(long, value_name = "NODES", conflicts_with = "config")]
+        zookeeper: Option<String>,
+        /// Without a config: where the API listens (loopback by default).
+        #[arg(long, value_name = "ADDR", conflicts_with = "config")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// One health check of an ensemble: a table per node and verdicts; exit
     /// 0 healthy, 1 warning, 2 critical.
@@ -48,6 +55,9 @@ enum Command {
     Check {
         /// Rule files or directories (default: rules/).
         paths: Vec<PathBuf>,
+        /// One JSON object: counts, errors and warnings with their positions.
+        #[arg(long)]
+        json: bool,
     },
     /// Run rule unit tests (promtool `test rules` format).
     Test {
@@ -57,6 +67,9 @@ enum Command {
         /// Also write JUnit XML here.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// One JSON object: counts and each file's groups with their failures.
+        #[arg(long)]
+        json: bool,
     },
     /// Run rules over recorded samples and print the firing timeline.
     Replay {
@@ -120,21 +133,27 @@ fn main() {
     let args = Cli::parse();
     let default_level = if matches!(args.command, Command::Run { .. }) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZKALERT_LOG").unwrap_or_else(|_| default_level.into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a terminal: escape codes in a log file or journald are noise.
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match args.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
     let code = match args.command {
-        Command::Run { config } => block_on(cli::run::main(config.as_deref())),
+        Command::Run { config, zookeeper, listen } => {
+            block_on(cli::run::main(config.as_deref(), cli::run::Defaults { zookeeper, listen }))
+        }
         Command::Probe { nodes, timeout, json } => block_on(cli::probe::main(&nodes, timeout, json)),
-        Command::Check { mut paths } => {
+        Command::Check { mut paths, json } => {
             if paths.is_empty() {
                 paths.push(PathBuf::from("rules"));
             }
-            Ok(cli::check::run(&paths))
+            Ok(cli::check::run(&paths, json))
         }
-        Command::Test { files, junit } => cli::test::run(&files, junit.as_deref()),
+        Command::Test { files, junit, json } => cli::test::run(&files, junit.as_deref(), json),
         Command::Replay { rules, input, eval_interval, json } => cli::replay::run(&rules, &input, eval_interval, json),
         Command::Alerts(args) => block_on(cli::client::alerts(args)),
         Command::Groups(args) => block_on(cli::client::groups(args)),

@@ -1254,6 +1254,7 @@ impl<'a> MessageRecord<'a> {
             resolved: self.resolved.into_iter().map(AlertRecord::into_alert).collect(),
             escalation: self.escalation,
             digest: self.digest,
+            test: false,
         }
     }
 }
@@ -1320,6 +1321,7 @@ mod tests {
             resolved,
             escalation: false,
             digest: false,
+            test: false,
         }
     }
 

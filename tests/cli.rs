@@ -33,6 +33,16 @@ fn check_validates_config_files() {
     let o = zkalert(&["check", "examples/zkalert.yaml"]);
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(stdout(&o).contains("1 config file(s)"), "{}", stdout(&o));
+    // The summary counts the rule files the config names (the shipped pack).
+    let pack = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/zookeeper");
+    let files = std::fs::read_dir(pack)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".yaml") && !n.ends_with(".test.yaml"))
+        .count();
+    assert!(files > 5);
+    assert!(stdout(&o).starts_with(&format!("OK: {files} rule file(s), ")), "{}", stdout(&o));
+    assert!(!stdout(&o).contains(" 0 rule(s)"), "{}", stdout(&o));
     let dir = tempfile::tempdir().unwrap();
     let bad = write(
         dir.path(),
@@ -223,4 +233,134 @@ fn a_closed_pipe_ends_output_quietly() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+}
+
+/// `check --json`: one object with the counts, and every problem with its
+/// position as fields (the shape is in README.md); the exit code is as
+/// without `--json`.
+#[test]
+fn check_json_reports_diagnostics_as_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "bad.yaml",
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        for: 5 minutes\n",
+    );
+    let o = zkalert(&["check", "--json", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["rule_files"], 1);
+    let errors = v["errors"].as_array().unwrap();
+    let for_error =
+        errors.iter().find(|e| e["message"].as_str().unwrap().starts_with("for: invalid duration")).unwrap();
+    assert_eq!(for_error["path"], file.to_str().unwrap());
+    assert_eq!((for_error["line"].as_u64(), for_error["column"].as_u64()), (Some(6), Some(14)), "{v}");
+    assert!(v["warnings"].is_array(), "{v}");
+
+    let o = zkalert(&["check", "--json", "rules/"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["rules"].as_u64().unwrap() > 10 && v["test_files"].as_u64().unwrap() > 5, "{v}");
+    assert_eq!(v["errors"], serde_json::json!([]));
+}
+
+/// `test --json`: per file and group, what passed and each failure.
+#[test]
+fn test_json_reports_results_per_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = broken_latency_test(dir.path());
+    let o = zkalert(&["test", "--json", "rules/examples/zookeeper-basics.test.yaml", broken.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["failed"], 1, "{v}");
+    assert!(v["passed"].as_u64().unwrap() >= 2, "{v}");
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    let bad = files.iter().find(|f| f["path"] == broken.to_str().unwrap()).unwrap();
+    assert_eq!(bad["load_error"], serde_json::Value::Null);
+    let group = &bad["groups"][0];
+    assert_eq!(group["ok"], false);
+    let failure = group["failures"][0].as_str().unwrap();
+    assert!(failure.contains("expected 0 firing, got 1"), "{v}");
+    let good = files.iter().find(|f| f["path"] == "rules/examples/zookeeper-basics.test.yaml").unwrap();
+    assert!(
+        good["groups"].as_array().unwrap().iter().all(|g| g["ok"] == true && g["failures"] == serde_json::json!([]))
+    );
+}
+
+/// A rule file (with a runbook beside it) in a fresh directory.
+fn rule_dir(rules: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("runbooks")).unwrap();
+    std::fs::write(dir.path().join("runbooks/x.md"), "# x\n").unwrap();
+    let file = write(dir.path(), "r.yaml", rules);
+    (dir, file)
+}
+
+/// `check` knows the metric names sources produce (docs/metrics.md): a
+/// typo warns with "did you mean", at the name's position, and the exit
+/// code stays 0. Names a `prometheus` source may produce are not judged
+/// unless they look like ZooKeeper's or the host agent's (`zk_`, `host_`).
+#[test]
+fn check_warns_on_metric_names_no_source_produces() {
+    let (dir, file) = rule_dir(
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: zk_outstanding_request > 10\n        runbook: x\n      - alert: B\n        expr: rate(\"zk_packets_recieved\", \"1m\") > 5 && my_app_up == 0\n        runbook: x\n      - alert: C\n        expr: zk_outstanding_requests > 10 && up == 0\n        runbook: x\n",
+    );
+    let o = zkalert(&["check", file.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "warnings do not fail: {out}");
+    let f = file.display();
+    assert!(
+        out.contains(&format!(
+            "{f}:5:15: no source produces metric \"zk_outstanding_request\" (docs/metrics.md); did you mean \"zk_outstanding_requests\"? (warning)"
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{f}:8:21: no source produces metric \"zk_packets_recieved\"")), "{out}");
+    assert!(out.contains("did you mean \"zk_packets_received\"?"), "{out}");
+    // Without a config a prometheus source may produce my_app_up.
+    assert!(!out.contains("my_app_up"), "{out}");
+    assert_eq!(out.matches("(warning)").count(), 2, "{out}");
+
+    // A config without a prometheus source: every name is judged.
+    let config = write(
+        dir.path(),
+        "zkalert.yaml",
+        "rules: [r.yaml]\nsources:\n  - {type: zookeeper, cluster: c, nodes: ['127.0.0.1:2181']}\n",
+    );
+    let out = stdout(&zkalert(&["check", config.to_str().unwrap()]));
+    assert!(out.contains(&format!("{f}:8:56: no source produces metric \"my_app_up\"")), "{out}");
+    assert!(out.contains("zk_outstanding_request\""), "{out}");
+    // With one, names outside the catalogue's prefixes are the scrape's business.
+    let config = write(
+        dir.path(),
+        "zkalert.yaml",
+        "rules: [r.yaml]\nsources:\n  - {type: zookeeper, cluster: c, nodes: ['127.0.0.1:2181']}\n  - {type: prometheus, url: 'http://127.0.0.1:9100/metrics', cluster: c}\n",
+    );
+    let out = stdout(&zkalert(&["check", config.to_str().unwrap()]));
+    assert!(!out.contains("my_app_up") && out.contains("zk_outstanding_request\""), "{out}");
+
+    // The shipped pack reads only names the catalogue lists.
+    let out = stdout(&zkalert(&["check", "rules/", "examples/zkalert.yaml"]));
+    assert!(!out.contains("no source produces"), "{out}");
+}
+
+/// PromQL habits get a hint at how zkalert spells them.
+#[test]
+fn check_hints_at_promql_habits() {
+    let (_dir, file) = rule_dir(
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: zk_packets_received[1m] > 10\n        runbook: x\n      - alert: B\n        expr: up == 0 and zk_serving == 0\n        runbook: x\n      - alert: C\n        expr: up == 0\n        annotations:\n          summary: 'down: {{ .Labels.instance }}'\n        runbook: x\n",
+    );
+    let o = zkalert(&["check", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("PromQL's range `zk_packets_received[1m]` is `rate(\"zk_packets_received\", \"1m\")`"),
+        "{out}"
+    );
+    assert!(out.contains("`and`/`or`/`unless` are `&&`/`||`/`!`"), "{out}");
+    assert!(out.contains("`{{ .Labels.instance }}` is `{{ labels.instance }}`"), "{out}");
 }

@@ -240,9 +240,88 @@ fn notify_test_checks_health_and_sends_a_sample_through_the_real_channel() {
     assert!(out.contains("health: hook (webhook) reachable") && out.contains("delivered a sample P0 message"), "{out}");
     let got = hook.received();
     assert_eq!(got.len(), 1);
-    assert!(got[0].body["text"].as_str().unwrap_or_default().starts_with("[P0]"), "{:?}", got[0].body);
+    assert!(
+        got[0].body["text"].as_str().unwrap_or_default().starts_with("TEST, not a real alert: [P0]"),
+        "{:?}",
+        got[0].body
+    );
     let failed = run("gone");
     let out = String::from_utf8_lossy(&failed.stdout);
     assert_eq!(failed.status.code(), Some(1), "{out}");
     assert!(out.contains("NOT reachable") && out.contains("retryable"), "{out}");
+}
+
+/// `zkalert notify test` through real channels on loopback: every format
+/// says the sample is a test, first thing, and the JSON says `"test": true`.
+#[test]
+fn notify_test_messages_say_they_are_tests_in_every_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(vec![], Answer::Status(200));
+    let url = hook.url();
+    let api_base = format!("http://127.0.0.1:{}", hook.port);
+    let yaml = format!(
+        "sources:\n  - {{type: zookeeper, cluster: c, nodes: ['127.0.0.1:1']}}\nnotifiers:
+  - {{name: generic, type: webhook, url: '{url}'}}
+  - {{name: am, type: webhook, flavor: alertmanager, url: '{url}'}}
+  - {{name: slack, type: webhook, flavor: slack, url: '{url}'}}
+  - {{name: ding, type: webhook, flavor: dingtalk, url: '{url}'}}
+  - {{name: sms, type: sms, account_sid: AC1, auth_token_env: TEST_TWILIO_TOKEN, from: '+15550001111', to: ['+15550002222'], api_base: '{api_base}'}}
+  - {{name: voice, type: voice, account_sid: AC1, auth_token_env: TEST_TWILIO_TOKEN, from: '+15550001111', to: ['+15550002222'], api_base: '{api_base}'}}
+  - {{name: jsonl, type: file, path: sent.jsonl}}
+"
+    );
+    std::fs::write(dir.path().join("z.yaml"), yaml).unwrap();
+    let mut bodies = Vec::new();
+    for notifier in ["generic", "am", "slack", "ding", "sms", "voice", "jsonl"] {
+        let before = hook.received().len();
+        let o = std::process::Command::new(support::zkalert::BIN)
+            .args(["notify", "test", "-c"])
+            .arg(dir.path().join("z.yaml"))
+            .args(["--notifier", notifier])
+            .env("TEST_TWILIO_TOKEN", "t0ken")
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{notifier}: {out}{}", String::from_utf8_lossy(&o.stderr));
+        let got = hook.received();
+        bodies.push(if notifier == "jsonl" {
+            assert_eq!(got.len(), before);
+            let line = std::fs::read_to_string(dir.path().join("sent.jsonl")).unwrap();
+            (notifier, serde_json::from_str(&line).unwrap(), line)
+        } else {
+            assert_eq!(got.len(), before + 1, "{notifier}");
+            let r = got.last().unwrap();
+            (notifier, r.body.clone(), r.raw.clone())
+        });
+    }
+    for (notifier, json, raw) in &bodies {
+        let first = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        match *notifier {
+            "generic" | "jsonl" => assert_eq!(json["test"], serde_json::json!(true), "{notifier}: {json}"),
+            "am" => {
+                assert_eq!(json["commonLabels"]["zkalert_test"], "true", "{json}");
+                assert_eq!(json["groupLabels"]["zkalert_test"], "true", "{json}");
+                assert!(first(&json["commonAnnotations"]["zkalert_test"]).contains("not a real alert"), "{json}");
+                let summary = first(&json["alerts"][0]["annotations"]["summary"]);
+                assert!(summary.starts_with("TEST, not a real alert: ZooKeeper node"), "{json}");
+            }
+            "slack" => assert!(first(&json["text"]).starts_with("TEST, not a real alert: [P1]"), "{json}"),
+            "ding" => {
+                assert!(first(&json["markdown"]["title"]).starts_with("TEST, not a real alert: [P1]"), "{json}");
+                assert!(first(&json["markdown"]["text"]).starts_with("### TEST, not a real alert: [P1]"), "{json}");
+            }
+            "sms" => {
+                let body = raw.split('&').find_map(|kv| kv.strip_prefix("Body=")).unwrap_or_default();
+                let body = support::loopback::percent_decode(&body.replace('+', " "));
+                assert!(body.starts_with("TEST, not a real alert: [P1] ZkNodeDown"), "{raw}");
+                assert!(body.chars().count() <= 160, "one GSM-7 segment (the default): {body}");
+            }
+            "voice" => {
+                let twiml = raw.split('&').find_map(|kv| kv.strip_prefix("Twiml=")).unwrap_or_default();
+                let twiml = support::loopback::percent_decode(&twiml.replace('+', " "));
+                assert!(twiml.contains("This is a zkalert test call, not a real alert."), "{raw}");
+            }
+            _ => unreachable!(),
+        }
+    }
 }

@@ -131,7 +131,7 @@ fn settings(port: u16, security: Security) -> EmailSettings {
 }
 
 fn notifier(s: EmailSettings) -> EmailNotifier {
-    let links = Links { external_url: None, runbook_base_url: Some("https://runbooks.example/zk".into()) };
+    let links = Links { runbook_base_url: Some("https://runbooks.example/zk".into()), ..Links::default() };
     EmailNotifier::new(s, Arc::new(Templates::builtin()), links).unwrap()
 }
 

@@ -162,7 +162,7 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
 
 /// The NodeDown alert of node n0 as `zkalert alerts --json` shows it.
 fn n0_alert(url: &str, token_file: &std::path::Path) -> serde_json::Value {
-    let out = cli(url, token_file, &["alerts", "--json", "--filter", r#"{node="n0"}"#]);
+    let out = cli(url, token_file, &["alerts", "--all", "--json", "--filter", r#"{node="n0"}"#]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("alerts --json: {e}: {out}"));
     let alerts = v.get("alerts").and_then(|a| a.as_array()).cloned().unwrap_or_default();
     assert_eq!(alerts.len(), 1, "one alert for n0: {out}");
@@ -252,4 +252,191 @@ fn api_and_cli_silence_expire_and_ack() {
     assert_eq!(repeats_during(&run, Duration::from_secs(5)), 0, "acked: no repeats");
     let log = std::fs::read_to_string(&run.log).unwrap_or_default();
     assert!(!log.contains(token), "the token never appears in the log");
+}
+
+/// amtool's habits: `silence add` takes matchers as arguments and lasts an
+/// hour by default; `zkalert alerts` lists active alerts (pending and
+/// firing, not silenced or inhibited) unless `--silenced`/`--inhibited`
+/// or `--all`; logs to a file carry no colour codes.
+#[test]
+fn amtool_habits_positional_matchers_default_duration_active_alerts() {
+    let metrics = MetricsServer::start();
+    metrics.set(&[true, true, true]);
+    let api_port = free_port();
+    let url = format!("http://127.0.0.1:{api_port}");
+    let extra = format!("server:\n  listen: 127.0.0.1:{api_port}\n  token_file: token.txt\n");
+    let yaml = config(metrics.port, &extra);
+    let mut run = ZkalertRun::start_yaml(
+        RunConfig::new(Vec::new(), &[]),
+        &yaml,
+        &[("rules.yaml", RULES), ("token.txt", "amtool-token")],
+    );
+    let token_file = run.dir().join("token.txt");
+    let firing = |node: &str| {
+        let node = node.to_string();
+        move |events: &[Event]| events.iter().any(|e| e.is("firing", "NodeDown") && e.labels["node"] == node)
+    };
+    wait_for(&mut run, "n0, n1, n2 firing", Duration::from_secs(20), |events| {
+        ["n0", "n1", "n2"].iter().all(|n| firing(n)(events))
+    });
+    metrics.set(&[true, false, true]);
+    wait_for(&mut run, "n1 resolved", Duration::from_secs(20), |events| {
+        events.iter().any(|e| e.is("resolved", "NodeDown") && e.labels["node"] == "n1")
+    });
+
+    // Matchers as arguments, one of them a regex, no duration: an hour.
+    let id = cli(
+        &url,
+        &token_file,
+        &["silence", "add", "alertname=NodeDown", "node=~n0|nX", "--comment", "swap", "--created-by", "alice"],
+    )
+    .trim()
+    .to_string();
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli(&url, &token_file, &["silence", "list", "--json"])).unwrap();
+    let silence = listed["silences"].as_array().unwrap().iter().find(|s| s["id"] == id.as_str()).unwrap().clone();
+    let time = |k: &str| chrono::DateTime::parse_from_rfc3339(silence[k].as_str().unwrap()).unwrap();
+    assert_eq!((time("ends_at") - time("starts_at")).num_seconds(), 3600, "{silence}");
+    assert!(silence["matchers"].as_str().unwrap().contains("n0|nX"), "{silence}");
+
+    // Wait for the runner to apply the silence to the snapshot.
+    let nodes = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["alerts", "--json"];
+        all.extend_from_slice(args);
+        let v: serde_json::Value = serde_json::from_str(&cli(&url, &token_file, &all)).unwrap();
+        let mut nodes: Vec<String> = v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| format!("{}:{}", a["labels"]["node"].as_str().unwrap_or("-"), a["state"].as_str().unwrap()))
+            .collect();
+        nodes.sort();
+        nodes
+    };
+    assert_eq!(nodes(&[]), ["n2:firing"], "active: not silenced, not resolved");
+    assert_eq!(nodes(&["--silenced"]), ["n0:firing", "n2:firing"]);
+    assert_eq!(nodes(&["--all"]), ["n0:firing", "n1:resolved", "n2:firing"]);
+    let table = cli(&url, &token_file, &["alerts"]);
+    assert!(table.contains("node=n2") && !table.contains("node=n0") && !table.contains("node=n1"), "{table}");
+
+    let log = std::fs::read_to_string(&run.log).unwrap_or_default();
+    assert!(log.contains("starting"), "{log}");
+    assert!(!log.contains('\u{1b}'), "no ANSI escape codes in a log file:\n{log}");
+}
+
+/// The first run, as the README tells it: `zkalert run` without a config,
+/// no ZooKeeper on the port. The console page's ack command works as
+/// printed, from the same directory, without a token or `$USER` (the API
+/// serves on loopback with a token it keeps in the data dir, mode 0600; the
+/// client reads it there; `--by` is the OS user); its runbook line is a
+/// link the API serves.
+#[test]
+fn first_run_without_config_the_printed_ack_command_works() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("zkalert-first-run-").tempdir().unwrap();
+    let closed = free_port();
+    let api_port = free_port();
+    let console = dir.path().join("console.txt");
+    let log = dir.path().join("zkalert.log");
+    let clean_env = |c: &mut std::process::Command| {
+        for var in ["USER", "LOGNAME", "ZKALERT_TOKEN", "ZKALERT_URL", "ZKALERT_CONFIG"] {
+            c.env_remove(var);
+        }
+    };
+    let mut command = std::process::Command::new(support::zkalert::BIN);
+    command
+        .args(["run", "--zookeeper", &format!("127.0.0.1:{closed}"), "--listen", &format!("127.0.0.1:{api_port}")])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&console).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap());
+    clean_env(&mut command);
+    let mut child = command.spawn().unwrap();
+    let _watchdog = support::process::Watchdog::spawn(child.id(), "--zookeeper");
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            support::process::kill_and_reap(&mut self.0);
+        }
+    }
+    let t0 = Instant::now();
+    // `for: 30s`, then P1's 30 s group wait: about a minute.
+    let page = loop {
+        let text = std::fs::read_to_string(&console).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("Acknowledge: ")) {
+            break (text.clone(), line.to_string());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("zkalert run exited ({status}):\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(150),
+            "no page within 150 s; console:\n{text}\nlog:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let child = Stop(child);
+    let (text, ack_line) = page;
+    assert!(text.contains("ZkNodeDown"), "{text}");
+
+    // The token: generated once, only for its owner.
+    let token_file = dir.path().join("zkalert-data/api-token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "api-token mode {mode:o}");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(token.trim().len() >= 32, "a long random token");
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!logged.contains(token.trim()), "the token is not logged:\n{logged}");
+
+    // The runbook line is a link the API serves.
+    let runbook = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Runbook: "))
+        .unwrap_or_else(|| panic!("no runbook line:\n{text}"))
+        .to_string();
+    let prefix = format!("http://127.0.0.1:{api_port}/runbooks/");
+    assert!(runbook.starts_with(&prefix), "{runbook}");
+    let (status, body) = http_get(api_port, &runbook[format!("http://127.0.0.1:{api_port}").len()..]);
+    assert_eq!(status, 200, "{runbook}: {body}");
+    assert!(body.starts_with('#') && body.contains("ZooKeeper"), "{body}");
+    assert_eq!(http_get(api_port, "/runbooks/../state.db").0, 404);
+
+    // The printed command, as printed, from the same directory.
+    let command_text = ack_line["Acknowledge: ".len()..].split(" or ").next().unwrap().trim().to_string();
+    let words: Vec<&str> = command_text.split_whitespace().collect();
+    assert_eq!(&words[..2], ["zkalert", "ack"], "{ack_line}");
+    let group_id = words[2].to_string();
+    let mut ack = std::process::Command::new(support::zkalert::BIN);
+    ack.args(&words[1..]).current_dir(dir.path());
+    clean_env(&mut ack);
+    let out = ack.output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{command_text}` failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("acked {group_id}")));
+    let (_, groups) = http_get(api_port, "/api/v1/groups");
+    let groups: serde_json::Value = serde_json::from_str(&groups).unwrap();
+    let group = groups["groups"].as_array().unwrap().iter().find(|g| g["id"] == group_id.as_str()).unwrap();
+    let os_user = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find(|l| {
+            l.split(':').nth(2)
+                == Some(
+                    &std::fs::metadata("/proc/self")
+                        .map(|m| {
+                            use std::os::unix::fs::MetadataExt;
+                            m.uid().to_string()
+                        })
+                        .unwrap(),
+                )
+        })
+        .and_then(|l| l.split(':').next().map(str::to_string))
+        .unwrap();
+    assert_eq!(group["ack"]["by"], os_user.as_str(), "--by is the OS user without $USER: {group}");
+    drop(child);
 }

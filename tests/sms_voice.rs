@@ -63,12 +63,13 @@ fn delivery(cluster: &str, summary: &str) -> Delivery {
         resolved: Vec::new(),
         escalation: false,
         digest: false,
+        test: false,
     };
     Delivery { message: Arc::new(message), channel: "oncall".into() }
 }
 
 fn links() -> Links {
-    Links { external_url: None, runbook_base_url: Some("https://rb.example/zk/".into()) }
+    Links { runbook_base_url: Some("https://rb.example/zk/".into()), ..Links::default() }
 }
 
 fn twilio(rx: &Receiver) -> Twilio {

@@ -61,6 +61,7 @@ fn message(escalation: bool) -> Message {
         resolved: vec![alert("zk3:2181", AlertState::Resolved)],
         escalation,
         digest: false,
+        test: false,
     }
 }
 

@@ -19,6 +19,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// What the API reads: the state after the runner's last step.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// Published by the runner after a step; `false` (the default the API
+    /// starts with) means there is nothing to show yet, not "no alerts".
+    pub published: bool,
     pub at: Timestamp,
     /// Every alert the tracker holds (pending, firing, recently resolved).
     pub alerts: Vec<AlertView>,
@@ -94,4 +97,7 @@ pub struct ApiState {
     pub token: Option<String>,
     /// Set once state is loaded and the first evaluation ran.
     pub ready: Arc<AtomicBool>,
+    /// The local runbooks rules name (reference → file), served at
+    /// `/runbooks/<reference>.md`; nothing else is served from disk.
+    pub runbooks: Arc<std::collections::BTreeMap<String, std::path::PathBuf>>,
 }

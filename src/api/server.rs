@@ -43,6 +43,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/deliveries", get(list_deliveries))
         .route("/ack/{group_id}", get(ack_page))
+        .route("/runbooks/{*reference}", get(runbook))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -99,6 +100,17 @@ fn now() -> Timestamp {
 
 fn snapshot(state: &ApiState) -> Arc<Snapshot> {
     state.snapshot.borrow().clone()
+}
+
+/// The snapshot the lists are read from, once the runner published one:
+/// before its first step they would be empty, which is not true (503).
+fn published(state: &ApiState) -> Result<Arc<Snapshot>, ApiError> {
+    let snap = snapshot(state);
+    if snap.published {
+        Ok(snap)
+    } else {
+        Err(ApiError::unavailable("not ready: state not loaded or no evaluation yet; try again in a few seconds"))
+    }
 }
 
 async fn healthy() -> &'static str {
@@ -172,7 +184,7 @@ async fn list_alerts(State(state): State<ApiState>, q: Result<Query<AlertQuery>,
     let states = parse_list(q.state.as_deref(), parse_alert_state)?;
     let tiers = parse_list(q.tier.as_deref(), |s| s.parse::<Severity>().map_err(|e| format!("tier: {e}")))?;
     let filter = q.filter.as_deref().map(|f| parse_matchers("filter", f)).transpose()?;
-    let snap = snapshot(&state);
+    let snap = published(&state)?;
     let want = |wanted: Option<bool>, is: bool| wanted.is_none_or(|w| w == is);
     let mut alerts: Vec<_> = snap
         .alerts
@@ -201,8 +213,18 @@ async fn ack_page(Path(_group_id): Path<String>) -> Response {
         .into_response()
 }
 
+/// A runbook a rule names, as Markdown text: `/runbooks/zookeeper/node-down.md`
+/// (the link messages carry when `runbook_base_url` points here).
+async fn runbook(State(state): State<ApiState>, Path(reference): Path<String>) -> Result<Response, ApiError> {
+    let name = reference.strip_suffix(".md").unwrap_or(&reference);
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("no runbook {reference:?}"));
+    let path = state.runbooks.get(name).ok_or_else(missing)?;
+    let text = tokio::fs::read_to_string(path).await.map_err(|_| missing())?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], text).into_response())
+}
+
 async fn list_groups(State(state): State<ApiState>) -> ApiResult {
-    let snap = snapshot(&state);
+    let snap = published(&state)?;
     let mut groups: Vec<_> = snap.groups.iter().collect();
     groups.sort_by(|a, b| (a.tier.is_none(), a.tier, &a.id).cmp(&(b.tier.is_none(), b.tier, &b.id)));
     let groups: Vec<_> = groups.into_iter().map(GroupJson::of).collect();
@@ -228,7 +250,7 @@ fn parse_silence_state(s: &str) -> Result<SilenceState, String> {
 async fn list_silences(State(state): State<ApiState>, q: Result<Query<SilenceQuery>, QueryRejection>) -> ApiResult {
     let q = query(q)?;
     let states = parse_list(q.state.as_deref(), parse_silence_state)?;
-    let snap = snapshot(&state);
+    let snap = published(&state)?;
     let mut silences: Vec<_> = snap
         .silences
         .iter()
@@ -244,7 +266,7 @@ async fn list_silences(State(state): State<ApiState>, q: Result<Query<SilenceQue
 /// The latest deliveries, newest first: channel, attempts, when delivered,
 /// the last error (the delivery history).
 async fn list_deliveries(State(state): State<ApiState>) -> ApiResult {
-    let snap = snapshot(&state);
+    let snap = published(&state)?;
     let deliveries: Vec<serde_json::Value> = snap
         .deliveries
         .iter()

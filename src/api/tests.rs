@@ -54,6 +54,7 @@ fn sample_snapshot() -> Snapshot {
     let mut recovered = alert("ZkLatencyHigh", Severity::P1, AlertState::Firing, "zk3:2181");
     recovered.keep_firing_since = Some(SystemClock.now() - Duration::from_secs(30));
     Snapshot {
+        published: true,
         at: SystemClock.now(),
         alerts: vec![
             view(alert("ZkNodeDown", Severity::P0, AlertState::Firing, "zk1:2181"), "g-down", Mute::default()),
@@ -155,6 +156,7 @@ impl Api {
             commands: cmd_tx,
             token: token.map(str::to_string),
             ready: Arc::new(AtomicBool::new(true)),
+            runbooks: Arc::default(),
         })
         .await
     }
@@ -603,6 +605,7 @@ async fn writes_are_503_when_the_runner_is_gone() {
         commands: cmd_tx,
         token: Some(TOKEN.into()),
         ready: Arc::new(AtomicBool::new(false)),
+        runbooks: Arc::default(),
     })
     .await;
     let (status, reply) = api.post("/api/v1/acks", json!({"group_id": "g", "by": "me"})).await;
@@ -610,8 +613,46 @@ async fn writes_are_503_when_the_runner_is_gone() {
     assert!(error(&reply).contains("runner"));
     let (status, _) = api.write(reqwest::Method::DELETE, "/api/v1/silences/x", "", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, body) = api.get("/api/v1/status").await;
+    assert_eq!((status, &body["ready"]), (StatusCode::OK, &json!(false)), "status still answers");
+}
+
+/// Before the runner's first step the lists would be empty, not true:
+/// every read of them is 503 "not ready" (and the CLI says so); the probes
+/// and the status answer.
+#[tokio::test]
+async fn reads_are_503_not_ready_until_the_first_step() {
+    let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
+    let (cmd_tx, _cmd_rx) = mpsc::channel(1);
+    let api = Api::serve(ApiState {
+        snapshot: snap_rx,
+        commands: cmd_tx,
+        token: Some(TOKEN.into()),
+        ready: Arc::new(AtomicBool::new(false)),
+        runbooks: Arc::default(),
+    })
+    .await;
+    for path in ["/api/v1/alerts", "/api/v1/groups", "/api/v1/silences", "/api/v1/deliveries"] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        assert!(error(&body).starts_with("not ready"), "{path}: {body}");
+    }
+    assert_eq!(api.get("/-/healthy").await.0, StatusCode::OK);
+    let (status, body) = api.get("/api/v1/status").await;
+    assert_eq!((status, &body["ready"]), (StatusCode::OK, &json!(false)));
+    let endpoint = crate::cli::client::Endpoint {
+        url: api.base.clone(),
+        token: None,
+        token_file: None,
+        timeout: Duration::from_secs(5),
+    };
+    let client = crate::cli::client::Client::new(&endpoint).unwrap();
+    let e = client.get("/api/v1/alerts", &[]).await.unwrap_err().to_string();
+    assert!(e.starts_with("not ready") && e.contains("HTTP 503"), "{e}");
+    // Once the runner publishes its first step, the lists answer.
+    snap_tx.send_replace(Arc::new(sample_snapshot()));
     let (status, body) = api.get("/api/v1/alerts").await;
-    assert_eq!((status, body["alerts"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "reads still work");
+    assert_eq!((status, body["alerts"].as_array().map(Vec::len)), (StatusCode::OK, Some(3)), "{body}");
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 //! reporting every problem as `path:line:col: message`.
 
 use super::outln;
+use crate::config::SourceConfig;
 use crate::diag::{Diagnostics, Pos};
+use crate::rule::catalogue::catalogue;
 use crate::rule::{LoadOptions, find_rule_files, find_test_files, is_test_file_name, load_rules};
 use crate::testing::parse_test_file;
 use std::path::PathBuf;
@@ -41,23 +43,46 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
     // A YAML file with top-level `sources` is a zkalert config: validate it
     // as one (and the rules it names), not as a rule file.
     let (configs, rule_files): (Vec<PathBuf>, Vec<PathBuf>) = rule_files.into_iter().partition(|f| is_config_file(f));
+    let mut rules = 0;
+    let mut warnings = Diagnostics::default();
+    // The rule files configs name, each counted once (and not again when
+    // also given on the command line).
+    let mut config_rule_files: Vec<PathBuf> = Vec::new();
     for c in &configs {
         match crate::config::Config::load(c) {
-            Ok(cfg) => {
-                let files = crate::rule::find_rule_files(&cfg.rules).unwrap_or_default();
-                if let Err(d) = load_rules(&files, LoadOptions::default()) {
-                    errors.extend(d);
+            Ok(cfg) => match crate::rule::find_rule_files(&cfg.rules) {
+                Ok(files) => {
+                    let same = |a: &PathBuf, b: &PathBuf| {
+                        a == b
+                            || std::fs::canonicalize(a).ok().is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a))
+                    };
+                    let files: Vec<PathBuf> = files
+                        .into_iter()
+                        .filter(|f| !rule_files.iter().chain(&config_rule_files).any(|g| same(f, g)))
+                        .collect();
+                    match load_rules(&files, LoadOptions::default()) {
+                        Ok(set) => {
+                            rules += set.rule_count();
+                            warnings.extend(set.warnings);
+                            // A prometheus source may produce any name.
+                            let any_name = cfg.sources.iter().any(|s| matches!(s, SourceConfig::Prometheus(_)));
+                            warnings.extend(catalogue().check(&set.metric_reads, any_name));
+                        }
+                        Err(d) => errors.extend(d),
+                    }
+                    config_rule_files.extend(files);
                 }
-            }
+                Err(e) => errors.push(c, Pos::new(1, 1), format!("cannot list the config's rules: {e}")),
+            },
             Err(d) => errors.extend(d),
         }
     }
-    let mut rules = 0;
-    let mut warnings = Diagnostics::default();
     match load_rules(&rule_files, LoadOptions { require_runbooks: true, ..LoadOptions::default() }) {
         Ok(set) => {
-            rules = set.rule_count();
-            warnings = set.warnings;
+            rules += set.rule_count();
+            warnings.extend(set.warnings);
+            // No config says which sources: a prometheus one may produce any name.
+            warnings.extend(catalogue().check(&set.metric_reads, true));
         }
         Err(d) => errors.extend(d),
     }
@@ -75,12 +100,12 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
         }
     }
     CheckReport {
-        rule_files: rule_files.len(),
+        rule_files: rule_files.len() + config_rule_files.len(),
         config_files: configs.len(),
         rules,
         test_files: test_files.len(),
         errors: errors.sorted(),
-        warnings,
+        warnings: warnings.sorted(),
     }
 }
 
@@ -91,9 +116,38 @@ fn is_config_file(path: &std::path::Path) -> bool {
         .is_some_and(|root| root.get("sources").is_some())
 }
 
-/// Runs `check` and prints the report; returns the exit code.
-pub fn run(paths: &[PathBuf]) -> i32 {
+/// One diagnostic as `check --json` prints it.
+fn diagnostic_json(d: &crate::diag::Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "path": d.path.display().to_string(),
+        "line": d.pos.line,
+        "column": d.pos.col,
+        "message": d.message,
+    })
+}
+
+/// The report as one JSON object (the shape is in README.md).
+pub fn report_json(report: &CheckReport) -> serde_json::Value {
+    serde_json::json!({
+        "ok": report.errors.is_empty(),
+        "rule_files": report.rule_files,
+        "rules": report.rules,
+        "test_files": report.test_files,
+        "config_files": report.config_files,
+        "errors": report.errors.items.iter().map(diagnostic_json).collect::<Vec<_>>(),
+        "warnings": report.warnings.items.iter().map(diagnostic_json).collect::<Vec<_>>(),
+    })
+}
+
+/// Runs `check` and prints the report (as JSON with `json`); returns the
+/// exit code.
+pub fn run(paths: &[PathBuf], json: bool) -> i32 {
     let report = check(paths);
+    let code = if report.errors.is_empty() { super::EXIT_OK } else { super::EXIT_FAIL };
+    if json {
+        outln!("{}", report_json(&report));
+        return code;
+    }
     for w in &report.warnings.items {
         outln!("{w} (warning)");
     }
@@ -108,9 +162,8 @@ pub fn run(paths: &[PathBuf]) -> i32 {
             report.test_files,
             report.config_files
         );
-        super::EXIT_OK
     } else {
         outln!("FAILED: {} problem(s)", report.errors.len());
-        super::EXIT_FAIL
     }
+    code
 }

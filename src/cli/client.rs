@@ -1,6 +1,8 @@
 //! `zkalert alerts | groups | silence … | ack …`: the on-call's client of a
 //! running zkalert's HTTP API (`docs/api.md`). Reads need nothing; writes
-//! send the bearer token from `--token`, `ZKALERT_TOKEN` or `--token-file`.
+//! send the bearer token from `--token`, `ZKALERT_TOKEN` or `--token-file`,
+//! else the one `zkalert run` without a config keeps in
+//! `./zkalert-data/api-token`.
 //! Every failure is one line on stderr and exit code 1.
 
 use super::{EXIT_FAIL, EXIT_OK, outln};
@@ -8,7 +10,10 @@ use crate::api::{AckRequest, SilenceRequest};
 use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The data dir of `zkalert run` without a config, relative to where it runs.
+const DEFAULT_DATA_DIR: &str = "zkalert-data";
 use std::time::Duration;
 
 /// Where the API is and how to write to it.
@@ -20,7 +25,9 @@ pub struct Endpoint {
     /// Bearer token for writes.
     #[arg(long, env = "ZKALERT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Read the bearer token from this file (wins over --token).
+    /// Read the bearer token from this file (wins over --token). Without
+    /// either: ./zkalert-data/api-token if there (`zkalert run` without a
+    /// config writes it).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Per request.
@@ -36,16 +43,26 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 pub struct AlertsArgs {
     #[command(flatten)]
     pub endpoint: Endpoint,
-    /// pending, firing or resolved (comma-separated for several).
+    /// pending, firing or resolved (comma-separated for several; default:
+    /// pending and firing).
     #[arg(long)]
     pub state: Option<String>,
+    /// Every alert: resolved ones too, silenced and inhibited ones too.
+    #[arg(long, short)]
+    pub all: bool,
+    /// Also silenced alerts (and alerts in a maintenance window), as amtool's -s.
+    #[arg(long, short)]
+    pub silenced: bool,
+    /// Also inhibited alerts, as amtool's -i.
+    #[arg(long, short)]
+    pub inhibited: bool,
     /// P0…P3 (comma-separated for several).
     #[arg(long)]
     pub tier: Option<String>,
     /// Label matchers, e.g. '{cluster="prod", instance=~"zk1.*"}'.
     #[arg(long)]
     pub filter: Option<String>,
-    /// Print the API's JSON.
+    /// Print the API's JSON (the same alerts as the table).
     #[arg(long)]
     pub json: bool,
 }
@@ -81,14 +98,19 @@ pub enum SilenceCommand {
 }
 
 #[derive(Debug, Clone, clap::Args)]
-#[command(group(clap::ArgGroup::new("end").required(true).args(["duration", "ends_at"])))]
+#[command(group(clap::ArgGroup::new("end").args(["duration", "ends_at"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["matcher", "matchers"])))]
 pub struct SilenceAddArgs {
     #[command(flatten)]
     pub endpoint: Endpoint,
-    /// Label matchers, e.g. '{instance="zk1:2181"}' or 'alertname=ZkNodeDown cluster=prod'.
+    /// Matchers as amtool takes them, one per argument:
+    /// alertname=ZkNodeDown 'instance=~zk1.*' (values may be quoted).
+    #[arg(value_name = "MATCHER")]
+    pub matcher: Vec<String>,
+    /// Label matchers in braces, e.g. '{instance="zk1:2181", cluster="prod"}'.
     #[arg(long, short)]
-    pub matchers: String,
-    /// How long from the start, e.g. 2h.
+    pub matchers: Option<String>,
+    /// How long from the start, e.g. 2h (default: 1h, unless --ends-at).
     #[arg(long, short)]
     pub duration: Option<String>,
     /// RFC 3339, e.g. 2025-01-31T18:00:00Z.
@@ -100,7 +122,7 @@ pub struct SilenceAddArgs {
     /// Why (a ticket, a change).
     #[arg(long, short)]
     pub comment: String,
-    /// Who (default: $USER).
+    /// Who (default: $USER, else the OS user).
     #[arg(long, env = "USER")]
     pub created_by: Option<String>,
 }
@@ -120,7 +142,7 @@ pub struct AckArgs {
     /// For how long (default: until the group resolves).
     #[arg(long, short)]
     pub duration: Option<String>,
-    /// Who (default: $USER).
+    /// Who (default: $USER, else the OS user).
     #[arg(long, env = "USER")]
     pub by: Option<String>,
 }
@@ -181,7 +203,10 @@ impl Client {
                     .trim()
                     .to_string(),
             ),
-            (None, None) => None,
+            // What `zkalert run` without a config started in this directory uses.
+            (None, None) => std::fs::read_to_string(Path::new(DEFAULT_DATA_DIR).join(super::run::TOKEN_FILE))
+                .ok()
+                .map(|t| t.trim().to_string()),
         }
         .filter(|t| !t.is_empty());
         let http = crate::source::admin::http_client(endpoint.timeout)?;
@@ -305,13 +330,28 @@ struct AlertsOut {
 
 async fn alerts_inner(args: AlertsArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.endpoint)?;
+    // Active, as amtool: pending and firing, not silenced or inhibited.
+    let state = args.state.clone().or_else(|| (!args.all).then(|| "pending,firing".to_string()));
     let mut query = Vec::new();
-    for (name, value) in [("state", &args.state), ("tier", &args.tier), ("filter", &args.filter)] {
+    for (name, value) in [("state", &state), ("tier", &args.tier), ("filter", &args.filter)] {
         if let Some(v) = value {
             query.push((name, v.as_str()));
         }
     }
-    let value = client.get("/api/v1/alerts", &query).await?;
+    let mut value = client.get("/api/v1/alerts", &query).await?;
+    let mut hidden = 0;
+    if !args.all
+        && let Some(list) = value.get_mut("alerts").and_then(|a| a.as_array_mut())
+    {
+        let before = list.len();
+        list.retain(|a| {
+            let silenced = a["silenced_by"].as_array().is_some_and(|s| !s.is_empty())
+                || a["maintenance"].as_array().is_some_and(|m| !m.is_empty());
+            let inhibited = a["inhibited"].as_bool().unwrap_or(false);
+            (!silenced || args.silenced) && (!inhibited || args.inhibited)
+        });
+        hidden = before - list.len();
+    }
     if args.json {
         print_json(&value);
         return Ok(());
@@ -357,10 +397,13 @@ async fn alerts_inner(args: AlertsArgs) -> anyhow::Result<()> {
             dash(a.runbook.clone().unwrap_or_default()),
         ]);
     }
-    if out.alerts.is_empty() {
-        outln!("no alerts");
-    } else {
-        print_table(&rows);
+    match (out.alerts.is_empty(), args.all) {
+        (true, true) => outln!("no alerts"),
+        (true, false) => outln!("no active alerts (--all shows resolved, silenced and inhibited ones too)"),
+        (false, _) => print_table(&rows),
+    }
+    if hidden > 0 {
+        outln!("({hidden} silenced or inhibited not shown: --silenced, --inhibited or --all)");
     }
     Ok(())
 }
@@ -420,13 +463,20 @@ async fn silence_add(args: SilenceAddArgs) -> anyhow::Result<()> {
     let created_by = args
         .created_by
         .filter(|c| !c.trim().is_empty())
-        .ok_or_else(|| anyhow!("--created-by is required ($USER is not set)"))?;
+        .or_else(os_user)
+        .ok_or_else(|| anyhow!("--created-by is required ($USER is not set and the OS user has no name)"))?;
     let client = Client::new(&args.endpoint)?;
+    let matchers = join_matchers(args.matchers.as_deref(), &args.matcher);
+    // amtool's default: an hour from the start.
+    let duration = match (&args.duration, &args.ends_at) {
+        (None, None) => Some(DEFAULT_SILENCE.to_string()),
+        (d, _) => d.clone(),
+    };
     let request = SilenceRequest {
-        matchers: args.matchers,
+        matchers,
         starts_at: args.starts_at,
         ends_at: args.ends_at,
-        duration: args.duration,
+        duration,
         created_by,
         comment: args.comment,
     };
@@ -434,6 +484,76 @@ async fn silence_add(args: SilenceAddArgs) -> anyhow::Result<()> {
     let id = value.get("id").and_then(|v| v.as_str()).ok_or_else(|| anyhow!("the API answered without an id"))?;
     outln!("{id}");
     Ok(())
+}
+
+/// How long a silence lasts without --duration or --ends-at (as amtool).
+const DEFAULT_SILENCE: &str = "1h";
+
+/// One matcher list from `--matchers '{…}'` and amtool-style arguments
+/// (`name=value`, `name=~regex`, …): each argument's value is quoted as
+/// the shell took the quotes away, so a value may hold `,` or spaces.
+pub fn join_matchers(braced: Option<&str>, args: &[String]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(b) = braced {
+        let b = b.trim();
+        let inner = b.strip_prefix('{').and_then(|r| r.strip_suffix('}')).unwrap_or(b).trim();
+        if !inner.is_empty() {
+            parts.push(inner.to_string());
+        }
+    }
+    for arg in args {
+        let arg = arg.trim();
+        let name_end = arg.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(arg.len());
+        let (name, rest) = arg.split_at(name_end);
+        let op = ["=~", "!~", "!=", "="].into_iter().find(|op| rest.starts_with(op));
+        match op {
+            Some(op) => {
+                let value = rest[op.len()..].trim();
+                let quoted = value.len() >= 2 && value.starts_with('"') && value.ends_with('"');
+                if quoted {
+                    parts.push(format!("{name}{op}{value}"));
+                } else {
+                    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+                    parts.push(format!("{name}{op}\"{escaped}\""));
+                }
+            }
+            // Not `name op value`: passed on for the server to explain.
+            None => parts.push(arg.to_string()),
+        }
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// The OS user's name when `$USER` is not set (cron, containers, sudo -i):
+/// `$LOGNAME`, else the name of the process's uid in /etc/passwd (the uid
+/// is the owner of /proc/self: no libc call, no unsafe).
+pub fn os_user() -> Option<String> {
+    if let Ok(name) = std::env::var("LOGNAME")
+        && !name.trim().is_empty()
+    {
+        return Some(name.trim().to_string());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self").ok()?.uid();
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        user_of_uid(&passwd, uid).or_else(|| Some(format!("uid-{uid}")))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The name of `uid` in a passwd file (`name:x:uid:gid:…`).
+pub fn user_of_uid(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?.trim();
+        let id: u32 = fields.nth(1)?.trim().parse().ok()?;
+        (id == uid && !name.is_empty() && !name.starts_with('#')).then(|| name.to_string())
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -482,7 +602,11 @@ async fn silence_expire(endpoint: Endpoint, id: &str) -> anyhow::Result<()> {
 }
 
 async fn ack_inner(args: AckArgs) -> anyhow::Result<()> {
-    let by = args.by.filter(|b| !b.trim().is_empty()).ok_or_else(|| anyhow!("--by is required ($USER is not set)"))?;
+    let by = args
+        .by
+        .filter(|b| !b.trim().is_empty())
+        .or_else(os_user)
+        .ok_or_else(|| anyhow!("--by is required ($USER is not set and the OS user has no name)"))?;
     let client = Client::new(&args.endpoint)?;
     let request = AckRequest {
         group_id: args.group_id,
@@ -558,6 +682,36 @@ mod tests {
         assert_eq!(age(at, "2025-01-31T14:48:00Z"), "3h12m");
         assert_eq!(age(at, "2025-01-29T17:00:00Z"), "2d1h");
         assert_eq!(age(at, "garbage"), "garbage");
+    }
+
+    #[test]
+    fn amtool_matchers_join_into_one_list_that_parses() {
+        let args: Vec<String> =
+            ["alertname=ZkNodeDown", "instance=~zk1.*", r#"cluster!="a, b""#, r#"x=a"b\c"#].map(String::from).to_vec();
+        let text = join_matchers(Some(r#"{team="storage"}"#), &args);
+        assert_eq!(
+            text,
+            r#"{team="storage", alertname="ZkNodeDown", instance=~"zk1.*", cluster!="a, b", x="a\"b\\c"}"#
+        );
+        let parsed = crate::pipeline::Matchers::parse(&text).unwrap();
+        assert_eq!(parsed.0.len(), 5);
+        let labels = crate::model::Labels::from_pairs([
+            ("team", "storage"),
+            ("alertname", "ZkNodeDown"),
+            ("instance", "zk1:2181"),
+            ("cluster", "prod"),
+            ("x", r#"a"b\c"#),
+        ]);
+        assert!(parsed.matches(&labels), "{parsed:?}");
+        assert_eq!(join_matchers(Some("{a=\"b\"}"), &[]), "{a=\"b\"}");
+    }
+
+    #[test]
+    fn the_os_user_is_found_by_uid() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nalice:x:1000:1000::/home/alice:/bin/sh\nbroken\n";
+        assert_eq!(user_of_uid(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(user_of_uid(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_of_uid(passwd, 7), None);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub async fn test(config_path: &Path, notifier: &str, tier: Severity) -> anyhow:
     }
     message.id = format!("test-{}", crate::clock::Clock::now(&crate::clock::SystemClock).as_millis());
     message.channels = vec![notifier.to_string()];
+    // Every format says so, so nobody takes the sample for an outage.
+    message.test = true;
     let delivery = Delivery { message: Arc::new(message), channel: notifier.to_string() };
     match tokio::time::timeout(channel.timeout, channel.notifier.health()).await {
         Ok(Ok(())) => outln!("health: {notifier} ({}) reachable", channel.notifier.kind()),

@@ -230,6 +230,7 @@ mod tests {
             resolved: vec![],
             escalation: false,
             digest: false,
+            test: false,
         };
         Delivery { message: Arc::new(m), channel: "flaky".into() }
     }

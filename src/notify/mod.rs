@@ -141,6 +141,7 @@ pub fn message_json(m: &Message, channel: &str) -> serde_json::Value {
         "group_id": m.group_id,
         "escalation": m.escalation,
         "digest": m.digest,
+        "test": m.test,
         "firing": m.firing.iter().map(|a| alert_json(a, Some(m.is_new(a.fingerprint)))).collect::<Vec<_>>(),
         "resolved": m.resolved.iter().map(|a| alert_json(a, None)).collect::<Vec<_>>(),
     })

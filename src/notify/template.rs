@@ -30,6 +30,9 @@ pub struct Links {
     /// Where relative runbook paths live: `zookeeper/node-down` becomes
     /// `{runbook_base_url}/zookeeper/node-down.md`.
     pub runbook_base_url: Option<String>,
+    /// What the printed ack command needs after the group id (` --url …`
+    /// when zkalert's API is not where the CLI looks by default).
+    pub ack_args: String,
 }
 
 impl Links {
@@ -107,6 +110,8 @@ pub struct Context {
     pub status: String,
     pub escalation: bool,
     pub digest: bool,
+    /// A sample from `zkalert notify test`, not a real alert.
+    pub test: bool,
     /// "ZkNodeDown: 2 firing (1 new) in cluster prod".
     pub title: String,
     pub group: BTreeMap<String, String>,
@@ -177,12 +182,13 @@ impl Context {
             status: if m.firing.is_empty() { "resolved" } else { "firing" }.to_string(),
             escalation: m.escalation,
             digest: m.digest,
+            test: m.test,
             title,
             group: m.group.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             group_id: m.group_id.clone(),
             firing,
             resolved,
-            ack_command: format!("zkalert ack {}", m.group_id),
+            ack_command: format!("zkalert ack {}{}", m.group_id, links.ack_args),
             ack_url: links.ack_url(&m.group_id),
             external_url,
         }
@@ -270,7 +276,7 @@ impl Templates {
     /// Renders every template against sample messages (firing, resolved,
     /// escalation, digest): every problem, at `file:line`.
     pub fn check(&self) -> Vec<TemplateError> {
-        let links = Links { external_url: Some("http://zkalert.example:9097".into()), runbook_base_url: None };
+        let links = Links { external_url: Some("http://zkalert.example:9097".into()), ..Links::default() };
         let mut errors = Vec::new();
         for m in samples() {
             let ctx = Context::new(&m, "check", &links);
@@ -333,6 +339,7 @@ pub fn samples() -> Vec<Message> {
         resolved: resolved.clone(),
         escalation: false,
         digest: false,
+        test: false,
     };
     vec![
         base.clone(),
@@ -351,11 +358,45 @@ pub fn override_path(base: &Path, path: &str) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// `zkalert notify test`'s message says it is a test in every template,
+    /// up front (an SMS cut to its segments keeps it), and real ones don't.
+    #[test]
+    fn test_messages_are_marked_in_every_template() {
+        let t = Templates::builtin();
+        let links = Links { runbook_base_url: Some("https://git.example.com/runbooks/".into()), ..Links::default() };
+        for (i, m) in samples().into_iter().enumerate() {
+            let real = Context::new(&m, "x", &links);
+            let test = Context::new(&Message { test: true, ..m }, "x", &links);
+            for (name, _) in BUILTIN {
+                let real = t.render(name, &real).unwrap();
+                let text = t.render(name, &test).unwrap();
+                assert!(
+                    !real.to_lowercase().contains("test"),
+                    "sample {i}, {name}: a real message marked as a test:\n{real}"
+                );
+                // Up front: the first words a phone, a subject line or a
+                // listener gets (the HTML's heading).
+                let lead = match name {
+                    "voice" => "This is a zkalert test call, not a real alert.",
+                    "html" => "<h2>TEST, not a real alert:",
+                    _ => "TEST, not a real alert:",
+                };
+                let head = if name == "html" { text.as_str() } else { &text[..text.len().min(lead.len() + 20)] };
+                assert!(head.contains(lead), "sample {i}, {name}: no test marker up front:\n{text}");
+            }
+        }
+        let m = Message { test: true, ..samples().remove(0) };
+        let sms = t.render("sms", &Context::new(&m, "x", &links)).unwrap();
+        assert!(sms.starts_with("TEST, not a real alert: [P1] ZkNodeDown prod"), "{sms}");
+        let subject = t.render("subject", &Context::new(&m, "x", &links)).unwrap();
+        assert_eq!(subject, "TEST, not a real alert: [P1] ZkNodeDown: 2 firing (1 new), 1 resolved in cluster prod");
+    }
+
     #[test]
     fn built_in_templates_render_every_sample() {
         let t = Templates::builtin();
         assert_eq!(t.check(), Vec::new());
-        let links = Links { external_url: None, runbook_base_url: Some("https://git.example.com/runbooks/".into()) };
+        let links = Links { runbook_base_url: Some("https://git.example.com/runbooks/".into()), ..Links::default() };
         let samples = samples();
         let ctx = Context::new(&samples[0], "email", &links);
         assert_eq!(t.render("subject", &ctx).unwrap(), "[P1] ZkNodeDown: 2 firing (1 new), 1 resolved in cluster prod");

@@ -229,7 +229,11 @@ impl WebhookNotifier {
     }
 
     pub fn links(&self) -> Links {
-        Links { external_url: self.external_url.clone(), runbook_base_url: self.runbook_base_url.clone() }
+        Links {
+            external_url: self.external_url.clone(),
+            runbook_base_url: self.runbook_base_url.clone(),
+            ..Links::default()
+        }
     }
 
     /// The URL and JSON body of one delivery at `now_ms`.
@@ -446,7 +450,42 @@ fn labels_map(l: &Labels) -> BTreeMap<String, String> {
     l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
+/// How every format of a `zkalert notify test` sample starts (the
+/// templates spell it too).
+const TEST_MARK: &str = "TEST, not a real alert: ";
+
+/// A test sample's alerts, marked for an Alertmanager receiver: a
+/// `zkalert_test="true"` label, also in the group (so receivers can route
+/// or drop it, and it never merges with a real alert or group), a
+/// `zkalert_test` annotation and the mark before the summary.
+fn test_alerts(alerts: &[Alert]) -> Vec<Alert> {
+    alerts
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            a.labels.insert("zkalert_test", "true");
+            a.fingerprint = a.labels.fingerprint_without(&[SEVERITY]);
+            let summary = a.annotation("summary").unwrap_or("a sample sent by zkalert notify test");
+            let summary = format!("{TEST_MARK}{summary}");
+            a.annotations.retain(|(k, _)| k != "summary");
+            a.annotations.push(("summary".into(), summary));
+            a.annotations
+                .push(("zkalert_test".into(), "a sample sent by zkalert notify test, not a real alert".into()));
+            a
+        })
+        .collect()
+}
+
 fn alertmanager_body(m: &Message, receiver: &str, links: &Links) -> Value {
+    let marked;
+    let m = if m.test {
+        let mut group = m.group.clone();
+        group.insert("zkalert_test", "true");
+        marked = Message { firing: test_alerts(&m.firing), resolved: test_alerts(&m.resolved), group, ..m.clone() };
+        &marked
+    } else {
+        m
+    };
     let all: Vec<&Alert> = m.firing.iter().chain(m.resolved.iter()).collect();
     let common = |maps: Vec<BTreeMap<String, String>>| -> BTreeMap<String, String> {
         let mut it = maps.into_iter();
@@ -579,7 +618,8 @@ impl Text {
         } else {
             ""
         };
-        let lead = format!("[{}] {kind}{names}", m.tier);
+        let test = if m.test { TEST_MARK } else { "" };
+        let lead = format!("{test}[{}] {kind}{names}", m.tier);
         let mut rest = counts.join(", ");
         if let Some(c) = m.group.get("cluster") {
             rest = format!("cluster {c}: {rest}");

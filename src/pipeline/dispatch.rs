@@ -204,6 +204,9 @@ pub struct Message {
     pub escalation: bool,
     /// A scheduled batch of a tier's groups.
     pub digest: bool,
+    /// A sample sent by `zkalert notify test`: every format marks it as
+    /// not a real alert.
+    pub test: bool,
 }
 
 impl Message {
@@ -607,6 +610,7 @@ fn flush_group(
             resolved: Vec::new(),
             escalation: true,
             digest: false,
+            test: false,
         });
     }
     let repeat_due = still_holds && g.ack.is_none() && g.last_sent.is_some_and(|t| now.since(t) >= tp.repeat_interval);
@@ -626,6 +630,7 @@ fn flush_group(
                 resolved: Vec::new(),
                 escalation: false,
                 digest: true,
+                test: false,
             });
             digest.firing.extend(firing.iter().map(|a| (*a).clone()));
             digest.new.extend(&new);
@@ -651,6 +656,7 @@ fn flush_group(
             resolved: sorted(resolved.clone()),
             escalation: false,
             digest: false,
+            test: false,
         });
         mark_sent(g, &firing_fps, &resolved, tier, now, now + tp.group_interval);
     }

@@ -318,6 +318,41 @@ pub fn read_names(ast: &AST) -> (Vec<String>, bool) {
     (names, dynamic)
 }
 
+/// Metric names given literally to window functions, `value` and `absent`:
+/// names read as metrics for sure (`check` judges them against the
+/// metric catalogue). A computed name is not here.
+pub fn literal_metric_args(ast: &AST) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    ast.walk(&mut |path| {
+        let (call, method) = match path.last() {
+            Some(rhai::ASTNode::Expr(Expr::FnCall(call, _)) | rhai::ASTNode::Stmt(Stmt::FnCall(call, _))) => {
+                (call, false)
+            }
+            Some(rhai::ASTNode::Expr(Expr::MethodCall(call, _))) => (call, true),
+            _ => return true,
+        };
+        let name = call.name.as_str();
+        let arg = if WindowFn::from_name(name).is_some() {
+            match (method, call.args.len()) {
+                (_, 2) => call.args.first(),
+                (false, 3) => call.args.get(1),
+                _ => None,
+            }
+        } else if matches!(name, "value" | "absent") {
+            call.args.iter().find(|a| !matches!(a, Expr::Variable(..)))
+        } else {
+            None
+        };
+        if let Some(Expr::StringConstant(s, _)) = arg
+            && !names.iter().any(|n| n == s.as_str())
+        {
+            names.push(s.to_string());
+        }
+        true
+    });
+    names
+}
+
 /// A value produced by an operand.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {

@@ -99,6 +99,7 @@ pub fn load_rules(files: &[PathBuf], options: LoadOptions) -> Result<RuleSet, Di
         warnings: Diagnostics::default(),
         options,
         retention: super::Retention::default(),
+        metric_reads: Vec::new(),
     };
     let mut groups = Vec::new();
     for file in files {
@@ -114,6 +115,7 @@ pub fn load_rules(files: &[PathBuf], options: LoadOptions) -> Result<RuleSet, Di
         limits: options.limits,
         retention: loader.retention,
         warnings: loader.warnings.sorted(),
+        metric_reads: loader.metric_reads,
     })
 }
 
@@ -124,6 +126,7 @@ struct Loader<'e> {
     warnings: Diagnostics,
     options: LoadOptions,
     retention: super::Retention,
+    metric_reads: Vec<super::catalogue::MetricRead>,
 }
 
 impl Loader<'_> {
@@ -291,7 +294,7 @@ impl Loader<'_> {
                     Ok(id) => annotations.push((k, id)),
                     Err(e) => {
                         let p = ctx.inner_pos(r_node_style(n.get(&k)), pos, e.line, 1);
-                        r.error(p, format!("annotation {k}: template error: {}", e.message));
+                        r.error(p, format!("annotation {k}: template error: {}{}", e.message, go_template_hint(&v)));
                     }
                 }
             }
@@ -330,6 +333,19 @@ impl Loader<'_> {
         let text = r.string(node, "expr")?;
         match compile(self.engine, &text, instance_scope) {
             Ok(c) => {
+                let (certain, maybe) = names_read(&c.metrics, c.scripts());
+                for (name, certain) in
+                    certain.into_iter().map(|n| (n, true)).chain(maybe.into_iter().map(|n| (n, false)))
+                {
+                    let pos = super::catalogue::find_word(&text, &name)
+                        .map_or(node.pos, |(line, col)| ctx.inner_pos(node.style(), node.pos, line, col));
+                    self.metric_reads.push(super::catalogue::MetricRead {
+                        name,
+                        path: ctx.path.to_path_buf(),
+                        pos,
+                        certain,
+                    });
+                }
                 self.retention.add(&c.ranges);
                 for ast in c.scripts() {
                     self.retention.add_reads(ast);
@@ -339,7 +355,7 @@ impl Loader<'_> {
             }
             Err(ExprError { line, col, message }) => {
                 let pos = ctx.inner_pos(node.style(), node.pos, line, col);
-                r.error(pos, format!("expression: {message}"));
+                r.error(pos, format!("expression: {message}{}", promql_hint(&text)));
                 None
             }
         }
@@ -359,7 +375,22 @@ impl Loader<'_> {
             Ok(ast) => {
                 self.retention.add_reads(&ast);
                 match super::expr::range_needs(&ast) {
-                    Ok(needs) => self.retention.add(&needs),
+                    Ok(needs) => {
+                        let (certain, maybe) = names_read(&[], std::iter::once(&ast));
+                        for (name, certain) in
+                            certain.into_iter().map(|n| (n, true)).chain(maybe.into_iter().map(|n| (n, false)))
+                        {
+                            let pos = super::catalogue::find_word(&source, &name)
+                                .map_or(Pos::new(1, 1), |(line, col)| Pos::new(line, col));
+                            self.metric_reads.push(super::catalogue::MetricRead {
+                                name,
+                                path: path.clone(),
+                                pos,
+                                certain,
+                            });
+                        }
+                        self.retention.add(&needs)
+                    }
                     Err((msg, line, col)) => self.diags.push(&path, Pos::new(line, col), format!("script: {msg}")),
                 }
                 Some(Condition::Script { ast: Arc::new(ast), path })
@@ -478,6 +509,75 @@ fn is_valid_label_value_name(s: &str) -> bool {
 
 fn r_node_style(n: Option<&Node>) -> Option<Style> {
     n.and_then(Node::style)
+}
+
+/// The names an expression or script reads: (for sure metrics — instance
+/// variables, literal names given to window functions, `value`, `absent`;
+/// maybe metrics — the rest of what the scripts read), each once.
+fn names_read<'a>(variables: &[String], scripts: impl Iterator<Item = &'a rhai::AST>) -> (Vec<String>, Vec<String>) {
+    let scripts: Vec<&rhai::AST> = scripts.collect();
+    let mut certain: Vec<String> = variables.to_vec();
+    for ast in &scripts {
+        for m in super::expr::literal_metric_args(ast) {
+            if !certain.contains(&m) {
+                certain.push(m);
+            }
+        }
+    }
+    let mut maybe: Vec<String> = Vec::new();
+    for ast in scripts {
+        for n in super::expr::read_names(ast).0 {
+            if !certain.contains(&n) && !maybe.contains(&n) {
+                maybe.push(n);
+            }
+        }
+    }
+    (certain, maybe)
+}
+
+/// How zkalert spells what a PromQL habit in a failing expression meant.
+fn promql_hint(text: &str) -> String {
+    let mut hints = Vec::new();
+    // `x[1m]`: a range selector.
+    if let Some(open) = text.find('[') {
+        let name_start = text[..open].rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+        let name = &text[name_start..open];
+        if let Some(close) = text[open..].find(']').map(|c| c + open) {
+            let range = text[open + 1..close].trim();
+            if !name.is_empty() && crate::duration::parse_duration(range).is_ok() {
+                hints.push(format!(
+                    "PromQL's range `{name}[{range}]` is `rate(\"{name}\", \"{range}\")` (or another window function: increase, avg_over_time, …)"
+                ));
+            }
+        }
+    }
+    let words: Vec<&str> = text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).collect();
+    if words.iter().any(|w| matches!(*w, "and" | "or" | "unless")) {
+        hints.push("`and`/`or`/`unless` are `&&`/`||`/`!` in zkalert expressions".to_string());
+    }
+    if hints.is_empty() { String::new() } else { format!(" (hint: {})", hints.join("; ")) }
+}
+
+/// How zkalert spells a Go-template habit (`{{ .Labels.x }}`,
+/// `{{ .Value }}`) in an annotation that does not compile.
+fn go_template_hint(text: &str) -> String {
+    let mut hints = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else { break };
+        let inner = after[..close].trim();
+        let ours = match inner.strip_prefix('.') {
+            Some(path) if path.starts_with("Labels.") => Some(format!("labels.{}", &path["Labels.".len()..])),
+            Some("Value") => Some("value".to_string()),
+            _ => None,
+        };
+        if let Some(ours) = ours {
+            hints.push(format!("`{{{{ {inner} }}}}` is `{{{{ {ours} }}}}`"));
+        }
+        rest = &after[close + 2..];
+    }
+    if hints.is_empty() { String::new() } else { format!(" (hint: {})", hints.join("; ")) }
 }
 
 /// The file being read, for mapping positions inside scalars to the file.

@@ -2,6 +2,7 @@
 //! evaluation of rules over the series store into candidates, and the alert
 //! tracker that turns candidates into alerts with a lifecycle.
 
+pub mod catalogue;
 pub mod engine;
 pub mod eval;
 pub mod expr;
@@ -53,6 +54,9 @@ pub struct RuleSet {
     pub retention: Retention,
     /// Problems that don't stop loading (e.g. a rule without a runbook).
     pub warnings: Diagnostics,
+    /// The metric names expressions and scripts read, with positions
+    /// (`check` compares them with the metric catalogue).
+    pub metric_reads: Vec<catalogue::MetricRead>,
 }
 
 impl std::fmt::Debug for RuleSet {

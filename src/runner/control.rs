@@ -73,6 +73,7 @@ impl Runner {
         status.notifiers = self.deliverer.channel_names().map(str::to_string).collect();
         status.notifiers.sort();
         Snapshot {
+            published: true,
             at: now,
             alerts: alert_views,
             silences: self.pipeline.silences.items.clone(),

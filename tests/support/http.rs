@@ -107,6 +107,8 @@ pub enum Answer {
 pub struct Received {
     pub head: String,
     pub body: serde_json::Value,
+    /// The body as text (forms, TwiML).
+    pub raw: String,
     pub idempotency_key: String,
     pub answered: Option<u16>,
 }
@@ -148,10 +150,11 @@ impl Receiver {
                             l.to_ascii_lowercase().starts_with("idempotency-key:").then(|| l[16..].trim().to_string())
                         })
                         .unwrap_or_default();
+                    let raw = String::from_utf8_lossy(&body).into_owned();
                     let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
                     let index = {
                         let mut r = rq.lock().unwrap();
-                        r.push(Received { head, body, idempotency_key, answered: None });
+                        r.push(Received { head, body, raw, idempotency_key, answered: None });
                         r.len() - 1
                     };
                     match answer {
