@@ -2,11 +2,13 @@
 //! runner publishes after each step, and sends writes (silences, acks) to
 //! the runner as commands, so the runner alone owns and persists the state.
 
+mod listen;
 mod server;
 #[cfg(test)]
 mod tests;
 mod views;
 
+pub use listen::{ConnectionLimits, HEADER_READ_TIMEOUT, raise_fd_limit, serve_limited};
 pub use server::{router, serve};
 pub use views::{AckRequest, SilenceRequest};
 

@@ -48,14 +48,15 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then lets the
-/// requests in flight finish.
+/// Serves the API on `listener` until `shutdown` completes, within the
+/// default [`super::ConnectionLimits`] (`zkalert run` sizes them to its
+/// file-descriptor limit: `super::serve_limited`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    super::serve_limited(listener, state, Default::default(), shutdown).await
 }
 
 /// A failed request: its status and a message for the caller.

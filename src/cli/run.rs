@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
+    let fd_limit = crate::api::raise_fd_limit();
     let config = match config_path {
         Some(p) => Config::load(p).map_err(|d| anyhow::anyhow!("invalid config:\n{d}"))?,
         None => {
@@ -75,7 +76,11 @@ pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
             let listener = tokio::net::TcpListener::bind(server.listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", server.listen))?;
-            tracing::info!(listen = %server.listen, writes = server.token.is_some(), "API listening");
+            let limits = fd_limit.map_or_else(Default::default, crate::api::ConnectionLimits::for_fd_limit);
+            tracing::info!(
+                listen = %server.listen, writes = server.token.is_some(), fd_limit, max_connections = limits.max_connections,
+                "API listening"
+            );
             if server.token.is_none() {
                 tracing::warn!(
                     token_env = server.token_env.as_deref().unwrap_or("-"),
@@ -100,7 +105,7 @@ pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
                 ready: ready.clone(),
             };
             tokio::spawn(async move {
-                if let Err(e) = crate::api::serve(listener, state, std::future::pending()).await {
+                if let Err(e) = crate::api::serve_limited(listener, state, limits, std::future::pending()).await {
                     tracing::error!(error = %e, "API server stopped");
                 }
             });
