@@ -32,6 +32,9 @@ const NOTIFIER_FAILING_KEY: &str = "zkalert/NotifierFailing";
 /// The meta-alert raised while the state file cannot be written.
 pub const STATE_NOT_PERSISTED: &str = "StateNotPersisted";
 
+/// While writes keep failing, a log line at most this often.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// A resolved `StateNotPersisted` is kept this long, so its resolution is told.
 const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
 
@@ -61,6 +64,8 @@ pub struct Durable {
     unwritten_marks: FxHashMap<(String, String), DeliveryMark>,
     /// Set while writes fail.
     failure: Option<WriteFailure>,
+    /// When a failure was last logged.
+    failure_logged: Timestamp,
     /// The `StateNotPersisted` alert, firing while writes fail and for a
     /// while after they work again.
     alert: Option<Alert>,
@@ -206,12 +211,11 @@ impl Durable {
         write(&mut self.db).inspect_err(|e| self.failed_write(e, now))
     }
 
-    /// Writes a fallback delivery's outbox row.
+    /// Writes a fallback delivery's outbox row (a failure is logged by
+    /// `failed_write`; the row is kept for the next write).
     pub fn add_outbox(&mut self, m: Arc<Message>, now: Timestamp) {
         self.unwritten_outbox.push(m);
-        if let Err(e) = self.flush(now) {
-            tracing::error!(error = %e, "cannot write the fallback delivery: kept for the next write");
-        }
+        let _ = self.flush(now);
     }
 
     /// Records a delivery's attempt and outcome.
@@ -223,17 +227,29 @@ impl Durable {
                 self.unwritten_marks.insert(key, mark);
             }
         }
-        if let Err(e) = self.flush(now) {
-            tracing::error!(error = %e, "cannot record a delivery: kept for the next write");
-        }
+        let _ = self.flush(now);
     }
 
+    /// Records a failed write: logged when writes start failing, then at
+    /// most every [`FAILURE_LOG_EVERY`] (a full disk fails every step).
     fn failed_write(&mut self, e: &StateError, now: Timestamp) {
         let error = e.to_string();
         match &mut self.failure {
-            Some(f) => f.error = error,
+            Some(f) => {
+                f.error = error;
+                if now.since(self.failure_logged) >= FAILURE_LOG_EVERY {
+                    self.failure_logged = now;
+                    let (since, unwritten) = (f.since, self.unwritten());
+                    tracing::error!(error = %e, %since, unwritten, "cannot persist state: still failing");
+                }
+            }
             None => {
+                tracing::error!(
+                    error = %e,
+                    "cannot persist state: changes are held in memory and written with the next write that succeeds"
+                );
                 self.failure = Some(WriteFailure { since: now, error });
+                self.failure_logged = now;
                 self.raise(now);
             }
         }
@@ -341,6 +357,9 @@ impl Runner {
             let hold = hold.max(windows.get(i).copied().unwrap_or_default());
             self.evaluator.tracker.rules[i].restore(alerts, now + hold);
         }
+        // A channel no longer configured never delivers again: its alert
+        // is not restored (and its row goes with the next commit).
+        failing.retain(|a| a.labels.get("notifier").is_some_and(|c| self.deliverer.channel_names().any(|n| n == c)));
         self.failing.restore(failing, now);
         self.pipeline.dispatcher.restore(persisted.groups);
         self.pipeline.silences.items = persisted.silences;
@@ -367,6 +386,7 @@ impl Runner {
             unwritten_outbox: Vec::new(),
             unwritten_marks: FxHashMap::default(),
             failure: None,
+            failure_logged: now,
             alert: None,
         });
         Ok(restored)
@@ -494,6 +514,7 @@ mod tests {
         assert!(durable.unwritten() >= 2, "the outbox row and its delivery are held: {}", durable.unwritten());
         let on_disk = StateDb::open(&db_path).unwrap().load().unwrap();
         assert!(on_disk.alerts.is_empty() && on_disk.groups.is_empty(), "nothing was written: {on_disk:?}");
+        assert!(first.durable.as_mut().unwrap().db.check_writable().is_err(), "the probe sees the full disk");
         // The next step raises StateNotPersisted.
         clock.set(Timestamp::from_millis(16_000));
         first.evaluate(clock.as_ref());

@@ -209,15 +209,14 @@ impl Runner {
         let state_alert = self.durable.as_mut().and_then(|d| d.alert(now).cloned());
         let alerts: Vec<&Alert> = self.evaluator.tracker.alerts().chain(&failing).chain(&state_alert).collect();
         let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
-        if let Some(durable) = &mut self.durable
-            && let Err(e) = durable.commit_step(&self.evaluator.tracker, &failing, &mut self.pipeline, &messages, now)
-        {
-            // Still deliver: holding pages until the disk has room would
-            // silence the pager in an outage (this one included). The
-            // step's changes stay unwritten and go with the next write; the
-            // deliveries' outcomes are recorded with them, so once a write
-            // succeeds nothing sent now is sent again after a restart.
-            tracing::error!(error = %e, unwritten = durable.unwritten(), "cannot persist state: kept for the next write");
+        if let Some(durable) = &mut self.durable {
+            // On failure (logged by `Durable`), still deliver: holding pages
+            // until the disk has room would silence the pager in an outage
+            // (this one included). The step's changes stay unwritten and go
+            // with the next write; the deliveries' outcomes are recorded
+            // with them, so once a write succeeds nothing sent now is sent
+            // again after a restart.
+            let _ = durable.commit_step(&self.evaluator.tracker, &failing, &mut self.pipeline, &messages, now);
         }
         for m in &messages {
             tracing::info!(
