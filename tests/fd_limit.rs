@@ -120,6 +120,7 @@ routing:
         std::thread::sleep(Duration::from_millis(100));
     }
     let text = plain(&std::fs::read_to_string(&log).unwrap());
+    assert!(text.contains("raised the open-files limit"), "{text}");
     let listening = text.lines().find(|l| l.contains("API listening")).unwrap_or_default();
     assert!(listening.contains("fd_limit=256") && listening.contains("max_connections=64"), "{listening}");
 

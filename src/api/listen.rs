@@ -58,8 +58,11 @@ pub fn raise_fd_limit() -> Option<u64> {
         let target = limit.maximum.unwrap_or(1 << 20);
         if limit.current.is_some_and(|c| c < target) {
             let raised = Rlimit { current: Some(target), maximum: limit.maximum };
-            if let Err(e) = setrlimit(Resource::Nofile, raised) {
-                tracing::warn!(error = %e, soft = ?limit.current, hard = ?limit.maximum, "cannot raise the open-files limit");
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => tracing::info!(from = ?limit.current, to = target, "raised the open-files limit"),
+                Err(e) => {
+                    tracing::warn!(error = %e, soft = ?limit.current, hard = ?limit.maximum, "cannot raise the open-files limit")
+                }
             }
         }
         getrlimit(Resource::Nofile).current.or(Some(target))
