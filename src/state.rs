@@ -9,7 +9,8 @@
 //! `"StaleNaN"`) so every f64 comes back bit for bit.
 //!
 //! A message's body is stored once in `messages`; `outbox` holds one row per (message, channel) with its delivery
-//! state, and doubles as the delivery history until [`StateDb::prune_delivered`] drops it.
+//! state, and doubles as the delivery history until [`StateDb::prune_delivered`] drops it. A row is pending until it
+//! is `delivered_at` or, when its delivery gave up, `failed_at`: a given-up delivery is history, never sent again.
 //!
 //! Cost of a step: one transaction, one WAL append and one fsync. Checkpoints (copying the WAL into the database
 //! file) run on a thread of their own with its own connection; for large steps the JSON is encoded on a second
@@ -28,7 +29,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 /// The schema version this code reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,10 +95,18 @@ CREATE TABLE outbox (
     last_attempt_at INTEGER,
     last_error      TEXT,
     delivered_at    INTEGER,
+    failed_at       INTEGER,
     UNIQUE (message, channel)
 ) STRICT;
-CREATE INDEX outbox_pending ON outbox (seq) WHERE delivered_at IS NULL;
+CREATE INDEX outbox_pending ON outbox (seq) WHERE delivered_at IS NULL AND failed_at IS NULL;
 CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;
+"#;
+
+/// Version 1 → 2: a delivery that gave up is `failed_at`, no longer pending.
+const MIGRATE_1_TO_2: &str = r#"
+ALTER TABLE outbox ADD COLUMN failed_at INTEGER;
+DROP INDEX outbox_pending;
+CREATE INDEX outbox_pending ON outbox (seq) WHERE delivered_at IS NULL AND failed_at IS NULL;
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +139,7 @@ pub struct Persisted {
     /// The notification log (includes each group's current ack). In no particular order.
     pub groups: Vec<GroupState>,
     pub silences: Vec<Silence>,
-    /// Deliveries written and not yet delivered, oldest first.
+    /// Deliveries written and neither delivered nor given up, oldest first.
     pub pending: Vec<OutboxEntry>,
     /// Open maintenance windows recorded: (name, opened_at, closes_at).
     pub maintenance: Vec<(String, Timestamp, Timestamp)>,
@@ -158,6 +167,42 @@ pub struct StepWrite {
     pub outbox: Vec<Arc<Message>>,
     /// When Some, replaces the recorded open maintenance windows.
     pub maintenance: Option<Vec<(String, Timestamp, Timestamp)>>,
+    /// Attempts and outcomes of deliveries, applied after the outbox rows are written (so a delivery made before
+    /// its row could be written is recorded with it).
+    pub deliveries: Vec<DeliveryMark>,
+}
+
+/// What happened to one pending delivery since it was last written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryMark {
+    pub message_id: String,
+    pub channel: String,
+    /// Attempts made: failed ones, plus the successful one if delivered.
+    pub attempts: u32,
+    pub last_attempt_at: Timestamp,
+    /// The error of the last failed attempt.
+    pub last_error: Option<String>,
+    pub outcome: DeliveryOutcome,
+}
+
+/// Where a delivery stands after the attempts of a [`DeliveryMark`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Failed; it will be retried.
+    Retrying,
+    Delivered,
+    /// Failed for good (deadline passed, or an error retrying cannot fix): never sent again.
+    GaveUp,
+}
+
+impl DeliveryMark {
+    /// Folds a later mark of the same delivery into this one.
+    pub fn merge(&mut self, later: DeliveryMark) {
+        self.attempts = self.attempts.saturating_add(later.attempts);
+        self.last_attempt_at = later.last_attempt_at;
+        self.last_error = later.last_error.or(self.last_error.take());
+        self.outcome = later.outcome;
+    }
 }
 
 impl StepWrite {
@@ -169,6 +214,7 @@ impl StepWrite {
             && self.groups.removed.is_empty()
             && self.outbox.is_empty()
             && self.maintenance.is_none()
+            && self.deliveries.is_empty()
     }
 
     /// Rows this writes, about.
@@ -179,6 +225,7 @@ impl StepWrite {
             + self.groups.removed.len()
             + self.outbox.iter().map(|m| 1 + m.channels.len()).sum::<usize>()
             + self.maintenance.as_ref().map_or(0, |m| 1 + m.len())
+            + self.deliveries.len()
     }
 }
 
@@ -193,6 +240,8 @@ pub struct DeliveryRecord {
     /// Attempts recorded: failures plus the successful one, if delivered.
     pub attempts: u32,
     pub delivered_at: Option<Timestamp>,
+    /// When the delivery gave up (it is not sent again).
+    pub failed_at: Option<Timestamp>,
     /// The error of the last failed attempt (kept after a later success).
     pub last_error: Option<String>,
     pub escalation: bool,
@@ -242,6 +291,17 @@ impl StateDb {
         Ok(())
     }
 
+    /// Writes the schema version again in a transaction of its own: whether the file takes writes (after a failed
+    /// one, when there is nothing else to write).
+    pub fn check_writable(&mut self) -> Result<(), StateError> {
+        let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.commit()
+        };
+        run(&mut self.conn).map_err(|e| Fail::Sql(e).at(&self.path))
+    }
+
     /// Counts rows written and asks for a background checkpoint every [`CHECKPOINT_ROWS`] of them.
     fn wrote(&mut self, rows: usize) {
         self.unchecked_rows += rows;
@@ -259,48 +319,41 @@ impl StateDb {
         self.mark_delivered_many(&done, at)
     }
 
-    /// Records a failed attempt (attempts += 1, last_error).
+    /// Records a failed attempt (attempts += 1, last_error); `gave_up`: the delivery is over (`failed_at`).
     pub fn mark_failed(
         &mut self,
         message_id: &str,
         channel: &str,
         at: Timestamp,
         error: &str,
+        gave_up: bool,
     ) -> Result<(), StateError> {
-        self.conn
-            .prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?3, last_error = ?4
-                 WHERE message = (SELECT seq FROM messages WHERE id = ?1) AND channel = ?2
-                 AND delivered_at IS NULL",
-            )
-            .and_then(|mut st| st.execute(params![message_id, channel, at.as_millis(), error]))
-            .map_err(|e| Fail::Sql(e).at(&self.path))?;
-        self.wrote(1);
-        Ok(())
+        let outcome = if gave_up { DeliveryOutcome::GaveUp } else { DeliveryOutcome::Retrying };
+        let mark = DeliveryMark {
+            message_id: message_id.to_string(),
+            channel: channel.to_string(),
+            attempts: 1,
+            last_attempt_at: at,
+            last_error: Some(error.to_string()),
+            outcome,
+        };
+        self.commit(&StepWrite { deliveries: vec![mark], ..StepWrite::default() })
     }
 
     /// Batch form of mark_delivered in one transaction.
     pub fn mark_delivered_many(&mut self, done: &[(String, String)], at: Timestamp) -> Result<(), StateError> {
-        if done.is_empty() {
-            return Ok(());
-        }
-        let run = |conn: &mut Connection| -> rusqlite::Result<()> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut st = tx.prepare_cached(
-                    "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?3, delivered_at = ?3
-                     WHERE message = (SELECT seq FROM messages WHERE id = ?1) AND channel = ?2
-                     AND delivered_at IS NULL",
-                )?;
-                for (id, channel) in done {
-                    st.execute(params![id, channel, at.as_millis()])?;
-                }
-            }
-            tx.commit()
-        };
-        run(&mut self.conn).map_err(|e| Fail::Sql(e).at(&self.path))?;
-        self.wrote(done.len());
-        Ok(())
+        let deliveries = done
+            .iter()
+            .map(|(id, channel)| DeliveryMark {
+                message_id: id.clone(),
+                channel: channel.clone(),
+                attempts: 1,
+                last_attempt_at: at,
+                last_error: None,
+                outcome: DeliveryOutcome::Delivered,
+            })
+            .collect();
+        self.commit(&StepWrite { deliveries, ..StepWrite::default() })
     }
 
     /// Inserts a silence, or replaces the one with its id.
@@ -370,7 +423,7 @@ impl StateDb {
     /// Deliveries not yet done.
     pub fn pending_count(&self) -> Result<usize, StateError> {
         self.conn
-            .prepare_cached("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
+            .prepare_cached("SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
             .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)))
             .map(|n| usize::try_from(n).unwrap_or(0))
             .map_err(|e| Fail::Sql(e).at(&self.path))
@@ -381,7 +434,7 @@ impl StateDb {
         let run = || -> Result<Vec<DeliveryRecord>, Fail> {
             let mut st = self.conn.prepare_cached(
                 "SELECT m.id, o.channel, m.group_id, m.tier, o.created_at, o.attempts, o.delivered_at,
-                        o.last_error, m.escalation
+                        o.last_error, m.escalation, o.failed_at
                  FROM outbox o JOIN messages m ON m.seq = o.message
                  ORDER BY o.seq DESC LIMIT ?1",
             )?;
@@ -402,6 +455,7 @@ impl StateDb {
                     delivered_at: row.get::<_, Option<i64>>(6)?.map(Timestamp::from_millis),
                     last_error: row.get(7)?,
                     escalation: row.get(8)?,
+                    failed_at: row.get::<_, Option<i64>>(9)?.map(Timestamp::from_millis),
                     message_id,
                     channel,
                 });
@@ -411,7 +465,7 @@ impl StateDb {
         run().map_err(|f| f.at(&self.path))
     }
 
-    /// Deletes delivered outbox rows delivered before `before` (history retention), and the messages left without
+    /// Deletes outbox rows delivered or given up before `before` (history retention), and the messages left without
     /// any row. Returns how many outbox rows went.
     pub fn prune_delivered(&mut self, before: Timestamp) -> Result<usize, StateError> {
         let run = |conn: &mut Connection| -> rusqlite::Result<usize> {
@@ -420,7 +474,7 @@ impl StateDb {
             let mut n = 0;
             {
                 let mut st = tx.prepare_cached(
-                    "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?1 RETURNING message",
+                    "DELETE FROM outbox WHERE coalesce(delivered_at, failed_at) < ?1 RETURNING message",
                 )?;
                 let mut rows = st.query([before.as_millis()])?;
                 while let Some(row) = rows.next()? {
@@ -512,7 +566,9 @@ fn init(conn: &mut Connection) -> Result<(), Fail> {
         foreign_check(&tx)?;
         tx.execute_batch(SCHEMA)?;
     }
-    // Migrations from older versions go here.
+    if version == 1 {
+        tx.execute_batch(MIGRATE_1_TO_2)?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
@@ -645,7 +701,7 @@ fn load(conn: &Connection) -> Result<Persisted, Fail> {
     let mut st = tx.prepare(
         "SELECT m.id, o.channel, o.attempts, o.created_at, m.body
          FROM outbox o JOIN messages m ON m.seq = o.message
-         WHERE o.delivered_at IS NULL ORDER BY o.seq",
+         WHERE o.delivered_at IS NULL AND o.failed_at IS NULL ORDER BY o.seq",
     )?;
     let mut rows = st.query([])?;
     while let Some(row) = rows.next()? {
@@ -763,6 +819,24 @@ fn commit(conn: &mut Connection, w: &StepWrite) -> Result<(), Fail> {
                 Ok(())
             },
         )?;
+    }
+    if !w.deliveries.is_empty() {
+        let mut st = tx.prepare_cached(
+            "UPDATE outbox SET attempts = attempts + ?3, last_attempt_at = ?4, last_error = coalesce(?5, last_error),
+             delivered_at = CASE WHEN ?6 = 1 THEN ?4 ELSE delivered_at END,
+             failed_at = CASE WHEN ?6 = 2 THEN ?4 ELSE failed_at END
+             WHERE message = (SELECT seq FROM messages WHERE id = ?1) AND channel = ?2
+             AND delivered_at IS NULL AND failed_at IS NULL",
+        )?;
+        for d in &w.deliveries {
+            let outcome = match d.outcome {
+                DeliveryOutcome::Retrying => 0,
+                DeliveryOutcome::Delivered => 1,
+                DeliveryOutcome::GaveUp => 2,
+            };
+            let at = d.last_attempt_at.as_millis();
+            st.execute(params![d.message_id, d.channel, d.attempts, at, d.last_error, outcome])?;
+        }
     }
     if let Some(windows) = &w.maintenance {
         tx.prepare_cached("DELETE FROM maintenance")?.execute([])?;
@@ -1496,8 +1570,8 @@ mod tests {
         db.commit(&StepWrite { outbox: vec![Arc::new(m1.clone())], ..Default::default() }).unwrap();
         assert_eq!(db.pending_count().unwrap(), 4);
 
-        db.mark_failed("m1", "pager", at(101), "connection refused").unwrap();
-        db.mark_failed("m1", "pager", at(102), "HTTP 503").unwrap();
+        db.mark_failed("m1", "pager", at(101), "connection refused", false).unwrap();
+        db.mark_failed("m1", "pager", at(102), "HTTP 503", false).unwrap();
         db.mark_delivered("m1", "slack", at(103)).unwrap();
         db.mark_delivered_many(&[("m2".into(), "pager".into()), ("m2".into(), "slack".into())], at(201)).unwrap();
         // Already delivered: keeps its first time.
@@ -1537,6 +1611,89 @@ mod tests {
         let messages: i64 = db.conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
         assert_eq!(messages, 1);
         assert_eq!(db.load().unwrap().pending[0].message, m1);
+    }
+
+    #[test]
+    fn a_delivery_that_gave_up_is_failed_never_pending_again() {
+        let (_dir, path) = temp();
+        let mut db = StateDb::open(&path).unwrap();
+        let a = alert("ZkNodeDown", "zk1:2181", AlertState::Firing, 1.0);
+        let m1 = message("m1", 100, vec![a.clone()], vec![]);
+        db.commit(&StepWrite { outbox: vec![Arc::new(m1.clone())], ..Default::default() }).unwrap();
+        db.mark_failed("m1", "pager", at(101), "HTTP 503", false).unwrap();
+        db.mark_failed("m1", "pager", at(102), "HTTP 400", true).unwrap();
+        // A report after giving up changes nothing.
+        db.mark_delivered("m1", "pager", at(103)).unwrap();
+        let p = StateDb::open(&path).unwrap().load().unwrap();
+        let pending: Vec<&str> = p.pending.iter().map(|e| e.channel.as_str()).collect();
+        assert_eq!(pending, ["slack"], "the given-up delivery is not pending");
+        assert_eq!(db.pending_count().unwrap(), 1);
+        let d = db.deliveries(10).unwrap();
+        let pager = d.iter().find(|r| r.channel == "pager").unwrap();
+        assert_eq!(
+            (pager.attempts, pager.delivered_at, pager.failed_at, pager.last_error.as_deref()),
+            (2, None, Some(at(102)), Some("HTTP 400"))
+        );
+        // Given-up rows are history, pruned like delivered ones.
+        assert_eq!(db.prune_delivered(at(200)).unwrap(), 1);
+        assert_eq!(db.deliveries(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn marks_in_the_same_commit_as_their_outbox_rows_apply_to_them() {
+        let (_dir, path) = temp();
+        let mut db = StateDb::open(&path).unwrap();
+        let a = alert("ZkNodeDown", "zk1:2181", AlertState::Firing, 1.0);
+        let m1 = message("m1", 100, vec![a], vec![]);
+        let mark = |channel: &str, outcome, error: Option<&str>| DeliveryMark {
+            message_id: "m1".into(),
+            channel: channel.into(),
+            attempts: 1,
+            last_attempt_at: at(101),
+            last_error: error.map(str::to_string),
+            outcome,
+        };
+        let mut pager = mark("pager", DeliveryOutcome::Retrying, Some("timeout"));
+        pager.merge(mark("pager", DeliveryOutcome::Delivered, None));
+        db.commit(&StepWrite {
+            outbox: vec![Arc::new(m1)],
+            deliveries: vec![pager, mark("slack", DeliveryOutcome::GaveUp, Some("HTTP 404"))],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(db.pending_count().unwrap(), 0);
+        let d = db.deliveries(10).unwrap();
+        let brief: Vec<_> = d
+            .iter()
+            .map(|r| (r.channel.as_str(), r.attempts, r.delivered_at, r.failed_at, r.last_error.as_deref()))
+            .collect();
+        assert_eq!(
+            brief,
+            [("slack", 1, None, Some(at(101)), Some("HTTP 404")), ("pager", 2, Some(at(101)), None, Some("timeout"))]
+        );
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated_and_keeps_its_pending_deliveries() {
+        let (_dir, path) = temp();
+        let mut db = StateDb::open(&path).unwrap();
+        let a = alert("ZkNodeDown", "zk1:2181", AlertState::Firing, 1.0);
+        db.commit(&StepWrite { outbox: vec![Arc::new(message("m1", 100, vec![a], vec![]))], ..Default::default() })
+            .unwrap();
+        // Back to version 1's outbox: no failed_at.
+        db.conn
+            .execute_batch(
+                "DROP INDEX outbox_pending; ALTER TABLE outbox DROP COLUMN failed_at;
+                 CREATE INDEX outbox_pending ON outbox (seq) WHERE delivered_at IS NULL; PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        drop(db);
+        let mut db = StateDb::open(&path).unwrap();
+        let version: i64 = db.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(db.load().unwrap().pending.len(), 2);
+        db.mark_failed("m1", "pager", at(101), "HTTP 400", true).unwrap();
+        assert_eq!(db.load().unwrap().pending.len(), 1);
     }
 
     #[test]

@@ -325,3 +325,87 @@ fn notify_test_messages_say_they_are_tests_in_every_channel() {
         }
     }
 }
+
+#[test]
+fn after_a_restart_a_given_up_delivery_is_failed_not_resent_and_notifier_failing_is_not_paged_again() {
+    let metrics = MetricsServer::start();
+    metrics.set(&[true]);
+    let bad = Receiver::start(vec![], Answer::Status(400));
+    let backup = Receiver::start(vec![], Answer::Status(200));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let notifiers = format!(
+        "  - {{name: primary, type: webhook, url: '{}'}}\n  - {{name: backup, type: webhook, url: '{}'}}",
+        bad.url(),
+        backup.url()
+    );
+    let server = format!("server: {{listen: '127.0.0.1:{port}'}}\n");
+    let yaml = config(metrics.port, &notifiers, "primary") + server.as_str();
+    let files = [("rules.yaml", RULES), ("runbooks/zookeeper/node-down.md", "# Node down\n")];
+    let mut run = ZkalertRun::start_yaml(RunConfig::new(Vec::new(), &[]), &yaml, &files);
+    // Messages (by idempotency key: a re-send of one is not a new page).
+    let pages = |r: &Receiver, name: &str| {
+        let mut keys: Vec<String> = r
+            .received()
+            .into_iter()
+            .filter(|x| x.body["firing"].as_array().is_some_and(|a| a.iter().any(|a| a["alertname"] == name)))
+            .map(|x| x.idempotency_key)
+            .collect();
+        keys.dedup();
+        keys.len()
+    };
+    wait("the page fell over to backup", Duration::from_secs(30), &mut run, || pages(&backup, "NodeDown") == 1);
+    wait("NotifierFailing through backup", Duration::from_secs(30), &mut run, || {
+        pages(&backup, "NotifierFailing") == 1
+    });
+    let get = |path: &str| -> serde_json::Value {
+        use std::io::{Read, Write};
+        let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return serde_json::Value::Null };
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        let _ = conn.read_to_string(&mut text);
+        text.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or_default()
+    };
+    let refused_before = bad.received().len();
+    assert_eq!(refused_before, 1, "one attempt: a 400 is not retried");
+    let backup_delivered = || {
+        let d = get("/api/v1/deliveries");
+        let rows = d["deliveries"].as_array().cloned().unwrap_or_default();
+        rows.iter().filter(|d| d["channel"] == "backup" && d["state"] == "delivered").count() == 2
+    };
+    wait("both fallbacks recorded as delivered", Duration::from_secs(20), &mut run, backup_delivered);
+
+    run.kill9_and_restart();
+    // Long enough for the outbox to be sent at start-up and for two
+    // pipeline steps after the restored alerts' hold.
+    let t0 = Instant::now();
+    wait("the API after the restart", Duration::from_secs(20), &mut run, || get("/api/v1/status")["ready"] == true);
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(t0.elapsed()));
+    assert_eq!(bad.received().len(), refused_before, "the given-up delivery is not sent again to the broken channel");
+    assert_eq!(pages(&backup, "NotifierFailing"), 1, "NotifierFailing is not paged again: {:#?}", backup.received());
+    assert_eq!(pages(&backup, "NodeDown"), 1, "nor the page");
+    let deliveries = get("/api/v1/deliveries");
+    let to_primary: Vec<&serde_json::Value> =
+        deliveries["deliveries"].as_array().unwrap().iter().filter(|d| d["channel"] == "primary").collect();
+    // The page that gave up, and NotifierFailing, never sent through the
+    // channel it is about: both over, neither pending.
+    assert_eq!(to_primary.len(), 2, "{deliveries}");
+    for d in &to_primary {
+        assert_eq!(d["state"], "failed", "{deliveries}");
+        assert!(d["failed_at"].is_string() && d["delivered_at"].is_null(), "{deliveries}");
+    }
+    assert!(to_primary.iter().any(|d| d["last_error"].as_str().is_some_and(|e| e.contains("HTTP 400"))));
+    let alerts = get("/api/v1/alerts");
+    let failing = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "NotifierFailing")
+        .unwrap_or_else(|| panic!("NotifierFailing listed: {alerts}"));
+    assert_eq!((failing["state"].as_str(), failing["labels"]["notifier"].as_str()), (Some("firing"), Some("primary")));
+    let cli = std::process::Command::new(support::zkalert::BIN)
+        .args(["alerts", "--url", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&cli.stdout);
+    assert!(out.lines().any(|l| l.contains("NotifierFailing") && l.contains("notifier=primary")), "{out}");
+}

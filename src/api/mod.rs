@@ -2,11 +2,13 @@
 //! runner publishes after each step, and sends writes (silences, acks) to
 //! the runner as commands, so the runner alone owns and persists the state.
 
+mod listen;
 mod server;
 #[cfg(test)]
 mod tests;
 mod views;
 
+pub use listen::{ConnectionLimits, HEADER_READ_TIMEOUT, raise_fd_limit, serve_limited};
 pub use server::{router, serve};
 pub use views::{AckRequest, SilenceRequest};
 
@@ -68,15 +70,30 @@ pub struct StatusView {
     /// Deliveries written to the outbox and not yet done.
     pub outbox_pending: usize,
     pub notifiers: Vec<String>,
+    /// Set while the state file cannot be written (`/-/ready` answers 503).
+    pub state_write_failure: Option<crate::runner::WriteFailure>,
+    /// Changes held in memory until the state file can be written.
+    pub state_unwritten: usize,
+}
+
+/// Why the runner did not apply a write.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    /// Nothing it applies to (no such silence, no matching group): 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The state file cannot be written, so nothing changed: 503, try again.
+    #[error("cannot save the change, nothing changed: {0}")]
+    NotPersisted(String),
 }
 
 /// A write for the runner to apply (and persist) before replying.
 #[derive(Debug)]
 pub enum Command {
     /// Replies with the new silence's id.
-    AddSilence { silence: Silence, reply: oneshot::Sender<Result<String, String>> },
+    AddSilence { silence: Silence, reply: oneshot::Sender<Result<String, CommandError>> },
     /// Replies with the expired silence; `Err` if there is no such silence.
-    ExpireSilence { id: String, reply: oneshot::Sender<Result<Silence, String>> },
+    ExpireSilence { id: String, reply: oneshot::Sender<Result<Silence, CommandError>> },
     /// Acknowledges the group with this id, or every current group with an
     /// alert matching `matchers`. Replies with the acked groups' ids;
     /// `Err` if none matched.
@@ -84,7 +101,7 @@ pub enum Command {
         group_id: Option<String>,
         matchers: Option<Matchers>,
         ack: Ack,
-        reply: oneshot::Sender<Result<Vec<String>, String>>,
+        reply: oneshot::Sender<Result<Vec<String>, CommandError>>,
     },
 }
 

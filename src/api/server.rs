@@ -7,7 +7,7 @@ use super::views::{
     AckRequest, AlertJson, AlertsReply, GroupJson, GroupsReply, SilenceJson, SilenceRequest, SilencesReply, StatusJson,
     alert_state_rank, silence_state_rank,
 };
-use super::{ApiState, Command, Snapshot};
+use super::{ApiState, Command, CommandError, Snapshot};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{AlertState, Labels, Severity, Timestamp};
 use crate::pipeline::{Ack, Matchers, Silence, SilenceState};
@@ -49,14 +49,15 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then lets the
-/// requests in flight finish.
+/// Serves the API on `listener` until `shutdown` completes, within the
+/// default [`super::ConnectionLimits`] (`zkalert run` sizes them to its
+/// file-descriptor limit: `super::serve_limited`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    super::serve_limited(listener, state, Default::default(), shutdown).await
 }
 
 /// A failed request: its status and a message for the caller.
@@ -117,11 +118,16 @@ async fn healthy() -> &'static str {
     "OK\n"
 }
 
-async fn ready(State(state): State<ApiState>) -> (StatusCode, &'static str) {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "OK\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: state not loaded or no evaluation yet\n")
+async fn ready(State(state): State<ApiState>) -> (StatusCode, String) {
+    if !state.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: state not loaded or no evaluation yet\n".into());
+    }
+    match &snapshot(&state).status.state_write_failure {
+        Some(f) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: cannot write the state file since {}: {}\n", f.since, f.error),
+        ),
+        None => (StatusCode::OK, "OK\n".into()),
     }
 }
 
@@ -281,7 +287,12 @@ async fn list_deliveries(State(state): State<ApiState>) -> ApiResult {
                 "delivered_at": d.delivered_at.map(Timestamp::to_rfc3339),
                 "last_error": d.last_error,
                 "escalation": d.escalation,
-                "state": if d.delivered_at.is_some() { "delivered" } else { "pending" },
+                "failed_at": d.failed_at.map(Timestamp::to_rfc3339),
+                "state": match (d.delivered_at, d.failed_at) {
+                    (Some(_), _) => "delivered",
+                    (None, Some(_)) => "failed",
+                    (None, None) => "pending",
+                },
             })
         })
         .collect();
@@ -414,19 +425,24 @@ fn new_silence_id(now: Timestamp, salt: &str) -> String {
 }
 
 /// Sends a command and waits for its reply; 503 if the runner is gone or
-/// does not answer in time.
+/// does not answer in time, or could not save the change.
 async fn call<T>(
     state: &ApiState,
-    command: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Command,
+    command: impl FnOnce(oneshot::Sender<Result<T, CommandError>>) -> Command,
 ) -> Result<Result<T, String>, ApiError> {
     let (tx, rx) = oneshot::channel();
     let round_trip = async {
         state.commands.send(command(tx)).await.map_err(|_| ApiError::unavailable("the runner is not running"))?;
         rx.await.map_err(|_| ApiError::unavailable("the runner stopped before answering"))
     };
-    tokio::time::timeout(COMMAND_TIMEOUT, round_trip).await.unwrap_or_else(|_| {
+    let reply = tokio::time::timeout(COMMAND_TIMEOUT, round_trip).await.unwrap_or_else(|_| {
         Err(ApiError::unavailable(format!("the runner did not answer within {}s", COMMAND_TIMEOUT.as_secs())))
-    })
+    })?;
+    match reply {
+        Err(e @ CommandError::NotPersisted(_)) => Err(ApiError::unavailable(e.to_string())),
+        Err(CommandError::NotFound(e)) => Ok(Err(e)),
+        Ok(v) => Ok(Ok(v)),
+    }
 }
 
 async fn add_silence(

@@ -78,6 +78,7 @@ fn sample_snapshot() -> Snapshot {
             created_at: SystemClock.now(),
             attempts: 3,
             delivered_at: None,
+            failed_at: None,
             last_error: Some("HTTP 503: busy".into()),
             escalation: false,
         }],
@@ -101,7 +102,7 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
                     let _ = reply.send(Ok(s.clone()));
                 }
                 None => {
-                    let _ = reply.send(Err(format!("no silence with id {id:?}")));
+                    let _ = reply.send(Err(CommandError::NotFound(format!("no silence with id {id:?}"))));
                 }
             },
             Command::Ack { group_id, matchers, ack, reply } => {
@@ -120,7 +121,7 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
                     (None, None) => vec![],
                 };
                 if ids.is_empty() {
-                    let _ = reply.send(Err("no group matched".to_string()));
+                    let _ = reply.send(Err(CommandError::NotFound("no group matched".to_string())));
                     continue;
                 }
                 for g in snap.groups.iter_mut().filter(|g| ids.contains(&g.id)) {

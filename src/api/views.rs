@@ -190,6 +190,11 @@ pub(super) struct StatusJson<'a> {
     pub outbox_pending: usize,
     pub notifiers: &'a [String],
     pub ready: bool,
+    /// Why the state file cannot be written, while it cannot.
+    pub state_write_error: Option<&'a str>,
+    pub state_write_failing_since: Option<Timestamp>,
+    /// Changes held in memory until the state file can be written.
+    pub state_unwritten: usize,
     pub at: Timestamp,
 }
 
@@ -206,6 +211,9 @@ impl<'a> StatusJson<'a> {
             outbox_pending: s.outbox_pending,
             notifiers: &s.notifiers,
             ready,
+            state_write_error: s.state_write_failure.as_ref().map(|f| f.error.as_str()),
+            state_write_failing_since: s.state_write_failure.as_ref().map(|f| f.since),
+            state_unwritten: s.state_unwritten,
             at,
         }
     }

@@ -29,6 +29,7 @@ pub struct Defaults {
 }
 
 pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Result<i32> {
+    let fd_limit = crate::api::raise_fd_limit();
     let mut config = match config_path {
         Some(p) => Config::load(p).map_err(|d| anyhow::anyhow!("invalid config:\n{d}"))?,
         None => builtin_config(&defaults)?,
@@ -133,7 +134,11 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", server.listen))?,
             };
-            tracing::info!(listen = %server.listen, writes = server.token.is_some(), "API listening");
+            let limits = fd_limit.map_or_else(Default::default, crate::api::ConnectionLimits::for_fd_limit);
+            tracing::info!(
+                listen = %server.listen, writes = server.token.is_some(), fd_limit, max_connections = limits.max_connections,
+                "API listening"
+            );
             if server.token.is_none() {
                 tracing::warn!(
                     token_env = server.token_env.as_deref().unwrap_or("-"),
@@ -159,7 +164,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 runbooks: runbooks.clone(),
             };
             tokio::spawn(async move {
-                if let Err(e) = crate::api::serve(listener, state, std::future::pending()).await {
+                if let Err(e) = crate::api::serve_limited(listener, state, limits, std::future::pending()).await {
                     tracing::error!(error = %e, "API server stopped");
                 }
             });

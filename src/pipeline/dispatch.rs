@@ -398,6 +398,19 @@ impl Dispatcher {
         GroupChanges { upserted, removed: std::mem::take(&mut self.removed) }
     }
 
+    /// Puts back changes taken by [`Self::take_changes`] whose write failed,
+    /// so the next call returns them again (with the groups' latest state).
+    pub fn put_back_changes(&mut self, changes: GroupChanges) {
+        for g in changes.upserted {
+            if let Some(key) = self.interned.get(&g.key).filter(|k| self.groups.contains_key(*k)) {
+                self.dirty.insert(key.clone());
+            }
+        }
+        let mut removed = changes.removed;
+        removed.append(&mut self.removed);
+        self.removed = removed;
+    }
+
     /// One step at `now`: `alerts` are all the tracker's alerts (pending,
     /// firing, recently resolved), each with whether it is muted (inhibited,
     /// silenced or in maintenance). Returns the messages due.

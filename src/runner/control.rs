@@ -3,7 +3,7 @@
 //! replies.
 
 use super::Runner;
-use crate::api::{AlertView, Command, GroupView, Snapshot, StatusView};
+use crate::api::{AlertView, Command, CommandError, GroupView, Snapshot, StatusView};
 use crate::model::{Alert, Timestamp};
 use crate::pipeline::Ack;
 use rustc_hash::FxHashMap;
@@ -41,7 +41,10 @@ impl Control {
 impl Runner {
     /// What the API shows at `now`.
     pub fn snapshot(&self, now: Timestamp, status: &StatusView) -> Snapshot {
-        let alerts: Vec<&Alert> = self.evaluator.tracker.alerts().collect();
+        // The meta-alerts (NotifierFailing, StateNotPersisted) are listed too.
+        let state_alert = self.durable.as_ref().and_then(|d| d.current_alert());
+        let alerts: Vec<&Alert> =
+            self.evaluator.tracker.alerts().chain(self.failing.current()).chain(state_alert).collect();
         let mutes = self.pipeline.mutes(&alerts, now);
         let groups: FxHashMap<String, &crate::pipeline::GroupState> =
             self.pipeline.dispatcher.groups().map(|g| (g.key.id(), g)).collect();
@@ -72,6 +75,8 @@ impl Runner {
         status.outbox_pending = self.pending.len() + self.deliverer.in_flight();
         status.notifiers = self.deliverer.channel_names().map(str::to_string).collect();
         status.notifiers.sort();
+        status.state_write_failure = self.durable.as_ref().and_then(|d| d.failure().cloned());
+        status.state_unwritten = self.durable.as_ref().map_or(0, |d| d.unwritten());
         Snapshot {
             published: true,
             at: now,
@@ -108,7 +113,7 @@ impl Runner {
     pub fn apply(&mut self, command: Command, now: Timestamp) {
         match command {
             Command::AddSilence { silence, reply } => {
-                let result = self.persist(|db| db.put_silence(&silence)).map(|()| {
+                let result = self.persist(now, |db| db.put_silence(&silence)).map(|()| {
                     tracing::info!(id = %silence.id, matchers = %silence.matchers, by = %silence.created_by, until = %silence.ends_at, "silence added");
                     let id = silence.id.clone();
                     self.pipeline.silences.items.retain(|s| s.id != id);
@@ -119,11 +124,11 @@ impl Runner {
             }
             Command::ExpireSilence { id, reply } => {
                 let result = match self.pipeline.silences.items.iter().position(|s| s.id == id) {
-                    None => Err(format!("no silence with id {id}")),
+                    None => Err(CommandError::NotFound(format!("no silence with id {id}"))),
                     Some(i) => {
                         let mut s = self.pipeline.silences.items[i].clone();
                         s.expire(now);
-                        self.persist(|db| db.put_silence(&s)).map(|()| {
+                        self.persist(now, |db| db.put_silence(&s)).map(|()| {
                             tracing::info!(id = %s.id, "silence expired");
                             self.pipeline.silences.items[i] = s.clone();
                             s
@@ -133,7 +138,7 @@ impl Runner {
                 let _ = reply.send(result);
             }
             Command::Ack { group_id, matchers, ack, reply } => {
-                let _ = reply.send(self.ack(group_id, matchers, ack));
+                let _ = reply.send(self.ack(group_id, matchers, ack, now));
             }
         }
     }
@@ -143,7 +148,8 @@ impl Runner {
         group_id: Option<String>,
         matchers: Option<crate::pipeline::Matchers>,
         ack: Ack,
-    ) -> Result<Vec<String>, String> {
+        now: Timestamp,
+    ) -> Result<Vec<String>, CommandError> {
         let mut ids: Vec<String> = group_id.into_iter().collect();
         if let Some(m) = matchers {
             let policy = &self.pipeline.config.policy;
@@ -155,21 +161,31 @@ impl Runner {
         ids.dedup();
         let mut acked = Vec::new();
         for id in ids {
-            if let Some(g) = self.pipeline.dispatcher.ack(&id, ack.clone()).cloned() {
-                self.persist(|db| db.record_ack(&g))?;
-                tracing::info!(group = %g.key.labels, by = %ack.by, "acknowledged");
-                acked.push(id);
-            }
+            let Some(mut g) = self.pipeline.dispatcher.groups().find(|g| g.key.id() == id).cloned() else {
+                continue;
+            };
+            // Written first: a write that fails leaves the group as it was.
+            g.ack = Some(ack.clone());
+            self.persist(now, |db| db.record_ack(&g))?;
+            self.pipeline.dispatcher.ack(&id, ack.clone());
+            tracing::info!(group = %g.key.labels, by = %ack.by, "acknowledged");
+            acked.push(id);
         }
-        if acked.is_empty() { Err("no notified alert group matches".into()) } else { Ok(acked) }
+        if acked.is_empty() { Err(CommandError::NotFound("no notified alert group matches".into())) } else { Ok(acked) }
     }
 
+    /// Runs an API write on the state file, after what earlier failed
+    /// writes left; a failure is the caller's 503.
     fn persist(
         &mut self,
+        now: Timestamp,
         write: impl FnOnce(&mut crate::state::StateDb) -> Result<(), crate::state::StateError>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CommandError> {
         match &mut self.durable {
-            Some(d) => write(&mut d.db).map_err(|e| e.to_string()),
+            Some(d) => d.write_now(now, write).map_err(|e| {
+                tracing::error!(error = %e, "cannot persist an API write: refused");
+                CommandError::NotPersisted(e.to_string())
+            }),
             None => Ok(()),
         }
     }

@@ -9,6 +9,7 @@ use crate::model::{Alert, AlertState, Labels, Severity, Timestamp};
 use crate::notify::delivery::{Channel, Deliverer, DeliveryPolicy, Report};
 use crate::notify::{Delivery, Notifier};
 use crate::pipeline::Message;
+use crate::state::{DeliveryMark, DeliveryOutcome};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,17 @@ pub(super) fn deliverer(
 ) -> (Deliverer, mpsc::UnboundedReceiver<Report>) {
     let channels: HashMap<String, Channel> = channels.into_iter().map(|c| (c.notifier.name().to_string(), c)).collect();
     Deliverer::new(channels, DeliveryPolicy { deadline, ..DeliveryPolicy::default() }, Arc::new(SystemClock))
+}
+
+/// One attempt of one delivery, for the state file.
+fn mark(
+    message_id: String,
+    channel: String,
+    at: Timestamp,
+    error: Option<String>,
+    outcome: DeliveryOutcome,
+) -> DeliveryMark {
+    DeliveryMark { message_id, channel, attempts: 1, last_attempt_at: at, last_error: error, outcome }
 }
 
 /// Channels that gave up a delivery, as `NotifierFailing` alerts.
@@ -90,6 +102,23 @@ impl FailingChannels {
         self.alerts.retain(|_, a| a.resolved_at.is_none_or(|t| now.since(t) < RESOLVED_KEPT));
         self.alerts.values().cloned().collect()
     }
+
+    /// The meta-alerts as of the last step, for the API.
+    pub fn current(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.values()
+    }
+
+    /// Puts back the alerts the state file kept (a restart does not page a
+    /// failing channel again as new).
+    pub fn restore(&mut self, alerts: Vec<Alert>, now: Timestamp) {
+        for a in alerts {
+            if let Some(channel) = a.labels.get("notifier").map(str::to_string)
+                && a.resolved_at.is_none_or(|t| now.since(t) < RESOLVED_KEPT)
+            {
+                self.alerts.insert(channel, a);
+            }
+        }
+    }
 }
 
 /// The channels a `NotifierFailing` message must not be sent through: the
@@ -106,10 +135,17 @@ fn about_failing(m: &Message, failing: &FailingChannels) -> Vec<String> {
 
 impl Runner {
     /// Hands the pending deliveries to the deliverer. A `NotifierFailing`
-    /// message skips the channel it is about, and goes elsewhere instead.
+    /// message skips the channel it is about, and goes elsewhere instead:
+    /// that delivery is over (`failed`), so a restart does not take it up.
     pub(super) fn submit_pending(&mut self, now: Timestamp) {
         for (m, channel) in std::mem::take(&mut self.pending) {
             if about_failing(&m, &self.failing).contains(&channel) {
+                if let Some(d) = &mut self.durable {
+                    let error = format!("not sent: {NOTIFIER_FAILING} is about {channel}");
+                    let mut skipped = mark(m.id.clone(), channel.clone(), now, Some(error), DeliveryOutcome::GaveUp);
+                    skipped.attempts = 0;
+                    d.mark(skipped, now);
+                }
                 self.fail_over(&m, &channel, now);
                 continue;
             }
@@ -124,13 +160,15 @@ impl Runner {
             Ok(()) => {
                 tracing::debug!(channel = %channel, message = %id, attempts = r.attempts, "delivered");
                 if let Some(d) = &mut self.durable {
-                    d.delivered(&[(id, channel.clone())], r.at);
+                    d.mark(mark(id, channel.clone(), r.at, None, DeliveryOutcome::Delivered), r.at);
                 }
                 self.failing.recover(&channel, r.at);
             }
             Err(e) => {
                 if let Some(d) = &mut self.durable {
-                    d.failed(&id, &channel, r.at, &e.to_string());
+                    // A delivery that gave up is over: never sent again, even after a restart.
+                    let outcome = if r.done { DeliveryOutcome::GaveUp } else { DeliveryOutcome::Retrying };
+                    d.mark(mark(id.clone(), channel.clone(), r.at, Some(e.to_string()), outcome), r.at);
                 }
                 if !r.done {
                     tracing::warn!(channel = %channel, message = %id, attempt = r.attempts, error = %e, "delivery failed: will retry");
@@ -165,10 +203,8 @@ impl Runner {
         };
         tracing::warn!(failed = %failed, fallback = %fallback, message = %m.id, "falling over");
         let moved = Arc::new(Message { channels: vec![fallback.clone()], ..m.as_ref().clone() });
-        if let Some(d) = &mut self.durable
-            && let Err(e) = d.db.commit(&crate::state::StepWrite { outbox: vec![moved.clone()], ..Default::default() })
-        {
-            tracing::error!(error = %e, "cannot write the fallback delivery");
+        if let Some(d) = &mut self.durable {
+            d.add_outbox(moved.clone(), now);
         }
         self.deliverer.submit(Delivery { message: moved, channel: fallback }, now);
     }

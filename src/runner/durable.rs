@@ -1,14 +1,19 @@
 //! The runner's side of durability: what each step changed (tracker alerts,
-//! notification log, new messages for the outbox, open maintenance windows)
-//! written in one transaction before anything is sent; and the restore at
-//! start-up, so a restart keeps `since` times, dedup, silences and acks and
-//! delivers what was pending.
+//! notification log, new messages for the outbox, open maintenance windows,
+//! delivery outcomes) written in one transaction before anything is sent;
+//! and the restore at start-up, so a restart keeps `since` times, dedup,
+//! silences, acks and failing channels and delivers what was pending.
+//!
+//! A write that fails (a full disk) loses nothing: the changes it carried
+//! stay unwritten here and go with the next write, the failure shows in the
+//! status and as the `StateNotPersisted` alert until a write succeeds.
 
 use super::Runner;
-use crate::model::{Alert, AlertState, Fingerprint, Severity, Timestamp};
+use super::delivery::NOTIFIER_FAILING;
+use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
 use crate::pipeline::{Message, Pipeline};
 use crate::rule::AlertTracker;
-use crate::state::{StateDb, StateError, StepWrite};
+use crate::state::{DeliveryMark, StateDb, StateError, StepWrite};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,45 +25,96 @@ fn saved(a: &Alert) -> Saved {
     (a.state, a.severity, a.active_at, a.fired_at, a.resolved_at, a.keep_firing_since)
 }
 
+/// The rule key `NotifierFailing` alerts are stored under. Rule keys end in
+/// `#n`, so this never names a rule.
+const NOTIFIER_FAILING_KEY: &str = "zkalert/NotifierFailing";
+
+/// The meta-alert raised while the state file cannot be written.
+pub const STATE_NOT_PERSISTED: &str = "StateNotPersisted";
+
+/// While writes keep failing, a log line at most this often.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// A resolved `StateNotPersisted` is kept this long, so its resolution is told.
+const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
+
+/// Why the state file could not be written, since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteFailure {
+    pub since: Timestamp,
+    pub error: String,
+}
+
 /// The state file and what of the tracker it holds.
 pub struct Durable {
     pub db: StateDb,
     /// A stable key per rule (tracker index → key), across restarts.
     rule_keys: Vec<String>,
+    /// What the file holds of each tracker alert.
     saved: FxHashMap<(usize, Fingerprint), Saved>,
+    /// What the file holds of each `NotifierFailing` alert.
+    saved_failing: FxHashMap<Fingerprint, Saved>,
     /// Rows of rules that no longer exist, deleted on the first commit.
     orphans: Vec<(String, Fingerprint)>,
+    /// The open maintenance windows the file records.
     open_windows: Vec<(String, Timestamp, Timestamp)>,
+    /// Messages whose outbox rows a failed write did not write.
+    unwritten_outbox: Vec<Arc<Message>>,
+    /// Delivery outcomes not written yet, by (message id, channel).
+    unwritten_marks: FxHashMap<(String, String), DeliveryMark>,
+    /// Set while writes fail.
+    failure: Option<WriteFailure>,
+    /// When a failure was last logged.
+    failure_logged: Timestamp,
+    /// The `StateNotPersisted` alert, firing while writes fail and for a
+    /// while after they work again.
+    alert: Option<Alert>,
 }
 
 impl Durable {
-    /// Writes one step: changed alerts, the notification log, the outbox.
+    /// Writes one step: changed alerts (the tracker's and `NotifierFailing`),
+    /// the notification log, the outbox, and whatever earlier failed writes
+    /// left unwritten. On failure nothing is forgotten: the next commit
+    /// writes it.
     pub fn commit_step(
         &mut self,
         tracker: &AlertTracker,
+        failing: &[Alert],
         pipeline: &mut Pipeline,
         messages: &[Arc<Message>],
         now: Timestamp,
     ) -> Result<(), StateError> {
-        let mut w = StepWrite { alerts_delete: std::mem::take(&mut self.orphans), ..StepWrite::default() };
+        let mut w = StepWrite { alerts_delete: self.orphans.clone(), ..StepWrite::default() };
+        // `saved` changes only once the write succeeded.
+        let mut now_saved: Vec<((usize, Fingerprint), Saved)> = Vec::new();
         for (i, rule) in tracker.rules.iter().enumerate() {
             for (fp, a) in &rule.active {
                 let s = saved(a);
                 if self.saved.get(&(i, *fp)) != Some(&s) {
-                    self.saved.insert((i, *fp), s);
+                    now_saved.push(((i, *fp), s));
                     w.alerts_upsert.push((self.rule_keys[i].clone(), a.clone()));
                 }
             }
         }
-        self.saved.retain(|(i, fp), _| {
-            let keep = tracker.rules.get(*i).is_some_and(|r| r.active.contains_key(fp));
-            if !keep {
-                w.alerts_delete.push((self.rule_keys[*i].clone(), *fp));
+        let gone: Vec<(usize, Fingerprint)> = self
+            .saved
+            .keys()
+            .filter(|(i, fp)| !tracker.rules.get(*i).is_some_and(|r| r.active.contains_key(fp)))
+            .copied()
+            .collect();
+        w.alerts_delete.extend(gone.iter().map(|(i, fp)| (self.rule_keys[*i].clone(), *fp)));
+        let mut failing_saved: Vec<(Fingerprint, Saved)> = Vec::new();
+        for a in failing.iter().filter(|a| a.name() == NOTIFIER_FAILING) {
+            let s = saved(a);
+            if self.saved_failing.get(&a.fingerprint) != Some(&s) {
+                failing_saved.push((a.fingerprint, s));
+                w.alerts_upsert.push((NOTIFIER_FAILING_KEY.to_string(), a.clone()));
             }
-            keep
-        });
+        }
+        let failing_gone: Vec<Fingerprint> =
+            self.saved_failing.keys().filter(|fp| !failing.iter().any(|a| a.fingerprint == **fp)).copied().collect();
+        w.alerts_delete.extend(failing_gone.iter().map(|fp| (NOTIFIER_FAILING_KEY.to_string(), *fp)));
         w.groups = pipeline.dispatcher.take_changes();
-        w.outbox = messages.to_vec();
         let windows: Vec<(String, Timestamp, Timestamp)> = pipeline
             .config
             .maintenance
@@ -66,28 +122,188 @@ impl Durable {
             .filter_map(|mw| mw.open_at(now).map(|(start, end)| (mw.name.clone(), start, end)))
             .collect();
         if windows != self.open_windows {
-            for (name, _, end) in windows.iter().filter(|w| !self.open_windows.contains(w)) {
-                tracing::info!(window = %name, until = %end, "maintenance window open");
-            }
-            for (name, ..) in self.open_windows.iter().filter(|w| !windows.contains(w)) {
-                tracing::info!(window = %name, "maintenance window closed");
-            }
             w.maintenance = Some(windows.clone());
-            self.open_windows = windows;
         }
-        self.db.commit(&w)
+        self.unwritten_outbox.extend(messages.iter().cloned());
+        match self.write(&mut w, now, true) {
+            Ok(_) => {
+                for (key, s) in now_saved {
+                    self.saved.insert(key, s);
+                }
+                for key in &gone {
+                    self.saved.remove(key);
+                }
+                for (fp, s) in failing_saved {
+                    self.saved_failing.insert(fp, s);
+                }
+                for fp in &failing_gone {
+                    self.saved_failing.remove(fp);
+                }
+                self.orphans.clear();
+                for (name, _, end) in windows.iter().filter(|w| !self.open_windows.contains(w)) {
+                    tracing::info!(window = %name, until = %end, "maintenance window open");
+                }
+                for (name, ..) in self.open_windows.iter().filter(|w| !windows.contains(w)) {
+                    tracing::info!(window = %name, "maintenance window closed");
+                }
+                self.open_windows = windows;
+                Ok(())
+            }
+            Err(e) => {
+                // Marked dirty again, so the next commit writes the latest
+                // state of these groups (and the removals).
+                pipeline.dispatcher.put_back_changes(w.groups);
+                Err(e)
+            }
+        }
     }
 
-    pub fn delivered(&mut self, done: &[(String, String)], now: Timestamp) {
-        if let Err(e) = self.db.mark_delivered_many(done, now) {
-            tracing::error!(error = %e, "cannot record deliveries");
+    /// Writes `w` with everything left unwritten so far; on failure keeps
+    /// the outbox rows and delivery outcomes for the next write (the rest
+    /// of `w` is the caller's to keep). A `whole_step` that succeeds ends a
+    /// failure: nothing is held any more.
+    fn write(&mut self, w: &mut StepWrite, now: Timestamp, whole_step: bool) -> Result<(), StateError> {
+        w.outbox = std::mem::take(&mut self.unwritten_outbox);
+        w.deliveries = self.unwritten_marks.drain().map(|(_, m)| m).collect();
+        let result = if w.is_empty() && whole_step && self.failure.is_some() {
+            // Nothing to write, but is the file writable again?
+            self.db.check_writable()
+        } else {
+            self.db.commit(w)
+        };
+        match result {
+            Ok(()) if !whole_step => Ok(()),
+            Ok(()) => {
+                if let Some(f) = self.failure.take() {
+                    tracing::info!(failing_since = %f.since, "state written again: the changes held since are saved");
+                    self.recovered(now);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.unwritten_outbox = std::mem::take(&mut w.outbox);
+                for m in std::mem::take(&mut w.deliveries) {
+                    self.unwritten_marks.insert((m.message_id.clone(), m.channel.clone()), m);
+                }
+                self.failed_write(&e, now);
+                Err(e)
+            }
         }
     }
 
-    pub fn failed(&mut self, id: &str, channel: &str, now: Timestamp, error: &str) {
-        if let Err(e) = self.db.mark_failed(id, channel, now, error) {
-            tracing::error!(error = %e, "cannot record a failed delivery");
+    /// Writes what failed writes left (before an API write, so the file
+    /// keeps the order of changes).
+    pub fn flush(&mut self, now: Timestamp) -> Result<(), StateError> {
+        if self.unwritten_outbox.is_empty() && self.unwritten_marks.is_empty() {
+            return Ok(());
         }
+        self.write(&mut StepWrite::default(), now, false)
+    }
+
+    /// Runs one write of the API's (a silence, an ack) after what is
+    /// unwritten; a failure counts as a failed write.
+    pub fn write_now(
+        &mut self,
+        now: Timestamp,
+        write: impl FnOnce(&mut StateDb) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        self.flush(now)?;
+        write(&mut self.db).inspect_err(|e| self.failed_write(e, now))
+    }
+
+    /// Writes a fallback delivery's outbox row (a failure is logged by
+    /// `failed_write`; the row is kept for the next write).
+    pub fn add_outbox(&mut self, m: Arc<Message>, now: Timestamp) {
+        self.unwritten_outbox.push(m);
+        let _ = self.flush(now);
+    }
+
+    /// Records a delivery's attempt and outcome.
+    pub fn mark(&mut self, mark: DeliveryMark, now: Timestamp) {
+        let key = (mark.message_id.clone(), mark.channel.clone());
+        match self.unwritten_marks.get_mut(&key) {
+            Some(m) => m.merge(mark),
+            None => {
+                self.unwritten_marks.insert(key, mark);
+            }
+        }
+        let _ = self.flush(now);
+    }
+
+    /// Records a failed write: logged when writes start failing, then at
+    /// most every [`FAILURE_LOG_EVERY`] (a full disk fails every step).
+    fn failed_write(&mut self, e: &StateError, now: Timestamp) {
+        let error = e.to_string();
+        match &mut self.failure {
+            Some(f) => {
+                f.error = error;
+                if now.since(self.failure_logged) >= FAILURE_LOG_EVERY {
+                    self.failure_logged = now;
+                    let (since, unwritten) = (f.since, self.unwritten());
+                    tracing::error!(error = %e, %since, unwritten, "cannot persist state: still failing");
+                }
+            }
+            None => {
+                tracing::error!(
+                    error = %e,
+                    "cannot persist state: changes are held in memory and written with the next write that succeeds"
+                );
+                self.failure = Some(WriteFailure { since: now, error });
+                self.failure_logged = now;
+                self.raise(now);
+            }
+        }
+    }
+
+    /// Why writes fail, while they do.
+    pub fn failure(&self) -> Option<&WriteFailure> {
+        self.failure.as_ref()
+    }
+
+    /// Changes held in memory because writes failed: outbox rows and delivery outcomes.
+    pub fn unwritten(&self) -> usize {
+        self.unwritten_outbox.iter().map(|m| m.channels.len()).sum::<usize>() + self.unwritten_marks.len()
+    }
+
+    fn raise(&mut self, now: Timestamp) {
+        let labels = Labels::from_pairs([("alertname", STATE_NOT_PERSISTED), ("severity", Severity::P1.as_str())]);
+        self.alert = Some(Alert {
+            fingerprint: labels.fingerprint_without(&["severity"]),
+            labels,
+            annotations: Vec::new(),
+            severity: Severity::P1,
+            state: AlertState::Firing,
+            value: 1.0,
+            active_at: now,
+            fired_at: Some(now),
+            resolved_at: None,
+            keep_firing_since: None,
+            runbook: Some("zkalert/state-not-persisted".into()),
+        });
+    }
+
+    fn recovered(&mut self, now: Timestamp) {
+        if let Some(a) = self.alert.as_mut().filter(|a| a.state == AlertState::Firing) {
+            a.state = AlertState::Resolved;
+            a.resolved_at = Some(now);
+        }
+    }
+
+    /// The `StateNotPersisted` alert as of the last step, for the API.
+    pub fn current_alert(&self) -> Option<&Alert> {
+        self.alert.as_ref()
+    }
+
+    /// The `StateNotPersisted` alert at `now`, if any, for the pipeline.
+    pub fn alert(&mut self, now: Timestamp) -> Option<&Alert> {
+        if self.alert.as_ref().and_then(|a| a.resolved_at).is_some_and(|t| now.since(t) >= RESOLVED_KEPT) {
+            self.alert = None;
+        }
+        if let (Some(a), Some(f)) = (&mut self.alert, &self.failure) {
+            a.annotations =
+                vec![("summary".into(), format!("zkalert cannot write its state file since {}: {}", f.since, f.error))];
+        }
+        self.alert.as_ref()
     }
 }
 
@@ -119,7 +335,14 @@ impl Runner {
         let mut saved_map = FxHashMap::default();
         let mut orphans = Vec::new();
         let mut restored = 0;
+        let mut saved_failing = FxHashMap::default();
+        let mut failing = Vec::new();
         for (key, alert) in persisted.alerts {
+            if key == NOTIFIER_FAILING_KEY {
+                saved_failing.insert(alert.fingerprint, saved(&alert));
+                failing.push(alert);
+                continue;
+            }
             match index.get(key.as_str()) {
                 Some(&i) if i < self.evaluator.tracker.rules.len() => {
                     saved_map.insert((i, alert.fingerprint), saved(&alert));
@@ -134,6 +357,10 @@ impl Runner {
             let hold = hold.max(windows.get(i).copied().unwrap_or_default());
             self.evaluator.tracker.rules[i].restore(alerts, now + hold);
         }
+        // A channel no longer configured never delivers again: its alert
+        // is not restored (and its row goes with the next commit).
+        failing.retain(|a| a.labels.get("notifier").is_some_and(|c| self.deliverer.channel_names().any(|n| n == c)));
+        self.failing.restore(failing, now);
         self.pipeline.dispatcher.restore(persisted.groups);
         self.pipeline.silences.items = persisted.silences;
         self.pending = persisted.pending.into_iter().map(|e| (Arc::new(e.message), e.channel)).collect();
@@ -146,10 +373,22 @@ impl Runner {
             silences = self.pipeline.silences.items.len(),
             groups = self.pipeline.dispatcher.groups().count(),
             pending_deliveries = self.pending.len(),
+            failing_channels = saved_failing.len(),
             "state restored"
         );
-        self.durable =
-            Some(Durable { db, rule_keys: keys, saved: saved_map, orphans, open_windows: persisted.maintenance });
+        self.durable = Some(Durable {
+            db,
+            rule_keys: keys,
+            saved: saved_map,
+            saved_failing,
+            orphans,
+            open_windows: persisted.maintenance,
+            unwritten_outbox: Vec::new(),
+            unwritten_marks: FxHashMap::default(),
+            failure: None,
+            failure_logged: now,
+            alert: None,
+        });
         Ok(restored)
     }
 }
@@ -157,7 +396,7 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock, ManualClock};
     use crate::notify::FileNotifier;
     use crate::notify::delivery::Report;
     use crate::pipeline::PipelineConfig;
@@ -195,6 +434,136 @@ mod tests {
         let r = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a report").expect("open");
         runner.on_report(r.clone());
         r
+    }
+
+    /// A tmpfs mounted for the test: a real filesystem that fills up.
+    /// Unmounted on drop. Needs root (CI runs as root): fails loudly
+    /// without it rather than skipping.
+    struct Tmpfs {
+        dir: std::path::PathBuf,
+    }
+
+    impl Tmpfs {
+        fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+            std::fs::create_dir_all(dir).unwrap();
+            let out = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir)
+                .output()
+                .expect("run mount");
+            assert!(
+                out.status.success(),
+                "cannot mount a tmpfs on {} (this test needs root, as CI runs it): {}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Tmpfs { dir: dir.to_path_buf() }
+        }
+
+        /// Writes a file until the filesystem is full.
+        fn fill(&self) {
+            use std::io::Write;
+            let mut f = std::fs::File::create(self.dir.join("filler")).unwrap();
+            let chunk = vec![0u8; 64 * 1024];
+            for _ in 0..16 * 1024 {
+                if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
+                    assert_eq!(e.raw_os_error(), Some(28), "ENOSPC expected: {e}");
+                    return;
+                }
+            }
+            panic!("{} did not fill up", self.dir.display());
+        }
+
+        fn free(&self) {
+            std::fs::remove_file(self.dir.join("filler")).unwrap();
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_failed_on_a_full_disk_is_written_by_the_next_and_nothing_repeats_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Tmpfs::mount(&dir.path().join("data"), "2m");
+        let db_path = disk.dir.join("state.db");
+        let pages = dir.path().join("pages.jsonl");
+        let mut first = runner(dir.path(), &pages);
+        let mut reports = first.reports.take().unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+        first.deliverer.set_clock(clock.clone());
+        first
+            .restore_from(StateDb::open(&db_path).unwrap(), Timestamp::from_millis(0), Duration::from_secs(10))
+            .unwrap();
+        disk.fill();
+        for t in [0, 5, 10, 15] {
+            clock.set(Timestamp::from_millis(t * 1000));
+            down(&mut first, t);
+            first.evaluate(clock.as_ref());
+        }
+        // The page went out although its step could not be written.
+        let r = next_report(&mut first, &mut reports).await;
+        assert!(r.result.is_ok() && r.done, "{r:?}");
+        let durable = first.durable.as_ref().unwrap();
+        let failure = durable.failure().expect("the failure is known").clone();
+        assert_eq!(failure.since, Timestamp::from_millis(0), "the first step failed already");
+        assert!(failure.error.contains("full"), "{failure:?}");
+        assert!(durable.unwritten() >= 2, "the outbox row and its delivery are held: {}", durable.unwritten());
+        let on_disk = StateDb::open(&db_path).unwrap().load().unwrap();
+        assert!(on_disk.alerts.is_empty() && on_disk.groups.is_empty(), "nothing was written: {on_disk:?}");
+        assert!(first.durable.as_mut().unwrap().db.check_writable().is_err(), "the probe sees the full disk");
+        // The next step raises StateNotPersisted.
+        clock.set(Timestamp::from_millis(16_000));
+        first.evaluate(clock.as_ref());
+        let raised = first.durable.as_mut().unwrap().alert(clock.now()).cloned().expect("StateNotPersisted");
+        assert_eq!(
+            (raised.name(), raised.state, raised.severity),
+            (STATE_NOT_PERSISTED, AlertState::Firing, Severity::P1)
+        );
+
+        disk.free();
+        clock.set(Timestamp::from_millis(20_000));
+        down(&mut first, 20);
+        first.evaluate(clock.as_ref());
+        let durable = first.durable.as_ref().unwrap();
+        assert_eq!(durable.failure(), None, "written again");
+        assert_eq!(durable.unwritten(), 0);
+        let db = StateDb::open(&db_path).unwrap();
+        let on_disk = db.load().unwrap();
+        let alerts: Vec<(&str, AlertState)> = on_disk.alerts.iter().map(|(_, a)| (a.name(), a.state)).collect();
+        assert_eq!(alerts, [("Down", AlertState::Firing)], "the alert that fired while the disk was full");
+        let down_group = on_disk
+            .groups
+            .iter()
+            .find(|g| g.notified_firing.len() == 1 && g.key.labels.get("alertname") == Some("Down"));
+        assert!(down_group.is_some(), "the notification log says it was paged: {:?}", on_disk.groups);
+        assert_eq!(db.pending_count().unwrap(), 0, "its delivery is recorded as done");
+        let history = db.deliveries(10).unwrap();
+        assert!(history.iter().all(|d| d.delivered_at.is_some()), "{history:?}");
+        let resolved =
+            first.durable.as_mut().unwrap().alert(clock.now()).cloned().expect("kept while its resolution is told");
+        assert_eq!(resolved.state, AlertState::Resolved);
+        drop(first);
+
+        let mut second = runner(dir.path(), &pages);
+        second.deliverer.set_clock(clock.clone());
+        assert_eq!(
+            second.restore_from(StateDb::open(&db_path).unwrap(), clock.now(), Duration::from_secs(10)).unwrap(),
+            1
+        );
+        assert!(second.pending.is_empty(), "nothing to send again: {:?}", second.pending);
+        for t in [25, 30, 35] {
+            clock.set(Timestamp::from_millis(t * 1000));
+            down(&mut second, t);
+            let messages = second.evaluate(clock.as_ref());
+            assert!(messages.iter().all(|m| m.new.is_empty()), "nothing new to page at {t}s: {messages:?}");
+        }
+        let lines = std::fs::read_to_string(&pages).unwrap();
+        let down_pages = lines.lines().filter(|l| l.contains("\"alertname\":\"Down\"")).count();
+        assert_eq!(down_pages, 1, "Down paged once: {lines}");
     }
 
     #[tokio::test]

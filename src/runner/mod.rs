@@ -10,7 +10,7 @@ mod durable;
 
 pub use control::Control;
 pub use delivery::{NOTIFIER_FAILING, channels};
-pub use durable::Durable;
+pub use durable::{Durable, STATE_NOT_PERSISTED, WriteFailure};
 
 use crate::clock::Clock;
 use crate::model::{Alert, Labels, Sample, Timestamp};
@@ -205,14 +205,18 @@ impl Runner {
     /// Runs the pipeline at `now`, persists and delivers.
     pub fn step_pipeline(&mut self, now: Timestamp) -> Vec<Arc<Message>> {
         self.last_pipeline_step = Some(now);
-        let meta = self.failing.alerts(now);
-        let alerts: Vec<&Alert> = self.evaluator.tracker.alerts().chain(&meta).collect();
+        let failing = self.failing.alerts(now);
+        let state_alert = self.durable.as_mut().and_then(|d| d.alert(now).cloned());
+        let alerts: Vec<&Alert> = self.evaluator.tracker.alerts().chain(&failing).chain(&state_alert).collect();
         let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
-        if let Some(durable) = &mut self.durable
-            && let Err(e) = durable.commit_step(&self.evaluator.tracker, &mut self.pipeline, &messages, now)
-        {
-            // Still deliver: a page that may repeat after a restart beats no page.
-            tracing::error!(error = %e, "cannot persist state");
+        if let Some(durable) = &mut self.durable {
+            // On failure (logged by `Durable`), still deliver: holding pages
+            // until the disk has room would silence the pager in an outage
+            // (this one included). The step's changes stay unwritten and go
+            // with the next write; the deliveries' outcomes are recorded
+            // with them, so once a write succeeds nothing sent now is sent
+            // again after a restart.
+            let _ = durable.commit_step(&self.evaluator.tracker, &failing, &mut self.pipeline, &messages, now);
         }
         for m in &messages {
             tracing::info!(
