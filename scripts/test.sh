@@ -17,6 +17,9 @@ command -v java >/dev/null 2>&1 || need_pkgs+=(default-jre-headless)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 # tests/http_sources.rs scrapes a real node exporter with the Prometheus source.
 [ -x /usr/bin/prometheus-node-exporter ] || need_pkgs+=(prometheus-node-exporter)
+# tests/fd_limit.rs runs zkalert under prlimit; tests/durability.rs mounts a
+# small tmpfs as a full disk (both util-linux; the tests run as root).
+command -v prlimit >/dev/null 2>&1 && command -v mount >/dev/null 2>&1 || need_pkgs+=(util-linux mount)
 if ((${#need_pkgs[@]})); then
   echo "test.sh: installing ${need_pkgs[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
