@@ -59,10 +59,12 @@ pub async fn main(config_path: Option<&Path>) -> anyhow::Result<i32> {
     // while the store refills.
     let hold = longest_source * 2;
     let rule_count = rules.rule_count();
+    let pipeline = config.pipeline.clone().with_rule_file_inhibitions(&rules.inhibit_rules)?;
+    tracing::info!(inhibit_rules = pipeline.inhibit_rules.len(), "inhibition");
     let mut runner = Runner::new(
         Arc::new(rules),
         config.evaluation_interval,
-        config.pipeline.clone(),
+        pipeline,
         crate::notify::from_config(&config),
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

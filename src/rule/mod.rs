@@ -53,6 +53,9 @@ pub struct RuleSet {
     pub retention: Retention,
     /// Problems that don't stop loading (e.g. a rule without a runbook).
     pub warnings: Diagnostics,
+    /// The rule files' `inhibit_rules`: which of their alerts explain which
+    /// (added to the pipeline's unless the config leaves them out).
+    pub inhibit_rules: Vec<crate::pipeline::InhibitRule>,
 }
 
 impl std::fmt::Debug for RuleSet {
