@@ -184,7 +184,8 @@ mod tests {
             target: Matchers::parse(r#"{instance=~".+"}"#).unwrap(),
             equal: vec!["cluster".into()],
         };
-        let mut config = PipelineConfig::defaults_to(&["pages".to_string()]).with_rule_file_inhibitions(&[quorum]).unwrap();
+        let mut config =
+            PipelineConfig::defaults_to(&["pages".to_string()]).with_rule_file_inhibitions(&[quorum]).unwrap();
         config.maintenance.push(
             MaintenanceWindow::new(
                 "weekly",

@@ -142,8 +142,11 @@ fn warn_unknown_alertnames(
     warnings: &mut Diagnostics,
 ) {
     use crate::pipeline::MatchOp;
-    let names: Vec<&str> =
-        groups.iter().flat_map(|g| g.rules.iter().map(|r| r.name.as_str())).chain(BUILTIN_ALERTS.iter().copied()).collect();
+    let names: Vec<&str> = groups
+        .iter()
+        .flat_map(|g| g.rules.iter().map(|r| r.name.as_str()))
+        .chain(BUILTIN_ALERTS.iter().copied())
+        .collect();
     for (path, pos, rule) in inhibit_rules {
         for (side, matchers) in [("source", &rule.source), ("target", &rule.target)] {
             for m in matchers.0.iter().filter(|m| m.name == ALERTNAME && matches!(m.op, MatchOp::Eq | MatchOp::Re)) {
@@ -576,7 +579,11 @@ mod tests {
     fn inhibit_rules_in_rule_files_load_with_positions_and_warn_on_unknown_alertnames() {
         let dir = tempfile::tempdir().unwrap();
         let rules = dir.path().join("rules.yaml");
-        std::fs::write(&rules, "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n  - alert: B\n    expr: up == 0\n").unwrap();
+        std::fs::write(
+            &rules,
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n  - alert: B\n    expr: up == 0\n",
+        )
+        .unwrap();
         let inhibit = dir.path().join("inhibit.yaml");
         std::fs::write(
             &inhibit,
@@ -588,7 +595,10 @@ mod tests {
         assert_eq!(set.inhibit_rules[0].equal, ["cluster"]);
         let warnings = set.warnings.to_string();
         assert!(
-            warnings.contains(&format!("{}:5:5: inhibit rule source: alertname=\"Typo\" matches no alert", inhibit.display())),
+            warnings.contains(&format!(
+                "{}:5:5: inhibit rule source: alertname=\"Typo\" matches no alert",
+                inhibit.display()
+            )),
             "{warnings}"
         );
         assert!(!warnings.contains("NotifierFailing"), "a built-in alert is known: {warnings}");
@@ -596,7 +606,11 @@ mod tests {
         std::fs::write(&inhibit, "inhibit_rules:\n  - defaults\n  - source: '{a=~\"(\"}'\n    target: '{b=\"c\"}'\n  - {target: '{b=\"c\"}'}\n")
             .unwrap();
         let err = load_rules(&[inhibit.clone()], LoadOptions::default()).unwrap_err().to_string();
-        for want in [":2:5: inhibit_rules in a rule file hold rules", ":3:13: source: invalid regex", ":5:5: inhibit rule needs `source` and `target`"] {
+        for want in [
+            ":2:5: inhibit_rules in a rule file hold rules",
+            ":3:13: source: invalid regex",
+            ":5:5: inhibit rule needs `source` and `target`",
+        ] {
             assert!(err.contains(want), "missing {want:?} in:\n{err}");
         }
     }
