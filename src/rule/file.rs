@@ -605,7 +605,7 @@ mod tests {
 
         std::fs::write(&inhibit, "inhibit_rules:\n  - defaults\n  - source: '{a=~\"(\"}'\n    target: '{b=\"c\"}'\n  - {target: '{b=\"c\"}'}\n")
             .unwrap();
-        let err = load_rules(&[inhibit.clone()], LoadOptions::default()).unwrap_err().to_string();
+        let err = load_rules(std::slice::from_ref(&inhibit), LoadOptions::default()).unwrap_err().to_string();
         for want in [
             ":2:5: inhibit_rules in a rule file hold rules",
             ":3:13: source: invalid regex",
