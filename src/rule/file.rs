@@ -147,11 +147,21 @@ fn warn_unknown_alertnames(
         .flat_map(|g| g.rules.iter().map(|r| r.name.as_str()))
         .chain(BUILTIN_ALERTS.iter().copied())
         .collect();
+    let is_name = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     for (path, pos, rule) in inhibit_rules {
         for (side, matchers) in [("source", &rule.source), ("target", &rule.target)] {
             for m in matchers.0.iter().filter(|m| m.name == ALERTNAME && matches!(m.op, MatchOp::Eq | MatchOp::Re)) {
-                let matches_one = names.iter().any(|n| m.matches(&Labels::from_pairs([(ALERTNAME, *n)])));
-                if !matches_one {
+                // `A|B|C` is checked name by name: one typo disables one relation.
+                let alternatives: Vec<&str> = m.value.split('|').collect();
+                if m.op == MatchOp::Re && alternatives.iter().all(|a| is_name(a)) {
+                    for a in alternatives.iter().filter(|a| !names.contains(a)) {
+                        warnings.push(
+                            path,
+                            *pos,
+                            format!("inhibit rule {side}: {a} in {m} is no alert of the loaded rules"),
+                        );
+                    }
+                } else if !names.iter().any(|n| m.matches(&Labels::from_pairs([(ALERTNAME, *n)]))) {
                     warnings.push(path, *pos, format!("inhibit rule {side}: {m} matches no alert of the loaded rules"));
                 }
             }
@@ -587,7 +597,7 @@ mod tests {
         let inhibit = dir.path().join("inhibit.yaml");
         std::fs::write(
             &inhibit,
-            "inhibit_rules:\n  - source: '{alertname=\"A\"}'\n    target: '{alertname=~\"B|NotifierFailing\"}'\n    equal: [cluster]\n  - source: '{alertname=\"Typo\"}'\n    target: '{alertname=\"B\"}'\n",
+            "inhibit_rules:\n  - source: '{alertname=\"A\"}'\n    target: '{alertname=~\"B|NotifierFailing\"}'\n    equal: [cluster]\n  - source: '{alertname=\"Typo\"}'\n    target: '{alertname=~\"B|Bee\"}'\n",
         )
         .unwrap();
         let set = load_rules(&[rules.clone(), inhibit.clone()], LoadOptions::default()).unwrap();
@@ -601,6 +611,7 @@ mod tests {
             )),
             "{warnings}"
         );
+        assert!(warnings.contains(":5:5: inhibit rule target: Bee in alertname=~\"B|Bee\" is no alert"), "{warnings}");
         assert!(!warnings.contains("NotifierFailing"), "a built-in alert is known: {warnings}");
 
         std::fs::write(&inhibit, "inhibit_rules:\n  - defaults\n  - source: '{a=~\"(\"}'\n    target: '{b=\"c\"}'\n  - {target: '{b=\"c\"}'}\n")
