@@ -15,6 +15,9 @@ command -v java >/dev/null 2>&1 || need_pkgs+=(default-jre-headless)
 # tests/email.rs delivers to a real SMTP server: aiosmtpd, run by Debian's python3.
 /usr/bin/python3 -c "import aiosmtpd" >/dev/null 2>&1 || need_pkgs+=(python3-aiosmtpd)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+# tests/runbooks.rs runs the runbooks' four-letter-word checks as written.
+command -v nc >/dev/null 2>&1 || need_pkgs+=(netcat-openbsd)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 # tests/http_sources.rs scrapes a real node exporter with the Prometheus source.
 [ -x /usr/bin/prometheus-node-exporter ] || need_pkgs+=(prometheus-node-exporter)
 # tests/fd_limit.rs runs zkalert under prlimit; tests/durability.rs mounts a

@@ -19,3 +19,37 @@ pub fn write_rules(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let pack = dir.join("zookeeper");
     Ok(if pack.is_dir() { vec![pack] } else { vec![dir.join("examples")] })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::rule::{LoadOptions, find_rule_files, load_rules};
+
+    /// `zkalert run` without a config gets the pack's cause → symptom
+    /// relations with the pack.
+    #[test]
+    fn the_built_in_pack_carries_its_inhibit_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = super::write_rules(dir.path()).unwrap();
+        let rules = load_rules(&find_rule_files(&paths).unwrap(), LoadOptions::default()).unwrap();
+        assert!(rules.warnings.is_empty(), "{}", rules.warnings);
+        let pipeline =
+            crate::config::Config::builtin().pipeline.with_rule_file_inhibitions(&rules.inhibit_rules).unwrap();
+        let labels = |pairs: &[(&str, &str)]| crate::model::Labels::from_pairs(pairs.iter().copied());
+        let quorum = labels(&[("alertname", "ZkQuorumLost"), ("cluster", "local"), ("severity", "P0")]);
+        let no_leader = labels(&[("alertname", "ZkNoLeader"), ("cluster", "local"), ("severity", "P0")]);
+        let alert = crate::model::Alert {
+            fingerprint: quorum.fingerprint(),
+            severity: crate::model::Severity::P0,
+            labels: quorum,
+            annotations: vec![],
+            state: crate::model::AlertState::Firing,
+            value: 0.0,
+            active_at: Default::default(),
+            fired_at: None,
+            resolved_at: None,
+            keep_firing_since: None,
+            runbook: None,
+        };
+        assert!(crate::pipeline::inhibit::is_inhibited(&pipeline.inhibit_rules, [&alert], &no_leader));
+    }
+}

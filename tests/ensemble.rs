@@ -13,7 +13,7 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime};
 use support::ensemble::{Ensemble, Options};
-use support::zkalert::{Event, RunConfig, ZkalertRun, active, probe, render};
+use support::zkalert::{Event, RunConfig, ZkalertRun, active, epoch_ms, probe, render};
 
 const POLL: Duration = Duration::from_secs(2);
 const POLL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -367,37 +367,207 @@ fn probe_prints_the_table_and_exit_codes() {
     assert!(p.stdout.lines().any(|l| l.starts_with("WARN") && l.contains("nodes up")), "{p}");
 }
 
-/// The shipped rule pack (rules/zookeeper/) against the real ensemble: a
-/// healthy ensemble raises nothing for a minute — every rule's `for` of up
-/// to 1m has elapsed — and a killed follower raises the pack's ZkNodeDown
-/// at P1 with its shipped runbook, within its `for` (30 s) + two polls.
+/// The shipped rule pack (rules/zookeeper/, with its inhibit rules) and the
+/// seed's routing against the real ensemble, one incident after another on
+/// one ensemble:
+/// 1. healthy: nothing for a minute — every rule's `for` of up to 1m elapsed;
+/// 2. a follower killed: ZkNodeDown (P1, shipped runbook) is the one page,
+///    while ZkSyncedFollowersLow fires on the leader, inhibited;
+/// 3. the leader killed too (quorum lost): ZkQuorumLost is the one page (P0),
+///    while ZkNoLeader, the survivor's ZkNodeNotServing and the leader's
+///    ZkNodeDown fire, inhibited;
+/// 4. both restarted: the P0 resolves and nothing is paged as firing (the
+///    node alerts held by keep_firing_for only resolve).
+///
+/// "Paged" is any message about a P0-P2 alert; P3 goes to the seed's digest
+/// (here sent at once, so the heartbeat shows the pipeline runs).
 #[test]
-fn shipped_rule_pack_on_a_real_ensemble() {
+fn shipped_rule_pack_one_incident_one_page() {
     let steps = Steps::new("shipped-pack");
     let mut zk = Ensemble::start(3, Options::default());
+    let api = free_loopback_port();
+    let config = RunConfig::new(zk.client_addrs(), &["heartbeat.yaml"]);
     let pack = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/zookeeper");
-    let mut config = RunConfig::new(zk.client_addrs(), &["heartbeat.yaml"]);
-    config.rules.push(pack);
-    let mut run = ZkalertRun::start(config);
+    let yaml = shipped_pack_config(&config, &pack, api);
+    let mut run = ZkalertRun::start_yaml(config, &yaml, &[]);
     run.wait_event("the heartbeat (first poll evaluated)", Duration::from_secs(30), |e| e.is("firing", HEARTBEAT));
     let quiet = run.wait_quiet(Duration::from_secs(70), Duration::from_secs(65), |e| e.alertname == HEARTBEAT);
     let raised: Vec<Event> = quiet.into_iter().filter(|e| e.alertname != HEARTBEAT).collect();
     assert!(raised.is_empty(), "the shipped pack raised alerts on a healthy ensemble:\n{}", render(&raised));
     steps.log("healthy for 65 s: the shipped pack raised nothing");
 
+    // 2. A dead follower.
     let follower = *zk.followers().first().expect("a follower");
-    let instance = zk.client_addr(follower);
+    let leader = zk.leader().expect("a leader");
+    let survivor = zk.ids().find(|id| *id != leader && *id != follower).expect("a third node");
+    let (f_addr, l_addr, s_addr) = (zk.client_addr(follower), zk.client_addr(leader), zk.client_addr(survivor));
     let killed_at = SystemTime::now();
     zk.kill(follower);
-    let (down, _) = run.wait_event("the pack's ZkNodeDown", Duration::from_secs(70), |e| {
-        e.is("firing", "ZkNodeDown") && e.instance() == Some(&instance)
+    steps.log(format!("SIGKILLed follower {follower} ({f_addr})"));
+    let (down, _) = run.wait_event("the pack's ZkNodeDown", Duration::from_secs(100), |e| {
+        e.is("firing", "ZkNodeDown") && e.instance() == Some(&f_addr)
     });
     let latency = down.ms_after(killed_at);
-    steps.log(format!("pack ZkNodeDown after {latency} ms: {down}"));
+    steps.log(format!("pack ZkNodeDown paged after {latency} ms: {down}"));
     assert_eq!(down.severity, "P1", "{down}");
     assert_eq!(down.runbook.as_deref(), Some("zookeeper/node-down"), "{down}");
-    // The pack's node group is evaluated every 15 s: pending starts at the
-    // first evaluation after the failed poll and fires at the first one 30 s
-    // later, so up to one poll + 15 s + 30 s + 15 s after the kill.
-    assert!(latency <= ms(2 * POLL + Duration::from_secs(60) + SLACK), "took {latency} ms");
+    // The node group runs every 15 s: pending at the first evaluation after
+    // the failed poll, firing 30 s later, paged after P1's 30 s group_wait.
+    assert!(latency <= ms(2 * POLL + Duration::from_secs(90) + SLACK), "took {latency} ms");
+    wait_inhibited(&mut run, api, "ZkSyncedFollowersLow", Some(&l_addr), Duration::from_secs(100));
+    steps.log("ZkSyncedFollowersLow fires on the leader, inhibited");
+    std::thread::sleep(Duration::from_secs(3));
+    let pages = paged_since(&run.events(), killed_at);
+    assert!(
+        pages.len() == 1 && pages[0].fingerprint == down.fingerprint,
+        "a dead follower must page exactly one alert, paged:\n{}",
+        render(&pages)
+    );
+
+    // 3. Quorum lost: the leader dies too; the survivor stops serving.
+    let lost_at = SystemTime::now();
+    zk.kill(leader);
+    steps.log(format!("SIGKILLed leader {leader} ({l_addr}); survivor {survivor} ({s_addr})"));
+    let (lost, _) = run.wait_event("ZkQuorumLost paged", Duration::from_secs(60), |e| e.is("firing", "ZkQuorumLost"));
+    steps.log(format!("ZkQuorumLost paged after {} ms: {lost}", lost.ms_after(lost_at)));
+    assert_eq!(lost.severity, "P0", "{lost}");
+    for (alertname, instance) in
+        [("ZkNodeDown", Some(&l_addr)), ("ZkNoLeader", None), ("ZkNodeNotServing", Some(&s_addr))]
+    {
+        wait_inhibited(&mut run, api, alertname, instance.map(String::as_str), Duration::from_secs(100));
+        steps.log(format!("{alertname} {} fires, inhibited", instance.map_or("", String::as_str)));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let pages = paged_since(&run.events(), lost_at);
+    assert!(
+        pages.len() == 1 && pages[0].fingerprint == lost.fingerprint,
+        "losing quorum must page exactly one P0 and nothing else, paged:\n{}",
+        render(&pages)
+    );
+
+    // 4. Recovery: nothing is paged as firing, the P0 and the told node
+    // alert resolve.
+    let recovered_at = SystemTime::now();
+    zk.restart(leader);
+    zk.restart(follower);
+    zk.wait_ready(Duration::from_secs(60)).unwrap_or_else(|e| panic!("not ready after the restarts: {e}"));
+    steps.log(format!("restarted {leader} and {follower}: {}", zk.describe()));
+    let events = run.wait_quiet(Duration::from_secs(240), Duration::from_secs(5), |e| {
+        e.alertname == HEARTBEAT || e.severity == "P3"
+    });
+    wait_api_quiet(&mut run, api, Duration::from_secs(60));
+    let events_after = run.events();
+    steps.log(format!("recovered; timeline:\n{}", render(&events_after)));
+    let since = epoch_ms(recovered_at);
+    let after: Vec<Event> = events.iter().filter(|e| e.at_ms >= since).cloned().collect();
+    assert!(
+        after.iter().any(|e| e.is("resolved", "ZkQuorumLost")),
+        "ZkQuorumLost not resolved:\n{}",
+        render(&events_after)
+    );
+    assert!(
+        after.iter().any(|e| e.is("resolved", "ZkNodeDown") && e.instance() == Some(&f_addr)),
+        "the told ZkNodeDown not resolved:\n{}",
+        render(&events_after)
+    );
+    let pages = paged_since(&events_after, recovered_at);
+    assert!(pages.is_empty(), "recovery must page nothing as firing, paged:\n{}", render(&pages));
+}
+
+/// Messages about P0-P2 alerts still firing (new or repeated) since `t`.
+fn paged_since(events: &[Event], t: SystemTime) -> Vec<Event> {
+    let since = epoch_ms(t);
+    events.iter().filter(|e| e.at_ms >= since && e.event != "resolved" && e.severity != "P3").cloned().collect()
+}
+
+/// The config for the shipped-pack test: the pack and the heartbeat, the
+/// seed's routing (P3 sent at once instead of in a digest), the API on
+/// `api`, no `inhibit_rules` (the defaults: tiers and the pack's).
+fn shipped_pack_config(c: &RunConfig, pack: &std::path::Path, api: u16) -> String {
+    let mut y = format!("evaluation_interval: 1s\ndata_dir: zkalert-data\nrules:\n  - '{}'\n", pack.display());
+    for r in &c.rules {
+        y.push_str(&format!("  - '{}'\n", r.display()));
+    }
+    y.push_str(&format!("sources:\n  - type: zookeeper\n    cluster: {}\n    nodes:\n", c.cluster));
+    for n in &c.nodes {
+        y.push_str(&format!("      - '{n}'\n"));
+    }
+    y.push_str("    interval: 2s\n    timeout: 1s\n");
+    y.push_str("notifiers:\n  - name: events\n    type: file\n    path: notifications.jsonl\n");
+    y.push_str("routing:\n  tiers:\n    P3: {group_wait: 0s, group_interval: 1s, digest: 'off'}\n");
+    y.push_str(&format!("server:\n  listen: 127.0.0.1:{api}\n"));
+    y
+}
+
+fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// `GET /api/v1/alerts` of the zkalert under test (`None` while it does
+/// not answer 200).
+fn api_alerts(port: u16) -> Option<Vec<serde_json::Value>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    let (head, body) = reply.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_str(body).ok()?;
+    json.get("alerts")?.as_array().cloned()
+}
+
+fn label<'a>(alert: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    alert.get("labels")?.get(name)?.as_str()
+}
+
+/// Waits until the API lists `alertname` (on `instance`) firing and
+/// inhibited: the symptom did fire, and was muted.
+fn wait_inhibited(run: &mut ZkalertRun, api: u16, alertname: &str, instance: Option<&str>, timeout: Duration) {
+    let t0 = Instant::now();
+    let mut last = Vec::new();
+    while t0.elapsed() < timeout {
+        run.assert_running();
+        last = api_alerts(api).unwrap_or_default();
+        let found = last.iter().find(|a| {
+            label(a, "alertname") == Some(alertname)
+                && instance.is_none_or(|i| label(a, "instance") == Some(i))
+                && a.get("state").and_then(|s| s.as_str()) == Some("firing")
+        });
+        if let Some(a) = found {
+            assert_eq!(
+                a.get("inhibited"),
+                Some(&serde_json::Value::Bool(true)),
+                "{alertname} fires, not inhibited: {a}"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("{alertname} {instance:?} did not fire within {timeout:?}; the API lists:\n{last:#?}");
+}
+
+/// Waits until the API lists no firing P0-P2 alert (nothing left that
+/// could still page).
+fn wait_api_quiet(run: &mut ZkalertRun, api: u16, timeout: Duration) {
+    let t0 = Instant::now();
+    loop {
+        run.assert_running();
+        let firing: Vec<serde_json::Value> = api_alerts(api)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| {
+                a.get("state").and_then(|s| s.as_str()) == Some("firing")
+                    && a.get("tier").and_then(|t| t.as_str()) != Some("P3")
+            })
+            .collect();
+        if firing.is_empty() {
+            return;
+        }
+        assert!(t0.elapsed() < timeout, "still firing after {timeout:?}: {firing:#?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 mod pipeline;
 
+pub(crate) use pipeline::inhibit_rule;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file it came from (`None`: the built-in default).

@@ -26,9 +26,12 @@ pub(super) fn read(r: &mut Reader, s: &Sections, notifiers: &[String]) -> Pipeli
         Some(n) => routing(r, n, notifiers),
         None => Policy::seed_defaults_to(notifiers),
     };
-    let inhibit_rules = s.inhibit_rules.map(|n| inhibit_rules(r, n)).unwrap_or_else(inhibit::default_rules);
+    let (inhibit_rules, inhibit_from_rule_files) = match s.inhibit_rules {
+        Some(n) => inhibit_rules(r, n),
+        None => (inhibit::default_rules(), true),
+    };
     let maintenance = s.maintenance.map(|n| maintenance(r, n)).unwrap_or_default();
-    PipelineConfig { policy: Arc::new(policy), inhibit_rules, maintenance }
+    PipelineConfig { policy: Arc::new(policy), inhibit_rules, inhibit_from_rule_files, maintenance }
 }
 
 fn matchers(r: &mut Reader, n: &Node, what: &str) -> Option<Matchers> {
@@ -175,32 +178,54 @@ fn route(r: &mut Reader, n: &Node, notifiers: &[String]) -> Option<Route> {
     Some(route)
 }
 
-fn inhibit_rules(r: &mut Reader, n: &Node) -> Vec<InhibitRule> {
+/// The `inhibit_rules` section: rules, and the keywords `defaults` (=
+/// `tiers` + `rule_files`), `tiers` (a higher tier of the same alert mutes
+/// the lower) and `rule_files` (the `inhibit_rules` of the loaded rule
+/// files, e.g. the pack's rules/zookeeper/inhibit.yaml). Returns the rules
+/// and whether the rule files' are added.
+fn inhibit_rules(r: &mut Reader, n: &Node) -> (Vec<InhibitRule>, bool) {
     let mut out = Vec::new();
+    let mut from_rule_files = false;
     for item in r.seq(n, "inhibit_rules") {
-        if item.as_str() == Some("defaults") {
-            out.extend(inhibit::default_rules());
+        if let Some(keyword) = item.as_str() {
+            match keyword {
+                "defaults" => {
+                    out.extend(inhibit::default_rules());
+                    from_rule_files = true;
+                }
+                "tiers" => out.extend(inhibit::default_rules()),
+                "rule_files" => from_rule_files = true,
+                other => r.error(
+                    item.pos,
+                    format!("unknown inhibit_rules entry {other:?}: expected defaults, tiers, rule_files or a rule"),
+                ),
+            }
             continue;
         }
-        let fields = r.map(item, "inhibit rule", &["source", "target", "equal"]);
-        let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
-        let (Some(source), Some(target)) = (get("source"), get("target")) else {
-            r.error(item.pos, "inhibit rule needs `source` and `target` matchers");
-            continue;
-        };
-        let source = matchers(r, source, "source");
-        let target = matchers(r, target, "target");
-        let equal = get("equal")
-            .map(|e| r.seq(e, "equal").iter().filter_map(|l| r.string(l, "equal")).collect())
-            .unwrap_or_default();
-        if let (Some(source), Some(target)) = (source, target) {
-            out.push(InhibitRule { source, target, equal });
+        if let Some(rule) = inhibit_rule(r, item) {
+            out.push(rule);
         }
     }
     if out.len() > inhibit::MAX_RULES {
         r.error(n.pos, format!("at most {} inhibit rules (with the defaults: {})", inhibit::MAX_RULES, out.len()));
     }
-    out
+    (out, from_rule_files)
+}
+
+/// One inhibit rule (`source`, `target`, `equal`), in a config or a rule file.
+pub(crate) fn inhibit_rule(r: &mut Reader, item: &Node) -> Option<InhibitRule> {
+    let fields = r.map(item, "inhibit rule", &["source", "target", "equal"]);
+    let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+    let (Some(source), Some(target)) = (get("source"), get("target")) else {
+        r.error(item.pos, "inhibit rule needs `source` and `target` matchers");
+        return None;
+    };
+    let source = matchers(r, source, "source");
+    let target = matchers(r, target, "target");
+    let equal = get("equal")
+        .map(|e| r.seq(e, "equal").iter().filter_map(|l| r.string(l, "equal")).collect())
+        .unwrap_or_default();
+    Some(InhibitRule { source: source?, target: target?, equal })
 }
 
 fn maintenance(r: &mut Reader, n: &Node) -> Vec<MaintenanceWindow> {
@@ -265,6 +290,35 @@ mod tests {
         assert_eq!(p.routes[1].channels.len(), 1);
         assert_eq!(c.pipeline.inhibit_rules.len(), crate::pipeline::inhibit::default_rules().len() + 1);
         assert_eq!(c.pipeline.maintenance[0].name, "w");
+    }
+
+    #[test]
+    fn inhibit_keywords_choose_the_built_in_and_the_rule_files_rules() {
+        let rule_file = crate::pipeline::InhibitRule {
+            source: crate::pipeline::Matchers::parse(r#"{alertname="ZkQuorumLost"}"#).unwrap(),
+            target: crate::pipeline::Matchers::parse(r#"{instance=~".+"}"#).unwrap(),
+            equal: vec!["cluster".into()],
+        };
+        let tiers = crate::pipeline::inhibit::default_rules().len();
+        for (section, want) in [
+            ("", tiers + 1),
+            ("inhibit_rules: [defaults]\n", tiers + 1),
+            ("inhibit_rules: [tiers]\n", tiers),
+            ("inhibit_rules: [rule_files]\n", 1),
+            ("inhibit_rules: []\n", 0),
+        ] {
+            let c = Config::parse(&format!("{SOURCES}{section}"), Path::new("z.yaml")).unwrap();
+            let p = c.pipeline.with_rule_file_inhibitions(std::slice::from_ref(&rule_file)).unwrap();
+            assert_eq!(p.inhibit_rules.len(), want, "{section:?}");
+        }
+        let err = Config::parse(&format!("{SOURCES}inhibit_rules: [default]\n"), Path::new("z.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("z.yaml:7:17: unknown inhibit_rules entry \"default\""), "{err}");
+        let many = vec![rule_file; crate::pipeline::inhibit::MAX_RULES];
+        let c = Config::parse(SOURCES, Path::new("z.yaml")).unwrap();
+        let e = c.pipeline.with_rule_file_inhibitions(&many).unwrap_err();
+        assert_eq!((e.config, e.rule_files), (tiers, crate::pipeline::inhibit::MAX_RULES));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Inhibition: an alert matching a rule's source matchers mutes the alerts
 //! matching its target matchers that share the `equal` labels (Alertmanager
-//! `inhibit_rules`). The shipped defaults: quorum loss mutes the node-level
-//! alerts of that cluster, and a higher tier of the same alert mutes a lower.
+//! `inhibit_rules`). The built-in default is generic: a higher tier of the
+//! same alert mutes a lower. What a rule pack knows about its alerts (quorum
+//! loss explains its nodes' alerts, ...) ships beside the pack as rule-file
+//! `inhibit_rules` (rules/zookeeper/inhibit.yaml), where users see it.
 
 use super::Matchers;
 use crate::model::{Alert, AlertState, Labels};
@@ -62,17 +64,11 @@ impl Roles {
     }
 }
 
-/// The shipped default rules.
+/// The built-in rules (`tiers` in a config's `inhibit_rules`): a higher
+/// tier of the same alert mutes the lower one.
 pub fn default_rules() -> Vec<InhibitRule> {
     let m = |t: &str| Matchers::parse(t).unwrap_or_default();
     vec![
-        // A cluster that lost its quorum explains its nodes' alerts.
-        InhibitRule {
-            source: m(r#"{alertname=~"ZkQuorumLost|ZkNoLeader"}"#),
-            target: m(r#"{instance=~".+"}"#),
-            equal: vec!["cluster".into()],
-        },
-        // A higher tier of the same alert mutes the lower one.
         InhibitRule { source: m(r#"{severity="P0"}"#), target: m(r#"{severity=~"P1|P2|P3"}"#), equal: same_alert() },
         InhibitRule { source: m(r#"{severity="P1"}"#), target: m(r#"{severity=~"P2|P3"}"#), equal: same_alert() },
         InhibitRule { source: m(r#"{severity="P2"}"#), target: m(r#"{severity="P3"}"#), equal: same_alert() },
@@ -152,7 +148,11 @@ mod tests {
 
     #[test]
     fn quorum_loss_mutes_node_alerts_of_its_cluster_only() {
-        let rules = default_rules();
+        let rules = [InhibitRule {
+            source: Matchers::parse(r#"{alertname="ZkQuorumLost"}"#).unwrap(),
+            target: Matchers::parse(r#"{instance=~".+"}"#).unwrap(),
+            equal: vec!["cluster".into()],
+        }];
         let quorum = alert(&[("alertname", "ZkQuorumLost"), ("cluster", "prod"), ("severity", "P0")]);
         let firing = [quorum];
         let node = Labels::from_pairs([

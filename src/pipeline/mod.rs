@@ -25,17 +25,43 @@ use std::sync::Arc;
 pub struct PipelineConfig {
     pub policy: Arc<Policy>,
     pub inhibit_rules: Vec<InhibitRule>,
+    /// Whether the `inhibit_rules` of the loaded rule files (a pack's
+    /// cause → symptom relations) are added: [`Self::with_rule_file_inhibitions`].
+    pub inhibit_from_rule_files: bool,
     pub maintenance: Vec<MaintenanceWindow>,
 }
 
+/// More inhibit rules than [`inhibit::MAX_RULES`] once the rule files' are added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at most {max} inhibit rules: the config has {config} and the rule files {rule_files}", max = inhibit::MAX_RULES)]
+pub struct TooManyInhibitRules {
+    pub config: usize,
+    pub rule_files: usize,
+}
+
 impl PipelineConfig {
-    /// The seed's tiers to these channels, the default inhibition rules.
+    /// The seed's tiers to these channels, the default inhibition rules
+    /// (and those of the rule files, once added).
     pub fn defaults_to(channels: &[String]) -> Self {
         Self {
             policy: Arc::new(Policy::seed_defaults_to(channels)),
             inhibit_rules: inhibit::default_rules(),
+            inhibit_from_rule_files: true,
             maintenance: Vec::new(),
         }
+    }
+
+    /// Adds the rule files' inhibit rules, unless the config left them out
+    /// (`inhibit_rules` without `defaults` or `rule_files`).
+    pub fn with_rule_file_inhibitions(mut self, rules: &[InhibitRule]) -> Result<Self, TooManyInhibitRules> {
+        if !self.inhibit_from_rule_files || rules.is_empty() {
+            return Ok(self);
+        }
+        if self.inhibit_rules.len() + rules.len() > inhibit::MAX_RULES {
+            return Err(TooManyInhibitRules { config: self.inhibit_rules.len(), rule_files: rules.len() });
+        }
+        self.inhibit_rules.extend(rules.iter().cloned());
+        Ok(self)
     }
 }
 
@@ -153,7 +179,13 @@ mod tests {
     }
 
     fn pipeline() -> Pipeline {
-        let mut config = PipelineConfig::defaults_to(&["pages".to_string()]);
+        let quorum = InhibitRule {
+            source: Matchers::parse(r#"{alertname="ZkQuorumLost"}"#).unwrap(),
+            target: Matchers::parse(r#"{instance=~".+"}"#).unwrap(),
+            equal: vec!["cluster".into()],
+        };
+        let mut config =
+            PipelineConfig::defaults_to(&["pages".to_string()]).with_rule_file_inhibitions(&[quorum]).unwrap();
         config.maintenance.push(
             MaintenanceWindow::new(
                 "weekly",

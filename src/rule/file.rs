@@ -8,6 +8,7 @@ use super::template::Templates;
 use super::{Condition, Location, Per, Rule, RuleGroup, RuleSet, Runbook, SeverityPolicy, Tier};
 use crate::diag::{Diagnostics, Pos};
 use crate::model::{ALERTNAME, Labels, SEVERITY, Severity};
+use crate::pipeline::InhibitRule;
 use crate::yaml::{self, Node, Reader, Style};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,12 +103,26 @@ pub fn load_rules(files: &[PathBuf], options: LoadOptions) -> Result<RuleSet, Di
         metric_reads: Vec::new(),
     };
     let mut groups = Vec::new();
+    let mut inhibit_rules = Vec::new();
     for file in files {
-        loader.file(file, &mut groups);
+        loader.file(file, &mut groups, &mut inhibit_rules);
+    }
+    if inhibit_rules.len() > crate::pipeline::inhibit::MAX_RULES {
+        let (path, pos, _) = &inhibit_rules[crate::pipeline::inhibit::MAX_RULES];
+        loader.diags.push(
+            path,
+            *pos,
+            format!(
+                "at most {} inhibit rules in all rule files (these have {})",
+                crate::pipeline::inhibit::MAX_RULES,
+                inhibit_rules.len()
+            ),
+        );
     }
     if !loader.diags.is_empty() {
         return Err(loader.diags.sorted());
     }
+    warn_unknown_alertnames(&groups, &inhibit_rules, &mut loader.warnings);
     Ok(RuleSet {
         groups,
         templates: loader.templates,
@@ -116,7 +131,46 @@ pub fn load_rules(files: &[PathBuf], options: LoadOptions) -> Result<RuleSet, Di
         retention: loader.retention,
         warnings: loader.warnings.sorted(),
         metric_reads: loader.metric_reads,
+        inhibit_rules: inhibit_rules.into_iter().map(|(_, _, rule)| rule).collect(),
     })
+}
+
+/// Alerts zkalert raises itself, besides those of rule files.
+const BUILTIN_ALERTS: &[&str] = &["NotifierFailing"];
+
+/// An inhibit rule whose `alertname` matcher matches no alert of the loaded
+/// rules is most likely a typo that silently disables the relation: warn.
+fn warn_unknown_alertnames(
+    groups: &[RuleGroup],
+    inhibit_rules: &[(PathBuf, Pos, InhibitRule)],
+    warnings: &mut Diagnostics,
+) {
+    use crate::pipeline::MatchOp;
+    let names: Vec<&str> = groups
+        .iter()
+        .flat_map(|g| g.rules.iter().map(|r| r.name.as_str()))
+        .chain(BUILTIN_ALERTS.iter().copied())
+        .collect();
+    let is_name = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    for (path, pos, rule) in inhibit_rules {
+        for (side, matchers) in [("source", &rule.source), ("target", &rule.target)] {
+            for m in matchers.0.iter().filter(|m| m.name == ALERTNAME && matches!(m.op, MatchOp::Eq | MatchOp::Re)) {
+                // `A|B|C` is checked name by name: one typo disables one relation.
+                let alternatives: Vec<&str> = m.value.split('|').collect();
+                if m.op == MatchOp::Re && alternatives.iter().all(|a| is_name(a)) {
+                    for a in alternatives.iter().filter(|a| !names.contains(a)) {
+                        warnings.push(
+                            path,
+                            *pos,
+                            format!("inhibit rule {side}: {a} in {m} is no alert of the loaded rules"),
+                        );
+                    }
+                } else if !names.iter().any(|n| m.matches(&Labels::from_pairs([(ALERTNAME, *n)]))) {
+                    warnings.push(path, *pos, format!("inhibit rule {side}: {m} matches no alert of the loaded rules"));
+                }
+            }
+        }
+    }
 }
 
 struct Loader<'e> {
@@ -130,7 +184,7 @@ struct Loader<'e> {
 }
 
 impl Loader<'_> {
-    fn file(&mut self, path: &Path, groups: &mut Vec<RuleGroup>) {
+    fn file(&mut self, path: &Path, groups: &mut Vec<RuleGroup>, inhibit_rules: &mut Vec<(PathBuf, Pos, InhibitRule)>) {
         let source = match std::fs::read_to_string(path) {
             Ok(s) => s,
             Err(e) => {
@@ -147,14 +201,26 @@ impl Loader<'_> {
         };
         let mut diags = Diagnostics::default();
         let mut r = Reader::new(path, &mut diags);
-        let top = r.map(&root, "rule file", &["groups"]);
-        let Some((_, groups_node)) = top.into_iter().find(|(k, _)| *k == "groups") else {
-            if !root.is_null() || source.trim().is_empty() {
-                r.error(root.pos, "rule file has no `groups`");
+        let top = r.map(&root, "rule file", &["groups", "inhibit_rules"]);
+        // A pack's cause → symptom relations may live in a rule file (alone,
+        // or beside groups): `inhibit_rules` as in zkalert.yaml, rules only.
+        if let Some((_, list)) = top.iter().find(|(k, _)| *k == "inhibit_rules") {
+            for item in r.seq(list, "inhibit_rules") {
+                if item.as_str().is_some() {
+                    r.error(item.pos, "inhibit_rules in a rule file hold rules (source, target, equal), not keywords");
+                } else if let Some(rule) = crate::config::inhibit_rule(&mut r, item) {
+                    inhibit_rules.push((path.to_path_buf(), item.pos, rule));
+                }
+            }
+        }
+        let Some((_, groups_node)) = top.iter().find(|(k, _)| *k == "groups") else {
+            if top.is_empty() && (!root.is_null() || source.trim().is_empty()) {
+                r.error(root.pos, "rule file has no `groups` (or `inhibit_rules`)");
             }
             self.diags.extend(diags);
             return;
         };
+        let groups_node = *groups_node;
         let mut names: Vec<String> = Vec::new();
         for group_node in r.seq(groups_node, "groups") {
             let ctx = FileCtx { path, source: &source };
@@ -663,6 +729,47 @@ mod tests {
         assert!(text.contains(":8:11: tier P2 needs `when`"), "{text}");
         assert!(text.contains(":9:28: unknown field \"hold\" in tier P1"), "{text}");
         assert!(text.contains(":10:19: tier P0: threshold \"lots\""), "{text}");
+    }
+
+    #[test]
+    fn inhibit_rules_in_rule_files_load_with_positions_and_warn_on_unknown_alertnames() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules.yaml");
+        std::fs::write(
+            &rules,
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n  - alert: B\n    expr: up == 0\n",
+        )
+        .unwrap();
+        let inhibit = dir.path().join("inhibit.yaml");
+        std::fs::write(
+            &inhibit,
+            "inhibit_rules:\n  - source: '{alertname=\"A\"}'\n    target: '{alertname=~\"B|NotifierFailing\"}'\n    equal: [cluster]\n  - source: '{alertname=\"Typo\"}'\n    target: '{alertname=~\"B|Bee\"}'\n",
+        )
+        .unwrap();
+        let set = load_rules(&[rules.clone(), inhibit.clone()], LoadOptions::default()).unwrap();
+        assert_eq!(set.inhibit_rules.len(), 2);
+        assert_eq!(set.inhibit_rules[0].equal, ["cluster"]);
+        let warnings = set.warnings.to_string();
+        assert!(
+            warnings.contains(&format!(
+                "{}:5:5: inhibit rule source: alertname=\"Typo\" matches no alert",
+                inhibit.display()
+            )),
+            "{warnings}"
+        );
+        assert!(warnings.contains(":5:5: inhibit rule target: Bee in alertname=~\"B|Bee\" is no alert"), "{warnings}");
+        assert!(!warnings.contains("NotifierFailing"), "a built-in alert is known: {warnings}");
+
+        std::fs::write(&inhibit, "inhibit_rules:\n  - defaults\n  - source: '{a=~\"(\"}'\n    target: '{b=\"c\"}'\n  - {target: '{b=\"c\"}'}\n")
+            .unwrap();
+        let err = load_rules(std::slice::from_ref(&inhibit), LoadOptions::default()).unwrap_err().to_string();
+        for want in [
+            ":2:5: inhibit_rules in a rule file hold rules",
+            ":3:13: source: invalid regex",
+            ":5:5: inhibit rule needs `source` and `target`",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct RuleSet {
     /// The metric names expressions and scripts read, with positions
     /// (`check` compares them with the metric catalogue).
     pub metric_reads: Vec<catalogue::MetricRead>,
+    /// The rule files' `inhibit_rules`: which of their alerts explain which
+    /// (added to the pipeline's unless the config leaves them out).
+    pub inhibit_rules: Vec<crate::pipeline::InhibitRule>,
 }
 
 impl std::fmt::Debug for RuleSet {

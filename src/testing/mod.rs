@@ -306,13 +306,25 @@ pub fn run_group(rules: &Arc<RuleSet>, group: &TestGroup, evaluation_interval: D
     let mut failures = Vec::new();
     let notification_config = match &group.notification_test {
         None => None,
-        Some(t) => match crate::config::Config::load(&t.config_path) {
-            Ok(c) => Some(c.pipeline),
-            Err(d) => {
-                failures.push(format!("notification_test (line {}): invalid config:\n{d}", t.pos.line));
-                None
+        Some(t) => {
+            // Without `config`: the built-in one (`zkalert run` without -c).
+            let config = match &t.config_path {
+                Some(path) => crate::config::Config::load(path)
+                    .map_err(|d| format!("notification_test (line {}): invalid config:\n{d}", t.pos.line)),
+                None => Ok(crate::config::Config::builtin()),
+            };
+            match config.and_then(|c| {
+                c.pipeline
+                    .with_rule_file_inhibitions(&rules.inhibit_rules)
+                    .map_err(|e| format!("notification_test (line {}): {e}", t.pos.line))
+            }) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    failures.push(e);
+                    None
+                }
             }
-        },
+        }
     };
     let mut notifications =
         group.notification_test.as_ref().zip(notification_config).map(|(t, c)| notification::Run::new(t, c));
