@@ -224,3 +224,83 @@ fn a_closed_pipe_ends_output_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
 }
+
+/// Runs zkalert, killing it (and failing) if it takes longer than `limit`:
+/// the inputs below once took minutes and gigabytes.
+fn zkalert_within(args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zkalert"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run zkalert");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("zkalert {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// The classic "billion laughs" (342 bytes): 10^9 strings once expanded.
+const ALIAS_BOMB: &str = r#"a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"#;
+
+#[test]
+fn an_alias_bomb_is_refused_at_its_alias_by_check_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = write(dir.path(), "bomb.yaml", ALIAS_BOMB);
+    let limit = std::time::Duration::from_secs(20);
+    let want = "bomb.yaml:7:8: document too large with aliases expanded: more than 1000000 nodes";
+    let o = zkalert_within(&["check", bomb.to_str().unwrap()], limit);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains(want), "{}", stdout(&o));
+    let o = zkalert_within(&["run", "-c", bomb.to_str().unwrap()], limit);
+    assert!(!o.status.success());
+    let all = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(all.contains(want), "{all}");
+}
+
+#[test]
+fn a_200000_key_mapping_is_checked_in_seconds() {
+    // Duplicate keys and label sets were checked pairwise: minutes.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("runbooks")).unwrap();
+    std::fs::write(dir.path().join("runbooks/x.md"), "# x\n").unwrap();
+    let mut text = String::from("groups:\n  - name: g\n    labels:\n");
+    for i in (0..200_000).rev() {
+        text.push_str(&format!("      l{i}: v\n"));
+    }
+    text.push_str("    rules:\n      - alert: A\n        expr: up == 0\n        runbook: x\n");
+    let rules = write(dir.path(), "wide.yaml", &text);
+    let o = zkalert_within(&["check", rules.to_str().unwrap()], std::time::Duration::from_secs(30));
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("1 rule(s)"), "{}", stdout(&o));
+}
+
+#[test]
+fn files_over_the_size_limit_are_refused_with_their_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::File::create(&big).unwrap().set_len(5 << 20).unwrap();
+    let o = zkalert_within(&["check", big.to_str().unwrap()], std::time::Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(1));
+    let want = format!(
+        "{}:1:1: cannot read rule file: 5242880 bytes is larger than the limit of 4194304 bytes",
+        big.display()
+    );
+    assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+}

@@ -165,7 +165,7 @@ impl Config {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = yaml::read_file(path).map_err(|e| {
             let mut d = Diagnostics::default();
             d.push(path, Pos::new(1, 1), format!("cannot read config: {e}"));
             d
@@ -303,7 +303,7 @@ fn server(r: &mut Reader, n: &Node, base: &Path) -> Option<ServerConfig> {
                 }
                 token_env = Some(s);
             }
-            _ => match std::fs::read_to_string(base.join(&s)) {
+            _ => match yaml::read_file(&base.join(&s)) {
                 Ok(t) if !t.trim().is_empty() => token = Some(t.trim().to_string()),
                 Ok(_) => r.error(v.pos, format!("token_file: {s} is empty")),
                 Err(e) => r.error(v.pos, format!("token_file: cannot read {s}: {e}")),
@@ -703,7 +703,7 @@ fn secret(r: &mut Reader, fields: &[(&str, &Node)], key: &str, base: &Path) -> O
     }
     let n = file?;
     let path = base.join(r.string(n, &format!("{key}_file"))?);
-    match std::fs::read_to_string(&path) {
+    match yaml::read_file(&path) {
         Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
         Ok(_) => {
             r.error(n.pos, format!("{key}_file: {} is empty", path.display()));

@@ -126,7 +126,7 @@ struct Loader<'e> {
 
 impl Loader<'_> {
     fn file(&mut self, path: &Path, groups: &mut Vec<RuleGroup>) {
-        let source = match std::fs::read_to_string(path) {
+        let source = match yaml::read_file(path) {
             Ok(s) => s,
             Err(e) => {
                 self.diags.push(path, Pos::new(1, 1), format!("cannot read rule file: {e}"));
@@ -150,14 +150,13 @@ impl Loader<'_> {
             self.diags.extend(diags);
             return;
         };
-        let mut names: Vec<String> = Vec::new();
+        let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
         for group_node in r.seq(groups_node, "groups") {
             let ctx = FileCtx { path, source: &source };
             if let Some(g) = self.group(&mut r, &ctx, group_node) {
-                if names.contains(&g.name) {
+                if !names.insert(g.name.clone()) {
                     r.error(group_node.pos, format!("group name {:?} is used twice in this file", g.name));
                 }
-                names.push(g.name.clone());
                 groups.push(g);
             }
         }
@@ -181,11 +180,7 @@ impl Loader<'_> {
                     Some("global") => per = Per::Global,
                     _ => r.error(value.pos, "per: expected instance, cluster or global"),
                 },
-                "labels" => {
-                    for (k, v, _) in r.string_map(value, "labels") {
-                        labels.insert(k, v);
-                    }
-                }
+                "labels" => labels = r.string_map(value, "labels").into_iter().map(|(k, v, _)| (k, v)).collect(),
                 "rules" => rule_nodes = r.seq(value, "rules"),
                 _ => {} // limit, query_offset: accepted for Prometheus compatibility
             }
@@ -246,12 +241,12 @@ impl Loader<'_> {
 
         let mut labels = group_labels.clone();
         if let Some(n) = get("labels") {
-            for (k, v, pos) in r.string_map(n, "labels") {
-                if k == ALERTNAME {
-                    r.error(pos, "label `alertname` is set from `alert`");
-                }
-                labels.insert(k, v);
+            let own = r.string_map(n, "labels");
+            if let Some((_, _, pos)) = own.iter().find(|(k, _, _)| k == ALERTNAME) {
+                r.error(*pos, "label `alertname` is set from `alert`");
             }
+            let group = group_labels.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            labels = group.chain(own.into_iter().map(|(k, v, _)| (k, v))).collect();
         }
         let severity = match (get("severity"), get("tiers")) {
             (Some(_), Some(t)) => {
@@ -346,7 +341,7 @@ impl Loader<'_> {
     fn script(&mut self, r: &mut Reader, ctx: &FileCtx, node: &Node) -> Option<Condition> {
         let rel = r.string(node, "script")?;
         let path = ctx.path.parent().unwrap_or(Path::new(".")).join(&rel);
-        let source = match std::fs::read_to_string(&path) {
+        let source = match yaml::read_file(&path) {
             Ok(s) => s,
             Err(e) => {
                 r.error(node.pos, format!("cannot read script {}: {e}", path.display()));
@@ -381,7 +376,7 @@ impl Loader<'_> {
         };
         let mut tiers = Vec::new();
         let mut ok = true;
-        for (k, v) in entries {
+        for (k, v) in entries.iter() {
             let key = k.as_str().unwrap_or("");
             let Ok(severity) = key.parse::<Severity>() else {
                 r.error(k.pos, format!("unknown tier {key:?} in tiers: expected P0, P1, P2 or P3"));

@@ -73,7 +73,7 @@ const GROUP_FIELDS: &[&str] = &[
 /// Reads a test file; every problem is reported with `path:line:col`.
 pub fn parse_test_file(path: &Path) -> Result<TestFile, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let source = std::fs::read_to_string(path).map_err(|e| {
+    let source = yaml::read_file(path).map_err(|e| {
         let mut d = Diagnostics::default();
         d.push(path, Pos::new(1, 1), format!("cannot read test file: {e}"));
         d
@@ -219,15 +219,11 @@ fn parse_alert_test(r: &mut Reader, node: &Node) -> Option<AlertTest> {
             for (k, v) in r.map(e, "expected alert", &["exp_labels", "exp_annotations", "exp_runbook"]) {
                 match k {
                     "exp_labels" => {
-                        for (lk, lv, pos) in r.string_map(v, "exp_labels") {
-                            if lk == ALERTNAME {
-                                r.error(
-                                    pos,
-                                    "exp_labels must not include alertname (it comes from the test's alertname)",
-                                );
-                            }
-                            labels.insert(lk, lv);
+                        let given = r.string_map(v, "exp_labels");
+                        if let Some((_, _, pos)) = given.iter().find(|(k, _, _)| k == ALERTNAME) {
+                            r.error(*pos, "exp_labels must not include alertname (it comes from the test's alertname)");
                         }
+                        labels = given.into_iter().map(|(k, v, _)| (k, v)).collect();
                     }
                     "exp_annotations" => {
                         annotations = r.string_map(v, "exp_annotations").into_iter().map(|(k, v, _)| (k, v)).collect()

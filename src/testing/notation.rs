@@ -24,7 +24,7 @@ pub fn parse_series(text: &str) -> Result<(String, Labels), String> {
         Some(i) => (s[..i].trim(), &s[i..]),
         None => (s, ""),
     };
-    let mut labels = Labels::new();
+    let mut labels: Vec<(String, String)> = Vec::new();
     let mut name = name.to_string();
     if !rest.is_empty() {
         let inner = rest
@@ -78,7 +78,7 @@ pub fn parse_series(text: &str) -> Result<(String, Labels), String> {
             if key == "__name__" {
                 name = value;
             } else {
-                labels.insert(key, value);
+                labels.push((key, value));
             }
         }
     }
@@ -90,7 +90,7 @@ pub fn parse_series(text: &str) -> Result<(String, Labels), String> {
     {
         return Err(format!("series {text:?}: invalid metric name {name:?}"));
     }
-    Ok((name, labels))
+    Ok((name, Labels::from_pairs(labels)))
 }
 
 /// Expands a values string into steps.
