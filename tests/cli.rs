@@ -304,3 +304,39 @@ fn files_over_the_size_limit_are_refused_with_their_name() {
     );
     assert!(stdout(&o).contains(&want), "{}", stdout(&o));
 }
+
+#[test]
+fn unbounded_test_times_are_refused_with_positions() {
+    // `eval_time: 1000y` ran for minutes printing nothing; `interval: 0s`
+    // was accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let t = write(
+        dir.path(),
+        "t.test.yaml",
+        "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 0s\n    input_series:\n      - series: 'up{a=\"b\"}'\n        values: '1 _x2000000'\n    alert_rule_test:\n      - eval_time: 1000y\n        alertname: A\n        exp_alerts: []\n    notification_test:\n      config: ../nowhere.yaml\n      until: 20y\n",
+    );
+    let o = zkalert_within(&["test", t.to_str().unwrap()], std::time::Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let at = |pos: &str| format!("{}:{pos}:", t.display());
+    for want in [
+        format!("{} interval must be greater than zero", at("4:15")),
+        format!("{} values: \"_x2000000\": more than 1000000 values", at("7:17")),
+        format!("{} eval_time: 1000y is longer than the limit of 10y", at("9:20")),
+        format!("{} until: 20y is longer than the limit of 10y", at("14:14")),
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in:\n{out}");
+    }
+    let steps = write(
+        dir.path(),
+        "s.test.yaml",
+        "rule_files: []\nevaluation_interval: 1s\ntests:\n  - alert_rule_test:\n      - eval_time: 2d\n        alertname: A\n        exp_alerts: []\n",
+    );
+    let o = zkalert_within(&["test", steps.to_str().unwrap()], std::time::Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(1));
+    let want = format!(
+        "{}:5:20: eval_time: 2d is 172801 evaluations at evaluation_interval 1s; at most 100000 (1d3h46m39s)",
+        steps.display()
+    );
+    assert!(stdout(&o).contains(&want), "missing {want:?} in:\n{}", stdout(&o));
+}

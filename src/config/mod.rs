@@ -319,10 +319,24 @@ fn server(r: &mut Reader, n: &Node, base: &Path) -> Option<ServerConfig> {
     }
 }
 
+/// Longest poll or evaluation interval: beyond it an alert would wait
+/// hours for its first evaluation (evaluation waits for every source's
+/// first poll), which no on-call expects.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Longest poll or delivery timeout.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
 fn positive_duration(r: &mut Reader, n: &Node, what: &str) -> Option<Duration> {
     let d = r.duration(n, what)?;
+    let max = if what == "timeout" { MAX_TIMEOUT } else { MAX_INTERVAL };
     if d.is_zero() {
         r.error(n.pos, format!("{what} must be greater than zero"));
+        return None;
+    }
+    if d > max {
+        let fmt = crate::duration::format_duration;
+        r.error(n.pos, format!("{what}: {} is longer than the limit of {}", fmt(d), fmt(max)));
         return None;
     }
     Some(d)
@@ -744,6 +758,20 @@ mod tests {
             "z.yaml:2:5: zookeeper source needs a `cluster` name",
             "z.yaml:8:11: unknown notifier type \"pager\"",
             "z.yaml:10:11: listen: \"nowhere\"",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn intervals_and_timeouts_are_bounded() {
+        let text = "evaluation_interval: 1000y\nsources:\n  - {type: zookeeper, cluster: p, nodes: ['a:2181'], interval: 2h, timeout: 10m}\nnotifiers:\n  - {name: c, type: console, timeout: 1h}\n";
+        let err = Config::parse(text, Path::new("z.yaml")).unwrap_err().to_string();
+        for want in [
+            "z.yaml:1:22: evaluation_interval: 1000y is longer than the limit of 1h",
+            "z.yaml:3:64: interval: 2h is longer than the limit of 1h",
+            "z.yaml:3:77: timeout: 10m is longer than the limit of 5m",
+            "z.yaml:5:39: timeout: 1h is longer than the limit of 5m",
         ] {
             assert!(err.contains(want), "missing {want:?} in:\n{err}");
         }

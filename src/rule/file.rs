@@ -515,6 +515,21 @@ mod tests {
     }
 
     #[test]
+    fn window_ranges_are_bounded() {
+        let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(\"m\", \"1000y\") > 1\n  - alert: B\n    expr: rate(\"m\", \"0s\") > 1\n  - alert: C\n    expr: rate(\"m\", \"7d\") > 1\n";
+        let err = load_str(yaml).unwrap_err().to_string();
+        assert!(
+            err.contains(":5:21: expression: rate(): invalid duration \"1000y\": a window may be at most 7d"),
+            "{err}"
+        );
+        assert!(
+            err.contains(":7:21: expression: rate(): invalid duration \"0s\": a window must be longer than zero"),
+            "{err}"
+        );
+        assert!(!err.contains(":9:"), "7d is allowed: {err}");
+    }
+
+    #[test]
     fn block_scalar_positions() {
         let yaml = "groups:\n- name: g\n  per: cluster\n  rules:\n  - alert: A\n    expr: |\n      nodes.filter(|n| n.role == \"leader\")\n        .len() > > 1\n";
         let err = load_str(yaml).unwrap_err();
