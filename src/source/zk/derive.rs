@@ -51,9 +51,13 @@ pub fn batch(
     out
 }
 
-/// Info labels of a node: its role and version, when known.
+/// Info labels of a node: its role and version, when known; why it gave
+/// no reply, when down.
 fn info_of(n: &NodeObservation) -> Labels {
     let mut info = Labels::new();
+    if let Some(reason) = n.down_reason() {
+        info.insert(crate::source::failures::POLL_ERROR, reason);
+    }
     if let Some(role) = role_of(n) {
         info.insert("role", role.as_str());
     }
