@@ -100,9 +100,10 @@ pub const MAX_TEXT_BYTES: usize = 16 * 1024 * 1024;
 /// bounds the stack.
 pub const MAX_DEPTH: usize = 64;
 
-/// Largest rule, script, config, test or template file read (the largest
-/// shipped file is under 40 KiB).
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest rule, script, config, test, template or secret file read: 50
+/// times the largest shipped file (21 KiB), and small enough that the tree
+/// of any file within it stays under 100 MB.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Why a user's file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -222,14 +223,14 @@ impl Builder<'_> {
                 self.diags.push(self.path, pos, "alias refers to an unknown anchor");
                 return None;
             };
-            self.grow(expanded, pos)?;
+            self.grow(expanded, pos, true)?;
             self.last_height = expanded.height;
             return Some(Node { kind: anchored.kind, pos });
         }
         let before = self.size;
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, _tag) => {
-                self.grow(Expanded { nodes: 1, text_bytes: text.len(), height: 0 }, pos)?;
+                self.grow(Expanded { nodes: 1, text_bytes: text.len(), height: 0 }, pos, false)?;
                 self.last_height = 0;
                 let style = match style {
                     ScalarStyle::Plain => Style::Plain,
@@ -253,6 +254,7 @@ impl Builder<'_> {
                 }
                 self.depth -= 1;
                 self.last_height = height + 1;
+                items.shrink_to_fit();
                 (Node { kind: NodeKind::Seq(Arc::new(items)), pos }, anchor)
             }
             Event::MappingStart(anchor, _) => {
@@ -281,6 +283,7 @@ impl Builder<'_> {
                 }
                 self.depth -= 1;
                 self.last_height = height + 1;
+                entries.shrink_to_fit();
                 (Node { kind: NodeKind::Map(Arc::new(entries)), pos }, anchor)
             }
             other => {
@@ -301,7 +304,7 @@ impl Builder<'_> {
 
     /// Adds a subtree (a node, or an alias's whole expansion) at the current
     /// depth; past a limit, an error at `pos` and `None`.
-    fn grow(&mut self, add: Expanded, pos: Pos) -> Option<()> {
+    fn grow(&mut self, add: Expanded, pos: Pos, alias: bool) -> Option<()> {
         let nodes = self.size.nodes.saturating_add(add.nodes);
         let text_bytes = self.size.text_bytes.saturating_add(add.text_bytes);
         let depth = self.depth + add.height;
@@ -315,7 +318,7 @@ impl Builder<'_> {
             self.size = Expanded { nodes, text_bytes, height: 0 };
             return Some(());
         };
-        let message = if add.nodes > 1 {
+        let message = if alias {
             format!("document too large with aliases expanded: {problem} (this alias stands for {} nodes)", add.nodes)
         } else if depth > MAX_DEPTH {
             problem
@@ -329,7 +332,7 @@ impl Builder<'_> {
     /// Opens a list or mapping (itself one node); past [`MAX_DEPTH`], an
     /// error at `pos`.
     fn enter(&mut self, pos: Pos) -> Option<()> {
-        self.grow(Expanded { nodes: 1, text_bytes: 0, height: 1 }, pos)?;
+        self.grow(Expanded { nodes: 1, text_bytes: 0, height: 1 }, pos, false)?;
         self.depth += 1;
         Some(())
     }
