@@ -100,10 +100,11 @@ pub const MAX_TEXT_BYTES: usize = 16 * 1024 * 1024;
 /// bounds the stack.
 pub const MAX_DEPTH: usize = 64;
 
-/// Largest rule, script, config, test, template or secret file read: 50
+/// Largest rule, script, config, test, template or secret file read: 25
 /// times the largest shipped file (21 KiB), and small enough that the tree
-/// of any file within it stays under 100 MB.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// of any file within it stays well under 100 MB (a tree takes up to ~100
+/// times its text: a 512 KiB list of 262,000 numbers is ~50 MB).
+pub const MAX_FILE_BYTES: u64 = 512 * 1024;
 
 /// Why a user's file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -239,7 +240,10 @@ impl Builder<'_> {
                     ScalarStyle::Literal => Style::Literal,
                     ScalarStyle::Folded => Style::Folded,
                 };
-                (Node { kind: NodeKind::Scalar { text: text.into_owned(), style }, pos }, anchor)
+                // The parser's buffer is often larger than the text.
+                let mut text = text.into_owned();
+                text.shrink_to_fit();
+                (Node { kind: NodeKind::Scalar { text, style }, pos }, anchor)
             }
             Event::SequenceStart(anchor, _) => {
                 self.enter(pos)?;

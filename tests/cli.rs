@@ -290,8 +290,8 @@ fn large_mappings_are_checked_in_seconds_or_refused_by_size() {
             labels.join(", ")
         )
     };
-    let text = mapping(95_000);
-    assert!(text.len() < 1 << 20, "{} bytes", text.len());
+    let text = mapping(48_000);
+    assert!(text.len() < 512 << 10, "{} bytes", text.len());
     let rules = write(dir.path(), "wide.yaml", &text);
     let o = zkalert_within(&["check", rules.to_str().unwrap()], std::time::Duration::from_secs(10));
     assert!(o.status.success(), "{}", stdout(&o));
@@ -299,7 +299,7 @@ fn large_mappings_are_checked_in_seconds_or_refused_by_size() {
     let rules = write(dir.path(), "wider.yaml", &mapping(200_000));
     let o = zkalert_within(&["check", rules.to_str().unwrap()], std::time::Duration::from_secs(10));
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("is larger than the limit of 1048576 bytes"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("is larger than the limit of 524288 bytes"), "{}", stdout(&o));
 }
 
 #[test]
@@ -310,7 +310,7 @@ fn files_over_the_size_limit_are_refused_with_their_name() {
     let o = zkalert_within(&["check", big.to_str().unwrap()], std::time::Duration::from_secs(20));
     assert_eq!(o.status.code(), Some(1));
     let want = format!(
-        "{}:1:1: cannot read rule file: 5242880 bytes is larger than the limit of 1048576 bytes",
+        "{}:1:1: cannot read rule file: 5242880 bytes is larger than the limit of 524288 bytes",
         big.display()
     );
     assert!(stdout(&o).contains(&want), "{}", stdout(&o));
