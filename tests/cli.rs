@@ -309,10 +309,8 @@ fn files_over_the_size_limit_are_refused_with_their_name() {
     std::fs::File::create(&big).unwrap().set_len(5 << 20).unwrap();
     let o = zkalert_within(&["check", big.to_str().unwrap()], std::time::Duration::from_secs(20));
     assert_eq!(o.status.code(), Some(1));
-    let want = format!(
-        "{}:1:1: cannot read rule file: 5242880 bytes is larger than the limit of 524288 bytes",
-        big.display()
-    );
+    let want =
+        format!("{}:1:1: cannot read rule file: 5242880 bytes is larger than the limit of 524288 bytes", big.display());
     assert!(stdout(&o).contains(&want), "{}", stdout(&o));
 }
 

@@ -173,7 +173,22 @@ impl Loader<'_> {
         for (key, value) in &fields {
             match *key {
                 "name" => name = r.string(value, "group name"),
-                "interval" => interval = r.duration(value, "interval"),
+                "interval" => {
+                    interval = r.duration(value, "interval");
+                    let fmt = crate::duration::format_duration;
+                    match interval {
+                        Some(d) if d.is_zero() => r.error(value.pos, "interval must be greater than zero"),
+                        Some(d) if d > crate::config::MAX_INTERVAL => r.error(
+                            value.pos,
+                            format!(
+                                "interval: {} is longer than the limit of {}",
+                                fmt(d),
+                                fmt(crate::config::MAX_INTERVAL)
+                            ),
+                        ),
+                        _ => {}
+                    }
+                }
                 "per" => match value.as_str() {
                     Some("instance") => per = Per::Instance,
                     Some("cluster") => per = Per::Cluster,
@@ -189,9 +204,6 @@ impl Loader<'_> {
             r.error(node.pos, "group has no `name`");
             return None;
         };
-        if matches!(interval, Some(d) if d.is_zero()) {
-            r.error(node.pos, "interval must be greater than zero");
-        }
         let mut rules = Vec::new();
         for rule_node in rule_nodes {
             if let Some(rule) = self.rule(r, ctx, rule_node, per, &labels) {
@@ -527,6 +539,14 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains(":9:"), "7d is allowed: {err}");
+    }
+
+    #[test]
+    fn group_intervals_are_bounded() {
+        let yaml = "groups:\n- name: a\n  interval: 0s\n  rules: []\n- name: b\n  interval: 1000y\n  rules: []\n";
+        let err = load_str(yaml).unwrap_err().to_string();
+        assert!(err.contains(":3:13: interval must be greater than zero"), "{err}");
+        assert!(err.contains(":6:13: interval: 1000y is longer than the limit of 1h"), "{err}");
     }
 
     #[test]
