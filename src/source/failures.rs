@@ -85,6 +85,54 @@ pub fn log_nodes(log: &FailureLog, source: &str, nodes: &[crate::source::zk::pol
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::zk::client::FetchError;
+    use crate::source::zk::poll::NodeObservation;
+    use std::sync::Arc;
+
+    /// Log lines written while `f` runs.
+    fn logged(f: impl FnOnce()) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let shared = Shared::default();
+        let writer = shared.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(shared.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn each_node_is_logged_with_its_reason_once_until_it_changes() {
+        let node = |instance: &str, error: Option<FetchError>| NodeObservation {
+            instance: instance.into(),
+            up: error.is_none(),
+            errors: error.into_iter().map(|e| ("srvr".to_string(), e)).collect(),
+            ..NodeObservation::default()
+        };
+        let refused = || FetchError::Connect { addr: "a".into(), reason: "Connection refused".into(), refused: true };
+        let timeout = || FetchError::Timeout { addr: "b".into(), timeout: Duration::from_secs(2) };
+        let log = FailureLog::default();
+        let at = |s: i64| Timestamp::from_millis(s * 1000);
+        let lines = logged(|| {
+            log_nodes(&log, "zookeeper/c", &[node("a", Some(refused())), node("b", Some(timeout()))], at(0));
+            log_nodes(&log, "zookeeper/c", &[node("a", Some(refused())), node("b", Some(timeout()))], at(15));
+            log_nodes(&log, "zookeeper/c", &[node("a", None), node("b", Some(timeout()))], at(30));
+        });
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert!(lines[0].contains("node gave no reply") && lines[0].contains("node=a"), "{}", lines[0]);
+        assert!(lines[0].contains("problem=\"down: refused\""), "{}", lines[0]);
+        assert!(lines[1].contains("node=b") && lines[1].contains("problem=\"down: timeout\""), "{}", lines[1]);
+        assert!(lines[2].contains("node answers every command again") && lines[2].contains("node=a"), "{}", lines[2]);
+    }
 
     #[test]
     fn logs_when_a_failure_starts_changes_repeats_and_ends() {
