@@ -64,6 +64,24 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(total))
 }
 
+/// Longest range a window function may ask for (`rate("m", "7d")`): the
+/// store keeps that much history of the series, in memory.
+pub const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parses a window function's range: a duration greater than zero and at
+/// most [`MAX_WINDOW`].
+pub fn parse_window(input: &str) -> Result<Duration, DurationError> {
+    let d = parse_duration(input)?;
+    let err = |reason| DurationError { input: input.to_string(), reason };
+    if d.is_zero() {
+        return Err(err("a window must be longer than zero"));
+    }
+    if d > MAX_WINDOW {
+        return Err(err("a window may be at most 7d (its samples are kept in memory)"));
+    }
+    Ok(d)
+}
+
 /// Formats like Prometheus: `1h30m`, `5m`, `0s`, `1s500ms`.
 pub fn format_duration(d: Duration) -> String {
     let mut ms = d.as_millis() as u64;

@@ -5,19 +5,32 @@
 //! Built on `saphyr-parser` events: duplicate keys are errors at the second
 //! key's position, aliases are resolved, and plain scalars keep their text so
 //! `"1"` (a string) and `1` (a number) stay distinguishable.
+//!
+//! Bounded, because these files come from users. An alias shares the
+//! anchored subtree instead of copying it, but whoever reads the tree walks
+//! it expanded, so the limits are on the expanded document: at most
+//! [`MAX_NODES`] nodes holding at most [`MAX_TEXT_BYTES`] of scalar text,
+//! nested at most [`MAX_DEPTH`] deep; a "billion laughs" file of nested
+//! aliases is refused at the alias that crosses a limit. [`read_file`]
+//! refuses files over [`MAX_FILE_BYTES`].
 
 use crate::diag::{Diagnostics, Pos};
 use crate::duration::parse_duration;
 use saphyr_parser::{Event, Parser, ScalarStyle};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeKind {
-    Scalar { text: String, style: Style },
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
+    Scalar {
+        text: String,
+        style: Style,
+    },
+    /// Shared, so an alias costs a pointer, not a copy.
+    Seq(Arc<Vec<Node>>),
+    Map(Arc<Vec<(Node, Node)>>),
 }
 
 /// How a scalar was written; block scalars need it to map positions inside
@@ -74,9 +87,63 @@ fn is_null(text: &str) -> bool {
     matches!(text, "" | "~" | "null" | "Null" | "NULL")
 }
 
+/// Most nodes a document may have, each alias counted as the nodes it
+/// expands to. The shipped rule pack's largest file has a few thousand;
+/// the bound keeps a hostile file's tree (and every walk over it) small.
+pub const MAX_NODES: usize = 1_000_000;
+
+/// Most scalar text a document may hold, aliases expanded.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Deepest nesting of lists and mappings, aliases expanded (rule files nest
+/// about 8 deep). Building and dropping the tree recurse, so this also
+/// bounds the stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// Largest rule, script, config, test, template or secret file read: 25
+/// times the largest shipped file (21 KiB), and small enough that the tree
+/// of any file within it stays well under 100 MB (a tree takes up to ~100
+/// times its text: a 512 KiB list of 262,000 numbers is ~50 MB).
+pub const MAX_FILE_BYTES: u64 = 512 * 1024;
+
+/// Why a user's file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{size} bytes is larger than the limit of {limit} bytes", limit = MAX_FILE_BYTES)]
+    TooLarge { size: u64 },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads a user's file (rule, script, config, test, template) as text,
+/// refusing files over [`MAX_FILE_BYTES`] before reading them.
+pub fn read_file(path: &Path) -> Result<String, ReadError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge { size });
+    }
+    // The size can change between the check and the read (a growing
+    // file, a FIFO): never read more than the limit.
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge { size: text.len() as u64 });
+    }
+    Ok(text)
+}
+
 /// Parses one YAML document. An empty document is a null node.
 pub fn parse(source: &str, path: &Path) -> Result<Node, Diagnostics> {
-    let mut builder = Builder { path, anchors: HashMap::new(), diags: Diagnostics::default() };
+    let mut builder = Builder {
+        path,
+        anchors: HashMap::new(),
+        size: Expanded::default(),
+        depth: 0,
+        last_height: 0,
+        diags: Diagnostics::default(),
+    };
     let mut parser = Parser::new_from_str(source);
     let mut events = std::iter::from_fn(|| parser.next_event());
     let root = builder.document(&mut events);
@@ -88,7 +155,15 @@ pub fn parse(source: &str, path: &Path) -> Result<Node, Diagnostics> {
 
 struct Builder<'p> {
     path: &'p Path,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with what each stands for expanded.
+    anchors: HashMap<usize, (Node, Expanded)>,
+    /// The document so far, aliases expanded.
+    size: Expanded,
+    /// Lists and mappings open around the current event.
+    depth: usize,
+    /// Levels of lists and mappings in the node `node` returned last,
+    /// aliases expanded.
+    last_height: usize,
     diags: Diagnostics,
 }
 
@@ -144,8 +219,20 @@ impl Builder<'_> {
         events: &mut impl Iterator<Item = EventResult<'i>>,
     ) -> Option<Node> {
         let pos = marker_pos(&span.start);
+        if let Event::Alias(id) = event {
+            let Some((anchored, expanded)) = self.anchors.get(&id).cloned() else {
+                self.diags.push(self.path, pos, "alias refers to an unknown anchor");
+                return None;
+            };
+            self.grow(expanded, pos, true)?;
+            self.last_height = expanded.height;
+            return Some(Node { kind: anchored.kind, pos });
+        }
+        let before = self.size;
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, _tag) => {
+                self.grow(Expanded { nodes: 1, text_bytes: text.len(), height: 0 }, pos, false)?;
+                self.last_height = 0;
                 let style = match style {
                     ScalarStyle::Plain => Style::Plain,
                     ScalarStyle::SingleQuoted => Style::SingleQuoted,
@@ -153,44 +240,55 @@ impl Builder<'_> {
                     ScalarStyle::Literal => Style::Literal,
                     ScalarStyle::Folded => Style::Folded,
                 };
-                (Node { kind: NodeKind::Scalar { text: text.into_owned(), style }, pos }, anchor)
-            }
-            Event::Alias(id) => {
-                return match self.anchors.get(&id) {
-                    Some(n) => Some(Node { kind: n.kind.clone(), pos }),
-                    None => {
-                        self.diags.push(self.path, pos, "alias refers to an unknown anchor");
-                        None
-                    }
-                };
+                // The parser's buffer is often larger than the text.
+                let mut text = text.into_owned();
+                text.shrink_to_fit();
+                (Node { kind: NodeKind::Scalar { text, style }, pos }, anchor)
             }
             Event::SequenceStart(anchor, _) => {
+                self.enter(pos)?;
                 let mut items = Vec::new();
+                let mut height = 0;
                 loop {
                     match self.next(events)? {
                         (Event::SequenceEnd, _) => break,
                         (ev, sp) => items.push(self.node(ev, sp, events)?),
                     }
+                    height = height.max(self.last_height);
                 }
-                (Node { kind: NodeKind::Seq(items), pos }, anchor)
+                self.depth -= 1;
+                self.last_height = height + 1;
+                items.shrink_to_fit();
+                (Node { kind: NodeKind::Seq(Arc::new(items)), pos }, anchor)
             }
             Event::MappingStart(anchor, _) => {
+                self.enter(pos)?;
                 let mut entries: Vec<(Node, Node)> = Vec::new();
+                let mut height = 0;
                 loop {
                     let key = match self.next(events)? {
                         (Event::MappingEnd, _) => break,
                         (ev, sp) => self.node(ev, sp, events)?,
                     };
+                    height = height.max(self.last_height);
                     let (ev, sp) = self.next(events)?;
                     let value = self.node(ev, sp, events)?;
+                    height = height.max(self.last_height);
+                    entries.push((key, value));
+                }
+                // One set lookup per key, not a scan of the keys before it.
+                let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
+                for (key, _) in &entries {
                     if let Some(k) = key.as_str()
-                        && entries.iter().any(|(existing, _)| existing.as_str() == Some(k))
+                        && !seen.insert(k)
                     {
                         self.diags.push(self.path, key.pos, format!("duplicate key {k:?}"));
                     }
-                    entries.push((key, value));
                 }
-                (Node { kind: NodeKind::Map(entries), pos }, anchor)
+                self.depth -= 1;
+                self.last_height = height + 1;
+                entries.shrink_to_fit();
+                (Node { kind: NodeKind::Map(Arc::new(entries)), pos }, anchor)
             }
             other => {
                 self.diags.push(self.path, pos, format!("unexpected YAML event {other:?}"));
@@ -198,10 +296,60 @@ impl Builder<'_> {
             }
         };
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let expanded = Expanded {
+                nodes: self.size.nodes - before.nodes,
+                text_bytes: self.size.text_bytes - before.text_bytes,
+                height: self.last_height,
+            };
+            self.anchors.insert(anchor, (node.clone(), expanded));
         }
         Some(node)
     }
+
+    /// Adds a subtree (a node, or an alias's whole expansion) at the current
+    /// depth; past a limit, an error at `pos` and `None`.
+    fn grow(&mut self, add: Expanded, pos: Pos, alias: bool) -> Option<()> {
+        let nodes = self.size.nodes.saturating_add(add.nodes);
+        let text_bytes = self.size.text_bytes.saturating_add(add.text_bytes);
+        let depth = self.depth + add.height;
+        let problem = if nodes > MAX_NODES {
+            format!("more than {MAX_NODES} nodes")
+        } else if text_bytes > MAX_TEXT_BYTES {
+            format!("more than {MAX_TEXT_BYTES} bytes of text")
+        } else if depth > MAX_DEPTH {
+            format!("nested deeper than {MAX_DEPTH} levels")
+        } else {
+            self.size = Expanded { nodes, text_bytes, height: 0 };
+            return Some(());
+        };
+        let message = if alias {
+            format!("document too large with aliases expanded: {problem} (this alias stands for {} nodes)", add.nodes)
+        } else if depth > MAX_DEPTH {
+            problem
+        } else {
+            format!("document too large: {problem}")
+        };
+        self.diags.push(self.path, pos, message);
+        None
+    }
+
+    /// Opens a list or mapping (itself one node); past [`MAX_DEPTH`], an
+    /// error at `pos`.
+    fn enter(&mut self, pos: Pos) -> Option<()> {
+        self.grow(Expanded { nodes: 1, text_bytes: 0, height: 1 }, pos, false)?;
+        self.depth += 1;
+        Some(())
+    }
+}
+
+/// A document or subtree as its readers see it, aliases expanded.
+#[derive(Debug, Clone, Copy, Default)]
+struct Expanded {
+    nodes: usize,
+    text_bytes: usize,
+    /// Levels of lists and mappings in an anchored subtree (unused for the
+    /// whole document: `Builder::depth` is checked as it goes).
+    height: usize,
 }
 
 fn marker_pos(m: &saphyr_parser::Marker) -> Pos {
@@ -234,7 +382,7 @@ impl<'a> Reader<'a> {
             return Vec::new();
         };
         let mut out = Vec::with_capacity(entries.len());
-        for (k, v) in entries {
+        for (k, v) in entries.iter() {
             let Some(key) = k.as_str() else {
                 self.error(k.pos, format!("{what}: keys must be scalars"));
                 continue;
@@ -394,6 +542,101 @@ mod tests {
     fn aliases_resolve() {
         let n = parse("x: &v {k: 1}\ny: *v\n", &p()).unwrap();
         assert_eq!(n.get("y").unwrap().get("k").unwrap().as_str(), Some("1"));
+    }
+
+    /// The classic 436-byte "billion laughs": 10^9 strings once expanded.
+    pub const ALIAS_BOMB: &str = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+";
+
+    #[test]
+    fn alias_expansion_is_bounded_and_refused_at_the_alias() {
+        // Seven levels (4.8 M strings) would still fit in memory unbounded;
+        // refused all the same, at the alias that crosses the limit.
+        let bomb: String = ALIAS_BOMB.lines().take(7).map(|l| format!("{l}\n")).collect();
+        let err = parse(&bomb, &p()).unwrap_err();
+        assert_eq!(err.len(), 1, "{err}");
+        let d = &err.items[0];
+        assert!(d.message.contains("document too large with aliases expanded: more than 1000000 nodes"), "{d}");
+        assert_eq!(d.pos.line, 7, "{d}");
+        assert!(d.pos.col > 7, "at an alias of line 7: {d}");
+        let err = parse(ALIAS_BOMB, &p()).unwrap_err();
+        assert!(err.items[0].message.contains("with aliases expanded"), "{err}");
+        // Ordinary use of anchors still works.
+        let n = parse("l: &l {team: zk}\nr: [*l, *l, *l]\n", &p()).unwrap();
+        assert_eq!(n.get("r").map(|r| r.kind_name()), Some("a list"));
+    }
+
+    #[test]
+    fn anchored_subtrees_are_shared_not_copied() {
+        // 40 anchors around one list: no copies, so no growth.
+        let list = format!("[{}]", vec!["1"; 50_000].join(","));
+        let mut doc = list.clone();
+        for i in 0..40 {
+            doc = format!("&a{i} [{doc}]");
+        }
+        assert!(parse(&format!("x: {doc}\n"), &p()).is_ok());
+        // Text counts as read: a 1 MiB string used 20 times is 20 MiB.
+        let big = "x".repeat(1 << 20);
+        let doc = format!("s: &s {big}\nl: [{}]\n", vec!["*s"; 20].join(", "));
+        let err = parse(&doc, &p()).unwrap_err();
+        assert!(err.items[0].message.contains("more than 16777216 bytes of text"), "{err}");
+    }
+
+    #[test]
+    fn aliases_cannot_nest_past_the_depth_limit() {
+        let mut doc = String::from("a0: &a0 [[[[[[[[[[1]]]]]]]]]]\n");
+        for i in 1..10 {
+            doc.push_str(&format!("a{i}: &a{i} [[[[[[[[[[*a{}]]]]]]]]]]\n", i - 1));
+        }
+        let err = parse(&doc, &p()).unwrap_err();
+        assert!(err.items[0].message.contains("nested deeper than 64 levels"), "{err}");
+        assert_eq!(err.items[0].pos.line, 7, "{err}");
+    }
+
+    #[test]
+    fn nesting_depth_is_bounded() {
+        let deep = format!("{}1\n", "- ".repeat(10_000));
+        let err = parse(&deep, &p()).unwrap_err();
+        assert!(err.items[0].message.contains("nested deeper than 64 levels"), "{err}");
+        let ok = format!("{}1\n", "- ".repeat(60));
+        assert!(parse(&ok, &p()).is_ok());
+    }
+
+    #[test]
+    fn duplicate_key_check_is_linear() {
+        // 200,000 keys: minutes with a pairwise check, well under a second
+        // with a set (5 s allows for a loaded debug build).
+        let mut doc = String::new();
+        for i in 0..200_000 {
+            doc.push_str(&format!("k{i}: {i}\n"));
+        }
+        doc.push_str("k17: again\n");
+        let started = std::time::Instant::now();
+        let err = parse(&doc, &p()).unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(err.items[0].to_string(), "t.yaml:200001:1: duplicate key \"k17\"");
+        assert!(took < Duration::from_secs(5), "200,000 keys took {took:?}");
+    }
+
+    #[test]
+    fn files_over_the_size_limit_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.yaml");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let err = read_file(&big).unwrap_err().to_string();
+        assert_eq!(err, format!("{} bytes is larger than the limit of {MAX_FILE_BYTES} bytes", MAX_FILE_BYTES + 1));
+        let ok = dir.path().join("ok.yaml");
+        std::fs::write(&ok, "a: 1\n").unwrap();
+        assert_eq!(read_file(&ok).unwrap(), "a: 1\n");
     }
 
     #[test]

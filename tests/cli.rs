@@ -364,3 +364,128 @@ fn check_hints_at_promql_habits() {
     assert!(out.contains("`and`/`or`/`unless` are `&&`/`||`/`!`"), "{out}");
     assert!(out.contains("`{{ .Labels.instance }}` is `{{ labels.instance }}`"), "{out}");
 }
+
+/// Runs zkalert, killing it (and failing) if it takes longer than `limit`:
+/// the inputs below once took minutes and gigabytes.
+fn zkalert_within(args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zkalert"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run zkalert");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("zkalert {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// The classic "billion laughs" (342 bytes): 10^9 strings once expanded.
+const ALIAS_BOMB: &str = r#"a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"#;
+
+#[test]
+fn an_alias_bomb_is_refused_at_its_alias_by_check_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = write(dir.path(), "bomb.yaml", ALIAS_BOMB);
+    let limit = std::time::Duration::from_secs(20);
+    let want = "bomb.yaml:7:8: document too large with aliases expanded: more than 1000000 nodes";
+    let o = zkalert_within(&["check", bomb.to_str().unwrap()], limit);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains(want), "{}", stdout(&o));
+    let o = zkalert_within(&["run", "-c", bomb.to_str().unwrap()], limit);
+    assert!(!o.status.success());
+    let all = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(all.contains(want), "{all}");
+}
+
+#[test]
+fn large_mappings_are_checked_in_seconds_or_refused_by_size() {
+    // Duplicate keys and label sets were checked pairwise: 50,000 keys took
+    // 15 s, 200,000 minutes. The largest mapping a file within the size
+    // limit can hold is checked in well under the bound (a loaded debug
+    // build); 200,000 keys are over the size limit.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("runbooks")).unwrap();
+    std::fs::write(dir.path().join("runbooks/x.md"), "# x\n").unwrap();
+    let mapping = |keys: usize| -> String {
+        let labels: Vec<String> = (0..keys).rev().map(|i| format!("l{i}: v")).collect();
+        format!(
+            "groups:\n  - name: g\n    labels: {{{}}}\n    rules:\n      - alert: A\n        expr: up == 0\n        runbook: x\n",
+            labels.join(", ")
+        )
+    };
+    let text = mapping(48_000);
+    assert!(text.len() < 512 << 10, "{} bytes", text.len());
+    let rules = write(dir.path(), "wide.yaml", &text);
+    let o = zkalert_within(&["check", rules.to_str().unwrap()], std::time::Duration::from_secs(10));
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("1 rule(s)"), "{}", stdout(&o));
+    let rules = write(dir.path(), "wider.yaml", &mapping(200_000));
+    let o = zkalert_within(&["check", rules.to_str().unwrap()], std::time::Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("is larger than the limit of 524288 bytes"), "{}", stdout(&o));
+}
+
+#[test]
+fn files_over_the_size_limit_are_refused_with_their_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::File::create(&big).unwrap().set_len(5 << 20).unwrap();
+    let o = zkalert_within(&["check", big.to_str().unwrap()], std::time::Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(1));
+    let want =
+        format!("{}:1:1: cannot read rule file: 5242880 bytes is larger than the limit of 524288 bytes", big.display());
+    assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+}
+
+#[test]
+fn unbounded_test_times_are_refused_with_positions() {
+    // `eval_time: 1000y` ran for minutes printing nothing; `interval: 0s`
+    // was accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let t = write(
+        dir.path(),
+        "t.test.yaml",
+        "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 0s\n    input_series:\n      - series: 'up{a=\"b\"}'\n        values: '1 _x2000000'\n    alert_rule_test:\n      - eval_time: 1000y\n        alertname: A\n        exp_alerts: []\n    notification_test:\n      config: ../nowhere.yaml\n      until: 20y\n",
+    );
+    let o = zkalert_within(&["test", t.to_str().unwrap()], std::time::Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let at = |pos: &str| format!("{}:{pos}:", t.display());
+    for want in [
+        format!("{} interval must be greater than zero", at("4:15")),
+        format!("{} values: \"_x2000000\": more than 1000000 values", at("7:17")),
+        format!("{} eval_time: 1000y is longer than the limit of 10y", at("9:20")),
+        format!("{} until: 20y is longer than the limit of 10y", at("14:14")),
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in:\n{out}");
+    }
+    let steps = write(
+        dir.path(),
+        "s.test.yaml",
+        "rule_files: []\nevaluation_interval: 1s\ntests:\n  - alert_rule_test:\n      - eval_time: 2d\n        alertname: A\n        exp_alerts: []\n",
+    );
+    let o = zkalert_within(&["test", steps.to_str().unwrap()], std::time::Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(1));
+    let want = format!(
+        "{}:5:20: eval_time: 2d is 172801 evaluations at evaluation_interval 1s; at most 100000 (1d3h46m39s)",
+        steps.display()
+    );
+    assert!(stdout(&o).contains(&want), "missing {want:?} in:\n{}", stdout(&o));
+}

@@ -189,6 +189,7 @@ fn prom_source_scrapes_a_real_node_exporter() {
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(3),
             labels: Labels::from_pairs([("env", "test")]),
+            limits: Default::default(),
         },
         None,
     )
@@ -228,4 +229,61 @@ fn prom_source_scrapes_a_real_node_exporter() {
     assert_eq!(at_target("up", &samples), Some(0.0));
     assert!(!samples.iter().any(|s| s.name.starts_with("node_")));
     eprintln!("total {:?}", t0.elapsed());
+}
+
+/// A Prometheus source read from a config, as `run` builds it.
+fn prom_source(url: &str, extra: &str) -> PromSource {
+    let text = format!("sources:\n  - {{type: prometheus, url: '{url}', cluster: c{extra}}}\n");
+    let cfg = zkalert::config::Config::parse(&text, std::path::Path::new("z.yaml")).unwrap();
+    let zkalert::config::SourceConfig::Prometheus(p) = cfg.sources[0].clone() else { panic!("a prometheus source") };
+    PromSource::new(p, None).unwrap()
+}
+
+/// The target's `up` and its `poll_error` info label after one scrape, and
+/// how many other series came along.
+fn scrape_outcome(rt: &tokio::runtime::Runtime, source: &PromSource) -> (f64, Option<String>, usize) {
+    let batch = rt.block_on(source.collect(now()));
+    let target = batch.series.iter().find(|s| &s.labels == source.target()).expect("the target's series");
+    let up = target.values.iter().find(|(n, _)| n == "up").map(|(_, v)| *v).expect("up");
+    let reason = target.info.as_ref().and_then(|i| i.get("poll_error")).map(str::to_string);
+    (up, reason, batch.series.len() - 1)
+}
+
+#[test]
+fn prom_source_limits_what_a_target_may_send() {
+    // A target that sends 60,000 series (a 29 MB body with a million took
+    // 2.6 GB): over the default sample_limit of 50,000 the scrape fails as
+    // a whole, like a Prometheus scrape, and says why.
+    let server = support::http::MetricsServer::start();
+    let url = format!("http://127.0.0.1:{}/metrics", server.port);
+    let mut body = String::from("# TYPE big gauge\n");
+    for i in 0..60_000 {
+        body.push_str(&format!("big{{i=\"{i}\"}} 1\n"));
+    }
+    server.set_text(body.clone());
+    let rt = runtime();
+    assert_eq!(scrape_outcome(&rt, &prom_source(&url, "")), (0.0, Some("sample_limit".into()), 0));
+    // Raised per source, the same body is scraped.
+    assert_eq!(scrape_outcome(&rt, &prom_source(&url, ", sample_limit: 60000")), (1.0, None, 60_000));
+    // The body's size is bounded too (before parsing).
+    assert_eq!(
+        scrape_outcome(&rt, &prom_source(&url, ", sample_limit: 60000, body_size_limit: 64KiB")),
+        (0.0, Some("body_size_limit".into()), 0)
+    );
+    // Labels: how many, how long.
+    server.set_text(format!("m{{long=\"{}\"}} 1\n", "v".repeat(5000)));
+    assert_eq!(scrape_outcome(&rt, &prom_source(&url, "")), (0.0, Some("label_value_length_limit".into()), 0));
+    server.set_text(format!("m{{{}=\"v\"}} 1\n", "n".repeat(300)));
+    assert_eq!(scrape_outcome(&rt, &prom_source(&url, "")), (0.0, Some("label_name_length_limit".into()), 0));
+    let many: Vec<String> = (0..70).map(|i| format!("l{i}=\"v\"")).collect();
+    server.set_text(format!("m{{{}}} 1\n", many.join(",")));
+    assert_eq!(scrape_outcome(&rt, &prom_source(&url, "")), (0.0, Some("label_limit".into()), 0));
+    assert_eq!(scrape_outcome(&rt, &prom_source(&url, ", label_limit: 80")), (1.0, None, 1));
+    // A well-behaved target again: up, no poll_error.
+    server.set_text("m 1\n".into());
+    assert_eq!(scrape_outcome(&rt, &prom_source(&url, "")), (1.0, None, 1));
+    // Nothing listening: refused.
+    drop(server);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(scrape_outcome(&rt, &prom_source(&url, "")).1.as_deref(), Some("refused"));
 }

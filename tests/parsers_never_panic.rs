@@ -83,12 +83,12 @@ proptest! {
     #[test]
     fn series_notation(text in "[a-z_{}=\",' 0-9x+\\-._]{0,60}") {
         let _ = parse_series(&text);
-        let _ = parse_values(&text);
+        let _ = parse_values(&text, zkalert::testing::notation::MAX_VALUES);
     }
 
     #[test]
     fn values_any_text(text in "\\PC{0,80}") {
-        let _ = parse_values(&text);
+        let _ = parse_values(&text, zkalert::testing::notation::MAX_VALUES);
         let _ = parse_series(&text);
     }
 

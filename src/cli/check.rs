@@ -110,7 +110,7 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
 }
 
 fn is_config_file(path: &std::path::Path) -> bool {
-    std::fs::read_to_string(path)
+    crate::yaml::read_file(path)
         .ok()
         .and_then(|text| crate::yaml::parse(&text, path).ok())
         .is_some_and(|root| root.get("sources").is_some())

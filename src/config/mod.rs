@@ -57,6 +57,8 @@ pub struct PromSourceConfig {
     pub interval: Duration,
     pub timeout: Duration,
     pub labels: Labels,
+    /// What one scrape may bring (`sample_limit`, `body_size_limit`, …).
+    pub limits: crate::source::prom::ScrapeLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -167,7 +169,7 @@ impl Config {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = yaml::read_file(path).map_err(|e| {
             let mut d = Diagnostics::default();
             d.push(path, Pos::new(1, 1), format!("cannot read config: {e}"));
             d
@@ -305,7 +307,7 @@ fn server(r: &mut Reader, n: &Node, base: &Path) -> Option<ServerConfig> {
                 }
                 token_env = Some(s);
             }
-            _ => match std::fs::read_to_string(base.join(&s)) {
+            _ => match yaml::read_file(&base.join(&s)) {
                 Ok(t) if !t.trim().is_empty() => token = Some(t.trim().to_string()),
                 Ok(_) => r.error(v.pos, format!("token_file: {s} is empty")),
                 Err(e) => r.error(v.pos, format!("token_file: cannot read {s}: {e}")),
@@ -321,10 +323,24 @@ fn server(r: &mut Reader, n: &Node, base: &Path) -> Option<ServerConfig> {
     }
 }
 
+/// Longest poll or evaluation interval: beyond it an alert would wait
+/// hours for its first evaluation (evaluation waits for every source's
+/// first poll), which no on-call expects.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Longest poll or delivery timeout.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
 fn positive_duration(r: &mut Reader, n: &Node, what: &str) -> Option<Duration> {
     let d = r.duration(n, what)?;
+    let max = if what == "timeout" { MAX_TIMEOUT } else { MAX_INTERVAL };
     if d.is_zero() {
         r.error(n.pos, format!("{what} must be greater than zero"));
+        return None;
+    }
+    if d > max {
+        let fmt = crate::duration::format_duration;
+        r.error(n.pos, format!("{what}: {} is longer than the limit of {}", fmt(d), fmt(max)));
         return None;
     }
     Some(d)
@@ -362,7 +378,20 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
     };
     let known: &[&str] = match kind.as_str() {
         "zookeeper" | "zookeeper_admin" => &["type", "cluster", "nodes", "interval", "timeout", "labels"],
-        "prometheus" => &["type", "url", "cluster", "instance", "interval", "timeout", "labels"],
+        "prometheus" => &[
+            "type",
+            "url",
+            "cluster",
+            "instance",
+            "interval",
+            "timeout",
+            "labels",
+            "sample_limit",
+            "body_size_limit",
+            "label_limit",
+            "label_name_length_limit",
+            "label_value_length_limit",
+        ],
         "host" => &["type", "cluster", "instance", "interval", "paths", "backup_dirs", "pid_file", "labels"],
         other => {
             r.error(
@@ -425,7 +454,41 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
                 );
             }
             let instance = get("instance").and_then(|i| r.string(i, "instance"));
-            Some(SourceConfig::Prometheus(PromSourceConfig { url, cluster, instance, interval, timeout, labels }))
+            let mut limits = crate::source::prom::ScrapeLimits::default();
+            for (key, slot, max) in [
+                ("sample_limit", &mut limits.sample_limit, 10_000_000),
+                ("label_limit", &mut limits.label_limit, 1_000),
+                ("label_name_length_limit", &mut limits.label_name_length_limit, 1 << 16),
+                ("label_value_length_limit", &mut limits.label_value_length_limit, 1 << 20),
+            ] {
+                if let Some(v) = get(key) {
+                    match r.float(v, key) {
+                        Some(n) if n.fract() == 0.0 && n >= 1.0 && n <= max as f64 => *slot = n as usize,
+                        Some(_) => r.error(v.pos, format!("{key} must be a whole number from 1 to {max}")),
+                        None => {}
+                    }
+                }
+            }
+            if let Some(v) = get("body_size_limit")
+                && let Some(text) = r.string(v, "body_size_limit")
+            {
+                match parse_size(&text) {
+                    Some(n) if (1..=MAX_BODY_SIZE_LIMIT).contains(&n) => limits.body_size_limit = n,
+                    _ => r.error(
+                        v.pos,
+                        format!("body_size_limit: {text:?} must be a size like 16MiB (B, KiB, MiB, GiB; at most 1GiB)"),
+                    ),
+                }
+            }
+            Some(SourceConfig::Prometheus(PromSourceConfig {
+                url,
+                cluster,
+                instance,
+                interval,
+                timeout,
+                labels,
+                limits,
+            }))
         }
         _ => {
             let dirs = |key: &str, r: &mut Reader| -> Vec<PathBuf> {
@@ -705,7 +768,7 @@ fn secret(r: &mut Reader, fields: &[(&str, &Node)], key: &str, base: &Path) -> O
     }
     let n = file?;
     let path = base.join(r.string(n, &format!("{key}_file"))?);
-    match std::fs::read_to_string(&path) {
+    match yaml::read_file(&path) {
         Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
         Ok(_) => {
             r.error(n.pos, format!("{key}_file: {} is empty", path.display()));
@@ -716,6 +779,26 @@ fn secret(r: &mut Reader, fields: &[(&str, &Node)], key: &str, base: &Path) -> O
             None
         }
     }
+}
+
+/// Largest `body_size_limit` a source may set.
+const MAX_BODY_SIZE_LIMIT: usize = 1 << 30;
+
+/// A size: bytes, or with a unit `B`, `KiB`/`KB`, `MiB`/`MB`, `GiB`/`GB`
+/// (powers of 1024, as Prometheus reads `body_size_limit`).
+fn parse_size(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: usize = number.parse().ok()?;
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" => 1 << 10,
+        "MiB" | "MB" => 1 << 20,
+        "GiB" | "GB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(unit)
 }
 
 /// `N/s`, `N/m`, `N/h` → the interval between two sends.
@@ -746,6 +829,44 @@ mod tests {
             "z.yaml:2:5: zookeeper source needs a `cluster` name",
             "z.yaml:8:11: unknown notifier type \"pager\"",
             "z.yaml:10:11: listen: \"nowhere\"",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn intervals_and_timeouts_are_bounded() {
+        let text = "evaluation_interval: 1000y\nsources:\n  - {type: zookeeper, cluster: p, nodes: ['a:2181'], interval: 2h, timeout: 10m}\nnotifiers:\n  - {name: c, type: console, timeout: 1h}\n";
+        let err = Config::parse(text, Path::new("z.yaml")).unwrap_err().to_string();
+        for want in [
+            "z.yaml:1:22: evaluation_interval: 1000y is longer than the limit of 1h",
+            "z.yaml:3:64: interval: 2h is longer than the limit of 1h",
+            "z.yaml:3:77: timeout: 10m is longer than the limit of 5m",
+            "z.yaml:5:39: timeout: 1h is longer than the limit of 5m",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn scrape_limits() {
+        let ok = "sources:\n  - {type: prometheus, url: 'http://n:9100/metrics', sample_limit: 1000, body_size_limit: 2MiB, label_limit: 30, label_name_length_limit: 100, label_value_length_limit: 200}\n";
+        let c = Config::parse(ok, Path::new("z.yaml")).unwrap();
+        let SourceConfig::Prometheus(p) = &c.sources[0] else { panic!("a prometheus source") };
+        let want = crate::source::prom::ScrapeLimits {
+            sample_limit: 1000,
+            body_size_limit: 2 << 20,
+            label_limit: 30,
+            label_name_length_limit: 100,
+            label_value_length_limit: 200,
+        };
+        assert_eq!(p.limits, want);
+        let bad = "sources:\n  - type: prometheus\n    url: 'http://n:9100/metrics'\n    sample_limit: 0\n    body_size_limit: 10XB\n    label_limit: 1.5\n";
+        let err = Config::parse(bad, Path::new("z.yaml")).unwrap_err().to_string();
+        for want in [
+            "z.yaml:4:19: sample_limit must be a whole number from 1 to 10000000",
+            "z.yaml:5:22: body_size_limit: \"10XB\" must be a size like 16MiB",
+            "z.yaml:6:18: label_limit must be a whole number from 1 to 1000",
         ] {
             assert!(err.contains(want), "missing {want:?} in:\n{err}");
         }

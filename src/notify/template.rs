@@ -228,7 +228,7 @@ impl Templates {
         let mut errors = Vec::new();
         for (name, builtin) in BUILTIN {
             let (file, source) = match overrides.iter().find(|(n, _)| n == name) {
-                Some((_, path)) => match std::fs::read_to_string(path) {
+                Some((_, path)) => match crate::yaml::read_file(path) {
                     Ok(text) => (path.display().to_string(), text),
                     Err(e) => {
                         errors.push(TemplateError {

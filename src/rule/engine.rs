@@ -213,7 +213,7 @@ fn register_type_checks(engine: &mut Engine) {
 }
 
 fn parse_range(range: &str) -> Result<Duration, Box<EvalAltResult>> {
-    crate::duration::parse_duration(range).map_err(|e| runtime_error(e.to_string()))
+    crate::duration::parse_window(range).map_err(|e| runtime_error(e.to_string()))
 }
 
 fn window_value(group: Option<GroupId>, f: WindowFn, metric: &str, range: &str) -> Result<FLOAT, Box<EvalAltResult>> {

@@ -254,7 +254,7 @@ pub fn range_needs(ast: &AST) -> Result<Vec<RangeNeed>, (String, usize, usize)> 
             _ => None,
         };
         let range = match literal(range) {
-            Some((text, rpos)) => match crate::duration::parse_duration(&text) {
+            Some((text, rpos)) => match crate::duration::parse_window(&text) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     let p = if rpos.is_none() { *pos } else { rpos };

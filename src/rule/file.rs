@@ -185,7 +185,7 @@ struct Loader<'e> {
 
 impl Loader<'_> {
     fn file(&mut self, path: &Path, groups: &mut Vec<RuleGroup>, inhibit_rules: &mut Vec<(PathBuf, Pos, InhibitRule)>) {
-        let source = match std::fs::read_to_string(path) {
+        let source = match yaml::read_file(path) {
             Ok(s) => s,
             Err(e) => {
                 self.diags.push(path, Pos::new(1, 1), format!("cannot read rule file: {e}"));
@@ -221,14 +221,13 @@ impl Loader<'_> {
             return;
         };
         let groups_node = *groups_node;
-        let mut names: Vec<String> = Vec::new();
+        let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
         for group_node in r.seq(groups_node, "groups") {
             let ctx = FileCtx { path, source: &source };
             if let Some(g) = self.group(&mut r, &ctx, group_node) {
-                if names.contains(&g.name) {
+                if !names.insert(g.name.clone()) {
                     r.error(group_node.pos, format!("group name {:?} is used twice in this file", g.name));
                 }
-                names.push(g.name.clone());
                 groups.push(g);
             }
         }
@@ -245,18 +244,29 @@ impl Loader<'_> {
         for (key, value) in &fields {
             match *key {
                 "name" => name = r.string(value, "group name"),
-                "interval" => interval = r.duration(value, "interval"),
+                "interval" => {
+                    interval = r.duration(value, "interval");
+                    let fmt = crate::duration::format_duration;
+                    match interval {
+                        Some(d) if d.is_zero() => r.error(value.pos, "interval must be greater than zero"),
+                        Some(d) if d > crate::config::MAX_INTERVAL => r.error(
+                            value.pos,
+                            format!(
+                                "interval: {} is longer than the limit of {}",
+                                fmt(d),
+                                fmt(crate::config::MAX_INTERVAL)
+                            ),
+                        ),
+                        _ => {}
+                    }
+                }
                 "per" => match value.as_str() {
                     Some("instance") => per = Per::Instance,
                     Some("cluster") => per = Per::Cluster,
                     Some("global") => per = Per::Global,
                     _ => r.error(value.pos, "per: expected instance, cluster or global"),
                 },
-                "labels" => {
-                    for (k, v, _) in r.string_map(value, "labels") {
-                        labels.insert(k, v);
-                    }
-                }
+                "labels" => labels = r.string_map(value, "labels").into_iter().map(|(k, v, _)| (k, v)).collect(),
                 "rules" => rule_nodes = r.seq(value, "rules"),
                 _ => {} // limit, query_offset: accepted for Prometheus compatibility
             }
@@ -265,9 +275,6 @@ impl Loader<'_> {
             r.error(node.pos, "group has no `name`");
             return None;
         };
-        if matches!(interval, Some(d) if d.is_zero()) {
-            r.error(node.pos, "interval must be greater than zero");
-        }
         let mut rules = Vec::new();
         for rule_node in rule_nodes {
             if let Some(rule) = self.rule(r, ctx, rule_node, per, &labels) {
@@ -317,12 +324,12 @@ impl Loader<'_> {
 
         let mut labels = group_labels.clone();
         if let Some(n) = get("labels") {
-            for (k, v, pos) in r.string_map(n, "labels") {
-                if k == ALERTNAME {
-                    r.error(pos, "label `alertname` is set from `alert`");
-                }
-                labels.insert(k, v);
+            let own = r.string_map(n, "labels");
+            if let Some((_, _, pos)) = own.iter().find(|(k, _, _)| k == ALERTNAME) {
+                r.error(*pos, "label `alertname` is set from `alert`");
             }
+            let group = group_labels.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            labels = group.chain(own.into_iter().map(|(k, v, _)| (k, v))).collect();
         }
         let severity = match (get("severity"), get("tiers")) {
             (Some(_), Some(t)) => {
@@ -430,7 +437,7 @@ impl Loader<'_> {
     fn script(&mut self, r: &mut Reader, ctx: &FileCtx, node: &Node) -> Option<Condition> {
         let rel = r.string(node, "script")?;
         let path = ctx.path.parent().unwrap_or(Path::new(".")).join(&rel);
-        let source = match std::fs::read_to_string(&path) {
+        let source = match yaml::read_file(&path) {
             Ok(s) => s,
             Err(e) => {
                 r.error(node.pos, format!("cannot read script {}: {e}", path.display()));
@@ -482,7 +489,7 @@ impl Loader<'_> {
         };
         let mut tiers = Vec::new();
         let mut ok = true;
-        for (k, v) in entries {
+        for (k, v) in entries.iter() {
             let key = k.as_str().unwrap_or("");
             let Ok(severity) = key.parse::<Severity>() else {
                 r.error(k.pos, format!("unknown tier {key:?} in tiers: expected P0, P1, P2 or P3"));
@@ -770,6 +777,29 @@ mod tests {
         ] {
             assert!(err.contains(want), "missing {want:?} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn window_ranges_are_bounded() {
+        let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(\"m\", \"1000y\") > 1\n  - alert: B\n    expr: rate(\"m\", \"0s\") > 1\n  - alert: C\n    expr: rate(\"m\", \"7d\") > 1\n";
+        let err = load_str(yaml).unwrap_err().to_string();
+        assert!(
+            err.contains(":5:21: expression: rate(): invalid duration \"1000y\": a window may be at most 7d"),
+            "{err}"
+        );
+        assert!(
+            err.contains(":7:21: expression: rate(): invalid duration \"0s\": a window must be longer than zero"),
+            "{err}"
+        );
+        assert!(!err.contains(":9:"), "7d is allowed: {err}");
+    }
+
+    #[test]
+    fn group_intervals_are_bounded() {
+        let yaml = "groups:\n- name: a\n  interval: 0s\n  rules: []\n- name: b\n  interval: 1000y\n  rules: []\n";
+        let err = load_str(yaml).unwrap_err().to_string();
+        assert!(err.contains(":3:13: interval must be greater than zero"), "{err}");
+        assert!(err.contains(":6:13: interval: 1000y is longer than the limit of 1h"), "{err}");
     }
 
     #[test]

@@ -88,16 +88,19 @@ pub async fn fetch(
 fn transport_error(url: &str, e: &reqwest::Error) -> FetchError {
     // The source chain carries the useful part ("Connection refused").
     let mut reason = e.to_string();
+    let mut refused = false;
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         reason.push_str(": ");
         reason.push_str(&s.to_string());
+        refused |=
+            s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
         source = s.source();
     }
     if e.is_timeout() {
         FetchError::Timeout { addr: url.to_string(), timeout: Duration::ZERO }
     } else if e.is_connect() {
-        FetchError::Connect { addr: url.to_string(), reason }
+        FetchError::Connect { addr: url.to_string(), reason, refused }
     } else {
         FetchError::Read { addr: url.to_string(), reason }
     }
@@ -115,6 +118,7 @@ pub struct AdminSource {
     /// Which metrics to report (those the rules read); `None`: all.
     pub keep: Option<Arc<crate::rule::Retention>>,
     client: reqwest::Client,
+    failures: crate::source::failures::FailureLog,
 }
 
 impl AdminSource {
@@ -122,7 +126,7 @@ impl AdminSource {
     /// such as `https://host:8443`).
     pub fn new(config: ZkSourceConfig, keep: Option<Arc<crate::rule::Retention>>) -> anyhow::Result<Self> {
         let client = http_client(config.timeout)?;
-        Ok(Self { config, keep, client })
+        Ok(Self { config, keep, client, failures: Default::default() })
     }
 
     /// Polls every node concurrently, all commands of a node concurrently.
@@ -151,6 +155,7 @@ impl AdminSource {
     /// One poll as a batch at `ts`.
     pub async fn collect(&self, ts: crate::model::Timestamp) -> PollBatch {
         let nodes = self.observe().await;
+        crate::source::failures::log_nodes(&self.failures, &self.name(), &nodes, ts);
         let keep = |name: &str| self.keep.as_ref().is_none_or(|k| k.keeps(name));
         derive::batch(&self.config.cluster, &self.config.labels, &nodes, ts, &keep)
     }

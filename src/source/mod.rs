@@ -3,6 +3,7 @@
 //! for the series store.
 
 pub mod admin;
+pub mod failures;
 pub mod host;
 pub mod prom;
 pub mod zk;

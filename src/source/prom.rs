@@ -10,6 +10,8 @@ use crate::config::PromSourceConfig;
 use crate::model::{Labels, Timestamp};
 use crate::runner::{PollBatch, SeriesBatch, Source};
 use crate::source::admin::{fetch, http_client};
+use crate::source::failures::{FailureLog, POLL_ERROR, Report};
+use crate::source::zk::client::FetchError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -41,8 +43,13 @@ pub const METRIC_TYPES: [&str; 5] = ["counter", "gauge", "histogram", "summary",
 
 /// Parses a scrape body: the bytes must be UTF-8.
 pub fn parse_bytes(body: &[u8]) -> Result<Vec<PromSample>, PromParseError> {
+    parse_text(as_text(body)?)
+}
+
+/// The body as text, or where its first invalid UTF-8 is.
+fn as_text(body: &[u8]) -> Result<&str, PromParseError> {
     match std::str::from_utf8(body) {
-        Ok(text) => parse_text(text),
+        Ok(text) => Ok(text),
         Err(e) => {
             let valid = body.get(..e.valid_up_to()).unwrap_or_default();
             let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
@@ -61,6 +68,20 @@ pub fn parse_bytes(body: &[u8]) -> Result<Vec<PromSample>, PromParseError> {
 /// are plain samples. The first problem is an error at its line and column.
 pub fn parse_text(text: &str) -> Result<Vec<PromSample>, PromParseError> {
     let mut out = Vec::new();
+    parse_each(text, |_, s| {
+        out.push(s);
+        Ok::<(), PromParseError>(())
+    })?;
+    Ok(out)
+}
+
+/// [`parse_text`] one sample at a time: `each` gets the sample and its
+/// line, and may stop the parse with an error (a limit), so a large body
+/// is never held as samples all at once.
+pub fn parse_each<E: From<PromParseError>>(
+    text: &str,
+    mut each: impl FnMut(usize, PromSample) -> Result<(), E>,
+) -> Result<(), E> {
     for (i, raw) in text.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         let mut c = Cursor { line, pos: 0, line_no: i + 1 };
@@ -72,9 +93,9 @@ pub fn parse_text(text: &str) -> Result<Vec<PromSample>, PromParseError> {
             c.comment()?;
             continue;
         }
-        out.push(c.sample()?);
+        each(i + 1, c.sample()?)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A position in one line. `pos` is a byte offset, always on a char
@@ -295,8 +316,115 @@ pub fn parse_value(token: &str) -> Option<f64> {
     token.parse::<f64>().ok()
 }
 
-/// Largest scrape body read.
-pub const MAX_BODY: usize = 32 * 1024 * 1024;
+/// What one scrape may bring, per source (Prometheus's scrape-config
+/// limits of the same names, with defaults instead of "unlimited"). Over a
+/// limit the scrape fails as a whole: `up` 0, and the info label
+/// `poll_error` names the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrapeLimits {
+    /// Samples kept per scrape (those of metrics the rules read, as
+    /// Prometheus counts after relabelling).
+    pub sample_limit: usize,
+    /// Bytes of body read (uncompressed).
+    pub body_size_limit: usize,
+    /// Labels per kept sample, the target's included.
+    pub label_limit: usize,
+    /// Bytes per label name of a kept sample.
+    pub label_name_length_limit: usize,
+    /// Bytes per label value of a kept sample.
+    pub label_value_length_limit: usize,
+}
+
+impl Default for ScrapeLimits {
+    fn default() -> Self {
+        Self {
+            sample_limit: 50_000,
+            body_size_limit: 16 * 1024 * 1024,
+            label_limit: 64,
+            label_name_length_limit: 256,
+            label_value_length_limit: 4096,
+        }
+    }
+}
+
+/// Why a scrape failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScrapeError {
+    #[error("{0}")]
+    Fetch(FetchError),
+    #[error("body larger than body_size_limit ({limit} bytes)")]
+    BodySizeLimit { limit: usize },
+    #[error("HTTP status {0}, not 200")]
+    HttpStatus(u16),
+    #[error("not the Prometheus text format: {0}")]
+    Format(#[from] PromParseError),
+    #[error("more than sample_limit ({limit}) samples")]
+    SampleLimit { limit: usize },
+    #[error("line {line}: {count} labels, more than label_limit ({limit})")]
+    LabelLimit { line: usize, count: usize, limit: usize },
+    #[error("line {line}: a label name of {length} bytes, longer than label_name_length_limit ({limit})")]
+    LabelNameLength { line: usize, length: usize, limit: usize },
+    #[error(
+        "line {line}: label {label:?} has a value of {length} bytes, longer than label_value_length_limit ({limit})"
+    )]
+    LabelValueLength { line: usize, label: String, length: usize, limit: usize },
+}
+
+impl ScrapeError {
+    /// The class of the failure, as the `poll_error` label shows it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ScrapeError::Fetch(e) => e.reason(),
+            ScrapeError::BodySizeLimit { .. } => "body_size_limit",
+            ScrapeError::HttpStatus(_) => "http_status",
+            ScrapeError::Format(_) => "invalid_format",
+            ScrapeError::SampleLimit { .. } => "sample_limit",
+            ScrapeError::LabelLimit { .. } => "label_limit",
+            ScrapeError::LabelNameLength { .. } => "label_name_length_limit",
+            ScrapeError::LabelValueLength { .. } => "label_value_length_limit",
+        }
+    }
+}
+
+/// Parses a scrape body keeping only the samples `keep` accepts, within
+/// `limits` (`target_labels`: how many labels the target adds to each
+/// sample). Returns the kept samples and how many the body had.
+pub fn parse_limited(
+    body: &[u8],
+    limits: &ScrapeLimits,
+    target_labels: usize,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<PromSample>, usize), ScrapeError> {
+    let text = as_text(body)?;
+    let mut kept = Vec::new();
+    let mut scraped = 0;
+    parse_each(text, |line, s| {
+        scraped += 1;
+        if !keep(&s.name) {
+            return Ok(());
+        }
+        if kept.len() == limits.sample_limit {
+            return Err(ScrapeError::SampleLimit { limit: limits.sample_limit });
+        }
+        let count = s.labels.len() + target_labels;
+        if count > limits.label_limit {
+            return Err(ScrapeError::LabelLimit { line, count, limit: limits.label_limit });
+        }
+        for (name, value) in &s.labels {
+            if name.len() > limits.label_name_length_limit {
+                let (length, limit) = (name.len(), limits.label_name_length_limit);
+                return Err(ScrapeError::LabelNameLength { line, length, limit });
+            }
+            if value.len() > limits.label_value_length_limit {
+                let (length, limit) = (value.len(), limits.label_value_length_limit);
+                return Err(ScrapeError::LabelValueLength { line, label: name.clone(), length, limit });
+            }
+        }
+        kept.push(s);
+        Ok(())
+    })?;
+    Ok((kept, scraped))
+}
 
 /// What the scrape asks for: the text format, not OpenMetrics or protobuf.
 pub const ACCEPT: &str = "text/plain;version=0.0.4;q=1,*/*;q=0.1";
@@ -309,6 +437,7 @@ pub struct PromSource {
     client: reqwest::Client,
     /// `cluster` (if configured), `instance` and the extra labels.
     target: Labels,
+    failures: FailureLog,
 }
 
 impl PromSource {
@@ -323,7 +452,7 @@ impl PromSource {
             target.insert("cluster", c.clone());
         }
         target.insert("instance", instance);
-        Ok(Self { config, keep, client, target })
+        Ok(Self { config, keep, client, target, failures: FailureLog::default() })
     }
 
     /// The target labels every series of this source carries.
@@ -335,39 +464,59 @@ impl PromSource {
         name == "up" || self.keep.as_ref().is_none_or(|k| k.keeps(name))
     }
 
+    /// Fetches and parses one scrape within the source's limits: the kept
+    /// samples and how many the body had.
+    pub async fn scrape(&self) -> Result<(Vec<PromSample>, usize), ScrapeError> {
+        let limits = &self.config.limits;
+        let reply =
+            fetch(&self.client, &self.config.url, Some(ACCEPT), limits.body_size_limit).await.map_err(|e| match e {
+                FetchError::TooLarge { limit, .. } => ScrapeError::BodySizeLimit { limit },
+                other => ScrapeError::Fetch(other),
+            })?;
+        if reply.status != 200 {
+            return Err(ScrapeError::HttpStatus(reply.status));
+        }
+        parse_limited(&reply.body, limits, self.target.len(), &|name| self.keeps(name))
+    }
+
     /// One scrape as a batch at `ts`. Exposed timestamps are not used: every
     /// sample is at the scrape time.
     pub async fn collect(&self, ts: Timestamp) -> PollBatch {
         let started = Instant::now();
-        let samples = match fetch(&self.client, &self.config.url, Some(ACCEPT), MAX_BODY).await {
-            Ok(r) if r.status == 200 => match parse_bytes(&r.body) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(url = %self.config.url, error = %e, "scrape: not the Prometheus text format");
-                    None
-                }
-            },
-            Ok(r) => {
-                tracing::warn!(url = %self.config.url, status = r.status, "scrape: HTTP status is not 200");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(url = %self.config.url, error = %e, "scrape failed");
-                None
-            }
-        };
+        let scraped = self.scrape().await;
         let duration = started.elapsed();
+        let problem = scraped.as_ref().err().map(|e| e.reason());
+        match self.failures.note(&self.config.url, problem, ts) {
+            Report::Quiet => {}
+            Report::Failing { repeated } => {
+                if let Err(e) = &scraped {
+                    tracing::warn!(url = %self.config.url, reason = e.reason(), error = %e, repeated, "scrape failed");
+                }
+            }
+            Report::Recovered { was } => tracing::info!(url = %self.config.url, was, "scrape succeeds again"),
+        }
         let mut out = PollBatch::default();
-        let mut target_values = vec![("up".to_string(), f64::from(u8::from(samples.is_some())))];
+        let mut target_values = vec![("up".to_string(), f64::from(u8::from(scraped.is_ok())))];
         if self.keeps("scrape_duration_seconds") {
             target_values.push(("scrape_duration_seconds".into(), duration.as_secs_f64()));
         }
-        out.series.push(SeriesBatch { labels: self.target.clone(), info: None, timestamp: ts, values: target_values });
+        if let Ok((_, count)) = &scraped
+            && self.keeps("scrape_samples_scraped")
+        {
+            target_values.push(("scrape_samples_scraped".into(), *count as f64));
+        }
+        let mut info = Labels::new();
+        if let Err(e) = &scraped {
+            info.insert(POLL_ERROR, e.reason());
+        }
+        out.series.push(SeriesBatch {
+            labels: self.target.clone(),
+            info: Some(info),
+            timestamp: ts,
+            values: target_values,
+        });
         let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
-        for s in samples.unwrap_or_default() {
-            if !self.keeps(&s.name) {
-                continue;
-            }
+        for s in scraped.map(|(samples, _)| samples).unwrap_or_default() {
             let labels = self.series_labels(&s.labels);
             let i = *index.entry(labels.clone()).or_insert_with(|| {
                 out.series.push(SeriesBatch { labels, info: None, timestamp: ts, values: Vec::new() });

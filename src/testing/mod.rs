@@ -70,10 +70,60 @@ const GROUP_FIELDS: &[&str] = &[
     "external_url",
 ];
 
+/// Most evaluations one test may ask for (its last `eval_time` or `until`
+/// over `evaluation_interval`): a few seconds of work, where `eval_time:
+/// 1000y` ran for minutes.
+pub const MAX_EVAL_STEPS: u64 = 100_000;
+
+/// Most input values one test group may give, all series together.
+pub const MAX_INPUT_VALUES: usize = notation::MAX_VALUES;
+
+/// Longest duration a test file may give (virtual time stays far from the
+/// edge of `Timestamp`).
+pub const MAX_TEST_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// A duration of a test file, at most [`MAX_TEST_DURATION`].
+pub(crate) fn test_duration(r: &mut Reader, node: &Node, what: &str) -> Option<Duration> {
+    let d = r.duration(node, what)?;
+    if d > MAX_TEST_DURATION {
+        r.error(
+            node.pos,
+            format!(
+                "{what}: {} is longer than the limit of {}",
+                crate::duration::format_duration(d),
+                crate::duration::format_duration(MAX_TEST_DURATION)
+            ),
+        );
+        return None;
+    }
+    Some(d)
+}
+
+/// Checks that running a test until `until` takes at most
+/// [`MAX_EVAL_STEPS`] evaluations.
+fn check_eval_steps(r: &mut Reader, pos: Pos, what: &str, until: Duration, evaluation_interval: Duration) {
+    if evaluation_interval.is_zero() {
+        return; // reported on its own
+    }
+    let steps = (until.as_millis() / evaluation_interval.as_millis()) as u64 + 1;
+    if steps > MAX_EVAL_STEPS {
+        let fmt = crate::duration::format_duration;
+        r.error(
+            pos,
+            format!(
+                "{what}: {} is {steps} evaluations at evaluation_interval {}; at most {MAX_EVAL_STEPS} ({})",
+                fmt(until),
+                fmt(evaluation_interval),
+                fmt(evaluation_interval * (MAX_EVAL_STEPS - 1) as u32)
+            ),
+        );
+    }
+}
+
 /// Reads a test file; every problem is reported with `path:line:col`.
 pub fn parse_test_file(path: &Path) -> Result<TestFile, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let source = std::fs::read_to_string(path).map_err(|e| {
+    let source = yaml::read_file(path).map_err(|e| {
         let mut d = Diagnostics::default();
         d.push(path, Pos::new(1, 1), format!("cannot read test file: {e}"));
         d
@@ -102,16 +152,16 @@ pub fn parse_test_file(path: &Path) -> Result<TestFile, Diagnostics> {
                 }
             }
             "evaluation_interval" => {
-                if let Some(d) = r.duration(value, "evaluation_interval") {
+                if let Some(d) = test_duration(&mut r, value, "evaluation_interval") {
+                    if d.is_zero() {
+                        r.error(value.pos, "evaluation_interval must be greater than zero");
+                    }
                     file.evaluation_interval = d;
                 }
             }
             "tests" => tests_node = Some(value),
             _ => {}
         }
-    }
-    if file.evaluation_interval.is_zero() {
-        r.error(root.pos, "evaluation_interval must be greater than zero");
     }
     match tests_node {
         None => r.error(root.pos, "test file has no `tests`"),
@@ -149,11 +199,16 @@ fn parse_group(
                 }
             }
             "interval" => {
-                if let Some(d) = r.duration(value, "interval").filter(|d| !d.is_zero()) {
-                    group.interval = d;
+                if let Some(d) = test_duration(r, value, "interval") {
+                    if d.is_zero() {
+                        r.error(value.pos, "interval must be greater than zero");
+                    } else {
+                        group.interval = d;
+                    }
                 }
             }
             "input_series" => {
+                let mut values_left = MAX_INPUT_VALUES;
                 for s in r.seq(value, "input_series") {
                     let mut series = None;
                     let mut values = None;
@@ -168,7 +223,13 @@ fn parse_group(
                         continue;
                     };
                     let parsed = parse_series(&series).map_err(|e| r.error(spos, e)).ok();
-                    let steps = parse_values(&values).map_err(|e| r.error(vpos, e)).ok();
+                    let steps = parse_values(&values, values_left)
+                        .map_err(|e| match values_left < MAX_INPUT_VALUES {
+                            true => r.error(vpos, format!("{e} (a test's series hold {MAX_INPUT_VALUES} in all)")),
+                            false => r.error(vpos, e),
+                        })
+                        .ok();
+                    values_left -= steps.as_ref().map_or(0, Vec::len);
                     if let (Some((name, labels)), Some(steps)) = (parsed, steps) {
                         group.input_series.push(InputSeries { name, labels, steps });
                     }
@@ -177,11 +238,19 @@ fn parse_group(
             "alert_rule_test" => {
                 for t in r.seq(value, "alert_rule_test") {
                     if let Some(test) = parse_alert_test(r, t) {
+                        if let Some((pos, _)) = t.get("eval_time").map(|v| (v.pos, ())) {
+                            check_eval_steps(r, pos, "eval_time", test.eval_time, default_interval);
+                        }
                         group.alert_tests.push(test);
                     }
                 }
             }
-            "notification_test" => group.notification_test = notification::parse(r, value, base),
+            "notification_test" => {
+                group.notification_test = notification::parse(r, value, base);
+                if let (Some(t), Some(until)) = (&group.notification_test, value.get("until")) {
+                    check_eval_steps(r, until.pos, "until", t.until, default_interval);
+                }
+            }
             "promql_expr_test" => r.error(
                 value.pos,
                 "promql_expr_test is not supported: zkalert rules are not PromQL; use alert_rule_test",
@@ -199,7 +268,7 @@ fn parse_alert_test(r: &mut Reader, node: &Node) -> Option<AlertTest> {
     let fields = r.map(node, "alert_rule_test", &["eval_time", "alertname", "exp_alerts"]);
     for (key, value) in &fields {
         match *key {
-            "eval_time" => eval_time = r.duration(value, "eval_time"),
+            "eval_time" => eval_time = test_duration(r, value, "eval_time"),
             "alertname" => alertname = r.string(value, "alertname"),
             _ => {}
         }
@@ -219,15 +288,11 @@ fn parse_alert_test(r: &mut Reader, node: &Node) -> Option<AlertTest> {
             for (k, v) in r.map(e, "expected alert", &["exp_labels", "exp_annotations", "exp_runbook"]) {
                 match k {
                     "exp_labels" => {
-                        for (lk, lv, pos) in r.string_map(v, "exp_labels") {
-                            if lk == ALERTNAME {
-                                r.error(
-                                    pos,
-                                    "exp_labels must not include alertname (it comes from the test's alertname)",
-                                );
-                            }
-                            labels.insert(lk, lv);
+                        let given = r.string_map(v, "exp_labels");
+                        if let Some((_, _, pos)) = given.iter().find(|(k, _, _)| k == ALERTNAME) {
+                            r.error(*pos, "exp_labels must not include alertname (it comes from the test's alertname)");
                         }
+                        labels = given.into_iter().map(|(k, v, _)| (k, v)).collect();
                     }
                     "exp_annotations" => {
                         annotations = r.string_map(v, "exp_annotations").into_iter().map(|(k, v, _)| (k, v)).collect()

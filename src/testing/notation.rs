@@ -24,7 +24,7 @@ pub fn parse_series(text: &str) -> Result<(String, Labels), String> {
         Some(i) => (s[..i].trim(), &s[i..]),
         None => (s, ""),
     };
-    let mut labels = Labels::new();
+    let mut labels: Vec<(String, String)> = Vec::new();
     let mut name = name.to_string();
     if !rest.is_empty() {
         let inner = rest
@@ -78,7 +78,7 @@ pub fn parse_series(text: &str) -> Result<(String, Labels), String> {
             if key == "__name__" {
                 name = value;
             } else {
-                labels.insert(key, value);
+                labels.push((key, value));
             }
         }
     }
@@ -90,19 +90,28 @@ pub fn parse_series(text: &str) -> Result<(String, Labels), String> {
     {
         return Err(format!("series {text:?}: invalid metric name {name:?}"));
     }
-    Ok((name, labels))
+    Ok((name, Labels::from_pairs(labels)))
 }
 
-/// Expands a values string into steps.
-pub fn parse_values(text: &str) -> Result<Vec<Step>, String> {
+/// Most values one series may expand to (`0+1x1000000`), so a few bytes
+/// of a test file cannot ask for gigabytes.
+pub const MAX_VALUES: usize = 1_000_000;
+
+/// Expands a values string into at most `limit` steps (at most
+/// [`MAX_VALUES`]).
+pub fn parse_values(text: &str, limit: usize) -> Result<Vec<Step>, String> {
+    let limit = limit.min(MAX_VALUES);
     let mut out = Vec::new();
     for token in text.split_whitespace() {
-        expand(token, &mut out).map_err(|e| format!("values: {token:?}: {e}"))?;
+        expand(token, &mut out, limit).map_err(|e| format!("values: {token:?}: {e}"))?;
+        if out.len() > limit {
+            return Err(format!("values: more than {limit} values"));
+        }
     }
     Ok(out)
 }
 
-fn expand(token: &str, out: &mut Vec<Step>) -> Result<(), String> {
+fn expand(token: &str, out: &mut Vec<Step>, limit: usize) -> Result<(), String> {
     match token {
         "_" => {
             out.push(Step::Missing);
@@ -121,6 +130,10 @@ fn expand(token: &str, out: &mut Vec<Step>) -> Result<(), String> {
         }
         _ => (token, None),
     };
+    // Counted before expanding: the values never exist past the limit.
+    if times.is_some_and(|n| n.saturating_add(out.len()) > limit) {
+        return Err(format!("more than {limit} values"));
+    }
     if head == "_" {
         let n = times.ok_or("expected _xN")?;
         out.extend(std::iter::repeat_n(Step::Missing, n));
@@ -149,9 +162,6 @@ fn expand(token: &str, out: &mut Vec<Step>) -> Result<(), String> {
             Ok(())
         }
         Some(n) => {
-            if n > 10_000_000 {
-                return Err("count too large".into());
-            }
             out.extend((0..=n).map(|i| Step::Value(start + step * i as f64)));
             Ok(())
         }
@@ -167,7 +177,7 @@ mod tests {
     use super::*;
 
     fn vals(s: &str) -> Vec<Option<f64>> {
-        parse_values(s)
+        parse_values(s, MAX_VALUES)
             .unwrap()
             .into_iter()
             .map(|st| match st {
@@ -191,7 +201,7 @@ mod tests {
     #[test]
     fn bad_values() {
         for bad in ["abc", "1+x3", "1+2", "_x", "stalex3", "1x-1"] {
-            assert!(parse_values(bad).is_err(), "{bad}");
+            assert!(parse_values(bad, MAX_VALUES).is_err(), "{bad}");
         }
     }
 

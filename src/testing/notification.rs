@@ -88,7 +88,7 @@ pub fn parse(r: &mut Reader, node: &Node, base: &Path) -> Option<NotificationTes
                     }
                 }
             }
-            "until" => until = r.duration(v, "until"),
+            "until" => until = super::test_duration(r, v, "until"),
             "silences" => {
                 for (i, s) in r.seq(v, "silences").iter().enumerate() {
                     if let Some(s) = silence(r, s, i) {
@@ -132,8 +132,8 @@ fn silence(r: &mut Reader, n: &Node, index: usize) -> Option<Silence> {
     let fields = r.map(n, "silence", &["matchers", "starts_at", "ends_at", "created_by", "comment"]);
     let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
     let m = get("matchers").and_then(|v| matchers(r, v, "matchers"));
-    let starts = get("starts_at").and_then(|v| r.duration(v, "starts_at")).unwrap_or_default();
-    let ends = get("ends_at").and_then(|v| r.duration(v, "ends_at"));
+    let starts = get("starts_at").and_then(|v| super::test_duration(r, v, "starts_at")).unwrap_or_default();
+    let ends = get("ends_at").and_then(|v| super::test_duration(r, v, "ends_at"));
     let (Some(m), Some(ends)) = (m, ends) else {
         r.error(n.pos, "silence needs `matchers` and `ends_at`");
         return None;
@@ -152,13 +152,13 @@ fn silence(r: &mut Reader, n: &Node, index: usize) -> Option<Silence> {
 fn ack(r: &mut Reader, n: &Node) -> Option<TestAck> {
     let fields = r.map(n, "ack", &["at", "matchers", "by", "comment", "for"]);
     let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
-    let at = get("at").and_then(|v| r.duration(v, "at"));
+    let at = get("at").and_then(|v| super::test_duration(r, v, "at"));
     let m = get("matchers").and_then(|v| matchers(r, v, "matchers"));
     let (Some(at), Some(m)) = (at, m) else {
         r.error(n.pos, "ack needs `at` and `matchers` (which groups: any with a matching alert)");
         return None;
     };
-    let valid_for = get("for").and_then(|v| r.duration(v, "for"));
+    let valid_for = get("for").and_then(|v| super::test_duration(r, v, "for"));
     Some(TestAck {
         at,
         matchers: m,
@@ -176,7 +176,7 @@ fn expected(r: &mut Reader, n: &Node) -> Option<ExpectedMessage> {
     let fields =
         r.map(n, "expected message", &["at", "channel", "channels", "escalation", "digest", "firing", "resolved"]);
     let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
-    let at = get("at").and_then(|v| r.duration(v, "at"));
+    let at = get("at").and_then(|v| super::test_duration(r, v, "at"));
     let mut channels: Vec<String> = get("channel").and_then(|v| r.string(v, "channel")).into_iter().collect();
     if let Some(list) = get("channels") {
         channels.extend(r.seq(list, "channels").iter().filter_map(|c| r.string(c, "channels")));

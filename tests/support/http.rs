@@ -77,6 +77,11 @@ impl MetricsServer {
         MetricsServer { port, body, stop }
     }
 
+    /// Serves `text` from now on.
+    pub fn set_text(&self, text: String) {
+        *self.body.lock().unwrap() = text;
+    }
+
     /// `svc_up{node="nI"}` for each node: 1 up, 0 down.
     pub fn set(&self, down: &[bool]) {
         let mut text = String::from("# TYPE svc_up gauge\n");

@@ -10,13 +10,32 @@ use tokio::net::TcpStream;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
     #[error("connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
+    Connect {
+        addr: String,
+        reason: String,
+        /// Actively refused (nothing listens), as opposed to unreachable.
+        refused: bool,
+    },
     #[error("no reply from {addr} within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
     #[error("reading from {addr}: {reason}")]
     Read { addr: String, reason: String },
     #[error("reply from {addr} exceeds {limit} bytes")]
     TooLarge { addr: String, limit: usize },
+}
+
+impl FetchError {
+    /// The class of the failure, as the `poll_error` label shows it:
+    /// `refused`, `unreachable`, `timeout`, `too_large` or `read_error`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FetchError::Connect { refused: true, .. } => "refused",
+            FetchError::Connect { .. } => "unreachable",
+            FetchError::Timeout { .. } => "timeout",
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::Read { .. } => "read_error",
+        }
+    }
 }
 
 /// Replies larger than this are cut off (a `cons` of a very busy server is
@@ -37,7 +56,10 @@ pub async fn four_letter(addr: &str, command: &str, timeout: Duration) -> Result
     let deadline = tokio::time::Instant::now() + timeout;
     let mut stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
         Err(_) => return Err(FetchError::Timeout { addr: addr.into(), timeout }),
-        Ok(Err(e)) => return Err(FetchError::Connect { addr: addr.into(), reason: e.to_string() }),
+        Ok(Err(e)) => {
+            let refused = e.kind() == std::io::ErrorKind::ConnectionRefused;
+            return Err(FetchError::Connect { addr: addr.into(), reason: e.to_string(), refused });
+        }
         Ok(Ok(s)) => s,
     };
     // Read straight into the reply: no per-connection buffer in the future,

@@ -7,6 +7,11 @@ use super::poll::NodeObservation;
 use crate::model::{Labels, Timestamp};
 use crate::runner::{PollBatch, SeriesBatch};
 
+/// Client IPs per node with a `zk_client_connections` series: the busiest
+/// ones. A `cons` can list tens of thousands of distinct IPs, and each would
+/// be a series in every poll; a storm shows in the busiest thousand.
+pub const MAX_CLIENT_IPS: usize = 1000;
+
 /// Builds the batch for one poll of one ensemble, with the metrics `keep`
 /// accepts (the ones rules read; ~550 `mntr` keys are mostly not).
 pub fn batch(
@@ -24,8 +29,11 @@ pub fn batch(
     for n in nodes {
         let mut labels = cluster_labels.clone();
         labels.insert("instance", n.instance.clone());
-        if let Some(Reply::Ok(conns)) = &n.cons {
-            for (ip, count) in parse::connections_per_ip(parse::client_connections(conns)) {
+        if let Some(Reply::Ok(conns)) = &n.cons
+            && keep("zk_client_connections")
+        {
+            let per_ip = parse::connections_per_ip(parse::client_connections(conns));
+            for (ip, count) in per_ip.into_iter().take(MAX_CLIENT_IPS) {
                 let mut l = labels.clone();
                 l.insert("client_ip", ip.to_string());
                 let mut per_ip = series(l, None);
@@ -51,9 +59,13 @@ pub fn batch(
     out
 }
 
-/// Info labels of a node: its role and version, when known.
+/// Info labels of a node: its role and version, when known; why it gave
+/// no reply, when down.
 fn info_of(n: &NodeObservation) -> Labels {
     let mut info = Labels::new();
+    if let Some(reason) = n.down_reason() {
+        info.insert(crate::source::failures::POLL_ERROR, reason);
+    }
     if let Some(role) = role_of(n) {
         info.insert("role", role.as_str());
     }
@@ -216,5 +228,45 @@ fn cluster_samples(nodes: &[NodeObservation], leader_zxid: Option<u64>, push: &m
         let max_lag = nodes.iter().filter_map(|n| n.srvr()).map(|s| zxid_lag(leader, s.zxid)).max().unwrap_or(0);
         push("zk_cluster_max_zxid_lag", max_lag as f64);
         push("zk_cluster_epochs_ahead", epochs_ahead(leader, nodes) as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_series_are_the_busiest_thousand() {
+        // 1,500 distinct client IPs, the last one with 3 connections.
+        let mut cons = String::new();
+        for i in 0..1500u32 {
+            cons.push_str(&format!(
+                " /10.{}.{}.{}:5000[1](queued=0,recved=1,sent=1)\n",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            ));
+        }
+        for port in 0..2 {
+            cons.push_str(&format!(" /10.0.5.219:{port}[1](queued=0,recved=1,sent=1)\n"));
+        }
+        cons.push('\n');
+        let n = NodeObservation {
+            instance: "zk1:2181".into(),
+            up: true,
+            cons: Some(parse::parse_cons(cons.as_bytes()).unwrap()),
+            ..NodeObservation::default()
+        };
+        let per_ip = |keep: &dyn Fn(&str) -> bool| -> Vec<(String, f64)> {
+            let b = batch("c", &Labels::new(), std::slice::from_ref(&n), Timestamp::from_millis(0), keep);
+            b.series
+                .iter()
+                .filter_map(|s| s.labels.get("client_ip").map(|ip| (ip.to_string(), s.values[0].1)))
+                .collect()
+        };
+        let all = per_ip(&|_| true);
+        assert_eq!(all.len(), MAX_CLIENT_IPS);
+        assert_eq!(all[0], ("10.0.5.219".to_string(), 3.0));
+        assert!(per_ip(&|m| m != "zk_client_connections").is_empty(), "not read by any rule: not sent");
     }
 }

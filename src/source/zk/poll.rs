@@ -73,6 +73,33 @@ impl NodeObservation {
         }
     }
 
+    /// Why a node that is down gave no reply: the most telling class of
+    /// its commands' failures (a reply too large says more than a timeout,
+    /// a timeout more than a refusal). `None` while up.
+    pub fn down_reason(&self) -> Option<&'static str> {
+        const TELLING: [&str; 5] = ["too_large", "read_error", "timeout", "refused", "unreachable"];
+        if self.up {
+            return None;
+        }
+        let rank = |r: &str| TELLING.iter().position(|t| *t == r).unwrap_or(TELLING.len());
+        self.errors.iter().map(|(_, e)| e.reason()).min_by_key(|r| rank(r)).or(Some("no_reply"))
+    }
+
+    /// This poll's problem in short (`down: refused`, `mntr: too_large,
+    /// cons: timeout`), for the failure log; `None` when every command
+    /// answered.
+    pub fn problem(&self) -> Option<String> {
+        if let Some(reason) = self.down_reason() {
+            return Some(format!("down: {reason}"));
+        }
+        if self.errors.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<String> = self.errors.iter().map(|(cmd, e)| format!("{cmd}: {}", e.reason())).collect();
+        parts.sort();
+        Some(parts.join(", "))
+    }
+
     pub fn conf(&self) -> Option<&Conf> {
         match &self.conf {
             Some(Reply::Ok(c)) => Some(c),
