@@ -6,9 +6,9 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::http::{Answer, MetricsServer, Receiver};
+use support::tmpfs::Tmpfs;
 use support::zkalert::{Event, RunConfig, ZkalertRun};
 
 const RULES: &str = "groups:
@@ -23,53 +23,6 @@ const RULES: &str = "groups:
 ";
 
 const TOKEN: &str = "durability-token";
-
-/// A tmpfs mounted on a directory for the test, unmounted on drop. Needs
-/// root (CI runs as root): without it the test fails, it does not skip.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).expect("create the mount point");
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "cannot mount a tmpfs on {} (this test needs root, as CI runs it): {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir: dir.to_path_buf() }
-    }
-
-    /// Writes a file until the filesystem is full.
-    fn fill(&self) {
-        let mut f = std::fs::File::create(self.dir.join("filler")).expect("create the filler");
-        let chunk = vec![0u8; 64 * 1024];
-        for _ in 0..16 * 1024 {
-            if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
-                assert_eq!(e.raw_os_error(), Some(28), "ENOSPC expected: {e}");
-                return;
-            }
-        }
-        panic!("{} did not fill up", self.dir.display());
-    }
-
-    fn free(&self) {
-        std::fs::remove_file(self.dir.join("filler")).expect("remove the filler");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
 
 /// One HTTP/1.1 request to the API: (status, body); status 0 if it cannot connect.
 fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {

@@ -52,4 +52,30 @@ impl Alert {
     pub fn annotation(&self, name: &str) -> Option<&str> {
         self.annotations.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+
+    /// One of zkalert's own alerts about itself (`NotifierFailing`,
+    /// `StateNotPersisted`): firing from `now`, with no rule behind it.
+    pub fn meta(labels: Labels, severity: Severity, runbook: &str, now: Timestamp) -> Alert {
+        Alert {
+            fingerprint: labels.fingerprint_without(&["severity"]),
+            labels,
+            annotations: Vec::new(),
+            severity,
+            state: AlertState::Firing,
+            value: 1.0,
+            active_at: now,
+            fired_at: Some(now),
+            resolved_at: None,
+            keep_firing_since: None,
+            runbook: Some(runbook.into()),
+        }
+    }
+
+    /// Resolves a firing alert at `now`; anything else is left as it is.
+    pub fn resolve(&mut self, now: Timestamp) {
+        if self.state == AlertState::Firing {
+            self.state = AlertState::Resolved;
+            self.resolved_at = Some(now);
+        }
+    }
 }

@@ -68,19 +68,8 @@ impl FailingChannels {
             ("severity", Severity::P1.as_str()),
         ]);
         let summary = format!("Notifier {channel} cannot deliver: {error}");
-        let alert = self.alerts.entry(channel.to_string()).or_insert_with(|| Alert {
-            fingerprint: labels.fingerprint_without(&["severity"]),
-            labels,
-            annotations: Vec::new(),
-            severity: Severity::P1,
-            state: AlertState::Firing,
-            value: 1.0,
-            active_at: now,
-            fired_at: Some(now),
-            resolved_at: None,
-            keep_firing_since: None,
-            runbook: Some("zkalert/notifier-failing".into()),
-        });
+        let alert = (self.alerts.entry(channel.to_string()))
+            .or_insert_with(|| Alert::meta(labels, Severity::P1, "zkalert/notifier-failing", now));
         if alert.state == AlertState::Resolved {
             alert.state = AlertState::Firing;
             alert.active_at = now;
@@ -91,9 +80,8 @@ impl FailingChannels {
     }
 
     fn recover(&mut self, channel: &str, now: Timestamp) {
-        if let Some(a) = self.alerts.get_mut(channel).filter(|a| a.state == AlertState::Firing) {
-            a.state = AlertState::Resolved;
-            a.resolved_at = Some(now);
+        if let Some(a) = self.alerts.get_mut(channel) {
+            a.resolve(now);
         }
     }
 

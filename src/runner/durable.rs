@@ -267,25 +267,12 @@ impl Durable {
 
     fn raise(&mut self, now: Timestamp) {
         let labels = Labels::from_pairs([("alertname", STATE_NOT_PERSISTED), ("severity", Severity::P1.as_str())]);
-        self.alert = Some(Alert {
-            fingerprint: labels.fingerprint_without(&["severity"]),
-            labels,
-            annotations: Vec::new(),
-            severity: Severity::P1,
-            state: AlertState::Firing,
-            value: 1.0,
-            active_at: now,
-            fired_at: Some(now),
-            resolved_at: None,
-            keep_firing_since: None,
-            runbook: Some("zkalert/state-not-persisted".into()),
-        });
+        self.alert = Some(Alert::meta(labels, Severity::P1, "zkalert/state-not-persisted", now));
     }
 
     fn recovered(&mut self, now: Timestamp) {
-        if let Some(a) = self.alert.as_mut().filter(|a| a.state == AlertState::Firing) {
-            a.state = AlertState::Resolved;
-            a.resolved_at = Some(now);
+        if let Some(a) = self.alert.as_mut() {
+            a.resolve(now);
         }
     }
 
@@ -393,6 +380,11 @@ impl Runner {
     }
 }
 
+/// A real filesystem that fills up, for the tests; needs root, as CI runs them.
+#[cfg(test)]
+#[path = "../../tests/support/tmpfs.rs"]
+mod tmpfs;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,54 +428,7 @@ mod tests {
         r
     }
 
-    /// A tmpfs mounted for the test: a real filesystem that fills up.
-    /// Unmounted on drop. Needs root (CI runs as root): fails loudly
-    /// without it rather than skipping.
-    struct Tmpfs {
-        dir: std::path::PathBuf,
-    }
-
-    impl Tmpfs {
-        fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
-            std::fs::create_dir_all(dir).unwrap();
-            let out = std::process::Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-                .arg(dir)
-                .output()
-                .expect("run mount");
-            assert!(
-                out.status.success(),
-                "cannot mount a tmpfs on {} (this test needs root, as CI runs it): {}",
-                dir.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Tmpfs { dir: dir.to_path_buf() }
-        }
-
-        /// Writes a file until the filesystem is full.
-        fn fill(&self) {
-            use std::io::Write;
-            let mut f = std::fs::File::create(self.dir.join("filler")).unwrap();
-            let chunk = vec![0u8; 64 * 1024];
-            for _ in 0..16 * 1024 {
-                if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
-                    assert_eq!(e.raw_os_error(), Some(28), "ENOSPC expected: {e}");
-                    return;
-                }
-            }
-            panic!("{} did not fill up", self.dir.display());
-        }
-
-        fn free(&self) {
-            std::fs::remove_file(self.dir.join("filler")).unwrap();
-        }
-    }
-
-    impl Drop for Tmpfs {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
+    use super::tmpfs::Tmpfs;
 
     #[tokio::test]
     async fn a_commit_that_failed_on_a_full_disk_is_written_by_the_next_and_nothing_repeats_after_a_restart() {

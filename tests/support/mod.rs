@@ -10,4 +10,5 @@ pub mod ensemble;
 pub mod http;
 pub mod loopback;
 pub mod process;
+pub mod tmpfs;
 pub mod zkalert;
