@@ -1,0 +1,429 @@
+//! The rows' JSON bodies: one record type per table, borrowed from the in-memory type when writing and turned back
+//! into it when reading; times in milliseconds, fingerprints in hex, sample values as exact strings.
+
+use super::Fail;
+use crate::model::{Alert, AlertState, Fingerprint, Labels, STALE_NAN, Severity, Timestamp, is_stale};
+use crate::pipeline::{Ack, GroupKey, GroupState, MatchOp, Matcher, Matchers, Message, Silence};
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use std::borrow::Cow;
+use std::fmt;
+
+pub(super) fn attempts(table: &'static str, key: impl FnOnce() -> String, n: i64) -> Result<u32, Fail> {
+    u32::try_from(n).map_err(|_| Fail::decode(table, key(), format!("attempts {n} out of range")))
+}
+
+pub(super) fn decode<T: DeserializeOwned>(
+    table: &'static str,
+    key: impl FnOnce() -> String,
+    body: &str,
+) -> Result<T, Fail> {
+    serde_json::from_str(body).map_err(|e| Fail::decode(table, key(), format_args!("bad body: {e}")))
+}
+
+/// Appends `value` as JSON to `buf`.
+pub(super) fn write_json<T: Serialize>(buf: &mut Vec<u8>, value: &T) -> Result<(), Fail> {
+    serde_json::to_writer(buf, value).map_err(|e| Fail::Encode(e.to_string()))
+}
+
+pub(super) fn to_json<T: Serialize>(value: &T) -> Result<String, Fail> {
+    serde_json::to_string(value).map_err(|e| Fail::Encode(e.to_string()))
+}
+
+/// Labels as a JSON object.
+struct LabelsJson<'a>(Cow<'a, Labels>);
+
+impl Serialize for LabelsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LabelsJson<'_> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Labels;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of label names to values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(pair) = map.next_entry::<String, String>()? {
+                    pairs.push(pair);
+                }
+                Ok(Labels::from_pairs(pairs))
+            }
+        }
+        Ok(LabelsJson(Cow::Owned(d.deserialize_map(V)?)))
+    }
+}
+
+/// A fingerprint as 16 hex digits.
+#[derive(Clone, Copy)]
+struct Fp(Fingerprint);
+
+impl Serialize for Fp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Fp;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a fingerprint as 16 hex digits")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Fp, E> {
+                match u64::from_str_radix(v, 16) {
+                    Ok(n) if v.len() == 16 => Ok(Fp(Fingerprint(n))),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A tier or an alert state, stored by its name ("P1", "firing").
+#[derive(Clone, Copy)]
+struct Named<T>(T);
+
+/// What [`Named`] needs: the name, and the value back from it.
+trait HasName: Sized + Copy {
+    const EXPECTING: &'static str;
+    fn name(self) -> &'static str;
+    fn from_name(name: &str) -> Option<Self>;
+}
+
+impl HasName for Severity {
+    const EXPECTING: &'static str = "a tier P0, P1, P2 or P3";
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        name.parse().ok()
+    }
+}
+
+impl HasName for AlertState {
+    const EXPECTING: &'static str = "an alert state pending, firing or resolved";
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        [AlertState::Pending, AlertState::Firing, AlertState::Resolved].into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl<T: HasName> Serialize for Named<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.name())
+    }
+}
+
+impl<'de, T: HasName> Deserialize<'de> for Named<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<T: HasName> Visitor<'_> for V<T> {
+            type Value = Named<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(T::EXPECTING)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Named<T>, E> {
+                T::from_name(v).map(Named).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+type Sev = Named<Severity>;
+
+/// A sample value as a string that parses back to the same bits: shortest round-trip digits for finite values
+/// (JSON numbers are not guaranteed to), "NaN", "StaleNaN", "+Inf", "-Inf" otherwise.
+struct Value(f64);
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        if is_stale(v) {
+            s.serialize_str("StaleNaN")
+        } else if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if v.is_infinite() {
+            s.serialize_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+        } else {
+            s.collect_str(&format_args!("{v:?}"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Value;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or \"NaN\", \"StaleNaN\", \"+Inf\", \"-Inf\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+                match v {
+                    "NaN" => Ok(Value(f64::NAN)),
+                    "StaleNaN" => Ok(Value(STALE_NAN)),
+                    "+Inf" => Ok(Value(f64::INFINITY)),
+                    "-Inf" => Ok(Value(f64::NEG_INFINITY)),
+                    _ => v.parse().map(Value).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+            // Numbers are accepted too, for hand-edited files.
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+                Ok(Value(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+                Ok(Value(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+                Ok(Value(v as f64))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millis()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct AlertRecord<'a> {
+    fingerprint: Fp,
+    labels: LabelsJson<'a>,
+    annotations: Cow<'a, [(String, String)]>,
+    severity: Sev,
+    state: Named<AlertState>,
+    value: Value,
+    active_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fired_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_firing_since: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runbook: Option<Cow<'a, str>>,
+}
+
+impl<'a> AlertRecord<'a> {
+    pub(super) fn from_alert(a: &'a Alert) -> Self {
+        AlertRecord {
+            fingerprint: Fp(a.fingerprint),
+            labels: LabelsJson(Cow::Borrowed(&a.labels)),
+            annotations: Cow::Borrowed(&a.annotations),
+            severity: Named(a.severity),
+            state: Named(a.state),
+            value: Value(a.value),
+            active_at: ms(a.active_at),
+            fired_at: a.fired_at.map(ms),
+            resolved_at: a.resolved_at.map(ms),
+            keep_firing_since: a.keep_firing_since.map(ms),
+            runbook: a.runbook.as_deref().map(Cow::Borrowed),
+        }
+    }
+
+    pub(super) fn into_alert(self) -> Alert {
+        Alert {
+            fingerprint: self.fingerprint.0,
+            labels: self.labels.0.into_owned(),
+            annotations: self.annotations.into_owned(),
+            severity: self.severity.0,
+            state: self.state.0,
+            value: self.value.0,
+            active_at: ts(self.active_at),
+            fired_at: self.fired_at.map(ts),
+            resolved_at: self.resolved_at.map(ts),
+            keep_firing_since: self.keep_firing_since.map(ts),
+            runbook: self.runbook.map(Cow::into_owned),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct AckRecord<'a> {
+    by: Cow<'a, str>,
+    comment: Cow<'a, str>,
+    at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<i64>,
+}
+
+impl<'a> AckRecord<'a> {
+    pub(super) fn from_ack(a: &'a Ack) -> Self {
+        AckRecord { by: Cow::Borrowed(&a.by), comment: Cow::Borrowed(&a.comment), at: ms(a.at), until: a.until.map(ms) }
+    }
+
+    pub(super) fn into_ack(self) -> Ack {
+        Ack { by: self.by.into_owned(), comment: self.comment.into_owned(), at: ts(self.at), until: self.until.map(ts) }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct GroupRecord<'a> {
+    route: u16,
+    labels: LabelsJson<'a>,
+    next_flush: i64,
+    notified_firing: Vec<Fp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notified_tier: Option<Sev>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_sent: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paged_since: Option<i64>,
+    escalated: bool,
+    // Always written (null when none): `record_ack` sets it in place.
+    ack: Option<AckRecord<'a>>,
+}
+
+impl<'a> GroupRecord<'a> {
+    pub(super) fn from_group(g: &'a GroupState) -> Self {
+        GroupRecord {
+            route: g.key.route,
+            labels: LabelsJson(Cow::Borrowed(&g.key.labels)),
+            next_flush: ms(g.next_flush),
+            notified_firing: g.notified_firing.iter().copied().map(Fp).collect(),
+            notified_tier: g.notified_tier.map(Named),
+            last_sent: g.last_sent.map(ms),
+            paged_since: g.paged_since.map(ms),
+            escalated: g.escalated,
+            ack: g.ack.as_ref().map(AckRecord::from_ack),
+        }
+    }
+
+    pub(super) fn into_group(self) -> GroupState {
+        GroupState {
+            key: GroupKey { route: self.route, labels: self.labels.0.into_owned() },
+            next_flush: ts(self.next_flush),
+            notified_firing: self.notified_firing.into_iter().map(|f| f.0).collect(),
+            notified_tier: self.notified_tier.map(|s| s.0),
+            last_sent: self.last_sent.map(ts),
+            paged_since: self.paged_since.map(ts),
+            escalated: self.escalated,
+            ack: self.ack.map(AckRecord::into_ack),
+        }
+    }
+}
+
+/// One matcher, kept as its parts (the text form does not round-trip every value).
+#[derive(Serialize, Deserialize)]
+struct MatcherRecord<'a> {
+    name: Cow<'a, str>,
+    op: Cow<'a, str>,
+    value: Cow<'a, str>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct SilenceRecord<'a> {
+    matchers: Vec<MatcherRecord<'a>>,
+    starts_at: i64,
+    ends_at: i64,
+    created_by: Cow<'a, str>,
+    comment: Cow<'a, str>,
+}
+
+impl<'a> SilenceRecord<'a> {
+    pub(super) fn from_silence(s: &'a Silence) -> Self {
+        SilenceRecord {
+            matchers: s
+                .matchers
+                .0
+                .iter()
+                .map(|m| MatcherRecord {
+                    name: Cow::Borrowed(&m.name),
+                    op: Cow::Borrowed(m.op.as_str()),
+                    value: Cow::Borrowed(&m.value),
+                })
+                .collect(),
+            starts_at: ms(s.starts_at),
+            ends_at: ms(s.ends_at),
+            created_by: Cow::Borrowed(&s.created_by),
+            comment: Cow::Borrowed(&s.comment),
+        }
+    }
+
+    pub(super) fn into_silence(self, id: String) -> Result<Silence, String> {
+        let mut matchers = Vec::with_capacity(self.matchers.len());
+        for m in self.matchers {
+            let op = match &*m.op {
+                "=" => MatchOp::Eq,
+                "!=" => MatchOp::Ne,
+                "=~" => MatchOp::Re,
+                "!~" => MatchOp::NotRe,
+                other => return Err(format!("unknown matcher operator {other:?}")),
+            };
+            matchers.push(Matcher::new(m.name, op, m.value).map_err(|e| e.to_string())?);
+        }
+        Ok(Silence {
+            id,
+            matchers: Matchers(matchers),
+            starts_at: ts(self.starts_at),
+            ends_at: ts(self.ends_at),
+            created_by: self.created_by.into_owned(),
+            comment: self.comment.into_owned(),
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct MessageRecord<'a> {
+    at: i64,
+    group: LabelsJson<'a>,
+    group_id: Cow<'a, str>,
+    tier: Sev,
+    channels: Cow<'a, [String]>,
+    firing: Vec<AlertRecord<'a>>,
+    new: Vec<Fp>,
+    resolved: Vec<AlertRecord<'a>>,
+    escalation: bool,
+    digest: bool,
+}
+
+impl<'a> MessageRecord<'a> {
+    pub(super) fn from_message(m: &'a Message) -> Self {
+        MessageRecord {
+            at: ms(m.at),
+            group: LabelsJson(Cow::Borrowed(&m.group)),
+            group_id: Cow::Borrowed(&m.group_id),
+            tier: Named(m.tier),
+            channels: Cow::Borrowed(&m.channels),
+            firing: m.firing.iter().map(AlertRecord::from_alert).collect(),
+            new: m.new.iter().copied().map(Fp).collect(),
+            resolved: m.resolved.iter().map(AlertRecord::from_alert).collect(),
+            escalation: m.escalation,
+            digest: m.digest,
+        }
+    }
+
+    pub(super) fn into_message(self, id: String) -> Message {
+        Message {
+            id,
+            at: ts(self.at),
+            group: self.group.0.into_owned(),
+            group_id: self.group_id.into_owned(),
+            tier: self.tier.0,
+            channels: self.channels.into_owned(),
+            firing: self.firing.into_iter().map(AlertRecord::into_alert).collect(),
+            new: self.new.into_iter().map(|f| f.0).collect(),
+            resolved: self.resolved.into_iter().map(AlertRecord::into_alert).collect(),
+            escalation: self.escalation,
+            digest: self.digest,
+            test: false,
+        }
+    }
+}
