@@ -279,7 +279,7 @@ impl Config {
 
 fn url(r: &mut Reader, n: &Node, what: &str) -> Option<String> {
     let u = r.string(n, what)?;
-    if !u.starts_with("http://") && !u.starts_with("https://") {
+    if !crate::notify::http::is_http_url(&u) {
         r.error(n.pos, format!("{what}: {u:?} must start with http:// or https://"));
         return None;
     }
@@ -447,7 +447,7 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
                 r.error(n.pos, "prometheus source needs a `url` (http://host:port/metrics)");
                 return None;
             };
-            if !url.starts_with("http://") && !url.starts_with("https://") {
+            if !crate::notify::http::is_http_url(&url) {
                 r.error(
                     get("url").map_or(n.pos, |u| u.pos),
                     format!("url {url:?} must start with http:// or https://"),
@@ -540,6 +540,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
         "secret_env",
         "secret_file",
         "headers",
+        "proxy_url",
         "provider",
         "to",
         "segments",
@@ -570,6 +571,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
         return None;
     };
     let timeout = get("timeout").and_then(|v| positive_duration(r, v, "timeout")).unwrap_or(Duration::from_secs(10));
+    let proxy_url = get("proxy_url").and_then(|v| proxy_url(r, v, kind.as_deref()));
     let kind = match kind.as_deref() {
         Some("console") => NotifierKind::Console,
         Some("file") => match get("path").and_then(|p| r.string(p, "path")) {
@@ -606,6 +608,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
                 .map(|h| r.string_map(h, "headers").into_iter().map(|(k, v, _)| (k, v)).collect())
                 .unwrap_or_default();
             settings.timeout = timeout;
+            settings.proxy_url = proxy_url;
             // Checked now, so `check` reports it; built again at run time.
             if let Err(e) = crate::notify::webhook::WebhookNotifier::new(settings.clone()) {
                 r.error(n.pos, e);
@@ -670,6 +673,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
             let built = if kind == "voice" {
                 let mut v = crate::notify::voice::VoiceSettings::new(name.clone(), twilio(r)?, to);
                 v.timeout = timeout;
+                v.proxy_url = proxy_url.clone();
                 v.repeat = get("repeat").and_then(|x| r.boolean(x, "repeat")).unwrap_or(true);
                 v.language = get("language").and_then(|x| r.string(x, "language"));
                 crate::notify::voice::VoiceNotifier::new(v.clone()).map(|_| NotifierKind::Voice(v))
@@ -708,6 +712,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
                 };
                 let mut sms = crate::notify::sms::SmsSettings::new(name.clone(), provider, to);
                 sms.timeout = timeout;
+                sms.proxy_url = proxy_url;
                 if let Some(seg) = get("segments").and_then(|v| r.float(v, "segments")) {
                     sms.segments = seg.max(0.0) as usize;
                 }
@@ -744,6 +749,25 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
         }
     }
     Some(config)
+}
+
+/// A notifier's `proxy_url`, checked where it stands: an `http(s)` URL with
+/// a host, on a notifier that sends over HTTP.
+fn proxy_url(r: &mut Reader, n: &Node, kind: Option<&str>) -> Option<crate::notify::http::ProxyUrl> {
+    let text = r.string(n, "proxy_url")?;
+    if let Some(kind) = kind
+        && !matches!(kind, "webhook" | "sms" | "voice")
+    {
+        r.error(n.pos, format!("proxy_url: a {kind} notifier does not send over HTTP (webhook, sms and voice do)"));
+        return None;
+    }
+    match crate::notify::http::ProxyUrl::parse(&text) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            r.error(n.pos, e);
+            None
+        }
+    }
 }
 
 /// A secret from `<key>_env` (an environment variable) or `<key>_file` (a

@@ -535,7 +535,7 @@ impl Loader<'_> {
     }
 
     fn runbook(&mut self, r: &mut Reader, rule_file: &Path, pos: Pos, text: &str) -> Option<Runbook> {
-        if text.starts_with("https://") || text.starts_with("http://") {
+        if crate::notify::http::is_http_url(text) {
             return Some(Runbook::Url(text.to_string()));
         }
         if text.trim().is_empty() {
