@@ -444,7 +444,7 @@ fn webhooks_go_through_the_proxy_the_environment_or_proxy_url_names() {
     let through = format!("POST {} HTTP/1.1", hook.url());
 
     run("plain", &[("HTTP_PROXY", env_proxy.url())]);
-    assert_eq!(env_proxy.seen(), [through.clone()], "HTTP_PROXY is used, loopback too");
+    assert_eq!(env_proxy.seen(), std::slice::from_ref(&through), "HTTP_PROXY is used, loopback too");
     assert_eq!(hook.received().len(), 1, "the proxy forwarded it");
 
     run("plain", &[("http_proxy", env_proxy.url()), ("NO_PROXY", "127.0.0.1".into())]);

@@ -673,7 +673,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
             let built = if kind == "voice" {
                 let mut v = crate::notify::voice::VoiceSettings::new(name.clone(), twilio(r)?, to);
                 v.timeout = timeout;
-                v.proxy_url = proxy_url.clone();
+                v.proxy_url = proxy_url;
                 v.repeat = get("repeat").and_then(|x| r.boolean(x, "repeat")).unwrap_or(true);
                 v.language = get("language").and_then(|x| r.string(x, "language"));
                 crate::notify::voice::VoiceNotifier::new(v.clone()).map(|_| NotifierKind::Voice(v))
@@ -758,7 +758,7 @@ fn proxy_url(r: &mut Reader, n: &Node, kind: Option<&str>) -> Option<crate::noti
     if let Some(kind) = kind
         && !matches!(kind, "webhook" | "sms" | "voice")
     {
-        r.error(n.pos, format!("proxy_url: a {kind} notifier does not send over HTTP (webhook, sms and voice do)"));
+        r.error(n.pos, format!("proxy_url: {kind} notifiers do not send over HTTP (webhook, sms and voice do)"));
         return None;
     }
     match crate::notify::http::ProxyUrl::parse(&text) {
@@ -972,6 +972,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("E.164"), "{err}");
+    }
+
+    #[test]
+    fn proxy_url_is_checked_where_it_stands_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "tw-secret-5150").unwrap();
+        let cfg = dir.path().join("z.yaml");
+        let text = "sources:\n  - {type: zookeeper, cluster: p, nodes: ['a:2181']}\nnotifiers:\n  - {name: hook, type: webhook, url: 'http://127.0.0.1:9/x', proxy_url: 'HTTP://user:pr0xy-pass@proxy.example:3128'}\n  - {name: sms, type: sms, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], proxy_url: 'http://proxy.example:3128'}\n  - {name: call, type: voice, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], proxy_url: 'https://proxy.example:3129'}\n";
+        let c = Config::parse(text, &cfg).unwrap();
+        let proxies: Vec<_> = c
+            .notifiers
+            .iter()
+            .map(|n| match &n.kind {
+                NotifierKind::Webhook(w) => w.proxy_url.clone(),
+                NotifierKind::Sms(s) => s.proxy_url.clone(),
+                NotifierKind::Voice(v) => v.proxy_url.clone(),
+                _ => None,
+            })
+            .map(|p| p.map(|p| p.as_str().to_string()))
+            .collect();
+        assert_eq!(
+            proxies,
+            [
+                Some("HTTP://user:pr0xy-pass@proxy.example:3128".to_string()),
+                Some("http://proxy.example:3128".into()),
+                Some("https://proxy.example:3129".into())
+            ]
+        );
+        assert!(!format!("{c:?}").contains("pr0xy-pass"), "the proxy's credentials are never shown");
+        let bad = "sources:\n  - {type: zookeeper, cluster: p, nodes: ['a:2181']}\nnotifiers:\n  - {name: hook, type: webhook, url: 'http://127.0.0.1:9/x', proxy_url: 'socks5://u:pr0xy-pass@p:1080'}\n  - {name: mail, type: email, host: smtp, from: a@b, to: [c@d], proxy_url: 'http://p:3128'}\n";
+        let err = Config::parse(bad, &cfg).unwrap_err().to_string();
+        assert!(err.contains("z.yaml:4:73: proxy_url socks5://p:1080/… must be an http:// or https:// URL"), "{err}");
+        assert!(err.contains("z.yaml:5:76: proxy_url: email notifiers do not send over HTTP"), "{err}");
+        assert!(!err.contains("pr0xy-pass"), "{err}");
     }
 
     #[test]
