@@ -975,6 +975,14 @@ mod tests {
     }
 
     #[test]
+    fn urls_are_recognised_in_any_case() {
+        let cfg = std::path::Path::new("z.yaml");
+        let text = "sources:\n  - {type: prometheus, url: 'HTTP://n:9100/metrics'}\nexternal_url: 'HTTPS://zkalert.example:9097'\n";
+        let c = Config::parse(text, cfg).unwrap();
+        assert_eq!(c.links.external_url.as_deref(), Some("HTTPS://zkalert.example:9097"));
+    }
+
+    #[test]
     fn proxy_url_is_checked_where_it_stands_and_never_shown() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), "tw-secret-5150").unwrap();

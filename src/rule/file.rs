@@ -696,6 +696,15 @@ mod tests {
     }
 
     #[test]
+    fn a_runbook_url_in_any_case_is_a_url_not_a_file() {
+        let rs =
+            load_str("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    runbook: HTTPS://wiki.example/ZK\n")
+                .unwrap();
+        let rule = rs.rules().next().unwrap();
+        assert!(matches!(&rule.runbook, Some(Runbook::Url(u)) if u == "HTTPS://wiki.example/ZK"), "{:?}", rule.runbook);
+    }
+
+    #[test]
     fn tiers_are_sorted_most_severe_first() {
         let rs = load_str("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    tiers: { P2: \"> 100\", P0: \"> 1000\", P1: \">= 500\" }\n").unwrap();
         let rule = rs.rules().next().unwrap();
