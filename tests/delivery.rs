@@ -7,7 +7,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::http::{Answer, MetricsServer, Receiver};
+use support::http::{Answer, ForwardProxy, MetricsServer, Receiver};
 use support::zkalert::{RunConfig, ZkalertRun};
 
 const RULES: &str = "groups:
@@ -408,4 +408,52 @@ fn after_a_restart_a_given_up_delivery_is_failed_not_resent_and_notifier_failing
         .unwrap();
     let out = String::from_utf8_lossy(&cli.stdout);
     assert!(out.lines().any(|l| l.contains("NotifierFailing") && l.contains("notifier=primary")), "{out}");
+}
+
+/// Webhooks follow the environment's proxy variables, as curl does:
+/// `HTTP_PROXY` for an http:// receiver (loopback included), `NO_PROXY`
+/// to go direct; a notifier's own `proxy_url` wins over both. Each run is
+/// the real binary with its own environment (proxy variables are
+/// process-wide), and the proxy records what it was sent.
+#[test]
+fn webhooks_go_through_the_proxy_the_environment_or_proxy_url_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(vec![], Answer::Status(200));
+    let env_proxy = ForwardProxy::start();
+    let own_proxy = ForwardProxy::start();
+    let yaml = format!(
+        "sources:\n  - {{type: zookeeper, cluster: c, nodes: ['127.0.0.1:1']}}\nnotifiers:
+  - {{name: plain, type: webhook, url: '{hook}'}}
+  - {{name: own, type: webhook, url: '{hook}', proxy_url: '{own}'}}
+",
+        hook = hook.url(),
+        own = own_proxy.url().replace("http://", "http://user:s3cret@"),
+    );
+    std::fs::write(dir.path().join("z.yaml"), yaml).unwrap();
+    let run = |notifier: &str, env: &[(&str, String)]| {
+        let mut cmd = std::process::Command::new(support::zkalert::BIN);
+        cmd.args(["notify", "test", "-c"]).arg(dir.path().join("z.yaml")).args(["--notifier", notifier]);
+        for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD"] {
+            cmd.env_remove(var).env_remove(var.to_ascii_lowercase());
+        }
+        let o = cmd.envs(env.iter().map(|(k, v)| (k, v))).output().unwrap();
+        let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.status.code(), Some(0), "{notifier} {env:?}: {out}");
+        assert!(!out.contains("s3cret"), "{out}");
+    };
+    let through = format!("POST {} HTTP/1.1", hook.url());
+
+    run("plain", &[("HTTP_PROXY", env_proxy.url())]);
+    assert_eq!(env_proxy.seen(), std::slice::from_ref(&through), "HTTP_PROXY is used, loopback too");
+    assert_eq!(hook.received().len(), 1, "the proxy forwarded it");
+
+    run("plain", &[("http_proxy", env_proxy.url()), ("NO_PROXY", "127.0.0.1".into())]);
+    assert_eq!(env_proxy.seen().len(), 1, "NO_PROXY bypasses the proxy");
+    assert_eq!(hook.received().len(), 2);
+
+    run("own", &[]);
+    run("own", &[("HTTP_PROXY", env_proxy.url()), ("NO_PROXY", "127.0.0.1".into())]);
+    assert_eq!(own_proxy.seen(), [through.clone(), through], "proxy_url wins over the environment");
+    assert_eq!(env_proxy.seen().len(), 1);
+    assert_eq!(hook.received().len(), 4);
 }

@@ -247,7 +247,9 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
-        let unreachable = |e: reqwest::Error| anyhow!("cannot reach zkalert at {}: {}", self.base, error_chain(&e));
+        let unreachable = |e: reqwest::Error| {
+            anyhow!("cannot reach zkalert at {}: {}", self.base, crate::notify::http::error_chain(&e))
+        };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let body = response.bytes().await.map_err(unreachable)?;
@@ -268,21 +270,6 @@ impl Client {
         };
         bail!("{message}{hint} (HTTP {})", status.as_u16())
     }
-}
-
-/// An error with its causes: reqwest's own message alone hides "connection refused".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 fn print_json(value: &serde_json::Value) {

@@ -279,7 +279,7 @@ impl Config {
 
 fn url(r: &mut Reader, n: &Node, what: &str) -> Option<String> {
     let u = r.string(n, what)?;
-    if !u.starts_with("http://") && !u.starts_with("https://") {
+    if !crate::notify::http::is_http_url(&u) {
         r.error(n.pos, format!("{what}: {u:?} must start with http:// or https://"));
         return None;
     }
@@ -447,7 +447,7 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
                 r.error(n.pos, "prometheus source needs a `url` (http://host:port/metrics)");
                 return None;
             };
-            if !url.starts_with("http://") && !url.starts_with("https://") {
+            if !crate::notify::http::is_http_url(&url) {
                 r.error(
                     get("url").map_or(n.pos, |u| u.pos),
                     format!("url {url:?} must start with http:// or https://"),
@@ -540,6 +540,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
         "secret_env",
         "secret_file",
         "headers",
+        "proxy_url",
         "provider",
         "to",
         "segments",
@@ -570,6 +571,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
         return None;
     };
     let timeout = get("timeout").and_then(|v| positive_duration(r, v, "timeout")).unwrap_or(Duration::from_secs(10));
+    let proxy_url = get("proxy_url").and_then(|v| proxy_url(r, v, kind.as_deref()));
     let kind = match kind.as_deref() {
         Some("console") => NotifierKind::Console,
         Some("file") => match get("path").and_then(|p| r.string(p, "path")) {
@@ -606,6 +608,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
                 .map(|h| r.string_map(h, "headers").into_iter().map(|(k, v, _)| (k, v)).collect())
                 .unwrap_or_default();
             settings.timeout = timeout;
+            settings.proxy_url = proxy_url;
             // Checked now, so `check` reports it; built again at run time.
             if let Err(e) = crate::notify::webhook::WebhookNotifier::new(settings.clone()) {
                 r.error(n.pos, e);
@@ -670,6 +673,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
             let built = if kind == "voice" {
                 let mut v = crate::notify::voice::VoiceSettings::new(name.clone(), twilio(r)?, to);
                 v.timeout = timeout;
+                v.proxy_url = proxy_url;
                 v.repeat = get("repeat").and_then(|x| r.boolean(x, "repeat")).unwrap_or(true);
                 v.language = get("language").and_then(|x| r.string(x, "language"));
                 crate::notify::voice::VoiceNotifier::new(v.clone()).map(|_| NotifierKind::Voice(v))
@@ -708,6 +712,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
                 };
                 let mut sms = crate::notify::sms::SmsSettings::new(name.clone(), provider, to);
                 sms.timeout = timeout;
+                sms.proxy_url = proxy_url;
                 if let Some(seg) = get("segments").and_then(|v| r.float(v, "segments")) {
                     sms.segments = seg.max(0.0) as usize;
                 }
@@ -744,6 +749,25 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path) -> Option<NotifierConfig> {
         }
     }
     Some(config)
+}
+
+/// A notifier's `proxy_url`, checked where it stands: an `http(s)` URL with
+/// a host, on a notifier that sends over HTTP.
+fn proxy_url(r: &mut Reader, n: &Node, kind: Option<&str>) -> Option<crate::notify::http::ProxyUrl> {
+    let text = r.string(n, "proxy_url")?;
+    if let Some(kind) = kind
+        && !matches!(kind, "webhook" | "sms" | "voice")
+    {
+        r.error(n.pos, format!("proxy_url: {kind} notifiers do not send over HTTP (webhook, sms and voice do)"));
+        return None;
+    }
+    match crate::notify::http::ProxyUrl::parse(&text) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            r.error(n.pos, e);
+            None
+        }
+    }
 }
 
 /// A secret from `<key>_env` (an environment variable) or `<key>_file` (a
@@ -948,6 +972,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("E.164"), "{err}");
+    }
+
+    #[test]
+    fn urls_are_recognised_in_any_case() {
+        let cfg = std::path::Path::new("z.yaml");
+        let text = "sources:\n  - {type: prometheus, url: 'HTTP://n:9100/metrics'}\nexternal_url: 'HTTPS://zkalert.example:9097'\n";
+        let c = Config::parse(text, cfg).unwrap();
+        assert_eq!(c.links.external_url.as_deref(), Some("HTTPS://zkalert.example:9097"));
+    }
+
+    #[test]
+    fn proxy_url_is_checked_where_it_stands_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "tw-secret-5150").unwrap();
+        let cfg = dir.path().join("z.yaml");
+        let text = "sources:\n  - {type: zookeeper, cluster: p, nodes: ['a:2181']}\nnotifiers:\n  - {name: hook, type: webhook, url: 'http://127.0.0.1:9/x', proxy_url: 'HTTP://user:pr0xy-pass@proxy.example:3128'}\n  - {name: sms, type: sms, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], proxy_url: 'http://proxy.example:3128'}\n  - {name: call, type: voice, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], proxy_url: 'https://proxy.example:3129'}\n";
+        let c = Config::parse(text, &cfg).unwrap();
+        let proxies: Vec<_> = c
+            .notifiers
+            .iter()
+            .map(|n| match &n.kind {
+                NotifierKind::Webhook(w) => w.proxy_url.clone(),
+                NotifierKind::Sms(s) => s.proxy_url.clone(),
+                NotifierKind::Voice(v) => v.proxy_url.clone(),
+                _ => None,
+            })
+            .map(|p| p.map(|p| p.as_str().to_string()))
+            .collect();
+        assert_eq!(
+            proxies,
+            [
+                Some("HTTP://user:pr0xy-pass@proxy.example:3128".to_string()),
+                Some("http://proxy.example:3128".into()),
+                Some("https://proxy.example:3129".into())
+            ]
+        );
+        assert!(!format!("{c:?}").contains("pr0xy-pass"), "the proxy's credentials are never shown");
+        let bad = "sources:\n  - {type: zookeeper, cluster: p, nodes: ['a:2181']}\nnotifiers:\n  - {name: hook, type: webhook, url: 'http://127.0.0.1:9/x', proxy_url: 'socks5://u:pr0xy-pass@p:1080'}\n  - {name: mail, type: email, host: smtp, from: a@b, to: [c@d], proxy_url: 'http://p:3128'}\n";
+        let err = Config::parse(bad, &cfg).unwrap_err().to_string();
+        assert!(err.contains("z.yaml:4:73: proxy_url socks5://p:1080/… must be an http:// or https:// URL"), "{err}");
+        assert!(err.contains("z.yaml:5:76: proxy_url: email notifiers do not send over HTTP"), "{err}");
+        assert!(!err.contains("pr0xy-pass"), "{err}");
     }
 
     #[test]

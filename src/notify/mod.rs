@@ -7,6 +7,7 @@ mod console;
 pub mod delivery;
 pub mod email;
 mod file;
+pub mod http;
 pub mod sms;
 pub mod template;
 pub mod voice;
@@ -36,18 +37,6 @@ pub enum SendError {
 impl SendError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, SendError::Retryable(_))
-    }
-
-    /// The class of an HTTP answer that is not a success: 408, 425, 429 and
-    /// 5xx are worth retrying, other 4xx are not.
-    pub fn from_http_status(status: u16, body: &str) -> SendError {
-        let body: String = body.chars().take(200).collect();
-        let text = format!("HTTP {status}: {}", body.trim());
-        if status == 408 || status == 425 || status == 429 || status >= 500 {
-            SendError::Retryable(text)
-        } else {
-            SendError::Permanent(text)
-        }
     }
 }
 
@@ -101,7 +90,7 @@ pub async fn reachable(url: &str, timeout: std::time::Duration) -> Result<(), Se
     let parsed = reqwest::Url::parse(url).map_err(|e| SendError::Permanent(format!("invalid URL: {e}")))?;
     let host = parsed.host_str().ok_or_else(|| SendError::Permanent("URL without a host".into()))?.to_string();
     let port = parsed.port_or_known_default().unwrap_or(443);
-    let what = webhook::redact_url(url);
+    let what = http::redact_url(url);
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(SendError::Retryable(format!("cannot connect to {what}: {e}"))),

@@ -25,11 +25,12 @@
 //! `application/json`.
 //!
 //! A 2xx answer is a success, any other status is classed by
-//! [`SendError::from_http_status`], transport errors and timeouts are
+//! [`super::http::status_error`], transport errors and timeouts are
 //! retryable. A delivery succeeds when every recipient got it; recipients
 //! that did are remembered (per idempotency key, for a bounded number of
 //! deliveries), so a retry after a partial failure only sends to the others.
 
+use super::http::{Outbound, ProxyUrl, is_http_url};
 use super::template::{Context, Links, Templates};
 use super::{Delivery, Notifier, SendError, SendFuture};
 use base64::Engine;
@@ -283,6 +284,9 @@ pub struct SmsSettings {
     pub segments: usize,
     /// Bounds connecting and each request.
     pub timeout: Duration,
+    /// The proxy to send through; `None`: the environment's
+    /// (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
+    pub proxy_url: Option<ProxyUrl>,
     /// The templates (`sms` is rendered) and where their links point.
     pub templates: Arc<Templates>,
     pub links: Links,
@@ -297,6 +301,7 @@ impl SmsSettings {
             to,
             segments: 1,
             timeout: Duration::from_secs(10),
+            proxy_url: None,
             templates: Arc::new(Templates::builtin()),
             links: Links::default(),
         }
@@ -305,11 +310,6 @@ impl SmsSettings {
 
 // ---------------------------------------------------------------------------
 // Shared by the SMS and voice notifiers
-
-pub(crate) fn is_http_url(s: &str) -> bool {
-    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
-}
 
 fn check_url(what: &str, field: &str, url: &str) -> Result<(), String> {
     if !is_http_url(url) {
@@ -365,29 +365,10 @@ pub fn form_encode(fields: &[(&str, &str)]) -> String {
     out
 }
 
-/// A reqwest error and its causes, without its URL (which may hold a token).
-fn without_url(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    msg
-}
-
 /// Sends a request: 2xx is a success, other statuses are classed by
-/// [`SendError::from_http_status`], transport errors are retryable.
+/// [`super::http::status_error`], transport errors are retryable.
 pub(crate) async fn send_request(req: reqwest::RequestBuilder) -> Result<(), SendError> {
-    let resp = req.send().await.map_err(|e| {
-        let builder = e.is_builder();
-        let text = without_url(e);
-        if builder { SendError::Permanent(text) } else { SendError::Retryable(text) }
-    })?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await.map_err(|e| SendError::Retryable(without_url(e)))?;
-    if (200..300).contains(&status) { Ok(()) } else { Err(SendError::from_http_status(status, &text)) }
+    super::http::send(req).await.map(|_| ())
 }
 
 /// The recipients reached per idempotency key, and the keys oldest first.
@@ -563,7 +544,7 @@ pub struct SmsNotifier {
     templates: Arc<Templates>,
     links: Links,
     backend: Backend,
-    client: reqwest::Client,
+    http: Outbound,
     delivered: Delivered,
 }
 
@@ -600,7 +581,7 @@ impl SmsNotifier {
             }
             SmsProvider::Http(g) => Backend::Http(Box::new(Gateway::new(&what, &g)?)),
         };
-        let client = crate::source::admin::http_client(s.timeout).map_err(|e| format!("{what}: {e}"))?;
+        let http = Outbound::new(s.timeout, s.proxy_url.as_ref()).map_err(|e| format!("{what}: {e}"))?;
         Ok(Self {
             name: s.name,
             to: s.to,
@@ -608,7 +589,7 @@ impl SmsNotifier {
             templates: s.templates,
             links: s.links,
             backend,
-            client,
+            http,
             delivered: Delivered::new(DELIVERED_CAPACITY),
         })
     }
@@ -627,8 +608,8 @@ impl SmsNotifier {
             Backend::Twilio(t) => {
                 let body = form_encode(&[("To", to), ("From", &t.from), ("Body", text)]);
                 let req = self
-                    .client
-                    .post(t.url("Messages"))
+                    .http
+                    .post(&t.url("Messages"))
                     .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .header(reqwest::header::AUTHORIZATION, t.authorization())
                     .header("I-Twilio-Idempotency-Token", key)
@@ -639,7 +620,7 @@ impl SmsNotifier {
                 let tier = d.message.tier.as_str();
                 let vars = Vars { to, text, tier, id: &d.message.id, idempotency_key: &key };
                 let (body, headers) = g.render(&vars).map_err(SendError::Permanent)?;
-                let mut req = self.client.request(g.method.clone(), &g.url).header("Idempotency-Key", &key);
+                let mut req = self.http.request(g.method.clone(), &g.url).header("Idempotency-Key", &key);
                 if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
                     req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
                 }
@@ -676,7 +657,7 @@ impl Notifier for SmsNotifier {
             Backend::Twilio(t) => t.api_base.clone(),
             Backend::Http(g) => g.url.clone(),
         };
-        Box::pin(async move { super::reachable(&url, std::time::Duration::from_secs(5)).await })
+        Box::pin(async move { self.http.reachable(&url).await })
     }
 }
 

@@ -45,7 +45,7 @@ impl Links {
         if r.is_empty() {
             return None;
         }
-        if is_http_url(r) {
+        if super::http::is_http_url(r) {
             return Some(r.to_string());
         }
         let base = self.runbook_base_url.as_deref()?.trim_end_matches('/');
@@ -65,11 +65,6 @@ impl Links {
         let base = self.external_url.as_deref()?.trim_end_matches('/');
         Some(format!("{base}/ack/{}", super::percent_encode(group_id)))
     }
-}
-
-fn is_http_url(s: &str) -> bool {
-    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
 }
 
 /// One alert as templates see it.

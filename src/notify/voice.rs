@@ -7,10 +7,11 @@
 //! The TwiML is `<Response><Say>TEXT</Say></Response>` with the text
 //! XML-escaped; with `repeat` (the default) the text is said twice with a
 //! one-second pause between. A 2xx answer is a success, other statuses are
-//! classed by [`SendError::from_http_status`], transport errors are
+//! classed by [`super::http::status_error`], transport errors are
 //! retryable. As for SMS, a retry after a partial failure only calls the
 //! recipients not reached yet.
 
+use super::http::{Outbound, ProxyUrl};
 use super::sms::{DELIVERED_CAPACITY, Delivered, Twilio, check_recipients, form_encode, send_all, send_request};
 use super::template::{Context, Links, Templates};
 use super::{Delivery, Notifier, SendError, SendFuture};
@@ -30,6 +31,9 @@ pub struct VoiceSettings {
     pub language: Option<String>,
     /// Bounds connecting and each request.
     pub timeout: Duration,
+    /// The proxy to send through; `None`: the environment's
+    /// (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
+    pub proxy_url: Option<ProxyUrl>,
     /// The templates (`voice` is rendered) and where their links point.
     pub templates: Arc<Templates>,
     pub links: Links,
@@ -45,6 +49,7 @@ impl VoiceSettings {
             repeat: true,
             language: None,
             timeout: Duration::from_secs(10),
+            proxy_url: None,
             templates: Arc::new(Templates::builtin()),
             links: Links::default(),
         }
@@ -89,7 +94,7 @@ pub struct VoiceNotifier {
     twilio: Twilio,
     templates: Arc<Templates>,
     links: Links,
-    client: reqwest::Client,
+    http: Outbound,
     delivered: Delivered,
 }
 
@@ -117,7 +122,7 @@ impl VoiceNotifier {
         {
             return Err(format!("{what}: invalid language {l:?}"));
         }
-        let client = crate::source::admin::http_client(s.timeout).map_err(|e| format!("{what}: {e}"))?;
+        let http = Outbound::new(s.timeout, s.proxy_url.as_ref()).map_err(|e| format!("{what}: {e}"))?;
         Ok(Self {
             name: s.name,
             to: s.to,
@@ -126,7 +131,7 @@ impl VoiceNotifier {
             twilio: s.twilio,
             templates: s.templates,
             links: s.links,
-            client,
+            http,
             delivered: Delivered::new(DELIVERED_CAPACITY),
         })
     }
@@ -145,8 +150,8 @@ impl VoiceNotifier {
         let t = &self.twilio;
         let body = form_encode(&[("To", to), ("From", &t.from), ("Twiml", twiml)]);
         let req = self
-            .client
-            .post(t.url("Calls"))
+            .http
+            .post(&t.url("Calls"))
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(reqwest::header::AUTHORIZATION, t.authorization())
             .header("I-Twilio-Idempotency-Token", format!("{}-{index}", d.idempotency_key()))
@@ -173,7 +178,7 @@ impl Notifier for VoiceNotifier {
         Box::pin(self.post(d))
     }
     fn health(&self) -> SendFuture<'_> {
-        Box::pin(super::reachable(&self.twilio.api_base, std::time::Duration::from_secs(5)))
+        Box::pin(self.http.reachable(&self.twilio.api_base))
     }
 }
 

@@ -7,12 +7,14 @@
 //! Every request is a `POST` with `Content-Type: application/json`,
 //! `User-Agent: zkalert/<version>` and `Idempotency-Key: <message id>-<channel>`
 //! (the same on every retry of one delivery). A 2xx answer is a success,
-//! any other status is classed by [`SendError::from_http_status`], transport
+//! any other status is classed by [`super::http::status_error`], transport
 //! errors and timeouts are retryable. DingTalk, WeCom and Feishu answer HTTP
 //! 200 with an error code in the body when they refuse a message: a non-zero
 //! code is a permanent failure except their documented rate-limit codes
 //! (DingTalk 130101, WeCom 45009, Feishu 9499 and 11232), which are retried.
 
+pub use super::http::redact_url;
+use super::http::{Outbound, ProxyUrl, is_http_url};
 pub use super::percent_encode;
 use super::template::{Context as TemplateContext, Templates};
 use super::{Delivery, Notifier, SendError, SendFuture, message_json};
@@ -83,11 +85,6 @@ impl std::fmt::Display for Flavor {
 
 pub use super::template::Links;
 
-fn is_http_url(s: &str) -> bool {
-    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
-}
-
 /// Everything a [`WebhookNotifier`] is built from. Its `Debug` shows no
 /// secret: the URL (chat robots carry their token in it) only up to the
 /// host, no secret, no header values.
@@ -104,6 +101,9 @@ pub struct WebhookSettings {
     pub runbook_base_url: Option<String>,
     /// Bounds connecting and the whole request.
     pub timeout: Duration,
+    /// The proxy to send through; `None`: the environment's
+    /// (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
+    pub proxy_url: Option<ProxyUrl>,
     /// The chat robots' text: `subject` and `markdown` (DingTalk, WeCom),
     /// `text` (Feishu).
     pub templates: Arc<Templates>,
@@ -118,19 +118,8 @@ impl std::fmt::Debug for WebhookSettings {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .field("timeout", &self.timeout)
+            .field("proxy_url", &self.proxy_url)
             .finish()
-    }
-}
-
-/// A URL without what may be secret in it: `https://oapi.dingtalk.com/…`.
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => match (u.host_str(), u.port()) {
-            (Some(h), Some(p)) => format!("{}://{h}:{p}/…", u.scheme()),
-            (Some(h), None) => format!("{}://{h}/…", u.scheme()),
-            _ => "<url>".to_string(),
-        },
-        Err(_) => "<url>".to_string(),
     }
 }
 
@@ -145,6 +134,7 @@ impl WebhookSettings {
             external_url: None,
             runbook_base_url: None,
             timeout: Duration::from_secs(10),
+            proxy_url: None,
             templates: Arc::new(Templates::builtin()),
         }
     }
@@ -163,7 +153,7 @@ pub struct WebhookNotifier {
     pub external_url: Option<String>,
     pub runbook_base_url: Option<String>,
     templates: Arc<Templates>,
-    client: reqwest::Client,
+    http: Outbound,
 }
 
 impl std::fmt::Debug for WebhookNotifier {
@@ -211,10 +201,7 @@ impl WebhookNotifier {
                 return Err(format!("webhook {name}: {what} must be an http:// or https:// URL, got {u:?}"));
             }
         }
-        if s.timeout.is_zero() {
-            return Err(format!("webhook {name}: timeout must be positive"));
-        }
-        let client = crate::source::admin::http_client(s.timeout).map_err(|e| format!("webhook {name}: {e}"))?;
+        let http = Outbound::new(s.timeout, s.proxy_url.as_ref()).map_err(|e| format!("webhook {name}: {e}"))?;
         Ok(Self {
             name: s.name,
             flavor: s.flavor,
@@ -224,7 +211,7 @@ impl WebhookNotifier {
             external_url: s.external_url,
             runbook_base_url: s.runbook_base_url,
             templates: s.templates,
-            client,
+            http,
         })
     }
 
@@ -255,44 +242,20 @@ impl WebhookNotifier {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let (url, body) = self.request(d, now_ms)?;
         let mut req = self
-            .client
+            .http
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", d.idempotency_key());
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let what = |e: &dyn std::fmt::Display| format!("webhook {}: {e}", self.name);
-        let resp = req.body(body.to_string()).send().await.map_err(|e| {
-            let builder = e.is_builder();
-            let text = what(&without_url(e));
-            if builder { SendError::Permanent(text) } else { SendError::Retryable(text) }
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| SendError::Retryable(what(&without_url(e))))?;
-        if !(200..300).contains(&status) {
-            return Err(match SendError::from_http_status(status, &text) {
-                SendError::Retryable(t) => SendError::Retryable(what(&t)),
-                SendError::Permanent(t) => SendError::Permanent(what(&t)),
-            });
-        }
-        check_reply(self.flavor, &text).map_err(|e| match e {
-            SendError::Retryable(t) => SendError::Retryable(what(&t)),
-            SendError::Permanent(t) => SendError::Permanent(what(&t)),
-        })
+        let named = |e: SendError| match e {
+            SendError::Retryable(t) => SendError::Retryable(format!("webhook {}: {t}", self.name)),
+            SendError::Permanent(t) => SendError::Permanent(format!("webhook {}: {t}", self.name)),
+        };
+        let text = super::http::send(req.body(body.to_string())).await.map_err(named)?;
+        check_reply(self.flavor, &text).map_err(named)
     }
-}
-
-/// A reqwest error and its causes, without its URL (which may hold a webhook token).
-fn without_url(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    msg
 }
 
 impl Notifier for WebhookNotifier {
@@ -306,7 +269,7 @@ impl Notifier for WebhookNotifier {
         Box::pin(self.post(d))
     }
     fn health(&self) -> SendFuture<'_> {
-        Box::pin(super::reachable(&self.url, std::time::Duration::from_secs(5)))
+        Box::pin(self.http.reachable(&self.url))
     }
 }
 

@@ -535,7 +535,7 @@ impl Loader<'_> {
     }
 
     fn runbook(&mut self, r: &mut Reader, rule_file: &Path, pos: Pos, text: &str) -> Option<Runbook> {
-        if text.starts_with("https://") || text.starts_with("http://") {
+        if crate::notify::http::is_http_url(text) {
             return Some(Runbook::Url(text.to_string()));
         }
         if text.trim().is_empty() {
@@ -693,6 +693,15 @@ mod tests {
         let p = dir.path().join("r.yaml");
         std::fs::write(&p, yaml).unwrap();
         load_rules(&[p], LoadOptions::default())
+    }
+
+    #[test]
+    fn a_runbook_url_in_any_case_is_a_url_not_a_file() {
+        let rs =
+            load_str("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    runbook: HTTPS://wiki.example/ZK\n")
+                .unwrap();
+        let rule = rs.rules().next().unwrap();
+        assert!(matches!(&rule.runbook, Some(Runbook::Url(u)) if u == "HTTPS://wiki.example/ZK"), "{:?}", rule.runbook);
     }
 
     #[test]

@@ -22,20 +22,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Installs rustls' ring crypto provider as the process default, once.
-/// Harmless if another provider was installed first.
-pub fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 /// The HTTP client of one source: every request (connect + headers + body)
 /// is bounded by `timeout`; environment proxies are ignored (as Prometheus
 /// does: monitoring traffic goes straight to the target).
 pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    install_crypto_provider();
+    crate::notify::http::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
@@ -87,16 +78,10 @@ pub async fn fetch(
 
 fn transport_error(url: &str, e: &reqwest::Error) -> FetchError {
     // The source chain carries the useful part ("Connection refused").
-    let mut reason = e.to_string();
-    let mut refused = false;
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        refused |=
-            s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
-        source = s.source();
-    }
+    let reason = crate::notify::http::error_chain(e);
+    let refused = std::iter::successors(std::error::Error::source(e), |s| s.source()).any(|s| {
+        s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
     if e.is_timeout() {
         FetchError::Timeout { addr: url.to_string(), timeout: Duration::ZERO }
     } else if e.is_connect() {

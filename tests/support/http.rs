@@ -195,3 +195,88 @@ impl Drop for Receiver {
         let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
     }
 }
+
+/// A forward HTTP proxy on loopback, as `HTTP_PROXY` or `proxy_url` names:
+/// it takes absolute-form requests (`POST http://127.0.0.1:PORT/hook
+/// HTTP/1.1`), records their request lines, and forwards each (in origin
+/// form, `Connection: close`) to the host and port in its URL, relaying
+/// the answer back.
+pub struct ForwardProxy {
+    pub port: u16,
+    pub seen: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ForwardProxy {
+    pub fn start() -> ForwardProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sn, st) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let sn = sn.clone();
+                std::thread::spawn(move || {
+                    let Some((head, body)) = read_request(&mut conn) else { return };
+                    let request_line = head.lines().next().unwrap_or_default().to_string();
+                    sn.lock().unwrap().push(request_line.clone());
+                    let mut parts = request_line.split(' ');
+                    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+                    // Only absolute-form http:// targets: anything else is not a proxy request.
+                    let Some(rest) = target.strip_prefix("http://") else {
+                        respond(&mut conn, 400, "{\"error\":\"not absolute-form\"}");
+                        return;
+                    };
+                    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    let path = if path.is_empty() { "/" } else { path };
+                    let Ok(mut upstream) = std::net::TcpStream::connect(authority) else {
+                        respond(&mut conn, 502, "{\"error\":\"upstream down\"}");
+                        return;
+                    };
+                    let headers: Vec<&str> = head
+                        .lines()
+                        .skip(1)
+                        .filter(|l| !l.is_empty())
+                        .filter(|l| {
+                            let l = l.to_ascii_lowercase();
+                            !l.starts_with("connection:") && !l.starts_with("proxy-")
+                        })
+                        .collect();
+                    let mut out =
+                        format!("{method} {path} HTTP/1.1\r\n{}\r\nConnection: close\r\n\r\n", headers.join("\r\n"))
+                            .into_bytes();
+                    out.extend_from_slice(&body);
+                    if upstream.write_all(&out).is_err() {
+                        return;
+                    }
+                    let _ = upstream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut answer = Vec::new();
+                    let _ = upstream.read_to_end(&mut answer);
+                    let _ = conn.write_all(&answer);
+                });
+            }
+        });
+        ForwardProxy { port, seen, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The request lines the proxy was sent.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ForwardProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
