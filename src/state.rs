@@ -17,7 +17,7 @@
 //! thread while this one inserts (see `encode_rows`). A 100k-row step takes a fraction of a second.
 
 use crate::model::{Alert, AlertState, Fingerprint, Labels, STALE_NAN, Severity, Timestamp, is_stale};
-use crate::pipeline::{Ack, GroupChanges, GroupKey, GroupState, MatchOp, Matcher, Matchers, Message, Silence};
+use crate::pipeline::{Ack, GroupChanges, GroupKey, GroupState, MatchOp, Matcher, Matchers, Message, Reason, Silence};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -1194,6 +1194,8 @@ struct GroupRecord<'a> {
     escalated: bool,
     // Always written (null when none): `record_ack` sets it in place.
     ack: Option<AckRecord<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_reason: Option<Reason>,
 }
 
 impl<'a> GroupRecord<'a> {
@@ -1208,6 +1210,7 @@ impl<'a> GroupRecord<'a> {
             paged_since: g.paged_since.map(ms),
             escalated: g.escalated,
             ack: g.ack.as_ref().map(AckRecord::from_ack),
+            last_reason: g.last_reason,
         }
     }
 
@@ -1221,6 +1224,7 @@ impl<'a> GroupRecord<'a> {
             paged_since: self.paged_since.map(ts),
             escalated: self.escalated,
             ack: self.ack.map(AckRecord::into_ack),
+            last_reason: self.last_reason,
         }
     }
 }
@@ -1295,6 +1299,9 @@ struct MessageRecord<'a> {
     firing: Vec<AlertRecord<'a>>,
     new: Vec<Fp>,
     resolved: Vec<AlertRecord<'a>>,
+    // Absent in messages written before reasons were recorded.
+    #[serde(default)]
+    reason: Option<Reason>,
     escalation: bool,
     digest: bool,
 }
@@ -1310,6 +1317,7 @@ impl<'a> MessageRecord<'a> {
             firing: m.firing.iter().map(AlertRecord::from_alert).collect(),
             new: m.new.iter().copied().map(Fp).collect(),
             resolved: m.resolved.iter().map(AlertRecord::from_alert).collect(),
+            reason: Some(m.reason),
             escalation: m.escalation,
             digest: m.digest,
         }
@@ -1326,6 +1334,11 @@ impl<'a> MessageRecord<'a> {
             firing: self.firing.into_iter().map(AlertRecord::into_alert).collect(),
             new: self.new.into_iter().map(|f| f.0).collect(),
             resolved: self.resolved.into_iter().map(AlertRecord::into_alert).collect(),
+            reason: self.reason.unwrap_or(match (self.escalation, self.digest) {
+                (true, _) => Reason::Escalation,
+                (_, true) => Reason::Digest,
+                _ => Reason::NewAlerts,
+            }),
             escalation: self.escalation,
             digest: self.digest,
             test: false,
@@ -1379,6 +1392,7 @@ mod tests {
             paged_since: Some(at(90)),
             escalated: ack.is_none(),
             ack,
+            last_reason: Some(Reason::Repeat),
         }
     }
 
@@ -1393,6 +1407,7 @@ mod tests {
             new: firing.iter().map(|a| a.fingerprint).collect(),
             firing,
             resolved,
+            reason: Reason::NewAlerts,
             escalation: false,
             digest: false,
             test: false,
