@@ -429,9 +429,12 @@ impl Dispatcher {
     /// fires in it or its tier rises (or `until` passes).
     pub fn ack(&mut self, group_id: &str, ack: Ack) -> Option<&GroupState> {
         let (key, live) = self.groups.iter_mut().find(|(_, l)| l.id == group_id)?;
+        // Repeats and escalation wait now; look at the group again when
+        // the ack runs out.
+        if let Some(until) = ack.until {
+            live.wake = Some(live.wake.map_or(until, |w| w.min(until)));
+        }
         live.log.ack = Some(ack);
-        // What is due changed: look at the group on the next step.
-        live.seen = None;
         self.dirty.insert(key.clone());
         Some(&live.log)
     }
@@ -460,7 +463,7 @@ impl Dispatcher {
     /// digest, an ack running out), not before `now`; none if nothing will
     /// be due until the alerts change.
     pub fn next_due(&self, now: Timestamp) -> Option<Timestamp> {
-        // A group not looked at since a restart or an ack is due at once.
+        // A group not looked at since a restart is due at once.
         self.groups.values().filter_map(|l| if l.seen.is_none() { Some(now) } else { l.wake }).min().map(|t| t.max(now))
     }
 
