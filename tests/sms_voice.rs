@@ -61,6 +61,7 @@ fn delivery(cluster: &str, summary: &str) -> Delivery {
         new: vec![firing[0].fingerprint],
         firing,
         resolved: Vec::new(),
+        reason: zkalert::pipeline::Reason::NewAlerts,
         escalation: false,
         digest: false,
         test: false,

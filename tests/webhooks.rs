@@ -59,6 +59,7 @@ fn message(escalation: bool) -> Message {
         firing,
         new,
         resolved: vec![alert("zk3:2181", AlertState::Resolved)],
+        reason: if escalation { zkalert::pipeline::Reason::Escalation } else { zkalert::pipeline::Reason::NewAlerts },
         escalation,
         digest: false,
         test: false,

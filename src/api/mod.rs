@@ -53,6 +53,8 @@ pub struct GroupView {
     pub ack: Option<Ack>,
     pub last_sent: Option<Timestamp>,
     pub escalated: bool,
+    /// Why the last message about the group was sent.
+    pub last_reason: Option<crate::pipeline::Reason>,
     /// Alerts told as firing and still around.
     pub alerts: usize,
 }

@@ -43,6 +43,7 @@ fn group(id: &str, tier: Severity, alerts: usize) -> GroupView {
         ack: None,
         last_sent: Some(SystemClock.now()),
         escalated: false,
+        last_reason: Some(crate::pipeline::Reason::Repeat),
         alerts,
     }
 }
@@ -593,6 +594,7 @@ async fn status_and_groups() {
     assert_eq!(ids, ["g-down", "g-latency"]);
     assert_eq!(body["groups"][0]["tier"], "P0");
     assert_eq!(body["groups"][0]["escalated"], false);
+    assert_eq!(body["groups"][0]["last_reason"], "repeat");
     assert_eq!(body["groups"][0]["alerts"], 1);
 }
 

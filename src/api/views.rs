@@ -129,6 +129,7 @@ pub(super) struct GroupJson<'a> {
     pub ack: Option<AckJson<'a>>,
     pub last_sent: Option<Timestamp>,
     pub escalated: bool,
+    pub last_reason: Option<crate::pipeline::Reason>,
     pub alerts: usize,
 }
 
@@ -141,6 +142,7 @@ impl<'a> GroupJson<'a> {
             ack: AckJson::of(g.ack.as_ref()),
             last_sent: g.last_sent,
             escalated: g.escalated,
+            last_reason: g.last_reason,
             alerts: g.alerts,
         }
     }

@@ -228,6 +228,7 @@ mod tests {
             firing: vec![],
             new: vec![],
             resolved: vec![],
+            reason: crate::pipeline::Reason::NewAlerts,
             escalation: false,
             digest: false,
             test: false,

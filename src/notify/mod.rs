@@ -128,6 +128,7 @@ pub fn message_json(m: &Message, channel: &str) -> serde_json::Value {
         "tier": m.tier.as_str(),
         "group": m.group,
         "group_id": m.group_id,
+        "reason": m.reason,
         "escalation": m.escalation,
         "digest": m.digest,
         "test": m.test,

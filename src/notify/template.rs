@@ -332,15 +332,22 @@ pub fn samples() -> Vec<Message> {
         new: vec![firing[0].fingerprint],
         firing: firing.clone(),
         resolved: resolved.clone(),
+        reason: crate::pipeline::Reason::NewAlerts,
         escalation: false,
         digest: false,
         test: false,
     };
     vec![
         base.clone(),
-        Message { firing: Vec::new(), new: Vec::new(), ..base.clone() },
-        Message { escalation: true, resolved: Vec::new(), ..base.clone() },
-        Message { digest: true, group: Labels::new(), tier: Severity::P3, ..base },
+        Message { firing: Vec::new(), new: Vec::new(), reason: crate::pipeline::Reason::Resolved, ..base.clone() },
+        Message { escalation: true, resolved: Vec::new(), reason: crate::pipeline::Reason::Escalation, ..base.clone() },
+        Message {
+            digest: true,
+            group: Labels::new(),
+            tier: Severity::P3,
+            reason: crate::pipeline::Reason::Digest,
+            ..base
+        },
     ]
 }
 

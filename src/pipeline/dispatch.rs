@@ -184,6 +184,43 @@ impl GroupKey {
     }
 }
 
+/// Why a message is sent, as the dispatcher decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Alerts fired that the group's channels were not told about.
+    NewAlerts,
+    /// The group's highest firing tier rose (P2 to P1, say).
+    TierRose,
+    /// Alerts told as firing resolved.
+    Resolved,
+    /// Still firing and not acknowledged after the repeat interval.
+    Repeat,
+    /// Nobody acknowledged within `respond_within`: sent to `escalate_to`.
+    Escalation,
+    /// The tier's digest schedule came round.
+    Digest,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NewAlerts => "new_alerts",
+            Reason::TierRose => "tier_rose",
+            Reason::Resolved => "resolved",
+            Reason::Repeat => "repeat",
+            Reason::Escalation => "escalation",
+            Reason::Digest => "digest",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One message to some channels about one group (or, for a digest, about
 /// every group of a tier).
 #[derive(Debug, Clone, PartialEq)]
@@ -200,6 +237,8 @@ pub struct Message {
     /// Fingerprints of the alerts in `firing` not told before.
     pub new: Vec<Fingerprint>,
     pub resolved: Vec<Alert>,
+    /// Why it is sent: "why was I paged".
+    pub reason: Reason,
     /// Sent to `escalate_to` because nobody acknowledged in time.
     pub escalation: bool,
     /// A scheduled batch of a tier's groups.
@@ -244,6 +283,8 @@ pub struct GroupState {
     pub paged_since: Option<Timestamp>,
     pub escalated: bool,
     pub ack: Option<Ack>,
+    /// Why the last message about the group was sent.
+    pub last_reason: Option<Reason>,
 }
 
 impl GroupState {
@@ -257,6 +298,7 @@ impl GroupState {
             paged_since: None,
             escalated: false,
             ack: None,
+            last_reason: None,
         }
     }
 }
@@ -297,8 +339,8 @@ struct Live {
     id: String,
     /// The membership the last full look at the group saw.
     seen: Option<Signature>,
-    /// A change is waiting for `next_flush` (group wait or interval).
-    deferred: bool,
+    /// When something is next due if the membership stays as seen.
+    wake: Option<Timestamp>,
 }
 
 /// A summary of a group's members: if it is unchanged and no timer is due,
@@ -372,7 +414,7 @@ impl Dispatcher {
         for g in groups {
             let key = self.intern(g.key.clone());
             let id = g.key.id();
-            self.groups.insert(key, Live { log: g, id, seen: None, deferred: false });
+            self.groups.insert(key, Live { log: g, id, seen: None, wake: None });
         }
     }
 
@@ -387,6 +429,11 @@ impl Dispatcher {
     /// fires in it or its tier rises (or `until` passes).
     pub fn ack(&mut self, group_id: &str, ack: Ack) -> Option<&GroupState> {
         let (key, live) = self.groups.iter_mut().find(|(_, l)| l.id == group_id)?;
+        // Repeats and escalation wait now; look at the group again when
+        // the ack runs out.
+        if let Some(until) = ack.until {
+            live.wake = Some(live.wake.map_or(until, |w| w.min(until)));
+        }
         live.log.ack = Some(ack);
         self.dirty.insert(key.clone());
         Some(&live.log)
@@ -409,6 +456,15 @@ impl Dispatcher {
         let mut removed = changes.removed;
         removed.append(&mut self.removed);
         self.removed = removed;
+    }
+
+    /// The earliest time a step with the same alerts has something to
+    /// tell (a group wait or interval ending, a repeat, an escalation, a
+    /// digest, an ack running out), not before `now`; none if nothing will
+    /// be due until the alerts change.
+    pub fn next_due(&self, now: Timestamp) -> Option<Timestamp> {
+        // A group not looked at since a restart is due at once.
+        self.groups.values().filter_map(|l| if l.seen.is_none() { Some(now) } else { l.wake }).min().map(|t| t.max(now))
     }
 
     /// One step at `now`: `alerts` are all the tracker's alerts (pending,
@@ -452,7 +508,7 @@ impl Dispatcher {
                 let wait = policy.tier(tier).group_wait;
                 let log = GroupState::new(key.as_ref().clone(), now + wait);
                 let id = log.key.id();
-                self.groups.insert(key.clone(), Live { log, id, seen: None, deferred: false });
+                self.groups.insert(key.clone(), Live { log, id, seen: None, wake: None });
                 self.dirty.insert(key.clone());
             }
         }
@@ -465,16 +521,23 @@ impl Dispatcher {
                 now >= next
             })
         });
+        for (t, due) in digest_due.iter().enumerate() {
+            if *due {
+                self.next_digest[t] = policy.tiers[t].digest.as_ref().and_then(|d| d.next_after(now));
+            }
+        }
+        let next_digest = self.next_digest;
         let mut gone = Vec::new();
         for (key, live) in self.groups.iter_mut() {
             let m = members.get(&(Arc::as_ptr(key) as usize)).map_or(&[][..], |(_, m)| m.as_slice());
             let sig = Signature::of(m);
-            if live.seen == Some(sig) && !timer_due(&policy, live, sig, now, &digest_due) {
+            if quiet(live, sig, now) {
                 continue;
             }
             live.seen = Some(sig);
             let before = log_summary(&live.log);
-            live.deferred = flush_group(&policy, &mut live.log, &live.id, m, now, &digest_due, &mut digests, &mut out);
+            let schedule = (&digest_due, &next_digest);
+            live.wake = flush_group(&policy, &mut live.log, &live.id, m, now, schedule, &mut digests, &mut out);
             if m.is_empty() && live.log.notified_firing.is_empty() {
                 gone.push(key.clone());
             } else if before != log_summary(&live.log) {
@@ -488,11 +551,6 @@ impl Dispatcher {
             }
         }
         self.interned.retain(|k| Arc::strong_count(k) > 1);
-        for (t, due) in digest_due.iter().enumerate() {
-            if *due {
-                self.next_digest[t] = policy.tiers[t].digest.as_ref().and_then(|d| d.next_after(now));
-            }
-        }
         // Stable: within a group an escalation stays before the page.
         out.sort_by(|a, b| a.group.cmp(&b.group));
         let mut digests: Vec<Message> = digests.into_iter().flatten().collect();
@@ -501,28 +559,10 @@ impl Dispatcher {
     }
 }
 
-/// Whether a group whose members are unchanged has a timer due: a change
-/// waiting for its flush, a repeat, an escalation, an ack expiring, a digest.
-fn timer_due(policy: &Policy, live: &Live, sig: Signature, now: Timestamp, digest_due: &[bool; 4]) -> bool {
-    let g = &live.log;
-    let tier = sig.tier.or(g.notified_tier).unwrap_or(Severity::P3);
-    let tp = policy.tier(tier);
-    if tp.digest.is_some() && digest_due[tier as usize] {
-        return true;
-    }
-    if g.ack.as_ref().is_some_and(|a| a.until.is_some_and(|u| now >= u)) {
-        return true;
-    }
-    let flush_open = now >= g.next_flush;
-    if live.deferred && flush_open {
-        return true;
-    }
-    let acked = g.ack.is_some();
-    if flush_open && sig.firing.0 > 0 && !acked && g.last_sent.is_some_and(|t| now.since(t) >= tp.repeat_interval) {
-        return true;
-    }
-    matches!((sig.tier, tp.respond_within, g.paged_since), (Some(_), Some(respond), Some(first))
-        if !g.escalated && !acked && now.since(first) >= respond)
+/// Whether a group whose members are unchanged can be skipped: nothing it
+/// has pending is due yet (see [`Pending`]).
+fn quiet(live: &Live, sig: Signature, now: Timestamp) -> bool {
+    live.seen == Some(sig) && live.wake.is_none_or(|w| now < w)
 }
 
 type LogSummary = (usize, Option<Severity>, Option<Timestamp>, Option<Timestamp>, bool, Option<Timestamp>, Timestamp);
@@ -540,8 +580,141 @@ fn log_summary(g: &GroupState) -> LogSummary {
     )
 }
 
-/// Decides what one group is told now, pushing messages to `out`; updates
-/// its log entry. Returns whether a change waits for the next flush.
+/// What a group's members are against its log at one step.
+struct View<'a> {
+    /// Firing and unmuted; one held only by `keep_firing_for` counts only if
+    /// it was told as firing (it is not news that something recovered).
+    firing: Vec<&'a Alert>,
+    firing_fps: BTreeSet<Fingerprint>,
+    /// Some firing alert's condition still holds: repeats and escalations
+    /// page only about those.
+    still_holds: bool,
+    /// The highest tier firing.
+    tier: Option<Severity>,
+    /// Resolved, told as firing, and not muted now.
+    resolved: Vec<&'a Alert>,
+    /// Firing and not told before.
+    new: Vec<Fingerprint>,
+    tier_rose: bool,
+    /// The tier firing, else (only resolutions to tell) the tier last paged.
+    msg_tier: Severity,
+}
+
+impl<'a> View<'a> {
+    fn of(g: &GroupState, members: &[(&'a Alert, bool)]) -> Self {
+        let firing: Vec<&Alert> = members
+            .iter()
+            .filter(|(a, muted)| {
+                !muted && a.state == AlertState::Firing && (!held_only(a) || g.notified_firing.contains(&a.fingerprint))
+            })
+            .map(|(a, _)| *a)
+            .collect();
+        let firing_fps: BTreeSet<Fingerprint> = firing.iter().map(|a| a.fingerprint).collect();
+        let tier = firing.iter().map(|a| a.severity).min();
+        let resolved = members
+            .iter()
+            .filter(|(a, muted)| {
+                !muted && a.state == AlertState::Resolved && g.notified_firing.contains(&a.fingerprint)
+            })
+            .map(|(a, _)| *a)
+            .collect();
+        View {
+            still_holds: firing.iter().any(|a| !held_only(a)),
+            new: firing_fps.difference(&g.notified_firing).copied().collect(),
+            tier_rose: matches!((tier, g.notified_tier), (Some(t), Some(n)) if t < n),
+            msg_tier: tier.or(g.notified_tier).unwrap_or(Severity::P3),
+            firing,
+            firing_fps,
+            tier,
+            resolved,
+        }
+    }
+
+    /// The change there is to tell, the strongest first.
+    fn change(&self) -> Option<Reason> {
+        if self.tier_rose {
+            Some(Reason::TierRose)
+        } else if !self.new.is_empty() {
+            Some(Reason::NewAlerts)
+        } else if !self.resolved.is_empty() {
+            Some(Reason::Resolved)
+        } else {
+            None
+        }
+    }
+}
+
+/// From when each thing a group could be told falls due, its members and
+/// log as they are: the dispatch rules, stated once. [`due`] reads it to
+/// send, [`Pending::wake`] to skip the group until then (as `needsUpdate`
+/// in Alertmanager's dedup stage).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Pending {
+    /// Nobody acknowledged within `respond_within`, and someone is there to
+    /// escalate to.
+    escalation: Option<Timestamp>,
+    /// A message to the group's channels: a change (after the group wait or
+    /// interval) or a repeat.
+    page: Option<(Reason, Timestamp)>,
+    /// On a digest tier: a place in its next digest.
+    digest: Option<Severity>,
+    /// The ack runs out then (repeats and escalation resume).
+    ack_until: Option<Timestamp>,
+}
+
+impl Pending {
+    fn of(policy: &Policy, g: &GroupState, v: &View) -> Self {
+        let tp = policy.tier(v.msg_tier);
+        let acked = g.ack.is_some();
+        let escalation = match (v.tier, tp.respond_within, g.paged_since) {
+            (Some(t), Some(respond), Some(first))
+                if !g.escalated && !acked && v.still_holds && !policy.escalate_to(g.key.route, t).is_empty() =>
+            {
+                Some(first + respond)
+            }
+            _ => None,
+        };
+        let change = v.change();
+        let digest_tier = tp.digest.is_some() && !v.tier_rose;
+        let page = match (digest_tier, change, g.last_sent) {
+            (true, _, _) => None,
+            (false, Some(reason), _) => Some((reason, g.next_flush)),
+            (false, None, Some(last)) if v.still_holds && !acked => {
+                Some((Reason::Repeat, (last + tp.repeat_interval).max(g.next_flush)))
+            }
+            _ => None,
+        };
+        let digest = (digest_tier && (change.is_some() || v.still_holds)).then_some(v.msg_tier);
+        Pending { escalation, page, digest, ack_until: g.ack.as_ref().and_then(|a| a.until) }
+    }
+
+    /// The earliest time something here falls due, given when each tier's
+    /// next digest is.
+    fn wake(&self, next_digest: &[Option<Timestamp>; 4]) -> Option<Timestamp> {
+        let digest = self.digest.and_then(|tier| next_digest[tier as usize]);
+        [self.escalation, self.page.map(|(_, t)| t), digest, self.ack_until].into_iter().flatten().min()
+    }
+}
+
+/// What a group is to be told at `now`, if anything: an escalation first.
+fn due(p: &Pending, now: Timestamp, digest_due: &[bool; 4]) -> Option<Reason> {
+    if p.escalation.is_some_and(|t| now >= t) {
+        return Some(Reason::Escalation);
+    }
+    if let Some((reason, t)) = p.page
+        && now >= t
+    {
+        return Some(reason);
+    }
+    match p.digest {
+        Some(tier) if digest_due[tier as usize] => Some(Reason::Digest),
+        _ => None,
+    }
+}
+
+/// Tells one group what is due at `now` (an escalation, then a message or
+/// its part of a digest), pushing messages to `out`, and updates its log
+/// entry. Returns when something is next due if its members stay the same.
 #[allow(clippy::too_many_arguments)]
 fn flush_group(
     policy: &Policy,
@@ -549,14 +722,14 @@ fn flush_group(
     group_id: &str,
     members: &[(&Alert, bool)],
     now: Timestamp,
-    digest_due: &[bool; 4],
+    (digest_due, next_digest): (&[bool; 4], &[Option<Timestamp>; 4]),
     digests: &mut [Option<Message>; 4],
     out: &mut Vec<Message>,
-) -> bool {
-    // A new group within its group_wait: nothing to decide before its
+) -> Option<Timestamp> {
+    // A new group within its group wait: nothing to decide before its
     // first page (no ack, no escalation, nothing told to resolve).
     if g.last_sent.is_none() && now < g.next_flush {
-        return true;
+        return Some(g.next_flush);
     }
     if g.notified_firing.len() > members.len()
         || g.notified_firing.iter().any(|fp| !members.iter().any(|(a, _)| a.fingerprint == *fp))
@@ -565,121 +738,95 @@ fn flush_group(
         let present: FxHashSet<Fingerprint> = members.iter().map(|(a, _)| a.fingerprint).collect();
         g.notified_firing.retain(|fp| present.contains(fp));
     }
-    // Firing and unmuted; one held only by keep_firing_for counts only if it
-    // was told as firing (it is not news that something already recovered).
-    let firing: Vec<&Alert> = members
-        .iter()
-        .filter(|(a, muted)| {
-            !muted && a.state == AlertState::Firing && (!held_only(a) || g.notified_firing.contains(&a.fingerprint))
-        })
-        .map(|(a, _)| *a)
-        .collect();
-    // Repeats and escalations page about a condition that still holds.
-    let still_holds = firing.iter().any(|a| !held_only(a));
-    let firing_fps: BTreeSet<Fingerprint> = firing.iter().map(|a| a.fingerprint).collect();
-    let tier = firing.iter().map(|a| a.severity).min();
-    // Resolutions are told for alerts told as firing, unless muted now.
-    let resolved: Vec<Alert> = members
-        .iter()
-        .filter(|(a, muted)| !muted && a.state == AlertState::Resolved && g.notified_firing.contains(&a.fingerprint))
-        .map(|(a, _)| (*a).clone())
-        .collect();
-    // With nothing firing (only resolutions to tell), the tier last paged.
-    let msg_tier = tier.or(g.notified_tier).unwrap_or(Severity::P3);
-    let tp = policy.tier(msg_tier);
     if g.ack.as_ref().is_some_and(|a| a.until.is_some_and(|u| now >= u)) {
         g.ack = None;
     }
-    let new: Vec<Fingerprint> = firing_fps.difference(&g.notified_firing).copied().collect();
-    let tier_rose = matches!((tier, g.notified_tier), (Some(t), Some(n)) if t < n);
-    if !new.is_empty() || tier_rose {
-        g.ack = None;
-        g.escalated = false;
-        g.paged_since = None;
-    }
-    let sorted = |mut v: Vec<Alert>| {
+    let sorted = |v: &[&Alert]| {
+        let mut v: Vec<Alert> = v.iter().map(|a| (*a).clone()).collect();
         v.sort_by(|a, b| a.labels.cmp(&b.labels));
         v
     };
-    // An escalation is due whatever the group interval.
-    let escalate_to = tier.map(|t| policy.escalate_to(g.key.route, t)).unwrap_or_default();
-    if let (Some(t), Some(respond), Some(first)) = (tier, tp.respond_within, g.paged_since)
-        && !g.escalated
-        && g.ack.is_none()
-        && still_holds
-        && now.since(first) >= respond
-        && !escalate_to.is_empty()
-    {
-        g.escalated = true;
-        out.push(Message {
-            id: Message::make_id(group_id, now, "escalation"),
-            at: now,
-            group: g.key.labels.clone(),
-            group_id: group_id.to_string(),
-            tier: t,
-            channels: escalate_to.to_vec(),
-            firing: sorted(firing.iter().map(|a| (*a).clone()).collect()),
-            new: Vec::new(),
-            resolved: Vec::new(),
-            escalation: true,
-            digest: false,
-            test: false,
-        });
-    }
-    let repeat_due = still_holds && g.ack.is_none() && g.last_sent.is_some_and(|t| now.since(t) >= tp.repeat_interval);
-    let changed = !new.is_empty() || tier_rose || !resolved.is_empty();
-    if tp.digest.is_some() && !tier_rose {
-        // A digest tier: told only on the schedule, all groups in one message.
-        if digest_due[msg_tier as usize] && (changed || still_holds) {
-            let digest = digests[msg_tier as usize].get_or_insert_with(|| Message {
-                id: Message::make_id("", now, &format!("digest-{msg_tier}")),
-                at: now,
-                group: Labels::new(),
-                group_id: String::new(),
-                tier: msg_tier,
-                channels: tp.channels.clone(),
-                firing: Vec::new(),
-                new: Vec::new(),
-                resolved: Vec::new(),
-                escalation: false,
-                digest: true,
-                test: false,
-            });
-            digest.firing.extend(firing.iter().map(|a| (*a).clone()));
-            digest.new.extend(&new);
-            digest.resolved.extend(resolved.iter().cloned());
-            mark_sent(g, &firing_fps, &resolved, tier, now, now + tp.group_interval);
-            return false;
+    let mut told = false;
+    loop {
+        let v = View::of(g, members);
+        if !v.new.is_empty() || v.tier_rose {
+            g.ack = None;
+            g.escalated = false;
+            g.paged_since = None;
         }
-        return changed;
+        let pending = Pending::of(policy, g, &v);
+        let reason = match due(&pending, now, digest_due) {
+            Some(r) if r == Reason::Escalation || !told => r,
+            _ => return pending.wake(next_digest),
+        };
+        let tp = policy.tier(v.msg_tier);
+        g.last_reason = Some(reason);
+        match reason {
+            Reason::Escalation => {
+                g.escalated = true;
+                let tier = v.tier.unwrap_or(v.msg_tier);
+                out.push(Message {
+                    id: Message::make_id(group_id, now, "escalation"),
+                    at: now,
+                    group: g.key.labels.clone(),
+                    group_id: group_id.to_string(),
+                    tier,
+                    channels: policy.escalate_to(g.key.route, tier).to_vec(),
+                    firing: sorted(&v.firing),
+                    new: Vec::new(),
+                    resolved: Vec::new(),
+                    reason,
+                    escalation: true,
+                    digest: false,
+                    test: false,
+                });
+                continue;
+            }
+            Reason::Digest => {
+                let digest = digests[v.msg_tier as usize].get_or_insert_with(|| Message {
+                    id: Message::make_id("", now, &format!("digest-{}", v.msg_tier)),
+                    at: now,
+                    group: Labels::new(),
+                    group_id: String::new(),
+                    tier: v.msg_tier,
+                    channels: tp.channels.clone(),
+                    firing: Vec::new(),
+                    new: Vec::new(),
+                    resolved: Vec::new(),
+                    reason,
+                    escalation: false,
+                    digest: true,
+                    test: false,
+                });
+                digest.firing.extend(v.firing.iter().map(|a| (*a).clone()));
+                digest.new.extend(&v.new);
+                digest.resolved.extend(v.resolved.iter().map(|a| (*a).clone()));
+            }
+            _ => out.push(Message {
+                id: Message::make_id(group_id, now, "notify"),
+                at: now,
+                group: g.key.labels.clone(),
+                group_id: group_id.to_string(),
+                tier: v.msg_tier,
+                channels: policy.channels(g.key.route, v.msg_tier).to_vec(),
+                firing: sorted(&v.firing),
+                new: v.new.clone(),
+                resolved: sorted(&v.resolved),
+                reason,
+                escalation: false,
+                digest: false,
+                test: false,
+            }),
+        }
+        mark_sent(g, &v.firing_fps, &v.resolved, v.tier, now, now + tp.group_interval);
+        told = true;
     }
-    if now < g.next_flush {
-        return changed;
-    }
-    if changed || repeat_due {
-        out.push(Message {
-            id: Message::make_id(group_id, now, "notify"),
-            at: now,
-            group: g.key.labels.clone(),
-            group_id: group_id.to_string(),
-            tier: msg_tier,
-            channels: policy.channels(g.key.route, msg_tier).to_vec(),
-            firing: sorted(firing.iter().map(|a| (*a).clone()).collect()),
-            new,
-            resolved: sorted(resolved.clone()),
-            escalation: false,
-            digest: false,
-            test: false,
-        });
-        mark_sent(g, &firing_fps, &resolved, tier, now, now + tp.group_interval);
-    }
-    false
 }
 
 fn mark_sent(
     g: &mut GroupState,
     firing: &BTreeSet<Fingerprint>,
-    resolved: &[Alert],
+    resolved: &[&Alert],
     tier: Option<Severity>,
     now: Timestamp,
     next_flush: Timestamp,
@@ -975,5 +1122,69 @@ pub(crate) mod tests {
         step(&mut d1, &[&a], 0);
         d2.restore(d1.take_changes().upserted);
         assert!(step(&mut d2, &[&a], 5).is_empty(), "already told before the restart");
+    }
+
+    #[test]
+    fn a_route_that_escalates_to_nobody_leaves_no_timer_due() {
+        let mut policy = Policy::seed_defaults();
+        policy.routes.push(Route {
+            matchers: Matchers::parse(r#"{cluster="prod"}"#).unwrap(),
+            channels: BTreeMap::new(),
+            escalate_to: Some(Vec::new()),
+        });
+        let mut d = Dispatcher::new(Arc::new(policy));
+        let q = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
+        assert_eq!(step(&mut d, &[&q], 0).len(), 1);
+        // P0 escalates after 5 min, but this route escalates to nobody: the
+        // 5-minute repeat is all that is sent, and then nothing is due
+        // before the next repeat.
+        let m = step(&mut d, &[&q], 300);
+        assert_eq!(summary(&m), [(300, Severity::P0, "voice+sms+im".into(), 1, 0, false)]);
+        for t in 301..=310 {
+            assert!(step(&mut d, &[&q], t).is_empty());
+            assert_eq!(d.next_due(at(t)), Some(at(600)), "at {t}s: a timer due at once, on every tick");
+        }
+        assert_eq!(step(&mut d, &[&q], 600).len(), 1, "the next repeat");
+    }
+
+    #[test]
+    fn each_message_and_the_group_log_say_why_it_was_sent() {
+        let mut d = seed();
+        let reasons = |m: &[Message]| m.iter().map(|m| m.reason).collect::<Vec<_>>();
+        let last = |d: &Dispatcher| d.groups().next().unwrap().last_reason;
+        let p1 = alert("ZkHighAvgLatency", "zk1", Severity::P1, AlertState::Firing);
+        assert!(step(&mut d, &[&p1], 0).is_empty());
+        assert_eq!(last(&d), None, "nothing sent yet");
+        assert_eq!(reasons(&step(&mut d, &[&p1], 30)), [Reason::NewAlerts]);
+        assert_eq!(last(&d), Some(Reason::NewAlerts));
+        let p0 = alert("ZkHighAvgLatency", "zk1", Severity::P0, AlertState::Firing);
+        assert_eq!(reasons(&step(&mut d, &[&p0], 100)), [Reason::TierRose]);
+        let m = step(&mut d, &[&p0], 400);
+        assert_eq!(reasons(&m), [Reason::Escalation, Reason::Repeat]);
+        assert!(m[0].escalation && !m[1].escalation);
+        assert_eq!(last(&d), Some(Reason::Repeat));
+        assert_eq!(reasons(&step(&mut d, &[&resolved(&p0)], 500)), [Reason::Resolved]);
+        assert_eq!(last(&d), Some(Reason::Resolved));
+        // A digest tier: the digest.
+        let t0 = 1_795_593_600; // 2026-11-25T08:00:00Z: the digest is at 09:00.
+        let p3 = alert("ZkSnapshotOld", "zk1", Severity::P3, AlertState::Firing);
+        assert!(step(&mut d, &[&p3], t0).is_empty());
+        assert_eq!(d.next_due(at(t0)), Some(at(t0 + 60)), "the group wait");
+        assert!(step(&mut d, &[&p3], t0 + 60).is_empty());
+        assert_eq!(d.next_due(at(t0 + 61)), Some(at(t0 + 3600)), "the digest, not every tick until then");
+        assert_eq!(reasons(&step(&mut d, &[&p3], t0 + 3600)), [Reason::Digest]);
+        assert_eq!(d.next_due(at(t0 + 3601)), Some(at(t0 + 3600 + 86_400)));
+    }
+
+    #[test]
+    fn a_told_alert_held_by_keep_firing_for_leaves_no_timer_due() {
+        let mut d = seed();
+        let a = alert("ZkNodeDown", "zk1", Severity::P0, AlertState::Firing);
+        assert_eq!(step(&mut d, &[&a], 0).len(), 1);
+        let h = held(&a, 240);
+        for t in 240..=400 {
+            assert!(step(&mut d, &[&h], t).is_empty());
+        }
+        assert_eq!(d.next_due(at(400)), None, "no repeat or escalation about a recovered node");
     }
 }

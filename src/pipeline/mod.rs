@@ -10,7 +10,9 @@ pub mod maintenance;
 pub mod matcher;
 pub mod silence;
 
-pub use dispatch::{Ack, Digest, Dispatcher, GroupChanges, GroupKey, GroupState, Message, Policy, Route, TierPolicy};
+pub use dispatch::{
+    Ack, Digest, Dispatcher, GroupChanges, GroupKey, GroupState, Message, Policy, Reason, Route, TierPolicy,
+};
 pub use inhibit::{InhibitRule, Inhibitor, Roles};
 pub use maintenance::{MaintenanceError, MaintenanceWindow};
 pub use matcher::{MatchOp, Matcher, MatcherError, Matchers};
@@ -156,6 +158,12 @@ impl Pipeline {
                     || windows.iter().any(|w| w.matchers.matches(&a.labels))
             })
             .collect()
+    }
+
+    /// When a step with the same alerts next has something to tell
+    /// ([`Dispatcher::next_due`]).
+    pub fn next_due(&self, now: Timestamp) -> Option<Timestamp> {
+        self.dispatcher.next_due(now)
     }
 
     /// Runs every stage on the tracker's alerts at `now`; returns the

@@ -93,6 +93,7 @@ impl Runner {
                     ack: g.ack.clone(),
                     last_sent: g.last_sent,
                     escalated: g.escalated,
+                    last_reason: g.last_reason,
                     alerts: g.notified_firing.len(),
                 })
                 .collect(),

@@ -220,7 +220,7 @@ impl Runner {
         }
         for m in &messages {
             tracing::info!(
-                tier = %m.tier, group = %m.group, channels = %m.channels.join(","), firing = m.firing.len(),
+                tier = %m.tier, reason = %m.reason, group = %m.group, channels = %m.channels.join(","), firing = m.firing.len(),
                 new = m.new.len(), resolved = m.resolved.len(), escalation = m.escalation, digest = m.digest,
                 "notifying"
             );
@@ -393,5 +393,41 @@ mod tests {
             runner.evaluator.tracker.alerts().filter(|a| a.resolved_at.is_some()).map(|a| a.name()).collect();
         assert_eq!(resolved, ["X"], "X resolves");
         assert_eq!(runner.evaluator.tracker.firing().map(|a| a.name().to_string()).collect::<Vec<_>>(), ["Y"]);
+    }
+
+    /// Collects what a `tracing` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_log_line_of_each_message_says_why_it_was_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.yaml");
+        std::fs::write(&p, "groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n    severity: P0\n").unwrap();
+        let rules = Arc::new(crate::rule::load_rules(&[p], Default::default()).unwrap());
+        let mut runner = Runner::new(rules, Duration::from_secs(10), PipelineConfig::defaults_to(&[]), Vec::new());
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let sent = tracing::subscriber::with_default(subscriber, || {
+            runner.ingest(0, batch(0, &[("x", 1.0)]));
+            runner.evaluate(&clock)
+        });
+        assert_eq!(sent.iter().map(|m| m.reason).collect::<Vec<_>>(), [crate::pipeline::Reason::NewAlerts]);
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let line =
+            log.lines().find(|l| l.contains("notifying")).unwrap_or_else(|| panic!("no notifying line in {log}"));
+        assert!(line.contains("reason=new_alerts"), "{line}");
     }
 }

@@ -3,7 +3,7 @@
 
 use super::Fail;
 use crate::model::{Alert, AlertState, Fingerprint, Labels, STALE_NAN, Severity, Timestamp, is_stale};
-use crate::pipeline::{Ack, GroupKey, GroupState, MatchOp, Matcher, Matchers, Message, Silence};
+use crate::pipeline::{Ack, GroupKey, GroupState, MatchOp, Matcher, Matchers, Message, Reason, Silence};
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use std::borrow::Cow;
@@ -289,6 +289,8 @@ pub(super) struct GroupRecord<'a> {
     escalated: bool,
     // Always written (null when none): `record_ack` sets it in place.
     ack: Option<AckRecord<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_reason: Option<Reason>,
 }
 
 impl<'a> GroupRecord<'a> {
@@ -303,6 +305,7 @@ impl<'a> GroupRecord<'a> {
             paged_since: g.paged_since.map(ms),
             escalated: g.escalated,
             ack: g.ack.as_ref().map(AckRecord::from_ack),
+            last_reason: g.last_reason,
         }
     }
 
@@ -316,6 +319,7 @@ impl<'a> GroupRecord<'a> {
             paged_since: self.paged_since.map(ts),
             escalated: self.escalated,
             ack: self.ack.map(AckRecord::into_ack),
+            last_reason: self.last_reason,
         }
     }
 }
@@ -390,6 +394,9 @@ pub(super) struct MessageRecord<'a> {
     firing: Vec<AlertRecord<'a>>,
     new: Vec<Fp>,
     resolved: Vec<AlertRecord<'a>>,
+    // Absent in messages written before reasons were recorded.
+    #[serde(default)]
+    reason: Option<Reason>,
     escalation: bool,
     digest: bool,
 }
@@ -405,6 +412,7 @@ impl<'a> MessageRecord<'a> {
             firing: m.firing.iter().map(AlertRecord::from_alert).collect(),
             new: m.new.iter().copied().map(Fp).collect(),
             resolved: m.resolved.iter().map(AlertRecord::from_alert).collect(),
+            reason: Some(m.reason),
             escalation: m.escalation,
             digest: m.digest,
         }
@@ -421,6 +429,11 @@ impl<'a> MessageRecord<'a> {
             firing: self.firing.into_iter().map(AlertRecord::into_alert).collect(),
             new: self.new.into_iter().map(|f| f.0).collect(),
             resolved: self.resolved.into_iter().map(AlertRecord::into_alert).collect(),
+            reason: self.reason.unwrap_or(match (self.escalation, self.digest) {
+                (true, _) => Reason::Escalation,
+                (_, true) => Reason::Digest,
+                _ => Reason::NewAlerts,
+            }),
             escalation: self.escalation,
             digest: self.digest,
             test: false,

@@ -3,7 +3,7 @@
 use super::schema::PAGE_SIZE;
 use super::*;
 use crate::model::{AlertState, Labels, STALE_NAN, is_stale};
-use crate::pipeline::{GroupKey, MatchOp, Matcher, Matchers};
+use crate::pipeline::{GroupKey, MatchOp, Matcher, Matchers, Reason};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,7 @@ fn group(route: u16, cluster: &str, ack: Option<Ack>, notified: &[&Alert]) -> Gr
         paged_since: Some(at(90)),
         escalated: ack.is_none(),
         ack,
+        last_reason: Some(Reason::Repeat),
     }
 }
 
@@ -58,6 +59,7 @@ fn message(id: &str, when: i64, firing: Vec<Alert>, resolved: Vec<Alert>) -> Mes
         new: firing.iter().map(|a| a.fingerprint).collect(),
         firing,
         resolved,
+        reason: Reason::NewAlerts,
         escalation: false,
         digest: false,
         test: false,
