@@ -103,7 +103,7 @@ impl Catalogue {
     pub fn closest(&self, name: &str) -> Option<&str> {
         self.names
             .iter()
-            .map(|k| (strsim_distance(name, k), k.as_str()))
+            .map(|k| (crate::diag::edit_distance(name, k), k.as_str()))
             .filter(|(d, k)| *d <= 2.max(k.len() / 5))
             .min_by_key(|(d, _)| *d)
             .map(|(_, k)| k)
@@ -130,19 +130,6 @@ impl Catalogue {
         }
         out
     }
-}
-
-fn strsim_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Where `name` first appears in `text` as a whole word: (line, col), 1-based.
