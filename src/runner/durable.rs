@@ -421,6 +421,21 @@ mod tests {
         );
     }
 
+    /// A runner on a manual clock at 0, restored from the state file at
+    /// `db`, with its deliverer's report channel.
+    fn started(
+        dir: &std::path::Path,
+        notifications: &std::path::Path,
+        db: &std::path::Path,
+    ) -> (Runner, tokio::sync::mpsc::UnboundedReceiver<Report>, Arc<ManualClock>) {
+        let mut runner = runner(dir, notifications);
+        let reports = runner.reports.take().unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+        runner.deliverer.set_clock(clock.clone());
+        runner.restore_from(StateDb::open(db).unwrap(), Timestamp::from_millis(0), Duration::from_secs(10)).unwrap();
+        (runner, reports, clock)
+    }
+
     /// Waits for the deliverer's next report and records it.
     async fn next_report(runner: &mut Runner, rx: &mut tokio::sync::mpsc::UnboundedReceiver<Report>) -> Report {
         let r = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a report").expect("open");
@@ -436,13 +451,7 @@ mod tests {
         let disk = Tmpfs::mount(&dir.path().join("data"), "2m");
         let db_path = disk.dir.join("state.db");
         let pages = dir.path().join("pages.jsonl");
-        let mut first = runner(dir.path(), &pages);
-        let mut reports = first.reports.take().unwrap();
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
-        first.deliverer.set_clock(clock.clone());
-        first
-            .restore_from(StateDb::open(&db_path).unwrap(), Timestamp::from_millis(0), Duration::from_secs(10))
-            .unwrap();
+        let (mut first, mut reports, clock) = started(dir.path(), &pages, &db_path);
         disk.fill();
         for t in [0, 5, 10, 15] {
             clock.set(Timestamp::from_millis(t * 1000));
@@ -518,13 +527,7 @@ mod tests {
         // The notifier's directory cannot be created (its parent is a file):
         // every delivery fails and stays in the outbox.
         std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
-        let mut first = runner(dir.path(), &dir.path().join("not-a-dir/pages.jsonl"));
-        let mut reports = first.reports.take().unwrap();
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
-        first.deliverer.set_clock(clock.clone());
-        first
-            .restore_from(StateDb::open(&db_path).unwrap(), Timestamp::from_millis(0), Duration::from_secs(10))
-            .unwrap();
+        let (mut first, mut reports, clock) = started(dir.path(), &dir.path().join("not-a-dir/pages.jsonl"), &db_path);
         for t in [0, 5, 10, 15] {
             clock.set(Timestamp::from_millis(t * 1000));
             down(&mut first, t);
