@@ -531,17 +531,8 @@ mod tests {
         assert_eq!(n.get("y").unwrap().get("k").unwrap().as_str(), Some("1"));
     }
 
-    /// The classic 436-byte "billion laughs": 10^9 strings once expanded.
-    pub const ALIAS_BOMB: &str = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]
-b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-";
+    /// The classic "billion laughs" (342 bytes): 10^9 strings once expanded.
+    const ALIAS_BOMB: &str = include_str!("../tests/fixtures/yaml/alias-bomb.yaml");
 
     #[test]
     fn alias_expansion_is_bounded_and_refused_at_the_alias() {

@@ -388,16 +388,7 @@ fn zkalert_within(args: &[&str], limit: std::time::Duration) -> Output {
 }
 
 /// The classic "billion laughs" (342 bytes): 10^9 strings once expanded.
-const ALIAS_BOMB: &str = r#"a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
-b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-"#;
+const ALIAS_BOMB: &str = include_str!("fixtures/yaml/alias-bomb.yaml");
 
 #[test]
 fn an_alias_bomb_is_refused_at_its_alias_by_check_and_run() {
