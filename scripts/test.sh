@@ -7,20 +7,20 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
-# tests/ensemble.rs runs real ZooKeeper ensembles: Debian's zookeeper 3.8
+# tests/it/ensemble.rs runs real ZooKeeper ensembles: Debian's zookeeper 3.8
 # (jars in /usr/share/java; it pulls in the servlet API and the SLF4J/log4j
 # jars the harness puts on the classpath) and a JRE to run them.
 [ -f /usr/share/java/zookeeper.jar ] || need_pkgs+=(zookeeper)
 command -v java >/dev/null 2>&1 || need_pkgs+=(default-jre-headless)
-# tests/email.rs delivers to a real SMTP server: aiosmtpd, run by Debian's python3.
+# tests/it/email.rs delivers to a real SMTP server: aiosmtpd, run by Debian's python3.
 /usr/bin/python3 -c "import aiosmtpd" >/dev/null 2>&1 || need_pkgs+=(python3-aiosmtpd)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
-# tests/runbooks.rs runs the runbooks' four-letter-word checks as written.
+# tests/it/runbooks.rs runs the runbooks' four-letter-word checks as written.
 command -v nc >/dev/null 2>&1 || need_pkgs+=(netcat-openbsd)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
-# tests/http_sources.rs scrapes a real node exporter with the Prometheus source.
+# tests/it/http_sources.rs scrapes a real node exporter with the Prometheus source.
 [ -x /usr/bin/prometheus-node-exporter ] || need_pkgs+=(prometheus-node-exporter)
-# tests/fd_limit.rs runs zkalert under prlimit; tests/durability.rs mounts a
+# tests/it/fd_limit.rs runs zkalert under prlimit; tests/it/durability.rs mounts a
 # small tmpfs as a full disk (both util-linux; the tests run as root).
 command -v prlimit >/dev/null 2>&1 && command -v mount >/dev/null 2>&1 || need_pkgs+=(util-linux mount)
 if ((${#need_pkgs[@]})); then

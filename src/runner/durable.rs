@@ -382,7 +382,7 @@ impl Runner {
 
 /// A real filesystem that fills up, for the tests; needs root, as CI runs them.
 #[cfg(test)]
-#[path = "../../tests/support/tmpfs.rs"]
+#[path = "../../tests/it/support/tmpfs.rs"]
 mod tmpfs;
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //!
 //! Formats are ZooKeeper 3.8.0's, byte-exact as captured in
 //! `tests/fixtures/zk/3.8.0/` (see that directory's provenance file). No parser
-//! panics on any input; `tests/zk_fixtures.rs` feeds them arbitrary bytes and
+//! panics on any input; `tests/it/zk_fixtures.rs` feeds them arbitrary bytes and
 //! mutated fixtures.
 
 use std::borrow::Cow;

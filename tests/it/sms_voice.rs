@@ -4,7 +4,7 @@
 //! token), SMS segment limits on real messages, a generic HTTP gateway's
 //! JSON body, the class of failures, and a retry after a partial failure.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use serde_json::Value;

@@ -3,7 +3,7 @@
 //! SQLite state under `data_dir`, and its HTTP API driven by the `zkalert`
 //! CLI. Crash safety is tested with SIGKILL at many points of the cycle.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

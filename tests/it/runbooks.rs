@@ -18,7 +18,7 @@
 //!   `/etc/zookeeper/...`, `/usr/share/java/...`) named anywhere must exist, and ZooKeeper's
 //!   scripts are named by their Debian path (they are not on PATH there).
 
-mod support;
+use crate::support;
 
 use regex::Regex;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! notifying go on; refusals are logged; slow clients are dropped after
 //! the header deadline and the API answers again.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

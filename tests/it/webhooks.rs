@@ -3,7 +3,7 @@
 //! headers, JSON fields, DingTalk's and Feishu's signatures recomputed from
 //! their documented algorithms), and the class of each kind of failure.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};

@@ -4,7 +4,7 @@
 //! fall over when a channel gives up, and keep its idempotency key across
 //! a crash.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use support::http::{Answer, ForwardProxy, MetricsServer, Receiver};

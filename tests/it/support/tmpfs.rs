@@ -1,5 +1,5 @@
 //! A real full disk for tests: a small tmpfs mounted on a directory
-//! (shared by tests/durability.rs and `runner::durable`'s unit test, which
+//! (shared by tests/it/durability.rs and `runner::durable`'s unit test, which
 //! includes this file with `#[path]`).
 
 use std::io::Write;

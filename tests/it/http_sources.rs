@@ -4,7 +4,7 @@
 //! Prometheus source (`zkalert::source::prom`) scraping a real
 //! `prometheus-node-exporter` (Debian package). No mocks.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};

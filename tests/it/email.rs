@@ -1,5 +1,5 @@
 //! The email notifier against a real SMTP server process
-//! (`tests/support/smtp_server.py`, Python's aiosmtpd, Debian package
+//! (`tests/it/support/smtp_server.py`, Python's aiosmtpd, Debian package
 //! `python3-aiosmtpd`): STARTTLS and implicit TLS with a self-signed
 //! certificate, AUTH, the MIME structure and headers a mail client sees, and
 //! the class of each kind of failure.
@@ -50,7 +50,7 @@ struct SmtpServer {
 
 impl SmtpServer {
     fn start(tls_mode: &str, extra: &[&str]) -> SmtpServer {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/smtp_server.py");
         // A port taken by someone else between free_port() and the bind: try again.
         for _ in 0..3 {
             let out = tempfile::tempdir().unwrap();

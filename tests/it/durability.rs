@@ -3,7 +3,7 @@
 //! gave up across a restart. What could not be written is written once
 //! the disk has room; a restart pages nothing again.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

@@ -388,7 +388,7 @@ fn zkalert_within(args: &[&str], limit: std::time::Duration) -> Output {
 }
 
 /// The classic "billion laughs" (342 bytes): 10^9 strings once expanded.
-const ALIAS_BOMB: &str = include_str!("fixtures/yaml/alias-bomb.yaml");
+const ALIAS_BOMB: &str = include_str!("../fixtures/yaml/alias-bomb.yaml");
 
 #[test]
 fn an_alias_bomb_is_refused_at_its_alias_by_check_and_run() {

@@ -2,8 +2,8 @@
 //! ZooKeeper ensemble (`ensemble`), the `zkalert` binary run against it
 //! (`zkalert`), and the process plumbing both use (`process`).
 //!
-//! Each test crate includes this with `mod support;` and uses only part of
-//! it, hence the blanket `dead_code` allowance.
+//! Each test module uses only part of it (and `cargo test --test it X`
+//! compiles it all), hence the blanket `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod ensemble;

@@ -9,7 +9,7 @@
 //! fault to the notification's `at`; measured values are printed (run with
 //! `-- --nocapture` to see them).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant, SystemTime};
 use support::ensemble::{Ensemble, Options};

@@ -1,0 +1,23 @@
+//! Every integration test, compiled as one binary: linking the library and
+//! its dependencies once instead of once per file saves most of a CI build.
+//! Each module is one area, run against the real thing (the `zkalert`
+//! binary, ZooKeeper, SMTP, HTTP receivers); `support` holds what they share.
+//!
+//! Run one area with `cargo test --test it ensemble::`, one test by its name.
+
+mod support;
+
+mod cli;
+mod delivery;
+mod durability;
+mod email;
+mod ensemble;
+mod fd_limit;
+mod http_sources;
+mod lifecycle;
+mod parsers_never_panic;
+mod pipeline;
+mod runbooks;
+mod sms_voice;
+mod webhooks;
+mod zk_fixtures;
