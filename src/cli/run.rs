@@ -6,7 +6,8 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SourceConfig};
 use crate::rule::{LoadOptions, find_rule_files, load_rules};
-use crate::runner::{Runner, Source, run};
+use crate::runner::{Runner, run};
+use crate::source::Source;
 use crate::source::zk::ZkSource;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -9,6 +9,7 @@ use super::{Condition, Location, Per, Rule, RuleGroup, RuleSet, Runbook, Severit
 use crate::diag::{Diagnostics, Pos};
 use crate::model::{ALERTNAME, Labels, SEVERITY, Severity};
 use crate::pipeline::InhibitRule;
+use crate::store::Retention;
 use crate::yaml::{self, Node, Reader, Style};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -99,7 +100,7 @@ pub fn load_rules(files: &[PathBuf], options: LoadOptions) -> Result<RuleSet, Di
         diags: Diagnostics::default(),
         warnings: Diagnostics::default(),
         options,
-        retention: super::Retention::default(),
+        retention: Retention::default(),
         metric_reads: Vec::new(),
     };
     let mut groups = Vec::new();
@@ -179,7 +180,7 @@ struct Loader<'e> {
     diags: Diagnostics,
     warnings: Diagnostics,
     options: LoadOptions,
-    retention: super::Retention,
+    retention: Retention,
     metric_reads: Vec<super::catalogue::MetricRead>,
 }
 
@@ -421,7 +422,7 @@ impl Loader<'_> {
                 }
                 self.retention.add(&c.ranges);
                 for ast in c.scripts() {
-                    self.retention.add_reads(ast);
+                    self.retention.add_reads(super::expr::read_names(ast).0);
                 }
                 self.retention.read.extend(c.metrics.iter().cloned());
                 Some(c)
@@ -446,7 +447,7 @@ impl Loader<'_> {
         };
         match self.engine.compile(&source) {
             Ok(ast) => {
-                self.retention.add_reads(&ast);
+                self.retention.add_reads(super::expr::read_names(&ast).0);
                 match super::expr::range_needs(&ast) {
                     Ok(needs) => {
                         let (certain, maybe) = names_read(&[], std::iter::once(&ast));

@@ -204,7 +204,7 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::notify::FileNotifier;
     use crate::pipeline::PipelineConfig;
-    use crate::runner::{PollBatch, SeriesBatch};
+    use crate::source::{PollBatch, SeriesBatch};
 
     fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
         std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()

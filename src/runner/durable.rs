@@ -392,7 +392,7 @@ mod tests {
     use crate::notify::FileNotifier;
     use crate::notify::delivery::Report;
     use crate::pipeline::PipelineConfig;
-    use crate::runner::{PollBatch, SeriesBatch};
+    use crate::source::{PollBatch, SeriesBatch};
 
     fn runner(dir: &std::path::Path, notifications: &std::path::Path) -> Runner {
         let rules = dir.join("rules.yaml");

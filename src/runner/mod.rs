@@ -13,57 +13,16 @@ pub use delivery::{NOTIFIER_FAILING, channels};
 pub use durable::{Durable, STATE_NOT_PERSISTED, WriteFailure};
 
 use crate::clock::Clock;
-use crate::model::{Alert, Labels, Sample, Timestamp};
+use crate::model::{Alert, Timestamp};
 use crate::notify::delivery::{Deliverer, Report};
 use crate::pipeline::{Message, Pipeline, PipelineConfig};
 use crate::rule::{AlertEvent, Evaluator, RuleSet};
+use crate::source::{PollBatch, Source};
 use crate::store::{GroupId, MetricId, SeriesStore};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// What one poll of a source produced: per label set, values at one time.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct PollBatch {
-    pub series: Vec<SeriesBatch>,
-}
-
-/// The samples of one label set (a target, or a target plus extra labels)
-/// at one timestamp: the store resolves the label set once for all of them.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct SeriesBatch {
-    pub labels: Labels,
-    /// Info labels (a node's `role`); `None` leaves them as they are.
-    pub info: Option<Labels>,
-    pub timestamp: crate::model::Timestamp,
-    pub values: Vec<(String, f64)>,
-}
-
-impl PollBatch {
-    /// Flattens into samples (for tests, recording and replay).
-    pub fn samples(&self) -> Vec<Sample> {
-        self.series
-            .iter()
-            .flat_map(|s| {
-                s.values.iter().map(|(name, value)| Sample {
-                    name: name.clone(),
-                    labels: s.labels.clone(),
-                    timestamp: s.timestamp,
-                    value: *value,
-                })
-            })
-            .collect()
-    }
-}
-
-/// Something that produces samples on a schedule.
-pub trait Source: Send + Sync + 'static {
-    fn name(&self) -> String;
-    fn interval(&self) -> Duration;
-    fn poll(&self, clock: Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = PollBatch> + Send + '_>>;
-}
 
 /// The engine's state between batches.
 pub struct Runner {
@@ -355,7 +314,8 @@ fn publish(runner: &Runner, control: &mut Option<Control>, now: Timestamp, force
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::model::Timestamp;
+    use crate::model::{Labels, Timestamp};
+    use crate::source::SeriesBatch;
 
     fn batch(ts: i64, values: &[(&str, f64)]) -> PollBatch {
         PollBatch {

@@ -11,12 +11,12 @@
 
 use crate::clock::Clock;
 use crate::config::ZkSourceConfig;
-use crate::runner::{PollBatch, Source};
 use crate::source::zk::admin::{self as parsers, AdminError};
 use crate::source::zk::client::FetchError;
 use crate::source::zk::derive;
 use crate::source::zk::parse::Reply;
 use crate::source::zk::poll::NodeObservation;
+use crate::source::{PollBatch, Source};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -101,7 +101,7 @@ pub const COMMANDS: [&str; 4] = ["monitor", "stats", "is_read_only", "connection
 pub struct AdminSource {
     pub config: ZkSourceConfig,
     /// Which metrics to report (those the rules read); `None`: all.
-    pub keep: Option<Arc<crate::rule::Retention>>,
+    pub keep: Option<Arc<crate::store::Retention>>,
     client: reqwest::Client,
     failures: crate::source::failures::FailureLog,
 }
@@ -109,7 +109,7 @@ pub struct AdminSource {
 impl AdminSource {
     /// `config.nodes` are AdminServer addresses (`host:port`, or a base URL
     /// such as `https://host:8443`).
-    pub fn new(config: ZkSourceConfig, keep: Option<Arc<crate::rule::Retention>>) -> anyhow::Result<Self> {
+    pub fn new(config: ZkSourceConfig, keep: Option<Arc<crate::store::Retention>>) -> anyhow::Result<Self> {
         let client = http_client(config.timeout)?;
         Ok(Self { config, keep, client, failures: Default::default() })
     }

@@ -8,10 +8,10 @@
 use crate::clock::Clock;
 use crate::config::PromSourceConfig;
 use crate::model::{Labels, Timestamp};
-use crate::runner::{PollBatch, SeriesBatch, Source};
 use crate::source::admin::{fetch, http_client};
 use crate::source::failures::{FailureLog, POLL_ERROR, Report};
 use crate::source::zk::client::FetchError;
+use crate::source::{PollBatch, SeriesBatch, Source};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -433,7 +433,7 @@ pub const ACCEPT: &str = "text/plain;version=0.0.4;q=1,*/*;q=0.1";
 pub struct PromSource {
     pub config: PromSourceConfig,
     /// Which sample metrics to report; `up` always. `None`: all.
-    pub keep: Option<Arc<crate::rule::Retention>>,
+    pub keep: Option<Arc<crate::store::Retention>>,
     client: reqwest::Client,
     /// `cluster` (if configured), `instance` and the extra labels.
     target: Labels,
@@ -441,7 +441,7 @@ pub struct PromSource {
 }
 
 impl PromSource {
-    pub fn new(config: PromSourceConfig, keep: Option<Arc<crate::rule::Retention>>) -> anyhow::Result<Self> {
+    pub fn new(config: PromSourceConfig, keep: Option<Arc<crate::store::Retention>>) -> anyhow::Result<Self> {
         let client = http_client(config.timeout)?;
         let instance = match &config.instance {
             Some(i) => i.clone(),

@@ -217,7 +217,7 @@ fn prom_source_scrapes_a_real_node_exporter() {
     assert!(samples.iter().any(|s| s.name.ends_with("_count")));
 
     // A keep filter drops what the rules don't read, but never `up`.
-    let mut retention = zkalert::rule::Retention::default();
+    let mut retention = zkalert::store::Retention::default();
     retention.read.insert("node_load1".into());
     let filtered = PromSource::new(source.config.clone(), Some(std::sync::Arc::new(retention))).unwrap();
     let samples = rt.block_on(filtered.collect(now())).samples();
