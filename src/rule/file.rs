@@ -2,9 +2,9 @@
 //! hysteresis, runbooks and scripts, read with every problem reported at
 //! `path:line:col`.
 
+use super::annotation::AnnotationTemplates;
 use super::engine::{Limits, build_engine};
 use super::expr::{CompiledExpr, ExprError, compile};
-use super::template::Templates;
 use super::{Condition, Location, Per, Rule, RuleGroup, RuleSet, Runbook, SeverityPolicy, Tier};
 use crate::diag::{Diagnostics, Pos};
 use crate::model::{ALERTNAME, Labels, SEVERITY, Severity};
@@ -96,7 +96,7 @@ pub fn load_rules(files: &[PathBuf], options: LoadOptions) -> Result<RuleSet, Di
     let engine = Arc::new(build_engine(&options.limits));
     let mut loader = Loader {
         engine: &engine,
-        templates: Templates::new(),
+        templates: AnnotationTemplates::new(),
         diags: Diagnostics::default(),
         warnings: Diagnostics::default(),
         options,
@@ -176,7 +176,7 @@ fn warn_unknown_alertnames(
 
 struct Loader<'e> {
     engine: &'e rhai::Engine,
-    templates: Templates,
+    templates: AnnotationTemplates,
     diags: Diagnostics,
     warnings: Diagnostics,
     options: LoadOptions,

@@ -2,12 +2,12 @@
 //! evaluation of rules over the series store into candidates, and the alert
 //! tracker that turns candidates into alerts with a lifecycle.
 
+pub mod annotation;
 pub mod catalogue;
 pub mod engine;
 pub mod eval;
 pub mod expr;
 mod file;
-pub mod template;
 pub mod tracker;
 
 pub use eval::{Candidate, Evaluator, RuleOutcome};
@@ -16,11 +16,11 @@ pub use tracker::{AlertEvent, AlertTracker, RuleHealth};
 
 use crate::diag::{Diagnostics, Pos};
 use crate::model::{Labels, Severity};
+use annotation::{AnnotationTemplates, TemplateId};
 use expr::{CmpOp, CompiledExpr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use template::{TemplateId, Templates};
 
 /// What one evaluation of a rule sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,7 +47,7 @@ impl Per {
 /// Everything loaded from a set of rule files, compiled and ready.
 pub struct RuleSet {
     pub groups: Vec<RuleGroup>,
-    pub templates: Templates,
+    pub templates: AnnotationTemplates,
     pub engine: Arc<rhai::Engine>,
     pub limits: engine::Limits,
     /// How much history the store must keep, per metric.
