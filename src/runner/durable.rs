@@ -9,7 +9,7 @@
 //! status and as the `StateNotPersisted` alert until a write succeeds.
 
 use super::Runner;
-use super::delivery::NOTIFIER_FAILING;
+use super::sending::NOTIFIER_FAILING;
 use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
 use crate::pipeline::{Message, Pipeline};
 use crate::rule::AlertTracker;

@@ -5,12 +5,12 @@
 //! API's writes arrive here as commands, so this loop alone owns the state.
 
 mod control;
-mod delivery;
 mod durable;
+mod sending;
 
 pub use control::Control;
-pub use delivery::{NOTIFIER_FAILING, channels};
 pub use durable::{Durable, STATE_NOT_PERSISTED, WriteFailure};
+pub use sending::{NOTIFIER_FAILING, channels};
 
 use crate::clock::Clock;
 use crate::model::{Alert, Timestamp};
@@ -38,7 +38,7 @@ pub struct Runner {
     /// next step.
     pub pending: Vec<(Arc<Message>, String)>,
     /// Channels whose last delivery gave up: the `NotifierFailing` alerts.
-    pub failing: delivery::FailingChannels,
+    pub failing: sending::FailingChannels,
     last_compaction: Option<Timestamp>,
     last_pipeline_step: Option<Timestamp>,
     /// Per source, the series its last poll reported (sorted).
@@ -68,7 +68,7 @@ impl Runner {
     ) -> Self {
         let store = Arc::new(SeriesStore::for_rules(&rules.retention));
         let deadlines = pipeline.policy.tiers.each_ref().map(|t| t.delivery_deadline);
-        let (deliverer, reports) = delivery::deliverer(channels, deadlines);
+        let (deliverer, reports) = sending::deliverer(channels, deadlines);
         Self {
             store,
             evaluator: Evaluator::new(rules, evaluation_interval),

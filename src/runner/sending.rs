@@ -1,4 +1,4 @@
-//! The runner's side of delivery: hands written deliveries to the
+//! The runner's side of sending: hands written deliveries to the
 //! [`Deliverer`], records each report in the state file, and when a
 //! delivery gives up, falls over to the tier's next working channel and
 //! raises the `NotifierFailing` meta-alert until the channel delivers again.
