@@ -171,7 +171,7 @@ impl Api {
         tokio::spawn(serve(listener, state, async move {
             let _ = stop_rx.await;
         }));
-        let http = crate::source::admin::http_client(Duration::from_secs(5)).unwrap();
+        let http = crate::source::scrape::http_client(Duration::from_secs(5)).unwrap();
         Api { base, http, ready, _shutdown: stop_tx }
     }
 

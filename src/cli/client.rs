@@ -209,7 +209,7 @@ impl Client {
                 .map(|t| t.trim().to_string()),
         }
         .filter(|t| !t.is_empty());
-        let http = crate::source::admin::http_client(endpoint.timeout)?;
+        let http = crate::source::scrape::http_client(endpoint.timeout)?;
         Ok(Self { base, token, http })
     }
 

@@ -2,10 +2,11 @@
 //! AdminServer, Prometheus text, host checks). Each poll yields a `PollBatch`
 //! for the series store.
 
-pub mod admin;
+pub mod adminserver;
 pub mod failures;
 pub mod host;
 pub mod prom;
+pub mod scrape;
 pub mod zk;
 
 use crate::clock::Clock;

@@ -8,8 +8,8 @@
 use crate::clock::Clock;
 use crate::config::PromSourceConfig;
 use crate::model::{Labels, Timestamp};
-use crate::source::admin::{fetch, http_client};
 use crate::source::failures::{FailureLog, POLL_ERROR, Report};
+use crate::source::scrape::{fetch, http_client};
 use crate::source::zk::client::FetchError;
 use crate::source::{PollBatch, SeriesBatch, Source};
 use std::future::Future;

@@ -1,5 +1,5 @@
 //! The HTTP sources against real servers, through the library API: the
-//! AdminServer source (`zkalert::source::admin`) against the AdminServers of
+//! AdminServer source (`zkalert::source::adminserver`) against the AdminServers of
 //! a real three-node ZooKeeper ensemble (`support::ensemble`), and the
 //! Prometheus source (`zkalert::source::prom`) scraping a real
 //! `prometheus-node-exporter` (Debian package). No mocks.
@@ -13,7 +13,7 @@ use support::ensemble::{Ensemble, Options};
 use support::process::{Watchdog, kill_and_reap};
 use zkalert::config::{PromSourceConfig, ZkSourceConfig};
 use zkalert::model::{Labels, Sample, Timestamp};
-use zkalert::source::admin::AdminSource;
+use zkalert::source::adminserver::AdminSource;
 use zkalert::source::prom::PromSource;
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -1,7 +1,7 @@
 //! The ZooKeeper source: polls each node's four-letter words (or its
 //! AdminServer) and derives per-node and per-cluster metrics.
 
-pub mod admin;
+pub mod admin_json;
 pub mod client;
 pub mod derive;
 pub mod parse;
