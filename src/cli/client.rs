@@ -447,11 +447,7 @@ async fn groups_inner(args: GroupsArgs) -> anyhow::Result<()> {
 }
 
 async fn silence_add(args: SilenceAddArgs) -> anyhow::Result<()> {
-    let created_by = args
-        .created_by
-        .filter(|c| !c.trim().is_empty())
-        .or_else(os_user)
-        .ok_or_else(|| anyhow!("--created-by is required ($USER is not set and the OS user has no name)"))?;
+    let created_by = acting_user(args.created_by, "--created-by")?;
     let client = Client::new(&args.endpoint)?;
     let matchers = join_matchers(args.matchers.as_deref(), &args.matcher);
     // amtool's default: an hour from the start.
@@ -509,6 +505,15 @@ pub fn join_matchers(braced: Option<&str>, args: &[String]) -> String {
         }
     }
     format!("{{{}}}", parts.join(", "))
+}
+
+/// Who acts: the name given by `flag` (or `$USER`, its default), else the
+/// OS user.
+fn acting_user(given: Option<String>, flag: &str) -> anyhow::Result<String> {
+    given
+        .filter(|g| !g.trim().is_empty())
+        .or_else(os_user)
+        .ok_or_else(|| anyhow!("{flag} is required ($USER is not set and the OS user has no name)"))
 }
 
 /// The OS user's name when `$USER` is not set (cron, containers, sudo -i):
@@ -589,11 +594,7 @@ async fn silence_expire(endpoint: Endpoint, id: &str) -> anyhow::Result<()> {
 }
 
 async fn ack_inner(args: AckArgs) -> anyhow::Result<()> {
-    let by = args
-        .by
-        .filter(|b| !b.trim().is_empty())
-        .or_else(os_user)
-        .ok_or_else(|| anyhow!("--by is required ($USER is not set and the OS user has no name)"))?;
+    let by = acting_user(args.by, "--by")?;
     let client = Client::new(&args.endpoint)?;
     let request = AckRequest {
         group_id: args.group_id,

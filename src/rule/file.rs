@@ -688,26 +688,29 @@ impl FileCtx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::rules_from_yaml;
 
-    fn load_str(yaml: &str) -> Result<RuleSet, Diagnostics> {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("r.yaml");
-        std::fs::write(&p, yaml).unwrap();
-        load_rules(&[p], LoadOptions::default())
+    /// Loading `yaml` fails, and its errors include each of `wanted`.
+    fn assert_errors(yaml: &str, wanted: &[&str]) {
+        let text = rules_from_yaml(yaml).unwrap_err().to_string();
+        for want in wanted {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
     }
 
     #[test]
     fn a_runbook_url_in_any_case_is_a_url_not_a_file() {
-        let rs =
-            load_str("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    runbook: HTTPS://wiki.example/ZK\n")
-                .unwrap();
+        let rs = rules_from_yaml(
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    runbook: HTTPS://wiki.example/ZK\n",
+        )
+        .unwrap();
         let rule = rs.rules().next().unwrap();
         assert!(matches!(&rule.runbook, Some(Runbook::Url(u)) if u == "HTTPS://wiki.example/ZK"), "{:?}", rule.runbook);
     }
 
     #[test]
     fn tiers_are_sorted_most_severe_first() {
-        let rs = load_str("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    tiers: { P2: \"> 100\", P0: \"> 1000\", P1: \">= 500\" }\n").unwrap();
+        let rs = rules_from_yaml("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    tiers: { P2: \"> 100\", P0: \"> 1000\", P1: \">= 500\" }\n").unwrap();
         let rule = rs.rules().next().unwrap();
         let SeverityPolicy::Tiers(t) = &rule.severity else { panic!() };
         assert_eq!(t.iter().map(|t| t.severity).collect::<Vec<_>>(), vec![Severity::P0, Severity::P1, Severity::P2]);
@@ -716,18 +719,21 @@ mod tests {
     #[test]
     fn reports_every_error_with_positions() {
         let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == \n    for: 5x\n    colour: red\n    tiers: { P9: \"> 1\" }\n";
-        let err = load_str(yaml).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains(":5:16: expression:"), "{text}");
-        assert!(text.contains(":6:10: for: invalid duration"), "{text}");
-        assert!(text.contains(":7:5: unknown field \"colour\""), "{text}");
-        assert!(text.contains(":8:14: unknown tier \"P9\""), "{text}");
+        assert_errors(
+            yaml,
+            &[
+                ":5:16: expression:",
+                ":6:10: for: invalid duration",
+                ":7:5: unknown field \"colour\"",
+                ":8:14: unknown tier \"P9\"",
+            ],
+        );
     }
 
     #[test]
     fn a_tier_may_set_its_own_for() {
         let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    for: 1m\n    tiers:\n      P2: \"> 10\"\n      P1: { when: \"> 100\", for: 5m }\n      P0: { when: \">= 1000\" }\n";
-        let rs = load_str(yaml).unwrap();
+        let rs = rules_from_yaml(yaml).unwrap();
         let rule = rs.rules().next().unwrap();
         let SeverityPolicy::Tiers(t) = &rule.severity else { panic!() };
         let minutes = |m: u64| Some(std::time::Duration::from_secs(m * 60));
@@ -741,11 +747,15 @@ mod tests {
     #[test]
     fn bad_tier_mappings_are_reported_with_positions() {
         let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    tiers:\n      P3: { when: \"> 1\", for: 5x }\n      P2: { for: 5m }\n      P1: { when: \"> 100\", hold: 5m }\n      P0: { when: \"lots\" }\n";
-        let text = load_str(yaml).unwrap_err().to_string();
-        assert!(text.contains(":7:31: tier P3: for: invalid duration"), "{text}");
-        assert!(text.contains(":8:11: tier P2 needs `when`"), "{text}");
-        assert!(text.contains(":9:28: unknown field \"hold\" in tier P1"), "{text}");
-        assert!(text.contains(":10:19: tier P0: threshold \"lots\""), "{text}");
+        assert_errors(
+            yaml,
+            &[
+                ":7:31: tier P3: for: invalid duration",
+                ":8:11: tier P2 needs `when`",
+                ":9:28: unknown field \"hold\" in tier P1",
+                ":10:19: tier P0: threshold \"lots\"",
+            ],
+        );
     }
 
     #[test]
@@ -792,7 +802,7 @@ mod tests {
     #[test]
     fn window_ranges_are_bounded() {
         let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(\"m\", \"1000y\") > 1\n  - alert: B\n    expr: rate(\"m\", \"0s\") > 1\n  - alert: C\n    expr: rate(\"m\", \"7d\") > 1\n";
-        let err = load_str(yaml).unwrap_err().to_string();
+        let err = rules_from_yaml(yaml).unwrap_err().to_string();
         assert!(
             err.contains(":5:21: expression: rate(): invalid duration \"1000y\": a window may be at most 7d"),
             "{err}"
@@ -807,15 +817,16 @@ mod tests {
     #[test]
     fn group_intervals_are_bounded() {
         let yaml = "groups:\n- name: a\n  interval: 0s\n  rules: []\n- name: b\n  interval: 1000y\n  rules: []\n";
-        let err = load_str(yaml).unwrap_err().to_string();
-        assert!(err.contains(":3:13: interval must be greater than zero"), "{err}");
-        assert!(err.contains(":6:13: interval: 1000y is longer than the limit of 1h"), "{err}");
+        assert_errors(
+            yaml,
+            &[":3:13: interval must be greater than zero", ":6:13: interval: 1000y is longer than the limit of 1h"],
+        );
     }
 
     #[test]
     fn block_scalar_positions() {
         let yaml = "groups:\n- name: g\n  per: cluster\n  rules:\n  - alert: A\n    expr: |\n      nodes.filter(|n| n.role == \"leader\")\n        .len() > > 1\n";
-        let err = load_str(yaml).unwrap_err();
+        let err = rules_from_yaml(yaml).unwrap_err();
         assert!(err.to_string().contains(":8:18:"), "{err}");
     }
 }
