@@ -48,3 +48,10 @@ pub fn logged<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
     let text = String::from_utf8(shared.0.lock().unwrap().clone()).unwrap();
     (result, text.lines().map(str::to_string).collect())
 }
+
+/// Fails unless `text` contains each of `wanted`, naming the one missing.
+pub fn assert_contains_all(text: &str, wanted: &[&str]) {
+    for want in wanted {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}

@@ -276,6 +276,20 @@ fn print_json(value: &serde_json::Value) {
     outln!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
+/// `--json`: prints the API's reply as it is (`None`); otherwise decodes
+/// it for a table.
+fn decode_unless_json<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    json: bool,
+    what: &str,
+) -> anyhow::Result<Option<T>> {
+    if json {
+        print_json(&value);
+        return Ok(None);
+    }
+    decode(value, what).map(Some)
+}
+
 fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value, what: &str) -> anyhow::Result<T> {
     serde_json::from_value(value).map_err(|e| anyhow!("unexpected {what} from the API: {e}"))
 }
@@ -339,11 +353,7 @@ async fn alerts_inner(args: AlertsArgs) -> anyhow::Result<()> {
         });
         hidden = before - list.len();
     }
-    if args.json {
-        print_json(&value);
-        return Ok(());
-    }
-    let out: AlertsOut = decode(value, "alerts")?;
+    let Some(out) = decode_unless_json::<AlertsOut>(value, args.json, "alerts")? else { return Ok(()) };
     let at = parse_time(&out.at);
     let mut rows = vec![row(["TIER", "STATE", "ALERT", "LABELS", "SINCE", "MARKERS", "RUNBOOK"])];
     for a in &out.alerts {
@@ -415,11 +425,7 @@ struct GroupsOut {
 async fn groups_inner(args: GroupsArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.endpoint)?;
     let value = client.get("/api/v1/groups", &[]).await?;
-    if args.json {
-        print_json(&value);
-        return Ok(());
-    }
-    let out: GroupsOut = decode(value, "groups")?;
+    let Some(out) = decode_unless_json::<GroupsOut>(value, args.json, "groups")? else { return Ok(()) };
     let at = parse_time(&out.at);
     let mut rows = vec![row(["ID", "TIER", "ALERTS", "LABELS", "LAST SENT", "ESCALATED", "ACK"])];
     for g in &out.groups {
@@ -567,11 +573,7 @@ struct SilencesOut {
 async fn silence_list(endpoint: Endpoint, json: bool) -> anyhow::Result<()> {
     let client = Client::new(&endpoint)?;
     let value = client.get("/api/v1/silences", &[]).await?;
-    if json {
-        print_json(&value);
-        return Ok(());
-    }
-    let out: SilencesOut = decode(value, "silences")?;
+    let Some(out) = decode_unless_json::<SilencesOut>(value, json, "silences")? else { return Ok(()) };
     if out.silences.is_empty() {
         outln!("no silences");
         return Ok(());

@@ -688,14 +688,11 @@ impl FileCtx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::rules_from_yaml;
+    use crate::test_support::{assert_contains_all, rules_from_yaml};
 
     /// Loading `yaml` fails, and its errors include each of `wanted`.
     fn assert_errors(yaml: &str, wanted: &[&str]) {
-        let text = rules_from_yaml(yaml).unwrap_err().to_string();
-        for want in wanted {
-            assert!(text.contains(want), "missing {want:?} in:\n{text}");
-        }
+        assert_contains_all(&rules_from_yaml(yaml).unwrap_err().to_string(), wanted);
     }
 
     #[test]
@@ -790,13 +787,14 @@ mod tests {
         std::fs::write(&inhibit, "inhibit_rules:\n  - defaults\n  - source: '{a=~\"(\"}'\n    target: '{b=\"c\"}'\n  - {target: '{b=\"c\"}'}\n")
             .unwrap();
         let err = load_rules(std::slice::from_ref(&inhibit), LoadOptions::default()).unwrap_err().to_string();
-        for want in [
-            ":2:5: inhibit_rules in a rule file hold rules",
-            ":3:13: source: invalid regex",
-            ":5:5: inhibit rule needs `source` and `target`",
-        ] {
-            assert!(err.contains(want), "missing {want:?} in:\n{err}");
-        }
+        assert_contains_all(
+            &err,
+            &[
+                ":2:5: inhibit_rules in a rule file hold rules",
+                ":3:13: source: invalid regex",
+                ":5:5: inhibit rule needs `source` and `target`",
+            ],
+        );
     }
 
     #[test]
