@@ -25,3 +25,6 @@ pub mod state;
 pub mod store;
 pub mod testing;
 pub mod yaml;
+
+#[cfg(test)]
+mod test_support;

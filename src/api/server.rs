@@ -172,14 +172,22 @@ fn parse_list<T>(text: Option<&str>, parse: impl Fn(&str) -> Result<T, String>) 
         .map(Some)
 }
 
-fn parse_alert_state(s: &str) -> Result<AlertState, String> {
-    match s {
-        "pending" => Ok(AlertState::Pending),
-        "firing" => Ok(AlertState::Firing),
-        "resolved" => Ok(AlertState::Resolved),
-        other => Err(format!("state: unknown alert state {other:?}: expected pending, firing or resolved")),
+/// A `state=` filter's item: one of `names` (in the order the error lists
+/// them), for states of `kind` (alert, silence).
+fn parse_state<T: Copy>(kind: &str, names: &[(&str, T)], text: &str) -> Result<T, String> {
+    if let Some(&(_, state)) = names.iter().find(|(name, _)| *name == text) {
+        return Ok(state);
     }
+    let listed: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
+    let (last, others) = listed.split_last().unwrap_or((&"", &[]));
+    Err(format!("state: unknown {kind} state {text:?}: expected {} or {last}", others.join(", ")))
 }
+
+const ALERT_STATES: [(&str, AlertState); 3] =
+    [("pending", AlertState::Pending), ("firing", AlertState::Firing), ("resolved", AlertState::Resolved)];
+
+const SILENCE_STATES: [(&str, SilenceState); 3] =
+    [("pending", SilenceState::Pending), ("active", SilenceState::Active), ("expired", SilenceState::Expired)];
 
 fn parse_matchers(field: &str, text: &str) -> Result<Matchers, ApiError> {
     Matchers::parse(text).map_err(|e| ApiError::bad(format!("{field}: {e}")))
@@ -187,7 +195,7 @@ fn parse_matchers(field: &str, text: &str) -> Result<Matchers, ApiError> {
 
 async fn list_alerts(State(state): State<ApiState>, q: Result<Query<AlertQuery>, QueryRejection>) -> ApiResult {
     let q = query(q)?;
-    let states = parse_list(q.state.as_deref(), parse_alert_state)?;
+    let states = parse_list(q.state.as_deref(), |s| parse_state("alert", &ALERT_STATES, s))?;
     let tiers = parse_list(q.tier.as_deref(), |s| s.parse::<Severity>().map_err(|e| format!("tier: {e}")))?;
     let filter = q.filter.as_deref().map(|f| parse_matchers("filter", f)).transpose()?;
     let snap = published(&state)?;
@@ -244,18 +252,9 @@ struct SilenceQuery {
     state: Option<String>,
 }
 
-fn parse_silence_state(s: &str) -> Result<SilenceState, String> {
-    match s {
-        "pending" => Ok(SilenceState::Pending),
-        "active" => Ok(SilenceState::Active),
-        "expired" => Ok(SilenceState::Expired),
-        other => Err(format!("state: unknown silence state {other:?}: expected pending, active or expired")),
-    }
-}
-
 async fn list_silences(State(state): State<ApiState>, q: Result<Query<SilenceQuery>, QueryRejection>) -> ApiResult {
     let q = query(q)?;
-    let states = parse_list(q.state.as_deref(), parse_silence_state)?;
+    let states = parse_list(q.state.as_deref(), |s| parse_state("silence", &SILENCE_STATES, s))?;
     let snap = published(&state)?;
     let mut silences: Vec<_> = snap
         .silences

@@ -153,17 +153,24 @@ impl Api {
         let (snap_tx, snap_rx) = watch::channel(Arc::new(snap.clone()));
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         tokio::spawn(fake_runner(cmd_rx, snap_tx, snap));
-        Self::serve(ApiState {
-            snapshot: snap_rx,
-            commands: cmd_tx,
-            token: token.map(str::to_string),
-            ready: Arc::new(AtomicBool::new(true)),
-            runbooks: Arc::default(),
-        })
-        .await
+        Self::serve(snap_rx, cmd_tx, token, true).await
     }
 
-    async fn serve(state: ApiState) -> Api {
+    /// Serves the API on loopback: writes need `token`; `ready` as after
+    /// (or before) the runner's first step.
+    async fn serve(
+        snapshot: watch::Receiver<Arc<Snapshot>>,
+        commands: mpsc::Sender<Command>,
+        token: Option<&str>,
+        ready: bool,
+    ) -> Api {
+        let state = ApiState {
+            snapshot,
+            commands,
+            token: token.map(str::to_string),
+            ready: Arc::new(AtomicBool::new(ready)),
+            runbooks: Arc::default(),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -171,7 +178,7 @@ impl Api {
         tokio::spawn(serve(listener, state, async move {
             let _ = stop_rx.await;
         }));
-        let http = crate::source::admin::http_client(Duration::from_secs(5)).unwrap();
+        let http = crate::source::scrape::http_client(Duration::from_secs(5)).unwrap();
         Api { base, http, ready, _shutdown: stop_tx }
     }
 
@@ -318,6 +325,25 @@ async fn add_silence_list_and_expire() {
     let (status, reply) = api.write(reqwest::Method::DELETE, "/api/v1/silences/nope", "", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(error(&reply).contains("nope"));
+}
+
+/// A `state=` filter naming no state is refused with the states there are.
+#[tokio::test]
+async fn an_unknown_state_filter_lists_the_states() {
+    let api = Api::start(Some(TOKEN)).await;
+    for (path, want) in [
+        (
+            "/api/v1/alerts?state=firing,burning",
+            r#"state: unknown alert state "burning": expected pending, firing or resolved"#,
+        ),
+        (
+            "/api/v1/silences?state=lapsed",
+            r#"state: unknown silence state "lapsed": expected pending, active or expired"#,
+        ),
+    ] {
+        let (status, body) = api.get(path).await;
+        assert_eq!((status, error(&body)), (StatusCode::BAD_REQUEST, want), "{path}");
+    }
 }
 
 #[tokio::test]
@@ -603,14 +629,7 @@ async fn writes_are_503_when_the_runner_is_gone() {
     let (_snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (cmd_tx, cmd_rx) = mpsc::channel(1);
     drop(cmd_rx);
-    let api = Api::serve(ApiState {
-        snapshot: snap_rx,
-        commands: cmd_tx,
-        token: Some(TOKEN.into()),
-        ready: Arc::new(AtomicBool::new(false)),
-        runbooks: Arc::default(),
-    })
-    .await;
+    let api = Api::serve(snap_rx, cmd_tx, Some(TOKEN), false).await;
     let (status, reply) = api.post("/api/v1/acks", json!({"group_id": "g", "by": "me"})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(error(&reply).contains("runner"));
@@ -627,14 +646,7 @@ async fn writes_are_503_when_the_runner_is_gone() {
 async fn reads_are_503_not_ready_until_the_first_step() {
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (cmd_tx, _cmd_rx) = mpsc::channel(1);
-    let api = Api::serve(ApiState {
-        snapshot: snap_rx,
-        commands: cmd_tx,
-        token: Some(TOKEN.into()),
-        ready: Arc::new(AtomicBool::new(false)),
-        runbooks: Arc::default(),
-    })
-    .await;
+    let api = Api::serve(snap_rx, cmd_tx, Some(TOKEN), false).await;
     for path in ["/api/v1/alerts", "/api/v1/groups", "/api/v1/silences", "/api/v1/deliveries"] {
         let (status, body) = api.get(path).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");

@@ -209,7 +209,7 @@ impl Client {
                 .map(|t| t.trim().to_string()),
         }
         .filter(|t| !t.is_empty());
-        let http = crate::source::admin::http_client(endpoint.timeout)?;
+        let http = crate::source::scrape::http_client(endpoint.timeout)?;
         Ok(Self { base, token, http })
     }
 
@@ -276,6 +276,20 @@ fn print_json(value: &serde_json::Value) {
     outln!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
+/// `--json`: prints the API's reply as it is (`None`); otherwise decodes
+/// it for a table.
+fn decode_unless_json<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    json: bool,
+    what: &str,
+) -> anyhow::Result<Option<T>> {
+    if json {
+        print_json(&value);
+        return Ok(None);
+    }
+    decode(value, what).map(Some)
+}
+
 fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value, what: &str) -> anyhow::Result<T> {
     serde_json::from_value(value).map_err(|e| anyhow!("unexpected {what} from the API: {e}"))
 }
@@ -339,11 +353,7 @@ async fn alerts_inner(args: AlertsArgs) -> anyhow::Result<()> {
         });
         hidden = before - list.len();
     }
-    if args.json {
-        print_json(&value);
-        return Ok(());
-    }
-    let out: AlertsOut = decode(value, "alerts")?;
+    let Some(out) = decode_unless_json::<AlertsOut>(value, args.json, "alerts")? else { return Ok(()) };
     let at = parse_time(&out.at);
     let mut rows = vec![row(["TIER", "STATE", "ALERT", "LABELS", "SINCE", "MARKERS", "RUNBOOK"])];
     for a in &out.alerts {
@@ -415,11 +425,7 @@ struct GroupsOut {
 async fn groups_inner(args: GroupsArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.endpoint)?;
     let value = client.get("/api/v1/groups", &[]).await?;
-    if args.json {
-        print_json(&value);
-        return Ok(());
-    }
-    let out: GroupsOut = decode(value, "groups")?;
+    let Some(out) = decode_unless_json::<GroupsOut>(value, args.json, "groups")? else { return Ok(()) };
     let at = parse_time(&out.at);
     let mut rows = vec![row(["ID", "TIER", "ALERTS", "LABELS", "LAST SENT", "ESCALATED", "ACK"])];
     for g in &out.groups {
@@ -447,11 +453,7 @@ async fn groups_inner(args: GroupsArgs) -> anyhow::Result<()> {
 }
 
 async fn silence_add(args: SilenceAddArgs) -> anyhow::Result<()> {
-    let created_by = args
-        .created_by
-        .filter(|c| !c.trim().is_empty())
-        .or_else(os_user)
-        .ok_or_else(|| anyhow!("--created-by is required ($USER is not set and the OS user has no name)"))?;
+    let created_by = acting_user(args.created_by, "--created-by")?;
     let client = Client::new(&args.endpoint)?;
     let matchers = join_matchers(args.matchers.as_deref(), &args.matcher);
     // amtool's default: an hour from the start.
@@ -511,6 +513,15 @@ pub fn join_matchers(braced: Option<&str>, args: &[String]) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
+/// Who acts: the name given by `flag` (or `$USER`, its default), else the
+/// OS user.
+fn acting_user(given: Option<String>, flag: &str) -> anyhow::Result<String> {
+    given
+        .filter(|g| !g.trim().is_empty())
+        .or_else(os_user)
+        .ok_or_else(|| anyhow!("{flag} is required ($USER is not set and the OS user has no name)"))
+}
+
 /// The OS user's name when `$USER` is not set (cron, containers, sudo -i):
 /// `$LOGNAME`, else the name of the process's uid in /etc/passwd (the uid
 /// is the owner of /proc/self: no libc call, no unsafe).
@@ -562,11 +573,7 @@ struct SilencesOut {
 async fn silence_list(endpoint: Endpoint, json: bool) -> anyhow::Result<()> {
     let client = Client::new(&endpoint)?;
     let value = client.get("/api/v1/silences", &[]).await?;
-    if json {
-        print_json(&value);
-        return Ok(());
-    }
-    let out: SilencesOut = decode(value, "silences")?;
+    let Some(out) = decode_unless_json::<SilencesOut>(value, json, "silences")? else { return Ok(()) };
     if out.silences.is_empty() {
         outln!("no silences");
         return Ok(());
@@ -589,11 +596,7 @@ async fn silence_expire(endpoint: Endpoint, id: &str) -> anyhow::Result<()> {
 }
 
 async fn ack_inner(args: AckArgs) -> anyhow::Result<()> {
-    let by = args
-        .by
-        .filter(|b| !b.trim().is_empty())
-        .or_else(os_user)
-        .ok_or_else(|| anyhow!("--by is required ($USER is not set and the OS user has no name)"))?;
+    let by = acting_user(args.by, "--by")?;
     let client = Client::new(&args.endpoint)?;
     let request = AckRequest {
         group_id: args.group_id,

@@ -6,7 +6,8 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SourceConfig};
 use crate::rule::{LoadOptions, find_rule_files, load_rules};
-use crate::runner::{Runner, Source, run};
+use crate::runner::{Runner, run};
+use crate::source::Source;
 use crate::source::zk::ZkSource;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -102,7 +103,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 SourceConfig::Zookeeper(z) => Arc::new(ZkSource::new(z.clone(), Some(keep.clone()))),
                 SourceConfig::Host(h) => Arc::new(crate::source::host::HostSource::new(h.clone())),
                 SourceConfig::ZookeeperAdmin(z) => {
-                    Arc::new(crate::source::admin::AdminSource::new(z.clone(), Some(keep.clone()))?)
+                    Arc::new(crate::source::adminserver::AdminSource::new(z.clone(), Some(keep.clone()))?)
                 }
                 SourceConfig::Prometheus(p) => {
                     Arc::new(crate::source::prom::PromSource::new(p.clone(), Some(keep.clone()))?)

@@ -7,11 +7,10 @@
 //! throughput target relies on; equivalence is property-tested).
 
 use super::engine::is_no_data;
-use crate::store::WindowFn;
+use crate::store::{RangeNeed, WindowFn};
 use rhai::{AST, Dynamic, Engine, EvalAltResult, Expr, Scope, Stmt};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,15 +166,6 @@ fn operand(e: &Expr, whole: &AST, instance_scope: bool) -> Operand {
 }
 
 type ScanResult = Result<(Vec<String>, Vec<RangeNeed>), (String, usize, usize)>;
-
-/// A window function's use of a series: which metric over how long. `None`
-/// where the argument is not a literal (then the store keeps every metric
-/// for the longest range).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RangeNeed {
-    pub metric: Option<String>,
-    pub range: Option<Duration>,
-}
 
 /// Finds the metric variables of the main expression and what window
 /// functions read anywhere (closures included).
@@ -429,6 +419,7 @@ pub fn compare(lhs: &Value, op: CmpOp, rhs: &Value) -> Result<bool, EvalFailure>
 mod tests {
     use super::*;
     use crate::rule::engine::{Limits, build_engine};
+    use std::time::Duration;
 
     fn c(src: &str) -> CompiledExpr {
         compile(&build_engine(&Limits::default()), src, true).unwrap()

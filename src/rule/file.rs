@@ -2,13 +2,14 @@
 //! hysteresis, runbooks and scripts, read with every problem reported at
 //! `path:line:col`.
 
+use super::annotation::AnnotationTemplates;
 use super::engine::{Limits, build_engine};
 use super::expr::{CompiledExpr, ExprError, compile};
-use super::template::Templates;
 use super::{Condition, Location, Per, Rule, RuleGroup, RuleSet, Runbook, SeverityPolicy, Tier};
 use crate::diag::{Diagnostics, Pos};
 use crate::model::{ALERTNAME, Labels, SEVERITY, Severity};
 use crate::pipeline::InhibitRule;
+use crate::store::Retention;
 use crate::yaml::{self, Node, Reader, Style};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,11 +96,11 @@ pub fn load_rules(files: &[PathBuf], options: LoadOptions) -> Result<RuleSet, Di
     let engine = Arc::new(build_engine(&options.limits));
     let mut loader = Loader {
         engine: &engine,
-        templates: Templates::new(),
+        templates: AnnotationTemplates::new(),
         diags: Diagnostics::default(),
         warnings: Diagnostics::default(),
         options,
-        retention: super::Retention::default(),
+        retention: Retention::default(),
         metric_reads: Vec::new(),
     };
     let mut groups = Vec::new();
@@ -175,11 +176,11 @@ fn warn_unknown_alertnames(
 
 struct Loader<'e> {
     engine: &'e rhai::Engine,
-    templates: Templates,
+    templates: AnnotationTemplates,
     diags: Diagnostics,
     warnings: Diagnostics,
     options: LoadOptions,
-    retention: super::Retention,
+    retention: Retention,
     metric_reads: Vec<super::catalogue::MetricRead>,
 }
 
@@ -421,7 +422,7 @@ impl Loader<'_> {
                 }
                 self.retention.add(&c.ranges);
                 for ast in c.scripts() {
-                    self.retention.add_reads(ast);
+                    self.retention.add_reads(super::expr::read_names(ast).0);
                 }
                 self.retention.read.extend(c.metrics.iter().cloned());
                 Some(c)
@@ -446,7 +447,7 @@ impl Loader<'_> {
         };
         match self.engine.compile(&source) {
             Ok(ast) => {
-                self.retention.add_reads(&ast);
+                self.retention.add_reads(super::expr::read_names(&ast).0);
                 match super::expr::range_needs(&ast) {
                     Ok(needs) => {
                         let (certain, maybe) = names_read(&[], std::iter::once(&ast));
@@ -687,26 +688,26 @@ impl FileCtx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{assert_contains_all, rules_from_yaml};
 
-    fn load_str(yaml: &str) -> Result<RuleSet, Diagnostics> {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("r.yaml");
-        std::fs::write(&p, yaml).unwrap();
-        load_rules(&[p], LoadOptions::default())
+    /// Loading `yaml` fails, and its errors include each of `wanted`.
+    fn assert_errors(yaml: &str, wanted: &[&str]) {
+        assert_contains_all(&rules_from_yaml(yaml).unwrap_err().to_string(), wanted);
     }
 
     #[test]
     fn a_runbook_url_in_any_case_is_a_url_not_a_file() {
-        let rs =
-            load_str("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    runbook: HTTPS://wiki.example/ZK\n")
-                .unwrap();
+        let rs = rules_from_yaml(
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    runbook: HTTPS://wiki.example/ZK\n",
+        )
+        .unwrap();
         let rule = rs.rules().next().unwrap();
         assert!(matches!(&rule.runbook, Some(Runbook::Url(u)) if u == "HTTPS://wiki.example/ZK"), "{:?}", rule.runbook);
     }
 
     #[test]
     fn tiers_are_sorted_most_severe_first() {
-        let rs = load_str("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    tiers: { P2: \"> 100\", P0: \"> 1000\", P1: \">= 500\" }\n").unwrap();
+        let rs = rules_from_yaml("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    tiers: { P2: \"> 100\", P0: \"> 1000\", P1: \">= 500\" }\n").unwrap();
         let rule = rs.rules().next().unwrap();
         let SeverityPolicy::Tiers(t) = &rule.severity else { panic!() };
         assert_eq!(t.iter().map(|t| t.severity).collect::<Vec<_>>(), vec![Severity::P0, Severity::P1, Severity::P2]);
@@ -715,18 +716,21 @@ mod tests {
     #[test]
     fn reports_every_error_with_positions() {
         let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == \n    for: 5x\n    colour: red\n    tiers: { P9: \"> 1\" }\n";
-        let err = load_str(yaml).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains(":5:16: expression:"), "{text}");
-        assert!(text.contains(":6:10: for: invalid duration"), "{text}");
-        assert!(text.contains(":7:5: unknown field \"colour\""), "{text}");
-        assert!(text.contains(":8:14: unknown tier \"P9\""), "{text}");
+        assert_errors(
+            yaml,
+            &[
+                ":5:16: expression:",
+                ":6:10: for: invalid duration",
+                ":7:5: unknown field \"colour\"",
+                ":8:14: unknown tier \"P9\"",
+            ],
+        );
     }
 
     #[test]
     fn a_tier_may_set_its_own_for() {
         let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    for: 1m\n    tiers:\n      P2: \"> 10\"\n      P1: { when: \"> 100\", for: 5m }\n      P0: { when: \">= 1000\" }\n";
-        let rs = load_str(yaml).unwrap();
+        let rs = rules_from_yaml(yaml).unwrap();
         let rule = rs.rules().next().unwrap();
         let SeverityPolicy::Tiers(t) = &rule.severity else { panic!() };
         let minutes = |m: u64| Some(std::time::Duration::from_secs(m * 60));
@@ -740,11 +744,15 @@ mod tests {
     #[test]
     fn bad_tier_mappings_are_reported_with_positions() {
         let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x\n    tiers:\n      P3: { when: \"> 1\", for: 5x }\n      P2: { for: 5m }\n      P1: { when: \"> 100\", hold: 5m }\n      P0: { when: \"lots\" }\n";
-        let text = load_str(yaml).unwrap_err().to_string();
-        assert!(text.contains(":7:31: tier P3: for: invalid duration"), "{text}");
-        assert!(text.contains(":8:11: tier P2 needs `when`"), "{text}");
-        assert!(text.contains(":9:28: unknown field \"hold\" in tier P1"), "{text}");
-        assert!(text.contains(":10:19: tier P0: threshold \"lots\""), "{text}");
+        assert_errors(
+            yaml,
+            &[
+                ":7:31: tier P3: for: invalid duration",
+                ":8:11: tier P2 needs `when`",
+                ":9:28: unknown field \"hold\" in tier P1",
+                ":10:19: tier P0: threshold \"lots\"",
+            ],
+        );
     }
 
     #[test]
@@ -779,19 +787,20 @@ mod tests {
         std::fs::write(&inhibit, "inhibit_rules:\n  - defaults\n  - source: '{a=~\"(\"}'\n    target: '{b=\"c\"}'\n  - {target: '{b=\"c\"}'}\n")
             .unwrap();
         let err = load_rules(std::slice::from_ref(&inhibit), LoadOptions::default()).unwrap_err().to_string();
-        for want in [
-            ":2:5: inhibit_rules in a rule file hold rules",
-            ":3:13: source: invalid regex",
-            ":5:5: inhibit rule needs `source` and `target`",
-        ] {
-            assert!(err.contains(want), "missing {want:?} in:\n{err}");
-        }
+        assert_contains_all(
+            &err,
+            &[
+                ":2:5: inhibit_rules in a rule file hold rules",
+                ":3:13: source: invalid regex",
+                ":5:5: inhibit rule needs `source` and `target`",
+            ],
+        );
     }
 
     #[test]
     fn window_ranges_are_bounded() {
         let yaml = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(\"m\", \"1000y\") > 1\n  - alert: B\n    expr: rate(\"m\", \"0s\") > 1\n  - alert: C\n    expr: rate(\"m\", \"7d\") > 1\n";
-        let err = load_str(yaml).unwrap_err().to_string();
+        let err = rules_from_yaml(yaml).unwrap_err().to_string();
         assert!(
             err.contains(":5:21: expression: rate(): invalid duration \"1000y\": a window may be at most 7d"),
             "{err}"
@@ -806,15 +815,16 @@ mod tests {
     #[test]
     fn group_intervals_are_bounded() {
         let yaml = "groups:\n- name: a\n  interval: 0s\n  rules: []\n- name: b\n  interval: 1000y\n  rules: []\n";
-        let err = load_str(yaml).unwrap_err().to_string();
-        assert!(err.contains(":3:13: interval must be greater than zero"), "{err}");
-        assert!(err.contains(":6:13: interval: 1000y is longer than the limit of 1h"), "{err}");
+        assert_errors(
+            yaml,
+            &[":3:13: interval must be greater than zero", ":6:13: interval: 1000y is longer than the limit of 1h"],
+        );
     }
 
     #[test]
     fn block_scalar_positions() {
         let yaml = "groups:\n- name: g\n  per: cluster\n  rules:\n  - alert: A\n    expr: |\n      nodes.filter(|n| n.role == \"leader\")\n        .len() > > 1\n";
-        let err = load_str(yaml).unwrap_err();
+        let err = rules_from_yaml(yaml).unwrap_err();
         assert!(err.to_string().contains(":8:18:"), "{err}");
     }
 }

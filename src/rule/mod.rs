@@ -2,12 +2,12 @@
 //! evaluation of rules over the series store into candidates, and the alert
 //! tracker that turns candidates into alerts with a lifecycle.
 
+pub mod annotation;
 pub mod catalogue;
 pub mod engine;
 pub mod eval;
 pub mod expr;
 mod file;
-pub mod template;
 pub mod tracker;
 
 pub use eval::{Candidate, Evaluator, RuleOutcome};
@@ -16,11 +16,11 @@ pub use tracker::{AlertEvent, AlertTracker, RuleHealth};
 
 use crate::diag::{Diagnostics, Pos};
 use crate::model::{Labels, Severity};
+use annotation::{AnnotationTemplates, TemplateId};
 use expr::{CmpOp, CompiledExpr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use template::{TemplateId, Templates};
 
 /// What one evaluation of a rule sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,11 +47,11 @@ impl Per {
 /// Everything loaded from a set of rule files, compiled and ready.
 pub struct RuleSet {
     pub groups: Vec<RuleGroup>,
-    pub templates: Templates,
+    pub templates: AnnotationTemplates,
     pub engine: Arc<rhai::Engine>,
     pub limits: engine::Limits,
     /// How much history the store must keep, per metric.
-    pub retention: Retention,
+    pub retention: crate::store::Retention,
     /// Problems that don't stop loading (e.g. a rule without a runbook).
     pub warnings: Diagnostics,
     /// The metric names expressions and scripts read, with positions
@@ -194,59 +194,6 @@ impl Tier {
             .iter()
             .find_map(|op| t.strip_prefix(op).map(|rest| (CmpOp::from_token(op), rest)))?;
         Some((op?, crate::yaml::parse_float(rest)?))
-    }
-}
-
-/// What the store must keep for the rules: which metrics they read at all,
-/// and per metric the longest range a window function reads it over.
-/// Metrics no rule reads are not stored; metrics no window function reads
-/// keep only their latest sample. That keeps memory flat however many
-/// metrics a source reports (a ZooKeeper `mntr` has ~550).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Retention {
-    pub per_metric: rustc_hash::FxHashMap<String, Duration>,
-    pub longest: Duration,
-    /// Some window function takes a non-literal metric or range: keep every
-    /// metric for `longest` (at least the default lookback).
-    pub keep_everything: bool,
-    /// Names rules may read (variables, properties, literal indexes, and
-    /// the string literals of scripts that compute names).
-    pub read: rustc_hash::FxHashSet<String>,
-    /// Store every metric regardless (set by tests and tools that want the
-    /// whole picture).
-    pub read_all: bool,
-}
-
-impl Retention {
-    /// Records what a script may read.
-    pub fn add_reads(&mut self, ast: &rhai::AST) {
-        let (names, _computed) = expr::read_names(ast);
-        self.read.extend(names);
-    }
-
-    /// Whether the store should keep this metric at all.
-    pub fn keeps(&self, metric: &str) -> bool {
-        self.read_all
-            || self.keep_everything
-            || metric == "up"
-            || self.read.contains(metric)
-            || self.per_metric.contains_key(metric)
-    }
-
-    pub fn add(&mut self, needs: &[expr::RangeNeed]) {
-        for need in needs {
-            match (&need.metric, need.range) {
-                (Some(m), Some(r)) => {
-                    let slot = self.per_metric.entry(m.clone()).or_default();
-                    *slot = (*slot).max(r);
-                    self.longest = self.longest.max(r);
-                }
-                (_, r) => {
-                    self.keep_everything = true;
-                    self.longest = self.longest.max(r.unwrap_or(Duration::from_secs(3600)));
-                }
-            }
-        }
     }
 }
 

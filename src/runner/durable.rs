@@ -9,7 +9,7 @@
 //! status and as the `StateNotPersisted` alert until a write succeeds.
 
 use super::Runner;
-use super::delivery::NOTIFIER_FAILING;
+use super::sending::NOTIFIER_FAILING;
 use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
 use crate::pipeline::{Message, Pipeline};
 use crate::rule::AlertTracker;
@@ -392,43 +392,29 @@ mod tests {
     use crate::notify::FileNotifier;
     use crate::notify::delivery::Report;
     use crate::pipeline::PipelineConfig;
-    use crate::runner::{PollBatch, SeriesBatch};
+    use crate::test_support::{poll, rules_from_yaml};
 
-    fn runner(dir: &std::path::Path, notifications: &std::path::Path) -> Runner {
-        let rules = dir.join("rules.yaml");
-        std::fs::write(
-            &rules,
+    fn runner(notifications: &std::path::Path) -> Runner {
+        let rules = rules_from_yaml(
             "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    for: 10s\n    severity: P0\n",
-        )
-        .unwrap();
-        let rules = Arc::new(crate::rule::load_rules(&[rules], Default::default()).unwrap());
+        );
+        let rules = Arc::new(rules.unwrap());
         let notifier: Arc<dyn crate::notify::Notifier> = Arc::new(FileNotifier::new("pages", notifications));
         let channels = crate::runner::channels(vec![notifier]);
         Runner::new(rules, Duration::from_secs(5), PipelineConfig::defaults_to(&["pages".into()]), channels)
     }
 
     fn down(runner: &mut Runner, t: i64) {
-        runner.ingest(
-            0,
-            PollBatch {
-                series: vec![SeriesBatch {
-                    labels: crate::model::Labels::from_pairs([("instance", "a")]),
-                    info: None,
-                    timestamp: Timestamp::from_millis(t * 1000),
-                    values: vec![("up".into(), 0.0)],
-                }],
-            },
-        );
+        runner.ingest(0, poll("a", t, &[("up", 0.0)]));
     }
 
     /// A runner on a manual clock at 0, restored from the state file at
     /// `db`, with its deliverer's report channel.
     fn started(
-        dir: &std::path::Path,
         notifications: &std::path::Path,
         db: &std::path::Path,
     ) -> (Runner, tokio::sync::mpsc::UnboundedReceiver<Report>, Arc<ManualClock>) {
-        let mut runner = runner(dir, notifications);
+        let mut runner = runner(notifications);
         let reports = runner.reports.take().unwrap();
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
         runner.deliverer.set_clock(clock.clone());
@@ -451,7 +437,7 @@ mod tests {
         let disk = Tmpfs::mount(&dir.path().join("data"), "2m");
         let db_path = disk.dir.join("state.db");
         let pages = dir.path().join("pages.jsonl");
-        let (mut first, mut reports, clock) = started(dir.path(), &pages, &db_path);
+        let (mut first, mut reports, clock) = started(&pages, &db_path);
         disk.fill();
         for t in [0, 5, 10, 15] {
             clock.set(Timestamp::from_millis(t * 1000));
@@ -502,7 +488,7 @@ mod tests {
         assert_eq!(resolved.state, AlertState::Resolved);
         drop(first);
 
-        let mut second = runner(dir.path(), &pages);
+        let mut second = runner(&pages);
         second.deliverer.set_clock(clock.clone());
         assert_eq!(
             second.restore_from(StateDb::open(&db_path).unwrap(), clock.now(), Duration::from_secs(10)).unwrap(),
@@ -527,7 +513,7 @@ mod tests {
         // The notifier's directory cannot be created (its parent is a file):
         // every delivery fails and stays in the outbox.
         std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
-        let (mut first, mut reports, clock) = started(dir.path(), &dir.path().join("not-a-dir/pages.jsonl"), &db_path);
+        let (mut first, mut reports, clock) = started(&dir.path().join("not-a-dir/pages.jsonl"), &db_path);
         for t in [0, 5, 10, 15] {
             clock.set(Timestamp::from_millis(t * 1000));
             down(&mut first, t);
@@ -540,7 +526,7 @@ mod tests {
         drop(first); // a crash: the retries stop, nothing more is written
 
         let pages = dir.path().join("pages.jsonl");
-        let mut second = runner(dir.path(), &pages);
+        let mut second = runner(&pages);
         let mut reports = second.reports.take().unwrap();
         second.deliverer.set_clock(clock.clone());
         let restored = second

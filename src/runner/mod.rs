@@ -5,65 +5,24 @@
 //! API's writes arrive here as commands, so this loop alone owns the state.
 
 mod control;
-mod delivery;
 mod durable;
+mod sending;
 
 pub use control::Control;
-pub use delivery::{NOTIFIER_FAILING, channels};
 pub use durable::{Durable, STATE_NOT_PERSISTED, WriteFailure};
+pub use sending::{NOTIFIER_FAILING, channels};
 
 use crate::clock::Clock;
-use crate::model::{Alert, Labels, Sample, Timestamp};
+use crate::model::{Alert, Timestamp};
 use crate::notify::delivery::{Deliverer, Report};
 use crate::pipeline::{Message, Pipeline, PipelineConfig};
 use crate::rule::{AlertEvent, Evaluator, RuleSet};
+use crate::source::{PollBatch, Source};
 use crate::store::{GroupId, MetricId, SeriesStore};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// What one poll of a source produced: per label set, values at one time.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct PollBatch {
-    pub series: Vec<SeriesBatch>,
-}
-
-/// The samples of one label set (a target, or a target plus extra labels)
-/// at one timestamp: the store resolves the label set once for all of them.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct SeriesBatch {
-    pub labels: Labels,
-    /// Info labels (a node's `role`); `None` leaves them as they are.
-    pub info: Option<Labels>,
-    pub timestamp: crate::model::Timestamp,
-    pub values: Vec<(String, f64)>,
-}
-
-impl PollBatch {
-    /// Flattens into samples (for tests, recording and replay).
-    pub fn samples(&self) -> Vec<Sample> {
-        self.series
-            .iter()
-            .flat_map(|s| {
-                s.values.iter().map(|(name, value)| Sample {
-                    name: name.clone(),
-                    labels: s.labels.clone(),
-                    timestamp: s.timestamp,
-                    value: *value,
-                })
-            })
-            .collect()
-    }
-}
-
-/// Something that produces samples on a schedule.
-pub trait Source: Send + Sync + 'static {
-    fn name(&self) -> String;
-    fn interval(&self) -> Duration;
-    fn poll(&self, clock: Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = PollBatch> + Send + '_>>;
-}
 
 /// The engine's state between batches.
 pub struct Runner {
@@ -79,7 +38,7 @@ pub struct Runner {
     /// next step.
     pub pending: Vec<(Arc<Message>, String)>,
     /// Channels whose last delivery gave up: the `NotifierFailing` alerts.
-    pub failing: delivery::FailingChannels,
+    pub failing: sending::FailingChannels,
     last_compaction: Option<Timestamp>,
     last_pipeline_step: Option<Timestamp>,
     /// Per source, the series its last poll reported (sorted).
@@ -109,7 +68,7 @@ impl Runner {
     ) -> Self {
         let store = Arc::new(SeriesStore::for_rules(&rules.retention));
         let deadlines = pipeline.policy.tiers.each_ref().map(|t| t.delivery_deadline);
-        let (deliverer, reports) = delivery::deliverer(channels, deadlines);
+        let (deliverer, reports) = sending::deliverer(channels, deadlines);
         Self {
             store,
             evaluator: Evaluator::new(rules, evaluation_interval),
@@ -356,37 +315,26 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::model::Timestamp;
+    use crate::test_support::{logged, poll, rules_from_yaml};
 
-    fn batch(ts: i64, values: &[(&str, f64)]) -> PollBatch {
-        PollBatch {
-            series: vec![SeriesBatch {
-                labels: Labels::from_pairs([("instance", "a")]),
-                info: None,
-                timestamp: Timestamp::from_millis(ts * 1000),
-                values: values.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
-            }],
-        }
+    /// A runner of these rules that neither persists nor notifies.
+    fn runner_of(rules_yaml: &str) -> Runner {
+        let rules = Arc::new(rules_from_yaml(rules_yaml).unwrap());
+        Runner::new(rules, Duration::from_secs(10), PipelineConfig::defaults_to(&[]), Vec::new())
     }
 
     #[test]
     fn series_a_source_stops_reporting_go_stale_others_do_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("r.yaml");
-        std::fs::write(
-            &p,
-            "groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n  - alert: Y\n    expr: y > 0\n",
-        )
-        .unwrap();
-        let rules = Arc::new(crate::rule::load_rules(&[p], Default::default()).unwrap());
-        let mut runner = Runner::new(rules, Duration::from_secs(10), PipelineConfig::defaults_to(&[]), Vec::new());
+        let mut runner =
+            runner_of("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n  - alert: Y\n    expr: y > 0\n");
         let clock = ManualClock::new(Timestamp::from_millis(0));
-        runner.ingest(0, batch(0, &[("x", 1.0)]));
-        runner.ingest(1, batch(0, &[("y", 1.0)]));
+        runner.ingest(0, poll("a", 0, &[("x", 1.0)]));
+        runner.ingest(1, poll("a", 0, &[("y", 1.0)]));
         runner.evaluate(&clock);
         assert_eq!(runner.evaluator.tracker.firing().count(), 2);
         // Source 0 polls again without x (say its node died): x is stale at
         // once; y, from source 1 in the same group, stays.
-        runner.ingest(0, batch(10, &[]));
+        runner.ingest(0, poll("a", 10, &[]));
         clock.set(Timestamp::from_millis(10_000));
         runner.evaluate(&clock);
         let resolved: Vec<&str> =
@@ -395,39 +343,17 @@ mod tests {
         assert_eq!(runner.evaluator.tracker.firing().map(|a| a.name().to_string()).collect::<Vec<_>>(), ["Y"]);
     }
 
-    /// Collects what a `tracing` subscriber writes.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn the_log_line_of_each_message_says_why_it_was_sent() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("r.yaml");
-        std::fs::write(&p, "groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n    severity: P0\n").unwrap();
-        let rules = Arc::new(crate::rule::load_rules(&[p], Default::default()).unwrap());
-        let mut runner = Runner::new(rules, Duration::from_secs(10), PipelineConfig::defaults_to(&[]), Vec::new());
+        let mut runner = runner_of("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n    severity: P0\n");
         let clock = ManualClock::new(Timestamp::from_millis(0));
-        let log = Captured::default();
-        let writer = log.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        let sent = tracing::subscriber::with_default(subscriber, || {
-            runner.ingest(0, batch(0, &[("x", 1.0)]));
+        let (sent, log) = logged(|| {
+            runner.ingest(0, poll("a", 0, &[("x", 1.0)]));
             runner.evaluate(&clock)
         });
         assert_eq!(sent.iter().map(|m| m.reason).collect::<Vec<_>>(), [crate::pipeline::Reason::NewAlerts]);
-        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         let line =
-            log.lines().find(|l| l.contains("notifying")).unwrap_or_else(|| panic!("no notifying line in {log}"));
+            log.iter().find(|l| l.contains("notifying")).unwrap_or_else(|| panic!("no notifying line in {log:#?}"));
         assert!(line.contains("reason=new_alerts"), "{line}");
     }
 }

@@ -87,28 +87,6 @@ mod tests {
     use super::*;
     use crate::source::zk::client::FetchError;
     use crate::source::zk::poll::NodeObservation;
-    use std::sync::Arc;
-
-    /// Log lines written while `f` runs.
-    fn logged(f: impl FnOnce()) -> Vec<String> {
-        #[derive(Clone, Default)]
-        struct Shared(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Shared {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let shared = Shared::default();
-        let writer = shared.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let text = String::from_utf8(shared.0.lock().unwrap().clone()).unwrap();
-        text.lines().map(str::to_string).collect()
-    }
 
     #[test]
     fn each_node_is_logged_with_its_reason_once_until_it_changes() {
@@ -122,7 +100,7 @@ mod tests {
         let timeout = || FetchError::Timeout { addr: "b".into(), timeout: Duration::from_secs(2) };
         let log = FailureLog::default();
         let at = |s: i64| Timestamp::from_millis(s * 1000);
-        let lines = logged(|| {
+        let ((), lines) = crate::test_support::logged(|| {
             log_nodes(&log, "zookeeper/c", &[node("a", Some(refused())), node("b", Some(timeout()))], at(0));
             log_nodes(&log, "zookeeper/c", &[node("a", Some(refused())), node("b", Some(timeout()))], at(15));
             log_nodes(&log, "zookeeper/c", &[node("a", None), node("b", Some(timeout()))], at(30));

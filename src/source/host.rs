@@ -5,7 +5,7 @@
 use crate::clock::Clock;
 use crate::config::HostSourceConfig;
 use crate::model::{Labels, Timestamp};
-use crate::runner::{PollBatch, SeriesBatch, Source};
+use crate::source::{PollBatch, SeriesBatch, Source};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;

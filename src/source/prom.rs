@@ -8,10 +8,10 @@
 use crate::clock::Clock;
 use crate::config::PromSourceConfig;
 use crate::model::{Labels, Timestamp};
-use crate::runner::{PollBatch, SeriesBatch, Source};
-use crate::source::admin::{fetch, http_client};
 use crate::source::failures::{FailureLog, POLL_ERROR, Report};
+use crate::source::scrape::{fetch, http_client};
 use crate::source::zk::client::FetchError;
+use crate::source::{PollBatch, SeriesBatch, Source};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -433,7 +433,7 @@ pub const ACCEPT: &str = "text/plain;version=0.0.4;q=1,*/*;q=0.1";
 pub struct PromSource {
     pub config: PromSourceConfig,
     /// Which sample metrics to report; `up` always. `None`: all.
-    pub keep: Option<Arc<crate::rule::Retention>>,
+    pub keep: Option<Arc<crate::store::Retention>>,
     client: reqwest::Client,
     /// `cluster` (if configured), `instance` and the extra labels.
     target: Labels,
@@ -441,7 +441,7 @@ pub struct PromSource {
 }
 
 impl PromSource {
-    pub fn new(config: PromSourceConfig, keep: Option<Arc<crate::rule::Retention>>) -> anyhow::Result<Self> {
+    pub fn new(config: PromSourceConfig, keep: Option<Arc<crate::store::Retention>>) -> anyhow::Result<Self> {
         let client = http_client(config.timeout)?;
         let instance = match &config.instance {
             Some(i) => i.clone(),
@@ -585,43 +585,7 @@ mod tests {
 
     /// The example of the exposition format documentation
     /// (prometheus.io/docs/instrumenting/exposition_formats/).
-    const DOC_EXAMPLE: &str = r#"# HELP http_requests_total The total number of HTTP requests.
-# TYPE http_requests_total counter
-http_requests_total{method="post",code="200"} 1027 1395066363000
-http_requests_total{method="post",code="400"}    3 1395066363000
-
-# Escaping in label values:
-msdos_file_access_time_seconds{path="C:\\DIR\\FILE.TXT",error="Cannot find file:\n\"FILE.TXT\""} 1.458255915e9
-
-# Minimalistic line:
-metric_without_timestamp_and_labels 12.47
-
-# A weird metric from before the epoch:
-something_weird{problem="division by zero"} +Inf -3982045
-
-# A histogram, which has a pretty complex representation in the text format:
-# HELP http_request_duration_seconds A histogram of the request duration.
-# TYPE http_request_duration_seconds histogram
-http_request_duration_seconds_bucket{le="0.05"} 24054
-http_request_duration_seconds_bucket{le="0.1"} 33444
-http_request_duration_seconds_bucket{le="0.2"} 100392
-http_request_duration_seconds_bucket{le="0.5"} 129389
-http_request_duration_seconds_bucket{le="1"} 133988
-http_request_duration_seconds_bucket{le="+Inf"} 144320
-http_request_duration_seconds_sum 53423
-http_request_duration_seconds_count 144320
-
-# Finally a summary, which has a complex representation, too:
-# HELP rpc_duration_seconds A summary of the RPC duration in seconds.
-# TYPE rpc_duration_seconds summary
-rpc_duration_seconds{quantile="0.01"} 3102
-rpc_duration_seconds{quantile="0.05"} 3272
-rpc_duration_seconds{quantile="0.5"} 4773
-rpc_duration_seconds{quantile="0.9"} 9001
-rpc_duration_seconds{quantile="0.99"} 76656
-rpc_duration_seconds_sum 1.7560473e+07
-rpc_duration_seconds_count 2693
-"#;
+    const DOC_EXAMPLE: &str = include_str!("../../tests/fixtures/prom/exposition-doc-example.txt");
 
     #[test]
     fn the_documented_example() {

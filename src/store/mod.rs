@@ -3,8 +3,10 @@
 //! longest rule lookback needs, capped per series, and series that stop
 //! reporting are dropped.
 
+mod retention;
 mod window;
 
+pub use retention::{RangeNeed, Retention};
 pub use window::{Point, Window, WindowFn};
 
 use crate::model::{Labels, Timestamp};
@@ -68,7 +70,7 @@ pub struct SeriesStore {
     /// By `MetricId`: `None` = latest sample only.
     metric_retention: Vec<Option<Duration>>,
     /// Which metrics to store at all (`None`: every one).
-    kept: Option<crate::rule::Retention>,
+    kept: Option<Retention>,
     lookback: Duration,
     max_points: usize,
 }
@@ -103,7 +105,7 @@ impl SeriesStore {
     /// A store that keeps what the rules need: each metric a window function
     /// reads for its longest range, every other metric only its latest
     /// sample.
-    pub fn for_rules(retention: &crate::rule::Retention) -> Self {
+    pub fn for_rules(retention: &Retention) -> Self {
         let mut st = Self::new(retention.longest);
         st.keep_everything = retention.keep_everything;
         st.needs = retention.per_metric.clone();
@@ -298,8 +300,8 @@ mod tests {
 
     #[test]
     fn metrics_no_rule_reads_over_time_keep_one_sample() {
-        let mut needs = crate::rule::Retention::default();
-        needs.add(&[crate::rule::expr::RangeNeed { metric: Some("c".into()), range: Some(Duration::from_secs(600)) }]);
+        let mut needs = Retention::default();
+        needs.add(&[RangeNeed { metric: Some("c".into()), range: Some(Duration::from_secs(600)) }]);
         let mut st = SeriesStore::for_rules(&needs);
         let l = Labels::from_pairs([("instance", "a")]);
         for i in 0..100 {

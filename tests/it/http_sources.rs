@@ -1,5 +1,5 @@
 //! The HTTP sources against real servers, through the library API: the
-//! AdminServer source (`zkalert::source::admin`) against the AdminServers of
+//! AdminServer source (`zkalert::source::adminserver`) against the AdminServers of
 //! a real three-node ZooKeeper ensemble (`support::ensemble`), and the
 //! Prometheus source (`zkalert::source::prom`) scraping a real
 //! `prometheus-node-exporter` (Debian package). No mocks.
@@ -13,7 +13,7 @@ use support::ensemble::{Ensemble, Options};
 use support::process::{Watchdog, kill_and_reap};
 use zkalert::config::{PromSourceConfig, ZkSourceConfig};
 use zkalert::model::{Labels, Sample, Timestamp};
-use zkalert::source::admin::AdminSource;
+use zkalert::source::adminserver::AdminSource;
 use zkalert::source::prom::PromSource;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -217,7 +217,7 @@ fn prom_source_scrapes_a_real_node_exporter() {
     assert!(samples.iter().any(|s| s.name.ends_with("_count")));
 
     // A keep filter drops what the rules don't read, but never `up`.
-    let mut retention = zkalert::rule::Retention::default();
+    let mut retention = zkalert::store::Retention::default();
     retention.read.insert("node_load1".into());
     let filtered = PromSource::new(source.config.clone(), Some(std::sync::Arc::new(retention))).unwrap();
     let samples = rt.block_on(filtered.collect(now())).samples();

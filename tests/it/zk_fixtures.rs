@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use zkalert::source::zk::admin::{self, AdminError};
+use zkalert::source::zk::admin_json::{self, AdminError};
 use zkalert::source::zk::parse::{self, Isro, LearnerType, Mode, Reply};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/zk/3.8.0");
@@ -151,11 +151,11 @@ fn admin_command_of(file: &str) -> &str {
 
 fn parse_admin(name: &str, status: u16, body: &[u8]) -> Outcome {
     match name {
-        "monitor" => adm(admin::parse_monitor(status, body)),
-        "stats" | "stat" | "srvr" | "server_stats" => adm(admin::parse_stats(status, body)),
-        "is_read_only" => adm(admin::parse_is_read_only(status, body)),
-        "connections" => adm(admin::parse_connections(status, body)),
-        _ => adm(admin::parse_envelope(status, body)),
+        "monitor" => adm(admin_json::parse_monitor(status, body)),
+        "stats" | "stat" | "srvr" | "server_stats" => adm(admin_json::parse_stats(status, body)),
+        "is_read_only" => adm(admin_json::parse_is_read_only(status, body)),
+        "connections" => adm(admin_json::parse_connections(status, body)),
+        _ => adm(admin_json::parse_envelope(status, body)),
     }
 }
 
@@ -167,7 +167,7 @@ fn expected_admin(role: &str, name: &str) -> Outcome {
         "environment" | "system_properties" | "get_trace_mask" | "zabstate" if quorum_lost => Outcome::Ok,
         _ if quorum_lost => Outcome::NotServing,
         "leader" if matches!(role, "standalone" | "not-whitelisted" | "extras/read-only") => {
-            Outcome::CommandError(admin::NOT_INITIALIZED.to_string())
+            Outcome::CommandError(admin_json::NOT_INITIALIZED.to_string())
         }
         _ => Outcome::Ok,
     }
@@ -267,7 +267,7 @@ fn check_file(rel: &str) -> Result<String, String> {
         };
     }
     if file == "commands.html" {
-        let names = admin::parse_command_list(&bytes);
+        let names = admin_json::parse_command_list(&bytes);
         return if names.len() == 26 && names.iter().any(|n| n == "monitor") && names.iter().any(|n| n == "zabstate") {
             Ok("26 commands".into())
         } else {
@@ -275,12 +275,12 @@ fn check_file(rel: &str) -> Result<String, String> {
         };
     }
     if file == "monitor.with-headers.txt" {
-        let (status, body) = admin::split_http_response(&bytes).ok_or("no HTTP response")?;
+        let (status, body) = admin_json::split_http_response(&bytes).ok_or("no HTTP response")?;
         let want_status = http_statuses(dir_of(rel)).get("monitor").copied().unwrap_or(200);
         if status != want_status {
             return Err(format!("status {status}, _http_status.txt says {want_status}"));
         }
-        return compare(adm(admin::parse_monitor(status, body)), expected_admin(role, "monitor"));
+        return compare(adm(admin_json::parse_monitor(status, body)), expected_admin(role, "monitor"));
     }
     if file.ends_with(".json") {
         let name = admin_command_of(file);
@@ -335,11 +335,11 @@ fn the_state_rules_agree_with_the_readme_table() {
         assert_eq!(got, want, "{rel}");
     }
     assert_eq!(
-        adm(admin::parse_monitor(500, &read("quorum-lost/admin/monitor.json"))),
+        adm(admin_json::parse_monitor(500, &read("quorum-lost/admin/monitor.json"))),
         Outcome::NotServing,
         "HTTP 500 Jetty NPE page"
     );
-    assert_eq!(adm(admin::parse_monitor(200, &read("not-whitelisted/admin/monitor.json"))), Outcome::Ok);
+    assert_eq!(adm(admin_json::parse_monitor(200, &read("not-whitelisted/admin/monitor.json"))), Outcome::Ok);
 }
 
 // ---------------------------------------------------------------------------
@@ -554,32 +554,32 @@ fn mntr_values_per_role() {
 fn admin_monitor_is_mntr_with_the_same_keys() {
     for role in ["leader", "follower", "observer", "standalone"] {
         let four = ok(parse::parse_mntr(&read(&format!("{role}/mntr.txt"))));
-        let json = ok(admin::parse_monitor(200, &read(&format!("{role}/admin/monitor.json"))));
+        let json = ok(admin_json::parse_monitor(200, &read(&format!("{role}/admin/monitor.json"))));
         let keys = |m: &parse::Mntr| -> (BTreeSet<String>, BTreeSet<String>) {
             (m.numbers().map(|(k, _)| k.to_string()).collect(), m.strings().map(|(k, _)| k.to_string()).collect())
         };
         assert_eq!(keys(&four), keys(&json), "{role}: same numeric and text keys");
         assert_eq!(json.server_state(), four.server_state());
     }
-    let ro = ok(admin::parse_monitor(200, &read("extras/read-only/admin-monitor.json")));
+    let ro = ok(admin_json::parse_monitor(200, &read("extras/read-only/admin-monitor.json")));
     assert_eq!(ro.server_state(), Some(Mode::ReadOnly));
     // The HTTP request is not a ZooKeeper connection.
     assert_eq!(ro.get("zk_num_alive_connections"), Some(0.0));
     // monitor works where mntr is not whitelisted.
-    let nw = ok(admin::parse_monitor(200, &read("not-whitelisted/admin/monitor.json")));
+    let nw = ok(admin_json::parse_monitor(200, &read("not-whitelisted/admin/monitor.json")));
     assert_eq!(nw.server_state(), Some(Mode::Standalone));
-    let quota = ok(admin::parse_monitor(200, &read("extras/quota/leader-monitor.json")));
+    let quota = ok(admin_json::parse_monitor(200, &read("extras/quota/leader-monitor.json")));
     assert_eq!(quota.get("zk_zkalert_quota_count_limit_per_namespace"), Some(20.0));
     // Status and body from the raw HTTP capture.
     let raw = read("quorum-lost-observer/admin/monitor.with-headers.txt");
-    let (status, body) = admin::split_http_response(&raw).unwrap();
+    let (status, body) = admin_json::split_http_response(&raw).unwrap();
     assert_eq!(status, 500);
-    assert_eq!(admin::parse_monitor(status, body), Ok(Reply::NotServing));
+    assert_eq!(admin_json::parse_monitor(status, body), Ok(Reply::NotServing));
 }
 
 #[test]
 fn admin_stats_values() {
-    let stat = ok(admin::parse_stats(200, &read("leader/admin/stat.json")));
+    let stat = ok(admin_json::parse_stats(200, &read("leader/admin/stat.json")));
     let s = &stat.srvr;
     assert_eq!((s.mode, s.zxid, s.epoch(), s.version.as_str()), (Mode::Leader, 4_294_968_174, 1, "3.8.0"));
     assert_eq!(s.latency, parse::Latency { min: 0, avg: 2.695, max: 65 });
@@ -588,37 +588,43 @@ fn admin_stats_values() {
     assert_eq!(s.clients.as_ref().map(|c| parse::client_connections(c).count()), Some(2), "no probe via HTTP");
     assert_eq!((stat.uptime_ms, stat.fsync_threshold_exceed_count), (Some(22905), Some(0)));
 
-    let srvr = ok(admin::parse_stats(200, &read("leader/admin/srvr.json")));
+    let srvr = ok(admin_json::parse_stats(200, &read("leader/admin/srvr.json")));
     assert!(srvr.srvr.clients.is_none(), "server_stats has no connection list");
 
-    let standalone = ok(admin::parse_stats(200, &read("standalone/admin/stats.json")));
+    let standalone = ok(admin_json::parse_stats(200, &read("standalone/admin/stats.json")));
     assert_eq!(
         (standalone.srvr.mode, standalone.srvr.zxid, standalone.srvr.proposal_sizes),
         (Mode::Standalone, 391, None)
     );
 
-    let ro = ok(admin::parse_stats(200, &read("extras/read-only/admin-stats.json")));
+    let ro = ok(admin_json::parse_stats(200, &read("extras/read-only/admin-stats.json")));
     assert_eq!((ro.srvr.mode, ro.srvr.read_only), (Mode::ReadOnly, true));
 
-    assert_eq!(admin::parse_stats(200, &read("quorum-lost/admin/stats.json")), Ok(Reply::NotServing));
+    assert_eq!(admin_json::parse_stats(200, &read("quorum-lost/admin/stats.json")), Ok(Reply::NotServing));
 }
 
 #[test]
 fn admin_is_read_only_and_connections() {
-    assert_eq!(admin::parse_is_read_only(200, &read("leader/admin/is_read_only.json")), Ok(Reply::Ok(Isro::ReadWrite)));
     assert_eq!(
-        admin::parse_is_read_only(200, &read("extras/read-only/admin-is_read_only.json")),
+        admin_json::parse_is_read_only(200, &read("leader/admin/is_read_only.json")),
+        Ok(Reply::Ok(Isro::ReadWrite))
+    );
+    assert_eq!(
+        admin_json::parse_is_read_only(200, &read("extras/read-only/admin-is_read_only.json")),
         Ok(Reply::Ok(Isro::ReadOnly))
     );
-    assert_eq!(admin::parse_is_read_only(200, &read("quorum-lost/admin/is_read_only.json")), Ok(Reply::NotServing));
+    assert_eq!(
+        admin_json::parse_is_read_only(200, &read("quorum-lost/admin/is_read_only.json")),
+        Ok(Reply::NotServing)
+    );
     // 4lw isro says `null` instead.
     assert_eq!(parse::parse_isro(&read("quorum-lost/isro.txt")), Ok(Reply::Ok(Isro::NotServing)));
     assert_eq!(parse::parse_isro(&read("extras/read-only/isro.txt")), Ok(Reply::Ok(Isro::ReadOnly)));
     // 4lw ruok says imok without quorum; the AdminServer's ruok does not.
     assert_eq!(parse::parse_ruok(&read("quorum-lost/ruok.txt")), Ok(Reply::Ok(true)));
-    assert_eq!(admin::parse_envelope(200, &read("quorum-lost/admin/ruok.json")), Ok(Reply::NotServing));
+    assert_eq!(admin_json::parse_envelope(200, &read("quorum-lost/admin/ruok.json")), Ok(Reply::NotServing));
 
-    let conns = ok(admin::parse_connections(200, &read("leader/admin/connections.json")));
+    let conns = ok(admin_json::parse_connections(200, &read("leader/admin/connections.json")));
     assert_eq!(conns.len(), 2);
     let s = conns[0].session.as_ref().unwrap();
     // The same session as in 4lw cons, decimal here.
@@ -632,12 +638,12 @@ fn zxid_spellings_across_the_fixtures() {
     let four = ok(parse::parse_hash(&read("leader/hash.txt")));
     assert_eq!(four.len(), 6);
     assert_eq!(four[0], parse::Digest { zxid: 0x1_0000_0080, digest: 271_558_066_191 });
-    let json = ok(admin::parse_envelope(200, &read("leader/admin/hash.json")));
+    let json = ok(admin_json::parse_envelope(200, &read("leader/admin/hash.json")));
     let digests = json["digests"].as_array().unwrap();
     let from_json: Vec<parse::Digest> = digests
         .iter()
         .map(|d| parse::Digest {
-            zxid: admin::zxid_from_json(&d["zxid"]).unwrap(),
+            zxid: admin_json::zxid_from_json(&d["zxid"]).unwrap(),
             digest: d["digest"].as_u64().unwrap(),
         })
         .collect();
@@ -645,20 +651,20 @@ fn zxid_spellings_across_the_fixtures() {
     assert_eq!(ok(parse::parse_hash(&read("standalone/hash.txt")))[0].zxid, 0x80);
 
     // zabstate: "0x…" string; last_snapshot: hex string without 0x; stats: decimal number.
-    let zab = ok(admin::parse_envelope(200, &read("leader/admin/zabstate.json")));
-    let last = admin::zxid_from_json(&zab["last_zxid"]).unwrap();
+    let zab = ok(admin_json::parse_envelope(200, &read("leader/admin/zabstate.json")));
+    let last = admin_json::zxid_from_json(&zab["last_zxid"]).unwrap();
     assert_eq!(last, 0x1_0000_037c);
     assert_eq!(
         (u64::from(parse::epoch(last)), u64::from(parse::counter(last))),
         (zab["zab_epoch"].as_u64().unwrap(), zab["zab_counter"].as_u64().unwrap())
     );
-    let snap = ok(admin::parse_envelope(200, &read("leader/admin/last_snapshot.json")));
-    assert_eq!(admin::zxid_from_json(&snap["zxid"]), Some(0));
+    let snap = ok(admin_json::parse_envelope(200, &read("leader/admin/last_snapshot.json")));
+    assert_eq!(admin_json::zxid_from_json(&snap["zxid"]), Some(0));
     assert_eq!(parse::parse_zxid("100000000"), Some(0x1_0000_0000), "last_snapshot's spelling is hex");
-    let stats = ok(admin::parse_envelope(200, &read("follower/admin/stats.json")));
-    assert_eq!(admin::zxid_from_json(&stats["server_stats"]["last_processed_zxid"]).map(parse::epoch), Some(1));
-    let observers = ok(admin::parse_envelope(200, &read("leader/admin/observers.json")));
-    let obs_zxid = admin::zxid_from_json(&observers["observers"][0]["last_zxid"]).unwrap();
+    let stats = ok(admin_json::parse_envelope(200, &read("follower/admin/stats.json")));
+    assert_eq!(admin_json::zxid_from_json(&stats["server_stats"]["last_processed_zxid"]).map(parse::epoch), Some(1));
+    let observers = ok(admin_json::parse_envelope(200, &read("leader/admin/observers.json")));
+    let obs_zxid = admin_json::zxid_from_json(&observers["observers"][0]["last_zxid"]).unwrap();
     assert_eq!(parse::epoch(obs_zxid), 1);
 }
 
@@ -723,14 +729,14 @@ fn run_every_parser(bytes: &[u8]) -> Result<(), TestCaseError> {
     let _ = parse::parse_memory(&text);
     let _ = parse::short_version(&text);
     for status in [200, 500, 404] {
-        let _ = admin::parse_envelope(status, bytes);
-        let _ = admin::parse_monitor(status, bytes);
-        let _ = admin::parse_stats(status, bytes);
-        let _ = admin::parse_is_read_only(status, bytes);
-        let _ = admin::parse_connections(status, bytes);
+        let _ = admin_json::parse_envelope(status, bytes);
+        let _ = admin_json::parse_monitor(status, bytes);
+        let _ = admin_json::parse_stats(status, bytes);
+        let _ = admin_json::parse_is_read_only(status, bytes);
+        let _ = admin_json::parse_connections(status, bytes);
     }
-    let _ = admin::parse_command_list(bytes);
-    let _ = admin::split_http_response(bytes);
+    let _ = admin_json::parse_command_list(bytes);
+    let _ = admin_json::split_http_response(bytes);
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use super::parse::{self, Isro, Mode, Reply};
 use super::poll::NodeObservation;
 use crate::model::{Labels, Timestamp};
-use crate::runner::{PollBatch, SeriesBatch};
+use crate::source::{PollBatch, SeriesBatch};
 
 /// Client IPs per node with a `zk_client_connections` series: the busiest
 /// ones. A `cons` can list tens of thousands of distinct IPs, and each would

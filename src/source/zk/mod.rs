@@ -1,7 +1,7 @@
 //! The ZooKeeper source: polls each node's four-letter words (or its
 //! AdminServer) and derives per-node and per-cluster metrics.
 
-pub mod admin;
+pub mod admin_json;
 pub mod client;
 pub mod derive;
 pub mod parse;
@@ -9,7 +9,7 @@ pub mod poll;
 
 use crate::clock::Clock;
 use crate::config::ZkSourceConfig;
-use crate::runner::{PollBatch, Source};
+use crate::source::{PollBatch, Source};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use std::time::Duration;
 pub struct ZkSource {
     pub config: ZkSourceConfig,
     /// Which metrics to report (those the rules read); `None`: all.
-    pub keep: Option<Arc<crate::rule::Retention>>,
+    pub keep: Option<Arc<crate::store::Retention>>,
     slow: std::sync::Mutex<SlowCache>,
     failures: crate::source::failures::FailureLog,
 }
@@ -42,7 +42,7 @@ struct SlowAnswers {
 }
 
 impl ZkSource {
-    pub fn new(config: ZkSourceConfig, keep: Option<Arc<crate::rule::Retention>>) -> Self {
+    pub fn new(config: ZkSourceConfig, keep: Option<Arc<crate::store::Retention>>) -> Self {
         Self { config, keep, slow: std::sync::Mutex::new(SlowCache::default()), failures: Default::default() }
     }
 }

@@ -235,7 +235,7 @@ pub fn parse_java_number(s: &str) -> Option<f64> {
 /// optionally wrapped in JSON double quotes. A bare digit string is therefore
 /// read as hex (`"100000000"` is 2^32, as `last_snapshot` means it); decimal
 /// zxids only ever appear as JSON numbers — use
-/// [`super::admin::zxid_from_json`] for JSON values. `0xffffffffffffffff`
+/// [`super::admin_json::zxid_from_json`] for JSON values. `0xffffffffffffffff`
 /// parses to `u64::MAX`; fields that mean "none" by it map it to `None`.
 pub fn parse_zxid(s: &str) -> Option<u64> {
     let s = s.trim();

@@ -1,4 +1,4 @@
-//! The runner's side of delivery: hands written deliveries to the
+//! The runner's side of sending: hands written deliveries to the
 //! [`Deliverer`], records each report in the state file, and when a
 //! delivery gives up, falls over to the tier's next working channel and
 //! raises the `NotifierFailing` meta-alert until the channel delivers again.
@@ -204,7 +204,7 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::notify::FileNotifier;
     use crate::pipeline::PipelineConfig;
-    use crate::runner::{PollBatch, SeriesBatch};
+    use crate::test_support::{poll, rules_from_yaml};
 
     fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
         std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -219,10 +219,9 @@ mod tests {
     #[tokio::test]
     async fn a_channel_that_gives_up_falls_over_and_raises_notifier_failing_until_it_delivers_again() {
         let dir = tempfile::tempdir().unwrap();
-        let rules = dir.path().join("rules.yaml");
-        std::fs::write(&rules, "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    severity: P0\n")
-            .unwrap();
-        let rules = Arc::new(crate::rule::load_rules(&[rules], Default::default()).unwrap());
+        let rules =
+            rules_from_yaml("groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    severity: P0\n");
+        let rules = Arc::new(rules.unwrap());
         // `bad` writes under a path whose parent is a file: it fails until
         // the file is replaced by a directory.
         let blocker = dir.path().join("blocked");
@@ -240,19 +239,7 @@ mod tests {
         let mut rx = runner.reports.take().unwrap();
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
         runner.deliverer.set_clock(clock.clone());
-        let down = |runner: &mut Runner, t: i64| {
-            runner.ingest(
-                0,
-                PollBatch {
-                    series: vec![SeriesBatch {
-                        labels: Labels::from_pairs([("instance", "a")]),
-                        info: None,
-                        timestamp: Timestamp::from_millis(t * 1000),
-                        values: vec![("up".into(), 0.0)],
-                    }],
-                },
-            );
-        };
+        let down = |runner: &mut Runner, t: i64| runner.ingest(0, poll("a", t, &[("up", 0.0)]));
         down(&mut runner, 0);
         let sent = runner.evaluate(clock.as_ref());
         assert_eq!(sent.len(), 1, "the P0 page, to `bad` only");

@@ -2,94 +2,22 @@
 //! source. It polls each node's AdminServer (`GET /commands/<name>` over
 //! HTTP) instead of its four-letter words, turns the replies into the same
 //! [`NodeObservation`]s as the 4lw poller (parsers in
-//! [`crate::source::zk::admin`]) and derives the same metrics with
+//! [`crate::source::zk::admin_json`]) and derives the same metrics with
 //! [`derive::batch`], so rules read one vocabulary (`docs/metrics.md`).
-//!
-//! Also the HTTP plumbing both HTTP sources share ([`http_client`],
-//! [`fetch`]): one client per source, rustls on the ring provider, a
-//! per-request timeout, bounded bodies, and no panics on any response.
 
 use crate::clock::Clock;
 use crate::config::ZkSourceConfig;
-use crate::runner::{PollBatch, Source};
-use crate::source::zk::admin::{self as parsers, AdminError};
+use crate::source::scrape::{HttpReply, fetch, http_client};
+use crate::source::zk::admin_json::{self as parsers, AdminError};
 use crate::source::zk::client::FetchError;
 use crate::source::zk::derive;
 use crate::source::zk::parse::Reply;
 use crate::source::zk::poll::NodeObservation;
+use crate::source::{PollBatch, Source};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The HTTP client of one source: every request (connect + headers + body)
-/// is bounded by `timeout`; environment proxies are ignored (as Prometheus
-/// does: monitoring traffic goes straight to the target).
-pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    crate::notify::http::install_crypto_provider();
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .no_proxy()
-        .user_agent(concat!("zkalert/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
-}
-
-/// One HTTP answer: status, body (at most the limit) and round-trip time.
-#[derive(Debug, Clone)]
-pub struct HttpReply {
-    pub status: u16,
-    pub body: Vec<u8>,
-    pub elapsed: Duration,
-}
-
-/// GETs `url`, reading at most `limit` body bytes. Any HTTP status is an
-/// answer; transport failures (refused, timed out, reset, oversized body)
-/// are errors in the 4lw client's terms.
-pub async fn fetch(
-    client: &reqwest::Client,
-    url: &str,
-    accept: Option<&str>,
-    limit: usize,
-) -> Result<HttpReply, FetchError> {
-    let started = Instant::now();
-    let mut req = client.get(url);
-    if let Some(a) = accept {
-        req = req.header(reqwest::header::ACCEPT, a);
-    }
-    let mut resp = req.send().await.map_err(|e| transport_error(url, &e))?;
-    let status = resp.status().as_u16();
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > limit {
-                    return Err(FetchError::TooLarge { addr: url.to_string(), limit });
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) => return Err(transport_error(url, &e)),
-        }
-    }
-    Ok(HttpReply { status, body, elapsed: started.elapsed() })
-}
-
-fn transport_error(url: &str, e: &reqwest::Error) -> FetchError {
-    // The source chain carries the useful part ("Connection refused").
-    let reason = crate::notify::http::error_chain(e);
-    let refused = std::iter::successors(std::error::Error::source(e), |s| s.source()).any(|s| {
-        s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-    });
-    if e.is_timeout() {
-        FetchError::Timeout { addr: url.to_string(), timeout: Duration::ZERO }
-    } else if e.is_connect() {
-        FetchError::Connect { addr: url.to_string(), reason, refused }
-    } else {
-        FetchError::Read { addr: url.to_string(), reason }
-    }
-}
 
 /// Largest AdminServer reply read (as for 4lw replies).
 const MAX_REPLY: usize = crate::source::zk::client::MAX_REPLY;
@@ -101,7 +29,7 @@ pub const COMMANDS: [&str; 4] = ["monitor", "stats", "is_read_only", "connection
 pub struct AdminSource {
     pub config: ZkSourceConfig,
     /// Which metrics to report (those the rules read); `None`: all.
-    pub keep: Option<Arc<crate::rule::Retention>>,
+    pub keep: Option<Arc<crate::store::Retention>>,
     client: reqwest::Client,
     failures: crate::source::failures::FailureLog,
 }
@@ -109,7 +37,7 @@ pub struct AdminSource {
 impl AdminSource {
     /// `config.nodes` are AdminServer addresses (`host:port`, or a base URL
     /// such as `https://host:8443`).
-    pub fn new(config: ZkSourceConfig, keep: Option<Arc<crate::rule::Retention>>) -> anyhow::Result<Self> {
+    pub fn new(config: ZkSourceConfig, keep: Option<Arc<crate::store::Retention>>) -> anyhow::Result<Self> {
         let client = http_client(config.timeout)?;
         Ok(Self { config, keep, client, failures: Default::default() })
     }

@@ -7,14 +7,14 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use std::collections::BTreeMap;
 
 /// All templates of a rule set, compiled once at load.
-pub struct Templates {
+pub struct AnnotationTemplates {
     env: Environment<'static>,
     count: usize,
 }
 
-impl std::fmt::Debug for Templates {
+impl std::fmt::Debug for AnnotationTemplates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Templates").field("count", &self.count).finish()
+        f.debug_struct("AnnotationTemplates").field("count", &self.count).finish()
     }
 }
 
@@ -22,20 +22,21 @@ impl std::fmt::Debug for Templates {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateId(String);
 
-/// A template syntax error; `line` is 1-based inside the template text.
+/// An annotation template's syntax error; `line` is 1-based inside the
+/// template text.
 #[derive(Debug, Clone)]
-pub struct TemplateError {
+pub struct AnnotationError {
     pub line: usize,
     pub message: String,
 }
 
-impl Default for Templates {
+impl Default for AnnotationTemplates {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Templates {
+impl AnnotationTemplates {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -62,13 +63,13 @@ impl Templates {
     }
 
     /// Compiles a template; `$labels`/`$value` become `labels`/`value`.
-    pub fn add(&mut self, source: &str) -> Result<TemplateId, TemplateError> {
+    pub fn add(&mut self, source: &str) -> Result<TemplateId, AnnotationError> {
         let source = source
             .replace("$labels", "labels")
             .replace("$value", "value")
             .replace("$externalLabels", "external_labels");
         let name = format!("t{}", self.count);
-        self.env.add_template_owned(name.clone(), source).map_err(|e| TemplateError {
+        self.env.add_template_owned(name.clone(), source).map_err(|e| AnnotationError {
             line: e.line().unwrap_or(1),
             message: e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string()),
         })?;
@@ -130,7 +131,7 @@ mod tests {
 
     #[test]
     fn renders_values_like_prometheus() {
-        let mut t = Templates::new();
+        let mut t = AnnotationTemplates::new();
         let id = t.add("avg latency {{ value }} ms on {{ labels.instance }} ({{ severity }})").unwrap();
         let l = Labels::from_pairs([("instance", "zk1:2181")]);
         assert_eq!(t.render(&id, &l, 250.0, "P2"), "avg latency 250 ms on zk1:2181 (P2)");
@@ -139,14 +140,14 @@ mod tests {
 
     #[test]
     fn prometheus_spelling_ports() {
-        let mut t = Templates::new();
+        let mut t = AnnotationTemplates::new();
         let id = t.add("Instance {{ $labels.instance }} down ({{ $value }})").unwrap();
         assert_eq!(t.render(&id, &Labels::from_pairs([("instance", "a")]), 0.0, "P1"), "Instance a down (0)");
     }
 
     #[test]
     fn errors() {
-        let mut t = Templates::new();
+        let mut t = AnnotationTemplates::new();
         assert!(t.add("{{ value ").is_err());
         let id = t.add("{{ labels.nope }}").unwrap();
         assert!(t.render(&id, &Labels::new(), 1.0, "P1").starts_with("<error expanding template"));
