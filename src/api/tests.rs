@@ -16,19 +16,13 @@ const TOKEN: &str = "s3cret-token";
 fn alert(name: &str, tier: Severity, state: AlertState, instance: &str) -> Alert {
     let labels = Labels::from_pairs([("alertname", name), ("severity", tier.as_str()), ("instance", instance)]);
     let now = SystemClock.now();
-    Alert {
-        fingerprint: labels.fingerprint_without(&["severity"]),
-        labels,
-        annotations: vec![("summary".into(), format!("{name} on {instance}"))],
-        severity: tier,
-        state,
-        value: 1.0,
-        active_at: now - Duration::from_secs(600),
-        fired_at: (state != AlertState::Pending).then(|| now - Duration::from_secs(300)),
-        resolved_at: (state == AlertState::Resolved).then_some(now),
-        keep_firing_since: None,
-        runbook: Some(format!("runbooks/{name}.md")),
-    }
+    let mut alert = Alert::new(labels, tier, 1.0, now - Duration::from_secs(600));
+    alert.annotations = vec![("summary".into(), format!("{name} on {instance}"))];
+    alert.state = state;
+    alert.fired_at = (state != AlertState::Pending).then(|| now - Duration::from_secs(300));
+    alert.resolved_at = (state == AlertState::Resolved).then_some(now);
+    alert.runbook = Some(format!("runbooks/{name}.md"));
+    alert
 }
 
 fn view(alert: Alert, group_id: &str, mute: Mute) -> AlertView {

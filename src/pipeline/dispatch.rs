@@ -858,23 +858,17 @@ pub(crate) mod tests {
             ("instance", instance),
             ("severity", tier.as_str()),
         ]);
-        Alert {
-            fingerprint: labels.fingerprint_without(&["severity"]),
-            labels,
-            annotations: vec![],
-            severity: tier,
-            state,
-            value: 0.0,
-            active_at: at(0),
-            fired_at: Some(at(0)),
-            resolved_at: None,
-            keep_firing_since: None,
-            runbook: None,
-        }
+        let mut alert = Alert::new(labels, tier, 0.0, at(0));
+        alert.fire(at(0));
+        alert.state = state;
+        alert
     }
 
-    fn resolved(a: &Alert) -> Alert {
-        Alert { state: AlertState::Resolved, ..a.clone() }
+    /// `a` resolved, keeping its times.
+    pub fn resolved(a: &Alert) -> Alert {
+        let mut a = a.clone();
+        a.state = AlertState::Resolved;
+        a
     }
 
     fn summary(m: &[Message]) -> Vec<(u64, Severity, String, usize, usize, bool)> {
@@ -1016,8 +1010,11 @@ pub(crate) mod tests {
         assert!(d.step([(&b, true)], at(9000)).is_empty());
     }
 
-    fn held(a: &Alert, since: u64) -> Alert {
-        Alert { keep_firing_since: Some(at(since)), ..a.clone() }
+    /// `a` as `keep_firing_for` holds it from `since`: its condition cleared.
+    pub fn held(a: &Alert, since: Timestamp) -> Alert {
+        let mut a = a.clone();
+        a.keep_firing_since = Some(since);
+        a
     }
 
     #[test]
@@ -1027,7 +1024,7 @@ pub(crate) mod tests {
         assert_eq!(step(&mut d, &[&a], 0).len(), 1);
         // The node is back at 240 s; keep_firing_for holds the alert past
         // the 5-minute repeat and escalation.
-        let h = held(&a, 240);
+        let h = held(&a, at(240));
         assert!(step(&mut d, &[&h], 240).is_empty());
         assert!(step(&mut d, &[&h], 300).is_empty(), "no repeat, no escalation about a recovered node");
         assert!(step(&mut d, &[&h], 330).is_empty());
@@ -1039,7 +1036,7 @@ pub(crate) mod tests {
         // A held alert told before stays in the list when another fires.
         let b = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
         assert_eq!(step(&mut d, &[&b], 420).len(), 1, "after the group interval");
-        let m = step(&mut d, &[&held(&b, 450), &a], 480);
+        let m = step(&mut d, &[&held(&b, at(450)), &a], 480);
         assert_eq!(summary(&m), [(480, Severity::P0, "voice+sms+im".into(), 2, 0, false)]);
         assert_eq!(m[0].new, [a.fingerprint]);
     }
@@ -1047,7 +1044,7 @@ pub(crate) mod tests {
     #[test]
     fn an_alert_already_held_when_it_reaches_a_group_is_not_told() {
         let mut d = seed();
-        let h = held(&alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing), 0);
+        let h = held(&alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing), at(0));
         for t in [0, 30, 60, 1000] {
             assert!(step(&mut d, &[&h], t).is_empty(), "at {t}s");
         }
@@ -1055,7 +1052,7 @@ pub(crate) mod tests {
         assert!(step(&mut d, &[&resolved(&h)], 1100).is_empty());
         // The P3 digest does not list it either.
         let t0 = 1_795_593_600; // 2026-11-25T08:00:00Z: the digest is at 09:00.
-        let p3 = held(&alert("ZkSnapshotOld", "zk1", Severity::P3, AlertState::Firing), t0);
+        let p3 = held(&alert("ZkSnapshotOld", "zk1", Severity::P3, AlertState::Firing), at(t0));
         assert!(step(&mut d, &[&p3], t0).is_empty());
         assert!(step(&mut d, &[&p3], t0 + 3600).is_empty());
     }
@@ -1068,7 +1065,7 @@ pub(crate) mod tests {
         let a = alert("ZkSnapshotOld", "zk1", Severity::P3, AlertState::Firing);
         let mut b = alert("ZkTooManyZnodes", "zk2", Severity::P3, AlertState::Firing);
         b.labels.insert("cluster", "dev");
-        b.fingerprint = b.labels.fingerprint_without(&["severity"]);
+        b.fingerprint = Alert::fingerprint_of(&b.labels);
         assert!(step(&mut d, &[&a, &b], t0).is_empty());
         assert!(step(&mut d, &[&a, &b], t0 + 3599).is_empty(), "not before 09:00");
         let m = step(&mut d, &[&a, &b], t0 + 3600);
@@ -1181,7 +1178,7 @@ pub(crate) mod tests {
         let mut d = seed();
         let a = alert("ZkNodeDown", "zk1", Severity::P0, AlertState::Firing);
         assert_eq!(step(&mut d, &[&a], 0).len(), 1);
-        let h = held(&a, 240);
+        let h = held(&a, at(240));
         for t in 240..=400 {
             assert!(step(&mut d, &[&h], t).is_empty());
         }

@@ -127,23 +127,14 @@ pub fn is_inhibited<'a>(rules: &[InhibitRule], firing: impl IntoIterator<Item = 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Fingerprint, Severity, Timestamp};
+    use crate::model::{Severity, Timestamp};
 
     fn alert(labels: &[(&str, &str)]) -> Alert {
         let labels = Labels::from_pairs(labels.iter().copied());
-        Alert {
-            fingerprint: Fingerprint(0),
-            severity: labels.get("severity").and_then(|s| s.parse().ok()).unwrap_or(Severity::P2),
-            labels,
-            annotations: vec![],
-            state: AlertState::Firing,
-            value: 0.0,
-            active_at: Timestamp::default(),
-            fired_at: None,
-            resolved_at: None,
-            keep_firing_since: None,
-            runbook: None,
-        }
+        let severity = labels.get("severity").and_then(|s| s.parse().ok()).unwrap_or(Severity::P2);
+        let mut alert = Alert::new(labels, severity, 0.0, Timestamp::default());
+        alert.state = AlertState::Firing;
+        alert
     }
 
     #[test]

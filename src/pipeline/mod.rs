@@ -176,7 +176,7 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
-    use super::dispatch::tests::alert;
+    use super::dispatch::tests::{alert, held, resolved};
     use super::*;
     use crate::model::{AlertState, Severity};
     use std::time::Duration;
@@ -225,7 +225,7 @@ mod tests {
         let mutes = p.mutes(&[&quorum_no_instance, &node], at(0));
         assert!(mutes[1].inhibited && !mutes[0].inhibited);
         // Quorum is back but the node is still down: now it pages (after its group_wait).
-        let back = Alert { state: AlertState::Resolved, ..quorum_no_instance.clone() };
+        let back = resolved(&quorum_no_instance);
         let m = p.step(&[&back, &node], at(60));
         assert_eq!(told(&m), [("ZkQuorumLost".into(), 0, 1)]);
         assert_eq!(told(&p.step(&[&back, &node], at(90))), [("ZkNodeDown".into(), 1, 0)]);
@@ -246,14 +246,9 @@ mod tests {
         assert_eq!(told(&p.step(&[&node], at(0))), [("ZkNodeDown".into(), 1, 0)], "before the silence");
         assert_eq!(p.mutes(&[&node], at(150))[0].silenced_by, ["s1"]);
         assert!(p.step(&[&node], at(300)).is_empty(), "no 5-minute repeat while silenced");
-        let gone = Alert { state: AlertState::Resolved, ..node.clone() };
+        let gone = resolved(&node);
         assert!(p.step(&[&gone], at(350)).is_empty(), "resolved while silenced: not told");
         assert_eq!(told(&p.step(&[&gone], at(400))), [("ZkNodeDown".into(), 0, 1)], "told once the silence ends");
-    }
-
-    /// The alert as `keep_firing_for` holds it from `since`: its condition cleared.
-    fn held(a: &Alert, since: u64) -> Alert {
-        Alert { keep_firing_since: Some(at(since)), ..a.clone() }
     }
 
     #[test]
@@ -265,17 +260,16 @@ mod tests {
         let zk2 = alert("ZkNodeDown", "zk2", Severity::P1, AlertState::Firing);
         assert_eq!(told(&p.step(&[&quorum, &zk1, &zk2], at(0))), [("ZkQuorumLost".into(), 1, 0)]);
         // Both nodes answer again; keep_firing_for holds their alerts.
-        let (held1, held2) = (held(&zk1, 150), held(&zk2, 150));
+        let (held1, held2) = (held(&zk1, at(150)), held(&zk2, at(150)));
         assert!(p.step(&[&quorum, &held1, &held2], at(150)).is_empty());
         // Quorum is back: its resolution, and nothing about the recovered nodes.
-        let back = Alert { state: AlertState::Resolved, ..quorum.clone() };
+        let back = resolved(&quorum);
         assert_eq!(told(&p.step(&[&back, &held1, &held2], at(180))), [("ZkQuorumLost".into(), 0, 1)]);
         for t in [210, 240, 260] {
             assert!(p.step(&[&back, &held1, &held2], at(t)).is_empty(), "at {t}s: held nodes paged as firing");
         }
         // Never told as firing, so their resolution is not told either.
-        let (gone1, gone2) =
-            (Alert { state: AlertState::Resolved, ..held1 }, Alert { state: AlertState::Resolved, ..held2 });
+        let (gone1, gone2) = (resolved(&held1), resolved(&held2));
         for t in [270, 300, 400] {
             assert!(p.step(&[&back, &gone1, &gone2], at(t)).is_empty(), "at {t}s: an untold resolution");
         }
@@ -287,10 +281,10 @@ mod tests {
         let mut quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
         quorum.labels.remove("instance");
         let node = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
-        p.step(&[&quorum, &held(&node, 0)], at(0));
-        let back = Alert { state: AlertState::Resolved, ..quorum.clone() };
-        assert_eq!(told(&p.step(&[&back, &held(&node, 0)], at(60))), [("ZkQuorumLost".into(), 0, 1)]);
-        assert!(p.step(&[&back, &held(&node, 0)], at(120)).is_empty());
+        p.step(&[&quorum, &held(&node, at(0))], at(0));
+        let back = resolved(&quorum);
+        assert_eq!(told(&p.step(&[&back, &held(&node, at(0))], at(60))), [("ZkQuorumLost".into(), 0, 1)]);
+        assert!(p.step(&[&back, &held(&node, at(0))], at(120)).is_empty());
         // The node is down again while still held: now it is news.
         assert!(p.step(&[&back, &node], at(130)).is_empty(), "P1 group_wait");
         assert_eq!(told(&p.step(&[&back, &node], at(160))), [("ZkNodeDown".into(), 1, 0)]);
@@ -311,14 +305,14 @@ mod tests {
         // zk9 is in the weekly window from 3600 s to 7200 s.
         let maintained = alert("ZkNodeDown", "zk9", Severity::P2, AlertState::Firing);
         assert!(p.step(&[&silenced], at(0)).is_empty());
-        assert!(p.step(&[&held(&silenced, 500)], at(500)).is_empty());
+        assert!(p.step(&[&held(&silenced, at(500))], at(500)).is_empty());
         for t in [600, 700, 1000] {
-            assert!(p.step(&[&held(&silenced, 500)], at(t)).is_empty(), "at {t}s: silence over, paged as firing");
+            assert!(p.step(&[&held(&silenced, at(500))], at(t)).is_empty(), "at {t}s: silence over, paged as firing");
         }
-        let gone = Alert { state: AlertState::Resolved, ..held(&silenced, 500) };
+        let gone = resolved(&held(&silenced, at(500)));
         assert!(p.step(&[&gone], at(1100)).is_empty(), "an untold resolution");
         assert!(p.step(&[&gone, &maintained], at(3700)).is_empty());
-        let held9 = held(&maintained, 7000);
+        let held9 = held(&maintained, at(7000));
         for t in [7000, 7200, 7300, 7500] {
             assert!(p.step(&[&held9], at(t)).is_empty(), "at {t}s: window closed, paged as firing");
         }

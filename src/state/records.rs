@@ -239,19 +239,20 @@ impl<'a> AlertRecord<'a> {
     }
 
     pub(super) fn into_alert(self) -> Alert {
-        Alert {
-            fingerprint: self.fingerprint.0,
-            labels: self.labels.0.into_owned(),
-            annotations: self.annotations.into_owned(),
-            severity: self.severity.0,
-            state: self.state.0,
-            value: self.value.0,
-            active_at: ts(self.active_at),
-            fired_at: self.fired_at.map(ts),
-            resolved_at: self.resolved_at.map(ts),
-            keep_firing_since: self.keep_firing_since.map(ts),
-            runbook: self.runbook.map(Cow::into_owned),
-        }
+        let mut alert = Alert::new(self.labels.0.into_owned(), self.severity.0, self.value.0, ts(self.active_at));
+        // The stored fingerprint is the identity, not one recomputed: the
+        // labels include the info labels the alert was made with (`role`,
+        // `poll_error`), which are not part of it and are not stored apart,
+        // so recomputing would make a restored alert another alert. The
+        // store checks it against the row's key (`step::load`).
+        alert.fingerprint = self.fingerprint.0;
+        alert.annotations = self.annotations.into_owned();
+        alert.state = self.state.0;
+        alert.fired_at = self.fired_at.map(ts);
+        alert.resolved_at = self.resolved_at.map(ts);
+        alert.keep_firing_since = self.keep_firing_since.map(ts);
+        alert.runbook = self.runbook.map(Cow::into_owned);
+        alert
     }
 }
 

@@ -14,24 +14,24 @@ fn at(s: i64) -> Timestamp {
 fn alert(name: &str, instance: &str, state: AlertState, value: f64) -> Alert {
     let labels =
         Labels::from_pairs([("alertname", name), ("cluster", "prod"), ("instance", instance), ("severity", "P1")]);
-    Alert {
-        fingerprint: labels.fingerprint_without(&["severity"]),
-        labels,
-        annotations: vec![("summary".into(), format!("{instance} is down")), ("a_second".into(), "é \"q\"\n".into())],
-        severity: Severity::P1,
-        state,
-        value,
-        active_at: at(10),
-        fired_at: (state != AlertState::Pending).then(|| at(70)),
-        resolved_at: (state == AlertState::Resolved).then(|| at(300)),
-        keep_firing_since: None,
-        runbook: Some("runbooks/node-down.md".into()),
-    }
+    let mut alert = Alert::new(labels, Severity::P1, value, at(10));
+    alert.annotations =
+        vec![("summary".into(), format!("{instance} is down")), ("a_second".into(), "é \"q\"\n".into())];
+    alert.state = state;
+    alert.fired_at = (state != AlertState::Pending).then(|| at(70));
+    alert.resolved_at = (state == AlertState::Resolved).then(|| at(300));
+    alert.runbook = Some("runbooks/node-down.md".into());
+    alert
 }
 
 /// Alert equality where a NaN value equals a NaN value with the same bits.
 fn same_alert(a: &Alert, b: &Alert) -> bool {
-    a.value.to_bits() == b.value.to_bits() && Alert { value: 0.0, ..a.clone() } == Alert { value: 0.0, ..b.clone() }
+    let without_value = |a: &Alert| {
+        let mut a = a.clone();
+        a.value = 0.0;
+        a
+    };
+    a.value.to_bits() == b.value.to_bits() && without_value(a) == without_value(b)
 }
 
 fn group(route: u16, cluster: &str, ack: Option<Ack>, notified: &[&Alert]) -> GroupState {
@@ -182,7 +182,8 @@ fn updates_and_deletes() {
         ..Default::default()
     })
     .unwrap();
-    let fired = Alert { state: AlertState::Firing, fired_at: Some(at(60)), ..a.clone() };
+    let mut fired = a.clone();
+    fired.fire(at(60));
     let mut g1b = g1.clone();
     g1b.next_flush = at(900);
     db.commit(&StepWrite {
@@ -667,22 +668,14 @@ fn big_alert(serial: usize) -> Alert {
         ("team", "zk-platform"),
     ]);
     let value = (serial % 997) as f64 + 0.5;
-    Alert {
-        fingerprint: labels.fingerprint_without(&["severity"]),
-        labels,
-        annotations: vec![
-            ("summary".into(), format!("ZkHighAvgLatency on {instance} (cluster {cluster}) at {value}")),
-            ("description".into(), "Condition held for 2m; see the runbook. Check `echo mntr | nc` first.".into()),
-        ],
-        severity: Severity::P2,
-        state: AlertState::Firing,
-        value,
-        active_at: at(1_795_597_000),
-        fired_at: Some(at(1_795_597_120)),
-        resolved_at: None,
-        keep_firing_since: None,
-        runbook: Some("zookeeper/highavglatency".into()),
-    }
+    let mut alert = Alert::new(labels, Severity::P2, value, at(1_795_597_000));
+    alert.annotations = vec![
+        ("summary".into(), format!("ZkHighAvgLatency on {instance} (cluster {cluster}) at {value}")),
+        ("description".into(), "Condition held for 2m; see the runbook. Check `echo mntr | nc` first.".into()),
+    ];
+    alert.fire(at(1_795_597_120));
+    alert.runbook = Some("zookeeper/highavglatency".into());
+    alert
 }
 
 /// Not a benchmark: prints the time of large commits (run with --release --nocapture). 100k in release,
