@@ -88,12 +88,11 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
         match command {
             Command::AddSilence { silence, reply } => {
                 let id = silence.id.clone();
-                silences.items.push(silence);
+                silences.upsert(silence);
                 let _ = reply.send(Ok(id));
             }
-            Command::ExpireSilence { id, reply } => match silences.items.iter_mut().find(|s| s.id == id) {
+            Command::ExpireSilence { id, reply } => match silences.expire(&id, now) {
                 Some(s) => {
-                    s.expire(now);
                     let _ = reply.send(Ok(s.clone()));
                 }
                 None => {
@@ -129,7 +128,7 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
             }
         }
         snap.at = now;
-        snap.silences = silences.items.clone();
+        snap.silences = silences.items().to_vec();
         tx.send_replace(Arc::new(snap.clone()));
     }
 }

@@ -130,7 +130,7 @@ impl Pipeline {
     }
 
     fn active_silences(&self, now: Timestamp) -> Vec<&Silence> {
-        self.silences.items.iter().filter(|s| s.state(now) == SilenceState::Active).collect()
+        self.silences.items().iter().filter(|s| s.state(now) == SilenceState::Active).collect()
     }
 
     /// Whether each alert is muted at `now` (inhibition roles cached per
@@ -231,17 +231,21 @@ mod tests {
         assert_eq!(told(&p.step(&[&back, &node], at(90))), [("ZkNodeDown".into(), 1, 0)]);
     }
 
+    fn zk2_silence(starts_at: Timestamp, ends_at: Timestamp) -> Silence {
+        Silence {
+            id: "s1".into(),
+            matchers: Matchers::parse(r#"{instance="zk2"}"#).unwrap(),
+            starts_at,
+            ends_at,
+            created_by: "alice".into(),
+            comment: "disk swap".into(),
+        }
+    }
+
     #[test]
     fn a_silence_mutes_from_its_start_to_its_end() {
         let mut p = pipeline();
-        p.silences.items.push(Silence {
-            id: "s1".into(),
-            matchers: Matchers::parse(r#"{instance="zk2"}"#).unwrap(),
-            starts_at: at(100),
-            ends_at: at(400),
-            created_by: "alice".into(),
-            comment: "disk swap".into(),
-        });
+        p.silences.upsert(zk2_silence(at(100), at(400)));
         let node = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
         assert_eq!(told(&p.step(&[&node], at(0))), [("ZkNodeDown".into(), 1, 0)], "before the silence");
         assert_eq!(p.mutes(&[&node], at(150))[0].silenced_by, ["s1"]);
@@ -293,14 +297,7 @@ mod tests {
     #[test]
     fn silences_and_maintenance_ending_do_not_page_alerts_held_only_by_keep_firing_for() {
         let mut p = pipeline();
-        p.silences.items.push(Silence {
-            id: "s1".into(),
-            matchers: Matchers::parse(r#"{instance="zk2"}"#).unwrap(),
-            starts_at: at(0),
-            ends_at: at(600),
-            created_by: "alice".into(),
-            comment: "disk swap".into(),
-        });
+        p.silences.upsert(zk2_silence(at(0), at(600)));
         let silenced = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
         // zk9 is in the weekly window from 3600 s to 7200 s.
         let maintained = alert("ZkNodeDown", "zk9", Severity::P2, AlertState::Firing);
