@@ -8,14 +8,16 @@ pub mod dispatch;
 pub mod inhibit;
 pub mod maintenance;
 pub mod matcher;
+pub mod policy;
+pub mod schedule;
 pub mod silence;
 
-pub use dispatch::{
-    Ack, Digest, Dispatcher, GroupChanges, GroupKey, GroupState, Message, Policy, Reason, Route, TierPolicy,
-};
+pub use dispatch::{Ack, Dispatcher, GroupChanges, GroupState, Message, Reason};
 pub use inhibit::{InhibitRule, Inhibitor, Roles};
 pub use maintenance::{MaintenanceError, MaintenanceWindow};
 pub use matcher::{MatchOp, Matcher, MatcherError, Matchers};
+pub use policy::{GroupKey, Policy, Route, TierPolicy};
+pub use schedule::{Schedule, ScheduleError};
 pub use silence::{Silence, SilenceState, Silences};
 
 use crate::model::{Alert, AlertState, Fingerprint, Severity, Timestamp};
