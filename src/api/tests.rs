@@ -591,19 +591,18 @@ async fn status_and_groups() {
     assert_eq!(body["groups"][0]["alerts"], 1);
 }
 
+/// The API of a runner that has not stepped yet.
+async fn api_before_the_first_step(snapshot: watch::Receiver<Arc<Snapshot>>, commands: mpsc::Sender<Command>) -> Api {
+    let ready = Arc::new(AtomicBool::new(false));
+    Api::serve(ApiState { snapshot, commands, token: Some(TOKEN.into()), ready, runbooks: Arc::default() }).await
+}
+
 #[tokio::test]
 async fn writes_are_503_when_the_runner_is_gone() {
     let (_snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (cmd_tx, cmd_rx) = mpsc::channel(1);
     drop(cmd_rx);
-    let api = Api::serve(ApiState {
-        snapshot: snap_rx,
-        commands: cmd_tx,
-        token: Some(TOKEN.into()),
-        ready: Arc::new(AtomicBool::new(false)),
-        runbooks: Arc::default(),
-    })
-    .await;
+    let api = api_before_the_first_step(snap_rx, cmd_tx).await;
     let (status, reply) = api.post("/api/v1/acks", json!({"group_id": "g", "by": "me"})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(error(&reply).contains("runner"));
@@ -620,14 +619,7 @@ async fn writes_are_503_when_the_runner_is_gone() {
 async fn reads_are_503_not_ready_until_the_first_step() {
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (cmd_tx, _cmd_rx) = mpsc::channel(1);
-    let api = Api::serve(ApiState {
-        snapshot: snap_rx,
-        commands: cmd_tx,
-        token: Some(TOKEN.into()),
-        ready: Arc::new(AtomicBool::new(false)),
-        runbooks: Arc::default(),
-    })
-    .await;
+    let api = api_before_the_first_step(snap_rx, cmd_tx).await;
     for path in ["/api/v1/alerts", "/api/v1/groups", "/api/v1/silences", "/api/v1/deliveries"] {
         let (status, body) = api.get(path).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");

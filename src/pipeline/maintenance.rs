@@ -58,10 +58,7 @@ impl MaintenanceWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(rfc3339: &str) -> Timestamp {
-        Timestamp::from_millis(chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis())
-    }
+    use crate::pipeline::schedule::tests::at;
 
     #[test]
     fn weekly_window_in_a_time_zone() {

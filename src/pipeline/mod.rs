@@ -215,19 +215,24 @@ mod tests {
             .collect()
     }
 
+    /// A cluster's alert: no `instance`, so the quorum inhibit rule's source.
+    fn quorum_lost() -> Alert {
+        let mut quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
+        quorum.labels.remove("instance");
+        quorum
+    }
+
     #[test]
     fn quorum_loss_inhibits_node_pages_until_it_resolves() {
         let mut p = pipeline();
-        let quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
-        let mut quorum_no_instance = quorum.clone();
-        quorum_no_instance.labels.remove("instance");
+        let quorum = quorum_lost();
         let node = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
-        let m = p.step(&[&quorum_no_instance, &node], at(0));
+        let m = p.step(&[&quorum, &node], at(0));
         assert_eq!(told(&m), [("ZkQuorumLost".into(), 1, 0)], "node alert inhibited");
-        let mutes = p.mutes(&[&quorum_no_instance, &node], at(0));
+        let mutes = p.mutes(&[&quorum, &node], at(0));
         assert!(mutes[1].inhibited && !mutes[0].inhibited);
         // Quorum is back but the node is still down: now it pages (after its group_wait).
-        let back = resolved(&quorum_no_instance);
+        let back = resolved(&quorum);
         let m = p.step(&[&back, &node], at(60));
         assert_eq!(told(&m), [("ZkQuorumLost".into(), 0, 1)]);
         assert_eq!(told(&p.step(&[&back, &node], at(90))), [("ZkNodeDown".into(), 1, 0)]);
@@ -260,8 +265,7 @@ mod tests {
     #[test]
     fn inhibited_alerts_held_only_by_keep_firing_for_are_not_paged_when_quorum_returns() {
         let mut p = pipeline();
-        let mut quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
-        quorum.labels.remove("instance");
+        let quorum = quorum_lost();
         let zk1 = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
         let zk2 = alert("ZkNodeDown", "zk2", Severity::P1, AlertState::Firing);
         assert_eq!(told(&p.step(&[&quorum, &zk1, &zk2], at(0))), [("ZkQuorumLost".into(), 1, 0)]);
@@ -284,8 +288,7 @@ mod tests {
     #[test]
     fn a_held_alert_that_holds_again_after_the_mute_pages() {
         let mut p = pipeline();
-        let mut quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
-        quorum.labels.remove("instance");
+        let quorum = quorum_lost();
         let node = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
         p.step(&[&quorum, &held(&node, at(0))], at(0));
         let back = resolved(&quorum);

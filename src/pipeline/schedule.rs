@@ -73,10 +73,11 @@ impl fmt::Display for Schedule {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn at(rfc3339: &str) -> Timestamp {
+    /// An RFC 3339 time, as schedules are read by people.
+    pub fn at(rfc3339: &str) -> Timestamp {
         Timestamp::from_millis(chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis())
     }
 
