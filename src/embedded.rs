@@ -37,19 +37,8 @@ mod tests {
         let labels = |pairs: &[(&str, &str)]| crate::model::Labels::from_pairs(pairs.iter().copied());
         let quorum = labels(&[("alertname", "ZkQuorumLost"), ("cluster", "local"), ("severity", "P0")]);
         let no_leader = labels(&[("alertname", "ZkNoLeader"), ("cluster", "local"), ("severity", "P0")]);
-        let alert = crate::model::Alert {
-            fingerprint: quorum.fingerprint(),
-            severity: crate::model::Severity::P0,
-            labels: quorum,
-            annotations: vec![],
-            state: crate::model::AlertState::Firing,
-            value: 0.0,
-            active_at: Default::default(),
-            fired_at: None,
-            resolved_at: None,
-            keep_firing_since: None,
-            runbook: None,
-        };
+        let mut alert = crate::model::Alert::new(quorum, crate::model::Severity::P0, 0.0, Default::default());
+        alert.state = crate::model::AlertState::Firing;
         assert!(crate::pipeline::inhibit::is_inhibited(&pipeline.inhibit_rules, [&alert], &no_leader));
     }
 }

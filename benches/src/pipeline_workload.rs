@@ -92,19 +92,11 @@ pub fn alert(serial: u64, fired_at: Timestamp) -> Alert {
     let summary = format!("{name} on {instance} (cluster {cluster}) at {value}");
     let description =
         "Condition held for 2m; see the runbook. Check `echo mntr | nc` and the server log first.".to_string();
-    Alert {
-        fingerprint: labels.fingerprint_without(&["severity"]),
-        labels,
-        annotations: vec![("summary".to_string(), summary), ("description".to_string(), description)],
-        severity,
-        state: AlertState::Firing,
-        value,
-        active_at: fired_at - secs(120),
-        fired_at: Some(fired_at),
-        resolved_at: None,
-        keep_firing_since: None,
-        runbook: Some(format!("zookeeper/{}", name.trim_start_matches("Zk").to_ascii_lowercase())),
-    }
+    let mut alert = Alert::new(labels, severity, value, fired_at - secs(120));
+    alert.annotations = vec![("summary".to_string(), summary), ("description".to_string(), description)];
+    alert.fire(fired_at);
+    alert.runbook = Some(format!("zookeeper/{}", name.trim_start_matches("Zk").to_ascii_lowercase()));
+    alert
 }
 
 /// What the tracker holds: the oldest alerts first; resolved ones (at the

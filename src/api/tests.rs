@@ -16,19 +16,13 @@ const TOKEN: &str = "s3cret-token";
 fn alert(name: &str, tier: Severity, state: AlertState, instance: &str) -> Alert {
     let labels = Labels::from_pairs([("alertname", name), ("severity", tier.as_str()), ("instance", instance)]);
     let now = SystemClock.now();
-    Alert {
-        fingerprint: labels.fingerprint_without(&["severity"]),
-        labels,
-        annotations: vec![("summary".into(), format!("{name} on {instance}"))],
-        severity: tier,
-        state,
-        value: 1.0,
-        active_at: now - Duration::from_secs(600),
-        fired_at: (state != AlertState::Pending).then(|| now - Duration::from_secs(300)),
-        resolved_at: (state == AlertState::Resolved).then_some(now),
-        keep_firing_since: None,
-        runbook: Some(format!("runbooks/{name}.md")),
-    }
+    let mut alert = Alert::new(labels, tier, 1.0, now - Duration::from_secs(600));
+    alert.annotations = vec![("summary".into(), format!("{name} on {instance}"))];
+    alert.state = state;
+    alert.fired_at = (state != AlertState::Pending).then(|| now - Duration::from_secs(300));
+    alert.resolved_at = (state == AlertState::Resolved).then_some(now);
+    alert.runbook = Some(format!("runbooks/{name}.md"));
+    alert
 }
 
 fn view(alert: Alert, group_id: &str, mute: Mute) -> AlertView {
@@ -94,12 +88,11 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
         match command {
             Command::AddSilence { silence, reply } => {
                 let id = silence.id.clone();
-                silences.items.push(silence);
+                silences.upsert(silence);
                 let _ = reply.send(Ok(id));
             }
-            Command::ExpireSilence { id, reply } => match silences.items.iter_mut().find(|s| s.id == id) {
+            Command::ExpireSilence { id, reply } => match silences.expire(&id, now) {
                 Some(s) => {
-                    s.expire(now);
                     let _ = reply.send(Ok(s.clone()));
                 }
                 None => {
@@ -135,7 +128,7 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
             }
         }
         snap.at = now;
-        snap.silences = silences.items.clone();
+        snap.silences = silences.items().to_vec();
         tx.send_replace(Arc::new(snap.clone()));
     }
 }

@@ -5,8 +5,8 @@
 use crate::diag::Pos;
 use crate::model::Severity;
 use crate::pipeline::{
-    Digest, InhibitRule, MaintenanceError, MaintenanceWindow, Matchers, PipelineConfig, Policy, Route, TierPolicy,
-    inhibit,
+    InhibitRule, MaintenanceError, MaintenanceWindow, Matchers, PipelineConfig, Policy, Route, Schedule, ScheduleError,
+    TierPolicy, inhibit,
 };
 use crate::yaml::{Node, NodeKind, Reader};
 use std::collections::BTreeMap;
@@ -107,8 +107,8 @@ fn tier_policy(r: &mut Reader, n: &Node, t: &mut TierPolicy, notifiers: &[String
         "delivery_deadline",
     ];
     let fields = r.map(n, "tier", FIELDS);
-    let mut digest_schedule = t.digest.as_ref().map(|d| (d.schedule.clone(), n.pos));
-    let mut time_zone = t.digest.as_ref().map_or_else(|| "UTC".to_string(), |d| d.time_zone.name().to_string());
+    let mut digest_schedule = t.digest.as_ref().map(|d| (d.expression().to_string(), n.pos));
+    let mut time_zone = t.digest.as_ref().map_or_else(|| "UTC".to_string(), |d| d.time_zone().name().to_string());
     for (key, v) in fields {
         match key {
             "channels" => t.channels = names(r, v, "channels", notifiers),
@@ -128,7 +128,7 @@ fn tier_policy(r: &mut Reader, n: &Node, t: &mut TierPolicy, notifiers: &[String
             }
         }
     }
-    t.digest = digest_schedule.and_then(|(s, pos)| match Digest::new(&s, &time_zone) {
+    t.digest = digest_schedule.and_then(|(s, pos)| match Schedule::new(&s, &time_zone) {
         Ok(d) => Some(d),
         Err(e) => {
             r.error(pos, format!("digest: {e}"));
@@ -253,7 +253,11 @@ fn maintenance(r: &mut Reader, n: &Node) -> Vec<MaintenanceWindow> {
         match MaintenanceWindow::new(name, &schedule, &time_zone, duration, m) {
             Ok(w) => out.push(w),
             Err(e) => {
-                let field = if matches!(e, MaintenanceError::TimeZone(_)) { "time_zone" } else { "schedule" };
+                let field = if matches!(e, MaintenanceError::Schedule(ScheduleError::TimeZone(_))) {
+                    "time_zone"
+                } else {
+                    "schedule"
+                };
                 r.error(get(field).map_or(item.pos, |s| s.pos), e.to_string())
             }
         }
@@ -284,7 +288,7 @@ mod tests {
         assert_eq!(p1.delivery_deadline, Duration::from_secs(7200));
         assert_eq!(p.tier(Severity::P0).delivery_deadline, Duration::from_secs(1800));
         assert_eq!(p.tier(Severity::P0).channels, ["sms", "lead", "log"], "unset tiers go to every notifier");
-        assert_eq!(p.tier(Severity::P3).digest.as_ref().map(|d| d.schedule.as_str()), Some("30 8 * * 1-5"));
+        assert_eq!(p.tier(Severity::P3).digest.as_ref().map(|d| d.expression()), Some("30 8 * * 1-5"));
         assert_eq!(p.routes.len(), 2);
         assert_eq!(p.routes[0].channels[&Severity::P2], ["log"], "a list is every tier");
         assert_eq!(p.routes[1].channels.len(), 1);

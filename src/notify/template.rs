@@ -306,19 +306,14 @@ pub fn samples() -> Vec<Message> {
             ("instance", instance),
             ("severity", "P1"),
         ]);
-        Alert {
-            fingerprint: labels.fingerprint_without(&["severity"]),
-            labels,
-            annotations: vec![("summary".into(), format!("ZooKeeper node {instance} (cluster prod) is not answering"))],
-            severity: Severity::P1,
-            state,
-            value: 0.0,
-            active_at: at,
-            fired_at: Some(at),
-            resolved_at: (state == AlertState::Resolved).then_some(at),
-            keep_firing_since: None,
-            runbook: Some("zookeeper/node-down".into()),
-        }
+        let mut alert = Alert::new(labels, Severity::P1, 0.0, at);
+        alert.annotations =
+            vec![("summary".into(), format!("ZooKeeper node {instance} (cluster prod) is not answering"))];
+        alert.fire(at);
+        alert.state = state;
+        alert.resolved_at = (state == AlertState::Resolved).then_some(at);
+        alert.runbook = Some("zookeeper/node-down".into());
+        alert
     };
     let firing = vec![alert("zk1:2181", AlertState::Firing), alert("zk2:2181", AlertState::Firing)];
     let resolved = vec![alert("zk3:2181", AlertState::Resolved)];

@@ -10,179 +10,11 @@
 //! mute ends or in a group it just joined, it stays untold, and so does its
 //! resolution. Nor does it alone repeat or escalate a page.
 
-use super::Matchers;
+use super::{GroupKey, Policy};
 use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
-use croner::Cron;
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// A schedule on which a tier's groups are batched into one message.
-#[derive(Debug, Clone)]
-pub struct Digest {
-    pub schedule: String,
-    cron: Cron,
-    pub time_zone: chrono_tz::Tz,
-}
-
-impl PartialEq for Digest {
-    fn eq(&self, other: &Self) -> bool {
-        (&self.schedule, self.time_zone) == (&other.schedule, other.time_zone)
-    }
-}
-
-impl Digest {
-    /// A 5-field crontab schedule in an IANA time zone.
-    pub fn new(schedule: &str, time_zone: &str) -> Result<Self, super::MaintenanceError> {
-        use std::str::FromStr;
-        let cron = Cron::from_str(schedule)
-            .map_err(|e| super::MaintenanceError::Schedule { schedule: schedule.to_string(), reason: e.to_string() })?;
-        let time_zone = time_zone.parse().map_err(|_| super::MaintenanceError::TimeZone(time_zone.to_string()))?;
-        Ok(Self { schedule: schedule.to_string(), cron, time_zone })
-    }
-
-    /// The first scheduled time strictly after `now`.
-    pub fn next_after(&self, now: Timestamp) -> Option<Timestamp> {
-        use chrono::TimeZone;
-        let local = self.time_zone.timestamp_millis_opt(now.as_millis()).single()?;
-        let next = self.cron.find_next_occurrence(&local, false).ok()?;
-        Some(Timestamp::from_millis(next.timestamp_millis()))
-    }
-}
-
-/// How one tier is paged.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TierPolicy {
-    pub channels: Vec<String>,
-    /// Wait this long after a group's first alert, to page once for a burst.
-    pub group_wait: Duration,
-    /// Minimum time between two messages about one group.
-    pub group_interval: Duration,
-    /// Re-send an unchanged, un-acked firing group this often.
-    pub repeat_interval: Duration,
-    /// Escalate an un-acked group after this long.
-    pub respond_within: Option<Duration>,
-    pub escalate_to: Vec<String>,
-    /// Batch this tier's groups into one message per schedule instead.
-    pub digest: Option<Digest>,
-    /// Keep retrying a delivery this long after it was written (then fall
-    /// over to another channel).
-    pub delivery_deadline: Duration,
-}
-
-/// A sub-route: alerts matching it go to its channels instead of the
-/// tier's (the first matching route wins).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Route {
-    pub matchers: Matchers,
-    /// Per tier; a tier missing here keeps the default channels.
-    pub channels: BTreeMap<Severity, Vec<String>>,
-    /// Replaces every tier's `escalate_to` when set.
-    pub escalate_to: Option<Vec<String>>,
-}
-
-/// The routing policy: grouping labels, one policy per tier, sub-routes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
-    pub group_by: Vec<String>,
-    /// Indexed by tier: P0, P1, P2, P3.
-    pub tiers: [TierPolicy; 4],
-    pub routes: Vec<Route>,
-}
-
-impl Policy {
-    /// The seed's severity table with its channel names: P0 at once by
-    /// voice, SMS and IM, repeated every 5 min until acked, escalated after
-    /// 5 min; P1 by SMS and IM, 15 min; P2 by IM and email, hourly; P3 in an
-    /// email digest every morning at 09:00 UTC.
-    pub fn seed_defaults() -> Self {
-        Self::seed_table(&["voice", "sms", "im"], &["sms", "im"], &["im", "email"], &["email"], &["escalation"])
-    }
-
-    /// The seed's timings with every tier (and escalation) sent to the
-    /// given channels: what a config without `routing` gets.
-    pub fn seed_defaults_to(channels: &[String]) -> Self {
-        let c: Vec<&str> = channels.iter().map(String::as_str).collect();
-        Self::seed_table(&c, &c, &c, &c, &c)
-    }
-
-    fn seed_table(p0: &[&str], p1: &[&str], p2: &[&str], p3: &[&str], escalation: &[&str]) -> Self {
-        let names = |c: &[&str]| c.iter().map(|c| c.to_string()).collect::<Vec<_>>();
-        let tier = |channels: &[&str], wait: u64, repeat: u64, respond: Option<u64>, deadline: u64| TierPolicy {
-            channels: names(channels),
-            group_wait: Duration::from_secs(wait),
-            group_interval: Duration::from_secs(60),
-            repeat_interval: Duration::from_secs(repeat),
-            respond_within: respond.map(Duration::from_secs),
-            escalate_to: if respond.is_some() { names(escalation) } else { Vec::new() },
-            digest: None,
-            delivery_deadline: Duration::from_secs(deadline),
-        };
-        // Delivery deadlines: P0 30 min, P1 1 h, P2 4 h, P3 a day.
-        let mut p3 = tier(p3, 60, 24 * 3600, None, 24 * 3600);
-        p3.digest = Digest::new("0 9 * * *", "UTC").ok();
-        Policy {
-            group_by: vec!["cluster".into(), "alertname".into()],
-            tiers: [
-                tier(p0, 0, 300, Some(300), 1800),
-                tier(p1, 30, 900, Some(900), 3600),
-                tier(p2, 30, 3600, None, 4 * 3600),
-                p3,
-            ],
-            routes: Vec::new(),
-        }
-    }
-
-    pub fn tier(&self, s: Severity) -> &TierPolicy {
-        &self.tiers[s as usize]
-    }
-
-    /// The channels a group on `route` (0: the default route) is paged on.
-    pub fn channels(&self, route: u16, tier: Severity) -> &[String] {
-        self.route(route).and_then(|r| r.channels.get(&tier)).unwrap_or(&self.tier(tier).channels)
-    }
-
-    pub fn escalate_to(&self, route: u16, tier: Severity) -> &[String] {
-        self.route(route).and_then(|r| r.escalate_to.as_ref()).unwrap_or(&self.tier(tier).escalate_to)
-    }
-
-    fn route(&self, route: u16) -> Option<&Route> {
-        (route as usize).checked_sub(1).and_then(|i| self.routes.get(i))
-    }
-
-    /// Every channel name the policy can send to.
-    pub fn channel_names(&self) -> BTreeSet<&str> {
-        let tiers = self.tiers.iter().flat_map(|t| t.channels.iter().chain(&t.escalate_to));
-        let routes =
-            self.routes.iter().flat_map(|r| r.channels.values().flatten().chain(r.escalate_to.iter().flatten()));
-        tiers.chain(routes).map(String::as_str).collect()
-    }
-
-    /// The group an alert belongs to.
-    pub fn group_key(&self, alert: &Alert) -> GroupKey {
-        let route = self.routes.iter().position(|r| r.matchers.matches(&alert.labels)).map_or(0, |i| i as u16 + 1);
-        let labels =
-            self.group_by.iter().filter_map(|l| alert.labels.get(l).map(|v| (l.clone(), v.to_string()))).collect();
-        GroupKey { route, labels }
-    }
-}
-
-/// A group's identity: the route it took and its `group_by` label values.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GroupKey {
-    pub route: u16,
-    pub labels: Labels,
-}
-
-impl GroupKey {
-    /// A short stable id, for the API, acks and the notification log.
-    pub fn id(&self) -> String {
-        let mut labels = self.labels.clone();
-        labels.insert("__route__", self.route.to_string());
-        labels.fingerprint().to_string()
-    }
-}
 
 /// Why a message is sent, as the dispatcher decided it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -846,6 +678,8 @@ fn mark_sent(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::pipeline::{Matchers, Route};
+    use std::collections::BTreeMap;
 
     fn at(s: u64) -> Timestamp {
         Timestamp::from_millis(s as i64 * 1000)
@@ -858,23 +692,17 @@ pub(crate) mod tests {
             ("instance", instance),
             ("severity", tier.as_str()),
         ]);
-        Alert {
-            fingerprint: labels.fingerprint_without(&["severity"]),
-            labels,
-            annotations: vec![],
-            severity: tier,
-            state,
-            value: 0.0,
-            active_at: at(0),
-            fired_at: Some(at(0)),
-            resolved_at: None,
-            keep_firing_since: None,
-            runbook: None,
-        }
+        let mut alert = Alert::new(labels, tier, 0.0, at(0));
+        alert.fire(at(0));
+        alert.state = state;
+        alert
     }
 
-    fn resolved(a: &Alert) -> Alert {
-        Alert { state: AlertState::Resolved, ..a.clone() }
+    /// `a` resolved, keeping its times.
+    pub fn resolved(a: &Alert) -> Alert {
+        let mut a = a.clone();
+        a.state = AlertState::Resolved;
+        a
     }
 
     fn summary(m: &[Message]) -> Vec<(u64, Severity, String, usize, usize, bool)> {
@@ -1016,8 +844,11 @@ pub(crate) mod tests {
         assert!(d.step([(&b, true)], at(9000)).is_empty());
     }
 
-    fn held(a: &Alert, since: u64) -> Alert {
-        Alert { keep_firing_since: Some(at(since)), ..a.clone() }
+    /// `a` as `keep_firing_for` holds it from `since`: its condition cleared.
+    pub fn held(a: &Alert, since: Timestamp) -> Alert {
+        let mut a = a.clone();
+        a.keep_firing_since = Some(since);
+        a
     }
 
     #[test]
@@ -1027,7 +858,7 @@ pub(crate) mod tests {
         assert_eq!(step(&mut d, &[&a], 0).len(), 1);
         // The node is back at 240 s; keep_firing_for holds the alert past
         // the 5-minute repeat and escalation.
-        let h = held(&a, 240);
+        let h = held(&a, at(240));
         assert!(step(&mut d, &[&h], 240).is_empty());
         assert!(step(&mut d, &[&h], 300).is_empty(), "no repeat, no escalation about a recovered node");
         assert!(step(&mut d, &[&h], 330).is_empty());
@@ -1039,7 +870,7 @@ pub(crate) mod tests {
         // A held alert told before stays in the list when another fires.
         let b = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
         assert_eq!(step(&mut d, &[&b], 420).len(), 1, "after the group interval");
-        let m = step(&mut d, &[&held(&b, 450), &a], 480);
+        let m = step(&mut d, &[&held(&b, at(450)), &a], 480);
         assert_eq!(summary(&m), [(480, Severity::P0, "voice+sms+im".into(), 2, 0, false)]);
         assert_eq!(m[0].new, [a.fingerprint]);
     }
@@ -1047,7 +878,7 @@ pub(crate) mod tests {
     #[test]
     fn an_alert_already_held_when_it_reaches_a_group_is_not_told() {
         let mut d = seed();
-        let h = held(&alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing), 0);
+        let h = held(&alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing), at(0));
         for t in [0, 30, 60, 1000] {
             assert!(step(&mut d, &[&h], t).is_empty(), "at {t}s");
         }
@@ -1055,7 +886,7 @@ pub(crate) mod tests {
         assert!(step(&mut d, &[&resolved(&h)], 1100).is_empty());
         // The P3 digest does not list it either.
         let t0 = 1_795_593_600; // 2026-11-25T08:00:00Z: the digest is at 09:00.
-        let p3 = held(&alert("ZkSnapshotOld", "zk1", Severity::P3, AlertState::Firing), t0);
+        let p3 = held(&alert("ZkSnapshotOld", "zk1", Severity::P3, AlertState::Firing), at(t0));
         assert!(step(&mut d, &[&p3], t0).is_empty());
         assert!(step(&mut d, &[&p3], t0 + 3600).is_empty());
     }
@@ -1068,7 +899,7 @@ pub(crate) mod tests {
         let a = alert("ZkSnapshotOld", "zk1", Severity::P3, AlertState::Firing);
         let mut b = alert("ZkTooManyZnodes", "zk2", Severity::P3, AlertState::Firing);
         b.labels.insert("cluster", "dev");
-        b.fingerprint = b.labels.fingerprint_without(&["severity"]);
+        b.fingerprint = Alert::fingerprint_of(&b.labels);
         assert!(step(&mut d, &[&a, &b], t0).is_empty());
         assert!(step(&mut d, &[&a, &b], t0 + 3599).is_empty(), "not before 09:00");
         let m = step(&mut d, &[&a, &b], t0 + 3600);
@@ -1181,7 +1012,7 @@ pub(crate) mod tests {
         let mut d = seed();
         let a = alert("ZkNodeDown", "zk1", Severity::P0, AlertState::Firing);
         assert_eq!(step(&mut d, &[&a], 0).len(), 1);
-        let h = held(&a, 240);
+        let h = held(&a, at(240));
         for t in 240..=400 {
             assert!(step(&mut d, &[&h], t).is_empty());
         }

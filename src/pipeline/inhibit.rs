@@ -127,23 +127,17 @@ pub fn is_inhibited<'a>(rules: &[InhibitRule], firing: impl IntoIterator<Item = 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Fingerprint, Severity, Timestamp};
+    use crate::model::{Severity, Timestamp};
 
-    fn alert(labels: &[(&str, &str)]) -> Alert {
-        let labels = Labels::from_pairs(labels.iter().copied());
-        Alert {
-            fingerprint: Fingerprint(0),
-            severity: labels.get("severity").and_then(|s| s.parse().ok()).unwrap_or(Severity::P2),
-            labels,
-            annotations: vec![],
-            state: AlertState::Firing,
-            value: 0.0,
-            active_at: Timestamp::default(),
-            fired_at: None,
-            resolved_at: None,
-            keep_firing_since: None,
-            runbook: None,
-        }
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    fn alert(labels: Labels) -> Alert {
+        let severity = labels.get("severity").and_then(|s| s.parse().ok()).unwrap_or(Severity::P2);
+        let mut alert = Alert::new(labels, severity, 0.0, Timestamp::default());
+        alert.state = AlertState::Firing;
+        alert
     }
 
     #[test]
@@ -153,20 +147,10 @@ mod tests {
             target: Matchers::parse(r#"{instance=~".+"}"#).unwrap(),
             equal: vec!["cluster".into()],
         }];
-        let quorum = alert(&[("alertname", "ZkQuorumLost"), ("cluster", "prod"), ("severity", "P0")]);
+        let quorum = alert(labels(&[("alertname", "ZkQuorumLost"), ("cluster", "prod"), ("severity", "P0")]));
         let firing = [quorum];
-        let node = Labels::from_pairs([
-            ("alertname", "ZkNodeDown"),
-            ("cluster", "prod"),
-            ("instance", "zk1"),
-            ("severity", "P1"),
-        ]);
-        let other = Labels::from_pairs([
-            ("alertname", "ZkNodeDown"),
-            ("cluster", "dev"),
-            ("instance", "zk1"),
-            ("severity", "P1"),
-        ]);
+        let node = labels(&[("alertname", "ZkNodeDown"), ("cluster", "prod"), ("instance", "zk1"), ("severity", "P1")]);
+        let other = labels(&[("alertname", "ZkNodeDown"), ("cluster", "dev"), ("instance", "zk1"), ("severity", "P1")]);
         assert!(is_inhibited(&rules, &firing, &node));
         assert!(!is_inhibited(&rules, &firing, &other), "another cluster is not explained by it");
         assert!(!is_inhibited(&rules, &firing, &firing[0].labels), "never itself");
@@ -175,28 +159,12 @@ mod tests {
     #[test]
     fn higher_tier_mutes_lower_of_the_same_alert() {
         let rules = default_rules();
-        let p1 = alert(&[("alertname", "ZkHighAvgLatency"), ("cluster", "c"), ("instance", "a"), ("severity", "P1")]);
-        let firing = [p1];
-        let p2_same = Labels::from_pairs([
-            ("alertname", "ZkHighAvgLatency"),
-            ("cluster", "c"),
-            ("instance", "a"),
-            ("severity", "P2"),
-        ]);
-        let p2_other = Labels::from_pairs([
-            ("alertname", "ZkHighAvgLatency"),
-            ("cluster", "c"),
-            ("instance", "b"),
-            ("severity", "P2"),
-        ]);
-        assert!(is_inhibited(&rules, &firing, &p2_same));
-        assert!(!is_inhibited(&rules, &firing, &p2_other));
-        let p0 = Labels::from_pairs([
-            ("alertname", "ZkHighAvgLatency"),
-            ("cluster", "c"),
-            ("instance", "a"),
-            ("severity", "P0"),
-        ]);
-        assert!(!is_inhibited(&rules, &firing, &p0), "a lower tier never mutes a higher");
+        let latency = |instance, tier| {
+            labels(&[("alertname", "ZkHighAvgLatency"), ("cluster", "c"), ("instance", instance), ("severity", tier)])
+        };
+        let firing = [alert(latency("a", "P1"))];
+        assert!(is_inhibited(&rules, &firing, &latency("a", "P2")));
+        assert!(!is_inhibited(&rules, &firing, &latency("b", "P2")));
+        assert!(!is_inhibited(&rules, &firing, &latency("a", "P0")), "a lower tier never mutes a higher");
     }
 }

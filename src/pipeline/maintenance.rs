@@ -2,29 +2,23 @@
 //! duration and matchers. While a window is open, matching alerts are muted
 //! (`0 2 * * 6` + `2h` in `Asia/Shanghai`: every Saturday 02:00–04:00 there).
 
-use super::Matchers;
+use super::{Matchers, Schedule, ScheduleError};
 use crate::model::{Labels, Timestamp};
-use chrono::TimeZone;
-use croner::Cron;
-use std::str::FromStr;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MaintenanceError {
-    #[error("schedule {schedule:?}: {reason} (5-field crontab: minute hour day-of-month month day-of-week)")]
-    Schedule { schedule: String, reason: String },
-    #[error("unknown time zone {0:?} (an IANA name such as UTC or Europe/Berlin)")]
-    TimeZone(String),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     #[error("duration must be greater than zero")]
     Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MaintenanceWindow {
     pub name: String,
-    pub schedule: String,
-    cron: Cron,
-    pub time_zone: chrono_tz::Tz,
+    /// When it opens.
+    pub schedule: Schedule,
     pub duration: Duration,
     pub matchers: Matchers,
 }
@@ -37,30 +31,23 @@ impl MaintenanceWindow {
         duration: Duration,
         matchers: Matchers,
     ) -> Result<Self, MaintenanceError> {
-        let cron = Cron::from_str(schedule)
-            .map_err(|e| MaintenanceError::Schedule { schedule: schedule.to_string(), reason: e.to_string() })?;
-        let time_zone: chrono_tz::Tz =
-            time_zone.parse().map_err(|_| MaintenanceError::TimeZone(time_zone.to_string()))?;
+        let schedule = Schedule::new(schedule, time_zone)?;
         if duration.is_zero() {
             return Err(MaintenanceError::Duration);
         }
-        Ok(Self { name: name.into(), schedule: schedule.to_string(), cron, time_zone, duration, matchers })
+        Ok(Self { name: name.into(), schedule, duration, matchers })
     }
 
     /// The open window containing `now`, as (start, end), if any.
     pub fn open_at(&self, now: Timestamp) -> Option<(Timestamp, Timestamp)> {
-        let local = self.time_zone.timestamp_millis_opt(now.as_millis()).single()?;
-        let start = self.cron.find_previous_occurrence(&local, true).ok()?;
-        let start = Timestamp::from_millis(start.timestamp_millis());
+        let start = self.schedule.latest_until(now)?;
         let end = start + self.duration;
         (now < end).then_some((start, end))
     }
 
     /// When the window next opens after `now`.
     pub fn next_start(&self, now: Timestamp) -> Option<Timestamp> {
-        let local = self.time_zone.timestamp_millis_opt(now.as_millis()).single()?;
-        let next = self.cron.find_next_occurrence(&local, false).ok()?;
-        Some(Timestamp::from_millis(next.timestamp_millis()))
+        self.schedule.next_after(now)
     }
 
     pub fn mutes(&self, labels: &Labels, now: Timestamp) -> bool {
@@ -71,10 +58,7 @@ impl MaintenanceWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(rfc3339: &str) -> Timestamp {
-        Timestamp::from_millis(chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis())
-    }
+    use crate::pipeline::schedule::tests::at;
 
     #[test]
     fn weekly_window_in_a_time_zone() {
@@ -114,7 +98,7 @@ mod tests {
         );
         assert!(matches!(
             MaintenanceWindow::new("x", "0 2 * * *", "Mars/Base", Duration::from_secs(60), Matchers::default()),
-            Err(MaintenanceError::TimeZone(_))
+            Err(MaintenanceError::Schedule(ScheduleError::TimeZone(_)))
         ));
         assert!(MaintenanceWindow::new("x", "0 2 * * *", "UTC", Duration::ZERO, Matchers::default()).is_err());
     }

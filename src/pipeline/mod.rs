@@ -8,14 +8,16 @@ pub mod dispatch;
 pub mod inhibit;
 pub mod maintenance;
 pub mod matcher;
+pub mod policy;
+pub mod schedule;
 pub mod silence;
 
-pub use dispatch::{
-    Ack, Digest, Dispatcher, GroupChanges, GroupKey, GroupState, Message, Policy, Reason, Route, TierPolicy,
-};
+pub use dispatch::{Ack, Dispatcher, GroupChanges, GroupState, Message, Reason};
 pub use inhibit::{InhibitRule, Inhibitor, Roles};
 pub use maintenance::{MaintenanceError, MaintenanceWindow};
 pub use matcher::{MatchOp, Matcher, MatcherError, Matchers};
+pub use policy::{GroupKey, Policy, Route, TierPolicy};
+pub use schedule::{Schedule, ScheduleError};
 pub use silence::{Silence, SilenceState, Silences};
 
 use crate::model::{Alert, AlertState, Fingerprint, Severity, Timestamp};
@@ -130,7 +132,7 @@ impl Pipeline {
     }
 
     fn active_silences(&self, now: Timestamp) -> Vec<&Silence> {
-        self.silences.items.iter().filter(|s| s.state(now) == SilenceState::Active).collect()
+        self.silences.items().iter().filter(|s| s.state(now) == SilenceState::Active).collect()
     }
 
     /// Whether each alert is muted at `now` (inhibition roles cached per
@@ -176,7 +178,7 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
-    use super::dispatch::tests::alert;
+    use super::dispatch::tests::{alert, held, resolved};
     use super::*;
     use crate::model::{AlertState, Severity};
     use std::time::Duration;
@@ -213,69 +215,71 @@ mod tests {
             .collect()
     }
 
+    /// A cluster's alert: no `instance`, so the quorum inhibit rule's source.
+    fn quorum_lost() -> Alert {
+        let mut quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
+        quorum.labels.remove("instance");
+        quorum
+    }
+
     #[test]
     fn quorum_loss_inhibits_node_pages_until_it_resolves() {
         let mut p = pipeline();
-        let quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
-        let mut quorum_no_instance = quorum.clone();
-        quorum_no_instance.labels.remove("instance");
+        let quorum = quorum_lost();
         let node = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
-        let m = p.step(&[&quorum_no_instance, &node], at(0));
+        let m = p.step(&[&quorum, &node], at(0));
         assert_eq!(told(&m), [("ZkQuorumLost".into(), 1, 0)], "node alert inhibited");
-        let mutes = p.mutes(&[&quorum_no_instance, &node], at(0));
+        let mutes = p.mutes(&[&quorum, &node], at(0));
         assert!(mutes[1].inhibited && !mutes[0].inhibited);
         // Quorum is back but the node is still down: now it pages (after its group_wait).
-        let back = Alert { state: AlertState::Resolved, ..quorum_no_instance.clone() };
+        let back = resolved(&quorum);
         let m = p.step(&[&back, &node], at(60));
         assert_eq!(told(&m), [("ZkQuorumLost".into(), 0, 1)]);
         assert_eq!(told(&p.step(&[&back, &node], at(90))), [("ZkNodeDown".into(), 1, 0)]);
     }
 
+    fn zk2_silence(starts_at: Timestamp, ends_at: Timestamp) -> Silence {
+        Silence {
+            id: "s1".into(),
+            matchers: Matchers::parse(r#"{instance="zk2"}"#).unwrap(),
+            starts_at,
+            ends_at,
+            created_by: "alice".into(),
+            comment: "disk swap".into(),
+        }
+    }
+
     #[test]
     fn a_silence_mutes_from_its_start_to_its_end() {
         let mut p = pipeline();
-        p.silences.items.push(Silence {
-            id: "s1".into(),
-            matchers: Matchers::parse(r#"{instance="zk2"}"#).unwrap(),
-            starts_at: at(100),
-            ends_at: at(400),
-            created_by: "alice".into(),
-            comment: "disk swap".into(),
-        });
+        p.silences.upsert(zk2_silence(at(100), at(400)));
         let node = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
         assert_eq!(told(&p.step(&[&node], at(0))), [("ZkNodeDown".into(), 1, 0)], "before the silence");
         assert_eq!(p.mutes(&[&node], at(150))[0].silenced_by, ["s1"]);
         assert!(p.step(&[&node], at(300)).is_empty(), "no 5-minute repeat while silenced");
-        let gone = Alert { state: AlertState::Resolved, ..node.clone() };
+        let gone = resolved(&node);
         assert!(p.step(&[&gone], at(350)).is_empty(), "resolved while silenced: not told");
         assert_eq!(told(&p.step(&[&gone], at(400))), [("ZkNodeDown".into(), 0, 1)], "told once the silence ends");
-    }
-
-    /// The alert as `keep_firing_for` holds it from `since`: its condition cleared.
-    fn held(a: &Alert, since: u64) -> Alert {
-        Alert { keep_firing_since: Some(at(since)), ..a.clone() }
     }
 
     #[test]
     fn inhibited_alerts_held_only_by_keep_firing_for_are_not_paged_when_quorum_returns() {
         let mut p = pipeline();
-        let mut quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
-        quorum.labels.remove("instance");
+        let quorum = quorum_lost();
         let zk1 = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
         let zk2 = alert("ZkNodeDown", "zk2", Severity::P1, AlertState::Firing);
         assert_eq!(told(&p.step(&[&quorum, &zk1, &zk2], at(0))), [("ZkQuorumLost".into(), 1, 0)]);
         // Both nodes answer again; keep_firing_for holds their alerts.
-        let (held1, held2) = (held(&zk1, 150), held(&zk2, 150));
+        let (held1, held2) = (held(&zk1, at(150)), held(&zk2, at(150)));
         assert!(p.step(&[&quorum, &held1, &held2], at(150)).is_empty());
         // Quorum is back: its resolution, and nothing about the recovered nodes.
-        let back = Alert { state: AlertState::Resolved, ..quorum.clone() };
+        let back = resolved(&quorum);
         assert_eq!(told(&p.step(&[&back, &held1, &held2], at(180))), [("ZkQuorumLost".into(), 0, 1)]);
         for t in [210, 240, 260] {
             assert!(p.step(&[&back, &held1, &held2], at(t)).is_empty(), "at {t}s: held nodes paged as firing");
         }
         // Never told as firing, so their resolution is not told either.
-        let (gone1, gone2) =
-            (Alert { state: AlertState::Resolved, ..held1 }, Alert { state: AlertState::Resolved, ..held2 });
+        let (gone1, gone2) = (resolved(&held1), resolved(&held2));
         for t in [270, 300, 400] {
             assert!(p.step(&[&back, &gone1, &gone2], at(t)).is_empty(), "at {t}s: an untold resolution");
         }
@@ -284,13 +288,12 @@ mod tests {
     #[test]
     fn a_held_alert_that_holds_again_after_the_mute_pages() {
         let mut p = pipeline();
-        let mut quorum = alert("ZkQuorumLost", "", Severity::P0, AlertState::Firing);
-        quorum.labels.remove("instance");
+        let quorum = quorum_lost();
         let node = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
-        p.step(&[&quorum, &held(&node, 0)], at(0));
-        let back = Alert { state: AlertState::Resolved, ..quorum.clone() };
-        assert_eq!(told(&p.step(&[&back, &held(&node, 0)], at(60))), [("ZkQuorumLost".into(), 0, 1)]);
-        assert!(p.step(&[&back, &held(&node, 0)], at(120)).is_empty());
+        p.step(&[&quorum, &held(&node, at(0))], at(0));
+        let back = resolved(&quorum);
+        assert_eq!(told(&p.step(&[&back, &held(&node, at(0))], at(60))), [("ZkQuorumLost".into(), 0, 1)]);
+        assert!(p.step(&[&back, &held(&node, at(0))], at(120)).is_empty());
         // The node is down again while still held: now it is news.
         assert!(p.step(&[&back, &node], at(130)).is_empty(), "P1 group_wait");
         assert_eq!(told(&p.step(&[&back, &node], at(160))), [("ZkNodeDown".into(), 1, 0)]);
@@ -299,26 +302,19 @@ mod tests {
     #[test]
     fn silences_and_maintenance_ending_do_not_page_alerts_held_only_by_keep_firing_for() {
         let mut p = pipeline();
-        p.silences.items.push(Silence {
-            id: "s1".into(),
-            matchers: Matchers::parse(r#"{instance="zk2"}"#).unwrap(),
-            starts_at: at(0),
-            ends_at: at(600),
-            created_by: "alice".into(),
-            comment: "disk swap".into(),
-        });
+        p.silences.upsert(zk2_silence(at(0), at(600)));
         let silenced = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
         // zk9 is in the weekly window from 3600 s to 7200 s.
         let maintained = alert("ZkNodeDown", "zk9", Severity::P2, AlertState::Firing);
         assert!(p.step(&[&silenced], at(0)).is_empty());
-        assert!(p.step(&[&held(&silenced, 500)], at(500)).is_empty());
+        assert!(p.step(&[&held(&silenced, at(500))], at(500)).is_empty());
         for t in [600, 700, 1000] {
-            assert!(p.step(&[&held(&silenced, 500)], at(t)).is_empty(), "at {t}s: silence over, paged as firing");
+            assert!(p.step(&[&held(&silenced, at(500))], at(t)).is_empty(), "at {t}s: silence over, paged as firing");
         }
-        let gone = Alert { state: AlertState::Resolved, ..held(&silenced, 500) };
+        let gone = resolved(&held(&silenced, at(500)));
         assert!(p.step(&[&gone], at(1100)).is_empty(), "an untold resolution");
         assert!(p.step(&[&gone, &maintained], at(3700)).is_empty());
-        let held9 = held(&maintained, 7000);
+        let held9 = held(&maintained, at(7000));
         for t in [7000, 7200, 7300, 7500] {
             assert!(p.step(&[&held9], at(t)).is_empty(), "at {t}s: window closed, paged as firing");
         }

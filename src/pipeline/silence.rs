@@ -51,10 +51,45 @@ impl Silence {
 /// All silences; answers which silence an alert falls under.
 #[derive(Debug, Clone, Default)]
 pub struct Silences {
-    pub items: Vec<Silence>,
+    items: Vec<Silence>,
 }
 
 impl Silences {
+    /// The silences persisted before a restart.
+    pub fn new(items: Vec<Silence>) -> Self {
+        Self { items }
+    }
+
+    /// Every silence, expired ones until [`Silences::gc`] drops them.
+    pub fn items(&self) -> &[Silence] {
+        &self.items
+    }
+
+    /// Adds a silence, or replaces the one with its id where it stands.
+    pub fn upsert(&mut self, silence: Silence) {
+        match self.items.iter_mut().find(|s| s.id == silence.id) {
+            Some(slot) => *slot = silence,
+            None => self.items.push(silence),
+        }
+    }
+
+    /// Silence `id` as expiring it at `now` leaves it, without changing it
+    /// here (to persist it before [`Silences::upsert`]); `None` if there
+    /// is no such silence.
+    pub fn expiring(&self, id: &str, now: Timestamp) -> Option<Silence> {
+        let mut silence = self.items.iter().find(|s| s.id == id)?.clone();
+        silence.expire(now);
+        Some(silence)
+    }
+
+    /// Expires silence `id` at `now` (one already over stays as it is);
+    /// returns it as it now is, `None` if there is no such silence.
+    pub fn expire(&mut self, id: &str, now: Timestamp) -> Option<&Silence> {
+        let silence = self.items.iter_mut().find(|s| s.id == id)?;
+        silence.expire(now);
+        Some(silence)
+    }
+
     /// The ids of the active silences matching these labels.
     pub fn silenced_by(&self, labels: &Labels, now: Timestamp) -> Vec<&str> {
         self.items.iter().filter(|s| s.silences(labels, now)).map(|s| s.id.as_str()).collect()
@@ -87,8 +122,12 @@ mod tests {
     }
 
     fn silence(matchers: &str, from: i64, to: i64) -> Silence {
+        silence_with_id("s1", matchers, from, to)
+    }
+
+    fn silence_with_id(id: &str, matchers: &str, from: i64, to: i64) -> Silence {
         Silence {
-            id: "s1".into(),
+            id: id.into(),
             matchers: Matchers::parse(matchers).unwrap(),
             starts_at: at(from),
             ends_at: at(to),
@@ -112,13 +151,50 @@ mod tests {
 
     #[test]
     fn expire_and_gc() {
-        let mut all = Silences { items: vec![silence(r#"{a="b"}"#, 0, 1000)] };
+        let mut all = Silences::new(vec![silence(r#"{a="b"}"#, 0, 1000)]);
         let l = Labels::from_pairs([("a", "b")]);
         assert_eq!(all.silenced_by(&l, at(10)), vec!["s1"]);
-        all.items[0].expire(at(20));
+        assert_eq!(all.expire("s1", at(20)).map(|s| s.ends_at), Some(at(20)));
         assert!(!all.is_silenced(&l, at(21)));
-        assert_eq!(all.items[0].state(at(21)), SilenceState::Expired);
+        assert_eq!(all.items()[0].state(at(21)), SilenceState::Expired);
         assert_eq!(all.gc(at(21 + 3600), std::time::Duration::from_secs(3600)), ["s1"]);
-        assert!(all.items.is_empty());
+        assert!(all.items().is_empty());
+    }
+
+    #[test]
+    fn upsert_adds_a_new_id_and_replaces_an_existing_one_in_place() {
+        let mut all = Silences::default();
+        all.upsert(silence_with_id("s1", r#"{a="b"}"#, 0, 100));
+        all.upsert(silence_with_id("s2", r#"{a="c"}"#, 0, 100));
+        let mut longer = silence_with_id("s1", r#"{a="d"}"#, 0, 900);
+        longer.comment = "extended".into();
+        all.upsert(longer.clone());
+        assert_eq!(all.items(), [longer, silence_with_id("s2", r#"{a="c"}"#, 0, 100)]);
+    }
+
+    #[test]
+    fn expire_of_an_unknown_id_changes_nothing() {
+        let mut all = Silences::new(vec![silence(r#"{a="b"}"#, 0, 1000)]);
+        assert_eq!(all.expiring("nope", at(20)), None);
+        assert!(all.expire("nope", at(20)).is_none());
+        assert_eq!(all.items(), [silence(r#"{a="b"}"#, 0, 1000)]);
+    }
+
+    #[test]
+    fn expire_leaves_a_silence_already_over_as_it_was_and_ends_a_pending_one_at_its_start() {
+        let mut all =
+            Silences::new(vec![silence_with_id("over", "{}", 0, 100), silence_with_id("later", "{}", 500, 900)]);
+        assert_eq!(all.expire("over", at(300)).map(|s| s.ends_at), Some(at(100)));
+        // Not started yet: it ends where it starts, so it never silences.
+        assert_eq!(all.expire("later", at(300)).map(|s| (s.starts_at, s.ends_at)), Some((at(500), at(500))));
+        assert_eq!(all.items()[1].state(at(600)), SilenceState::Expired);
+    }
+
+    #[test]
+    fn expiring_shows_the_expired_silence_without_applying_it() {
+        let all = Silences::new(vec![silence(r#"{a="b"}"#, 0, 1000)]);
+        let expired = all.expiring("s1", at(20)).unwrap();
+        assert_eq!(expired.ends_at, at(20));
+        assert_eq!(all.items()[0].ends_at, at(1000), "applied only by upsert, once persisted");
     }
 }

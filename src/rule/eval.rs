@@ -7,7 +7,7 @@ use super::engine::{FrameGuard, describe_error, labels_map};
 use super::expr::{CompiledExpr, EvalFailure, ExprKind, Operand, Value, compare, eval_script};
 use super::tracker::{AlertEvent, AlertTracker, RuleState};
 use super::{Condition, Per, Rule, RuleSet, SeverityPolicy};
-use crate::model::{ALERTNAME, Fingerprint, Labels, SEVERITY, Severity, Timestamp};
+use crate::model::{ALERTNAME, Alert, Fingerprint, Labels, SEVERITY, Severity, Timestamp};
 use crate::store::{GroupId, MetricId, SeriesStore};
 use rhai::{Array, Dynamic, Map, Scope};
 use std::sync::Arc;
@@ -16,20 +16,13 @@ use std::time::{Duration, Instant};
 /// One alert a rule produced at one evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
-    /// Alert identity: the labels without `severity` and without the
-    /// target's info labels (such as `role`), so neither a tier change nor an
-    /// election makes it another alert.
-    pub fingerprint: Fingerprint,
-    /// Including `alertname`, `severity` and info labels.
-    pub labels: Labels,
-    /// The tier the alert is at: `condition_tier` once it has held for its
-    /// `for` (see [`RuleState::tier_step`]).
-    pub severity: Severity,
+    /// Pending, active from the evaluation time, with the target's info
+    /// labels (which are not identity: see [`Alert`]). Its tier (labels,
+    /// annotations) is `condition_tier` once that has held for its `for`
+    /// (see [`RuleState::tier_step`]).
+    pub alert: Alert,
     /// The most severe tier whose condition holds now.
     pub condition_tier: Severity,
-    pub value: f64,
-    pub annotations: Vec<(String, String)>,
-    pub runbook: Option<String>,
 }
 
 /// What evaluating one rule once produced.
@@ -200,7 +193,7 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
                         state,
                         &mut out,
                     ) {
-                        let fp = base_labels(rule, scope_labels).fingerprint_without(&[SEVERITY]);
+                        let fp = Alert::fingerprint_of(&base_labels(rule, scope_labels));
                         record_failure(&mut out, e, Some(fp));
                     }
                 }
@@ -219,7 +212,7 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
                 if let Err(e) =
                     evaluate_in(ctx, rule, &resolved, None, Target::of(&cluster.labels), &mut scope, state, &mut out)
                 {
-                    let fp = base_labels(rule, &cluster.labels).fingerprint_without(&[SEVERITY]);
+                    let fp = Alert::fingerprint_of(&base_labels(rule, &cluster.labels));
                     record_failure(&mut out, e, Some(fp));
                 }
             }
@@ -491,7 +484,7 @@ fn held_by_hysteresis(
     state: &RuleState,
 ) -> Result<bool, EvalFailure> {
     let Some(resolve_when) = &rule.resolve_when else { return Ok(false) };
-    if state.firing_count() == 0 || !state.is_firing(base_labels(rule, scope_labels).fingerprint_without(&[SEVERITY])) {
+    if state.firing_count() == 0 || !state.is_firing(Alert::fingerprint_of(&base_labels(rule, scope_labels))) {
         return Ok(false);
     }
     let metric = |o: &Operand| match o {
@@ -526,33 +519,23 @@ fn make_candidate(
     condition_tier: Severity,
 ) -> Candidate {
     let rules = ctx.rules;
-    let fingerprint = identity.fingerprint_without(&[SEVERITY]);
-    let (severity, _) = state.tier_step(fingerprint, condition_tier, ctx.now);
-    let mut labels = identity;
-    for (k, v) in info.iter() {
-        if labels.get(k).is_none() {
-            labels.insert(k, v);
-        }
-    }
+    let mut alert = Alert::new(identity, condition_tier, value, ctx.now);
+    let (severity, _) = state.tier_step(alert.fingerprint, condition_tier, ctx.now);
+    alert.severity = severity;
     // A label `severity` given by the rule (ported Prometheus rules) stays;
-    // otherwise the label is the tier.
+    // otherwise the label is the tier. Set before the info labels, so a
+    // target's `severity` never shows.
     if rule.labels.get(SEVERITY).is_none_or(|s| s.parse::<Severity>().is_ok()) {
-        labels.insert(SEVERITY, severity.as_str());
+        alert.labels.insert(SEVERITY, severity.as_str());
     }
-    let annotations = rule
+    let mut alert = alert.with_info_labels(info);
+    alert.annotations = rule
         .annotations
         .iter()
-        .map(|(k, t)| (k.clone(), rules.templates.render(t, &labels, value, severity.as_str())))
+        .map(|(k, t)| (k.clone(), rules.templates.render(t, &alert.labels, value, severity.as_str())))
         .collect();
-    Candidate {
-        fingerprint,
-        labels,
-        severity,
-        condition_tier,
-        value,
-        annotations,
-        runbook: rule.runbook.as_ref().map(|r| r.link().to_string()),
-    }
+    alert.runbook = rule.runbook.as_ref().map(|r| r.link().to_string());
+    Candidate { alert, condition_tier }
 }
 
 /// Turns `alert(#{...})` from a script into a candidate. Fields: `labels`
@@ -601,9 +584,9 @@ fn candidate_from_map(
     }
     let mut c = make_candidate(ctx, rule, state, labels, target.info, value, severity);
     for (k, v) in extra {
-        match c.annotations.iter_mut().find(|(ak, _)| *ak == k) {
+        match c.alert.annotations.iter_mut().find(|(ak, _)| *ak == k) {
             Some(slot) => slot.1 = v,
-            None => c.annotations.push((k, v)),
+            None => c.alert.annotations.push((k, v)),
         }
     }
     Ok(c)

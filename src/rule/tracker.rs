@@ -6,8 +6,8 @@
 //! condition clears is dropped unsent; `keep_firing_for` holds a firing alert
 //! after its condition clears; a resolved alert is reported once, keeping
 //! the value it had; a rule whose evaluation fails keeps its alerts as they
-//! are. Identity is the label fingerprint without `severity`, so a tier
-//! change is the same alert (an escalation when it rises).
+//! are. Identity is [`Alert`]'s fingerprint, without `severity` or info
+//! labels, so a tier change is the same alert (an escalation when it rises).
 //!
 //! Tiers behave as one Prometheus rule per tier would: an alert rises to a
 //! tier only once its tier has been at least that severe for the tier's
@@ -15,7 +15,7 @@
 //! only once that tier's condition has not held for `keep_firing_for`.
 
 use super::Rule;
-use super::eval::{Candidate, RuleOutcome};
+use super::eval::RuleOutcome;
 use crate::model::{Alert, AlertState, Fingerprint, Severity, Timestamp};
 use rustc_hash::FxHashMap;
 use std::time::Duration;
@@ -217,19 +217,20 @@ impl RuleState {
             return;
         }
         let mut seen: rustc_hash::FxHashSet<Fingerprint> = outcome.held.iter().copied().collect();
-        for mut c in outcome.candidates {
-            let fp = c.fingerprint;
+        for c in outcome.candidates {
+            let mut candidate = c.alert;
+            let fp = candidate.fingerprint;
             seen.insert(fp);
             let (tier, clock) = self.tier_step(fp, c.condition_tier, now);
             self.clocks.insert(fp, clock);
-            if c.severity != tier {
+            if candidate.severity != tier {
                 // Only if evaluation did not ask `tier_step` (it always does).
-                set_tier(&mut c.severity, &mut c.labels, tier);
+                set_tier(&mut candidate.severity, &mut candidate.labels, tier);
             }
             match self.active.get_mut(&fp) {
                 Some(a) if a.state != AlertState::Resolved => {
                     let from = a.severity;
-                    update_from(a, c);
+                    update_from(a, candidate);
                     a.keep_firing_since = None;
                     if a.state == AlertState::Firing && a.severity != from {
                         events.push(if a.severity.is_more_severe_than(from) {
@@ -240,22 +241,10 @@ impl RuleState {
                     }
                 }
                 _ => {
-                    let (mut labels, mut annotations) = (c.labels, c.annotations);
-                    labels.shrink_to_fit();
-                    annotations.shrink_to_fit();
-                    let alert = Alert {
-                        fingerprint: fp,
-                        labels,
-                        annotations,
-                        severity: c.severity,
-                        state: AlertState::Pending,
-                        value: c.value,
-                        active_at: now,
-                        fired_at: None,
-                        resolved_at: None,
-                        keep_firing_since: None,
-                        runbook: c.runbook,
-                    };
+                    let mut alert = candidate;
+                    alert.labels.shrink_to_fit();
+                    alert.annotations.shrink_to_fit();
+                    alert.active_at = now;
                     events.push(AlertEvent::Pending(alert.clone()));
                     self.active.insert(fp, alert);
                 }
@@ -318,7 +307,9 @@ pub(super) fn set_tier(severity: &mut Severity, labels: &mut crate::model::Label
     *severity = tier;
 }
 
-fn update_from(a: &mut Alert, c: Candidate) {
+/// Takes a candidate's value, labels, annotations, tier and runbook; its
+/// lifecycle and times stay.
+fn update_from(a: &mut Alert, c: Alert) {
     a.value = c.value;
     // Unchanged labels and annotations keep their compact copies.
     if a.annotations != c.annotations {

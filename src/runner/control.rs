@@ -81,7 +81,7 @@ impl Runner {
             published: true,
             at: now,
             alerts: alert_views,
-            silences: self.pipeline.silences.items.clone(),
+            silences: self.pipeline.silences.items().to_vec(),
             groups: self
                 .pipeline
                 .dispatcher
@@ -117,24 +117,19 @@ impl Runner {
                 let result = self.persist(now, |db| db.put_silence(&silence)).map(|()| {
                     tracing::info!(id = %silence.id, matchers = %silence.matchers, by = %silence.created_by, until = %silence.ends_at, "silence added");
                     let id = silence.id.clone();
-                    self.pipeline.silences.items.retain(|s| s.id != id);
-                    self.pipeline.silences.items.push(silence);
+                    self.pipeline.silences.upsert(silence);
                     id
                 });
                 let _ = reply.send(result);
             }
             Command::ExpireSilence { id, reply } => {
-                let result = match self.pipeline.silences.items.iter().position(|s| s.id == id) {
+                let result = match self.pipeline.silences.expiring(&id, now) {
                     None => Err(CommandError::NotFound(format!("no silence with id {id}"))),
-                    Some(i) => {
-                        let mut s = self.pipeline.silences.items[i].clone();
-                        s.expire(now);
-                        self.persist(now, |db| db.put_silence(&s)).map(|()| {
-                            tracing::info!(id = %s.id, "silence expired");
-                            self.pipeline.silences.items[i] = s.clone();
-                            s
-                        })
-                    }
+                    Some(s) => self.persist(now, |db| db.put_silence(&s)).map(|()| {
+                        tracing::info!(id = %s.id, "silence expired");
+                        self.pipeline.silences.upsert(s.clone());
+                        s
+                    }),
                 };
                 let _ = reply.send(result);
             }

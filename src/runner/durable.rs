@@ -11,7 +11,7 @@
 use super::Runner;
 use super::sending::NOTIFIER_FAILING;
 use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
-use crate::pipeline::{Message, Pipeline};
+use crate::pipeline::{Message, Pipeline, Silences};
 use crate::rule::AlertTracker;
 use crate::state::{DeliveryMark, StateDb, StateError, StepWrite};
 use rustc_hash::FxHashMap;
@@ -349,7 +349,7 @@ impl Runner {
         failing.retain(|a| a.labels.get("notifier").is_some_and(|c| self.deliverer.channel_names().any(|n| n == c)));
         self.failing.restore(failing, now);
         self.pipeline.dispatcher.restore(persisted.groups);
-        self.pipeline.silences.items = persisted.silences;
+        self.pipeline.silences = Silences::new(persisted.silences);
         self.pending = persisted.pending.into_iter().map(|e| (Arc::new(e.message), e.channel)).collect();
         if !orphans.is_empty() {
             tracing::info!(count = orphans.len(), "dropping persisted alerts of rules that no longer exist");
@@ -357,7 +357,7 @@ impl Runner {
         tracing::info!(
             path = %db.path().display(),
             alerts = restored,
-            silences = self.pipeline.silences.items.len(),
+            silences = self.pipeline.silences.items().len(),
             groups = self.pipeline.dispatcher.groups().count(),
             pending_deliveries = self.pending.len(),
             failing_channels = saved_failing.len(),

@@ -59,140 +59,123 @@ impl<'de> Deserialize<'de> for LabelsJson<'_> {
     }
 }
 
-/// A fingerprint as 16 hex digits.
+/// A value stored as a JSON string: a fingerprint as 16 hex digits, a tier
+/// or an alert state by its name ("P1", "firing"), a sample value as a
+/// string that parses back to the same bits.
 #[derive(Clone, Copy)]
-struct Fp(Fingerprint);
+struct Text<T>(T);
 
-impl Serialize for Fp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Fp {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Fp;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a fingerprint as 16 hex digits")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Fp, E> {
-                match u64::from_str_radix(v, 16) {
-                    Ok(n) if v.len() == 16 => Ok(Fp(Fingerprint(n))),
-                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
-                }
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// A tier or an alert state, stored by its name ("P1", "firing").
-#[derive(Clone, Copy)]
-struct Named<T>(T);
-
-/// What [`Named`] needs: the name, and the value back from it.
-trait HasName: Sized + Copy {
+/// What [`Text`] needs: the string, and the value back from it.
+trait TextForm: Sized {
+    /// What the string must be, for errors.
     const EXPECTING: &'static str;
-    fn name(self) -> &'static str;
-    fn from_name(name: &str) -> Option<Self>;
+    fn write(&self, f: &mut fmt::Formatter) -> fmt::Result;
+    fn parse(text: &str) -> Option<Self>;
+    /// A JSON number in its place: only sample values take one (hand-edited files).
+    fn from_number(_: f64) -> Option<Self> {
+        None
+    }
 }
 
-impl HasName for Severity {
+impl TextForm for Fingerprint {
+    const EXPECTING: &'static str = "a fingerprint as 16 hex digits";
+    fn write(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+    fn parse(text: &str) -> Option<Self> {
+        u64::from_str_radix(text, 16).ok().filter(|_| text.len() == 16).map(Fingerprint)
+    }
+}
+
+impl TextForm for Severity {
     const EXPECTING: &'static str = "a tier P0, P1, P2 or P3";
-    fn name(self) -> &'static str {
-        self.as_str()
+    fn write(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
     }
-    fn from_name(name: &str) -> Option<Self> {
-        name.parse().ok()
+    fn parse(text: &str) -> Option<Self> {
+        text.parse().ok()
     }
 }
 
-impl HasName for AlertState {
+impl TextForm for AlertState {
     const EXPECTING: &'static str = "an alert state pending, firing or resolved";
-    fn name(self) -> &'static str {
-        self.as_str()
+    fn write(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
     }
-    fn from_name(name: &str) -> Option<Self> {
-        [AlertState::Pending, AlertState::Firing, AlertState::Resolved].into_iter().find(|s| s.as_str() == name)
+    fn parse(text: &str) -> Option<Self> {
+        [AlertState::Pending, AlertState::Firing, AlertState::Resolved].into_iter().find(|s| s.as_str() == text)
     }
 }
 
-impl<T: HasName> Serialize for Named<T> {
+/// Shortest round-trip digits for finite values (JSON numbers are not
+/// guaranteed to round-trip), "NaN", "StaleNaN", "+Inf", "-Inf" otherwise.
+impl TextForm for f64 {
+    const EXPECTING: &'static str = "a number or \"NaN\", \"StaleNaN\", \"+Inf\", \"-Inf\"";
+    fn write(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let v = *self;
+        if is_stale(v) {
+            f.write_str("StaleNaN")
+        } else if v.is_nan() {
+            f.write_str("NaN")
+        } else if v.is_infinite() {
+            f.write_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+        } else {
+            write!(f, "{v:?}")
+        }
+    }
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "NaN" => Some(f64::NAN),
+            "StaleNaN" => Some(STALE_NAN),
+            "+Inf" => Some(f64::INFINITY),
+            "-Inf" => Some(f64::NEG_INFINITY),
+            _ => text.parse().ok(),
+        }
+    }
+    fn from_number(v: f64) -> Option<Self> {
+        Some(v)
+    }
+}
+
+impl<T: TextForm> fmt::Display for Text<T> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        self.0.write(f)
+    }
+}
+
+impl<T: TextForm> Serialize for Text<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.name())
+        s.collect_str(self)
     }
 }
 
-impl<'de, T: HasName> Deserialize<'de> for Named<T> {
+impl<'de, T: TextForm> Deserialize<'de> for Text<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<T>(std::marker::PhantomData<T>);
-        impl<T: HasName> Visitor<'_> for V<T> {
-            type Value = Named<T>;
+        impl<T: TextForm> Visitor<'_> for V<T> {
+            type Value = Text<T>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(T::EXPECTING)
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Named<T>, E> {
-                T::from_name(v).map(Named).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<T>, E> {
+                T::parse(v).map(Text).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text<T>, E> {
+                T::from_number(v).map(Text).ok_or_else(|| E::invalid_type(de::Unexpected::Float(v), &self))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text<T>, E> {
+                T::from_number(v as f64).map(Text).ok_or_else(|| E::invalid_type(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text<T>, E> {
+                T::from_number(v as f64).map(Text).ok_or_else(|| E::invalid_type(de::Unexpected::Unsigned(v), &self))
             }
         }
-        d.deserialize_str(V(std::marker::PhantomData))
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
-type Sev = Named<Severity>;
-
-/// A sample value as a string that parses back to the same bits: shortest round-trip digits for finite values
-/// (JSON numbers are not guaranteed to), "NaN", "StaleNaN", "+Inf", "-Inf" otherwise.
-struct Value(f64);
-
-impl Serialize for Value {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let v = self.0;
-        if is_stale(v) {
-            s.serialize_str("StaleNaN")
-        } else if v.is_nan() {
-            s.serialize_str("NaN")
-        } else if v.is_infinite() {
-            s.serialize_str(if v > 0.0 { "+Inf" } else { "-Inf" })
-        } else {
-            s.collect_str(&format_args!("{v:?}"))
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Value;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number or \"NaN\", \"StaleNaN\", \"+Inf\", \"-Inf\"")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-                match v {
-                    "NaN" => Ok(Value(f64::NAN)),
-                    "StaleNaN" => Ok(Value(STALE_NAN)),
-                    "+Inf" => Ok(Value(f64::INFINITY)),
-                    "-Inf" => Ok(Value(f64::NEG_INFINITY)),
-                    _ => v.parse().map(Value).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self)),
-                }
-            }
-            // Numbers are accepted too, for hand-edited files.
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-                Ok(Value(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-                Ok(Value(v as f64))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-                Ok(Value(v as f64))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+type Fp = Text<Fingerprint>;
+type Sev = Text<Severity>;
 
 fn ms(t: Timestamp) -> i64 {
     t.as_millis()
@@ -208,8 +191,8 @@ pub(super) struct AlertRecord<'a> {
     labels: LabelsJson<'a>,
     annotations: Cow<'a, [(String, String)]>,
     severity: Sev,
-    state: Named<AlertState>,
-    value: Value,
+    state: Text<AlertState>,
+    value: Text<f64>,
     active_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     fired_at: Option<i64>,
@@ -224,12 +207,12 @@ pub(super) struct AlertRecord<'a> {
 impl<'a> AlertRecord<'a> {
     pub(super) fn from_alert(a: &'a Alert) -> Self {
         AlertRecord {
-            fingerprint: Fp(a.fingerprint),
+            fingerprint: Text(a.fingerprint),
             labels: LabelsJson(Cow::Borrowed(&a.labels)),
             annotations: Cow::Borrowed(&a.annotations),
-            severity: Named(a.severity),
-            state: Named(a.state),
-            value: Value(a.value),
+            severity: Text(a.severity),
+            state: Text(a.state),
+            value: Text(a.value),
             active_at: ms(a.active_at),
             fired_at: a.fired_at.map(ms),
             resolved_at: a.resolved_at.map(ms),
@@ -239,19 +222,20 @@ impl<'a> AlertRecord<'a> {
     }
 
     pub(super) fn into_alert(self) -> Alert {
-        Alert {
-            fingerprint: self.fingerprint.0,
-            labels: self.labels.0.into_owned(),
-            annotations: self.annotations.into_owned(),
-            severity: self.severity.0,
-            state: self.state.0,
-            value: self.value.0,
-            active_at: ts(self.active_at),
-            fired_at: self.fired_at.map(ts),
-            resolved_at: self.resolved_at.map(ts),
-            keep_firing_since: self.keep_firing_since.map(ts),
-            runbook: self.runbook.map(Cow::into_owned),
-        }
+        let mut alert = Alert::new(self.labels.0.into_owned(), self.severity.0, self.value.0, ts(self.active_at));
+        // The stored fingerprint is the identity, not one recomputed: the
+        // labels include the info labels the alert was made with (`role`,
+        // `poll_error`), which are not part of it and are not stored apart,
+        // so recomputing would make a restored alert another alert. The
+        // store checks it against the row's key (`step::load`).
+        alert.fingerprint = self.fingerprint.0;
+        alert.annotations = self.annotations.into_owned();
+        alert.state = self.state.0;
+        alert.fired_at = self.fired_at.map(ts);
+        alert.resolved_at = self.resolved_at.map(ts);
+        alert.keep_firing_since = self.keep_firing_since.map(ts);
+        alert.runbook = self.runbook.map(Cow::into_owned);
+        alert
     }
 }
 
@@ -299,8 +283,8 @@ impl<'a> GroupRecord<'a> {
             route: g.key.route,
             labels: LabelsJson(Cow::Borrowed(&g.key.labels)),
             next_flush: ms(g.next_flush),
-            notified_firing: g.notified_firing.iter().copied().map(Fp).collect(),
-            notified_tier: g.notified_tier.map(Named),
+            notified_firing: g.notified_firing.iter().copied().map(Text).collect(),
+            notified_tier: g.notified_tier.map(Text),
             last_sent: g.last_sent.map(ms),
             paged_since: g.paged_since.map(ms),
             escalated: g.escalated,
@@ -407,10 +391,10 @@ impl<'a> MessageRecord<'a> {
             at: ms(m.at),
             group: LabelsJson(Cow::Borrowed(&m.group)),
             group_id: Cow::Borrowed(&m.group_id),
-            tier: Named(m.tier),
+            tier: Text(m.tier),
             channels: Cow::Borrowed(&m.channels),
             firing: m.firing.iter().map(AlertRecord::from_alert).collect(),
-            new: m.new.iter().copied().map(Fp).collect(),
+            new: m.new.iter().copied().map(Text).collect(),
             resolved: m.resolved.iter().map(AlertRecord::from_alert).collect(),
             reason: Some(m.reason),
             escalation: m.escalation,

@@ -12,9 +12,7 @@ pub(super) fn load(conn: &Connection) -> Result<Persisted, Fail> {
     let tx = conn.unchecked_transaction()?;
     let mut out = Persisted::default();
 
-    let mut st = tx.prepare("SELECT rule, fingerprint, body FROM alerts")?;
-    let mut rows = st.query([])?;
-    while let Some(row) = rows.next()? {
+    for_each_row(&tx, "SELECT rule, fingerprint, body FROM alerts", |row| {
         let rule: String = row.get(0)?;
         let fp: String = row.get(1)?;
         let body: String = row.get(2)?;
@@ -24,44 +22,32 @@ pub(super) fn load(conn: &Connection) -> Result<Persisted, Fail> {
             return Err(Fail::decode("alerts", key(), format!("body has fingerprint {}", alert.fingerprint)));
         }
         out.alerts.push((rule, alert));
-    }
-    drop(rows);
-    drop(st);
+        Ok(())
+    })?;
 
-    let mut st = tx.prepare("SELECT id, body FROM groups")?;
-    let mut rows = st.query([])?;
-    while let Some(row) = rows.next()? {
-        let id: String = row.get(0)?;
-        let body: String = row.get(1)?;
+    for_each_row(&tx, "SELECT id, body FROM groups", |row| {
+        let (id, body): (String, String) = (row.get(0)?, row.get(1)?);
         let group = decode::<GroupRecord>("groups", || id.clone(), &body)?.into_group();
         let key_id = group.key.id();
         if key_id != id {
             return Err(Fail::decode("groups", id, format!("body's key has id {key_id}")));
         }
         out.groups.push(group);
-    }
-    drop(rows);
-    drop(st);
+        Ok(())
+    })?;
 
-    let mut st = tx.prepare("SELECT id, body FROM silences ORDER BY starts_at, id")?;
-    let mut rows = st.query([])?;
-    while let Some(row) = rows.next()? {
-        let id: String = row.get(0)?;
-        let body: String = row.get(1)?;
+    for_each_row(&tx, "SELECT id, body FROM silences ORDER BY starts_at, id", |row| {
+        let (id, body): (String, String) = (row.get(0)?, row.get(1)?);
         let rec = decode::<SilenceRecord>("silences", || id.clone(), &body)?;
         let silence = rec.into_silence(id.clone()).map_err(|reason| Fail::decode("silences", id, reason))?;
         out.silences.push(silence);
-    }
-    drop(rows);
-    drop(st);
+        Ok(())
+    })?;
 
-    let mut st = tx.prepare(
-        "SELECT m.id, o.channel, o.attempts, o.created_at, m.body
+    let pending = "SELECT m.id, o.channel, o.attempts, o.created_at, m.body
          FROM outbox o JOIN messages m ON m.seq = o.message
-         WHERE o.delivered_at IS NULL AND o.failed_at IS NULL ORDER BY o.seq",
-    )?;
-    let mut rows = st.query([])?;
-    while let Some(row) = rows.next()? {
+         WHERE o.delivered_at IS NULL AND o.failed_at IS NULL ORDER BY o.seq";
+    for_each_row(&tx, pending, |row| {
         let id: String = row.get(0)?;
         let channel: String = row.get(1)?;
         let attempts = attempts("outbox", || format!("{id}/{channel}"), row.get(2)?)?;
@@ -75,20 +61,30 @@ pub(super) fn load(conn: &Connection) -> Result<Persisted, Fail> {
             }
         };
         out.pending.push(OutboxEntry { message, channel, attempts, created_at });
-    }
-    drop(rows);
-    drop(st);
+        Ok(())
+    })?;
 
-    let mut st = tx.prepare("SELECT name, opened_at, closes_at FROM maintenance ORDER BY seq")?;
-    let mut rows = st.query([])?;
-    while let Some(row) = rows.next()? {
+    for_each_row(&tx, "SELECT name, opened_at, closes_at FROM maintenance ORDER BY seq", |row| {
         out.maintenance.push((row.get(0)?, Timestamp::from_millis(row.get(1)?), Timestamp::from_millis(row.get(2)?)));
-    }
-    drop(rows);
-    drop(st);
+        Ok(())
+    })?;
 
     tx.commit()?;
     Ok(out)
+}
+
+/// Runs `f` on each row `sql` returns, stopping at the first error.
+fn for_each_row(
+    conn: &Connection,
+    sql: &str,
+    mut f: impl FnMut(&rusqlite::Row) -> Result<(), Fail>,
+) -> Result<(), Fail> {
+    let mut st = conn.prepare(sql)?;
+    let mut rows = st.query([])?;
+    while let Some(row) = rows.next()? {
+        f(row)?;
+    }
+    Ok(())
 }
 
 pub(super) fn commit(conn: &mut Connection, w: &StepWrite) -> Result<(), Fail> {

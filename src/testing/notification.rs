@@ -6,7 +6,7 @@
 
 use crate::diag::Pos;
 use crate::model::{Alert, Labels, Timestamp};
-use crate::pipeline::{Ack, Matchers, Message, Pipeline, PipelineConfig, Silence};
+use crate::pipeline::{Ack, Matchers, Message, Pipeline, PipelineConfig, Silence, Silences};
 use crate::yaml::{Node, Reader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -215,7 +215,7 @@ pub struct Run<'t> {
 impl<'t> Run<'t> {
     pub fn new(test: &'t NotificationTest, config: PipelineConfig) -> Self {
         let mut pipeline = Pipeline::new(config);
-        pipeline.silences.items = test.silences.clone();
+        pipeline.silences = Silences::new(test.silences.clone());
         Self { test, pipeline, next_ack: 0, deliveries: Vec::new() }
     }
 

@@ -33,19 +33,12 @@ fn alert(instance: &str, cluster: &str, summary: &str, state: AlertState) -> Ale
         ("instance", instance),
         ("severity", "P1"),
     ]);
-    Alert {
-        fingerprint: labels.fingerprint_without(&["severity"]),
-        labels,
-        annotations: vec![("summary".into(), summary.to_string())],
-        severity: Severity::P1,
-        state,
-        value: 0.0,
-        active_at: Timestamp::from_millis(T0),
-        fired_at: Some(Timestamp::from_millis(T0 + 60_000)),
-        resolved_at: None,
-        keep_firing_since: None,
-        runbook: Some("zookeeper/node-down".into()),
-    }
+    let mut alert = Alert::new(labels, Severity::P1, 0.0, Timestamp::from_millis(T0));
+    alert.annotations = vec![("summary".into(), summary.to_string())];
+    alert.fire(Timestamp::from_millis(T0 + 60_000));
+    alert.state = state;
+    alert.runbook = Some("zookeeper/node-down".into());
+    alert
 }
 
 /// One firing ZkNodeDown alert in `cluster` with `summary`, at P1.

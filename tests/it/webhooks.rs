@@ -26,22 +26,16 @@ fn alert(instance: &str, state: AlertState) -> Alert {
         ("instance", instance),
         ("severity", "P1"),
     ]);
-    Alert {
-        fingerprint: labels.fingerprint_without(&["severity"]),
-        labels,
-        annotations: vec![
-            ("summary".into(), format!("ZooKeeper node {instance} is down")),
-            ("description".into(), format!("{instance} has not answered ruok for 1m")),
-        ],
-        severity: Severity::P1,
-        state,
-        value: 0.0,
-        active_at: Timestamp::from_millis(T0),
-        fired_at: Some(Timestamp::from_millis(T0 + 60_000)),
-        resolved_at: (state == AlertState::Resolved).then_some(Timestamp::from_millis(T0 + 300_000)),
-        keep_firing_since: None,
-        runbook: Some("zookeeper/node-down".into()),
-    }
+    let mut alert = Alert::new(labels, Severity::P1, 0.0, Timestamp::from_millis(T0));
+    alert.annotations = vec![
+        ("summary".into(), format!("ZooKeeper node {instance} is down")),
+        ("description".into(), format!("{instance} has not answered ruok for 1m")),
+    ];
+    alert.fire(Timestamp::from_millis(T0 + 60_000));
+    alert.state = state;
+    alert.resolved_at = (state == AlertState::Resolved).then_some(Timestamp::from_millis(T0 + 300_000));
+    alert.runbook = Some("zookeeper/node-down".into());
+    alert
 }
 
 /// Two firing ZkNodeDown alerts (zk2 new) and one resolved, in group
