@@ -580,15 +580,10 @@ mod tests {
         assert!(matches!(c.sources[0], SourceConfig::ZookeeperAdmin(_)));
         assert!(matches!(&c.sources[1], SourceConfig::Prometheus(p) if p.cluster.as_deref() == Some("p")));
         assert!(matches!(&c.sources[2], SourceConfig::Host(h) if h.paths == [PathBuf::from("/var/lib/zookeeper")]));
-        let err = Config::parse(
-            "sources:\n  - {type: host, cluster: p, nodes: [x]}\n  - {type: prometheus, url: 'ftp://x'}\n",
-            Path::new("z.yaml"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("unknown field \"nodes\" in host source"), "{err}");
-        assert!(err.contains("host source needs `instance`"), "{err}");
-        assert!(err.contains("must start with http://"), "{err}");
+        let bad = "sources:\n  - {type: host, cluster: p, nodes: [x]}\n  - {type: prometheus, url: 'ftp://x'}\n";
+        let want =
+            ["unknown field \"nodes\" in host source", "host source needs `instance`", "must start with http://"];
+        assert_reported(&problems(bad, Path::new("z.yaml")), &want);
     }
 
     #[test]

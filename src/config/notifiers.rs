@@ -500,13 +500,19 @@ mod tests {
         assert_reported(&problems(&both, &cfg), &["not both"]);
     }
 
-    #[test]
-    fn sms_and_voice_notifiers() {
+    /// A config with `notifiers` (their YAML lines), in a directory beside a
+    /// Twilio token file (`token`): the directory, the config's path and text.
+    fn beside_a_token(notifiers: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), "tw-secret-5150").unwrap();
         let cfg = dir.path().join("z.yaml");
-        let text = format!(
-            "{SOURCES}notifiers:\n  - {{name: sms, type: sms, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], segments: 2}}\n  - {{name: gw, type: sms, provider: http, url: 'http://127.0.0.1:9/send', body_template: '{{\"to\": {{{{ to | tojson }}}}, \"text\": {{{{ text | tojson }}}}}}', to: ['+8613800138000']}}\n  - {{name: call, type: voice, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], language: zh-CN}}\n"
+        (dir, cfg, format!("{SOURCES}notifiers:\n{notifiers}"))
+    }
+
+    #[test]
+    fn sms_and_voice_notifiers() {
+        let (_dir, cfg, text) = beside_a_token(
+            "  - {name: sms, type: sms, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], segments: 2}\n  - {name: gw, type: sms, provider: http, url: 'http://127.0.0.1:9/send', body_template: '{\"to\": {{ to | tojson }}, \"text\": {{ text | tojson }}}', to: ['+8613800138000']}\n  - {name: call, type: voice, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], language: zh-CN}\n",
         );
         let c = Config::parse(&text, &cfg).unwrap();
         assert!(matches!(&c.notifiers[0].kind, NotifierKind::Sms(s) if s.segments == 2));
@@ -519,11 +525,8 @@ mod tests {
 
     #[test]
     fn proxy_url_is_checked_where_it_stands_and_never_shown() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("token"), "tw-secret-5150").unwrap();
-        let cfg = dir.path().join("z.yaml");
-        let text = format!(
-            "{SOURCES}notifiers:\n  - {{name: hook, type: webhook, url: 'http://127.0.0.1:9/x', proxy_url: 'HTTP://user:pr0xy-pass@proxy.example:3128'}}\n  - {{name: sms, type: sms, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], proxy_url: 'http://proxy.example:3128'}}\n  - {{name: call, type: voice, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], proxy_url: 'https://proxy.example:3129'}}\n"
+        let (_dir, cfg, text) = beside_a_token(
+            "  - {name: hook, type: webhook, url: 'http://127.0.0.1:9/x', proxy_url: 'HTTP://user:pr0xy-pass@proxy.example:3128'}\n  - {name: sms, type: sms, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], proxy_url: 'http://proxy.example:3128'}\n  - {name: call, type: voice, account_sid: AC1, auth_token_file: token, from: '+15550001111', to: ['+8613800138000'], proxy_url: 'https://proxy.example:3129'}\n",
         );
         let c = Config::parse(&text, &cfg).unwrap();
         let proxies: Vec<_> = c

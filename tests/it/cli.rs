@@ -61,21 +61,24 @@ fn check_validates_config_files() {
 /// webhook takes.
 #[test]
 fn check_refuses_a_field_of_another_notifier_type_at_its_position() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = write(
-        dir.path(),
-        "z.yaml",
+    let (file, o) = check_config(
         "sources:\n  - {type: zookeeper, cluster: c, nodes: ['a:2181']}\nnotifiers:\n  - name: hook\n    type: webhook\n    url: 'http://127.0.0.1:9/x'\n    to: [oncall@example.com]\n",
     );
-    let o = zkalert(&["check", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let out = stdout(&o);
     let want = format!(
-        "{}:7:5: unknown field \"to\" in webhook notifier (email, sms and voice notifiers take it); expected one of: name, type, timeout, rate_limit, flavor, url, url_env, url_file, headers, proxy_url",
-        file.display()
+        "{file}:7:5: unknown field \"to\" in webhook notifier (email, sms and voice notifiers take it); expected one of: name, type, timeout, rate_limit, flavor, url, url_env, url_file, headers, proxy_url"
     );
     assert!(out.contains(&want), "missing {want:?} in:\n{out}");
     assert!(out.contains("FAILED: 1 problem(s)"), "{out}");
+}
+
+/// `zkalert check` on a config file holding `text`: the file's path, and the run.
+fn check_config(text: &str) -> (String, Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "z.yaml", text);
+    let o = zkalert(&["check", file.to_str().unwrap()]);
+    (file.display().to_string(), o)
 }
 
 #[test]
