@@ -15,6 +15,8 @@ use crate::yaml::{self, Node, Reader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// One configured notifier: its name (what routes name), type and
+/// settings, and what its channel allows (timeout, rate limit).
 #[derive(Debug, Clone)]
 pub struct NotifierConfig {
     pub name: String,
@@ -31,6 +33,7 @@ impl NotifierConfig {
     }
 }
 
+/// A notifier's type, with its settings.
 #[derive(Debug, Clone)]
 pub enum NotifierKind {
     /// Human-readable lines on standard output.
