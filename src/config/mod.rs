@@ -509,6 +509,7 @@ fn parse_size(text: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::assert_contains_all;
 
     /// One ZooKeeper source: the least a config needs.
     pub(super) const SOURCES: &str = "sources:\n  - {type: zookeeper, cluster: p, nodes: ['a:2181']}\n";
@@ -516,13 +517,6 @@ mod tests {
     /// The problems `text` has, read from `path`.
     pub(super) fn problems(text: &str, path: &Path) -> String {
         Config::parse(text, path).unwrap_err().to_string()
-    }
-
-    /// Asserts each of `want` is among `problems`.
-    pub(super) fn assert_reported(problems: &str, want: &[&str]) {
-        for w in want {
-            assert!(problems.contains(w), "missing {w:?} in:\n{problems}");
-        }
     }
 
     #[test]
@@ -536,7 +530,7 @@ mod tests {
             "z.yaml:8:11: unknown notifier type \"pager\"",
             "z.yaml:10:11: listen: \"nowhere\"",
         ];
-        assert_reported(&problems(text, Path::new("z.yaml")), &want);
+        assert_contains_all(&problems(text, Path::new("z.yaml")), &want);
     }
 
     #[test]
@@ -548,7 +542,7 @@ mod tests {
             "z.yaml:3:77: timeout: 10m is longer than the limit of 5m",
             "z.yaml:5:39: timeout: 1h is longer than the limit of 5m",
         ];
-        assert_reported(&problems(text, Path::new("z.yaml")), &want);
+        assert_contains_all(&problems(text, Path::new("z.yaml")), &want);
     }
 
     #[test]
@@ -570,7 +564,7 @@ mod tests {
             "z.yaml:5:22: body_size_limit: \"10XB\" must be a size like 16MiB",
             "z.yaml:6:18: label_limit must be a whole number from 1 to 1000",
         ];
-        assert_reported(&problems(bad, Path::new("z.yaml")), &want);
+        assert_contains_all(&problems(bad, Path::new("z.yaml")), &want);
     }
 
     #[test]
@@ -583,7 +577,7 @@ mod tests {
         let bad = "sources:\n  - {type: host, cluster: p, nodes: [x]}\n  - {type: prometheus, url: 'ftp://x'}\n";
         let want =
             ["unknown field \"nodes\" in host source", "host source needs `instance`", "must start with http://"];
-        assert_reported(&problems(bad, Path::new("z.yaml")), &want);
+        assert_contains_all(&problems(bad, Path::new("z.yaml")), &want);
     }
 
     #[test]
