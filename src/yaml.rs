@@ -375,6 +375,18 @@ impl<'a> Reader<'a> {
     /// The entries of a mapping, checking that every key is one of `known`.
     /// Unknown keys are reported (with a suggestion when one is close).
     pub fn map<'n>(&mut self, node: &'n Node, what: &str, known: &[&str]) -> Vec<(&'n str, &'n Node)> {
+        self.map_noting(node, what, known, |_| None)
+    }
+
+    /// [`Reader::map`], with `note(key)` added to an unknown key's message
+    /// (e.g. which other kinds of thing take that key).
+    pub fn map_noting<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        known: &[&str],
+        note: impl Fn(&str) -> Option<String>,
+    ) -> Vec<(&'n str, &'n Node)> {
         let NodeKind::Map(entries) = &node.kind else {
             if !node.is_null() {
                 self.error(node.pos, format!("{what} must be a mapping, found {}", node.kind_name()));
@@ -388,7 +400,10 @@ impl<'a> Reader<'a> {
                 continue;
             };
             if !known.is_empty() && !known.contains(&key) {
-                let hint = closest(key, known).map(|c| format!(" (did you mean {c:?}?)")).unwrap_or_default();
+                let hint = closest(key, known)
+                    .map(|c| format!(" (did you mean {c:?}?)"))
+                    .or_else(|| note(key).map(|n| format!(" ({n})")))
+                    .unwrap_or_default();
                 self.error(
                     k.pos,
                     format!("unknown field {key:?} in {what}{hint}; expected one of: {}", known.join(", ")),

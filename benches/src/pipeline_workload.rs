@@ -149,12 +149,6 @@ impl Tracker {
 pub struct NoopNotifier;
 
 impl Notifier for NoopNotifier {
-    fn name(&self) -> &str {
-        CHANNEL
-    }
-    fn kind(&self) -> &'static str {
-        "noop"
-    }
     fn send<'a>(&'a self, _: &'a Delivery) -> SendFuture<'a> {
         Box::pin(std::future::ready(Ok(())))
     }
@@ -185,7 +179,8 @@ pub struct StepStats {
 pub struct Harness {
     pub pipeline: Pipeline,
     pub db: Option<StateDb>,
-    pub notifiers: Vec<Arc<dyn Notifier>>,
+    /// Each channel's name and notifier.
+    pub notifiers: Vec<(&'static str, Arc<dyn Notifier>)>,
 }
 
 impl Harness {
@@ -193,7 +188,7 @@ impl Harness {
     /// channel, seed timings, default inhibition rules).
     pub fn new(db: Option<StateDb>) -> Self {
         let pipeline = Pipeline::new(PipelineConfig::defaults_to(&[CHANNEL.to_string()]));
-        Self { pipeline, db, notifiers: vec![Arc::new(NoopNotifier)] }
+        Self { pipeline, db, notifiers: vec![(CHANNEL, Arc::new(NoopNotifier))] }
     }
 
     /// One step as `Runner::step_pipeline` runs it, minus the tracker's own
@@ -213,7 +208,8 @@ impl Harness {
             messages.iter().flat_map(|m| m.channels.iter().map(|c| (m.clone(), c.clone()))).collect();
         let mut done = Vec::with_capacity(pending.len());
         for (m, channel) in &pending {
-            let notifier = self.notifiers.iter().find(|n| n.name() == channel).expect("a notifier per channel");
+            let (_, notifier) =
+                self.notifiers.iter().find(|(name, _)| name == channel).expect("a notifier per channel");
             send_now(notifier.as_ref(), m, channel);
             done.push((m.id.clone(), channel.clone()));
         }

@@ -13,9 +13,9 @@ use std::time::Instant;
 
 pub async fn test(config_path: &Path, notifier: &str, tier: Severity) -> anyhow::Result<i32> {
     let config = Config::load(config_path).map_err(|d| anyhow::anyhow!("invalid config:\n{d}"))?;
-    let channels = crate::notify::from_config(&config);
-    let Some(channel) = channels.iter().find(|c| c.notifier.name() == notifier) else {
-        let names: Vec<&str> = channels.iter().map(|c| c.notifier.name()).collect();
+    let channels = crate::runner::channels::build(&config);
+    let Some(channel) = channels.iter().find(|c| c.name == notifier) else {
+        let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
         anyhow::bail!("no notifier named {notifier:?}; configured: {}", names.join(", "));
     };
     let mut message = samples().remove(0);
@@ -30,9 +30,9 @@ pub async fn test(config_path: &Path, notifier: &str, tier: Severity) -> anyhow:
     message.test = true;
     let delivery = Delivery { message: Arc::new(message), channel: notifier.to_string() };
     match tokio::time::timeout(channel.timeout, channel.notifier.health()).await {
-        Ok(Ok(())) => outln!("health: {notifier} ({}) reachable", channel.notifier.kind()),
-        Ok(Err(e)) => outln!("health: {notifier} ({}) NOT reachable: {e}", channel.notifier.kind()),
-        Err(_) => outln!("health: {notifier} ({}) no answer within {:?}", channel.notifier.kind(), channel.timeout),
+        Ok(Ok(())) => outln!("health: {notifier} ({}) reachable", channel.kind),
+        Ok(Err(e)) => outln!("health: {notifier} ({}) NOT reachable: {e}", channel.kind),
+        Err(_) => outln!("health: {notifier} ({}) no answer within {:?}", channel.kind, channel.timeout),
     }
     let started_send = Instant::now();
     let result = match tokio::time::timeout(channel.timeout, channel.notifier.send(&delivery)).await {
@@ -44,14 +44,14 @@ pub async fn test(config_path: &Path, notifier: &str, tier: Severity) -> anyhow:
         Ok(()) => {
             outln!(
                 "delivered a sample {tier} message through {notifier} ({}) in {took} ms (idempotency key {})",
-                channel.notifier.kind(),
+                channel.kind,
                 delivery.idempotency_key()
             );
             Ok(EXIT_OK)
         }
         Err(e) => {
             let class = if e.is_retryable() { "retryable: zkalert would try again" } else { "permanent" };
-            outln!("FAILED through {notifier} ({}) after {took} ms: {e} ({class})", channel.notifier.kind());
+            outln!("FAILED through {notifier} ({}) after {took} ms: {e} ({class})", channel.kind);
             Ok(EXIT_FAIL)
         }
     }

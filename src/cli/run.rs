@@ -119,7 +119,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
     let pipeline = config.pipeline.clone().with_rule_file_inhibitions(&rules.inhibit_rules)?;
     tracing::info!(inhibit_rules = pipeline.inhibit_rules.len(), "inhibition");
     let mut runner =
-        Runner::new(Arc::new(rules), config.evaluation_interval, pipeline, crate::notify::from_config(&config));
+        Runner::new(Arc::new(rules), config.evaluation_interval, pipeline, crate::runner::channels::build(&config));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state_path = config.data_dir.join("state.db");
     let db = crate::state::StateDb::open(&state_path)?;

@@ -57,10 +57,13 @@ impl DeliveryPolicy {
 /// flight took 1.5 s).
 pub const MAX_IN_FLIGHT: usize = 32;
 
-/// A channel: its notifier, how long one attempt may take, how often it
-/// may be called.
+/// A channel: its name (what routes name) and notifier type, its notifier,
+/// how long one attempt may take, how often it may be called.
 #[derive(Clone)]
 pub struct Channel {
+    pub name: String,
+    /// The notifier type, as in the config (`console`, `file`, `webhook`…).
+    pub kind: &'static str,
     pub notifier: Arc<dyn Notifier>,
     pub timeout: Duration,
     /// At most one send per this interval (`None`: no limit).
@@ -70,8 +73,16 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub fn new(notifier: Arc<dyn Notifier>, timeout: Duration, min_interval: Option<Duration>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        kind: &'static str,
+        notifier: Arc<dyn Notifier>,
+        timeout: Duration,
+        min_interval: Option<Duration>,
+    ) -> Self {
         Self {
+            name: name.into(),
+            kind,
             notifier,
             timeout,
             min_interval,
@@ -204,12 +215,6 @@ mod tests {
     }
 
     impl Notifier for Flaky {
-        fn name(&self) -> &str {
-            "flaky"
-        }
-        fn kind(&self) -> &'static str {
-            "test"
-        }
         fn send<'a>(&'a self, _: &'a Delivery) -> SendFuture<'a> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             let result = if n < self.fail { Err(self.error.clone()) } else { Ok(()) };
@@ -237,7 +242,7 @@ mod tests {
     }
 
     fn deliverer(n: Arc<Flaky>, policy: DeliveryPolicy) -> (Deliverer, mpsc::UnboundedReceiver<Report>) {
-        let channel = Channel::new(n, Duration::from_secs(5), None);
+        let channel = Channel::new("flaky", "test", n, Duration::from_secs(5), None);
         Deliverer::new(HashMap::from([("flaky".to_string(), channel)]), policy, Arc::new(SystemClock))
     }
 
@@ -291,7 +296,7 @@ mod tests {
         let n =
             Arc::new(Flaky { fail: u32::MAX, error: SendError::Retryable("down".into()), calls: AtomicU32::new(0) });
         let policy = DeliveryPolicy { deadline: [Duration::from_secs(60); 4], ..DeliveryPolicy::default() };
-        let channel = Channel::new(n.clone(), Duration::from_secs(5), None);
+        let channel = Channel::new("flaky", "test", n.clone(), Duration::from_secs(5), None);
         let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
         let (mut d, mut rx) = Deliverer::new(HashMap::from([("flaky".to_string(), channel)]), policy, clock.clone());
         d.submit(delivery(Severity::P2), Timestamp::from_millis(0));
@@ -315,12 +320,6 @@ mod tests {
     async fn a_rate_limit_spaces_sends_and_a_timeout_is_retryable() {
         struct Slow;
         impl Notifier for Slow {
-            fn name(&self) -> &str {
-                "slow"
-            }
-            fn kind(&self) -> &'static str {
-                "test"
-            }
             fn send<'a>(&'a self, _: &'a Delivery) -> SendFuture<'a> {
                 Box::pin(async {
                     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -328,11 +327,11 @@ mod tests {
                 })
             }
         }
-        let slow = Channel::new(Arc::new(Slow), Duration::from_secs(2), None);
+        let slow = Channel::new("slow", "test", Arc::new(Slow), Duration::from_secs(2), None);
         let d = delivery(Severity::P1);
         assert!(matches!(slow.attempt(&d).await, Err(SendError::Retryable(e)) if e.contains("timed out")));
         let n = Arc::new(Flaky { fail: 0, error: SendError::Permanent(String::new()), calls: AtomicU32::new(0) });
-        let paced = Channel::new(n, Duration::from_secs(5), Some(Duration::from_secs(1)));
+        let paced = Channel::new("flaky", "test", n, Duration::from_secs(5), Some(Duration::from_secs(1)));
         let t0 = tokio::time::Instant::now();
         for _ in 0..3 {
             paced.attempt(&d).await.unwrap();

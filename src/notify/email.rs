@@ -15,7 +15,7 @@
 //! recipient), a server lacking what the settings require (STARTTLS, a
 //! common AUTH mechanism) and template errors are permanent.
 
-use super::template::{Context, Links, Templates};
+use super::template::Rendering;
 use super::{Delivery, Notifier, SendError, SendFuture};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -23,7 +23,6 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How the SMTP connection is secured.
@@ -68,7 +67,7 @@ impl Security {
     }
 }
 
-/// Everything an [`EmailNotifier`] is built from.
+/// Everything an [`EmailNotifier`] is built from (plain data, read from the config).
 #[derive(Clone)]
 pub struct EmailSettings {
     pub name: String,
@@ -135,8 +134,7 @@ pub struct EmailNotifier {
     name: String,
     from: Mailbox,
     to: Vec<Mailbox>,
-    templates: Arc<Templates>,
-    links: Links,
+    rendering: Rendering,
     transport: AsyncSmtpTransport<Tokio1Executor>,
 }
 
@@ -154,7 +152,7 @@ impl EmailNotifier {
     /// Checks the settings (a host, valid addresses, at least one recipient,
     /// a username and password given together, a non-zero timeout) and
     /// builds the SMTP transport (no connection is made yet).
-    pub fn new(s: EmailSettings, templates: Arc<Templates>, links: Links) -> Result<Self, String> {
+    pub fn new(s: EmailSettings, rendering: Rendering) -> Result<Self, String> {
         let name = &s.name;
         let host = s.host.trim();
         if host.is_empty() {
@@ -201,15 +199,14 @@ impl EmailNotifier {
             (None, None) => {}
             _ => return Err(format!("email {name}: username and password must be given together")),
         }
-        Ok(Self { name: s.name, from, to, templates, links, transport: builder.build() })
+        Ok(Self { name: s.name, from, to, rendering, transport: builder.build() })
     }
 
     /// The email for one delivery (public so tests and `zkalert check` can
     /// look at it without a server).
     pub fn build_message(&self, d: &Delivery) -> Result<lettre::Message, SendError> {
-        let ctx = Context::new(&d.message, &d.channel, &self.links);
         // A broken template is a config error: retrying cannot fix it.
-        let render = |t: &str| self.templates.render(t, &ctx).map_err(|e| SendError::Permanent(e.to_string()));
+        let render = |t: &str| self.rendering.render(t, d).map_err(|e| SendError::Permanent(e.to_string()));
         let subject = render("subject")?.split_whitespace().collect::<Vec<_>>().join(" ");
         let text = render("text")?;
         let html = render("html")?;
@@ -256,12 +253,6 @@ fn classify(e: &lettre::transport::smtp::Error) -> SendError {
 }
 
 impl Notifier for EmailNotifier {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "email"
-    }
     fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a> {
         Box::pin(async move {
             let email = self.build_message(d)?;
@@ -283,6 +274,7 @@ impl Notifier for EmailNotifier {
 mod tests {
     use super::*;
     use crate::notify::template::samples;
+    use std::sync::Arc;
 
     fn settings() -> EmailSettings {
         EmailSettings::new(
@@ -294,7 +286,7 @@ mod tests {
     }
 
     fn notifier(s: EmailSettings) -> Result<EmailNotifier, String> {
-        EmailNotifier::new(s, Arc::new(Templates::builtin()), Links::default())
+        EmailNotifier::new(s, Rendering::builtin())
     }
 
     #[test]

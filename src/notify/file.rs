@@ -12,7 +12,6 @@ use std::sync::Mutex;
 /// in the file (same id, a retry after a crash) is not written twice: the
 /// receiving end of the delivery key.
 pub struct FileNotifier {
-    pub name: String,
     pub path: PathBuf,
     file: Mutex<Option<OpenFile>>,
 }
@@ -23,8 +22,8 @@ struct OpenFile {
 }
 
 impl FileNotifier {
-    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        Self { name: name.into(), path: path.into(), file: Mutex::new(None) }
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), file: Mutex::new(None) }
     }
 
     fn open(&self) -> std::io::Result<OpenFile> {
@@ -57,7 +56,7 @@ impl FileNotifier {
         if open.written.contains(&m.id) {
             return Ok(());
         }
-        let mut line = message_json(m, &self.name).to_string();
+        let mut line = message_json(m, &d.channel).to_string();
         line.push('\n');
         open.file.write_all(line.as_bytes()).and_then(|()| open.file.sync_data())?;
         open.written.insert(m.id.clone());
@@ -66,12 +65,6 @@ impl FileNotifier {
 }
 
 impl Notifier for FileNotifier {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "file"
-    }
     fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a> {
         let result = self.write(d).map_err(|e| SendError::Retryable(format!("{}: {e}", self.path.display())));
         Box::pin(std::future::ready(result))

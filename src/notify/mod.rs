@@ -1,7 +1,8 @@
 //! Notifiers: the last stage, where the pipeline's messages are delivered
 //! to channels. The trait, its error classes (retry or not), the message
-//! formats shared by channels, and the configured set of notifiers; each
-//! notifier is a file of its own.
+//! formats shared by channels; each notifier is a file of its own. They
+//! are built from the config's settings in `runner::channels`: nothing here
+//! reads the config.
 
 mod console;
 pub mod delivery;
@@ -57,11 +58,9 @@ impl Delivery {
     }
 }
 
-/// A channel messages are delivered to.
+/// What delivers to one channel. The channel ([`delivery::Channel`]) owns
+/// its name and type, given where notifiers are built; a notifier only sends.
 pub trait Notifier: Send + Sync {
-    fn name(&self) -> &str;
-    /// The notifier type, as in the config (`console`, `file`, `webhook`…).
-    fn kind(&self) -> &'static str;
     /// Sends one delivery; the caller bounds it in time and retries.
     fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a>;
     /// Whether the channel can be reached now, without sending anything
@@ -140,73 +139,12 @@ pub fn message_json(m: &Message, channel: &str) -> serde_json::Value {
 /// A notifier that could not be built: every delivery fails permanently
 /// (so it falls over and raises `NotifierFailing`) instead of the process
 /// refusing to page at all.
-struct Broken {
-    name: String,
-    error: String,
+pub struct Broken {
+    pub error: String,
 }
 
 impl Notifier for Broken {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "broken"
-    }
     fn send<'a>(&'a self, _: &'a Delivery) -> SendFuture<'a> {
         Box::pin(std::future::ready(Err(SendError::Permanent(self.error.clone()))))
     }
-}
-
-/// The notifier, or (config validated, so not expected) one that fails.
-fn built<N: Notifier + 'static>(name: &str, n: Result<N, String>) -> Arc<dyn Notifier> {
-    match n {
-        Ok(n) => Arc::new(n),
-        Err(error) => Arc::new(Broken { name: name.to_string(), error }),
-    }
-}
-
-/// Builds the configured notifiers.
-pub fn from_config(config: &crate::config::Config) -> Vec<delivery::Channel> {
-    let templates = config.templates.clone();
-    config
-        .notifiers
-        .iter()
-        .map(|c| {
-            let notifier: Arc<dyn Notifier> = match &c.kind {
-                crate::config::NotifierKind::Console => Arc::new(ConsoleNotifier {
-                    name: c.name.clone(),
-                    templates: templates.clone(),
-                    links: config.links.clone(),
-                }),
-                crate::config::NotifierKind::File { path } => Arc::new(FileNotifier::new(c.name.clone(), path.clone())),
-                crate::config::NotifierKind::Email(settings) => {
-                    built(&c.name, email::EmailNotifier::new(settings.clone(), templates.clone(), config.links.clone()))
-                }
-                crate::config::NotifierKind::Sms(settings) => {
-                    let mut s = settings.clone();
-                    s.templates = templates.clone();
-                    s.links = config.links.clone();
-                    built(&c.name, sms::SmsNotifier::new(s))
-                }
-                crate::config::NotifierKind::Voice(settings) => {
-                    let mut s = settings.clone();
-                    s.templates = templates.clone();
-                    s.links = config.links.clone();
-                    built(&c.name, voice::VoiceNotifier::new(s))
-                }
-                crate::config::NotifierKind::Webhook(settings) => {
-                    let mut settings = settings.clone();
-                    settings.external_url = config.links.external_url.clone();
-                    settings.runbook_base_url = config.links.runbook_base_url.clone();
-                    settings.templates = templates.clone();
-                    match webhook::WebhookNotifier::new(settings) {
-                        Ok(n) => Arc::new(n),
-                        // Validated when the config was read.
-                        Err(e) => Arc::new(Broken { name: c.name.clone(), error: e }),
-                    }
-                }
-            };
-            delivery::Channel::new(notifier, c.timeout, c.min_interval)
-        })
-        .collect()
 }

@@ -31,11 +31,11 @@
 //! deliveries), so a retry after a partial failure only sends to the others.
 
 use super::http::{Outbound, ProxyUrl, is_http_url};
-use super::template::{Context, Links, Templates};
+use super::template::Rendering;
 use super::{Delivery, Notifier, SendError, SendFuture};
 use base64::Engine;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------
@@ -273,7 +273,7 @@ pub enum SmsProvider {
     Http(HttpGateway),
 }
 
-/// Everything an [`SmsNotifier`] is built from.
+/// Everything an [`SmsNotifier`] is built from (plain data, read from the config).
 #[derive(Debug, Clone)]
 pub struct SmsSettings {
     pub name: String,
@@ -287,24 +287,12 @@ pub struct SmsSettings {
     /// The proxy to send through; `None`: the environment's
     /// (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
     pub proxy_url: Option<ProxyUrl>,
-    /// The templates (`sms` is rendered) and where their links point.
-    pub templates: Arc<Templates>,
-    pub links: Links,
 }
 
 impl SmsSettings {
-    /// One segment, a 10 s timeout, the built-in templates, no links.
+    /// One segment, a 10 s timeout.
     pub fn new(name: impl Into<String>, provider: SmsProvider, to: Vec<String>) -> Self {
-        Self {
-            name: name.into(),
-            provider,
-            to,
-            segments: 1,
-            timeout: Duration::from_secs(10),
-            proxy_url: None,
-            templates: Arc::new(Templates::builtin()),
-            links: Links::default(),
-        }
+        Self { name: name.into(), provider, to, segments: 1, timeout: Duration::from_secs(10), proxy_url: None }
     }
 }
 
@@ -322,24 +310,6 @@ fn check_url(what: &str, field: &str, url: &str) -> Result<(), String> {
 pub fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else { return false };
     (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
-}
-
-/// Checks the recipients, and the timeout.
-pub(crate) fn check_recipients(what: &str, to: &[String], timeout: Duration) -> Result<(), String> {
-    if to.is_empty() {
-        return Err(format!("{what}: at least one recipient is required"));
-    }
-    if let Some(bad) = to.iter().find(|t| !is_e164(t)) {
-        return Err(format!("{what}: recipient {bad:?} is not an E.164 number (+ and 8 to 15 digits)"));
-    }
-    let mut seen = HashSet::new();
-    if let Some(dup) = to.iter().find(|t| !seen.insert(t.as_str())) {
-        return Err(format!("{what}: recipient {dup:?} is listed twice"));
-    }
-    if timeout.is_zero() {
-        return Err(format!("{what}: timeout must be positive"));
-    }
-    Ok(())
 }
 
 /// `application/x-www-form-urlencoded` encoding of a form.
@@ -411,41 +381,73 @@ impl Delivered {
 }
 
 /// How many deliveries' recipients are remembered.
-pub(crate) const DELIVERED_CAPACITY: usize = 4096;
+const DELIVERED_CAPACITY: usize = 4096;
 
-/// Sends (`send_one(index into to)`) to every recipient not yet reached by this delivery, one after
-/// the other; all are tried even when one fails. The error names every
-/// failed recipient; it is retryable when any failure is.
-pub(crate) async fn send_all<F, Fut>(
-    what: &str,
-    delivered: &Delivered,
-    key: &str,
-    to: &[String],
-    send_one: F,
-) -> Result<(), SendError>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<(), SendError>>,
-{
-    let mut failures = Vec::new();
-    let mut retryable = false;
-    for (i, recipient) in to.iter().enumerate() {
-        if delivered.contains(key, recipient) {
-            continue;
+/// A notifier's recipients, and those each recent delivery already reached,
+/// so a retry after a partial failure only sends to the others.
+#[derive(Debug)]
+pub(crate) struct Recipients {
+    /// `sms NAME`, `voice NAME`: how errors name the notifier.
+    what: String,
+    to: Vec<String>,
+    delivered: Delivered,
+}
+
+impl Recipients {
+    /// Checks the recipients (at least one, E.164, none twice) and the timeout.
+    pub(crate) fn new(what: String, to: Vec<String>, timeout: Duration) -> Result<Self, String> {
+        if to.is_empty() {
+            return Err(format!("{what}: at least one recipient is required"));
         }
-        match send_one(i).await {
-            Ok(()) => delivered.insert(key, recipient),
-            Err(e) => {
-                retryable |= e.is_retryable();
-                failures.push(format!("{recipient}: {e}"));
+        if let Some(bad) = to.iter().find(|t| !is_e164(t)) {
+            return Err(format!("{what}: recipient {bad:?} is not an E.164 number (+ and 8 to 15 digits)"));
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = to.iter().find(|t| !seen.insert(t.as_str())) {
+            return Err(format!("{what}: recipient {dup:?} is listed twice"));
+        }
+        if timeout.is_zero() {
+            return Err(format!("{what}: timeout must be positive"));
+        }
+        Ok(Self { what, to, delivered: Delivered::new(DELIVERED_CAPACITY) })
+    }
+
+    /// How errors name the notifier.
+    pub(crate) fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// Sends (`send_one(index, recipient)`) to every recipient this delivery
+    /// has not reached yet, one after the other; all are tried even when one
+    /// fails. The error names every failed recipient; it is retryable when
+    /// any failure is.
+    pub(crate) async fn send_all<'a, F, Fut>(&'a self, d: &Delivery, send_one: F) -> Result<(), SendError>
+    where
+        F: Fn(usize, &'a str) -> Fut,
+        Fut: std::future::Future<Output = Result<(), SendError>>,
+    {
+        let key = d.idempotency_key();
+        let mut failures = Vec::new();
+        let mut retryable = false;
+        for (i, recipient) in self.to.iter().enumerate() {
+            if self.delivered.contains(&key, recipient) {
+                continue;
+            }
+            match send_one(i, recipient).await {
+                Ok(()) => self.delivered.insert(&key, recipient),
+                Err(e) => {
+                    retryable |= e.is_retryable();
+                    failures.push(format!("{recipient}: {e}"));
+                }
             }
         }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let (what, total) = (&self.what, self.to.len());
+        let text = format!("{what}: {} of {total} recipients failed: {}", failures.len(), failures.join("; "));
+        Err(if retryable { SendError::Retryable(text) } else { SendError::Permanent(text) })
     }
-    if failures.is_empty() {
-        return Ok(());
-    }
-    let text = format!("{what}: {} of {} recipients failed: {}", failures.len(), to.len(), failures.join("; "));
-    Err(if retryable { SendError::Retryable(text) } else { SendError::Permanent(text) })
 }
 
 // ---------------------------------------------------------------------------
@@ -538,14 +540,11 @@ enum Backend {
 
 /// Sends each delivery as an SMS to every recipient.
 pub struct SmsNotifier {
-    pub name: String,
-    pub to: Vec<String>,
-    pub segments: usize,
-    templates: Arc<Templates>,
-    links: Links,
+    segments: usize,
+    rendering: Rendering,
     backend: Backend,
     http: Outbound,
-    delivered: Delivered,
+    recipients: Recipients,
 }
 
 impl std::fmt::Debug for SmsNotifier {
@@ -555,9 +554,8 @@ impl std::fmt::Debug for SmsNotifier {
             Backend::Http(_) => "http",
         };
         f.debug_struct("SmsNotifier")
-            .field("name", &self.name)
             .field("provider", &provider)
-            .field("to", &self.to)
+            .field("recipients", &self.recipients)
             .field("segments", &self.segments)
             .finish()
     }
@@ -568,9 +566,9 @@ impl SmsNotifier {
     /// positive timeout; Twilio's account; the gateway's method, URL,
     /// headers and templates, rendered once against sample values) and
     /// builds the HTTP client.
-    pub fn new(s: SmsSettings) -> Result<Self, String> {
+    pub fn new(s: SmsSettings, rendering: Rendering) -> Result<Self, String> {
         let what = format!("sms {}", s.name);
-        check_recipients(&what, &s.to, s.timeout)?;
+        let recipients = Recipients::new(what.clone(), s.to, s.timeout)?;
         if !(1..=10).contains(&s.segments) {
             return Err(format!("{what}: segments must be 1 to 10, got {}", s.segments));
         }
@@ -582,23 +580,15 @@ impl SmsNotifier {
             SmsProvider::Http(g) => Backend::Http(Box::new(Gateway::new(&what, &g)?)),
         };
         let http = Outbound::new(s.timeout, s.proxy_url.as_ref()).map_err(|e| format!("{what}: {e}"))?;
-        Ok(Self {
-            name: s.name,
-            to: s.to,
-            segments: s.segments,
-            templates: s.templates,
-            links: s.links,
-            backend,
-            http,
-            delivered: Delivered::new(DELIVERED_CAPACITY),
-        })
+        Ok(Self { segments: s.segments, rendering, backend, http, recipients })
     }
 
     /// The text of one delivery: the `sms` template, cut to the segments.
     pub fn text(&self, d: &Delivery) -> Result<String, SendError> {
-        let ctx = Context::new(&d.message, &d.channel, &self.links);
-        let text =
-            self.templates.render("sms", &ctx).map_err(|e| SendError::Permanent(format!("sms {}: {e}", self.name)))?;
+        let text = self
+            .rendering
+            .render("sms", d)
+            .map_err(|e| SendError::Permanent(format!("{}: {e}", self.recipients.what())))?;
         Ok(fit(&text, self.segments))
     }
 
@@ -636,19 +626,11 @@ impl SmsNotifier {
 
     async fn post(&self, d: &Delivery) -> Result<(), SendError> {
         let text = self.text(d)?;
-        let what = format!("sms {}", self.name);
-        let key = d.idempotency_key();
-        send_all(&what, &self.delivered, &key, &self.to, |i| self.send_one(d, &text, i, &self.to[i])).await
+        self.recipients.send_all(d, |i, to| self.send_one(d, &text, i, to)).await
     }
 }
 
 impl Notifier for SmsNotifier {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "sms"
-    }
     fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a> {
         Box::pin(self.post(d))
     }

@@ -4,12 +4,14 @@
 //! any of them by path. `zkalert check` renders every template against
 //! sample messages and reports errors at `file:line`.
 
+use super::Delivery;
 use crate::model::{Alert, Timestamp};
 use crate::pipeline::Message;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The templates every notifier can use, with the built-in text of each.
 pub const BUILTIN: [(&str, &str); 6] = [
@@ -284,6 +286,30 @@ impl Templates {
             }
         }
         errors
+    }
+}
+
+/// What a notifier renders messages with, given when it is built (not part
+/// of its settings): the config's templates and where their links point.
+#[derive(Debug, Clone)]
+pub struct Rendering {
+    pub templates: Arc<Templates>,
+    pub links: Links,
+}
+
+impl Rendering {
+    pub fn new(templates: Arc<Templates>, links: Links) -> Self {
+        Self { templates, links }
+    }
+
+    /// The built-in templates and no links.
+    pub fn builtin() -> Self {
+        Self::new(Arc::new(Templates::builtin()), Links::default())
+    }
+
+    /// Renders template `name` for one delivery.
+    pub fn render(&self, name: &str, d: &Delivery) -> Result<String, TemplateError> {
+        self.templates.render(name, &Context::new(&d.message, &d.channel, &self.links))
     }
 }
 

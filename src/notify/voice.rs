@@ -12,13 +12,12 @@
 //! recipients not reached yet.
 
 use super::http::{Outbound, ProxyUrl};
-use super::sms::{DELIVERED_CAPACITY, Delivered, Twilio, check_recipients, form_encode, send_all, send_request};
-use super::template::{Context, Links, Templates};
+use super::sms::{Recipients, Twilio, form_encode, send_request};
+use super::template::Rendering;
 use super::{Delivery, Notifier, SendError, SendFuture};
-use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything a [`VoiceNotifier`] is built from.
+/// Everything a [`VoiceNotifier`] is built from (plain data, read from the config).
 #[derive(Debug, Clone)]
 pub struct VoiceSettings {
     pub name: String,
@@ -34,13 +33,10 @@ pub struct VoiceSettings {
     /// The proxy to send through; `None`: the environment's
     /// (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
     pub proxy_url: Option<ProxyUrl>,
-    /// The templates (`voice` is rendered) and where their links point.
-    pub templates: Arc<Templates>,
-    pub links: Links,
 }
 
 impl VoiceSettings {
-    /// Repeated, Twilio's default language, a 10 s timeout, the built-in templates.
+    /// Repeated, Twilio's default language, a 10 s timeout.
     pub fn new(name: impl Into<String>, twilio: Twilio, to: Vec<String>) -> Self {
         Self {
             name: name.into(),
@@ -50,8 +46,6 @@ impl VoiceSettings {
             language: None,
             timeout: Duration::from_secs(10),
             proxy_url: None,
-            templates: Arc::new(Templates::builtin()),
-            links: Links::default(),
         }
     }
 }
@@ -86,36 +80,22 @@ pub fn twiml(text: &str, repeat: bool, language: Option<&str>) -> String {
 }
 
 /// Calls every recipient and says the message.
+#[derive(Debug)]
 pub struct VoiceNotifier {
-    pub name: String,
-    pub to: Vec<String>,
-    pub repeat: bool,
-    pub language: Option<String>,
+    repeat: bool,
+    language: Option<String>,
     twilio: Twilio,
-    templates: Arc<Templates>,
-    links: Links,
+    rendering: Rendering,
     http: Outbound,
-    delivered: Delivered,
-}
-
-impl std::fmt::Debug for VoiceNotifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VoiceNotifier")
-            .field("name", &self.name)
-            .field("to", &self.to)
-            .field("twilio", &self.twilio)
-            .field("repeat", &self.repeat)
-            .field("language", &self.language)
-            .finish()
-    }
+    recipients: Recipients,
 }
 
 impl VoiceNotifier {
     /// Checks the settings (E.164 recipients, a positive timeout, the
     /// Twilio account) and builds the HTTP client.
-    pub fn new(s: VoiceSettings) -> Result<Self, String> {
+    pub fn new(s: VoiceSettings, rendering: Rendering) -> Result<Self, String> {
         let what = format!("voice {}", s.name);
-        check_recipients(&what, &s.to, s.timeout)?;
+        let recipients = Recipients::new(what.clone(), s.to, s.timeout)?;
         s.twilio.check(&what)?;
         if let Some(l) = &s.language
             && (l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
@@ -123,26 +103,15 @@ impl VoiceNotifier {
             return Err(format!("{what}: invalid language {l:?}"));
         }
         let http = Outbound::new(s.timeout, s.proxy_url.as_ref()).map_err(|e| format!("{what}: {e}"))?;
-        Ok(Self {
-            name: s.name,
-            to: s.to,
-            repeat: s.repeat,
-            language: s.language,
-            twilio: s.twilio,
-            templates: s.templates,
-            links: s.links,
-            http,
-            delivered: Delivered::new(DELIVERED_CAPACITY),
-        })
+        Ok(Self { repeat: s.repeat, language: s.language, twilio: s.twilio, rendering, http, recipients })
     }
 
     /// The TwiML of one delivery: the `voice` template, said.
     pub fn twiml(&self, d: &Delivery) -> Result<String, SendError> {
-        let ctx = Context::new(&d.message, &d.channel, &self.links);
         let text = self
-            .templates
-            .render("voice", &ctx)
-            .map_err(|e| SendError::Permanent(format!("voice {}: {e}", self.name)))?;
+            .rendering
+            .render("voice", d)
+            .map_err(|e| SendError::Permanent(format!("{}: {e}", self.recipients.what())))?;
         Ok(twiml(&text, self.repeat, self.language.as_deref()))
     }
 
@@ -161,19 +130,11 @@ impl VoiceNotifier {
 
     async fn post(&self, d: &Delivery) -> Result<(), SendError> {
         let twiml = self.twiml(d)?;
-        let what = format!("voice {}", self.name);
-        let key = d.idempotency_key();
-        send_all(&what, &self.delivered, &key, &self.to, |i| self.call(d, &twiml, i, &self.to[i])).await
+        self.recipients.send_all(d, |i, to| self.call(d, &twiml, i, to)).await
     }
 }
 
 impl Notifier for VoiceNotifier {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "voice"
-    }
     fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a> {
         Box::pin(self.post(d))
     }

@@ -25,7 +25,6 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The payload a webhook receives.
@@ -85,9 +84,9 @@ impl std::fmt::Display for Flavor {
 
 pub use super::template::Links;
 
-/// Everything a [`WebhookNotifier`] is built from. Its `Debug` shows no
-/// secret: the URL (chat robots carry their token in it) only up to the
-/// host, no secret, no header values.
+/// Everything a [`WebhookNotifier`] is built from (plain data, read from the
+/// config). Its `Debug` shows no secret: the URL (chat robots carry their
+/// token in it) only up to the host, no secret, no header values.
 #[derive(Clone)]
 pub struct WebhookSettings {
     pub name: String,
@@ -97,16 +96,11 @@ pub struct WebhookSettings {
     pub secret: Option<String>,
     /// Extra request headers (e.g. `Authorization`).
     pub headers: Vec<(String, String)>,
-    pub external_url: Option<String>,
-    pub runbook_base_url: Option<String>,
     /// Bounds connecting and the whole request.
     pub timeout: Duration,
     /// The proxy to send through; `None`: the environment's
     /// (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
     pub proxy_url: Option<ProxyUrl>,
-    /// The chat robots' text: `subject` and `markdown` (DingTalk, WeCom),
-    /// `text` (Feishu).
-    pub templates: Arc<Templates>,
 }
 
 impl std::fmt::Debug for WebhookSettings {
@@ -131,11 +125,8 @@ impl WebhookSettings {
             url: url.into(),
             secret: None,
             headers: Vec::new(),
-            external_url: None,
-            runbook_base_url: None,
             timeout: Duration::from_secs(10),
             proxy_url: None,
-            templates: Arc::new(Templates::builtin()),
         }
     }
 }
@@ -144,45 +135,27 @@ impl WebhookSettings {
 const RESERVED_HEADERS: [&str; 5] = ["content-type", "content-length", "idempotency-key", "host", "user-agent"];
 
 /// POSTs each delivery as JSON in one [`Flavor`].
+#[derive(Debug)]
 pub struct WebhookNotifier {
-    pub name: String,
-    pub flavor: Flavor,
-    pub url: String,
-    pub secret: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub external_url: Option<String>,
-    pub runbook_base_url: Option<String>,
-    templates: Arc<Templates>,
+    /// Checked: the URL trimmed, an empty secret dropped.
+    settings: WebhookSettings,
+    rendering: super::template::Rendering,
     http: Outbound,
-}
-
-impl std::fmt::Debug for WebhookNotifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookNotifier")
-            .field("name", &self.name)
-            .field("flavor", &self.flavor)
-            .field("url", &redact_url(&self.url))
-            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
-            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
-            .field("external_url", &self.external_url)
-            .field("runbook_base_url", &self.runbook_base_url)
-            .finish()
-    }
 }
 
 impl WebhookNotifier {
     /// Checks the settings (an `http(s)` URL, a secret only where it is
     /// used, valid headers not set by the notifier itself, a non-zero
     /// timeout) and builds the HTTP client.
-    pub fn new(s: WebhookSettings) -> Result<Self, String> {
+    pub fn new(mut s: WebhookSettings, rendering: super::template::Rendering) -> Result<Self, String> {
         let name = &s.name;
-        let url = s.url.trim().to_string();
-        if !is_http_url(&url) {
+        s.url = s.url.trim().to_string();
+        if !is_http_url(&s.url) {
             return Err(format!("webhook {name}: url must be an http:// or https:// URL"));
         }
-        reqwest::Url::parse(&url).map_err(|e| format!("webhook {name}: invalid url {}: {e}", redact_url(&url)))?;
-        let secret = s.secret.filter(|x| !x.is_empty());
-        if secret.is_some() && !s.flavor.signs() {
+        reqwest::Url::parse(&s.url).map_err(|e| format!("webhook {name}: invalid url {}: {e}", redact_url(&s.url)))?;
+        s.secret = s.secret.filter(|x| !x.is_empty());
+        if s.secret.is_some() && !s.flavor.signs() {
             return Err(format!("webhook {name}: a secret is only used by the dingtalk and feishu flavours"));
         }
         for (k, v) in &s.headers {
@@ -194,47 +167,28 @@ impl WebhookNotifier {
                 return Err(format!("webhook {name}: header {k:?} is set by zkalert"));
             }
         }
-        for (what, u) in [("external_url", &s.external_url), ("runbook_base_url", &s.runbook_base_url)] {
-            if let Some(u) = u
-                && !is_http_url(u)
-            {
-                return Err(format!("webhook {name}: {what} must be an http:// or https:// URL, got {u:?}"));
-            }
-        }
         let http = Outbound::new(s.timeout, s.proxy_url.as_ref()).map_err(|e| format!("webhook {name}: {e}"))?;
-        Ok(Self {
-            name: s.name,
-            flavor: s.flavor,
-            url,
-            secret,
-            headers: s.headers,
-            external_url: s.external_url,
-            runbook_base_url: s.runbook_base_url,
-            templates: s.templates,
-            http,
-        })
+        Ok(Self { settings: s, rendering, http })
     }
 
-    pub fn links(&self) -> Links {
-        Links {
-            external_url: self.external_url.clone(),
-            runbook_base_url: self.runbook_base_url.clone(),
-            ..Links::default()
-        }
+    /// The payload flavour.
+    pub fn flavor(&self) -> Flavor {
+        self.settings.flavor
     }
 
     /// The URL and JSON body of one delivery at `now_ms`.
     pub fn request(&self, d: &Delivery, now_ms: i64) -> Result<(String, Value), SendError> {
-        let url = signed_url(self.flavor, &self.url, self.secret.as_deref(), now_ms);
+        let s = &self.settings;
+        let url = signed_url(s.flavor, &s.url, s.secret.as_deref(), now_ms);
         let ctx = Context {
-            receiver: &self.name,
+            receiver: &s.name,
             channel: &d.channel,
-            secret: self.secret.as_deref(),
-            templates: &self.templates,
+            secret: s.secret.as_deref(),
+            templates: &self.rendering.templates,
         };
         // A template that does not render is a config error: no retry fixes it.
-        let body = body(self.flavor, &d.message, &ctx, &self.links(), now_ms)
-            .map_err(|e| SendError::Permanent(format!("webhook {}: {e}", self.name)))?;
+        let body = body(s.flavor, &d.message, &ctx, &self.rendering.links, now_ms)
+            .map_err(|e| SendError::Permanent(format!("webhook {}: {e}", s.name)))?;
         Ok((url, body))
     }
 
@@ -246,30 +200,24 @@ impl WebhookNotifier {
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", d.idempotency_key());
-        for (k, v) in &self.headers {
+        for (k, v) in &self.settings.headers {
             req = req.header(k.as_str(), v.as_str());
         }
         let named = |e: SendError| match e {
-            SendError::Retryable(t) => SendError::Retryable(format!("webhook {}: {t}", self.name)),
-            SendError::Permanent(t) => SendError::Permanent(format!("webhook {}: {t}", self.name)),
+            SendError::Retryable(t) => SendError::Retryable(format!("webhook {}: {t}", self.settings.name)),
+            SendError::Permanent(t) => SendError::Permanent(format!("webhook {}: {t}", self.settings.name)),
         };
         let text = super::http::send(req.body(body.to_string())).await.map_err(named)?;
-        check_reply(self.flavor, &text).map_err(named)
+        check_reply(self.settings.flavor, &text).map_err(named)
     }
 }
 
 impl Notifier for WebhookNotifier {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "webhook"
-    }
     fn send<'a>(&'a self, d: &'a Delivery) -> SendFuture<'a> {
         Box::pin(self.post(d))
     }
     fn health(&self) -> SendFuture<'_> {
-        Box::pin(self.http.reachable(&self.url))
+        Box::pin(self.http.reachable(&self.settings.url))
     }
 }
 

@@ -389,8 +389,9 @@ mod tmpfs;
 mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
-    use crate::notify::FileNotifier;
+    use crate::config::{NotifierConfig, NotifierKind};
     use crate::notify::delivery::Report;
+    use crate::notify::template::Rendering;
     use crate::pipeline::PipelineConfig;
     use crate::test_support::{poll, rules_from_yaml};
 
@@ -399,8 +400,8 @@ mod tests {
             "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    for: 10s\n    severity: P0\n",
         );
         let rules = Arc::new(rules.unwrap());
-        let notifier: Arc<dyn crate::notify::Notifier> = Arc::new(FileNotifier::new("pages", notifications));
-        let channels = crate::runner::channels(vec![notifier]);
+        let pages = NotifierConfig::new("pages", NotifierKind::File { path: notifications.into() });
+        let channels = crate::runner::channels::of(&[pages], &Rendering::builtin());
         Runner::new(rules, Duration::from_secs(5), PipelineConfig::defaults_to(&["pages".into()]), channels)
     }
 

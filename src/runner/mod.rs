@@ -4,13 +4,14 @@
 //! the step and delivers its messages to the notifiers, until shutdown. The
 //! API's writes arrive here as commands, so this loop alone owns the state.
 
+pub mod channels;
 mod control;
 mod durable;
 mod sending;
 
 pub use control::Control;
 pub use durable::{Durable, STATE_NOT_PERSISTED, WriteFailure};
-pub use sending::{NOTIFIER_FAILING, channels};
+pub use sending::NOTIFIER_FAILING;
 
 use crate::clock::Clock;
 use crate::model::{Alert, Timestamp};

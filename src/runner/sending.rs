@@ -6,8 +6,8 @@
 use super::Runner;
 use crate::clock::SystemClock;
 use crate::model::{Alert, AlertState, Labels, Severity, Timestamp};
+use crate::notify::Delivery;
 use crate::notify::delivery::{Channel, Deliverer, DeliveryPolicy, Report};
-use crate::notify::{Delivery, Notifier};
 use crate::pipeline::Message;
 use crate::state::{DeliveryMark, DeliveryOutcome};
 use std::collections::{BTreeMap, HashMap};
@@ -15,19 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// One attempt may take this long unless the notifier says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The meta-alert's name.
 pub const NOTIFIER_FAILING: &str = "NotifierFailing";
 
 /// A resolved `NotifierFailing` is kept this long, so its resolution is told.
 const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
-
-/// Channels with the default timeout and no rate limit.
-pub fn channels(notifiers: Vec<Arc<dyn Notifier>>) -> Vec<Channel> {
-    notifiers.into_iter().map(|n| Channel::new(n, DEFAULT_TIMEOUT, None)).collect()
-}
 
 /// The deliverer for `channels`, giving up on a tier's deliveries after
 /// its `deadline` (P0..P3).
@@ -35,7 +27,7 @@ pub(super) fn deliverer(
     channels: Vec<Channel>,
     deadline: [Duration; 4],
 ) -> (Deliverer, mpsc::UnboundedReceiver<Report>) {
-    let channels: HashMap<String, Channel> = channels.into_iter().map(|c| (c.notifier.name().to_string(), c)).collect();
+    let channels: HashMap<String, Channel> = channels.into_iter().map(|c| (c.name.clone(), c)).collect();
     Deliverer::new(channels, DeliveryPolicy { deadline, ..DeliveryPolicy::default() }, Arc::new(SystemClock))
 }
 
@@ -202,7 +194,8 @@ impl Runner {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::notify::FileNotifier;
+    use crate::config::{NotifierConfig, NotifierKind};
+    use crate::notify::template::Rendering;
     use crate::pipeline::PipelineConfig;
     use crate::test_support::{poll, rules_from_yaml};
 
@@ -227,15 +220,16 @@ mod tests {
         let blocker = dir.path().join("blocked");
         std::fs::write(&blocker, "").unwrap();
         let (bad, good) = (blocker.join("bad.jsonl"), dir.path().join("good.jsonl"));
-        let notifiers: Vec<Arc<dyn Notifier>> =
-            vec![Arc::new(FileNotifier::new("bad", &bad)), Arc::new(FileNotifier::new("good", &good))];
+        let file =
+            |name: &str, path: &std::path::Path| NotifierConfig::new(name, NotifierKind::File { path: path.into() });
+        let channels = super::super::channels::of(&[file("bad", &bad), file("good", &good)], &Rendering::builtin());
         let mut config = PipelineConfig::defaults_to(&["bad".into(), "good".into()]);
         let policy = Arc::make_mut(&mut config.policy);
         policy.tiers[0].channels = vec!["bad".into()];
         for t in &mut policy.tiers {
             t.group_wait = Duration::ZERO;
         }
-        let mut runner = Runner::new(rules, Duration::from_secs(5), config, channels(notifiers));
+        let mut runner = Runner::new(rules, Duration::from_secs(5), config, channels);
         let mut rx = runner.reports.take().unwrap();
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
         runner.deliverer.set_clock(clock.clone());

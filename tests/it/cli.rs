@@ -56,6 +56,31 @@ fn check_validates_config_files() {
     assert!(out.contains(":5:14: timeout: invalid duration"), "{out}");
 }
 
+/// Each notifier type takes its own fields: `to:` on a webhook was
+/// silently ignored; now `check` fails at the field, naming the fields a
+/// webhook takes.
+#[test]
+fn check_refuses_a_field_of_another_notifier_type_at_its_position() {
+    let (file, o) = check_config(
+        "sources:\n  - {type: zookeeper, cluster: c, nodes: ['a:2181']}\nnotifiers:\n  - name: hook\n    type: webhook\n    url: 'http://127.0.0.1:9/x'\n    to: [oncall@example.com]\n",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    let want = format!(
+        "{file}:7:5: unknown field \"to\" in webhook notifier (email, sms and voice notifiers take it); expected one of: name, type, timeout, rate_limit, flavor, url, url_env, url_file, headers, proxy_url"
+    );
+    assert!(out.contains(&want), "missing {want:?} in:\n{out}");
+    assert!(out.contains("FAILED: 1 problem(s)"), "{out}");
+}
+
+/// `zkalert check` on a config file holding `text`: the file's path, and the run.
+fn check_config(text: &str) -> (String, Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "z.yaml", text);
+    let o = zkalert(&["check", file.to_str().unwrap()]);
+    (file.display().to_string(), o)
+}
+
 #[test]
 fn check_reports_every_problem_with_positions() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zkalert::notify::email::{EmailNotifier, EmailSettings, Security};
-use zkalert::notify::template::{Links, Templates, samples};
+use zkalert::notify::template::{Links, Rendering, Templates, samples};
 use zkalert::notify::{Delivery, Notifier, SendError};
 
 const USER: &str = "zkalert";
@@ -132,7 +132,7 @@ fn settings(port: u16, security: Security) -> EmailSettings {
 
 fn notifier(s: EmailSettings) -> EmailNotifier {
     let links = Links { runbook_base_url: Some("https://runbooks.example/zk".into()), ..Links::default() };
-    EmailNotifier::new(s, Arc::new(Templates::builtin()), links).unwrap()
+    EmailNotifier::new(s, Rendering::new(Arc::new(Templates::builtin()), links)).unwrap()
 }
 
 fn delivery() -> Delivery {
@@ -181,8 +181,6 @@ fn check_message(record: &Value, d: &Delivery) {
 async fn starttls_with_auth_delivers_one_multipart_message() {
     let server = SmtpServer::start("starttls", &[]);
     let n = notifier(settings(server.port, Security::StartTls));
-    assert_eq!(n.kind(), "email");
-    assert_eq!(n.name(), "mail");
     let d = delivery();
     send(&n, &d).await.unwrap();
     let records = server.wait_messages(1);

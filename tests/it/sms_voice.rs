@@ -13,7 +13,7 @@ use std::time::Duration;
 use support::loopback::{Receiver, Request};
 use zkalert::model::{Alert, AlertState, Labels, Severity, Timestamp};
 use zkalert::notify::sms::{self, HttpGateway, SmsNotifier, SmsProvider, SmsSettings, Twilio};
-use zkalert::notify::template::Links;
+use zkalert::notify::template::{Links, Rendering, Templates};
 use zkalert::notify::voice::{VoiceNotifier, VoiceSettings};
 use zkalert::notify::{Delivery, Notifier, SendError};
 use zkalert::pipeline::Message;
@@ -62,8 +62,10 @@ fn delivery(cluster: &str, summary: &str) -> Delivery {
     Delivery { message: Arc::new(message), channel: "oncall".into() }
 }
 
-fn links() -> Links {
-    Links { runbook_base_url: Some("https://rb.example/zk/".into()), ..Links::default() }
+/// The built-in templates, with runbook links.
+fn rendering() -> Rendering {
+    let links = Links { runbook_base_url: Some("https://rb.example/zk/".into()), ..Links::default() };
+    Rendering::new(Arc::new(Templates::builtin()), links)
 }
 
 fn twilio(rx: &Receiver) -> Twilio {
@@ -74,20 +76,18 @@ fn twilio(rx: &Receiver) -> Twilio {
 
 fn sms_settings(provider: SmsProvider, to: &[&str]) -> SmsSettings {
     let mut s = SmsSettings::new("pager", provider, to.iter().map(|t| t.to_string()).collect());
-    s.links = links();
     s.timeout = Duration::from_secs(2);
     s
 }
 
 fn twilio_sms(rx: &Receiver, to: &[&str]) -> SmsNotifier {
-    SmsNotifier::new(sms_settings(SmsProvider::Twilio(twilio(rx)), to)).unwrap()
+    SmsNotifier::new(sms_settings(SmsProvider::Twilio(twilio(rx)), to), rendering()).unwrap()
 }
 
 fn voice(rx: &Receiver, to: &[&str]) -> VoiceNotifier {
     let mut s = VoiceSettings::new("phone", twilio(rx), to.iter().map(|t| t.to_string()).collect());
-    s.links = links();
     s.timeout = Duration::from_secs(2);
-    VoiceNotifier::new(s).unwrap()
+    VoiceNotifier::new(s, rendering()).unwrap()
 }
 
 /// What every Twilio request carries.
@@ -107,7 +107,6 @@ fn assert_twilio(req: &Request, resource: &str, d: &Delivery, index: usize) {
 async fn twilio_sms_sends_one_form_per_recipient_within_one_gsm7_segment() {
     let rx = Receiver::start().await;
     let n = twilio_sms(&rx, &[ALICE, BOB]);
-    assert_eq!((n.kind(), n.name()), ("sms", "pager"));
     let long = "ZooKeeper node zk1:2181 has not answered ruok for 5 minutes; followers lost quorum \
                 and clients see CONNECTION_LOSS, see {the} [runbook] ~now~";
     let d = delivery("prod", long);
@@ -131,9 +130,9 @@ async fn twilio_sms_sends_one_form_per_recipient_within_one_gsm7_segment() {
 #[tokio::test]
 async fn chinese_sms_is_ucs2_cut_to_70_units_with_the_runbook_first() {
     let rx = Receiver::start().await;
-    let mut s = sms_settings(SmsProvider::Twilio(twilio(&rx)), &[ALICE]);
-    s.links.runbook_base_url = Some("https://r.cn".into());
-    let n = SmsNotifier::new(s).unwrap();
+    let s = sms_settings(SmsProvider::Twilio(twilio(&rx)), &[ALICE]);
+    let links = Links { runbook_base_url: Some("https://r.cn".into()), ..Links::default() };
+    let n = SmsNotifier::new(s, Rendering::new(Arc::new(Templates::builtin()), links)).unwrap();
     let d = delivery("prod", "节点无响应，集群可能失去法定人数，请立即按照运行手册处理故障");
     n.send(&d).await.unwrap();
     let reqs = rx.requests();
@@ -151,7 +150,7 @@ async fn chinese_sms_is_ucs2_cut_to_70_units_with_the_runbook_first() {
     let mut s = sms_settings(SmsProvider::Twilio(twilio(&rx)), &[ALICE]);
     s.segments = 2;
     let long = "集群失去法定人数".repeat(20);
-    SmsNotifier::new(s).unwrap().send(&delivery("prod", &long)).await.unwrap();
+    SmsNotifier::new(s, rendering()).unwrap().send(&delivery("prod", &long)).await.unwrap();
     let body = &rx.requests()[0].form()["Body"];
     let units = body.encode_utf16().count();
     assert!(units > 70 && units <= 134, "{units} units: {body}");
@@ -169,7 +168,7 @@ async fn generic_gateway_gets_valid_json_whatever_the_text() {
         ("Authorization".into(), "Bearer gw-token".into()),
         ("X-Request-Id".into(), "{{ idempotency_key }}".into()),
     ];
-    let n = SmsNotifier::new(sms_settings(SmsProvider::Http(g), &[ALICE, BOB])).unwrap();
+    let n = SmsNotifier::new(sms_settings(SmsProvider::Http(g), &[ALICE, BOB]), rendering()).unwrap();
     let d = delivery("prod", r#"node "zk1" said \ "imok" {not}"#);
     n.send(&d).await.unwrap();
     let reqs = rx.requests();
@@ -199,7 +198,7 @@ async fn generic_gateway_method_and_content_type_are_configurable_and_templates_
     let mut g = HttpGateway::new(format!("{}/api/sms", rx.url), "to={{ to }}&msg={{ text }}");
     g.method = "put".into();
     g.headers = vec![("Content-Type".into(), "text/plain; charset=utf-8".into())];
-    let n = SmsNotifier::new(sms_settings(SmsProvider::Http(g), &[BOB])).unwrap();
+    let n = SmsNotifier::new(sms_settings(SmsProvider::Http(g), &[BOB]), rendering()).unwrap();
     n.send(&delivery("prod", "down")).await.unwrap();
     let req = &rx.requests()[0];
     assert_eq!(req.method, "PUT");
@@ -208,29 +207,29 @@ async fn generic_gateway_method_and_content_type_are_configurable_and_templates_
 
     // Strict undefined: an unknown variable is a config error.
     let g = HttpGateway::new(format!("{}/x", rx.url), r#"{"to": {{ phone }}}"#);
-    let e = SmsNotifier::new(sms_settings(SmsProvider::Http(g), &[BOB])).unwrap_err();
+    let e = SmsNotifier::new(sms_settings(SmsProvider::Http(g), &[BOB]), rendering()).unwrap_err();
     assert!(e.contains("sms pager"), "{e}");
     let g = HttpGateway::new(format!("{}/x", rx.url), "{{ text ");
-    assert!(SmsNotifier::new(sms_settings(SmsProvider::Http(g), &[BOB])).is_err());
+    assert!(SmsNotifier::new(sms_settings(SmsProvider::Http(g), &[BOB]), rendering()).is_err());
     let mut g = HttpGateway::new(format!("{}/x", rx.url), "{{ text }}");
     g.headers = vec![("Idempotency-Key".into(), "x".into())];
-    assert!(SmsNotifier::new(sms_settings(SmsProvider::Http(g), &[BOB])).is_err());
+    assert!(SmsNotifier::new(sms_settings(SmsProvider::Http(g), &[BOB]), rendering()).is_err());
 }
 
 #[tokio::test]
 async fn settings_are_checked() {
     let rx = Receiver::start().await;
     let t = || SmsProvider::Twilio(twilio(&rx));
-    assert!(SmsNotifier::new(sms_settings(t(), &["13800138000"])).unwrap_err().contains("E.164"));
-    assert!(SmsNotifier::new(sms_settings(t(), &[])).is_err());
-    assert!(SmsNotifier::new(sms_settings(t(), &[ALICE, ALICE])).is_err());
+    assert!(SmsNotifier::new(sms_settings(t(), &["13800138000"]), rendering()).unwrap_err().contains("E.164"));
+    assert!(SmsNotifier::new(sms_settings(t(), &[]), rendering()).is_err());
+    assert!(SmsNotifier::new(sms_settings(t(), &[ALICE, ALICE]), rendering()).is_err());
     let mut s = sms_settings(t(), &[ALICE]);
     s.segments = 0;
-    assert!(SmsNotifier::new(s).is_err());
+    assert!(SmsNotifier::new(s, rendering()).is_err());
     let mut bad = twilio(&rx);
     bad.api_base = "ftp://api.example".into();
-    assert!(SmsNotifier::new(sms_settings(SmsProvider::Twilio(bad.clone()), &[ALICE])).is_err());
-    assert!(VoiceNotifier::new(VoiceSettings::new("phone", bad, vec![ALICE.into()])).is_err());
+    assert!(SmsNotifier::new(sms_settings(SmsProvider::Twilio(bad.clone()), &[ALICE]), rendering()).is_err());
+    assert!(VoiceNotifier::new(VoiceSettings::new("phone", bad, vec![ALICE.into()]), rendering()).is_err());
     assert_eq!(Twilio::new(SID, TOKEN, FROM).api_base, "https://api.twilio.com");
     // The token is not in the debug output.
     assert!(!format!("{:?}", twilio(&rx)).contains(TOKEN));
@@ -240,7 +239,6 @@ async fn settings_are_checked() {
 async fn voice_calls_say_the_text_xml_escaped() {
     let rx = Receiver::start().await;
     let n = voice(&rx, &[ALICE, BOB]);
-    assert_eq!((n.kind(), n.name()), ("voice", "phone"));
     let d = delivery("R&D <east>", "down");
     n.send(&d).await.unwrap();
     let reqs = rx.requests();
@@ -261,7 +259,7 @@ async fn voice_calls_say_the_text_xml_escaped() {
     let mut s = VoiceSettings::new("phone", twilio(&rx), vec![ALICE.into()]);
     s.repeat = false;
     s.language = Some("en-US".into());
-    VoiceNotifier::new(s).unwrap().send(&delivery("prod", "down")).await.unwrap();
+    VoiceNotifier::new(s, rendering()).unwrap().send(&delivery("prod", "down")).await.unwrap();
     let twiml = &rx.requests()[0].form()["Twiml"];
     assert!(twiml.starts_with("<Response><Say language=\"en-US\">This is zkalert."), "{twiml}");
     assert!(twiml.ends_with("</Say></Response>") && !twiml.contains("Pause"), "{twiml}");
@@ -293,7 +291,7 @@ async fn failures_are_classed_by_status() {
     let mut t = Twilio::new(SID, TOKEN, FROM);
     t.api_base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let n = SmsNotifier::new(sms_settings(SmsProvider::Twilio(t), &[ALICE])).unwrap();
+    let n = SmsNotifier::new(sms_settings(SmsProvider::Twilio(t), &[ALICE]), rendering()).unwrap();
     assert!(n.send(&delivery("prod", "down")).await.unwrap_err().is_retryable());
 }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::loopback::{Receiver, Request};
 use zkalert::model::{Alert, AlertState, Labels, Severity, Timestamp};
+use zkalert::notify::template::{Links, Rendering, Templates};
 use zkalert::notify::webhook::{Flavor, WebhookNotifier, WebhookSettings};
 use zkalert::notify::{Delivery, Notifier, SendError};
 use zkalert::pipeline::Message;
@@ -68,14 +69,22 @@ const RUNBOOK_URL: &str = "https://runbooks.example.com/zk/zookeeper/node-down.m
 
 fn settings(flavor: Flavor, url: String) -> WebhookSettings {
     let mut s = WebhookSettings::new("im", flavor, url);
-    s.external_url = Some("https://zkalert.example.com/".into());
-    s.runbook_base_url = Some("https://runbooks.example.com/zk/".into());
     s.timeout = Duration::from_secs(2);
     s
 }
 
+/// The built-in templates, with the ack and runbook links.
+fn rendering() -> Rendering {
+    let links = Links {
+        external_url: Some("https://zkalert.example.com/".into()),
+        runbook_base_url: Some("https://runbooks.example.com/zk/".into()),
+        ..Links::default()
+    };
+    Rendering::new(Arc::new(Templates::builtin()), links)
+}
+
 fn notifier(flavor: Flavor, url: String) -> WebhookNotifier {
-    WebhookNotifier::new(settings(flavor, url)).unwrap()
+    WebhookNotifier::new(settings(flavor, url), rendering()).unwrap()
 }
 
 fn now_ms() -> i64 {
@@ -117,8 +126,6 @@ fn assert_text(text: &str, escalation: bool) {
 async fn generic_posts_the_documented_json_with_links() {
     let rx = Receiver::start().await;
     let n = notifier(Flavor::Generic, format!("{}/hooks/zk", rx.url));
-    assert_eq!(n.kind(), "webhook");
-    assert_eq!(n.name(), "im");
     let d = delivery(false);
     n.send(&d).await.unwrap();
     let req = rx.only_request();
@@ -138,7 +145,8 @@ async fn generic_posts_the_documented_json_with_links() {
 
     // Without links: nulls.
     let rx = Receiver::start().await;
-    let n = WebhookNotifier::new(WebhookSettings::new("im", Flavor::Generic, rx.url.clone())).unwrap();
+    let n = WebhookNotifier::new(WebhookSettings::new("im", Flavor::Generic, rx.url.clone()), Rendering::builtin())
+        .unwrap();
     n.send(&d).await.unwrap();
     let body = rx.only_request().json();
     assert_eq!(rx.only_request().path(), "/");
@@ -232,7 +240,7 @@ async fn dingtalk_markdown_is_signed() {
     let secret = "SEC0123456789abcdef+/=";
     let mut s = settings(Flavor::DingTalk, format!("{}/robot/send?access_token=tok123", rx.url));
     s.secret = Some(secret.into());
-    let n = WebhookNotifier::new(s).unwrap();
+    let n = WebhookNotifier::new(s, rendering()).unwrap();
     rx.answer(200, r#"{"errcode":0,"errmsg":"ok"}"#);
     let d = delivery(false);
     let before = now_ms();
@@ -264,7 +272,7 @@ async fn dingtalk_markdown_is_signed() {
     let rx = Receiver::start().await;
     let mut s = settings(Flavor::DingTalk, format!("{}/robot/send", rx.url));
     s.secret = Some(secret.into());
-    WebhookNotifier::new(s).unwrap().send(&d).await.unwrap();
+    WebhookNotifier::new(s, rendering()).unwrap().send(&d).await.unwrap();
     assert!(rx.only_request().target.starts_with("/robot/send?timestamp="));
 }
 
@@ -306,7 +314,7 @@ async fn feishu_text_is_signed() {
     let secret = "feishu-secret-42";
     let mut s = settings(Flavor::Feishu, format!("{}/open-apis/bot/v2/hook/abc", rx.url));
     s.secret = Some(secret.into());
-    let n = WebhookNotifier::new(s).unwrap();
+    let n = WebhookNotifier::new(s, rendering()).unwrap();
     rx.answer(200, r#"{"code":0,"msg":"success","data":{}}"#);
     let d = delivery(false);
     let before = now_ms() / 1000;
@@ -366,7 +374,7 @@ async fn failures_are_classed() {
     for (n, status, body, class) in cases {
         rx.answer(status, body);
         let r = n.send(&d).await;
-        let what = format!("{} {status} {body}", n.flavor);
+        let what = format!("{} {status} {body}", n.flavor());
         match class {
             None => assert_eq!(r, Ok(()), "{what}"),
             Some(retryable) => assert_class(r, retryable, &what),
@@ -397,7 +405,7 @@ async fn transport_failures_are_retryable() {
     });
     let mut s = settings(Flavor::Slack, format!("http://{addr}/hook"));
     s.timeout = Duration::from_millis(300);
-    let n = WebhookNotifier::new(s).unwrap();
+    let n = WebhookNotifier::new(s, rendering()).unwrap();
     let started = std::time::Instant::now();
     assert_class(n.send(&delivery(false)).await, true, "timeout");
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -409,7 +417,7 @@ async fn settings_are_checked() {
     let bad = |f: fn(&mut WebhookSettings)| {
         let mut s = settings(Flavor::Generic, "https://hooks.example.com/x".into());
         f(&mut s);
-        WebhookNotifier::new(s).unwrap_err()
+        WebhookNotifier::new(s, rendering()).unwrap_err()
     };
     assert!(bad(|s| s.url = "ftp://x".into()).contains("http"));
     assert!(bad(|s| s.secret = Some("s".into())).contains("secret"));
@@ -421,6 +429,6 @@ async fn settings_are_checked() {
     let rx = Receiver::start().await;
     let mut s = settings(Flavor::Generic, rx.url.clone());
     s.headers = vec![("Authorization".into(), "Bearer t0k".into())];
-    WebhookNotifier::new(s).unwrap().send(&delivery(false)).await.unwrap();
+    WebhookNotifier::new(s, rendering()).unwrap().send(&delivery(false)).await.unwrap();
     assert_eq!(rx.only_request().header("authorization"), Some("Bearer t0k"));
 }

@@ -88,7 +88,7 @@ fn step(h: &mut Harness, tracker: &Tracker, now: Timestamp, t: &mut Times) {
     let mut done = Vec::new();
     for m in &messages {
         for channel in &m.channels {
-            let notifier = h.notifiers.iter().find(|n| n.name() == channel).expect("a notifier per channel");
+            let (_, notifier) = h.notifiers.iter().find(|(name, _)| name == channel).expect("a notifier per channel");
             send_now(notifier.as_ref(), m, channel);
             done.push((m.id.clone(), channel.clone()));
         }

@@ -90,8 +90,9 @@ struct Outcome {
 
 /// Sends `n` deliveries through a fresh notifier and deliverer, at most `window` in flight (0: all at once).
 async fn run(url: &str, n: usize, window: usize) -> Outcome {
-    let notifier = WebhookNotifier::new(WebhookSettings::new("hook", Flavor::Generic, url)).expect("webhook notifier");
-    let channel = Channel::new(Arc::new(notifier), Duration::from_secs(10), None);
+    let settings = WebhookSettings::new("hook", Flavor::Generic, url);
+    let notifier = WebhookNotifier::new(settings, template::Rendering::builtin()).expect("webhook notifier");
+    let channel = Channel::new("hook", "webhook", Arc::new(notifier), Duration::from_secs(10), None);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (mut deliverer, mut reports) =
         Deliverer::new(HashMap::from([("hook".to_string(), channel)]), DeliveryPolicy::default(), clock.clone());
