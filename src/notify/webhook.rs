@@ -375,7 +375,7 @@ fn test_alerts(alerts: &[Alert]) -> Vec<Alert> {
         .map(|a| {
             let mut a = a.clone();
             a.labels.insert("zkalert_test", "true");
-            a.fingerprint = a.labels.fingerprint_without(&[SEVERITY]);
+            a.fingerprint = Alert::fingerprint_of(&a.labels);
             let summary = a.annotation("summary").unwrap_or("a sample sent by zkalert notify test");
             let summary = format!("{TEST_MARK}{summary}");
             a.annotations.retain(|(k, _)| k != "summary");
