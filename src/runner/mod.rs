@@ -345,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn the_log_line_of_each_message_says_why_it_was_sent() {
+    fn each_message_and_its_log_line_say_why_it_was_sent() {
         let mut runner = runner_of("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n    severity: P0\n");
         let clock = ManualClock::new(Timestamp::from_millis(0));
         let (sent, log) = logged(|| {
@@ -356,5 +356,7 @@ mod tests {
         let line =
             log.iter().find(|l| l.contains("notifying")).unwrap_or_else(|| panic!("no notifying line in {log:#?}"));
         assert!(line.contains("reason=new_alerts"), "{line}");
+        // The JSON the file and generic webhook notifiers deliver says it too.
+        assert_eq!(crate::notify::message_json(&sent[0], "c")["reason"], "new_alerts");
     }
 }
