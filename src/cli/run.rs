@@ -122,7 +122,8 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
         Runner::new(Arc::new(rules), config.evaluation_interval, pipeline, crate::runner::channels::build(&config));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state_path = config.data_dir.join("state.db");
-    let db = crate::state::StateDb::open(&state_path)?;
+    let mut db = crate::state::StateDb::open(&state_path)?;
+    let secret = db.server_secret()?;
     runner.restore_from(db, clock.now(), hold)?;
     let control = match &config.server {
         None => None,
@@ -161,6 +162,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 token: server.token.clone(),
                 ready: ready.clone(),
                 runbooks: runbooks.clone(),
+                secret,
             };
             tokio::spawn(async move {
                 if let Err(e) = crate::api::serve_limited(listener, state, limits, std::future::pending()).await {
