@@ -134,7 +134,9 @@ pub(super) async fn act(
                 Ok(s) => s,
                 Err(e) => return e.page("/"),
             };
-            call(&state, |reply| Command::AddSilence { silence, reply })
+            let shown = silence.clone();
+            let command = |reply| Command::AddSilence { silence, reply };
+            super::write_then_settle(&state, call(&state, command), |snap, _| super::shows_silence(snap, &shown))
                 .await
                 .map(|r| r.map(|id| format!("Silenced for 1 hour by {by} (silence {id}).")))
         }
@@ -145,10 +147,7 @@ pub(super) async fn act(
         Ok(Err(e)) => return ApiError::new(StatusCode::NOT_FOUND, e).page("/"),
         Err(e) => return e.page("/"),
     };
-    // The page as it is now: wait for the runner's next snapshot briefly.
-    let mut rx = state.snapshot.clone();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx.changed()).await;
-    let snap = rx.borrow().clone();
+    let snap = super::super::server::snapshot(&state);
     let group = snap.groups.iter().find(|g| g.id == group_id).cloned().unwrap_or(group);
     render(StatusCode::OK, &snap, &group, &cap, Some(done))
 }

@@ -131,6 +131,40 @@ impl ApiError {
     }
 }
 
+/// Runs a write's command round trip, then waits (at most 1 s) until the
+/// runner's snapshot `shows` its result, so the page shown next has the
+/// change: the runner replies before it publishes.
+async fn write_then_settle<T>(
+    state: &ApiState,
+    write: impl std::future::Future<Output = Result<Result<T, String>, ApiError>>,
+    shows: impl Fn(&Snapshot, &T) -> bool,
+) -> Result<Result<T, String>, ApiError> {
+    let mut next = state.snapshot.clone();
+    let result = write.await;
+    if let Ok(Ok(value)) = &result {
+        let settled = async {
+            loop {
+                let shown = shows(&next.borrow_and_update(), value);
+                if shown || next.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), settled).await;
+    }
+    result
+}
+
+/// Whether `snap` shows the acks of groups `ids`.
+fn shows_acks(snap: &Snapshot, ids: &[String]) -> bool {
+    ids.iter().all(|id| snap.groups.iter().any(|g| &g.id == id && g.ack.is_some()))
+}
+
+/// Whether `snap` shows the silence `id` as it now is.
+fn shows_silence(snap: &Snapshot, silence: &crate::pipeline::Silence) -> bool {
+    snap.silences.iter().any(|s| s.id == silence.id && s.ends_at == silence.ends_at)
+}
+
 /// The published snapshot, or the 503 page.
 fn ready(state: &ApiState) -> Result<Arc<Snapshot>, Response> {
     published(state).map_err(|e| e.page("/"))
@@ -153,7 +187,7 @@ async fn alerts_page(
     };
     let all = q.is_ok_and(|Query(q)| q.show.as_deref() == Some("all"));
     let frame = frame(&state, &headers, "alerts", snap.at);
-    match rows::render_alerts_page(&snap, &frame, all) {
+    match rows::render_alerts_page(&snap, &state.runbooks, &frame, all) {
         Ok(body) => {
             (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], body)
                 .into_response()

@@ -48,19 +48,19 @@ fn annotation<'a>(v: &'a AlertView, name: &str) -> &'a str {
     v.alert.annotations.iter().find(|(k, _)| k == name).map_or("", |(_, text)| text.as_str())
 }
 
-/// Where an alert's runbook opens: itself when it is a URL, else the page
-/// this server renders (`/runbooks/<reference>`).
-fn runbook_link(runbook: Option<&str>) -> Option<String> {
+/// The local runbooks this server renders, by reference.
+pub(super) type LocalRunbooks = std::collections::BTreeMap<String, std::path::PathBuf>;
+
+/// Where an alert's runbook opens: itself when it is a URL, the page this
+/// server renders (`/runbooks/<reference>`) when it is a local runbook.
+fn runbook_link(runbook: Option<&str>, local: &LocalRunbooks) -> Option<String> {
     let r = runbook?.trim();
-    if r.is_empty() {
-        return None;
-    }
     if r.starts_with("http://") || r.starts_with("https://") {
         return Some(r.to_string());
     }
     let r = r.trim_start_matches('/');
-    let r = r.strip_prefix("runbooks/").unwrap_or(r);
-    Some(format!("/runbooks/{}", r.strip_suffix(".md").unwrap_or(r)))
+    let r = r.strip_suffix(".md").unwrap_or(r);
+    local.contains_key(r).then(|| format!("/runbooks/{r}"))
 }
 
 #[derive(Serialize)]
@@ -84,7 +84,12 @@ pub(super) struct AlertRow<'a> {
     reason: Option<&'static str>,
 }
 
-fn alert_row<'a>(v: &'a AlertView, now: Timestamp, reasons: &FxHashMap<&str, &'static str>) -> AlertRow<'a> {
+fn alert_row<'a>(
+    v: &'a AlertView,
+    now: Timestamp,
+    reasons: &FxHashMap<&str, &'static str>,
+    runbooks: &LocalRunbooks,
+) -> AlertRow<'a> {
     let a = &v.alert;
     let since = a.fired_at.unwrap_or(a.active_at);
     let labels = a.labels.get_pairs_without(&["alertname"]);
@@ -97,7 +102,7 @@ fn alert_row<'a>(v: &'a AlertView, now: Timestamp, reasons: &FxHashMap<&str, &'s
         since_rfc3339: since.to_rfc3339(),
         value: number(a.value),
         summary: annotation(v, "summary"),
-        runbook: runbook_link(a.runbook.as_deref()),
+        runbook: runbook_link(a.runbook.as_deref(), runbooks),
         group_id: &v.group_id,
         silenced: !v.mute.silenced_by.is_empty(),
         inhibited: v.mute.inhibited,
@@ -135,7 +140,12 @@ struct Tier<'a> {
 
 /// The alerts page: alerts by tier, firing before pending before resolved;
 /// resolved ones only with `all`.
-pub(super) fn render_alerts_page(snap: &Snapshot, frame: &Frame<'_>, all: bool) -> Result<String, minijinja::Error> {
+pub(super) fn render_alerts_page(
+    snap: &Snapshot,
+    runbooks: &LocalRunbooks,
+    frame: &Frame<'_>,
+    all: bool,
+) -> Result<String, minijinja::Error> {
     let reasons: FxHashMap<&str, &'static str> =
         snap.groups.iter().filter_map(|g| Some((g.id.as_str(), g.last_reason?.as_str()))).collect();
     let mut views: Vec<&AlertView> =
@@ -154,7 +164,7 @@ pub(super) fn render_alerts_page(snap: &Snapshot, frame: &Frame<'_>, all: bool) 
         if tiers.last().is_none_or(|t| t.tier != tier) {
             tiers.push(Tier { tier, alerts: Vec::new() });
         }
-        tiers.last_mut().expect("pushed above").alerts.push(alert_row(v, snap.at, &reasons));
+        tiers.last_mut().expect("pushed above").alerts.push(alert_row(v, snap.at, &reasons, runbooks));
     }
     let resolved_hidden =
         if all { 0 } else { snap.alerts.iter().filter(|v| v.alert.state == AlertState::Resolved).count() };
@@ -165,7 +175,7 @@ pub(super) fn render_alerts_page(snap: &Snapshot, frame: &Frame<'_>, all: bool) 
 /// (for the benchmark: the server time of the page).
 pub fn alerts_page_html(snap: &Snapshot) -> Result<String, String> {
     let frame = Frame { page: "alerts", csrf: None, writable: true, at: clock_time(snap.at) };
-    render_alerts_page(snap, &frame, false).map_err(|e| e.to_string())
+    render_alerts_page(snap, &LocalRunbooks::new(), &frame, false).map_err(|e| e.to_string())
 }
 
 #[derive(Serialize)]
@@ -253,12 +263,12 @@ pub(super) fn preview<'a>(snap: &'a Snapshot, matchers: &str) -> Preview<'a> {
     match Matchers::parse(matchers) {
         Err(e) => Preview { error: Some(e.to_string()), alerts: Vec::new() },
         Ok(m) => {
-            let reasons = FxHashMap::default();
+            let (reasons, runbooks) = (FxHashMap::default(), LocalRunbooks::new());
             let alerts = snap
                 .alerts
                 .iter()
                 .filter(|v| v.alert.state != AlertState::Resolved && m.matches(&v.alert.labels))
-                .map(|v| alert_row(v, snap.at, &reasons))
+                .map(|v| alert_row(v, snap.at, &reasons, &runbooks))
                 .collect();
             Preview { error: None, alerts }
         }

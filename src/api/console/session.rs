@@ -161,14 +161,16 @@ pub(super) async fn logout(State(state): State<ApiState>, headers: HeaderMap, Fo
     with_cookie(Redirect::to("/").into_response(), &format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))
 }
 
-/// Runs a validated write and redirects to `back`; its refusal is a page.
+/// Runs a validated write and redirects to `back` once the snapshot
+/// `shows` it; its refusal is a page.
 async fn run_write<T>(
     state: &ApiState,
     back: &str,
     not_found: StatusCode,
     command: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, crate::api::CommandError>>) -> Command,
+    shows: impl Fn(&crate::api::Snapshot, &T) -> bool,
 ) -> Response {
-    match call(state, command).await {
+    match super::write_then_settle(state, call(state, command), shows).await {
         Ok(Ok(_)) => Redirect::to(back).into_response(),
         Ok(Err(e)) => ApiError::new(not_found, e).page(back),
         Err(e) => e.page(back),
@@ -210,8 +212,8 @@ pub(super) async fn ack_group(
     };
     match ack_from(req, now()) {
         Ok((group_id, matchers, ack)) => {
-            run_write(&state, "/groups", StatusCode::NOT_FOUND, |reply| Command::Ack { group_id, matchers, ack, reply })
-                .await
+            let command = |reply| Command::Ack { group_id, matchers, ack, reply };
+            run_write(&state, "/groups", StatusCode::NOT_FOUND, command, |snap, ids| super::shows_acks(snap, ids)).await
         }
         Err(e) => e.page("/groups"),
     }
@@ -248,8 +250,12 @@ pub(super) async fn add_silence(
     };
     match silence_from(req, now()) {
         Ok(silence) => {
-            run_write(&state, "/silences", StatusCode::BAD_REQUEST, |reply| Command::AddSilence { silence, reply })
-                .await
+            let shown = silence.clone();
+            let command = |reply| Command::AddSilence { silence, reply };
+            run_write(&state, "/silences", StatusCode::BAD_REQUEST, command, |snap, _| {
+                super::shows_silence(snap, &shown)
+            })
+            .await
         }
         Err(e) => e.page("/silences"),
     }
@@ -264,5 +270,6 @@ pub(super) async fn expire_silence(
     if let Err(page) = check_write(&state, &headers, &form.csrf, "/silences") {
         return page;
     }
-    run_write(&state, "/silences", StatusCode::NOT_FOUND, |reply| Command::ExpireSilence { id, reply }).await
+    let command = |reply| Command::ExpireSilence { id, reply };
+    run_write(&state, "/silences", StatusCode::NOT_FOUND, command, super::shows_silence).await
 }

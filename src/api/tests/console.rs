@@ -90,11 +90,12 @@ async fn every_page_renders_the_snapshot_as_html_without_scripts() {
         "silenced",
         "inhibited",
         "paged: repeat",
-        "href=\"/runbooks/ZkNodeDown\"",
+        "href=\"/runbooks/runbooks/ZkNodeDown\"",
         "since 5m",
     ] {
         assert!(alerts.contains(expected), "alerts page lacks {expected:?}:\n{alerts}");
     }
+    assert_eq!(alerts.matches(">runbook</a>").count(), 1, "only runbooks that open are links");
     // Tiers in order, most severe first.
     let (p0, p1, p2) = (alerts.find(">P0 <").unwrap(), alerts.find(">P1 <").unwrap(), alerts.find(">P2 <").unwrap());
     assert!(p0 < p1 && p1 < p2, "{alerts}");
