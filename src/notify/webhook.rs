@@ -544,7 +544,8 @@ impl Text {
             .chain(m.resolved.iter().map(|a| (a, "resolved")))
             .map(|(a, status)| alert_text(a, status, links, style))
             .collect();
-        let ack = links.ack_url(&m.group_id, m.at).filter(|_| !m.firing.is_empty()).map(|u| style.link(&u, "acknowledge"));
+        let ack =
+            links.ack_url(&m.group_id, m.at).filter(|_| !m.firing.is_empty()).map(|u| style.link(&u, "acknowledge"));
         Text { title, header, lines, ack }
     }
 }

@@ -13,18 +13,6 @@ use std::time::{Duration, Instant};
 use support::http::MetricsServer;
 use support::zkalert::{RunConfig, ZkalertRun};
 
-const RULES: &str = "groups:
-  - name: console
-    interval: 1s
-    rules:
-      - alert: NodeDown
-        expr: svc_up == 0
-        severity: P1
-        annotations:
-          summary: 'node {{ labels.node }} is down'
-        runbook: zookeeper/node-down
-";
-
 const RUNBOOK: &str = "# Node down\n\nCheck the node:\n\n```\necho ruok | nc zk1 2181\n```\n";
 const TOKEN: &str = "console-test-token";
 
@@ -39,22 +27,8 @@ fn start() -> Console {
     let metrics = MetricsServer::start();
     metrics.set(&[true, true, true]);
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
-    let yaml = format!(
-        "evaluation_interval: 1s
-data_dir: data
-rules: [rules.yaml]
-external_url: http://127.0.0.1:{port}
-sources:
-  - type: prometheus
-    url: http://127.0.0.1:{}/metrics
-    cluster: c
-    instance: svc
-    interval: 1s
-    timeout: 500ms
-notifiers:
-  - name: pages
-    type: file
-    path: notifications.jsonl
+    let rest = format!(
+        "external_url: http://127.0.0.1:{port}
 routing:
   group_by: [alertname, node]
   tiers:
@@ -62,10 +36,11 @@ routing:
 server:
   listen: 127.0.0.1:{port}
   token_file: token.txt
-",
-        metrics.port
+"
     );
-    let files = [("rules.yaml", RULES), ("token.txt", TOKEN), ("runbooks/zookeeper/node-down.md", RUNBOOK)];
+    let yaml = support::zkalert::svc_config(metrics.port, &rest);
+    let rules = support::zkalert::svc_down_rules("        runbook: zookeeper/node-down\n");
+    let files = [("rules.yaml", rules.as_str()), ("token.txt", TOKEN), ("runbooks/zookeeper/node-down.md", RUNBOOK)];
     let mut run = ZkalertRun::start_yaml(RunConfig::new(Vec::new(), &[]), &yaml, &files);
     let t0 = Instant::now();
     while (0..3)

@@ -6,7 +6,7 @@
 //! An unknown group is 404; a forged or expired link 403.
 
 use super::{ApiError, rows};
-use crate::api::server::{ack_from, call, now, silence_from};
+use crate::api::server::{ack_from, call, now, published, silence_from};
 use crate::api::{AckRequest, ApiState, Command, GroupView, SilenceRequest, Snapshot};
 use crate::capability::LinkError;
 use crate::model::AlertState;
@@ -18,24 +18,22 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct Capability {
-    #[serde(default)]
     exp: String,
-    #[serde(default)]
     sig: String,
 }
 
 /// The group the link names, if the link is genuine and still valid.
-fn admit(state: &ApiState, group_id: &str, cap: &Capability) -> Result<(Arc<Snapshot>, GroupView), Response> {
-    let snap = super::ready(state)?;
+fn admit(state: &ApiState, group_id: &str, cap: &Capability) -> Result<(Arc<Snapshot>, GroupView), ApiError> {
+    let snap = published(state)?;
     let Some(group) = snap.groups.iter().find(|g| g.id == group_id).cloned() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no alert group {group_id}: it may have resolved and been forgotten"),
-        )
-        .page("/"));
+        ));
     };
-    let refuse = |e: LinkError| ApiError::new(StatusCode::FORBIDDEN, e.to_string()).page("/");
+    let refuse = |e: LinkError| ApiError::new(StatusCode::FORBIDDEN, e.to_string());
     let expires = state.secret.check_ack(group_id, &cap.exp, &cap.sig).map_err(refuse)?;
     if now() >= expires && group.alerts == 0 {
         return Err(refuse(LinkError::Expired));
@@ -82,20 +80,17 @@ pub(super) async fn page(
     let cap = q.map(|Query(c)| c).unwrap_or_default();
     match admit(&state, &group_id, &cap) {
         Ok((snap, group)) => render(StatusCode::OK, &snap, &group, &cap, None),
-        Err(page) => page,
+        Err(e) => e.page("/"),
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct ActForm {
-    #[serde(default)]
     exp: String,
-    #[serde(default)]
     sig: String,
     /// `ack` or `silence`.
-    #[serde(default)]
     action: String,
-    #[serde(default)]
     by: String,
 }
 
@@ -107,7 +102,7 @@ pub(super) async fn act(
     let cap = Capability { exp: form.exp, sig: form.sig };
     let (_, group) = match admit(&state, &group_id, &cap) {
         Ok(admitted) => admitted,
-        Err(page) => return page,
+        Err(e) => return e.page("/"),
     };
     let by = if form.by.trim().is_empty() { "ack link".to_string() } else { form.by.trim().to_string() };
     let now = now();

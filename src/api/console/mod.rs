@@ -100,9 +100,14 @@ fn frame<'a>(state: &ApiState, headers: &HeaderMap, page: &'a str, at: crate::mo
     }
 }
 
-/// Renders `template` with `ctx`; a render error is a 500 page (logged).
+/// Renders `template` with `ctx`; see [`respond`].
 fn html(status: StatusCode, template: &str, ctx: minijinja::Value) -> Response {
-    match env().get_template(template).and_then(|t| t.render(ctx)) {
+    respond(status, template, env().get_template(template).and_then(|t| t.render(ctx)))
+}
+
+/// A rendered page as HTML; a render error is a 500 (logged).
+fn respond(status: StatusCode, template: &str, rendered: Result<String, minijinja::Error>) -> Response {
+    match rendered {
         Ok(body) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], body)
             .into_response(),
         Err(e) => {
@@ -165,121 +170,83 @@ fn shows_silence(snap: &Snapshot, silence: &crate::pipeline::Silence) -> bool {
     snap.silences.iter().any(|s| s.id == silence.id && s.ends_at == silence.ends_at)
 }
 
-/// The published snapshot, or the 503 page.
-fn ready(state: &ApiState) -> Result<Arc<Snapshot>, Response> {
-    published(state).map_err(|e| e.page("/"))
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct AlertsQuery {
-    /// `all`: resolved alerts too.
-    show: Option<String>,
-}
-
-async fn alerts_page(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    q: Result<Query<AlertsQuery>, QueryRejection>,
-) -> Response {
-    let snap = match ready(&state) {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let all = q.is_ok_and(|Query(q)| q.show.as_deref() == Some("all"));
-    let frame = frame(&state, &headers, "alerts", snap.at);
-    match rows::render_alerts_page(&snap, &state.runbooks, &frame, all) {
-        Ok(body) => {
-            (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], body)
-                .into_response()
-        }
-        Err(e) => message(StatusCode::INTERNAL_SERVER_ERROR, "Render error", &e.to_string(), "/"),
+/// `page` of the published snapshot, or the 503 page before there is one.
+fn with_snapshot(state: &ApiState, page: impl FnOnce(Arc<Snapshot>) -> Response) -> Response {
+    match published(state) {
+        Ok(snap) => page(snap),
+        Err(e) => e.page("/"),
     }
 }
 
-async fn groups_page(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    let snap = match ready(&state) {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let groups = rows::groups(&snap);
-    html(StatusCode::OK, "groups.html", page! { frame => frame(&state, &headers, "groups", snap.at), groups })
-}
-
+/// What a page's URL may ask for.
 #[derive(Debug, Default, Deserialize)]
-struct SilencesQuery {
-    /// Matchers to preview: the alerts they would silence now.
+struct PageQuery {
+    /// Alerts: `all` shows resolved alerts too.
+    show: Option<String>,
+    /// Silences: the new silence's fields, and its matchers to preview (the
+    /// alerts they would silence now).
     matchers: Option<String>,
     comment: Option<String>,
     duration: Option<String>,
     created_by: Option<String>,
 }
 
-async fn silences_page(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    q: Result<Query<SilencesQuery>, QueryRejection>,
-) -> Response {
-    let snap = match ready(&state) {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
+/// The page's query; one that does not parse asks for nothing.
+type Asked = Result<Query<PageQuery>, QueryRejection>;
+
+async fn alerts_page(State(state): State<ApiState>, headers: HeaderMap, q: Asked) -> Response {
+    with_snapshot(&state, |snap| {
+        let all = q.is_ok_and(|Query(q)| q.show.as_deref() == Some("all"));
+        let frame = frame(&state, &headers, "alerts", snap.at);
+        respond(StatusCode::OK, "alerts.html", rows::render_alerts_page(&snap, &state.runbooks, &frame, all))
+    })
+}
+
+async fn groups_page(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    listing(&state, &headers, "groups", |snap| page! { groups => rows::groups(snap) })
+}
+
+async fn silences_page(State(state): State<ApiState>, headers: HeaderMap, q: Asked) -> Response {
     let q = q.map(|Query(q)| q).unwrap_or_default();
-    let preview = q.matchers.as_deref().filter(|m| !m.trim().is_empty()).map(|m| rows::preview(&snap, m));
-    html(
-        StatusCode::OK,
-        "silences.html",
+    listing(&state, &headers, "silences", |snap| {
+        let preview = q.matchers.as_deref().filter(|m| !m.trim().is_empty()).map(|m| rows::preview(snap, m));
         page! {
-            frame => frame(&state, &headers, "silences", snap.at),
-            silences => rows::silences(&snap),
+            silences => rows::silences(snap),
             preview,
             form => minijinja::context! {
-                matchers => q.matchers.unwrap_or_default(),
+                matchers => q.matchers.clone().unwrap_or_default(),
                 comment => q.comment.unwrap_or_default(),
                 duration => q.duration.unwrap_or_else(|| "2h".into()),
                 created_by => q.created_by.unwrap_or_default(),
             },
-        },
-    )
+        }
+    })
 }
 
 async fn clusters_page(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    let snap = match ready(&state) {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    html(
-        StatusCode::OK,
-        "clusters.html",
-        page! { frame => frame(&state, &headers, "clusters", snap.at), clusters => rows::clusters(&snap) },
-    )
+    listing(&state, &headers, "clusters", |snap| page! { clusters => rows::clusters(snap) })
 }
 
 async fn deliveries_page(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    let snap = match ready(&state) {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    html(
-        StatusCode::OK,
-        "deliveries.html",
-        page! { frame => frame(&state, &headers, "deliveries", snap.at), deliveries => rows::deliveries(&snap) },
-    )
+    listing(&state, &headers, "deliveries", |snap| page! { deliveries => rows::deliveries(snap) })
 }
 
 async fn rules_page(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    let snap = match ready(&state) {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    html(
-        StatusCode::OK,
-        "rules.html",
-        page! {
-            frame => frame(&state, &headers, "rules", snap.at),
-            rules => rows::rules(&snap),
-            status => rows::status(&snap),
-        },
-    )
+    listing(&state, &headers, "rules", |snap| page! { rules => rows::rules(snap), status => rows::status(snap) })
+}
+
+/// Page `name` (template `<name>.html`) of what `rows` reads from the
+/// snapshot, in the frame.
+fn listing(
+    state: &ApiState,
+    headers: &HeaderMap,
+    name: &'static str,
+    rows: impl FnOnce(&Snapshot) -> minijinja::Value,
+) -> Response {
+    with_snapshot(state, |snap| {
+        let frame = minijinja::Value::from(minijinja::value::Serde(frame(state, headers, name, snap.at)));
+        html(StatusCode::OK, &format!("{name}.html"), minijinja::context! { frame, ..rows(&snap) })
+    })
 }
 
 async fn stylesheet() -> Response {

@@ -62,31 +62,34 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// A write's checks: writes enabled, same origin, logged in, the form's
 /// CSRF token matches the session.
-fn check_write(state: &ApiState, headers: &HeaderMap, csrf: &str, back: &str) -> Result<(), Response> {
+fn check_write(state: &ApiState, headers: &HeaderMap, csrf: &str, back: &str) -> Result<(), Box<Response>> {
     if state.token.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "writes are disabled: set server.token_env or server.token_file",
-        )
-        .page(back));
+        return Err(Box::new(
+            ApiError::new(StatusCode::FORBIDDEN, "writes are disabled: set server.token_env or server.token_file")
+                .page(back),
+        ));
     }
     if !same_origin(headers) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "refused: the form was posted from another site").page(back));
+        return Err(Box::new(
+            ApiError::new(StatusCode::FORBIDDEN, "refused: the form was posted from another site").page(back),
+        ));
     }
     let Some(expected) = csrf_of(state, headers) else {
-        return Err(message(
+        return Err(Box::new(message(
             StatusCode::UNAUTHORIZED,
             "Log in first",
             "Writes need the API token once per browser session.",
             &format!("/login?next={}", crate::notify::percent_encode(back)),
-        ));
+        )));
     };
     if !constant_time_eq(csrf.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "refused: the form's CSRF token does not match this session; reload the page and try again",
-        )
-        .page(back));
+        return Err(Box::new(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "refused: the form's CSRF token does not match this session; reload the page and try again",
+            )
+            .page(back),
+        ));
     }
     Ok(())
 }
@@ -111,9 +114,9 @@ pub(super) async fn login_page(
     super::html(StatusCode::OK, "login.html", page! { frame, next => local(next.as_deref()), error => None::<String> })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct LoginForm {
-    #[serde(default)]
     token: String,
     next: Option<String>,
 }
@@ -148,15 +151,15 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
     response
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct CsrfForm {
-    #[serde(default)]
     csrf: String,
 }
 
 pub(super) async fn logout(State(state): State<ApiState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
     if let Err(page) = check_write(&state, &headers, &form.csrf, "/") {
-        return page;
+        return *page;
     }
     with_cookie(Redirect::to("/").into_response(), &format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))
 }
@@ -182,15 +185,12 @@ fn non_empty(text: String) -> Option<String> {
     (!text.is_empty()).then(|| text.to_string())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct AckForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     by: String,
-    #[serde(default)]
     comment: String,
-    #[serde(default)]
     duration: String,
 }
 
@@ -201,7 +201,7 @@ pub(super) async fn ack_group(
     Form(form): Form<AckForm>,
 ) -> Response {
     if let Err(page) = check_write(&state, &headers, &form.csrf, "/groups") {
-        return page;
+        return *page;
     }
     let req = AckRequest {
         group_id: Some(group_id),
@@ -219,17 +219,13 @@ pub(super) async fn ack_group(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct SilenceForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     matchers: String,
-    #[serde(default)]
     duration: String,
-    #[serde(default)]
     created_by: String,
-    #[serde(default)]
     comment: String,
 }
 
@@ -239,7 +235,7 @@ pub(super) async fn add_silence(
     Form(form): Form<SilenceForm>,
 ) -> Response {
     if let Err(page) = check_write(&state, &headers, &form.csrf, "/silences") {
-        return page;
+        return *page;
     }
     let req = SilenceRequest {
         matchers: form.matchers,
@@ -268,7 +264,7 @@ pub(super) async fn expire_silence(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Err(page) = check_write(&state, &headers, &form.csrf, "/silences") {
-        return page;
+        return *page;
     }
     let command = |reply| Command::ExpireSilence { id, reply };
     run_write(&state, "/silences", StatusCode::NOT_FOUND, command, super::shows_silence).await
