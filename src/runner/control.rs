@@ -158,9 +158,9 @@ impl Runner {
                     series,
                 })
             })
-            .take(crate::api::NODES_SHOWN)
             .collect();
         nodes.sort_by(|a, b| (&a.cluster, &a.instance).cmp(&(&b.cluster, &b.instance)));
+        nodes.truncate(crate::api::NODES_SHOWN);
         nodes
     }
 
