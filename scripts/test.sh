@@ -23,12 +23,18 @@ command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 # tests/it/fd_limit.rs runs zkalert under prlimit; tests/it/durability.rs mounts a
 # small tmpfs as a full disk (both util-linux; the tests run as root).
 command -v prlimit >/dev/null 2>&1 && command -v mount >/dev/null 2>&1 || need_pkgs+=(util-linux mount)
+# tests/it/console.rs drives the web console in Debian's chromium with
+# playwright-core (npm, pinned by tests/browser/package-lock.json).
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 if ((${#need_pkgs[@]})); then
   echo "test.sh: installing ${need_pkgs[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
+[ -d tests/browser/node_modules/playwright-core ] || (cd tests/browser && npm ci --no-audit --no-fund)
 
 cargo build --all-targets
 # Unit, integration, property and fuzz-style tests. One test at a time: the

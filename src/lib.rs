@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod capability;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -2,12 +2,14 @@
 //! runner publishes after each step, and sends writes (silences, acks) to
 //! the runner as commands, so the runner alone owns and persists the state.
 
+mod console;
 mod listen;
 mod server;
 #[cfg(test)]
 mod tests;
 mod views;
 
+pub use console::alerts_page_html;
 pub use listen::{ConnectionLimits, HEADER_READ_TIMEOUT, raise_fd_limit, serve_limited};
 pub use server::{router, serve};
 pub use views::{AckRequest, SilenceRequest};
@@ -32,7 +34,50 @@ pub struct Snapshot {
     pub status: StatusView,
     /// The latest deliveries, newest first (the outbox and its history).
     pub deliveries: Vec<crate::state::DeliveryRecord>,
+    /// Every rule's health and last evaluation.
+    pub rules: Vec<RuleView>,
+    /// The ZooKeeper nodes the store holds, with their recent values.
+    pub nodes: Vec<NodeView>,
 }
+
+#[derive(Debug, Clone)]
+pub struct RuleView {
+    pub name: String,
+    /// `ok`, `err` or `unknown` (not evaluated yet).
+    pub health: &'static str,
+    pub error: Option<String>,
+    pub last_evaluation: Option<Timestamp>,
+    pub last_duration: std::time::Duration,
+    /// Its pending and firing alerts.
+    pub active: usize,
+}
+
+/// One polled node (a store group reporting `up`).
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    pub cluster: String,
+    pub instance: String,
+    /// The `role` info label (leader, follower, …); "" when unknown.
+    pub role: String,
+    pub up: bool,
+    /// The series of [`NODE_METRICS`] the store keeps, in that order.
+    pub series: Vec<NodeSeries>,
+}
+
+/// A node's recent values of one metric, oldest first.
+#[derive(Debug, Clone)]
+pub struct NodeSeries {
+    pub metric: &'static str,
+    pub recent: Vec<f64>,
+}
+
+/// What the console shows per node, when rules keep them in the store.
+pub const NODE_METRICS: [&str; 5] =
+    ["zk_avg_latency", "zk_num_alive_connections", "zk_outstanding_requests", "zk_zxid_epoch", "zk_zxid_counter"];
+/// At most this many recent values per node and metric (a sparkline).
+pub const NODE_POINTS: usize = 30;
+/// At most this many nodes in a snapshot.
+pub const NODES_SHOWN: usize = 2_000;
 
 #[derive(Debug, Clone)]
 pub struct AlertView {
@@ -119,4 +164,6 @@ pub struct ApiState {
     /// The local runbooks rules name (reference → file), served at
     /// `/runbooks/<reference>.md`; nothing else is served from disk.
     pub runbooks: Arc<std::collections::BTreeMap<String, std::path::PathBuf>>,
+    /// Signs console sessions and checks ack links (kept in the state file).
+    pub secret: crate::capability::Secret,
 }

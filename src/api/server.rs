@@ -42,8 +42,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/acks", post(ack))
         .route("/api/v1/status", get(status))
         .route("/api/v1/deliveries", get(list_deliveries))
-        .route("/ack/{group_id}", get(ack_page))
-        .route("/runbooks/{*reference}", get(runbook))
+        .merge(super::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -62,16 +61,16 @@ pub async fn serve(
 
 /// A failed request: its status and a message for the caller.
 #[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    message: String,
+pub(super) struct ApiError {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self { status, message: message.into() }
     }
-    fn bad(message: impl Into<String>) -> Self {
+    pub(super) fn bad(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
     fn unavailable(message: impl Into<String>) -> Self {
@@ -95,17 +94,17 @@ fn ok(body: impl serde::Serialize) -> ApiResult {
     Ok(axum::Json(body).into_response())
 }
 
-fn now() -> Timestamp {
+pub(super) fn now() -> Timestamp {
     SystemClock.now()
 }
 
-fn snapshot(state: &ApiState) -> Arc<Snapshot> {
+pub(super) fn snapshot(state: &ApiState) -> Arc<Snapshot> {
     state.snapshot.borrow().clone()
 }
 
 /// The snapshot the lists are read from, once the runner published one:
 /// before its first step they would be empty, which is not true (503).
-fn published(state: &ApiState) -> Result<Arc<Snapshot>, ApiError> {
+pub(super) fn published(state: &ApiState) -> Result<Arc<Snapshot>, ApiError> {
     let snap = snapshot(state);
     if snap.published {
         Ok(snap)
@@ -189,7 +188,7 @@ const ALERT_STATES: [(&str, AlertState); 3] =
 const SILENCE_STATES: [(&str, SilenceState); 3] =
     [("pending", SilenceState::Pending), ("active", SilenceState::Active), ("expired", SilenceState::Expired)];
 
-fn parse_matchers(field: &str, text: &str) -> Result<Matchers, ApiError> {
+pub(super) fn parse_matchers(field: &str, text: &str) -> Result<Matchers, ApiError> {
     Matchers::parse(text).map_err(|e| ApiError::bad(format!("{field}: {e}")))
 }
 
@@ -218,23 +217,6 @@ async fn list_alerts(State(state): State<ApiState>, q: Result<Query<AlertQuery>,
     });
     let alerts: Vec<_> = alerts.into_iter().map(AlertJson::of).collect();
     ok(AlertsReply { alerts, at: snap.at })
-}
-
-/// The page an alert's ack link opens: the group's alerts and a form that
-/// posts to `/api/v1/acks` with the token the on-call types.
-async fn ack_page(Path(_group_id): Path<String>) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], include_str!("ack_page.html"))
-        .into_response()
-}
-
-/// A runbook a rule names, as Markdown text: `/runbooks/zookeeper/node-down.md`
-/// (the link messages carry when `runbook_base_url` points here).
-async fn runbook(State(state): State<ApiState>, Path(reference): Path<String>) -> Result<Response, ApiError> {
-    let name = reference.strip_suffix(".md").unwrap_or(&reference);
-    let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("no runbook {reference:?}"));
-    let path = state.runbooks.get(name).ok_or_else(missing)?;
-    let text = tokio::fs::read_to_string(path).await.map_err(|_| missing())?;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], text).into_response())
 }
 
 async fn list_groups(State(state): State<ApiState>) -> ApiResult {
@@ -330,7 +312,7 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Compares without stopping at the first difference, so the time taken
 /// does not tell how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());
     for i in 0..a.len().max(b.len()) {
         diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
@@ -425,7 +407,7 @@ fn new_silence_id(now: Timestamp, salt: &str) -> String {
 
 /// Sends a command and waits for its reply; 503 if the runner is gone or
 /// does not answer in time, or could not save the change.
-async fn call<T>(
+pub(super) async fn call<T>(
     state: &ApiState,
     command: impl FnOnce(oneshot::Sender<Result<T, CommandError>>) -> Command,
 ) -> Result<Result<T, String>, ApiError> {
@@ -450,8 +432,15 @@ async fn add_silence(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     authorize(&state, &headers)?;
-    let req: SilenceRequest = json_body(body)?;
-    let now = now();
+    let silence = silence_from(json_body(body)?, now())?;
+    match call(&state, |reply| Command::AddSilence { silence, reply }).await? {
+        Ok(id) => ok(json!({ "id": id })),
+        Err(e) => Err(ApiError::bad(e)),
+    }
+}
+
+/// A new silence as `req` asks for it at `now`, validated.
+pub(super) fn silence_from(req: SilenceRequest, now: Timestamp) -> Result<Silence, ApiError> {
     let matchers = write_matchers("matchers", &req.matchers)?;
     let starts_at = req.starts_at.as_deref().map(|t| parse_time("starts_at", t)).transpose()?.unwrap_or(now);
     let ends_at = match (req.ends_at.as_deref(), req.duration.as_deref()) {
@@ -469,11 +458,7 @@ async fn add_silence(
     within_a_year(if req.duration.is_some() { "duration" } else { "ends_at" }, ends_at, now)?;
     let created_by = required("created_by", &req.created_by)?;
     let comment = required("comment", &req.comment)?;
-    let silence = Silence { id: new_silence_id(now, &req.matchers), matchers, starts_at, ends_at, created_by, comment };
-    match call(&state, |reply| Command::AddSilence { silence, reply }).await? {
-        Ok(id) => ok(json!({ "id": id })),
-        Err(e) => Err(ApiError::bad(e)),
-    }
+    Ok(Silence { id: new_silence_id(now, &req.matchers), matchers, starts_at, ends_at, created_by, comment })
 }
 
 async fn expire_silence(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
@@ -490,8 +475,16 @@ async fn expire_silence(State(state): State<ApiState>, headers: HeaderMap, Path(
 
 async fn ack(State(state): State<ApiState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult {
     authorize(&state, &headers)?;
-    let req: AckRequest = json_body(body)?;
-    let now = now();
+    let (group_id, matchers, ack) = ack_from(json_body(body)?, now())?;
+    match call(&state, |reply| Command::Ack { group_id, matchers, ack, reply }).await? {
+        Ok(ids) => ok(json!({ "acked": ids })),
+        Err(e) => Err(ApiError::new(StatusCode::NOT_FOUND, e)),
+    }
+}
+
+/// What an acknowledgement `req` at `now` names (a group or matchers) and
+/// the ack itself, validated.
+pub(super) fn ack_from(req: AckRequest, now: Timestamp) -> Result<(Option<String>, Option<Matchers>, Ack), ApiError> {
     let (group_id, matchers) = match (req.group_id.as_deref().map(str::trim), req.matchers.as_deref()) {
         (Some(id), None) if !id.is_empty() => (Some(id.to_string()), None),
         (Some(_), None) => return Err(ApiError::bad("group_id must not be empty")),
@@ -512,8 +505,5 @@ async fn ack(State(state): State<ApiState>, headers: HeaderMap, body: Result<Byt
         within_a_year(if req.duration.is_some() { "duration" } else { "until" }, until, now)?;
     }
     let ack = Ack { by: required("by", &req.by)?, comment: req.comment.trim().to_string(), at: now, until };
-    match call(&state, |reply| Command::Ack { group_id, matchers, ack, reply }).await? {
-        Ok(ids) => ok(json!({ "acked": ids })),
-        Err(e) => Err(ApiError::new(StatusCode::NOT_FOUND, e)),
-    }
+    Ok((group_id, matchers, ack))
 }

@@ -118,11 +118,14 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
     let rule_count = rules.rule_count();
     let pipeline = config.pipeline.clone().with_rule_file_inhibitions(&rules.inhibit_rules)?;
     tracing::info!(inhibit_rules = pipeline.inhibit_rules.len(), "inhibition");
+    let state_path = config.data_dir.join("state.db");
+    let mut db = crate::state::StateDb::open(&state_path)?;
+    // Ack links in messages carry a capability signed with it.
+    let secret = db.server_secret()?;
+    config.links.ack_key = Some(secret.clone());
     let mut runner =
         Runner::new(Arc::new(rules), config.evaluation_interval, pipeline, crate::runner::channels::build(&config));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state_path = config.data_dir.join("state.db");
-    let db = crate::state::StateDb::open(&state_path)?;
     runner.restore_from(db, clock.now(), hold)?;
     let control = match &config.server {
         None => None,
@@ -161,6 +164,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 token: server.token.clone(),
                 ready: ready.clone(),
                 runbooks: runbooks.clone(),
+                secret,
             };
             tokio::spawn(async move {
                 if let Err(e) = crate::api::serve_limited(listener, state, limits, std::future::pending()).await {

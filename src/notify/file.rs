@@ -13,6 +13,8 @@ use std::sync::Mutex;
 /// receiving end of the delivery key.
 pub struct FileNotifier {
     pub path: PathBuf,
+    /// Where each line's `ack_url` points (none without an external URL).
+    links: super::template::Links,
     file: Mutex<Option<OpenFile>>,
 }
 
@@ -23,7 +25,12 @@ struct OpenFile {
 
 impl FileNotifier {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), file: Mutex::new(None) }
+        Self { path: path.into(), links: Default::default(), file: Mutex::new(None) }
+    }
+
+    /// Lines carry the group's `ack_url` as `links` make it.
+    pub fn with_links(self, links: super::template::Links) -> Self {
+        Self { links, ..self }
     }
 
     fn open(&self) -> std::io::Result<OpenFile> {
@@ -56,7 +63,11 @@ impl FileNotifier {
         if open.written.contains(&m.id) {
             return Ok(());
         }
-        let mut line = message_json(m, &d.channel).to_string();
+        let mut json = message_json(m, &d.channel);
+        if let Some(url) = self.links.ack_url(&m.group_id, m.at).filter(|_| !m.digest) {
+            json["ack_url"] = url.into();
+        }
+        let mut line = json.to_string();
         line.push('\n');
         open.file.write_all(line.as_bytes()).and_then(|()| open.file.sync_data())?;
         open.written.insert(m.id.clone());

@@ -35,6 +35,10 @@ pub struct Links {
     /// What the printed ack command needs after the group id (` --url …`
     /// when zkalert's API is not where the CLI looks by default).
     pub ack_args: String,
+    /// Signs each ack link with a capability for its group (`zkalert run`
+    /// sets it from the state file); without it the link carries none and
+    /// the ack page refuses it.
+    pub ack_key: Option<crate::capability::Secret>,
 }
 
 impl Links {
@@ -61,11 +65,16 @@ impl Links {
         self.runbook_url(a).or_else(|| a.runbook.clone().filter(|r| !r.trim().is_empty()))
     }
 
-    /// The group's acknowledgement page, `{external_url}/ack/{group_id}`;
-    /// `None` without an external URL.
-    pub fn ack_url(&self, group_id: &str) -> Option<String> {
+    /// The group's acknowledgement page, `{external_url}/ack/{group_id}`,
+    /// with the capability of a message sent `at` (`?exp=…&sig=…`) when
+    /// there is a key; `None` without an external URL.
+    pub fn ack_url(&self, group_id: &str, at: Timestamp) -> Option<String> {
         let base = self.external_url.as_deref()?.trim_end_matches('/');
-        Some(format!("{base}/ack/{}", super::percent_encode(group_id)))
+        let page = format!("{base}/ack/{}", super::percent_encode(group_id));
+        Some(match &self.ack_key {
+            Some(key) => format!("{page}?{}", key.ack_query(group_id, at)),
+            None => page,
+        })
     }
 }
 
@@ -186,7 +195,7 @@ impl Context {
             firing,
             resolved,
             ack_command: format!("zkalert ack {}{}", m.group_id, links.ack_args),
-            ack_url: links.ack_url(&m.group_id),
+            ack_url: links.ack_url(&m.group_id, m.at),
             external_url,
         }
     }
@@ -473,5 +482,24 @@ mod tests {
         assert!(errors.iter().any(|e| e.file == undefined.display().to_string() && e.line == 2), "{errors:?}");
         let errors = Templates::load(&[("pager".into(), dir.path().join("x"))]).unwrap_err();
         assert!(errors.iter().any(|e| e.message.contains("no template named \"pager\"")), "{errors:?}");
+    }
+
+    #[test]
+    fn an_ack_link_carries_a_capability_for_its_group_that_lasts_a_day() {
+        let key = crate::capability::Secret::from_bytes([3; 32]);
+        let links = Links {
+            external_url: Some("https://zkalert.example/".into()),
+            ack_key: Some(key.clone()),
+            ..Links::default()
+        };
+        let m = samples().remove(0);
+        let url = Context::new(&m, "sms", &links).ack_url.unwrap();
+        let prefix = format!("https://zkalert.example/ack/{}?exp=", m.group_id);
+        let (exp, sig) =
+            url.strip_prefix(&prefix).and_then(|q| q.split_once("&sig=")).unwrap_or_else(|| panic!("{url}"));
+        assert_eq!(key.check_ack(&m.group_id, exp, sig), Ok(m.at + crate::capability::ACK_LINK_LIFETIME));
+        assert!(key.check_ack("another-group", exp, sig).is_err());
+        let text = Templates::builtin().render("text", &Context::new(&m, "email", &links)).unwrap();
+        assert!(text.contains(&url), "{text}");
     }
 }

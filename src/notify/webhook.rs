@@ -341,7 +341,7 @@ pub fn truncate_bytes(s: &str, max: usize) -> String {
 fn generic_body(m: &Message, channel: &str, links: &Links) -> Value {
     let mut v = message_json(m, channel);
     let Some(o) = v.as_object_mut() else { return v };
-    o.insert("ack_url".into(), links.ack_url(&m.group_id).into());
+    o.insert("ack_url".into(), links.ack_url(&m.group_id, m.at).into());
     for (key, alerts) in [("firing", &m.firing), ("resolved", &m.resolved)] {
         if let Some(list) = o.get_mut(key).and_then(Value::as_array_mut) {
             for (j, a) in list.iter_mut().zip(alerts.iter()) {
@@ -544,7 +544,8 @@ impl Text {
             .chain(m.resolved.iter().map(|a| (a, "resolved")))
             .map(|(a, status)| alert_text(a, status, links, style))
             .collect();
-        let ack = links.ack_url(&m.group_id).filter(|_| !m.firing.is_empty()).map(|u| style.link(&u, "acknowledge"));
+        let ack =
+            links.ack_url(&m.group_id, m.at).filter(|_| !m.firing.is_empty()).map(|u| style.link(&u, "acknowledge"));
         Text { title, header, lines, ack }
     }
 }

@@ -40,7 +40,7 @@ fn notifier(kind: &NotifierKind, rendering: Rendering) -> Result<Arc<dyn Notifie
     }
     Ok(match kind {
         NotifierKind::Console => shared(ConsoleNotifier::new(rendering)),
-        NotifierKind::File { path } => shared(FileNotifier::new(path.clone())),
+        NotifierKind::File { path } => shared(FileNotifier::new(path.clone()).with_links(rendering.links)),
         NotifierKind::Webhook(s) => shared(WebhookNotifier::new(s.clone(), rendering)?),
         NotifierKind::Email(s) => shared(EmailNotifier::new(s.clone(), rendering)?),
         NotifierKind::Sms(s) => shared(SmsNotifier::new(s.clone(), rendering)?),

@@ -107,7 +107,61 @@ impl Runner {
                         .ok()
                 })
                 .unwrap_or_default(),
+            rules: self.rule_views(),
+            nodes: self.node_views(),
         }
+    }
+
+    fn rule_views(&self) -> Vec<crate::api::RuleView> {
+        self.evaluator
+            .tracker
+            .rules
+            .iter()
+            .map(|r| crate::api::RuleView {
+                name: r.name.clone(),
+                health: r.health.as_str(),
+                error: match &r.health {
+                    crate::rule::RuleHealth::Err(e) => Some(e.clone()),
+                    _ => None,
+                },
+                last_evaluation: r.last_evaluation,
+                last_duration: r.last_duration,
+                active: r.active.len(),
+            })
+            .collect()
+    }
+
+    /// The store's nodes (groups reporting `up`) with their last
+    /// [`crate::api::NODE_POINTS`] values of each [`crate::api::NODE_METRICS`].
+    fn node_views(&self) -> Vec<crate::api::NodeView> {
+        let store = &self.store;
+        let Some(up) = store.lookup_metric("up") else { return Vec::new() };
+        let metrics: Vec<_> =
+            crate::api::NODE_METRICS.iter().filter_map(|&name| Some((name, store.lookup_metric(name)?))).collect();
+        let recent = |w: &crate::store::Window| -> Vec<f64> {
+            let values: Vec<f64> = w.points().map(|p| p.value).filter(|v| v.is_finite()).collect();
+            values[values.len().saturating_sub(crate::api::NODE_POINTS)..].to_vec()
+        };
+        let mut nodes: Vec<crate::api::NodeView> = store
+            .groups()
+            .filter_map(|(_, g)| {
+                let up = recent(g.window(up)?).last().is_some_and(|v| *v > 0.0);
+                let series = metrics
+                    .iter()
+                    .filter_map(|&(metric, id)| Some(crate::api::NodeSeries { metric, recent: recent(g.window(id)?) }))
+                    .collect();
+                Some(crate::api::NodeView {
+                    cluster: g.labels.get("cluster").unwrap_or_default().to_string(),
+                    instance: g.labels.get("instance").unwrap_or_default().to_string(),
+                    role: g.info.get("role").or(g.labels.get("role")).unwrap_or_default().to_string(),
+                    up,
+                    series,
+                })
+            })
+            .collect();
+        nodes.sort_by(|a, b| (&a.cluster, &a.instance).cmp(&(&b.cluster, &b.instance)));
+        nodes.truncate(crate::api::NODES_SHOWN);
+        nodes
     }
 
     /// Applies one API write and replies; persisted before the reply.

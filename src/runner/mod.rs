@@ -60,6 +60,23 @@ pub const DELIVERY_HISTORY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// least this often for its own timers (group wait, repeats, escalation).
 const PIPELINE_TICK: Duration = Duration::from_secs(1);
 
+/// How far back the console's node sparklines reach.
+const CONSOLE_HISTORY: Duration = Duration::from_secs(300);
+
+/// The rules' retention, with the console's node metrics that the rules
+/// read kept for [`CONSOLE_HISTORY`] (else only their latest sample would
+/// be): a sparkline per node and metric, at most the store's points.
+fn console_history(rules: &crate::store::Retention) -> crate::store::Retention {
+    let mut retention = rules.clone();
+    let needs: Vec<crate::store::RangeNeed> = crate::api::NODE_METRICS
+        .iter()
+        .filter(|m| rules.keeps(m))
+        .map(|m| crate::store::RangeNeed { metric: Some(m.to_string()), range: Some(CONSOLE_HISTORY) })
+        .collect();
+    retention.add(&needs);
+    retention
+}
+
 impl Runner {
     pub fn new(
         rules: Arc<RuleSet>,
@@ -67,7 +84,7 @@ impl Runner {
         pipeline: PipelineConfig,
         channels: Vec<crate::notify::delivery::Channel>,
     ) -> Self {
-        let store = Arc::new(SeriesStore::for_rules(&rules.retention));
+        let store = Arc::new(SeriesStore::for_rules(&console_history(&rules.retention)));
         let deadlines = pipeline.policy.tiers.each_ref().map(|t| t.delivery_deadline);
         let (deliverer, reports) = sending::deliverer(channels, deadlines);
         Self {
@@ -358,5 +375,33 @@ mod tests {
         assert!(line.contains("reason=new_alerts"), "{line}");
         // The JSON the file and generic webhook notifiers deliver says it too.
         assert_eq!(crate::notify::message_json(&sent[0], "c")["reason"], "new_alerts");
+    }
+
+    #[test]
+    fn the_snapshot_shows_nodes_with_their_last_values_and_every_rules_health() {
+        let mut runner = runner_of(
+            "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n  - alert: Slow\n    expr: zk_avg_latency > 1000\n",
+        );
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        for i in 0..40 {
+            let mut batch = poll("zk1:2181", i, &[("up", 1.0), ("zk_avg_latency", i as f64), ("zk_not_read", 1.0)]);
+            batch.series[0].labels.insert("cluster", "prod");
+            batch.series[0].info = Some(crate::model::Labels::from_pairs([("role", "leader")]));
+            runner.ingest(0, batch);
+        }
+        clock.set(Timestamp::from_millis(39_000));
+        runner.evaluate(&clock);
+        let snap = runner.snapshot(clock.now(), &crate::api::StatusView::default());
+        let [node] = &snap.nodes[..] else { panic!("nodes: {:?}", snap.nodes) };
+        assert_eq!(
+            (node.cluster.as_str(), node.instance.as_str(), node.role.as_str(), node.up),
+            ("prod", "zk1:2181", "leader", true)
+        );
+        let [latency] = &node.series[..] else { panic!("only the shown metrics the rules keep: {:?}", node.series) };
+        assert_eq!(latency.metric, "zk_avg_latency");
+        assert_eq!(latency.recent, (10..40).map(f64::from).collect::<Vec<_>>(), "the last 30, oldest first");
+        let health: Vec<(&str, &str)> = snap.rules.iter().map(|r| (r.name.as_str(), r.health)).collect();
+        assert_eq!(health, [("Down", "ok"), ("Slow", "ok")]);
+        assert!(snap.rules.iter().all(|r| r.last_evaluation == Some(clock.now())));
     }
 }

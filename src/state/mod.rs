@@ -33,7 +33,7 @@ use crate::model::{Alert, Fingerprint, Severity, Timestamp};
 use crate::pipeline::{Ack, GroupChanges, GroupState, Message, Silence};
 use checkpoint::{BACKSTOP_CHECKPOINT_PAGES, CHECKPOINT_ROWS, Checkpointer, DEFAULT_CHECKPOINT_PAGES};
 use records::{AckRecord, SilenceRecord, attempts, decode, to_json};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -230,6 +230,28 @@ impl StateDb {
             tx.commit()
         };
         run(&mut self.conn).map_err(|e| Fail::Sql(e).at(&self.path))
+    }
+
+    /// The secret ack links and console sessions are signed with: made on
+    /// first use and kept, so links in messages outlive a restart.
+    pub fn server_secret(&mut self) -> Result<crate::capability::Secret, StateError> {
+        const NAME: &str = "link_key";
+        let read = |conn: &Connection| -> rusqlite::Result<Option<Vec<u8>>> {
+            conn.query_row("SELECT value FROM secrets WHERE name = ?1", [NAME], |r| r.get(0)).optional()
+        };
+        let stored = read(&self.conn).map_err(|e| Fail::Sql(e).at(&self.path))?;
+        if let Some(bytes) = stored.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+            return Ok(crate::capability::Secret::from_bytes(bytes));
+        }
+        let fresh =
+            crate::capability::Secret::generate().map_err(|error| StateError::Io { path: self.path.clone(), error })?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO secrets (name, value) VALUES (?1, ?2)",
+                params![NAME, fresh.as_bytes().as_slice()],
+            )
+            .map_err(|e| Fail::Sql(e).at(&self.path))?;
+        Ok(fresh)
     }
 
     /// Counts rows written and asks for a background checkpoint every [`CHECKPOINT_ROWS`] of them.

@@ -6,7 +6,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use std::time::Duration;
 
 /// The schema version this code reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for a lock held by another connection.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,6 +72,10 @@ CREATE TABLE outbox (
 ) STRICT;
 CREATE INDEX outbox_pending ON outbox (seq) WHERE delivered_at IS NULL AND failed_at IS NULL;
 CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;
+CREATE TABLE secrets (
+    name  TEXT NOT NULL PRIMARY KEY,
+    value BLOB NOT NULL
+) STRICT;
 "#;
 
 /// Version 1 → 2: a delivery that gave up is `failed_at`, no longer pending.
@@ -81,8 +85,16 @@ DROP INDEX outbox_pending;
 CREATE INDEX outbox_pending ON outbox (seq) WHERE delivered_at IS NULL AND failed_at IS NULL;
 "#;
 
+/// Version 2 → 3: the server secret ack links are signed with.
+const MIGRATE_2_TO_3: &str = r#"
+CREATE TABLE secrets (
+    name  TEXT NOT NULL PRIMARY KEY,
+    value BLOB NOT NULL
+) STRICT;
+"#;
+
 /// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`; a file of an older version runs them in turn.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize - 1] = [MIGRATE_1_TO_2];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize - 1] = [MIGRATE_1_TO_2, MIGRATE_2_TO_3];
 
 pub(super) fn init(conn: &mut Connection) -> Result<(), Fail> {
     conn.busy_timeout(BUSY_TIMEOUT)?;

@@ -672,3 +672,14 @@ fn large_commits() {
     assert_eq!(p.alerts.len(), n);
     println!("state commits: {}", report.join("; "));
 }
+
+#[test]
+fn the_server_secret_is_made_once_and_kept_across_reopening() {
+    let (_dir, path) = temp();
+    let first = StateDb::open(&path).unwrap().server_secret().unwrap();
+    let mut db = StateDb::open(&path).unwrap();
+    assert_eq!(db.server_secret().unwrap(), first);
+    assert_eq!(db.server_secret().unwrap(), first);
+    let (_other_dir, other_path) = temp();
+    assert_ne!(StateDb::open(&other_path).unwrap().server_secret().unwrap(), first, "each file its own");
+}

@@ -10,17 +10,9 @@ use std::time::{Duration, Instant};
 use support::http::{Answer, ForwardProxy, MetricsServer, Receiver};
 use support::zkalert::{RunConfig, ZkalertRun};
 
-const RULES: &str = "groups:
-  - name: delivery
-    interval: 1s
-    rules:
-      - alert: NodeDown
-        expr: svc_up == 0
-        severity: P1
-        annotations:
-          summary: 'node {{ labels.node }} is down'
-        runbook: zookeeper/node-down
-";
+/// The one rule: NodeDown when a node's `svc_up` is 0.
+static RULES: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| support::zkalert::svc_down_rules("        runbook: zookeeper/node-down\n"));
 
 /// `notifiers` is the YAML list; P1 goes to `channels`.
 fn config(metrics_port: u16, notifiers: &str, channels: &str) -> String {
@@ -53,7 +45,7 @@ fn start(metrics: &MetricsServer, notifiers: &str, channels: &str) -> ZkalertRun
     ZkalertRun::start_yaml(
         RunConfig::new(Vec::new(), &[]),
         &yaml,
-        &[("rules.yaml", RULES), ("runbooks/zookeeper/node-down.md", runbook)],
+        &[("rules.yaml", RULES.as_str()), ("runbooks/zookeeper/node-down.md", runbook)],
     )
 }
 
@@ -160,7 +152,7 @@ fn secrets_never_appear_in_logs_check_output_or_the_api() {
     let server = format!("server: {{listen: '127.0.0.1:{port}', token_file: api.token}}\n");
     let yaml = config(metrics.port, notifiers, "hook") + server.as_str();
     let files = [
-        ("rules.yaml", RULES),
+        ("rules.yaml", RULES.as_str()),
         ("runbooks/zookeeper/node-down.md", "# Node down\n"),
         ("hook.url", secret_url.as_str()),
         ("hook.secret", signing),
@@ -340,7 +332,7 @@ fn after_a_restart_a_given_up_delivery_is_failed_not_resent_and_notifier_failing
     );
     let server = format!("server: {{listen: '127.0.0.1:{port}'}}\n");
     let yaml = config(metrics.port, &notifiers, "primary") + server.as_str();
-    let files = [("rules.yaml", RULES), ("runbooks/zookeeper/node-down.md", "# Node down\n")];
+    let files = [("rules.yaml", RULES.as_str()), ("runbooks/zookeeper/node-down.md", "# Node down\n")];
     let mut run = ZkalertRun::start_yaml(RunConfig::new(Vec::new(), &[]), &yaml, &files);
     // Messages (by idempotency key: a re-send of one is not a new page).
     let pages = |r: &Receiver, name: &str| {

@@ -11,16 +11,8 @@ use support::http::{Answer, MetricsServer, Receiver};
 use support::tmpfs::Tmpfs;
 use support::zkalert::{Event, RunConfig, ZkalertRun};
 
-const RULES: &str = "groups:
-  - name: durability
-    interval: 1s
-    rules:
-      - alert: NodeDown
-        expr: svc_up == 0
-        severity: P1
-        annotations:
-          summary: 'node {{ labels.node }} is down'
-";
+/// The one rule: NodeDown when a node's `svc_up` is 0.
+static RULES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| support::zkalert::svc_down_rules(""));
 
 const TOKEN: &str = "durability-token";
 
@@ -96,8 +88,11 @@ routing:
         metrics = metrics.port,
         hook = hook.url(),
     );
-    let mut run =
-        ZkalertRun::start_yaml(RunConfig::new(Vec::new(), &[]), &yaml, &[("rules.yaml", RULES), ("api.token", TOKEN)]);
+    let mut run = ZkalertRun::start_yaml(
+        RunConfig::new(Vec::new(), &[]),
+        &yaml,
+        &[("rules.yaml", RULES.as_str()), ("api.token", TOKEN)],
+    );
     wait("ready", Duration::from_secs(20), &mut run, || http(port, "GET", "/-/ready", None).0 == 200);
 
     disk.fill();

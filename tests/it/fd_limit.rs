@@ -13,15 +13,6 @@ use std::time::{Duration, Instant};
 use support::http::MetricsServer;
 use support::process::{Watchdog, kill_and_reap, tail};
 
-const RULES: &str = "groups:
-  - name: fds
-    interval: 1s
-    rules:
-      - alert: NodeDown
-        expr: svc_up == 0
-        severity: P1
-";
-
 /// More than the process may open (its hard limit is 256).
 const SLOW_CLIENTS: usize = 300;
 
@@ -80,23 +71,16 @@ fn more_slow_clients_than_file_descriptors_neither_stall_evaluation_nor_the_api_
     let metrics = MetricsServer::start();
     metrics.set(&[false]);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let yaml = format!(
-        "evaluation_interval: 1s
-data_dir: data
-rules: [rules.yaml]
-sources:
-  - {{type: prometheus, url: 'http://127.0.0.1:{}/metrics', cluster: c, instance: svc, interval: 1s, timeout: 500ms}}
-notifiers:
-  - {{name: events, type: file, path: notifications.jsonl}}
-server: {{listen: '127.0.0.1:{port}'}}
+    let rest = format!(
+        "server: {{listen: '127.0.0.1:{port}'}}
 routing:
   tiers:
-    P1: {{channels: [events], group_wait: 0s, group_interval: 1s, repeat_interval: 1h}}
-",
-        metrics.port
+    P1: {{channels: [pages], group_wait: 0s, group_interval: 1s, repeat_interval: 1h}}
+"
     );
+    let yaml = support::zkalert::svc_config(metrics.port, &rest);
     std::fs::write(dir.path().join("config.yaml"), yaml).unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), support::zkalert::svc_down_rules("")).unwrap();
     let log = dir.path().join("zkalert.log");
     let out = std::fs::File::create(&log).unwrap();
     // Soft limit 128, hard 256: zkalert raises the soft one to 256.

@@ -8,6 +8,7 @@
 mod support;
 
 mod cli;
+mod console;
 mod delivery;
 mod durability;
 mod email;

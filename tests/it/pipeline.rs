@@ -12,17 +12,10 @@ use std::time::{Duration, Instant};
 use support::http::MetricsServer;
 use support::zkalert::{Event, RunConfig, ZkalertRun, render};
 
-const RULES: &str = "groups:
-  - name: crash
-    interval: 1s
-    rules:
-      - alert: NodeDown
-        expr: svc_up == 0
-        severity: P1
-        annotations:
-          summary: 'node {{ labels.node }} is down'
-        runbook: https://runbooks.example.com/node-down
-";
+/// The one rule: NodeDown when a node's `svc_up` is 0.
+static RULES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    support::zkalert::svc_down_rules("        runbook: https://runbooks.example.com/node-down\n")
+});
 
 fn config(metrics_port: u16, extra: &str) -> String {
     format!(
@@ -85,7 +78,7 @@ fn sigkill_loses_no_page_and_repeats_none() {
     let mut down = [false; NODES];
     metrics.set(&down);
     let yaml = config(metrics.port, "");
-    let mut run = ZkalertRun::start_yaml(RunConfig::new(Vec::new(), &[]), &yaml, &[("rules.yaml", RULES)]);
+    let mut run = ZkalertRun::start_yaml(RunConfig::new(Vec::new(), &[]), &yaml, &[("rules.yaml", RULES.as_str())]);
     std::thread::sleep(Duration::from_millis(1500));
     let mut kills = 0;
     // Delays before the kill spread over one poll + evaluation cycle.
@@ -189,8 +182,11 @@ fn api_and_cli_silence_expire_and_ack() {
     // Repeat every 2 s, so "repeats stop" is seen in seconds.
     let yaml = config(metrics.port, &extra).replace("repeat_interval: 1h", "repeat_interval: 2s");
     let token = "s3cret-token-for-the-test";
-    let mut run =
-        ZkalertRun::start_yaml(RunConfig::new(Vec::new(), &[]), &yaml, &[("rules.yaml", RULES), ("token.txt", token)]);
+    let mut run = ZkalertRun::start_yaml(
+        RunConfig::new(Vec::new(), &[]),
+        &yaml,
+        &[("rules.yaml", RULES.as_str()), ("token.txt", token)],
+    );
     let token_file = run.dir().join("token.txt");
     wait_for(&mut run, "n0 firing", Duration::from_secs(20), |events| {
         events.iter().any(|e| e.is("firing", "NodeDown"))
@@ -269,7 +265,7 @@ fn amtool_habits_positional_matchers_default_duration_active_alerts() {
     let mut run = ZkalertRun::start_yaml(
         RunConfig::new(Vec::new(), &[]),
         &yaml,
-        &[("rules.yaml", RULES), ("token.txt", "amtool-token")],
+        &[("rules.yaml", RULES.as_str()), ("token.txt", "amtool-token")],
     );
     let token_file = run.dir().join("token.txt");
     let firing = |node: &str| {

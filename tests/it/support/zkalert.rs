@@ -441,3 +441,39 @@ fn humantime_secs(s: &str) -> Duration {
         panic!("unsupported duration {s:?}")
     }
 }
+
+/// A rule file whose one rule, `NodeDown` (P1, summary `node <node> is
+/// down`), fires for each `svc_up{node=…}` at 0 that a
+/// [`http::MetricsServer`](super::http::MetricsServer) serves; `extra` is
+/// appended to the rule (e.g. a `runbook:` line).
+pub fn svc_down_rules(extra: &str) -> String {
+    format!(
+        "groups:
+  - name: svc
+    interval: 1s
+    rules:
+      - alert: NodeDown
+        expr: svc_up == 0
+        severity: P1
+        annotations:
+          summary: 'node {{{{ labels.node }}}} is down'
+{extra}"
+    )
+}
+
+/// A config that polls the metrics server on `metrics_port` every second
+/// (cluster `c`, instance `svc`), evaluates `rules.yaml` and pages the file
+/// notifier `pages` (`notifications.jsonl`); `rest` follows (routing,
+/// server, links).
+pub fn svc_config(metrics_port: u16, rest: &str) -> String {
+    format!(
+        "evaluation_interval: 1s
+data_dir: data
+rules: [rules.yaml]
+sources:
+  - {{type: prometheus, url: 'http://127.0.0.1:{metrics_port}/metrics', cluster: c, instance: svc, interval: 1s, timeout: 500ms}}
+notifiers:
+  - {{name: pages, type: file, path: notifications.jsonl}}
+{rest}"
+    )
+}
