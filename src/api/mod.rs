@@ -32,6 +32,18 @@ pub struct Snapshot {
     pub status: StatusView,
     /// The latest deliveries, newest first (the outbox and its history).
     pub deliveries: Vec<crate::state::DeliveryRecord>,
+    /// Every rule's health and last evaluation, in rule file order.
+    pub rules: Vec<RuleView>,
+}
+
+/// One rule as the API and `/metrics` show it.
+#[derive(Debug, Clone)]
+pub struct RuleView {
+    pub group: String,
+    pub name: String,
+    pub health: crate::rule::RuleHealth,
+    pub last_evaluation: Option<Timestamp>,
+    pub last_duration: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +83,8 @@ pub struct StatusView {
     pub last_evaluation: Option<Timestamp>,
     /// Deliveries written to the outbox and not yet done.
     pub outbox_pending: usize,
+    /// When the oldest of them was written.
+    pub outbox_oldest: Option<Timestamp>,
     pub notifiers: Vec<String>,
     /// Set while the state file cannot be written (`/-/ready` answers 503).
     pub state_write_failure: Option<crate::runner::WriteFailure>,
@@ -105,6 +119,8 @@ pub enum Command {
         ack: Ack,
         reply: oneshot::Sender<Result<Vec<String>, CommandError>>,
     },
+    /// A read, for `/metrics`: the store's ZooKeeper series now.
+    ExportSeries { reply: oneshot::Sender<crate::metrics::SeriesExport> },
 }
 
 /// What the HTTP handlers share.
@@ -119,4 +135,6 @@ pub struct ApiState {
     /// The local runbooks rules name (reference → file), served at
     /// `/runbooks/<reference>.md`; nothing else is served from disk.
     pub runbooks: Arc<std::collections::BTreeMap<String, std::path::PathBuf>>,
+    /// zkalert's own metrics, served with the snapshot's at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -124,6 +124,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
     let state_path = config.data_dir.join("state.db");
     let db = crate::state::StateDb::open(&state_path)?;
     runner.restore_from(db, clock.now(), hold)?;
+    runner.metrics.set_config_reload(true, clock.now());
     let control = match &config.server {
         None => None,
         Some(server) => {
@@ -161,6 +162,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 token: server.token.clone(),
                 ready: ready.clone(),
                 runbooks: runbooks.clone(),
+                metrics: runner.metrics.clone(),
             };
             tokio::spawn(async move {
                 if let Err(e) = crate::api::serve_limited(listener, state, limits, std::future::pending()).await {
