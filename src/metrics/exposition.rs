@@ -23,6 +23,20 @@ const REEXPORTED_PREFIX: &str = "zk_";
 /// The info label re-exported beside a series' own labels.
 const ROLE: &str = "role";
 
+/// The families written from the snapshot (`write_snapshot`).
+pub(super) const SNAPSHOT_FAMILIES: &[&str] = &[
+    "zkalert_alerts",
+    "zkalert_rule_healthy",
+    "zkalert_rule_last_error_info",
+    "zkalert_rule_group_last_evaluation_timestamp_seconds",
+    "zkalert_rule_group_last_duration_seconds",
+    "zkalert_start_time_seconds",
+    "zkalert_outbox_pending_deliveries",
+    "zkalert_outbox_oldest_pending_age_seconds",
+    "zkalert_state_write_failing",
+    "zkalert_state_unwritten_changes",
+];
+
 /// A rule error is a label value: kept short.
 const ERROR_LABEL_MAX: usize = 256;
 

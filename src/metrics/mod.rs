@@ -25,11 +25,22 @@ use std::time::Duration;
 /// 1 ms to 30 s (a poll's timeout is a few seconds).
 const DURATION_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// The `source` label of a source's metrics: its name, with a URL in it
+/// cut to scheme, host and port (a scraped URL may carry a token).
+pub fn source_label(source_name: &str) -> String {
+    match source_name.split_once('/') {
+        Some((kind, url)) if url.contains("://") => format!("{kind}/{}", crate::notify::http::redact_url(url)),
+        _ => source_name.to_string(),
+    }
+}
+
 /// zkalert's counters, histograms and the few gauges set from outside the
 /// snapshot (build info, config reload). One per process, shared by the
 /// runner, the source tasks and the API.
 pub struct Metrics {
     registry: Registry,
+    /// The names of the registered series (a histogram's three).
+    names: Vec<String>,
     polls: IntCounterVec,
     poll_errors: IntCounterVec,
     poll_duration: HistogramVec,
@@ -52,13 +63,32 @@ impl Default for Metrics {
     }
 }
 
-/// Registers `metric`, whose name and labels are constants here: an error
-/// is a bug in this file (a clash or a bad name), caught by every test
-/// that builds a runner.
-fn registered<C: Collector + Clone + 'static>(registry: &Registry, metric: prometheus::Result<C>) -> C {
-    let metric = metric.unwrap_or_else(|e| panic!("zkalert's metric definitions are invalid: {e}"));
-    registry.register(Box::new(metric.clone())).unwrap_or_else(|e| panic!("zkalert's metrics clash: {e}"));
-    metric
+/// The registry and the series names it will expose, as metrics are added.
+struct Registering {
+    registry: Registry,
+    names: Vec<String>,
+}
+
+impl Registering {
+    /// Registers `metric`, whose name and labels are constants here: an
+    /// error is a bug in this file (a clash or a bad name), caught by every
+    /// test that builds a runner.
+    fn add<C: Collector + Clone + 'static>(&mut self, metric: prometheus::Result<C>) -> C {
+        let metric = metric.unwrap_or_else(|e| panic!("zkalert's metric definitions are invalid: {e}"));
+        self.names.extend(metric.desc().iter().map(|d| d.fq_name.clone()));
+        self.registry.register(Box::new(metric.clone())).unwrap_or_else(|e| panic!("zkalert's metrics clash: {e}"));
+        metric
+    }
+
+    /// Registers a histogram (or a vector of them): its series are named
+    /// `_bucket`, `_sum` and `_count`.
+    fn add_histogram<C: Collector + Clone + 'static>(&mut self, metric: prometheus::Result<C>) -> C {
+        let metric = self.add(metric);
+        if let Some(name) = self.names.pop() {
+            self.names.extend(["_bucket", "_sum", "_count"].map(|suffix| format!("{name}{suffix}")));
+        }
+        metric
+    }
 }
 
 fn histogram_opts(name: &str, help: &str) -> HistogramOpts {
@@ -67,130 +97,92 @@ fn histogram_opts(name: &str, help: &str) -> HistogramOpts {
 
 impl Metrics {
     pub fn new() -> Self {
-        let r = Registry::new();
-        let build_info: IntGaugeVec = registered(
-            &r,
-            IntGaugeVec::new(Opts::new("zkalert_build_info", "Always 1; the running zkalert's version."), &["version"]),
-        );
+        let mut r = Registering { registry: Registry::new(), names: Vec::new() };
+        let build_info: IntGaugeVec = r.add(IntGaugeVec::new(
+            Opts::new("zkalert_build_info", "Always 1; the running zkalert's version."),
+            &["version"],
+        ));
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let config_reload_successful = registered(
-            &r,
-            IntGauge::new(
-                "zkalert_config_last_reload_successful",
-                "1 if the last load of the configuration and rules succeeded, else 0.",
-            ),
-        );
+        let config_reload_successful = r.add(IntGauge::new(
+            "zkalert_config_last_reload_successful",
+            "1 if the last load of the configuration and rules succeeded, else 0.",
+        ));
         config_reload_successful.set(1);
         Self {
-            polls: registered(
-                &r,
-                IntCounterVec::new(
-                    Opts::new("zkalert_polls_total", "Polls of each target (a ZooKeeper node, a scraped endpoint)."),
-                    &["source", "instance"],
+            polls: r.add(IntCounterVec::new(
+                Opts::new("zkalert_polls_total", "Polls of each target (a ZooKeeper node, a scraped endpoint)."),
+                &["source", "instance"],
+            )),
+            poll_errors: r.add(IntCounterVec::new(
+                Opts::new("zkalert_poll_errors_total", "Polls of a target that got no reply (up 0), by reason."),
+                &["source", "instance", "reason"],
+            )),
+            poll_duration: r.add_histogram(HistogramVec::new(
+                histogram_opts("zkalert_poll_duration_seconds", "How long the poll of a target took."),
+                &["source", "instance"],
+            )),
+            rule_group_evaluations: r.add(IntCounterVec::new(
+                Opts::new("zkalert_rule_group_evaluations_total", "Evaluations of each rule group."),
+                &["rule_group"],
+            )),
+            rule_group_failures: r.add(IntCounterVec::new(
+                Opts::new(
+                    "zkalert_rule_group_evaluation_failures_total",
+                    "Evaluations of a rule group in which a rule failed.",
                 ),
-            ),
-            poll_errors: registered(
-                &r,
-                IntCounterVec::new(
-                    Opts::new("zkalert_poll_errors_total", "Polls of a target that got no reply (up 0), by reason."),
-                    &["source", "instance", "reason"],
+                &["rule_group"],
+            )),
+            rule_group_duration: r.add_histogram(HistogramVec::new(
+                histogram_opts(
+                    "zkalert_rule_group_evaluation_duration_seconds",
+                    "How long one evaluation of a rule group took.",
                 ),
-            ),
-            poll_duration: registered(
-                &r,
-                HistogramVec::new(
-                    histogram_opts("zkalert_poll_duration_seconds", "How long the poll of a target took."),
-                    &["source", "instance"],
+                &["rule_group"],
+            )),
+            pipeline_step_duration: r.add_histogram(Histogram::with_opts(histogram_opts(
+                "zkalert_pipeline_step_duration_seconds",
+                "How long one step of the notification pipeline took (inhibit, silence, maintenance, dispatch).",
+            ))),
+            state_commit_duration: r.add_histogram(Histogram::with_opts(histogram_opts(
+                "zkalert_state_commit_duration_seconds",
+                "How long writing one step to the SQLite state file took.",
+            ))),
+            state_commit_failures: r.add(IntCounter::new(
+                "zkalert_state_commit_failures_total",
+                "Steps that could not be written to the state file (kept for the next write).",
+            )),
+            notifications_sent: r.add(IntCounterVec::new(
+                Opts::new("zkalert_notifications_sent_total", "Deliveries a notifier accepted."),
+                &["channel"],
+            )),
+            notifications_failed: r.add(IntCounterVec::new(
+                Opts::new(
+                    "zkalert_notifications_failed_total",
+                    "Deliveries given up (permanent error or past the tier's deadline).",
                 ),
-            ),
-            rule_group_evaluations: registered(
-                &r,
-                IntCounterVec::new(
-                    Opts::new("zkalert_rule_group_evaluations_total", "Evaluations of each rule group."),
-                    &["rule_group"],
-                ),
-            ),
-            rule_group_failures: registered(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "zkalert_rule_group_evaluation_failures_total",
-                        "Evaluations of a rule group in which a rule failed.",
-                    ),
-                    &["rule_group"],
-                ),
-            ),
-            rule_group_duration: registered(
-                &r,
-                HistogramVec::new(
-                    histogram_opts(
-                        "zkalert_rule_group_evaluation_duration_seconds",
-                        "How long one evaluation of a rule group took.",
-                    ),
-                    &["rule_group"],
-                ),
-            ),
-            pipeline_step_duration: registered(
-                &r,
-                Histogram::with_opts(histogram_opts(
-                    "zkalert_pipeline_step_duration_seconds",
-                    "How long one step of the notification pipeline took (inhibit, silence, maintenance, dispatch).",
-                )),
-            ),
-            state_commit_duration: registered(
-                &r,
-                Histogram::with_opts(histogram_opts(
-                    "zkalert_state_commit_duration_seconds",
-                    "How long writing one step to the SQLite state file took.",
-                )),
-            ),
-            state_commit_failures: registered(
-                &r,
-                IntCounter::new(
-                    "zkalert_state_commit_failures_total",
-                    "Steps that could not be written to the state file (kept for the next write).",
-                ),
-            ),
-            notifications_sent: registered(
-                &r,
-                IntCounterVec::new(
-                    Opts::new("zkalert_notifications_sent_total", "Deliveries a notifier accepted."),
-                    &["channel"],
-                ),
-            ),
-            notifications_failed: registered(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "zkalert_notifications_failed_total",
-                        "Deliveries given up (permanent error or past the tier's deadline).",
-                    ),
-                    &["channel"],
-                ),
-            ),
-            notifications_retried: registered(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "zkalert_notifications_retried_total",
-                        "Delivery attempts that failed and will be retried.",
-                    ),
-                    &["channel"],
-                ),
-            ),
+                &["channel"],
+            )),
+            notifications_retried: r.add(IntCounterVec::new(
+                Opts::new("zkalert_notifications_retried_total", "Delivery attempts that failed and will be retried."),
+                &["channel"],
+            )),
             config_reload_successful,
-            config_reload_success_timestamp: registered(
-                &r,
-                Gauge::new(
-                    "zkalert_config_last_reload_success_timestamp_seconds",
-                    "When the configuration and rules were last loaded successfully (Unix time).",
-                ),
-            ),
-            registry: r,
+            config_reload_success_timestamp: r.add(Gauge::new(
+                "zkalert_config_last_reload_success_timestamp_seconds",
+                "When the configuration and rules were last loaded successfully (Unix time).",
+            )),
+            registry: r.registry,
+            names: r.names,
         }
     }
 
-    /// Counts one poll of a source: each target in it (a series with `up`)
+    /// Every series name `/metrics` may show, but the re-exported `zk_*`
+    /// ones (`SeriesExport`): what dashboards and alerting rules can query.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str).chain(exposition::SNAPSHOT_FAMILIES.iter().copied())
+    }
+
+    /// Counts one poll of a source (named by [`source_label`]): each target in it (a series with `up`)
     /// is polled once, failed when `up` is 0 (the reason is its `poll_error`
     /// info label), and took its `scrape_duration_seconds`.
     pub fn observe_poll(&self, source: &str, batch: &PollBatch) {

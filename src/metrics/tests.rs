@@ -161,6 +161,13 @@ fn polls_errors_and_durations_are_counted_per_source_and_instance() {
 }
 
 #[test]
+fn the_source_label_of_a_scraped_url_hides_its_credentials_and_query() {
+    let label = source_label("prometheus/http://user:s3cret@zk1:7000/metrics?token=T0KEN");
+    assert_eq!(label, "prometheus/http://zk1:7000/…");
+    assert_eq!(source_label("zookeeper/prod"), "zookeeper/prod");
+}
+
+#[test]
 fn rule_groups_alerts_and_the_pipeline_are_measured_as_the_runner_steps() {
     let yaml = "groups:\n- name: zk\n  rules:\n  - alert: Slow\n    expr: zk_avg_latency > 100\n    severity: P2\n- name: broken\n  rules:\n  - alert: Mixed\n    expr: zk_avg_latency > \"abc\"\n";
     let rules = Arc::new(rules_from_yaml(yaml).unwrap());
@@ -189,6 +196,45 @@ fn rule_groups_alerts_and_the_pipeline_are_measured_as_the_runner_steps() {
     let steps = value(&text, "zkalert_pipeline_step_duration_seconds_count", &[]).unwrap();
     assert!(steps >= 1.0, "{steps}");
     assert_eq!(value(&text, "zkalert_config_last_reload_successful", &[]), Some(1.0));
+}
+
+/// A report of a delivery to channel `c`.
+fn report(result: Result<(), crate::notify::SendError>, done: bool) -> Report {
+    let message = Arc::new(crate::notify::template::samples().remove(0));
+    let delivery = crate::notify::Delivery { message, channel: "c".into() };
+    Report { delivery, at: at(0), attempts: 1, result, done }
+}
+
+#[test]
+fn names_lists_every_family_a_scrape_shows() {
+    let yaml = "groups:\n- name: g\n  rules:\n  - alert: Bad\n    expr: x > \"abc\"\n";
+    let mut runner = Runner::new(
+        Arc::new(rules_from_yaml(yaml).unwrap()),
+        Duration::from_secs(10),
+        PipelineConfig::defaults_to(&[]),
+        Vec::new(),
+    );
+    runner.ingest(0, node_poll("zk1:2181", "leader", 0, &[("up", 0.0), ("scrape_duration_seconds", 0.1), ("x", 1.0)]));
+    runner
+        .metrics
+        .observe_poll("s", &node_poll("zk1:2181", "leader", 0, &[("up", 0.0), ("scrape_duration_seconds", 0.1)]));
+    runner.evaluate(&ManualClock::new(at(0)));
+    runner.metrics.observe_state_commit(Duration::ZERO, false);
+    for (result, done) in [
+        (Ok(()), true),
+        (Err(crate::notify::SendError::Retryable("x".into())), false),
+        (Err(crate::notify::SendError::Permanent("x".into())), true),
+    ] {
+        runner.metrics.observe_report(&report(result, done));
+    }
+    let text = scrape(&runner, at(0));
+    let mut shown: Vec<String> = parse(&text).into_iter().map(|(n, ..)| n).filter(|n| !n.starts_with("zk_")).collect();
+    shown.dedup();
+    shown.sort();
+    shown.dedup();
+    let mut listed: Vec<String> = runner.metrics.names().map(str::to_string).collect();
+    listed.sort();
+    assert_eq!(shown, listed);
 }
 
 #[test]

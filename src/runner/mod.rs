@@ -254,6 +254,7 @@ pub async fn run(
             // not all polled in the same instant.
             let interval = source.interval();
             let name = source.name();
+            let source_label = crate::metrics::source_label(&name);
             let offset = interval.mul_f64(spread(&name));
             let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -261,7 +262,7 @@ pub async fn run(
                 ticker.tick().await;
                 let batch = source.poll(clock.clone()).await;
                 tracing::debug!(source = %name, series = batch.series.len(), "polled");
-                metrics.observe_poll(&name, &batch);
+                metrics.observe_poll(&source_label, &batch);
                 if tx.send((index, batch)).await.is_err() {
                     return;
                 }
