@@ -40,18 +40,22 @@ pub(super) const SNAPSHOT_FAMILIES: &[&str] = &[
 /// A rule error is a label value: kept short.
 const ERROR_LABEL_MAX: usize = 256;
 
+/// One series' labels in exposition form (shared by a group's series),
+/// and its latest value.
+type Latest = (Arc<str>, f64);
+
 /// The latest value of every re-exported series, by metric name (sorted),
 /// each with its label set already in exposition form.
 #[derive(Debug, Default, Clone)]
 pub struct SeriesExport {
-    families: Vec<(Arc<str>, Vec<(Arc<str>, f64)>)>,
+    families: Vec<(Arc<str>, Vec<Latest>)>,
 }
 
 /// What the runner hands the API for one scrape: the store's `zk_*`
 /// series at `now`, with each group's labels and its `role`.
 pub fn export_series(store: &SeriesStore, now: Timestamp) -> SeriesExport {
     let mut valid_names: FxHashMap<MetricId, bool> = FxHashMap::default();
-    let mut by_metric: FxHashMap<MetricId, Vec<(Arc<str>, f64)>> = FxHashMap::default();
+    let mut by_metric: FxHashMap<MetricId, Vec<Latest>> = FxHashMap::default();
     for (_, group) in store.groups() {
         let mut labels: Option<Arc<str>> = None;
         for (metric, window) in group.metrics() {
@@ -67,7 +71,7 @@ pub fn export_series(store: &SeriesStore, now: Timestamp) -> SeriesExport {
             by_metric.entry(metric).or_default().push((labels.clone(), value));
         }
     }
-    let mut families: Vec<(Arc<str>, Vec<(Arc<str>, f64)>)> =
+    let mut families: Vec<(Arc<str>, Vec<Latest>)> =
         by_metric.into_iter().map(|(metric, series)| (Arc::from(store.metric_name(metric)), series)).collect();
     families.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     SeriesExport { families }
