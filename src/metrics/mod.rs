@@ -89,6 +89,18 @@ impl Registering {
         }
         metric
     }
+
+    fn counters(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn histograms(&mut self, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+        self.add_histogram(HistogramVec::new(histogram_opts(name, help), labels))
+    }
+
+    fn histogram(&mut self, name: &str, help: &str) -> Histogram {
+        self.add_histogram(Histogram::with_opts(histogram_opts(name, help)))
+    }
 }
 
 fn histogram_opts(name: &str, help: &str) -> HistogramOpts {
@@ -109,63 +121,63 @@ impl Metrics {
         ));
         config_reload_successful.set(1);
         Self {
-            polls: r.add(IntCounterVec::new(
-                Opts::new("zkalert_polls_total", "Polls of each target (a ZooKeeper node, a scraped endpoint)."),
+            polls: r.counters(
+                "zkalert_polls_total",
+                "Polls of each target (a ZooKeeper node, a scraped endpoint).",
                 &["source", "instance"],
-            )),
-            poll_errors: r.add(IntCounterVec::new(
-                Opts::new("zkalert_poll_errors_total", "Polls of a target that got no reply (up 0), by reason."),
+            ),
+            poll_errors: r.counters(
+                "zkalert_poll_errors_total",
+                "Polls of a target that got no reply (up 0), by reason.",
                 &["source", "instance", "reason"],
-            )),
-            poll_duration: r.add_histogram(HistogramVec::new(
-                histogram_opts("zkalert_poll_duration_seconds", "How long the poll of a target took."),
+            ),
+            poll_duration: r.histograms(
+                "zkalert_poll_duration_seconds",
+                "How long the poll of a target took.",
                 &["source", "instance"],
-            )),
-            rule_group_evaluations: r.add(IntCounterVec::new(
-                Opts::new("zkalert_rule_group_evaluations_total", "Evaluations of each rule group."),
+            ),
+            rule_group_evaluations: r.counters(
+                "zkalert_rule_group_evaluations_total",
+                "Evaluations of each rule group.",
                 &["rule_group"],
-            )),
-            rule_group_failures: r.add(IntCounterVec::new(
-                Opts::new(
-                    "zkalert_rule_group_evaluation_failures_total",
-                    "Evaluations of a rule group in which a rule failed.",
-                ),
+            ),
+            rule_group_failures: r.counters(
+                "zkalert_rule_group_evaluation_failures_total",
+                "Evaluations of a rule group in which a rule failed.",
                 &["rule_group"],
-            )),
-            rule_group_duration: r.add_histogram(HistogramVec::new(
-                histogram_opts(
-                    "zkalert_rule_group_evaluation_duration_seconds",
-                    "How long one evaluation of a rule group took.",
-                ),
+            ),
+            rule_group_duration: r.histograms(
+                "zkalert_rule_group_evaluation_duration_seconds",
+                "How long one evaluation of a rule group took.",
                 &["rule_group"],
-            )),
-            pipeline_step_duration: r.add_histogram(Histogram::with_opts(histogram_opts(
+            ),
+            pipeline_step_duration: r.histogram(
                 "zkalert_pipeline_step_duration_seconds",
                 "How long one step of the notification pipeline took (inhibit, silence, maintenance, dispatch).",
-            ))),
-            state_commit_duration: r.add_histogram(Histogram::with_opts(histogram_opts(
+            ),
+            state_commit_duration: r.histogram(
                 "zkalert_state_commit_duration_seconds",
                 "How long writing one step to the SQLite state file took.",
-            ))),
+            ),
             state_commit_failures: r.add(IntCounter::new(
                 "zkalert_state_commit_failures_total",
                 "Steps that could not be written to the state file (kept for the next write).",
             )),
-            notifications_sent: r.add(IntCounterVec::new(
-                Opts::new("zkalert_notifications_sent_total", "Deliveries a notifier accepted."),
+            notifications_sent: r.counters(
+                "zkalert_notifications_sent_total",
+                "Deliveries a notifier accepted.",
                 &["channel"],
-            )),
-            notifications_failed: r.add(IntCounterVec::new(
-                Opts::new(
-                    "zkalert_notifications_failed_total",
-                    "Deliveries given up (permanent error or past the tier's deadline).",
-                ),
+            ),
+            notifications_failed: r.counters(
+                "zkalert_notifications_failed_total",
+                "Deliveries given up (permanent error or past the tier's deadline).",
                 &["channel"],
-            )),
-            notifications_retried: r.add(IntCounterVec::new(
-                Opts::new("zkalert_notifications_retried_total", "Delivery attempts that failed and will be retried."),
+            ),
+            notifications_retried: r.counters(
+                "zkalert_notifications_retried_total",
+                "Delivery attempts that failed and will be retried.",
                 &["channel"],
-            )),
+            ),
             config_reload_successful,
             config_reload_success_timestamp: r.add(Gauge::new(
                 "zkalert_config_last_reload_success_timestamp_seconds",
@@ -182,9 +194,10 @@ impl Metrics {
         self.names.iter().map(String::as_str).chain(exposition::SNAPSHOT_FAMILIES.iter().copied())
     }
 
-    /// Counts one poll of a source (named by [`source_label`]): each target in it (a series with `up`)
-    /// is polled once, failed when `up` is 0 (the reason is its `poll_error`
-    /// info label), and took its `scrape_duration_seconds`.
+    /// Counts one poll of a source (named by [`source_label`]): each target
+    /// in it (a series with `up`) is polled once, failed when `up` is 0 (the
+    /// reason is its `poll_error` info label), and took its
+    /// `scrape_duration_seconds`.
     pub fn observe_poll(&self, source: &str, batch: &PollBatch) {
         for s in &batch.series {
             let value = |name: &str| s.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
