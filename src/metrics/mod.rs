@@ -217,9 +217,10 @@ impl Metrics {
     /// Counts the rule groups evaluated at `now` (their rules' last
     /// evaluation is `now`): `states` are the tracker's, in `rules`' order.
     pub fn observe_rule_groups(&self, rules: &RuleSet, states: &[RuleState], now: Timestamp) {
-        let mut states = states.iter();
+        let mut first = 0;
         for group in &rules.groups {
-            let group_states: Vec<&RuleState> = states.by_ref().take(group.rules.len()).collect();
+            let Some(group_states) = states.get(first..first + group.rules.len()) else { return };
+            first += group.rules.len();
             if !group_states.iter().any(|s| s.last_evaluation == Some(now)) {
                 continue;
             }
