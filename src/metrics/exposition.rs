@@ -52,29 +52,65 @@ pub struct SeriesExport {
 }
 
 /// What the runner hands the API for one scrape: the store's `zk_*`
-/// series at `now`, with each group's labels and its `role`.
+/// series at `now`, with each group's labels and its `role`, under their
+/// [`reexported_name`]s.
 pub fn export_series(store: &SeriesStore, now: Timestamp) -> SeriesExport {
-    let mut valid_names: FxHashMap<MetricId, bool> = FxHashMap::default();
+    let mut exported: FxHashMap<MetricId, Option<(String, f64)>> = FxHashMap::default();
     let mut by_metric: FxHashMap<MetricId, Vec<Latest>> = FxHashMap::default();
     for (_, group) in store.groups() {
         let mut labels: Option<Arc<str>> = None;
         for (metric, window) in group.metrics() {
-            let valid = *valid_names.entry(metric).or_insert_with(|| {
-                let name = store.metric_name(metric);
-                name.starts_with(REEXPORTED_PREFIX) && is_metric_name(name)
-            });
-            if !valid {
-                continue;
-            }
+            let export = exported.entry(metric).or_insert_with(|| reexported(store.metric_name(metric)));
+            let Some((_, scale)) = export else { continue };
             let Some(value) = window.latest(now, store.lookback()).filter(|v| !v.is_nan()) else { continue };
             let labels = labels.get_or_insert_with(|| label_text(&group.labels, group.info.get(ROLE)).into());
-            by_metric.entry(metric).or_default().push((labels.clone(), value));
+            by_metric.entry(metric).or_default().push((labels.clone(), value * *scale));
+        }
+    }
+    // A renamed metric never hides one of the same name as polled.
+    let mut families: FxHashMap<String, (bool, Vec<Latest>)> = FxHashMap::default();
+    for (metric, series) in by_metric {
+        let Some(Some((name, _))) = exported.remove(&metric) else { continue };
+        let renamed = name != store.metric_name(metric);
+        match families.get(&name) {
+            Some((false, _)) => {}
+            Some((true, _)) if renamed => {}
+            _ => {
+                families.insert(name, (renamed, series));
+            }
         }
     }
     let mut families: Vec<(Arc<str>, Vec<Latest>)> =
-        by_metric.into_iter().map(|(metric, series)| (Arc::from(store.metric_name(metric)), series)).collect();
+        families.into_iter().map(|(name, (_, series))| (Arc::from(name), series)).collect();
     families.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     SeriesExport { families }
+}
+
+/// The name a polled metric is re-exported under, if at all: `zk_*` names
+/// that are valid Prometheus names, as polled where they follow
+/// Prometheus's conventions (what `promtool check metrics` checks), else
+/// the conventional name: milliseconds become seconds
+/// (`zk_probe_latency_ms` → `zk_probe_latency_seconds`; a summary's count
+/// `zk_cnt_…_ms` just loses the unit), and a `counter` segment, a type in a
+/// name, becomes `count` (`zk_zxid_counter`, the transactions of the
+/// current epoch, → `zk_zxid_count`).
+pub fn reexported_name(name: &str) -> Option<String> {
+    reexported(name).map(|(name, _)| name)
+}
+
+/// The re-exported name, and the factor values are multiplied by.
+fn reexported(name: &str) -> Option<(String, f64)> {
+    if !name.starts_with(REEXPORTED_PREFIX) || !is_metric_name(name) {
+        return None;
+    }
+    if let Some(stem) = name.strip_suffix("_ms") {
+        return Some(match stem.starts_with("zk_cnt_") {
+            true => (stem.to_string(), 1.0),
+            false => (format!("{stem}_seconds"), 0.001),
+        });
+    }
+    let segments: Vec<&str> = name.split('_').map(|s| if s == "counter" { "count" } else { s }).collect();
+    Some((segments.join("_"), 1.0))
 }
 
 impl SeriesExport {

@@ -8,7 +8,7 @@
 
 mod exposition;
 
-pub use exposition::{CONTENT_TYPE, SeriesExport, export_series};
+pub use exposition::{CONTENT_TYPE, SeriesExport, export_series, reexported_name};
 
 use crate::model::Timestamp;
 use crate::notify::delivery::Report;

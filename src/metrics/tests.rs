@@ -133,6 +133,36 @@ fn only_valid_fresh_values_and_names_are_exported() {
 }
 
 #[test]
+fn milliseconds_are_reexported_in_seconds_and_a_type_leaves_a_name() {
+    let mut store = SeriesStore::default();
+    let labels = Labels::from_pairs([("instance", "a")]);
+    for (name, v) in [
+        ("zk_probe_latency_ms", 250.0),
+        ("zk_cnt_jvm_pause_time_ms", 3.0),
+        ("zk_max_jvm_pause_time_ms", 1500.0),
+        ("zk_zxid_counter", 17.0),
+        // Both as polled: the polled name wins over a renamed one.
+        ("zk_x_seconds", 1.0),
+        ("zk_x_ms", 2000.0),
+    ] {
+        store.ingest(name, &labels, at(0), v);
+    }
+    let mut text = String::new();
+    export_series(&store, at(0)).write(&mut text);
+    let samples: Vec<(String, f64)> = parse(&text).into_iter().map(|(n, _, v)| (n, v)).collect();
+    let want = [
+        ("zk_cnt_jvm_pause_time", 3.0),
+        ("zk_max_jvm_pause_time_seconds", 1.5),
+        ("zk_probe_latency_seconds", 0.25),
+        ("zk_x_seconds", 1.0),
+        ("zk_zxid_count", 17.0),
+    ];
+    assert_eq!(samples, want.map(|(n, v)| (n.to_string(), v)), "{text}");
+    assert_eq!(reexported_name("zk_avg_latency").as_deref(), Some("zk_avg_latency"));
+    assert_eq!(reexported_name("up"), None);
+}
+
+#[test]
 fn polls_errors_and_durations_are_counted_per_source_and_instance() {
     let metrics = Metrics::new();
     let mut failed = node_poll("zk2:2181", "leader", 0, &[("up", 0.0), ("scrape_duration_seconds", 2.0)]);
