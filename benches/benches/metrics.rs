@@ -9,7 +9,11 @@
 //!   latest `zk_*` values with their labels);
 //! - `render`: the API's part, off the runner (zkalert's own metrics, the
 //!   snapshot's gauges and the exported series as text);
-//! - `scrape`: both, what one scrape costs.
+//! - `scrape`: both, what one scrape costs;
+//! - `count_polls`: what the source tasks add to a round of polls of the
+//!   1,000 nodes (per node: a poll, its duration);
+//! - `count_rule_groups`: what the runner adds to an evaluation of the
+//!   pack's rule groups.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::sync::Arc;
@@ -25,8 +29,9 @@ use zkalert::source::{PollBatch, SeriesBatch};
 const NODES: usize = 1_000;
 const NODES_PER_CLUSTER: usize = 5;
 
-/// A runner of the shipped rules after one poll of `NODES` nodes.
-fn polled_runner(now: Timestamp) -> Runner {
+/// A runner of the shipped rules after one poll of `NODES` nodes, and the
+/// polls (with their sources' names).
+fn polled_runner(now: Timestamp) -> (Runner, Vec<(String, PollBatch)>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let paths = zkalert::embedded::write_rules(dir.path()).expect("write the shipped rules");
     let files = zkalert::rule::find_rule_files(&paths).expect("rule files");
@@ -39,6 +44,7 @@ fn polled_runner(now: Timestamp) -> Runner {
         .collect();
     let mut runner =
         Runner::new(Arc::new(rules), Duration::from_secs(15), PipelineConfig::defaults_to(&[]), Vec::new());
+    let mut polls = Vec::new();
     for node in 0..NODES {
         let cluster = format!("cluster-{}", node / NODES_PER_CLUSTER);
         let instance = format!("zk-{node}.example.com:2181");
@@ -53,16 +59,18 @@ fn polled_runner(now: Timestamp) -> Runner {
                 values,
             }],
         };
-        runner.metrics.observe_poll(&format!("zookeeper/{cluster}"), &batch);
-        runner.ingest(node, batch);
+        let source = format!("zookeeper/{cluster}");
+        runner.metrics.observe_poll(&source, &batch);
+        runner.ingest(node, batch.clone());
+        polls.push((source, batch));
     }
     runner.evaluate(&ManualClock::new(now));
-    runner
+    (runner, polls)
 }
 
 fn scrape(c: &mut Criterion) {
     let now = Timestamp::from_millis(1_700_000_000_000);
-    let runner = polled_runner(now);
+    let (runner, polls) = polled_runner(now);
     let snapshot = runner.snapshot(now, &StatusView::default());
     // Check once, untimed, that the workload is what it says.
     let export = export_series(&runner.store, now);
@@ -84,6 +92,13 @@ fn scrape(c: &mut Criterion) {
     group.bench_function("render/1000_nodes", |b| b.iter(|| runner.metrics.render(&snapshot, Some(&export), now)));
     group.bench_function("scrape/1000_nodes", |b| {
         b.iter(|| runner.metrics.render(&snapshot, Some(&export_series(&runner.store, now)), now))
+    });
+    group.bench_function("count_polls/1000_nodes", |b| {
+        b.iter(|| polls.iter().for_each(|(source, batch)| runner.metrics.observe_poll(source, batch)))
+    });
+    let (rules, states) = (&runner.evaluator.rules, &runner.evaluator.tracker.rules);
+    group.bench_function("count_rule_groups/shipped_pack", |b| {
+        b.iter(|| runner.metrics.observe_rule_groups(rules, states, now))
     });
     group.finish();
 }
