@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+# promtool, and tests/it/metrics.rs runs a real Prometheus scraping /metrics.
+{ command -v promtool >/dev/null 2>&1 && [ -x /usr/bin/prometheus ]; } || need_pkgs+=(prometheus)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 # tests/it/ensemble.rs runs real ZooKeeper ensembles: Debian's zookeeper 3.8
 # (jars in /usr/share/java; it pulls in the servlet API and the SLF4J/log4j

@@ -40,8 +40,11 @@ pub struct Snapshot {
     pub nodes: Vec<NodeView>,
 }
 
+/// One rule as the console, the API and `/metrics` show it.
 #[derive(Debug, Clone)]
 pub struct RuleView {
+    /// Its group's name (rules are listed in rule file order).
+    pub group: String,
     pub name: String,
     /// `ok`, `err` or `unknown` (not evaluated yet).
     pub health: &'static str,
@@ -116,6 +119,8 @@ pub struct StatusView {
     pub last_evaluation: Option<Timestamp>,
     /// Deliveries written to the outbox and not yet done.
     pub outbox_pending: usize,
+    /// When the oldest of them was written.
+    pub outbox_oldest: Option<Timestamp>,
     pub notifiers: Vec<String>,
     /// Set while the state file cannot be written (`/-/ready` answers 503).
     pub state_write_failure: Option<crate::runner::WriteFailure>,
@@ -150,6 +155,8 @@ pub enum Command {
         ack: Ack,
         reply: oneshot::Sender<Result<Vec<String>, CommandError>>,
     },
+    /// A read, for `/metrics`: the store's ZooKeeper series now.
+    ExportSeries { reply: oneshot::Sender<crate::metrics::SeriesExport> },
 }
 
 /// What the HTTP handlers share.
@@ -166,4 +173,6 @@ pub struct ApiState {
     pub runbooks: Arc<std::collections::BTreeMap<String, std::path::PathBuf>>,
     /// Signs console sessions and checks ack links (kept in the state file).
     pub secret: crate::capability::Secret,
+    /// zkalert's own metrics, served with the snapshot's at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -41,6 +41,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/acks", post(ack))
         .route("/api/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/api/v1/deliveries", get(list_deliveries))
         .merge(super::console::routes())
         .fallback(not_found)
@@ -284,6 +285,33 @@ async fn status(State(state): State<ApiState>) -> ApiResult {
     let snap = snapshot(&state);
     let ready = state.ready.load(Ordering::Acquire);
     ok(StatusJson::of(&snap.status, ready, snap.at))
+}
+
+/// How long a scrape waits for the runner's ZooKeeper series; without
+/// them it still answers with zkalert's own metrics.
+const SERIES_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET /metrics`, without a token (as Prometheus serves it): the
+/// exposition is rendered off the async workers.
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    // A full queue drops the request, and with it `reply`: no wait.
+    let _ = state.commands.try_send(Command::ExportSeries { reply });
+    let series = match tokio::time::timeout(SERIES_TIMEOUT, answer).await {
+        Ok(Ok(series)) => Some(series),
+        _ => {
+            tracing::warn!("/metrics: the runner did not hand over the ZooKeeper series; serving zkalert's own");
+            None
+        }
+    };
+    let snap = snapshot(&state);
+    let rendered = tokio::task::spawn_blocking(move || state.metrics.render(&snap, series.as_ref(), now())).await;
+    match rendered {
+        Ok(body) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response(),
+        Err(e) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render metrics: {e}")).into_response()
+        }
+    }
 }
 
 // ---- writes ----

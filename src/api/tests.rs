@@ -78,6 +78,7 @@ fn sample_snapshot() -> Snapshot {
             escalation: false,
         }],
         rules: vec![RuleView {
+            group: "zk".into(),
             name: "Broken".into(),
             health: "err",
             error: Some("division by zero".into()),
@@ -145,6 +146,12 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
                 }
                 let _ = reply.send(Ok(ids));
             }
+            Command::ExportSeries { reply } => {
+                let mut store = crate::store::SeriesStore::default();
+                let node = Labels::from_pairs([("cluster", "c1"), ("instance", "zk1:2181")]);
+                store.ingest("zk_avg_latency", &node, now, 2.5);
+                let _ = reply.send(crate::metrics::export_series(&store, now));
+            }
         }
         snap.at = now;
         snap.silences = silences.items().to_vec();
@@ -185,6 +192,7 @@ impl Api {
             ready: Arc::new(AtomicBool::new(ready)),
             runbooks: Arc::new([("runbooks/ZkNodeDown".to_string(), "/nonexistent/ZkNodeDown.md".into())].into()),
             secret: crate::capability::Secret::from_bytes([7; 32]),
+            metrics: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -628,6 +636,37 @@ async fn status_and_groups() {
     assert_eq!(body["groups"][0]["escalated"], false);
     assert_eq!(body["groups"][0]["last_reason"], "repeat");
     assert_eq!(body["groups"][0]["alerts"], 1);
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_without_a_token() {
+    let api = Api::start(Some(TOKEN)).await;
+    let reply = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert_eq!(reply.headers()["content-type"], crate::metrics::CONTENT_TYPE);
+    let text = reply.text().await.unwrap();
+    assert!(text.contains(&format!("zkalert_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(text.contains("zk_avg_latency{cluster=\"c1\",instance=\"zk1:2181\"} 2.5\n"), "{text}");
+    let firing_p0 = sample_snapshot()
+        .alerts
+        .iter()
+        .filter(|a| a.alert.state == AlertState::Firing && a.alert.severity == Severity::P0)
+        .count();
+    assert!(firing_p0 > 0);
+    assert!(text.contains(&format!("zkalert_alerts{{state=\"firing\",tier=\"P0\"}} {firing_p0}\n")), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_without_the_runner_still_serve_zkalerts_own() {
+    let (_snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
+    let (cmd_tx, cmd_rx) = mpsc::channel(8);
+    drop(cmd_rx);
+    let api = Api::serve(snap_rx, cmd_tx, None, false).await;
+    let reply = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let text = reply.text().await.unwrap();
+    assert!(text.contains("zkalert_build_info{"), "{text}");
+    assert!(!text.contains("zk_avg_latency"), "{text}");
 }
 
 #[tokio::test]

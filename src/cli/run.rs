@@ -127,6 +127,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
         Runner::new(Arc::new(rules), config.evaluation_interval, pipeline, crate::runner::channels::build(&config));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     runner.restore_from(db, clock.now(), hold)?;
+    runner.metrics.set_config_reload(true, clock.now());
     let control = match &config.server {
         None => None,
         Some(server) => {
@@ -165,6 +166,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 ready: ready.clone(),
                 runbooks: runbooks.clone(),
                 secret,
+                metrics: runner.metrics.clone(),
             };
             tokio::spawn(async move {
                 if let Err(e) = crate::api::serve_limited(listener, state, limits, std::future::pending()).await {

@@ -73,6 +73,7 @@ impl Runner {
             .collect();
         status.last_evaluation = self.evaluator.tracker.rules.iter().filter_map(|r| r.last_evaluation).max();
         status.outbox_pending = self.pending.len() + self.deliverer.in_flight();
+        status.outbox_oldest = self.oldest_pending();
         status.notifiers = self.deliverer.channel_names().map(str::to_string).collect();
         status.notifiers.sort();
         status.state_write_failure = self.durable.as_ref().and_then(|d| d.failure().cloned());
@@ -112,12 +113,14 @@ impl Runner {
         }
     }
 
+    /// Each rule's health, named with its group.
     fn rule_views(&self) -> Vec<crate::api::RuleView> {
-        self.evaluator
-            .tracker
-            .rules
-            .iter()
-            .map(|r| crate::api::RuleView {
+        let groups = self.evaluator.rules.groups.iter();
+        let group_of_each_rule = groups.flat_map(|g| g.rules.iter().map(|_| g.name.as_str()));
+        group_of_each_rule
+            .zip(&self.evaluator.tracker.rules)
+            .map(|(group, r)| crate::api::RuleView {
+                group: group.to_string(),
                 name: r.name.clone(),
                 health: r.health.as_str(),
                 error: match &r.health {
@@ -189,6 +192,9 @@ impl Runner {
             }
             Command::Ack { group_id, matchers, ack, reply } => {
                 let _ = reply.send(self.ack(group_id, matchers, ack, now));
+            }
+            Command::ExportSeries { reply } => {
+                let _ = reply.send(crate::metrics::export_series(&self.store, now));
             }
         }
     }

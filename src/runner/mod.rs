@@ -44,6 +44,13 @@ pub struct Runner {
     last_pipeline_step: Option<Timestamp>,
     /// Per source, the series its last poll reported (sorted).
     reported: std::collections::HashMap<usize, Vec<(GroupId, MetricId)>>,
+    /// zkalert's own metrics (`GET /metrics`), updated as things happen.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// (message id, channel) → when it was written to the outbox, for each
+    /// delivery the deliverer is trying (the outbox's oldest pending age).
+    delivering: std::collections::HashMap<(String, String), Timestamp>,
+    /// The evaluation time whose rule groups `metrics` last counted.
+    rule_groups_counted_at: Option<Timestamp>,
 }
 
 /// Dropping series that stopped reporting walks the whole store: once a
@@ -99,6 +106,9 @@ impl Runner {
             last_compaction: None,
             last_pipeline_step: None,
             reported: Default::default(),
+            metrics: Default::default(),
+            delivering: Default::default(),
+            rule_groups_counted_at: None,
         }
     }
 
@@ -149,6 +159,11 @@ impl Runner {
             self.housekeeping(now);
         }
         let events = self.evaluator.evaluate_due(&self.store, now);
+        if self.rule_groups_counted_at != Some(now) {
+            // A group evaluated at `now` is not due again at `now`.
+            self.rule_groups_counted_at = Some(now);
+            self.metrics.observe_rule_groups(&self.evaluator.rules, &self.evaluator.tracker.rules, now);
+        }
         log_events(&events);
         for state in &self.evaluator.tracker.rules {
             if let crate::rule::RuleHealth::Err(e) = &state.health {
@@ -185,7 +200,9 @@ impl Runner {
         let failing = self.failing.alerts(now);
         let state_alert = self.durable.as_mut().and_then(|d| d.alert(now).cloned());
         let alerts: Vec<&Alert> = self.evaluator.tracker.alerts().chain(&failing).chain(&state_alert).collect();
+        let started = std::time::Instant::now();
         let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
+        self.metrics.observe_pipeline_step(started.elapsed());
         if let Some(durable) = &mut self.durable {
             // On failure (logged by `Durable`), still deliver: holding pages
             // until the disk has room would silence the pager in an outage
@@ -193,7 +210,9 @@ impl Runner {
             // with the next write; the deliveries' outcomes are recorded
             // with them, so once a write succeeds nothing sent now is sent
             // again after a restart.
-            let _ = durable.commit_step(&self.evaluator.tracker, &failing, &mut self.pipeline, &messages, now);
+            let started = std::time::Instant::now();
+            let written = durable.commit_step(&self.evaluator.tracker, &failing, &mut self.pipeline, &messages, now);
+            self.metrics.observe_state_commit(started.elapsed(), written.is_ok());
         }
         for m in &messages {
             tracing::info!(
@@ -246,18 +265,22 @@ pub async fn run(
     for (index, source) in sources.into_iter().enumerate() {
         let tx = tx.clone();
         let clock = clock.clone();
+        let metrics = runner.metrics.clone();
         tasks.push(tokio::spawn(async move {
             // Spread sources over their interval (a stable offset from the
             // name, as Prometheus spreads scrapes), so a thousand nodes are
             // not all polled in the same instant.
             let interval = source.interval();
-            let offset = interval.mul_f64(spread(&source.name()));
+            let name = source.name();
+            let source_label = crate::metrics::source_label(&name);
+            let offset = interval.mul_f64(spread(&name));
             let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
                 let batch = source.poll(clock.clone()).await;
-                tracing::debug!(source = %source.name(), series = batch.series.len(), "polled");
+                tracing::debug!(source = %name, series = batch.series.len(), "polled");
+                metrics.observe_poll(&source_label, &batch);
                 if tx.send((index, batch)).await.is_err() {
                     return;
                 }
@@ -296,8 +319,9 @@ pub async fn run(
                 runner.on_report(report);
             }
             Some(command) = next_command(&mut control) => {
+                let writes = !matches!(command, crate::api::Command::ExportSeries { .. });
                 runner.apply(command, clock.now());
-                publish(&runner, &mut control, clock.now(), true);
+                publish(&runner, &mut control, clock.now(), writes);
             }
         }
     }

@@ -129,13 +129,29 @@ impl Runner {
                 self.fail_over(&m, &channel, now);
                 continue;
             }
-            self.deliverer.submit(Delivery { message: m.clone(), channel }, m.at);
+            self.deliver(Delivery { message: m.clone(), channel }, m.at);
         }
+    }
+
+    /// Hands `d`, written to the outbox at `written_at`, to the deliverer.
+    fn deliver(&mut self, d: Delivery, written_at: Timestamp) {
+        self.delivering.insert((d.message.id.clone(), d.channel.clone()), written_at);
+        self.deliverer.submit(d, written_at);
+    }
+
+    /// When the oldest delivery not yet done was written to the outbox.
+    pub(super) fn oldest_pending(&self) -> Option<Timestamp> {
+        let waiting = self.pending.iter().map(|(m, _)| m.at);
+        self.delivering.values().copied().chain(waiting).min()
     }
 
     /// Records one report; a delivery that gave up falls over.
     pub fn on_report(&mut self, r: Report) {
         let (id, channel) = (r.delivery.message.id.clone(), r.delivery.channel.clone());
+        self.metrics.observe_report(&r);
+        if r.done {
+            self.delivering.remove(&(id.clone(), channel.clone()));
+        }
         match &r.result {
             Ok(()) => {
                 tracing::debug!(channel = %channel, message = %id, attempts = r.attempts, "delivered");
@@ -186,7 +202,7 @@ impl Runner {
         if let Some(d) = &mut self.durable {
             d.add_outbox(moved.clone(), now);
         }
-        self.deliverer.submit(Delivery { message: moved, channel: fallback }, now);
+        self.deliver(Delivery { message: moved, channel: fallback }, now);
     }
 }
 

@@ -29,11 +29,13 @@ impl Retention {
         self.read.extend(names);
     }
 
-    /// Whether the store should keep this metric at all.
+    /// Whether the store should keep this metric at all. A target's `up`
+    /// and poll duration always: staleness and `/metrics` need them.
     pub fn keeps(&self, metric: &str) -> bool {
         self.read_all
             || self.keep_everything
             || metric == "up"
+            || metric == "scrape_duration_seconds"
             || self.read.contains(metric)
             || self.per_metric.contains_key(metric)
     }

@@ -16,6 +16,7 @@ mod ensemble;
 mod fd_limit;
 mod http_sources;
 mod lifecycle;
+mod metrics;
 mod parsers_never_panic;
 mod pipeline;
 mod runbooks;

@@ -45,6 +45,20 @@ fn respond(conn: &mut std::net::TcpStream, status: u16, body: &str) {
     );
 }
 
+/// `GET path` on a loopback port as HTTP/1.0 (so never chunked): the
+/// status and body; `None` if nothing answers within `timeout`.
+pub fn get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String)> {
+    let mut conn = std::net::TcpStream::connect_timeout(&(std::net::Ipv4Addr::LOCALHOST, port).into(), timeout).ok()?;
+    conn.set_read_timeout(Some(timeout)).ok()?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut reply = Vec::new();
+    conn.read_to_end(&mut reply).ok()?;
+    let reply = String::from_utf8_lossy(&reply);
+    let (head, body) = reply.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
 /// A `/metrics` endpoint whose body the test sets.
 pub struct MetricsServer {
     pub port: u16,
