@@ -41,4 +41,17 @@ mod tests {
         alert.state = crate::model::AlertState::Firing;
         assert!(crate::pipeline::inhibit::is_inhibited(&pipeline.inhibit_rules, [&alert], &no_leader));
     }
+
+    /// The console's node sparklines show what the store keeps, and it keeps
+    /// only what rules read: with the built-in pack every one of them is kept
+    /// (`zk_num_alive_connections`, read by no shipped rule, once showed none).
+    #[test]
+    fn the_built_in_pack_keeps_every_metric_the_console_charts() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = super::write_rules(dir.path()).unwrap();
+        let rules = load_rules(&find_rule_files(&paths).unwrap(), LoadOptions::default()).unwrap();
+        let dropped: Vec<&str> =
+            crate::api::NODE_METRICS.iter().copied().filter(|m| !rules.retention.keeps(m)).collect();
+        assert!(dropped.is_empty(), "the pack keeps none of {dropped:?}");
+    }
 }

@@ -76,7 +76,7 @@ pub struct NodeSeries {
 
 /// What the console shows per node, when rules keep them in the store.
 pub const NODE_METRICS: [&str; 5] =
-    ["zk_avg_latency", "zk_num_alive_connections", "zk_outstanding_requests", "zk_zxid_epoch", "zk_zxid_counter"];
+    ["zk_avg_latency", "zk_connections", "zk_outstanding_requests", "zk_zxid_epoch", "zk_zxid_counter"];
 /// At most this many recent values per node and metric (a sparkline).
 pub const NODE_POINTS: usize = 30;
 /// At most this many nodes in a snapshot.

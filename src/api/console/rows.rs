@@ -299,11 +299,8 @@ struct SeriesCell {
 }
 
 /// What the clusters page names each node metric.
-const SHOWN: [(&str, &str); 3] = [
-    ("zk_avg_latency", "latency ms"),
-    ("zk_num_alive_connections", "connections"),
-    ("zk_outstanding_requests", "outstanding"),
-];
+const SHOWN: [(&str, &str); 3] =
+    [("zk_avg_latency", "latency ms"), ("zk_connections", "connections"), ("zk_outstanding_requests", "outstanding")];
 
 /// `values` as polyline points scaled into a `width`×`height` box.
 pub(super) fn sparkline(values: &[f64], width: f64, height: f64) -> String {
