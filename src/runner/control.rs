@@ -43,8 +43,11 @@ impl Runner {
     pub fn snapshot(&self, now: Timestamp, status: &StatusView) -> Snapshot {
         // The meta-alerts (NotifierFailing, StateNotPersisted) are listed too.
         let state_alert = self.durable.as_ref().and_then(|d| d.current_alert());
-        let alerts: Vec<&Alert> =
-            self.evaluator.tracker.alerts().chain(self.failing.current()).chain(state_alert).collect();
+        let alerts: Vec<&Alert> = (self.evaluator.tracker.alerts())
+            .chain(self.retired.current())
+            .chain(self.failing.current())
+            .chain(state_alert)
+            .collect();
         let mutes = self.pipeline.mutes(&alerts, now);
         let groups: FxHashMap<String, &crate::pipeline::GroupState> =
             self.pipeline.dispatcher.groups().map(|g| (g.key.id(), g)).collect();

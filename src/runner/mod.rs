@@ -7,10 +7,12 @@
 pub mod channels;
 mod control;
 mod durable;
+mod reload;
 mod sending;
 
 pub use control::Control;
 pub use durable::{Durable, STATE_NOT_PERSISTED, WriteFailure};
+pub use reload::{Reconfig, ReloadStatus, Retired};
 pub use sending::NOTIFIER_FAILING;
 
 use crate::clock::Clock;
@@ -40,6 +42,8 @@ pub struct Runner {
     pub pending: Vec<(Arc<Message>, String)>,
     /// Channels whose last delivery gave up: the `NotifierFailing` alerts.
     pub failing: sending::FailingChannels,
+    /// Alerts of rules a reload removed, until their resolution is told.
+    pub retired: Retired,
     last_compaction: Option<Timestamp>,
     last_pipeline_step: Option<Timestamp>,
     /// Per source, the series its last poll reported (sorted).
@@ -96,6 +100,7 @@ impl Runner {
             durable: None,
             pending: Vec::new(),
             failing: Default::default(),
+            retired: Default::default(),
             last_compaction: None,
             last_pipeline_step: None,
             reported: Default::default(),
@@ -184,7 +189,9 @@ impl Runner {
         self.last_pipeline_step = Some(now);
         let failing = self.failing.alerts(now);
         let state_alert = self.durable.as_mut().and_then(|d| d.alert(now).cloned());
-        let alerts: Vec<&Alert> = self.evaluator.tracker.alerts().chain(&failing).chain(&state_alert).collect();
+        let retired = self.retired.alerts(now);
+        let alerts: Vec<&Alert> =
+            self.evaluator.tracker.alerts().chain(retired).chain(&failing).chain(&state_alert).collect();
         let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
         if let Some(durable) = &mut self.durable {
             // On failure (logged by `Durable`), still deliver: holding pages

@@ -71,7 +71,7 @@ impl FailingChannels {
         alert.annotations = vec![("summary".into(), summary)];
     }
 
-    fn recover(&mut self, channel: &str, now: Timestamp) {
+    pub(super) fn recover(&mut self, channel: &str, now: Timestamp) {
         if let Some(a) = self.alerts.get_mut(channel) {
             a.resolve(now);
         }
