@@ -145,6 +145,9 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
                 }
                 let _ = reply.send(Ok(ids));
             }
+            Command::Reload { reply } => {
+                let _ = reply.send(Err(CommandError::NotFound("no config to reload".to_string())));
+            }
         }
         snap.at = now;
         snap.silences = silences.items().to_vec();
@@ -183,7 +186,10 @@ impl Api {
             commands,
             token: token.map(str::to_string),
             ready: Arc::new(AtomicBool::new(ready)),
-            runbooks: Arc::new([("runbooks/ZkNodeDown".to_string(), "/nonexistent/ZkNodeDown.md".into())].into()),
+            runbooks: watch::channel(Arc::new(
+                [("runbooks/ZkNodeDown".to_string(), "/nonexistent/ZkNodeDown.md".into())].into(),
+            ))
+            .1,
             secret: crate::capability::Secret::from_bytes([7; 32]),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -80,6 +80,7 @@ impl Runner {
         status.notifiers.sort();
         status.state_write_failure = self.durable.as_ref().and_then(|d| d.failure().cloned());
         status.state_unwritten = self.durable.as_ref().map_or(0, |d| d.unwritten());
+        status.reload = self.reload_status.clone();
         Snapshot {
             published: true,
             at: now,
@@ -192,6 +193,10 @@ impl Runner {
             }
             Command::Ack { group_id, matchers, ack, reply } => {
                 let _ = reply.send(self.ack(group_id, matchers, ack, now));
+            }
+            // Reloads are the run loop's: it owns the sources too.
+            Command::Reload { reply } => {
+                let _ = reply.send(Err(CommandError::NotFound("no config to reload outside `zkalert run`".into())));
             }
         }
     }

@@ -12,7 +12,7 @@ mod sending;
 
 pub use control::Control;
 pub use durable::{Durable, STATE_NOT_PERSISTED, WriteFailure};
-pub use reload::{Reconfig, ReloadStatus, Retired};
+pub use reload::{Load, Loaded, Reconfig, ReloadStatus, Reloading, Retired, Runbooks, SourceSpec, report};
 pub use sending::NOTIFIER_FAILING;
 
 use crate::clock::Clock;
@@ -20,7 +20,7 @@ use crate::model::{Alert, Timestamp};
 use crate::notify::delivery::{Deliverer, Report};
 use crate::pipeline::{Message, Pipeline, PipelineConfig};
 use crate::rule::{AlertEvent, Evaluator, RuleSet};
-use crate::source::{PollBatch, Source};
+use crate::source::PollBatch;
 use crate::store::{GroupId, MetricId, SeriesStore};
 use std::future::Future;
 use std::sync::Arc;
@@ -44,6 +44,8 @@ pub struct Runner {
     pub failing: sending::FailingChannels,
     /// Alerts of rules a reload removed, until their resolution is told.
     pub retired: Retired,
+    /// How the config in force was loaded, and the last reload's outcome.
+    pub reload_status: ReloadStatus,
     last_compaction: Option<Timestamp>,
     last_pipeline_step: Option<Timestamp>,
     /// Per source, the series its last poll reported (sorted).
@@ -101,6 +103,7 @@ impl Runner {
             pending: Vec::new(),
             failing: Default::default(),
             retired: Default::default(),
+            reload_status: Default::default(),
             last_compaction: None,
             last_pipeline_step: None,
             reported: Default::default(),
@@ -140,6 +143,15 @@ impl Runner {
                     store.append(group, metric, ts, crate::model::STALE_NAN);
                 }
             }
+        }
+    }
+
+    /// Forgets a source that a reload removed: the series its last poll
+    /// reported go stale at `now`.
+    pub fn forget_source(&mut self, source: usize, now: Timestamp) {
+        let store = Arc::make_mut(&mut self.store);
+        for (group, metric) in self.reported.remove(&source).unwrap_or_default() {
+            store.append(group, metric, now, crate::model::STALE_NAN);
         }
     }
 
@@ -231,29 +243,23 @@ fn spread(name: &str) -> f64 {
     (fp % 10_000) as f64 / 10_000.0
 }
 
-/// Runs until `shutdown` completes: sources poll concurrently, each on its
-/// interval; rules are evaluated every `evaluation_interval`; the API's
-/// commands (through `control`) are applied between steps.
-pub async fn run(
-    mut runner: Runner,
-    sources: Vec<Arc<dyn Source>>,
-    evaluation_interval: Duration,
+/// The sources' poll tasks, by source id. An id names one source for as
+/// long as it runs (across reloads that keep its settings), so the store's
+/// staleness per source follows it.
+struct Polling {
+    tx: mpsc::Sender<(usize, PollBatch)>,
     clock: Arc<dyn Clock>,
-    mut control: Option<Control>,
-    shutdown: impl Future<Output = ()>,
-) -> Runner {
-    let (tx, mut rx) = mpsc::channel::<(usize, PollBatch)>(64);
-    let mut tasks = Vec::new();
-    // Rules are first evaluated once every source has reported (or after two
-    // of the longest intervals): an empty store at start-up would otherwise
-    // resolve every restored alert, or fire every `absent()` rule.
-    let longest = sources.iter().map(|s| s.interval()).max().unwrap_or_default();
-    let gate_opens = tokio::time::Instant::now() + longest * 2;
-    let mut waiting_for: std::collections::HashSet<usize> = (0..sources.len()).collect();
-    for (index, source) in sources.into_iter().enumerate() {
-        let tx = tx.clone();
-        let clock = clock.clone();
-        tasks.push(tokio::spawn(async move {
+    tasks: std::collections::HashMap<usize, (String, tokio::task::JoinHandle<()>)>,
+    next_id: usize,
+}
+
+impl Polling {
+    /// Starts polling `spec` under `id` (a new id if `None`); returns the id.
+    fn start(&mut self, spec: SourceSpec, id: Option<usize>) -> usize {
+        let id = id.unwrap_or(self.next_id);
+        self.next_id = self.next_id.max(id + 1);
+        let (tx, clock, source) = (self.tx.clone(), self.clock.clone(), spec.source);
+        let task = tokio::spawn(async move {
             // Spread sources over their interval (a stable offset from the
             // name, as Prometheus spreads scrapes), so a thousand nodes are
             // not all polled in the same instant.
@@ -265,13 +271,74 @@ pub async fn run(
                 ticker.tick().await;
                 let batch = source.poll(clock.clone()).await;
                 tracing::debug!(source = %source.name(), series = batch.series.len(), "polled");
-                if tx.send((index, batch)).await.is_err() {
+                if tx.send((id, batch)).await.is_err() {
                     return;
                 }
             }
-        }));
+        });
+        if let Some((_, old)) = self.tasks.insert(id, (spec.settings, task)) {
+            old.abort();
+        }
+        id
     }
-    drop(tx);
+
+    fn stop(&mut self, id: usize) {
+        if let Some((_, task)) = self.tasks.remove(&id) {
+            task.abort();
+        }
+    }
+
+    /// Polls `sources` instead: a source whose settings are unchanged keeps
+    /// its id, its series and (unless the rules now read other metrics,
+    /// which its filter decides) its task; others start; the ids of
+    /// removed ones are returned, their tasks stopped.
+    fn replace(&mut self, sources: Vec<SourceSpec>, reads_changed: bool) -> Vec<usize> {
+        let mut old: Vec<(usize, String)> = self.tasks.iter().map(|(id, (s, _))| (*id, s.clone())).collect();
+        old.sort();
+        for spec in sources {
+            match old.iter().position(|(_, settings)| *settings == spec.settings) {
+                Some(i) => {
+                    let (id, _) = old.remove(i);
+                    if reads_changed {
+                        self.start(spec, Some(id));
+                    }
+                }
+                None => {
+                    self.start(spec, None);
+                }
+            }
+        }
+        old.into_iter()
+            .map(|(id, _)| {
+                self.stop(id);
+                id
+            })
+            .collect()
+    }
+}
+
+/// Runs until `shutdown` completes: sources poll concurrently, each on its
+/// interval; rules are evaluated every `evaluation_interval`; the API's
+/// commands (through `control`) are applied between steps, and so are
+/// reloads (`reloading`: SIGHUP, or the API's `POST /-/reload`).
+pub async fn run(
+    mut runner: Runner,
+    sources: Vec<SourceSpec>,
+    evaluation_interval: Duration,
+    clock: Arc<dyn Clock>,
+    mut control: Option<Control>,
+    mut reloading: Option<Reloading>,
+    shutdown: impl Future<Output = ()>,
+) -> Runner {
+    let (tx, mut rx) = mpsc::channel::<(usize, PollBatch)>(64);
+    // Rules are first evaluated once every source has reported (or after two
+    // of the longest intervals): an empty store at start-up would otherwise
+    // resolve every restored alert, or fire every `absent()` rule.
+    let longest = sources.iter().map(|s| s.source.interval()).max().unwrap_or_default();
+    let gate_opens = tokio::time::Instant::now() + longest * 2;
+    let mut polling = Polling { tx, clock: clock.clone(), tasks: Default::default(), next_id: 0 };
+    let mut waiting_for: std::collections::HashSet<usize> =
+        sources.into_iter().map(|s| polling.start(s, None)).collect();
     // Ticks drive the pipeline's timers too (group wait, repeats), so at
     // least once a second; evaluation itself runs only when a group is due.
     let mut eval_ticker = tokio::time::interval(evaluation_interval.min(PIPELINE_TICK));
@@ -284,6 +351,10 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             Some((source, batch)) = rx.recv() => {
+                // A batch a removed source sent before it stopped is dropped.
+                if !polling.tasks.contains_key(&source) {
+                    continue;
+                }
                 runner.ingest(source, batch);
                 waiting_for.remove(&source);
                 // Evaluate as soon as fresh data arrives if a group is due,
@@ -302,17 +373,71 @@ pub async fn run(
             Some(report) = next_report(&mut reports) => {
                 runner.on_report(report);
             }
+            Some(()) = next_reload(&mut reloading) => {
+                let _ = reload(&mut runner, &mut polling, &mut reloading, clock.now());
+                sources_now(&mut control, &polling);
+                publish(&runner, &mut control, clock.now(), true);
+            }
             Some(command) = next_command(&mut control) => {
-                runner.apply(command, clock.now());
+                match command {
+                    crate::api::Command::Reload { reply } => {
+                        let status = reload(&mut runner, &mut polling, &mut reloading, clock.now());
+                        let _ = reply.send(status);
+                        sources_now(&mut control, &polling);
+                    }
+                    command => runner.apply(command, clock.now()),
+                }
                 publish(&runner, &mut control, clock.now(), true);
             }
         }
     }
-    for t in tasks {
-        t.abort();
+    for (_, (_, task)) in polling.tasks.drain() {
+        task.abort();
     }
     tracing::info!("shut down");
     runner
+}
+
+/// Reads the config and rules again and applies them between steps, or
+/// keeps everything as it is if they do not check.
+fn reload(
+    runner: &mut Runner,
+    polling: &mut Polling,
+    reloading: &mut Option<Reloading>,
+    now: Timestamp,
+) -> Result<ReloadStatus, crate::api::CommandError> {
+    let Some(reloading) = reloading else {
+        return Err(crate::api::CommandError::NotFound("this runner has no config to reload".into()));
+    };
+    tracing::info!("reloading the config and rules");
+    let loaded = match (reloading.load)() {
+        Ok(loaded) => loaded,
+        Err(problems) => return Ok(runner.record_reload(problems, now)),
+    };
+    let reads_changed = loaded.reconfig.rules.retention != runner.evaluator.rules.retention;
+    let sources = loaded.sources.len();
+    for removed in polling.replace(loaded.sources, reads_changed) {
+        runner.forget_source(removed, now);
+    }
+    runner.reconfigure(loaded.reconfig, now);
+    if let Some(runbooks) = &reloading.runbooks {
+        runbooks.send_replace(loaded.runbooks);
+    }
+    tracing::info!(rules = runner.evaluator.rules.rule_count(), sources, "reloaded");
+    Ok(runner.record_reload(Vec::new(), now))
+}
+
+fn sources_now(control: &mut Option<Control>, polling: &Polling) {
+    if let Some(c) = control {
+        c.status.sources = polling.tasks.len();
+    }
+}
+
+async fn next_reload(reloading: &mut Option<Reloading>) -> Option<()> {
+    match reloading {
+        Some(r) => r.requests.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_report(reports: &mut Option<mpsc::UnboundedReceiver<Report>>) -> Option<Report> {

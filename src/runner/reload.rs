@@ -10,9 +10,11 @@ use crate::notify::delivery::Channel;
 use crate::pipeline::PipelineConfig;
 use crate::rule::tracker::{RESOLVED_RETENTION, RuleState};
 use crate::rule::{AlertTracker, RuleSet};
+use crate::source::Source;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 
 /// What a reload replaces: checked, ready to apply.
 pub struct Reconfig {
@@ -22,8 +24,37 @@ pub struct Reconfig {
     pub channels: Vec<Channel>,
 }
 
+/// The local runbooks rules name (reference → file), which the API serves.
+pub type Runbooks = std::collections::BTreeMap<String, std::path::PathBuf>;
+
+/// A source and what identifies it across reloads: its settings.
+pub struct SourceSpec {
+    pub settings: String,
+    pub source: Arc<dyn Source>,
+}
+
+/// The config and rules read and checked, ready to run or to reload.
+pub struct Loaded {
+    pub reconfig: Reconfig,
+    pub sources: Vec<SourceSpec>,
+    pub runbooks: Arc<Runbooks>,
+}
+
+/// Reads and checks the config and rules again: every problem found, each
+/// with its `path:line:col` where it comes from a file.
+pub type Load = Box<dyn FnMut() -> Result<Loaded, Vec<String>> + Send>;
+
+/// How the loop reloads: the loader, and the requests that do not come
+/// through the API (SIGHUP).
+pub struct Reloading {
+    pub load: Load,
+    pub requests: mpsc::Receiver<()>,
+    /// Where the API reads the runbooks it serves.
+    pub runbooks: Option<watch::Sender<Arc<Runbooks>>>,
+}
+
 /// The outcome of the reloads so far, for the status (and `/metrics`).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ReloadStatus {
     /// Whether the last reload was applied (`true` before any reload: the
     /// config loaded at start-up is in force).
@@ -36,7 +67,46 @@ pub struct ReloadStatus {
     pub problems: Vec<String>,
 }
 
+impl ReloadStatus {
+    /// The config loaded at start-up, at `now`.
+    pub fn started(now: Timestamp) -> Self {
+        Self { successful: true, last_success_at: Some(now), ..Self::default() }
+    }
+
+    /// After a reload at `now` that was applied, or refused for `problems`.
+    fn after(&self, problems: Vec<String>, now: Timestamp) -> Self {
+        let successful = problems.is_empty();
+        let last_success_at = if successful { Some(now) } else { self.last_success_at };
+        Self { successful, last_success_at, last_attempt_at: Some(now), problems }
+    }
+}
+
+/// The one place a reload's outcome is reported: the log here (every
+/// problem on a line of its own, with its position), the status through
+/// the snapshot. `/metrics`' reload gauges hook in here.
+pub fn report(status: &ReloadStatus) {
+    if status.successful {
+        tracing::info!("config reloaded");
+        return;
+    }
+    for problem in &status.problems {
+        tracing::error!(%problem, "config reload: problem");
+    }
+    tracing::error!(
+        problems = status.problems.len(),
+        "config reload failed: nothing changed, the config loaded before stays in force"
+    );
+}
+
 impl Runner {
+    /// Records a reload at `now`, applied (no `problems`) or refused, and
+    /// reports it.
+    pub(super) fn record_reload(&mut self, problems: Vec<String>, now: Timestamp) -> ReloadStatus {
+        self.reload_status = self.reload_status.after(problems, now);
+        report(&self.reload_status);
+        self.reload_status.clone()
+    }
+
     /// Applies a checked reload at `now`. A rule keeps its state (alerts
     /// with their times and tier clocks, health) when a rule of the same
     /// group and name is still there; the next evaluation judges its
@@ -73,8 +143,6 @@ impl Runner {
         for channel in gone {
             self.failing.recover(&channel, now);
         }
-        // The pipeline looks at every group again at the next step.
-        self.last_pipeline_step = None;
     }
 
     /// Channels a `NotifierFailing` alert is about that are not in `names`.
