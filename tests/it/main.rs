@@ -18,6 +18,7 @@ mod http_sources;
 mod lifecycle;
 mod parsers_never_panic;
 mod pipeline;
+mod reload;
 mod runbooks;
 mod sms_voice;
 mod webhooks;
