@@ -493,6 +493,50 @@ mod tests {
         assert_eq!(runner.evaluator.tracker.firing().map(|a| a.name().to_string()).collect::<Vec<_>>(), ["Y"]);
     }
 
+    #[tokio::test]
+    async fn a_reload_keeps_unchanged_sources_and_their_series_and_stops_removed_ones_whose_series_go_stale() {
+        let yaml = |urls: &[&str]| {
+            let sources: String = urls
+                .iter()
+                .map(|u| format!("  - {{type: prometheus, url: 'http://127.0.0.1:9/{u}', cluster: c, interval: 1s, timeout: 500ms}}\n"))
+                .collect();
+            let config = crate::config::Config::parse(&format!("sources:\n{sources}"), std::path::Path::new("z.yaml"));
+            config.unwrap().sources
+        };
+        let specs = |urls: &[&str]| -> Vec<SourceSpec> {
+            yaml(urls)
+                .into_iter()
+                .map(|s| {
+                    let crate::config::SourceConfig::Prometheus(p) = &s else { unreachable!() };
+                    let source = Arc::new(crate::source::prom::PromSource::new(p.clone(), None).unwrap());
+                    SourceSpec { settings: format!("{s:?}"), source }
+                })
+                .collect()
+        };
+        let (tx, _rx) = mpsc::channel(8);
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+        let mut polling = Polling { tx, clock, tasks: Default::default(), next_id: 0 };
+        let ids: Vec<usize> = specs(&["a", "b"]).into_iter().map(|s| polling.start(s, None)).collect();
+        assert_eq!(ids, [0, 1]);
+        let removed = polling.replace(specs(&["b", "c"]), false);
+        assert_eq!(removed, [0], "a stopped");
+        let mut live: Vec<usize> = polling.tasks.keys().copied().collect();
+        live.sort();
+        assert_eq!(live, [1, 2], "b kept its id, c got a new one");
+
+        let mut runner =
+            runner_of("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n  - alert: Y\n    expr: y > 0\n");
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        runner.ingest(0, poll("a", 0, &[("x", 1.0)]));
+        runner.ingest(1, poll("b", 0, &[("y", 1.0)]));
+        runner.evaluate(&clock);
+        runner.forget_source(0, Timestamp::from_millis(5_000));
+        clock.set(Timestamp::from_millis(10_000));
+        runner.evaluate(&clock);
+        let firing: Vec<&str> = runner.evaluator.tracker.firing().map(|a| a.name()).collect();
+        assert_eq!(firing, ["Y"], "X's series went stale with its source");
+    }
+
     #[test]
     fn each_message_and_its_log_line_say_why_it_was_sent() {
         let mut runner = runner_of("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n    severity: P0\n");

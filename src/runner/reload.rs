@@ -327,6 +327,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_state_file_follows_a_reload_that_reorders_and_removes_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let y = "  - alert: Y\n    expr: x > 1\n    severity: P1\n";
+        let z = "  - alert: Z\n    expr: x > 2\n    severity: P1\n";
+        let (mut first, _reports) = runner(reconfig(dir.path(), rules(&format!("{X_OVER_5}{y}{z}")), &["log"]));
+        first
+            .restore_from(crate::state::StateDb::open(&db).unwrap(), Timestamp::from_millis(0), Duration::ZERO)
+            .unwrap();
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        step(&mut first, &clock, 0, 10.0);
+        let fired: Vec<(String, Timestamp)> = {
+            let mut f: Vec<_> = first.evaluator.tracker.firing().map(|a| (a.name().to_string(), a.active_at)).collect();
+            f.sort();
+            f
+        };
+        assert_eq!(fired.len(), 3);
+        // X removed, Z now before Y: each kept alert is saved under its own rule.
+        first.reconfigure(reconfig(dir.path(), rules(&format!("{z}{y}")), &["log"]), clock.now());
+        step(&mut first, &clock, 10, 10.0);
+        drop(first);
+        let (mut restarted, _reports) = runner(reconfig(dir.path(), rules(&format!("{z}{y}")), &["log"]));
+        let now = Timestamp::from_millis(20_000);
+        restarted.restore_from(crate::state::StateDb::open(&db).unwrap(), now, Duration::ZERO).unwrap();
+        let per_rule: Vec<(String, Vec<String>)> = restarted
+            .evaluator
+            .tracker
+            .rules
+            .iter()
+            .map(|r| (r.name.clone(), r.active.values().map(|a| a.name().to_string()).collect()))
+            .collect();
+        assert_eq!(per_rule, [("Z".to_string(), vec!["Z".to_string()]), ("Y".to_string(), vec!["Y".to_string()])]);
+        let times: Vec<Timestamp> = restarted.evaluator.tracker.firing().map(|a| a.active_at).collect();
+        assert_eq!(times, [Timestamp::from_millis(0); 2], "since times kept");
+    }
+
+    #[tokio::test]
     async fn a_new_notifier_gets_the_next_messages_and_a_delivery_in_flight_finishes_on_the_old_one() {
         let dir = tempfile::tempdir().unwrap();
         let (mut runner, mut reports) = runner(reconfig(dir.path(), rules(X_OVER_5), &["old"]));
