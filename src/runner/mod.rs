@@ -467,6 +467,10 @@ mod tests {
     use crate::model::Timestamp;
     use crate::test_support::{logged, poll, rules_from_yaml};
 
+    /// Two rules: X fires while `x > 0`, Y while `y > 0`.
+    const X_AND_Y: &str =
+        "groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n  - alert: Y\n    expr: y > 0\n";
+
     /// A runner of these rules that neither persists nor notifies.
     fn runner_of(rules_yaml: &str) -> Runner {
         let rules = Arc::new(rules_from_yaml(rules_yaml).unwrap());
@@ -475,8 +479,7 @@ mod tests {
 
     #[test]
     fn series_a_source_stops_reporting_go_stale_others_do_not() {
-        let mut runner =
-            runner_of("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n  - alert: Y\n    expr: y > 0\n");
+        let mut runner = runner_of(X_AND_Y);
         let clock = ManualClock::new(Timestamp::from_millis(0));
         runner.ingest(0, poll("a", 0, &[("x", 1.0)]));
         runner.ingest(1, poll("a", 0, &[("y", 1.0)]));
@@ -524,8 +527,7 @@ mod tests {
         live.sort();
         assert_eq!(live, [1, 2], "b kept its id, c got a new one");
 
-        let mut runner =
-            runner_of("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n  - alert: Y\n    expr: y > 0\n");
+        let mut runner = runner_of(X_AND_Y);
         let clock = ManualClock::new(Timestamp::from_millis(0));
         runner.ingest(0, poll("a", 0, &[("x", 1.0)]));
         runner.ingest(1, poll("b", 0, &[("y", 1.0)]));

@@ -198,7 +198,7 @@ mod tests {
     use crate::notify::delivery::Report;
     use crate::notify::template::Rendering;
     use crate::pipeline::Message;
-    use crate::test_support::{poll, rules_from_yaml};
+    use crate::test_support::{json_lines as lines, poll, rules_from_yaml, settle};
     use tokio::sync::mpsc;
 
     /// One rule group `g` with these rules (YAML list items, indented).
@@ -241,16 +241,6 @@ mod tests {
 
     fn x_alert(runner: &Runner) -> Option<Alert> {
         runner.evaluator.tracker.alerts().find(|a| a.name() == "X").cloned()
-    }
-
-    fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-
-    async fn settle(runner: &mut Runner, rx: &mut mpsc::UnboundedReceiver<Report>) {
-        while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
-            runner.on_report(r);
-        }
     }
 
     #[tokio::test]
