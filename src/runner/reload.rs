@@ -81,9 +81,8 @@ impl ReloadStatus {
     }
 }
 
-/// The one place a reload's outcome is reported: the log here (every
-/// problem on a line of its own, with its position), the status through
-/// the snapshot. `/metrics`' reload gauges hook in here.
+/// Logs a reload's outcome: every problem on a line of its own, with its
+/// position.
 pub fn report(status: &ReloadStatus) {
     if status.successful {
         tracing::info!("config reloaded");
@@ -99,8 +98,9 @@ pub fn report(status: &ReloadStatus) {
 }
 
 impl Runner {
-    /// Records a reload at `now`, applied (no `problems`) or refused, and
-    /// reports it.
+    /// Records a reload at `now`, applied (no `problems`) or refused: the
+    /// one place a reload's outcome goes (the status through the snapshot,
+    /// the log, and `/metrics`' reload gauges hook in here).
     pub(super) fn record_reload(&mut self, problems: Vec<String>, now: Timestamp) -> ReloadStatus {
         self.reload_status = self.reload_status.after(problems, now);
         report(&self.reload_status);
