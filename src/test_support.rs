@@ -55,3 +55,18 @@ pub fn assert_contains_all(text: &str, wanted: &[&str]) {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
 }
+
+/// The JSON lines a file notifier wrote to `path` (none if it is not there).
+pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Hands the runner every delivery report until none comes for 300 ms.
+pub async fn settle(
+    runner: &mut crate::runner::Runner,
+    reports: &mut tokio::sync::mpsc::UnboundedReceiver<crate::notify::delivery::Report>,
+) {
+    while let Ok(Some(r)) = tokio::time::timeout(std::time::Duration::from_millis(300), reports.recv()).await {
+        runner.on_report(r);
+    }
+}

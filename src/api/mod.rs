@@ -126,6 +126,8 @@ pub struct StatusView {
     pub state_write_failure: Option<crate::runner::WriteFailure>,
     /// Changes held in memory until the state file can be written.
     pub state_unwritten: usize,
+    /// The config in force and the last reload's outcome.
+    pub reload: crate::runner::ReloadStatus,
 }
 
 /// Why the runner did not apply a write.
@@ -157,6 +159,10 @@ pub enum Command {
     },
     /// A read, for `/metrics`: the store's ZooKeeper series now.
     ExportSeries { reply: oneshot::Sender<crate::metrics::SeriesExport> },
+    /// Reads the config, rules, templates and runbooks again and applies
+    /// them, or (if they do not check) keeps everything as it is. Replies
+    /// with the outcome, problems listed.
+    Reload { reply: oneshot::Sender<Result<crate::runner::ReloadStatus, CommandError>> },
 }
 
 /// What the HTTP handlers share.
@@ -170,7 +176,8 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     /// The local runbooks rules name (reference → file), served at
     /// `/runbooks/<reference>.md`; nothing else is served from disk.
-    pub runbooks: Arc<std::collections::BTreeMap<String, std::path::PathBuf>>,
+    /// A reload may change them.
+    pub runbooks: watch::Receiver<Arc<crate::runner::Runbooks>>,
     /// Signs console sessions and checks ack links (kept in the state file).
     pub secret: crate::capability::Secret,
     /// zkalert's own metrics, served with the snapshot's at `/metrics`.

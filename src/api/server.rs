@@ -43,6 +43,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/metrics", get(metrics))
         .route("/api/v1/deliveries", get(list_deliveries))
+        .route("/-/reload", post(reload))
         .merge(super::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -451,6 +452,19 @@ pub(super) async fn call<T>(
         Err(e @ CommandError::NotPersisted(_)) => Err(ApiError::unavailable(e.to_string())),
         Err(CommandError::NotFound(e)) => Ok(Err(e)),
         Ok(v) => Ok(Ok(v)),
+    }
+}
+
+/// `POST /-/reload`: answers once the reload is applied (200) or refused
+/// (422, nothing changed), with the outcome and every problem found.
+async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    authorize(&state, &headers)?;
+    match call(&state, |reply| Command::Reload { reply }).await? {
+        Ok(outcome) => {
+            let status = if outcome.successful { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+            Ok((status, axum::Json(outcome)).into_response())
+        }
+        Err(e) => Err(ApiError::new(StatusCode::NOT_FOUND, e)),
     }
 }
 

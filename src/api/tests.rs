@@ -152,6 +152,9 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
                 store.ingest("zk_avg_latency", &node, now, 2.5);
                 let _ = reply.send(crate::metrics::export_series(&store, now));
             }
+            Command::Reload { reply } => {
+                let _ = reply.send(Err(CommandError::NotFound("no config to reload".to_string())));
+            }
         }
         snap.at = now;
         snap.silences = silences.items().to_vec();
@@ -190,7 +193,10 @@ impl Api {
             commands,
             token: token.map(str::to_string),
             ready: Arc::new(AtomicBool::new(ready)),
-            runbooks: Arc::new([("runbooks/ZkNodeDown".to_string(), "/nonexistent/ZkNodeDown.md".into())].into()),
+            runbooks: watch::channel(Arc::new(
+                [("runbooks/ZkNodeDown".to_string(), "/nonexistent/ZkNodeDown.md".into())].into(),
+            ))
+            .1,
             secret: crate::capability::Secret::from_bytes([7; 32]),
             metrics: Arc::default(),
         };

@@ -197,6 +197,9 @@ pub(super) struct StatusJson<'a> {
     pub state_write_failing_since: Option<Timestamp>,
     /// Changes held in memory until the state file can be written.
     pub state_unwritten: usize,
+    /// The last reload's outcome (`successful`, `last_success_at`,
+    /// `last_attempt_at`, `problems`).
+    pub config_reload: &'a crate::runner::ReloadStatus,
     pub at: Timestamp,
 }
 
@@ -216,6 +219,7 @@ impl<'a> StatusJson<'a> {
             state_write_error: s.state_write_failure.as_ref().map(|f| f.error.as_str()),
             state_write_failing_since: s.state_write_failure.as_ref().map(|f| f.since),
             state_unwritten: s.state_unwritten,
+            config_reload: &s.reload,
             at,
         }
     }

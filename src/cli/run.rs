@@ -6,11 +6,11 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SourceConfig};
 use crate::rule::{LoadOptions, find_rule_files, load_rules};
-use crate::runner::{Runner, run};
+use crate::runner::{Loaded, Reconfig, ReloadStatus, Reloading, Runbooks, Runner, SourceSpec, run};
 use crate::source::Source;
 use crate::source::zk::ZkSource;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Where the API listens without a config (the CLI's default `--url`).
@@ -64,70 +64,34 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
         }
     }
     link_runbooks_to_the_api(&mut config);
-    let rule_paths = if config.rules.is_empty() {
-        let dir = config.data_dir.join("builtin-rules");
-        crate::embedded::write_rules(&dir)
-            .map_err(|e| anyhow::anyhow!("cannot write built-in rules to {}: {e}", dir.display()))?
-    } else {
-        config.rules.clone()
-    };
-    let files = find_rule_files(&rule_paths)?;
-    let rules = load_rules(&files, LoadOptions::default()).map_err(|d| anyhow::anyhow!("invalid rules:\n{d}"))?;
-    for w in &rules.warnings.items {
-        tracing::warn!("{w}");
-    }
-    tracing::info!(
-        files = files.len(),
-        rules = rules.rule_count(),
-        sources = config.sources.len(),
-        metrics_read =
-            if rules.retention.read_all { "all".to_string() } else { rules.retention.read.len().to_string() },
-        "starting"
-    );
-    let keep = Arc::new(rules.retention.clone());
-    // The local runbooks rules name, for the API to serve at /runbooks/.
-    let runbooks: Arc<std::collections::BTreeMap<String, std::path::PathBuf>> = Arc::new(
-        rules
-            .rules()
-            .filter_map(|r| match &r.runbook {
-                Some(crate::rule::Runbook::Local { reference, path }) => Some((reference.clone(), path.clone())),
-                _ => None,
-            })
-            .collect(),
-    );
-    let sources: Vec<Arc<dyn Source>> = config
-        .sources
-        .iter()
-        .map(|s| -> anyhow::Result<Arc<dyn Source>> {
-            Ok(match s {
-                SourceConfig::Zookeeper(z) => Arc::new(ZkSource::new(z.clone(), Some(keep.clone()))),
-                SourceConfig::Host(h) => Arc::new(crate::source::host::HostSource::new(h.clone())),
-                SourceConfig::ZookeeperAdmin(z) => {
-                    Arc::new(crate::source::adminserver::AdminSource::new(z.clone(), Some(keep.clone()))?)
-                }
-                SourceConfig::Prometheus(p) => {
-                    Arc::new(crate::source::prom::PromSource::new(p.clone(), Some(keep.clone()))?)
-                }
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let longest_source = sources.iter().map(|s| s.interval()).max().unwrap_or(config.evaluation_interval);
-    // Restored firing alerts are held for two polls (or their rule's window)
-    // while the store refills.
-    let hold = longest_source * 2;
-    let rule_count = rules.rule_count();
-    let pipeline = config.pipeline.clone().with_rule_file_inhibitions(&rules.inhibit_rules)?;
-    tracing::info!(inhibit_rules = pipeline.inhibit_rules.len(), "inhibition");
     let state_path = config.data_dir.join("state.db");
     let mut db = crate::state::StateDb::open(&state_path)?;
     // Ack links in messages carry a capability signed with it.
     let secret = db.server_secret()?;
     config.links.ack_key = Some(secret.clone());
-    let mut runner =
-        Runner::new(Arc::new(rules), config.evaluation_interval, pipeline, crate::runner::channels::build(&config));
+    let loader = Loader { config_path: config_path.map(Path::to_path_buf), defaults, started: config.clone() };
+    let loaded = build(&config).map_err(|problems| anyhow::anyhow!("{}", problems.join("\n")))?;
+    let rules = &loaded.reconfig.rules;
+    tracing::info!(
+        rules = rules.rule_count(),
+        sources = loaded.sources.len(),
+        metrics_read =
+            if rules.retention.read_all { "all".to_string() } else { rules.retention.read.len().to_string() },
+        inhibit_rules = loaded.reconfig.pipeline.inhibit_rules.len(),
+        "starting"
+    );
+    let longest_source = loaded.sources.iter().map(|s| s.source.interval()).max().unwrap_or(config.evaluation_interval);
+    // Restored firing alerts are held for two polls (or their rule's window)
+    // while the store refills.
+    let hold = longest_source * 2;
+    let Loaded { reconfig, sources, runbooks } = loaded;
+    let rule_count = reconfig.rules.rule_count();
+    let mut runner = Runner::new(reconfig.rules, reconfig.evaluation_interval, reconfig.pipeline, reconfig.channels);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    runner.reload_status = ReloadStatus::started(clock.now());
     runner.restore_from(db, clock.now(), hold)?;
     runner.metrics.set_config_reload(true, clock.now());
+    let (runbooks_tx, runbooks_rx) = tokio::sync::watch::channel(runbooks);
     let control = match &config.server {
         None => None,
         Some(server) => {
@@ -164,7 +128,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 commands: commands_tx,
                 token: server.token.clone(),
                 ready: ready.clone(),
-                runbooks: runbooks.clone(),
+                runbooks: runbooks_rx,
                 secret,
                 metrics: runner.metrics.clone(),
             };
@@ -176,8 +140,137 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
             Some(crate::runner::Control { commands, snapshot, ready, status, published_step: None })
         }
     };
-    run(runner, sources, config.evaluation_interval, clock, control, shutdown_signal()).await;
+    let reloading =
+        Reloading { load: Box::new(move || loader.load()), requests: reload_on_sighup(), runbooks: Some(runbooks_tx) };
+    run(runner, sources, config.evaluation_interval, clock, control, Some(reloading), shutdown_signal()).await;
     Ok(super::EXIT_OK)
+}
+
+/// Reads the config and rules again for a reload, keeping what start-up
+/// decided that cannot change while running.
+struct Loader {
+    config_path: Option<PathBuf>,
+    defaults: Defaults,
+    /// The config as start-up adjusted it (the built-in API, the secret).
+    started: Config,
+}
+
+impl Loader {
+    /// The config and rules as they are now, checked; or every problem.
+    /// The data dir (where the state file is) and the API's address and
+    /// token cannot change while running: a reload that changes them is
+    /// refused (restart zkalert for those).
+    fn load(&self) -> Result<Loaded, Vec<String>> {
+        let mut config = match &self.config_path {
+            Some(p) => Config::load(p).map_err(|d| d.items.iter().map(ToString::to_string).collect::<Vec<_>>())?,
+            None => builtin_config(&self.defaults).map_err(|e| vec![e.to_string()])?,
+        };
+        let started = &self.started;
+        let mut problems = Vec::new();
+        let file = config.path.as_ref().map_or_else(|| "the built-in config".to_string(), |p| p.display().to_string());
+        if config.data_dir != started.data_dir {
+            problems.push(format!(
+                "{file}: data_dir cannot change while running (it holds the state file): {} is in use, the file says {}; restart zkalert to move it",
+                started.data_dir.display(),
+                config.data_dir.display()
+            ));
+        }
+        if self.config_path.is_none() {
+            // The built-in API start-up opened, and its links.
+            config.server = started.server.clone();
+            config.links = started.links.clone();
+        }
+        let api = |c: &Config| c.server.as_ref().map(|s| (s.listen, s.token.clone()));
+        if api(&config) != api(started) {
+            problems.push(format!(
+                "{file}: server (the API's listen address and token) cannot change while running; restart zkalert to change it"
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        config.links.ack_key = started.links.ack_key.clone();
+        link_runbooks_to_the_api(&mut config);
+        build(&config)
+    }
+}
+
+/// The rules, sources, routing and notifiers `config` describes, checked:
+/// what start-up runs and a reload applies. Every problem, with its
+/// `path:line:col` where it comes from a file.
+fn build(config: &Config) -> Result<Loaded, Vec<String>> {
+    let rule_paths = if config.rules.is_empty() {
+        let dir = config.data_dir.join("builtin-rules");
+        crate::embedded::write_rules(&dir)
+            .map_err(|e| vec![format!("cannot write built-in rules to {}: {e}", dir.display())])?
+    } else {
+        config.rules.clone()
+    };
+    let files = find_rule_files(&rule_paths).map_err(|e| vec![format!("cannot list rule files: {e}")])?;
+    let rules = load_rules(&files, LoadOptions::default())
+        .map_err(|d| d.items.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    for w in &rules.warnings.items {
+        tracing::warn!("{w}");
+    }
+    let keep = Arc::new(rules.retention.clone());
+    // The local runbooks rules name, for the API to serve at /runbooks/.
+    let runbooks: Runbooks = rules
+        .rules()
+        .filter_map(|r| match &r.runbook {
+            Some(crate::rule::Runbook::Local { reference, path }) => Some((reference.clone(), path.clone())),
+            _ => None,
+        })
+        .collect();
+    let sources = config
+        .sources
+        .iter()
+        .map(|s| -> anyhow::Result<SourceSpec> {
+            let source: Arc<dyn Source> = match s {
+                SourceConfig::Zookeeper(z) => Arc::new(ZkSource::new(z.clone(), Some(keep.clone()))),
+                SourceConfig::Host(h) => Arc::new(crate::source::host::HostSource::new(h.clone())),
+                SourceConfig::ZookeeperAdmin(z) => {
+                    Arc::new(crate::source::adminserver::AdminSource::new(z.clone(), Some(keep.clone()))?)
+                }
+                SourceConfig::Prometheus(p) => {
+                    Arc::new(crate::source::prom::PromSource::new(p.clone(), Some(keep.clone()))?)
+                }
+            };
+            Ok(SourceSpec { settings: format!("{s:?}"), source })
+        })
+        .collect::<anyhow::Result<_>>()
+        .map_err(|e| vec![format!("source: {e:#}")])?;
+    let pipeline =
+        config.pipeline.clone().with_rule_file_inhibitions(&rules.inhibit_rules).map_err(|e| vec![e.to_string()])?;
+    Ok(Loaded {
+        reconfig: Reconfig {
+            rules: Arc::new(rules),
+            evaluation_interval: config.evaluation_interval,
+            pipeline,
+            channels: crate::runner::channels::build(config),
+        },
+        sources,
+        runbooks: Arc::new(runbooks),
+    })
+}
+
+/// Reload requests, one per SIGHUP (what `systemctl reload` sends; without
+/// a handler it would end the process).
+fn reload_on_sighup() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading");
+                    // A reload already asked for and not yet done covers this one.
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot listen for SIGHUP: reload with POST /-/reload"),
+    }
+    rx
 }
 
 /// With the API reachable at `external_url` and no `runbook_base_url`,
@@ -304,6 +397,157 @@ mod tests {
             load(&format!("{server}{own}external_url: https://zkalert.example.com\n")).as_deref(),
             Some("https://git.example.com/rb")
         );
+    }
+
+    /// A config in `dir` with a Prometheus source (nothing listens there),
+    /// rules in `rules.yaml`, a file notifier, and the API on loopback.
+    fn config_in(dir: &Path, listen: SocketAddr) -> PathBuf {
+        let path = dir.join("zkalert.yaml");
+        let text = format!(
+            "data_dir: {data}\nrules: [{rules}]\nserver: {{listen: '{listen}', token_file: {token}}}\nsources:\n  - {{type: prometheus, url: 'http://127.0.0.1:9/metrics', cluster: c, interval: 2s, timeout: 1s}}\nnotifiers:\n  - {{name: log, type: file, path: {log}}}\n",
+            data = dir.join("data").display(),
+            rules = dir.join("rules.yaml").display(),
+            log = dir.join("log.jsonl").display(),
+            token = dir.join("token").display(),
+        );
+        std::fs::write(dir.join("token"), "t0ken-for-the-reload-test\n").unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    async fn json(response: reqwest::Response) -> serde_json::Value {
+        serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    }
+
+    const RULES: &str = "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    severity: P1\n";
+
+    #[tokio::test]
+    async fn post_reload_applies_a_good_config_and_refuses_a_broken_one_with_every_problem_and_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = listener.local_addr().unwrap();
+        let path = config_in(dir.path(), listen);
+        std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+        let config = Config::load(&path).unwrap();
+        let loader = Loader { config_path: Some(path.clone()), defaults: Defaults::default(), started: config.clone() };
+        let Loaded { reconfig, sources, runbooks } = loader.load().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let mut runner =
+            Runner::new(reconfig.rules, reconfig.evaluation_interval, reconfig.pipeline, reconfig.channels);
+        runner.reload_status = ReloadStatus::started(clock.now());
+        let (commands_tx, commands) = tokio::sync::mpsc::channel(8);
+        let (snapshot, snapshot_rx) = tokio::sync::watch::channel(Arc::new(crate::api::Snapshot::default()));
+        let (runbooks_tx, runbooks_rx) = tokio::sync::watch::channel(runbooks);
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let state = crate::api::ApiState {
+            snapshot: snapshot_rx,
+            commands: commands_tx,
+            token: config.server.as_ref().and_then(|s| s.token.clone()),
+            ready: ready.clone(),
+            runbooks: runbooks_rx,
+            secret: crate::capability::Secret::from_bytes([1; 32]),
+            metrics: runner.metrics.clone(),
+        };
+        tokio::spawn(crate::api::serve(listener, state, std::future::pending()));
+        let control =
+            crate::runner::Control { commands, snapshot, ready, status: Default::default(), published_step: None };
+        let (_sighup, requests) = tokio::sync::mpsc::channel(1);
+        let reloading = Reloading { load: Box::new(move || loader.load()), requests, runbooks: Some(runbooks_tx) };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(run(
+            runner,
+            sources,
+            std::time::Duration::from_secs(1),
+            clock,
+            Some(control),
+            Some(reloading),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+
+        let http = reqwest::Client::new();
+        let url = format!("http://{listen}/-/reload");
+        let post = |token: Option<&str>| {
+            let request = http.post(&url);
+            match token {
+                Some(t) => request.bearer_auth(t),
+                None => request,
+            }
+            .send()
+        };
+        assert_eq!(post(None).await.unwrap().status(), 401);
+        assert_eq!(post(Some("wrong")).await.unwrap().status(), 401);
+
+        // A second rule: applied.
+        let two = format!("{RULES}  - alert: Up\n    expr: up == 1\n    severity: P3\n");
+        std::fs::write(dir.path().join("rules.yaml"), &two).unwrap();
+        let ok = post(Some("t0ken-for-the-reload-test")).await.unwrap();
+        assert_eq!(ok.status(), 200);
+        let body = json(ok).await;
+        assert_eq!((body["successful"].as_bool(), body["problems"].as_array().map(Vec::len)), (Some(true), Some(0)));
+
+        // A broken rule file and a broken config: refused, every problem
+        // with its position, nothing changed.
+        std::fs::write(
+            dir.path().join("rules.yaml"),
+            "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up ==\n",
+        )
+        .unwrap();
+        let refused = post(Some("t0ken-for-the-reload-test")).await.unwrap();
+        assert_eq!(refused.status(), 422);
+        let body = json(refused).await;
+        assert_eq!(body["successful"], false);
+        let problems: Vec<&str> = body["problems"].as_array().unwrap().iter().filter_map(|p| p.as_str()).collect();
+        let rules_file = dir.path().join("rules.yaml").display().to_string();
+        assert!(problems.iter().any(|p| p.starts_with(&format!("{rules_file}:5:"))), "{problems:?}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("interval: 2s", "interval: soon")).unwrap();
+        std::fs::write(dir.path().join("rules.yaml"), &two).unwrap();
+        let refused = json(post(Some("t0ken-for-the-reload-test")).await.unwrap()).await;
+        let problems = refused["problems"].to_string();
+        assert!(problems.contains(&format!("{}:5:", path.display())), "{problems}");
+
+        // The status shows the refused reload and when the config in force
+        // was loaded (once the first step published a snapshot).
+        let mut status = serde_json::Value::Null;
+        for _ in 0..100 {
+            status = json(http.get(format!("http://{listen}/api/v1/status")).send().await.unwrap()).await;
+            if status["ready"] == true {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let reload = &status["config_reload"];
+        assert_eq!(reload["successful"], false, "{status}");
+        assert!(reload["last_success_at"].is_string() && reload["last_attempt_at"].is_string(), "{status}");
+        assert_eq!(reload["problems"].to_string(), problems);
+        assert_eq!(status["rules"], 2, "the two rules of the last good reload stay: {status}");
+        // And /metrics, for an alert on a config nobody can reload.
+        let metrics = http.get(format!("http://{listen}/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.lines().any(|l| l == "zkalert_config_last_reload_successful 0"), "{metrics}");
+        let good_at =
+            metrics.lines().find_map(|l| l.strip_prefix("zkalert_config_last_reload_success_timestamp_seconds "));
+        assert!(good_at.and_then(|t| t.parse::<f64>().ok()).is_some_and(|t| t > 0.0), "{metrics}");
+        let _ = stop.send(());
+        let runner = running.await.unwrap();
+        assert_eq!(runner.evaluator.rules.rule_count(), 2);
+    }
+
+    #[test]
+    fn a_reload_cannot_move_the_data_dir_or_the_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config_in(dir.path(), "127.0.0.1:9097".parse().unwrap());
+        std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+        let started = Config::load(&path).unwrap();
+        let loader = Loader { config_path: Some(path.clone()), defaults: Defaults::default(), started };
+        assert!(loader.load().is_ok());
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("/data", "/elsewhere").replace("9097", "9098")).unwrap();
+        let problems = loader.load().err().unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("data_dir cannot change while running"), "{problems:?}");
+        assert!(problems[1].contains("server (the API's listen address and token) cannot change"), "{problems:?}");
     }
 
     #[test]

@@ -192,6 +192,14 @@ impl Deliverer {
         });
     }
 
+    /// Replaces the channels (a reload) and the tiers' deadlines. Deliveries
+    /// already started keep the channel they started on, finish there and
+    /// are reported as before; later ones go to the new channels.
+    pub fn replace_channels(&mut self, channels: Vec<Channel>, deadline: [Duration; 4]) {
+        self.channels = channels.into_iter().map(|c| (c.name.clone(), c)).collect();
+        self.policy.deadline = deadline;
+    }
+
     /// Deliveries still being tried.
     pub fn in_flight(&self) -> usize {
         self.tasks.len()

@@ -241,6 +241,17 @@ impl Dispatcher {
         }
     }
 
+    /// Routes by `policy` from now on (a reload), keeping the notification
+    /// log: every group is looked at again at the next step, as after a
+    /// restart, so nothing already told is told again.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
+        self.key_cache.clear();
+        for live in self.groups.values_mut() {
+            live.seen = None;
+        }
+    }
+
     /// Puts back the notification log read at start-up.
     pub fn restore(&mut self, groups: impl IntoIterator<Item = GroupState>) {
         for g in groups {

@@ -102,6 +102,14 @@ impl Pipeline {
         Self { config, silences: Silences::default(), dispatcher, roles: FxHashMap::default(), step_no: 0 }
     }
 
+    /// Takes a new config (a reload); silences and the dispatcher's
+    /// notification log stay.
+    pub fn reconfigure(&mut self, config: PipelineConfig) {
+        self.dispatcher.set_policy(config.policy.clone());
+        self.roles.clear();
+        self.config = config;
+    }
+
     /// Why each alert is muted at `now` (same order as `alerts`).
     pub fn mutes(&self, alerts: &[&Alert], now: Timestamp) -> Vec<Mute> {
         let rules = &self.config.inhibit_rules;

@@ -52,6 +52,15 @@ impl Evaluator {
         Self { rules, tracker, default_interval, next_due }
     }
 
+    /// The evaluator of `rules` (a reload) with `tracker`'s rule states;
+    /// each group keeps its schedule by name, a new group is due at once.
+    pub fn reloaded(&self, rules: Arc<RuleSet>, default_interval: Duration, tracker: AlertTracker) -> Self {
+        let due_of = |name: &str| self.rules.groups.iter().position(|g| g.name == name).map(|i| self.next_due[i]);
+        let next_due =
+            rules.groups.iter().map(|g| due_of(&g.name).unwrap_or(Timestamp::from_millis(i64::MIN))).collect();
+        Self { rules, tracker, default_interval, next_due }
+    }
+
     pub fn interval_of(&self, group: usize) -> Duration {
         self.rules.groups[group].interval.unwrap_or(self.default_interval)
     }

@@ -155,6 +155,15 @@ impl RuleState {
         }
     }
 
+    /// This state under `rule`'s new settings (a reload): its alerts, their
+    /// tier clocks and its health stay.
+    pub fn reconfigured(mut self, rule: &Rule) -> Self {
+        self.name = rule.name.clone();
+        self.keep_firing_for = rule.keep_firing_for;
+        self.tier_holds = rule.tier_holds();
+        self
+    }
+
     /// The tier an alert whose condition holds at `condition` is at after
     /// an evaluation at `now`, with its clock then: a pending alert shows
     /// the tier that holds until one has held for its time, and fires at

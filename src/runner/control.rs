@@ -43,8 +43,11 @@ impl Runner {
     pub fn snapshot(&self, now: Timestamp, status: &StatusView) -> Snapshot {
         // The meta-alerts (NotifierFailing, StateNotPersisted) are listed too.
         let state_alert = self.durable.as_ref().and_then(|d| d.current_alert());
-        let alerts: Vec<&Alert> =
-            self.evaluator.tracker.alerts().chain(self.failing.current()).chain(state_alert).collect();
+        let alerts: Vec<&Alert> = (self.evaluator.tracker.alerts())
+            .chain(self.retired.current())
+            .chain(self.failing.current())
+            .chain(state_alert)
+            .collect();
         let mutes = self.pipeline.mutes(&alerts, now);
         let groups: FxHashMap<String, &crate::pipeline::GroupState> =
             self.pipeline.dispatcher.groups().map(|g| (g.key.id(), g)).collect();
@@ -78,6 +81,7 @@ impl Runner {
         status.notifiers.sort();
         status.state_write_failure = self.durable.as_ref().and_then(|d| d.failure().cloned());
         status.state_unwritten = self.durable.as_ref().map_or(0, |d| d.unwritten());
+        status.reload = self.reload_status.clone();
         Snapshot {
             published: true,
             at: now,
@@ -195,6 +199,10 @@ impl Runner {
             }
             Command::ExportSeries { reply } => {
                 let _ = reply.send(crate::metrics::export_series(&self.store, now));
+            }
+            // Reloads are the run loop's: it owns the sources too.
+            Command::Reload { reply } => {
+                let _ = reply.send(Err(CommandError::NotFound("no config to reload outside `zkalert run`".into())));
             }
         }
     }

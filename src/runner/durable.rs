@@ -72,6 +72,25 @@ pub struct Durable {
 }
 
 impl Durable {
+    /// Follows the tracker to the rule keys of a reloaded rule set: what
+    /// the file holds of a rule that stays is kept under its new index;
+    /// rows of a removed rule go with the next commit.
+    pub(super) fn rekey(&mut self, keys: Vec<String>) {
+        let index: FxHashMap<&str, usize> = keys.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+        let mut saved = FxHashMap::default();
+        for ((i, fp), s) in self.saved.drain() {
+            let key = &self.rule_keys[i];
+            match index.get(key.as_str()) {
+                Some(&new) => {
+                    saved.insert((new, fp), s);
+                }
+                None => self.orphans.push((key.clone(), fp)),
+            }
+        }
+        self.saved = saved;
+        self.rule_keys = keys;
+    }
+
     /// Writes one step: changed alerts (the tracker's and `NotifierFailing`),
     /// the notification log, the outbox, and whatever earlier failed writes
     /// left unwritten. On failure nothing is forgotten: the next commit
@@ -296,10 +315,13 @@ impl Durable {
 
 /// A stable key per tracker rule: group, name and the how-many-th rule of
 /// that name in the group (a tiered alert is often several rules).
-fn rule_keys(runner: &Runner) -> Vec<String> {
+/// A stable key per rule of `rules` (group, name, and which of that name
+/// in the group), in tracker order: the state file's, and what a reload
+/// matches rules by.
+pub(super) fn rule_keys(rules: &crate::rule::RuleSet) -> Vec<String> {
     let mut seen: FxHashMap<(String, String), usize> = FxHashMap::default();
     let mut keys = Vec::new();
-    for g in &runner.evaluator.rules.groups {
+    for g in &rules.groups {
         for r in &g.rules {
             let n = seen.entry((g.name.clone(), r.name.clone())).or_default();
             keys.push(format!("{}/{}#{n}", g.name, r.name));
@@ -316,7 +338,7 @@ impl Runner {
     /// how many alerts were restored.
     pub fn restore_from(&mut self, db: StateDb, now: Timestamp, hold: Duration) -> Result<usize, StateError> {
         let persisted = db.load()?;
-        let keys = rule_keys(self);
+        let keys = rule_keys(&self.evaluator.rules);
         let index: FxHashMap<&str, usize> = keys.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
         let mut by_rule: FxHashMap<usize, Vec<Alert>> = FxHashMap::default();
         let mut saved_map = FxHashMap::default();

@@ -7,10 +7,12 @@
 pub mod channels;
 mod control;
 mod durable;
+mod reload;
 mod sending;
 
 pub use control::Control;
 pub use durable::{Durable, STATE_NOT_PERSISTED, WriteFailure};
+pub use reload::{Load, Loaded, Reconfig, ReloadStatus, Reloading, Retired, Runbooks, SourceSpec, report};
 pub use sending::NOTIFIER_FAILING;
 
 use crate::clock::Clock;
@@ -18,7 +20,7 @@ use crate::model::{Alert, Timestamp};
 use crate::notify::delivery::{Deliverer, Report};
 use crate::pipeline::{Message, Pipeline, PipelineConfig};
 use crate::rule::{AlertEvent, Evaluator, RuleSet};
-use crate::source::{PollBatch, Source};
+use crate::source::PollBatch;
 use crate::store::{GroupId, MetricId, SeriesStore};
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +42,10 @@ pub struct Runner {
     pub pending: Vec<(Arc<Message>, String)>,
     /// Channels whose last delivery gave up: the `NotifierFailing` alerts.
     pub failing: sending::FailingChannels,
+    /// Alerts of rules a reload removed, until their resolution is told.
+    pub retired: Retired,
+    /// How the config in force was loaded, and the last reload's outcome.
+    pub reload_status: ReloadStatus,
     last_compaction: Option<Timestamp>,
     last_pipeline_step: Option<Timestamp>,
     /// Per source, the series its last poll reported (sorted).
@@ -103,6 +109,8 @@ impl Runner {
             durable: None,
             pending: Vec::new(),
             failing: Default::default(),
+            retired: Default::default(),
+            reload_status: Default::default(),
             last_compaction: None,
             last_pipeline_step: None,
             reported: Default::default(),
@@ -145,6 +153,15 @@ impl Runner {
                     store.append(group, metric, ts, crate::model::STALE_NAN);
                 }
             }
+        }
+    }
+
+    /// Forgets a source that a reload removed: the series its last poll
+    /// reported go stale at `now`.
+    pub fn forget_source(&mut self, source: usize, now: Timestamp) {
+        let store = Arc::make_mut(&mut self.store);
+        for (group, metric) in self.reported.remove(&source).unwrap_or_default() {
+            store.append(group, metric, now, crate::model::STALE_NAN);
         }
     }
 
@@ -199,7 +216,9 @@ impl Runner {
         self.last_pipeline_step = Some(now);
         let failing = self.failing.alerts(now);
         let state_alert = self.durable.as_mut().and_then(|d| d.alert(now).cloned());
-        let alerts: Vec<&Alert> = self.evaluator.tracker.alerts().chain(&failing).chain(&state_alert).collect();
+        let retired = self.retired.alerts(now);
+        let alerts: Vec<&Alert> =
+            self.evaluator.tracker.alerts().chain(retired).chain(&failing).chain(&state_alert).collect();
         let started = std::time::Instant::now();
         let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
         self.metrics.observe_pipeline_step(started.elapsed());
@@ -243,30 +262,26 @@ fn spread(name: &str) -> f64 {
     (fp % 10_000) as f64 / 10_000.0
 }
 
-/// Runs until `shutdown` completes: sources poll concurrently, each on its
-/// interval; rules are evaluated every `evaluation_interval`; the API's
-/// commands (through `control`) are applied between steps.
-pub async fn run(
-    mut runner: Runner,
-    sources: Vec<Arc<dyn Source>>,
-    evaluation_interval: Duration,
+/// The sources' poll tasks, by source id. An id names one source for as
+/// long as it runs (across reloads that keep its settings), so the store's
+/// staleness per source follows it.
+struct Polling {
+    tx: mpsc::Sender<(usize, PollBatch)>,
     clock: Arc<dyn Clock>,
-    mut control: Option<Control>,
-    shutdown: impl Future<Output = ()>,
-) -> Runner {
-    let (tx, mut rx) = mpsc::channel::<(usize, PollBatch)>(64);
-    let mut tasks = Vec::new();
-    // Rules are first evaluated once every source has reported (or after two
-    // of the longest intervals): an empty store at start-up would otherwise
-    // resolve every restored alert, or fire every `absent()` rule.
-    let longest = sources.iter().map(|s| s.interval()).max().unwrap_or_default();
-    let gate_opens = tokio::time::Instant::now() + longest * 2;
-    let mut waiting_for: std::collections::HashSet<usize> = (0..sources.len()).collect();
-    for (index, source) in sources.into_iter().enumerate() {
-        let tx = tx.clone();
-        let clock = clock.clone();
-        let metrics = runner.metrics.clone();
-        tasks.push(tokio::spawn(async move {
+    /// Each task counts its polls here.
+    metrics: Arc<crate::metrics::Metrics>,
+    tasks: std::collections::HashMap<usize, (String, tokio::task::JoinHandle<()>)>,
+    next_id: usize,
+}
+
+impl Polling {
+    /// Starts polling `spec` under `id` (a new id if `None`); returns the id.
+    fn start(&mut self, spec: SourceSpec, id: Option<usize>) -> usize {
+        let id = id.unwrap_or(self.next_id);
+        self.next_id = self.next_id.max(id + 1);
+        let (tx, clock, source) = (self.tx.clone(), self.clock.clone(), spec.source);
+        let metrics = self.metrics.clone();
+        let task = tokio::spawn(async move {
             // Spread sources over their interval (a stable offset from the
             // name, as Prometheus spreads scrapes), so a thousand nodes are
             // not all polled in the same instant.
@@ -281,13 +296,75 @@ pub async fn run(
                 let batch = source.poll(clock.clone()).await;
                 tracing::debug!(source = %name, series = batch.series.len(), "polled");
                 metrics.observe_poll(&source_label, &batch);
-                if tx.send((index, batch)).await.is_err() {
+                if tx.send((id, batch)).await.is_err() {
                     return;
                 }
             }
-        }));
+        });
+        if let Some((_, old)) = self.tasks.insert(id, (spec.settings, task)) {
+            old.abort();
+        }
+        id
     }
-    drop(tx);
+
+    fn stop(&mut self, id: usize) {
+        if let Some((_, task)) = self.tasks.remove(&id) {
+            task.abort();
+        }
+    }
+
+    /// Polls `sources` instead: a source whose settings are unchanged keeps
+    /// its id, its series and (unless the rules now read other metrics,
+    /// which its filter decides) its task; others start; the ids of
+    /// removed ones are returned, their tasks stopped.
+    fn replace(&mut self, sources: Vec<SourceSpec>, reads_changed: bool) -> Vec<usize> {
+        let mut old: Vec<(usize, String)> = self.tasks.iter().map(|(id, (s, _))| (*id, s.clone())).collect();
+        old.sort();
+        for spec in sources {
+            match old.iter().position(|(_, settings)| *settings == spec.settings) {
+                Some(i) => {
+                    let (id, _) = old.remove(i);
+                    if reads_changed {
+                        self.start(spec, Some(id));
+                    }
+                }
+                None => {
+                    self.start(spec, None);
+                }
+            }
+        }
+        old.into_iter()
+            .map(|(id, _)| {
+                self.stop(id);
+                id
+            })
+            .collect()
+    }
+}
+
+/// Runs until `shutdown` completes: sources poll concurrently, each on its
+/// interval; rules are evaluated every `evaluation_interval`; the API's
+/// commands (through `control`) are applied between steps, and so are
+/// reloads (`reloading`: SIGHUP, or the API's `POST /-/reload`).
+pub async fn run(
+    mut runner: Runner,
+    sources: Vec<SourceSpec>,
+    evaluation_interval: Duration,
+    clock: Arc<dyn Clock>,
+    mut control: Option<Control>,
+    mut reloading: Option<Reloading>,
+    shutdown: impl Future<Output = ()>,
+) -> Runner {
+    let (tx, mut rx) = mpsc::channel::<(usize, PollBatch)>(64);
+    // Rules are first evaluated once every source has reported (or after two
+    // of the longest intervals): an empty store at start-up would otherwise
+    // resolve every restored alert, or fire every `absent()` rule.
+    let longest = sources.iter().map(|s| s.source.interval()).max().unwrap_or_default();
+    let gate_opens = tokio::time::Instant::now() + longest * 2;
+    let mut polling =
+        Polling { tx, clock: clock.clone(), metrics: runner.metrics.clone(), tasks: Default::default(), next_id: 0 };
+    let mut waiting_for: std::collections::HashSet<usize> =
+        sources.into_iter().map(|s| polling.start(s, None)).collect();
     // Ticks drive the pipeline's timers too (group wait, repeats), so at
     // least once a second; evaluation itself runs only when a group is due.
     let mut eval_ticker = tokio::time::interval(evaluation_interval.min(PIPELINE_TICK));
@@ -300,6 +377,10 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             Some((source, batch)) = rx.recv() => {
+                // A batch a removed source sent before it stopped is dropped.
+                if !polling.tasks.contains_key(&source) {
+                    continue;
+                }
                 runner.ingest(source, batch);
                 waiting_for.remove(&source);
                 // Evaluate as soon as fresh data arrives if a group is due,
@@ -318,18 +399,72 @@ pub async fn run(
             Some(report) = next_report(&mut reports) => {
                 runner.on_report(report);
             }
+            Some(()) = next_reload(&mut reloading) => {
+                let _ = reload(&mut runner, &mut polling, &mut reloading, clock.now());
+                sources_now(&mut control, &polling);
+                publish(&runner, &mut control, clock.now(), true);
+            }
             Some(command) = next_command(&mut control) => {
                 let writes = !matches!(command, crate::api::Command::ExportSeries { .. });
-                runner.apply(command, clock.now());
+                match command {
+                    crate::api::Command::Reload { reply } => {
+                        let status = reload(&mut runner, &mut polling, &mut reloading, clock.now());
+                        let _ = reply.send(status);
+                        sources_now(&mut control, &polling);
+                    }
+                    command => runner.apply(command, clock.now()),
+                }
                 publish(&runner, &mut control, clock.now(), writes);
             }
         }
     }
-    for t in tasks {
-        t.abort();
+    for (_, (_, task)) in polling.tasks.drain() {
+        task.abort();
     }
     tracing::info!("shut down");
     runner
+}
+
+/// Reads the config and rules again and applies them between steps, or
+/// keeps everything as it is if they do not check.
+fn reload(
+    runner: &mut Runner,
+    polling: &mut Polling,
+    reloading: &mut Option<Reloading>,
+    now: Timestamp,
+) -> Result<ReloadStatus, crate::api::CommandError> {
+    let Some(reloading) = reloading else {
+        return Err(crate::api::CommandError::NotFound("this runner has no config to reload".into()));
+    };
+    tracing::info!("reloading the config and rules");
+    let loaded = match (reloading.load)() {
+        Ok(loaded) => loaded,
+        Err(problems) => return Ok(runner.record_reload(problems, now)),
+    };
+    let reads_changed = loaded.reconfig.rules.retention != runner.evaluator.rules.retention;
+    let sources = loaded.sources.len();
+    for removed in polling.replace(loaded.sources, reads_changed) {
+        runner.forget_source(removed, now);
+    }
+    runner.reconfigure(loaded.reconfig, now);
+    if let Some(runbooks) = &reloading.runbooks {
+        runbooks.send_replace(loaded.runbooks);
+    }
+    tracing::info!(rules = runner.evaluator.rules.rule_count(), sources, "reloaded");
+    Ok(runner.record_reload(Vec::new(), now))
+}
+
+fn sources_now(control: &mut Option<Control>, polling: &Polling) {
+    if let Some(c) = control {
+        c.status.sources = polling.tasks.len();
+    }
+}
+
+async fn next_reload(reloading: &mut Option<Reloading>) -> Option<()> {
+    match reloading {
+        Some(r) => r.requests.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_report(reports: &mut Option<mpsc::UnboundedReceiver<Report>>) -> Option<Report> {
@@ -359,6 +494,10 @@ mod tests {
     use crate::model::Timestamp;
     use crate::test_support::{logged, poll, rules_from_yaml};
 
+    /// Two rules: X fires while `x > 0`, Y while `y > 0`.
+    const X_AND_Y: &str =
+        "groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n  - alert: Y\n    expr: y > 0\n";
+
     /// A runner of these rules that neither persists nor notifies.
     fn runner_of(rules_yaml: &str) -> Runner {
         let rules = Arc::new(rules_from_yaml(rules_yaml).unwrap());
@@ -367,8 +506,7 @@ mod tests {
 
     #[test]
     fn series_a_source_stops_reporting_go_stale_others_do_not() {
-        let mut runner =
-            runner_of("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n  - alert: Y\n    expr: y > 0\n");
+        let mut runner = runner_of(X_AND_Y);
         let clock = ManualClock::new(Timestamp::from_millis(0));
         runner.ingest(0, poll("a", 0, &[("x", 1.0)]));
         runner.ingest(1, poll("a", 0, &[("y", 1.0)]));
@@ -383,6 +521,49 @@ mod tests {
             runner.evaluator.tracker.alerts().filter(|a| a.resolved_at.is_some()).map(|a| a.name()).collect();
         assert_eq!(resolved, ["X"], "X resolves");
         assert_eq!(runner.evaluator.tracker.firing().map(|a| a.name().to_string()).collect::<Vec<_>>(), ["Y"]);
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_unchanged_sources_and_their_series_and_stops_removed_ones_whose_series_go_stale() {
+        let yaml = |urls: &[&str]| {
+            let sources: String = urls
+                .iter()
+                .map(|u| format!("  - {{type: prometheus, url: 'http://127.0.0.1:9/{u}', cluster: c, interval: 1s, timeout: 500ms}}\n"))
+                .collect();
+            let config = crate::config::Config::parse(&format!("sources:\n{sources}"), std::path::Path::new("z.yaml"));
+            config.unwrap().sources
+        };
+        let specs = |urls: &[&str]| -> Vec<SourceSpec> {
+            yaml(urls)
+                .into_iter()
+                .map(|s| {
+                    let crate::config::SourceConfig::Prometheus(p) = &s else { unreachable!() };
+                    let source = Arc::new(crate::source::prom::PromSource::new(p.clone(), None).unwrap());
+                    SourceSpec { settings: format!("{s:?}"), source }
+                })
+                .collect()
+        };
+        let (tx, _rx) = mpsc::channel(8);
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+        let mut polling = Polling { tx, clock, metrics: Arc::default(), tasks: Default::default(), next_id: 0 };
+        let ids: Vec<usize> = specs(&["a", "b"]).into_iter().map(|s| polling.start(s, None)).collect();
+        assert_eq!(ids, [0, 1]);
+        let removed = polling.replace(specs(&["b", "c"]), false);
+        assert_eq!(removed, [0], "a stopped");
+        let mut live: Vec<usize> = polling.tasks.keys().copied().collect();
+        live.sort();
+        assert_eq!(live, [1, 2], "b kept its id, c got a new one");
+
+        let mut runner = runner_of(X_AND_Y);
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        runner.ingest(0, poll("a", 0, &[("x", 1.0)]));
+        runner.ingest(1, poll("b", 0, &[("y", 1.0)]));
+        runner.evaluate(&clock);
+        runner.forget_source(0, Timestamp::from_millis(5_000));
+        clock.set(Timestamp::from_millis(10_000));
+        runner.evaluate(&clock);
+        let firing: Vec<&str> = runner.evaluator.tracker.firing().map(|a| a.name()).collect();
+        assert_eq!(firing, ["Y"], "X's series went stale with its source");
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl FailingChannels {
         alert.annotations = vec![("summary".into(), summary)];
     }
 
-    fn recover(&mut self, channel: &str, now: Timestamp) {
+    pub(super) fn recover(&mut self, channel: &str, now: Timestamp) {
         if let Some(a) = self.alerts.get_mut(channel) {
             a.resolve(now);
         }
@@ -213,17 +213,7 @@ mod tests {
     use crate::config::{NotifierConfig, NotifierKind};
     use crate::notify::template::Rendering;
     use crate::pipeline::PipelineConfig;
-    use crate::test_support::{poll, rules_from_yaml};
-
-    fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-
-    async fn settle(runner: &mut Runner, rx: &mut mpsc::UnboundedReceiver<Report>) {
-        while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
-            runner.on_report(r);
-        }
-    }
+    use crate::test_support::{json_lines as lines, poll, rules_from_yaml, settle};
 
     #[tokio::test]
     async fn a_channel_that_gives_up_falls_over_and_raises_notifier_failing_until_it_delivers_again() {

@@ -113,6 +113,26 @@ impl SeriesStore {
         st
     }
 
+    /// Keeps what `retention` says from now on (a reload): the series
+    /// stay; windows trim to their new length as samples arrive.
+    pub fn set_retention(&mut self, retention: &Retention) {
+        let fresh = Self::for_rules(retention);
+        self.retention = fresh.retention;
+        self.needs = fresh.needs;
+        self.keep_everything = fresh.keep_everything;
+        self.kept = fresh.kept;
+        self.metric_retention = self.metric_names.iter().map(|name| self.kept_for(name)).collect();
+    }
+
+    /// How long to keep a metric by this name; `None` = latest sample only.
+    fn kept_for(&self, name: &str) -> Option<Duration> {
+        match self.needs.get(name) {
+            Some(d) => Some((*d).max(self.lookback)),
+            None if self.keep_everything => Some(self.retention),
+            None => None,
+        }
+    }
+
     /// Whether the rules read this metric at all; sources skip the rest.
     pub fn keeps(&self, metric: &str) -> bool {
         self.kept.as_ref().is_none_or(|k| k.keeps(metric))
@@ -140,12 +160,7 @@ impl SeriesStore {
             return *id;
         }
         let id = MetricId(self.metric_names.len() as u32);
-        let keep = match self.needs.get(name) {
-            Some(d) => Some((*d).max(self.lookback)),
-            None if self.keep_everything => Some(self.retention),
-            None => None,
-        };
-        self.metric_retention.push(keep);
+        self.metric_retention.push(self.kept_for(name));
         let name: Arc<str> = Arc::from(name);
         self.metric_names.push(name.clone());
         self.metric_ids.insert(name, id);

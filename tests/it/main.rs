@@ -19,6 +19,7 @@ mod lifecycle;
 mod metrics;
 mod parsers_never_panic;
 mod pipeline;
+mod reload;
 mod runbooks;
 mod sms_voice;
 mod webhooks;

@@ -198,7 +198,7 @@ async fn alerts_page(State(state): State<ApiState>, headers: HeaderMap, q: Asked
     with_snapshot(&state, |snap| {
         let all = q.is_ok_and(|Query(q)| q.show.as_deref() == Some("all"));
         let frame = frame(&state, &headers, "alerts", snap.at);
-        respond(StatusCode::OK, "alerts.html", rows::render_alerts_page(&snap, &state.runbooks, &frame, all))
+        respond(StatusCode::OK, "alerts.html", rows::render_alerts_page(&snap, &state.runbooks.borrow(), &frame, all))
     })
 }
 
@@ -270,7 +270,7 @@ async fn runbook(State(state): State<ApiState>, headers: HeaderMap, Path(referen
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.split(',').any(|t| t.trim().starts_with("text/html")));
-    let Some(path) = state.runbooks.get(name) else {
+    let Some(path) = state.runbooks.borrow().get(name).cloned() else {
         return if wants_html { missing().page("/") } else { missing().into_response() };
     };
     let Ok(text) = tokio::fs::read_to_string(path).await else {

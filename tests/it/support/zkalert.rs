@@ -262,6 +262,11 @@ impl ZkalertRun {
         self.dir.path()
     }
 
+    /// The running process's id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("zkalert run was stopped").id()
+    }
+
     /// Every complete notification line so far.
     pub fn events(&self) -> Vec<Event> {
         let text = std::fs::read_to_string(&self.notifications).unwrap_or_default();
