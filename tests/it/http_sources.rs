@@ -216,13 +216,14 @@ fn prom_source_scrapes_a_real_node_exporter() {
     // The exporter's own metrics come along (histogram/summary sample names too).
     assert!(samples.iter().any(|s| s.name.ends_with("_count")));
 
-    // A keep filter drops what the rules don't read, but never `up`.
+    // A keep filter drops what the rules don't read, but never `up` nor
+    // `scrape_duration_seconds` (the poll durations /metrics reports).
     let mut retention = zkalert::store::Retention::default();
     retention.read.insert("node_load1".into());
     let filtered = PromSource::new(source.config.clone(), Some(std::sync::Arc::new(retention))).unwrap();
     let samples = rt.block_on(filtered.collect(now())).samples();
     let names: std::collections::BTreeSet<&str> = samples.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["node_load1", "up"].into_iter().collect(), "{names:?}");
+    assert_eq!(names, ["node_load1", "scrape_duration_seconds", "up"].into_iter().collect(), "{names:?}");
 
     exporter.kill();
     let samples = rt.block_on(source.collect(now())).samples();
