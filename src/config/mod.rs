@@ -9,8 +9,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod ha;
 mod notifiers;
 mod pipeline;
+
+pub use ha::{CoordinationLoss, HaConfig};
 
 pub use notifiers::{NotifierConfig, NotifierKind};
 pub(crate) use pipeline::inhibit_rule;
@@ -33,6 +36,8 @@ pub struct Config {
     pub links: crate::notify::template::Links,
     /// Message templates: the built-in ones, some replaced by files.
     pub templates: std::sync::Arc<crate::notify::template::Templates>,
+    /// Replicas coordinated through ZooKeeper (`None`: one process, SQLite only).
+    pub ha: Option<HaConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +138,7 @@ impl Config {
             pipeline: crate::pipeline::PipelineConfig::defaults_to(&["console".to_string()]),
             links: Default::default(),
             templates: std::sync::Arc::new(crate::notify::template::Templates::builtin()),
+            ha: None,
         }
     }
 
@@ -170,6 +176,7 @@ impl Config {
             "external_url",
             "runbook_base_url",
             "templates",
+            "ha",
         ];
         for (key, value) in r.map(&root, "config", KEYS) {
             match key {
@@ -211,6 +218,7 @@ impl Config {
                         template_files.push((name, base.join(path)));
                     }
                 }
+                "ha" => cfg.ha = ha::read(&mut r, value),
                 _ => cfg.server = server(&mut r, value, base),
             }
         }
