@@ -15,6 +15,7 @@ pub mod config;
 pub mod diag;
 pub mod duration;
 pub mod embedded;
+pub mod ha;
 pub mod metrics;
 pub mod model;
 pub mod notify;

@@ -27,6 +27,7 @@ mod step;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use records::shared as shared_records;
 pub use schema::SCHEMA_VERSION;
 
 use crate::model::{Alert, Fingerprint, Severity, Timestamp};

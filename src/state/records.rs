@@ -424,3 +424,73 @@ impl<'a> MessageRecord<'a> {
         }
     }
 }
+
+/// The bodies the shared state in ZooKeeper stores (`crate::ha::shared`): the same JSON records as the rows here, so
+/// both stores read and write one format. Errors are the reason, as text.
+pub(crate) mod shared {
+    use super::*;
+    use crate::state::OutboxEntry;
+
+    fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+        serde_json::to_vec(value).map_err(|e| e.to_string())
+    }
+
+    fn from_slice<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, String> {
+        serde_json::from_slice(body).map_err(|e| format!("bad body: {e}"))
+    }
+
+    pub(crate) fn group(g: &GroupState) -> Result<Vec<u8>, String> {
+        to_vec(&GroupRecord::from_group(g))
+    }
+
+    pub(crate) fn read_group(body: &[u8]) -> Result<GroupState, String> {
+        from_slice::<GroupRecord>(body).map(GroupRecord::into_group)
+    }
+
+    pub(crate) fn silence(s: &Silence) -> Result<Vec<u8>, String> {
+        to_vec(&SilenceRecord::from_silence(s))
+    }
+
+    pub(crate) fn read_silence(id: String, body: &[u8]) -> Result<Silence, String> {
+        from_slice::<SilenceRecord>(body)?.into_silence(id)
+    }
+
+    /// One pending delivery: the message (with its id, the idempotency key), the channel, attempts and time.
+    #[derive(Serialize, Deserialize)]
+    struct OutboxRecord<'a> {
+        id: Cow<'a, str>,
+        channel: Cow<'a, str>,
+        attempts: u32,
+        created_at: i64,
+        message: MessageRecord<'a>,
+    }
+
+    pub(crate) fn outbox(e: &OutboxEntry) -> Result<Vec<u8>, String> {
+        to_vec(&OutboxRecord {
+            id: Cow::Borrowed(&e.message.id),
+            channel: Cow::Borrowed(&e.channel),
+            attempts: e.attempts,
+            created_at: ms(e.created_at),
+            message: MessageRecord::from_message(&e.message),
+        })
+    }
+
+    pub(crate) fn read_outbox(body: &[u8]) -> Result<OutboxEntry, String> {
+        let r: OutboxRecord = from_slice(body)?;
+        Ok(OutboxEntry {
+            message: r.message.into_message(r.id.into_owned()),
+            channel: r.channel.into_owned(),
+            attempts: r.attempts,
+            created_at: ts(r.created_at),
+        })
+    }
+
+    pub(crate) fn maintenance(windows: &[(String, Timestamp, Timestamp)]) -> Result<Vec<u8>, String> {
+        to_vec(&windows.iter().map(|(name, opened, closes)| (name, ms(*opened), ms(*closes))).collect::<Vec<_>>())
+    }
+
+    pub(crate) fn read_maintenance(body: &[u8]) -> Result<Vec<(String, Timestamp, Timestamp)>, String> {
+        let rows: Vec<(String, i64, i64)> = from_slice(body)?;
+        Ok(rows.into_iter().map(|(name, opened, closes)| (name, ts(opened), ts(closes))).collect())
+    }
+}

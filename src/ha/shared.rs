@@ -1,0 +1,361 @@
+//! The notification state the active replica shares through ZooKeeper, so
+//! a replica that takes over resumes from it: under `<root>/state/`, one
+//! znode per group (the notification log entry, with its ack, as in
+//! SQLite's `groups`), per silence, and per pending delivery (the message
+//! with its id, the idempotency key, and the channel), plus one for the
+//! open maintenance windows. Bodies are the SQLite rows' JSON
+//! (`state::records`). Tracker alerts are not shared: every replica
+//! evaluates on its own (hot standby).
+//!
+//! A step is written as `multi` transactions that each first CHECK the
+//! writer's election znode ([`Fence`]): after its session expired the znode
+//! is gone and the write fails as [`HaError::Fenced`], with nothing of it
+//! applied. One transaction carries at most [`MULTI_BUDGET`] bytes (ZooKeeper
+//! refuses requests over `jute.maxbuffer`, 1 MiB by default), so a large step
+//! (a first full write of 10,000 groups) is several fenced transactions, in
+//! an order that never loses a page: new pending deliveries first, then
+//! silences, groups and maintenance, deletions last. A step cut short by a
+//! fence leaves earlier transactions applied: each is a whole, valid state
+//! of the znodes it touches, and the next active replica loads them.
+
+use super::{Fence, HaError, ensure_path};
+use crate::pipeline::Silence;
+use crate::state::{DeliveryOutcome, OutboxEntry, Persisted, StepWrite, shared_records as records};
+use std::collections::HashSet;
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, MultiWriteError};
+
+/// Largest body of one znode: under `jute.maxbuffer` (1 MiB) with room for
+/// the request around it.
+pub const MAX_ZNODE_BYTES: usize = 1000 * 1024;
+
+/// Most bytes (bodies and paths) one `multi` carries. Half the default
+/// `jute.maxbuffer`: the transaction log entry of a multi is its ops plus
+/// headers, and the server checks the whole request against the limit.
+pub const MULTI_BUDGET: usize = 512 * 1024;
+
+/// Per-op overhead counted against [`MULTI_BUDGET`] (op header, version,
+/// ACL, lengths).
+const OP_OVERHEAD: usize = 64;
+
+/// What a step changes besides [`StepWrite`]: silences added or changed,
+/// and silences deleted (by id).
+#[derive(Debug, Default)]
+pub struct SharedStep<'a> {
+    pub step: Option<&'a StepWrite>,
+    pub silences_put: &'a [Silence],
+    pub silences_deleted: &'a [String],
+}
+
+/// What one commit cost.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CommitStats {
+    /// `multi` transactions sent.
+    pub transactions: usize,
+    /// Creates, sets and deletes (the fence checks not counted).
+    pub ops: usize,
+    /// Bytes of znode bodies written.
+    pub body_bytes: usize,
+}
+
+/// The shared state of one deployment, and which of its znodes exist (so a
+/// write knows create from set).
+pub struct SharedState {
+    root: String,
+    known: HashSet<String>,
+}
+
+#[derive(Debug)]
+enum Op {
+    Put { path: String, body: Vec<u8> },
+    Delete { path: String },
+}
+
+impl Op {
+    fn cost(&self) -> usize {
+        OP_OVERHEAD
+            + match self {
+                Op::Put { path, body } => path.len() + body.len(),
+                Op::Delete { path } => path.len(),
+            }
+    }
+}
+
+const KINDS: [&str; 3] = ["groups", "silences", "outbox"];
+
+impl SharedState {
+    /// The state under `<root>/state`, creating its znodes if missing.
+    pub async fn open(client: &Client, root: &str) -> Result<SharedState, HaError> {
+        for kind in KINDS {
+            ensure_path(client, &format!("{root}/state/{kind}")).await?;
+        }
+        Ok(SharedState { root: root.to_string(), known: HashSet::new() })
+    }
+
+    fn dir(&self, kind: &str) -> String {
+        format!("{}/state/{kind}", self.root)
+    }
+
+    fn maintenance_path(&self) -> String {
+        format!("{}/state/maintenance", self.root)
+    }
+
+    /// Reads the whole shared state (groups, silences, pending deliveries
+    /// oldest first, maintenance windows). Tracker alerts stay empty.
+    pub async fn load(&mut self, client: &Client) -> Result<Persisted, HaError> {
+        let mut out = Persisted::default();
+        self.known.clear();
+        for (name, body) in self.read_children(client, "groups").await? {
+            let path = format!("{}/{name}", self.dir("groups"));
+            out.groups.push(records::read_group(&body).map_err(|reason| HaError::Decode { path, reason })?);
+        }
+        for (name, body) in self.read_children(client, "silences").await? {
+            let path = format!("{}/{name}", self.dir("silences"));
+            let silence = records::read_silence(unescape(&name), &body);
+            out.silences.push(silence.map_err(|reason| HaError::Decode { path, reason })?);
+        }
+        for (name, body) in self.read_children(client, "outbox").await? {
+            let path = format!("{}/{name}", self.dir("outbox"));
+            out.pending.push(records::read_outbox(&body).map_err(|reason| HaError::Decode { path, reason })?);
+        }
+        let path = self.maintenance_path();
+        match client.get_data(&path).await {
+            Ok((body, _)) => {
+                out.maintenance = records::read_maintenance(&body)
+                    .map_err(|reason| HaError::Decode { path: path.clone(), reason })?;
+                self.known.insert(path);
+            }
+            Err(ZkError::NoNode) => {}
+            Err(e) => return Err(HaError::zk(path, e)),
+        }
+        out.silences.sort_by(|a, b| (a.starts_at, &a.id).cmp(&(b.starts_at, &b.id)));
+        out.pending
+            .sort_by(|a, b| (a.created_at, &a.message.id, &a.channel).cmp(&(b.created_at, &b.message.id, &b.channel)));
+        Ok(out)
+    }
+
+    /// Every child of `<root>/state/<kind>` with its body; the reads are
+    /// pipelined in chunks (one round trip per chunk, not per znode).
+    async fn read_children(&mut self, client: &Client, kind: &str) -> Result<Vec<(String, Vec<u8>)>, HaError> {
+        const CHUNK: usize = 512;
+        let dir = self.dir(kind);
+        let names = client.list_children(&dir).await.map_err(|e| HaError::zk(&dir, e))?;
+        let mut out = Vec::with_capacity(names.len());
+        for chunk in names.chunks(CHUNK) {
+            let reads: Vec<_> = chunk.iter().map(|name| client.get_data(&format!("{dir}/{name}"))).collect();
+            for (name, read) in chunk.iter().zip(reads) {
+                let path = format!("{dir}/{name}");
+                match read.await {
+                    Ok((body, _)) => {
+                        self.known.insert(path);
+                        out.push((name.clone(), body));
+                    }
+                    // Deleted since listed (by an earlier active's last step).
+                    Err(ZkError::NoNode) => {}
+                    Err(e) => return Err(HaError::zk(path, e)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The znode writes of one step, in the order that never loses a page.
+    fn ops(&self, s: &SharedStep) -> Result<Vec<Op>, HaError> {
+        let mut puts = Vec::new();
+        let mut deletes = Vec::new();
+        let put = |path: String, body: Result<Vec<u8>, String>, what: &str| -> Result<Op, HaError> {
+            let body = body.map_err(|reason| HaError::Encode { what: what.to_string(), reason })?;
+            if body.len() > MAX_ZNODE_BYTES {
+                return Err(HaError::TooLarge { what: path, size: body.len(), limit: MAX_ZNODE_BYTES });
+            }
+            Ok(Op::Put { path, body })
+        };
+        if let Some(step) = s.step {
+            let done: HashSet<String> = step
+                .deliveries
+                .iter()
+                .filter(|d| d.outcome != DeliveryOutcome::Retrying)
+                .map(|d| self.outbox_path(&d.message_id, &d.channel))
+                .collect();
+            for message in &step.outbox {
+                for channel in &message.channels {
+                    let path = self.outbox_path(&message.id, channel);
+                    // Written by an earlier step, or already delivered: nothing to add.
+                    if self.known.contains(&path) || done.contains(&path) {
+                        continue;
+                    }
+                    let entry = OutboxEntry {
+                        message: (**message).clone(),
+                        channel: channel.clone(),
+                        attempts: 0,
+                        created_at: message.at,
+                    };
+                    puts.push(put(path, records::outbox(&entry), "outbox entry")?);
+                }
+            }
+            deletes.extend(done.into_iter().filter(|p| self.known.contains(p)).map(|path| Op::Delete { path }));
+            for g in &step.groups.upserted {
+                let path = format!("{}/{}", self.dir("groups"), escape(&g.key.id()));
+                puts.push(put(path, records::group(g), "group")?);
+            }
+            for id in &step.groups.removed {
+                deletes.push(Op::Delete { path: format!("{}/{}", self.dir("groups"), escape(id)) });
+            }
+            if let Some(windows) = &step.maintenance {
+                puts.push(put(self.maintenance_path(), records::maintenance(windows), "maintenance")?);
+            }
+        }
+        for silence in s.silences_put {
+            let path = format!("{}/{}", self.dir("silences"), escape(&silence.id));
+            puts.push(put(path, records::silence(silence), "silence")?);
+        }
+        for id in s.silences_deleted {
+            deletes.push(Op::Delete { path: format!("{}/{}", self.dir("silences"), escape(id)) });
+        }
+        // Deleting what does not exist would fail the whole transaction.
+        deletes.retain(|op| matches!(op, Op::Delete { path } if self.known.contains(path)));
+        puts.extend(deletes);
+        Ok(puts)
+    }
+
+    fn outbox_path(&self, message_id: &str, channel: &str) -> String {
+        format!("{}/{}@{}", self.dir("outbox"), escape(message_id), escape(channel))
+    }
+
+    /// Writes one step under `fence`: fenced `multi` transactions of at most
+    /// [`MULTI_BUDGET`] bytes each. `Err(Fenced)`: the writer is no longer
+    /// active; what the failed transaction held was not written.
+    pub async fn commit(&mut self, client: &Client, fence: &Fence, s: &SharedStep<'_>) -> Result<CommitStats, HaError> {
+        let ops = self.ops(s)?;
+        let mut stats = CommitStats::default();
+        for batch in batches(&ops) {
+            let mut multi = client.new_multi_writer();
+            let bad = |e| HaError::zk(&fence.path, e);
+            multi.add_check_version(&fence.path, fence.version).map_err(bad)?;
+            let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            for op in batch {
+                match op {
+                    Op::Put { path, body } if self.known.contains(path) => multi.add_set_data(path, body, None),
+                    Op::Put { path, body } => multi.add_create(path, body, &options),
+                    Op::Delete { path } => multi.add_delete(path, None),
+                }
+                .map_err(|e| HaError::zk(op_path(op), e))?;
+            }
+            match multi.commit().await {
+                Ok(_) => {}
+                Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NoNode | ZkError::BadVersion }) => {
+                    return Err(HaError::Fenced { path: fence.path.clone(), version: fence.version });
+                }
+                Err(MultiWriteError::OperationFailed { index, source }) => {
+                    return Err(HaError::zk(op_path(&batch[index - 1]), source));
+                }
+                Err(MultiWriteError::RequestFailed { source: ZkError::SessionExpired }) => {
+                    return Err(HaError::Fenced { path: fence.path.clone(), version: fence.version });
+                }
+                Err(MultiWriteError::RequestFailed { source }) => return Err(HaError::zk(&fence.path, source)),
+            }
+            stats.transactions += 1;
+            for op in batch {
+                stats.ops += 1;
+                match op {
+                    Op::Put { path, body } => {
+                        stats.body_bytes += body.len();
+                        self.known.insert(path.clone());
+                    }
+                    Op::Delete { path } => {
+                        self.known.remove(path);
+                    }
+                }
+            }
+        }
+        Ok(stats)
+    }
+}
+
+fn op_path(op: &Op) -> &str {
+    match op {
+        Op::Put { path, .. } | Op::Delete { path } => path,
+    }
+}
+
+/// `ops` cut into runs of at most [`MULTI_BUDGET`] bytes (a single op over
+/// it cannot happen: bodies are at most [`MAX_ZNODE_BYTES`]).
+fn batches(ops: &[Op]) -> Vec<&[Op]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, op) in ops.iter().enumerate() {
+        let cost = op.cost();
+        if i > start && size + cost > MULTI_BUDGET {
+            out.push(&ops[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += cost;
+    }
+    if start < ops.len() {
+        out.push(&ops[start..]);
+    }
+    out
+}
+
+/// A znode name for an id: ASCII letters, digits, `-` and `_` as they are,
+/// every other byte as `%XX` (so `/`, `.` and `..` cannot occur, and `@`
+/// can separate two names).
+fn escape(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn unescape(name: &str) -> String {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_names_round_trip_and_are_safe() {
+        for id in ["abc-123_x", "a/b", "..", ".", "a@b", "é%41", ""] {
+            let e = escape(id);
+            assert!(!e.contains(['/', '.', '@']), "{e}");
+            assert_eq!(unescape(&e), id);
+        }
+    }
+
+    #[test]
+    fn batches_stay_under_the_budget() {
+        let op = |n: usize| Op::Put { path: format!("/r/state/groups/{n}"), body: vec![b'x'; 300_000] };
+        let ops: Vec<Op> = (0..7).map(op).collect();
+        let cut = batches(&ops);
+        assert_eq!(cut.iter().map(|b| b.len()).collect::<Vec<_>>(), [1, 1, 1, 1, 1, 1, 1]);
+        let small: Vec<Op> = (0..10_000).map(|n| Op::Delete { path: format!("/r/state/groups/{n:016x}") }).collect();
+        let cut = batches(&small);
+        assert!(cut.len() > 1);
+        assert_eq!(cut.iter().map(|b| b.len()).sum::<usize>(), 10_000);
+        for b in cut {
+            assert!(b.iter().map(Op::cost).sum::<usize>() <= MULTI_BUDGET);
+        }
+    }
+}
