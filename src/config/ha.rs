@@ -84,7 +84,10 @@ pub(super) fn read(r: &mut Reader, n: &Node) -> Option<HaConfig> {
             "replica" => {
                 let Some(name) = r.string(v, "ha.replica") else { continue };
                 if name.is_empty() || name.len() > MAX_REPLICA_NAME || name.chars().any(char::is_control) {
-                    r.error(v.pos, format!("ha.replica: {name:?} must be 1 to {MAX_REPLICA_NAME} printable characters"));
+                    r.error(
+                        v.pos,
+                        format!("ha.replica: {name:?} must be 1 to {MAX_REPLICA_NAME} printable characters"),
+                    );
                     ok = false;
                 }
                 replica = Some(name);
