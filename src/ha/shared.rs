@@ -358,4 +358,58 @@ mod tests {
             assert!(b.iter().map(Op::cost).sum::<usize>() <= MULTI_BUDGET);
         }
     }
+
+    /// A group as large as real ones get: five group labels, three firing alerts told, an ack.
+    fn big_group(n: usize) -> crate::pipeline::GroupState {
+        use crate::model::{Alert, Labels, Severity, Timestamp};
+        let labels = Labels::from_pairs([
+            ("alertname".to_string(), "ZkOutstandingRequestsHigh".to_string()),
+            ("cluster".to_string(), format!("production-cluster-{n}")),
+            ("instance".to_string(), format!("zookeeper-{n}.prod.example.com:2181")),
+            ("team".to_string(), "storage-platform".to_string()),
+            ("region".to_string(), "eu-west-1".to_string()),
+        ]);
+        let told = (0..3).map(|i| Alert::new(labels.clone(), Severity::P1, i as f64, Timestamp::from_millis(i)));
+        crate::pipeline::GroupState {
+            key: crate::pipeline::GroupKey { route: 3, labels: labels.clone() },
+            next_flush: Timestamp::from_millis(1_765_000_000_000),
+            notified_firing: told.map(|a| a.fingerprint).collect(),
+            notified_tier: Some(Severity::P1),
+            last_sent: Some(Timestamp::from_millis(1_765_000_000_000)),
+            paged_since: Some(Timestamp::from_millis(1_765_000_000_000)),
+            escalated: true,
+            ack: Some(crate::pipeline::Ack {
+                by: "alice@example.com".into(),
+                comment: "looking at the disk on zk3".into(),
+                at: Timestamp::from_millis(1_765_000_000_000),
+                until: Some(Timestamp::from_millis(1_765_000_600_000)),
+            }),
+            last_reason: Some(crate::pipeline::Reason::Repeat),
+        }
+    }
+
+    /// 10,000 groups (a first full write): each znode far under the limit,
+    /// and the write cut into transactions that each stay under the budget.
+    #[test]
+    fn ten_thousand_groups_fit() {
+        let groups: Vec<_> = (0..10_000).map(big_group).collect();
+        let sizes: Vec<usize> = groups.iter().map(|g| records::group(g).unwrap().len()).collect();
+        let (max, total) = (*sizes.iter().max().unwrap(), sizes.iter().sum::<usize>());
+        assert!(max < 1024, "{max} bytes for one group");
+        let step = StepWrite {
+            groups: crate::pipeline::GroupChanges { upserted: groups, removed: vec![] },
+            ..Default::default()
+        };
+        let state = SharedState { root: "/zkalert/prod".into(), known: HashSet::new() };
+        let ops = state.ops(&SharedStep { step: Some(&step), ..Default::default() }).unwrap();
+        assert_eq!(ops.len(), 10_000);
+        let cut = batches(&ops);
+        let costs: Vec<usize> = cut.iter().map(|b| b.iter().map(Op::cost).sum()).collect();
+        assert!(costs.iter().all(|&c| c <= MULTI_BUDGET), "{costs:?}");
+        println!(
+            "10,000 groups: {max} bytes largest znode, {} average, {total} total, {} transactions",
+            total / 10_000,
+            cut.len()
+        );
+    }
 }
