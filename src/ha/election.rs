@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use zookeeper_client::{Acls, Client, CreateMode, SessionInfo, SessionState};
+use zookeeper_client::{Acls, Client, CreateMode, EventType, SessionInfo, SessionState};
 
 /// A replica as the others see it: the data of its election znode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,8 +267,9 @@ impl Candidate {
                 }
             };
             tokio::select! {
-                _ = watcher.changed() => {
-                    if *role.borrow() != Role::Active {
+                event = watcher.changed() => {
+                    // Session events reach watchers too: the state branch handles those.
+                    if event.event_type != EventType::Session && *role.borrow() != Role::Active {
                         predecessor_events.fetch_add(1, Ordering::Relaxed);
                     }
                 }

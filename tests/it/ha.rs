@@ -192,7 +192,10 @@ async fn election_failover_fencing_and_shared_state() {
     role_within(&b, settle, |r| *r == Role::Active).await;
     let failover = expired_at.elapsed();
     assert!(failover <= settle, "B active {failover:?} after A's session ended");
-    assert!(failover >= SESSION, "B took over after {failover:?}, before A's session could expire");
+    // The server expires a session a session timeout after it last heard
+    // from it (a ping up to a third of it before the cut): B cannot have
+    // taken over much sooner.
+    assert!(failover >= SESSION / 2, "B took over after {failover:?}, before A's session could expire");
     a_link.cut(false);
     role_within(&a, settle, |r| *r == Role::Expired).await;
     role_within(&a, settle, |r| matches!(r, Role::Standby { .. })).await;
