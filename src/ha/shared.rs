@@ -211,8 +211,13 @@ impl SharedState {
         for id in s.silences_deleted {
             deletes.push(Op::Delete { path: format!("{}/{}", self.dir("silences"), escape(id)) });
         }
-        // Deleting what does not exist would fail the whole transaction.
-        deletes.retain(|op| matches!(op, Op::Delete { path } if self.known.contains(path)));
+        // Deleting what does not exist would fail the whole transaction; a
+        // key both removed and written in one step stays (as in SQLite,
+        // where the step's deletions run first).
+        let written: HashSet<&str> = puts.iter().map(op_path).collect();
+        deletes.retain(
+            |op| matches!(op, Op::Delete { path } if self.known.contains(path) && !written.contains(path.as_str())),
+        );
         puts.extend(deletes);
         Ok(puts)
     }
@@ -221,7 +226,9 @@ impl SharedState {
         format!("{}/{}@{}", self.dir("outbox"), escape(message_id), escape(channel))
     }
 
-    /// Writes one step under `fence`: fenced `multi` transactions of at most
+    /// Writes one step under `fence` (after [`SharedState::load`], which
+    /// tells it which znodes exist; a write that finds otherwise fails with
+    /// `NodeExists` or `NoNode` and needs a reload): fenced `multi` transactions of at most
     /// [`MULTI_BUDGET`] bytes each. `Err(Fenced)`: the writer is no longer
     /// active; what the failed transaction held was not written.
     pub async fn commit(&mut self, client: &Client, fence: &Fence, s: &SharedStep<'_>) -> Result<CommitStats, HaError> {
@@ -357,6 +364,25 @@ mod tests {
         for b in cut {
             assert!(b.iter().map(Op::cost).sum::<usize>() <= MULTI_BUDGET);
         }
+    }
+
+    #[test]
+    fn a_group_removed_and_written_in_one_step_stays() {
+        let g = big_group(1);
+        let path = format!("/z/state/groups/{}", escape(&g.key.id()));
+        let state = SharedState { root: "/z".into(), known: HashSet::from([path.clone()]) };
+        let step = StepWrite {
+            groups: crate::pipeline::GroupChanges { upserted: vec![g.clone()], removed: vec![g.key.id()] },
+            ..Default::default()
+        };
+        let ops = state.ops(&SharedStep { step: Some(&step), ..Default::default() }).unwrap();
+        assert!(matches!(ops.as_slice(), [Op::Put { path: p, .. }] if *p == path), "{ops:?}");
+        let removed = StepWrite {
+            groups: crate::pipeline::GroupChanges { upserted: vec![], removed: vec![g.key.id(), "unknown".into()] },
+            ..Default::default()
+        };
+        let ops = state.ops(&SharedStep { step: Some(&removed), ..Default::default() }).unwrap();
+        assert!(matches!(ops.as_slice(), [Op::Delete { path: p }] if *p == path), "{ops:?}");
     }
 
     /// A group as large as real ones get: five group labels, three firing alerts told, an ack.
