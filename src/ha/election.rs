@@ -257,6 +257,11 @@ impl Candidate {
                         role.send_replace(Role::Expired);
                         return SessionEnd::Rejoin;
                     }
+                    if is_connected(client.state()) {
+                        // Connected, yet the look failed (a server error): look again soon.
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
                     role.send_replace(Role::Disconnected);
                     // Wait for the session to come back (or end), then look again.
                     if wait_connected(&mut state).await {
@@ -325,10 +330,14 @@ async fn wait_connected(state: &mut zookeeper_client::StateWatcher) -> bool {
         if s.is_terminated() {
             return false;
         }
-        if s == SessionState::SyncConnected || s == SessionState::ConnectedReadOnly {
+        if is_connected(s) {
             return true;
         }
     }
+}
+
+fn is_connected(s: SessionState) -> bool {
+    s == SessionState::SyncConnected || s == SessionState::ConnectedReadOnly
 }
 
 #[cfg(test)]
