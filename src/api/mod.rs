@@ -128,6 +128,8 @@ pub struct StatusView {
     pub state_unwritten: usize,
     /// The config in force and the last reload's outcome.
     pub reload: crate::runner::ReloadStatus,
+    /// The dead man's switch, when configured.
+    pub heartbeat: Option<crate::runner::heartbeat::HeartbeatStatus>,
 }
 
 /// Why the runner did not apply a write.

@@ -91,6 +91,12 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
     runner.reload_status = ReloadStatus::started(clock.now());
     runner.restore_from(db, clock.now(), hold)?;
     runner.metrics.set_config_reload(true, clock.now());
+    if let Some(settings) = &config.heartbeat {
+        let heartbeat =
+            crate::runner::heartbeat::Heartbeat::new(settings.clone(), runner.liveness.clone(), runner.metrics.clone());
+        runner.heartbeat = Some(heartbeat.status());
+        tokio::spawn(heartbeat.run(clock.clone()));
+    }
     let (runbooks_tx, runbooks_rx) = tokio::sync::watch::channel(runbooks);
     let control = match &config.server {
         None => None,
@@ -184,6 +190,13 @@ impl Loader {
         if api(&config) != api(started) {
             problems.push(format!(
                 "{file}: server (the API's listen address and token) cannot change while running; restart zkalert to change it"
+            ));
+        }
+        if config.heartbeat.as_ref().map(|h| (&h.url, h.interval, h.method, h.timeout, &h.proxy_url))
+            != started.heartbeat.as_ref().map(|h| (&h.url, h.interval, h.method, h.timeout, &h.proxy_url))
+        {
+            problems.push(format!(
+                "{file}: heartbeat (the ping URL and how it is pinged) cannot change while running; restart zkalert to change it"
             ));
         }
         if !problems.is_empty() {

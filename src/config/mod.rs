@@ -233,6 +233,11 @@ impl Config {
         cfg.pipeline = pipeline::read(&mut r, &sections, &names);
         if let Some((config, channel_pos)) = heartbeat {
             heartbeat::check_channel(&mut r, &config, channel_pos, &names);
+            if let Some(channel) = &config.watchdog_channel {
+                std::sync::Arc::make_mut(&mut cfg.pipeline.policy)
+                    .route_only(crate::runner::heartbeat::WATCHDOG, channel);
+                cfg.pipeline.watchdog = true;
+            }
             cfg.heartbeat = Some(config);
         }
         // Templates compile and render every sample message, or their

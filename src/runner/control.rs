@@ -47,6 +47,7 @@ impl Runner {
             .chain(self.retired.current())
             .chain(self.failing.current())
             .chain(state_alert)
+            .chain(&self.watchdog)
             .collect();
         let mutes = self.pipeline.mutes(&alerts, now);
         let groups: FxHashMap<String, &crate::pipeline::GroupState> =
@@ -82,6 +83,8 @@ impl Runner {
         status.state_write_failure = self.durable.as_ref().and_then(|d| d.failure().cloned());
         status.state_unwritten = self.durable.as_ref().map_or(0, |d| d.unwritten());
         status.reload = self.reload_status.clone();
+        status.heartbeat =
+            self.heartbeat.as_ref().map(|h| h.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone());
         Snapshot {
             published: true,
             at: now,
