@@ -564,6 +564,23 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_cannot_change_the_heartbeat_but_can_its_watchdog_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config_in(dir.path(), "127.0.0.1:9097".parse().unwrap());
+        std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap()
+            + "  - {name: dead, type: file, path: w.jsonl}\nheartbeat: {url: 'http://127.0.0.1:9/ping', interval: 30s}\n";
+        std::fs::write(&path, &text).unwrap();
+        let started = Config::load(&path).unwrap();
+        let loader = Loader { config_path: Some(path.clone()), defaults: Defaults::default(), started };
+        std::fs::write(&path, text.replace("interval: 30s", "interval: 30s, watchdog: {channel: dead}")).unwrap();
+        assert!(loader.load().is_ok_and(|l| l.reconfig.pipeline.watchdog), "the watchdog follows the routing");
+        std::fs::write(&path, text.replace("/ping'", "/other'")).unwrap();
+        let problems = loader.load().err().unwrap();
+        assert!(problems[0].contains("heartbeat (the ping URL and how it is pinged) cannot change"), "{problems:?}");
+    }
+
+    #[test]
     fn the_api_token_is_made_once_for_its_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
