@@ -59,6 +59,15 @@ fn gaps(pings: &[Received]) -> Vec<f64> {
     pings.windows(2).map(|w| w[1].at.duration_since(w[0].at).as_secs_f64()).collect()
 }
 
+/// One ping a second: on average (0.8 to 1.3 s apart), and never two
+/// within half a second or more than 2.5 s apart (a loaded CI machine may
+/// delay one tick, but not lose two).
+fn assert_one_a_second(spacing: &[f64], when: &str) {
+    let mean = spacing.iter().sum::<f64>() / spacing.len() as f64;
+    assert!((0.8..=1.3).contains(&mean), "{when}: pings {mean:.2} s apart on average: {spacing:?}");
+    assert!(spacing.iter().all(|g| (0.5..=2.5).contains(g)), "{when}: pings at gaps {spacing:?}");
+}
+
 #[test]
 fn pings_every_interval_stop_while_the_process_is_stopped_and_resume_after() {
     let source = MetricsServer::start();
@@ -77,8 +86,7 @@ fn pings_every_interval_stop_while_the_process_is_stopped_and_resume_after() {
     run.assert_running();
     let pings = receiver.received();
     assert!(pings[0].head.starts_with("GET /ping/t0ken-77 HTTP/1.1"), "{}", pings[0].head);
-    let spacing = gaps(&pings[1..]);
-    assert!(spacing.iter().all(|g| (0.5..=1.8).contains(g)), "one ping a second: {spacing:?}");
+    assert_one_a_second(&gaps(&pings[1..]), "running");
 
     // The status and /metrics show it; the URL's token never.
     let (_, status) = get(api, "/api/v1/status", Duration::from_secs(5)).expect("the status");
@@ -125,13 +133,12 @@ fn pings_every_interval_stop_while_the_process_is_stopped_and_resume_after() {
     wait_until(
         "pings after SIGCONT",
         Duration::from_secs(10),
-        || receiver.received().len() >= stopped_count + 3,
+        || receiver.received().len() >= stopped_count + 4,
         || context(&run, &receiver),
     );
     run.assert_running();
     let resumed_pings: Vec<Received> = receiver.received().into_iter().filter(|p| p.at > resumed).collect();
     let first = resumed_pings[0].at.duration_since(resumed).as_secs_f64();
     assert!(first < 3.0, "the first ping {first} s after SIGCONT");
-    let spacing = gaps(&resumed_pings);
-    assert!(spacing.iter().all(|g| (0.5..=1.8).contains(g)), "one ping a second again: {spacing:?}");
+    assert_one_a_second(&gaps(&resumed_pings), "after SIGCONT");
 }
