@@ -128,8 +128,6 @@ pub struct StatusView {
     pub state_unwritten: usize,
     /// The config in force and the last reload's outcome.
     pub reload: crate::runner::ReloadStatus,
-    /// The dead man's switch, when configured.
-    pub heartbeat: Option<crate::runner::heartbeat::HeartbeatStatus>,
 }
 
 /// Why the runner did not apply a write.
@@ -184,4 +182,7 @@ pub struct ApiState {
     pub secret: crate::capability::Secret,
     /// zkalert's own metrics, served with the snapshot's at `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The heartbeat's state, read live (not from the snapshot, which a
+    /// stalled loop stops publishing), when one is configured.
+    pub heartbeat: Option<Arc<std::sync::Mutex<crate::runner::heartbeat::HeartbeatStatus>>>,
 }

@@ -91,12 +91,14 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
     runner.reload_status = ReloadStatus::started(clock.now());
     runner.restore_from(db, clock.now(), hold)?;
     runner.metrics.set_config_reload(true, clock.now());
-    if let Some(settings) = &config.heartbeat {
+    // The heartbeat pings while the loop steps; the API reads its state live.
+    let heartbeat = config.heartbeat.as_ref().map(|settings| {
         let heartbeat =
             crate::runner::heartbeat::Heartbeat::new(settings.clone(), runner.liveness.clone(), runner.metrics.clone());
-        runner.heartbeat = Some(heartbeat.status());
+        let status = heartbeat.status();
         tokio::spawn(heartbeat.run(clock.clone()));
-    }
+        status
+    });
     let (runbooks_tx, runbooks_rx) = tokio::sync::watch::channel(runbooks);
     let control = match &config.server {
         None => None,
@@ -137,6 +139,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 runbooks: runbooks_rx,
                 secret,
                 metrics: runner.metrics.clone(),
+                heartbeat,
             };
             tokio::spawn(async move {
                 if let Err(e) = crate::api::serve_limited(listener, state, limits, std::future::pending()).await {
@@ -460,6 +463,7 @@ mod tests {
             runbooks: runbooks_rx,
             secret: crate::capability::Secret::from_bytes([1; 32]),
             metrics: runner.metrics.clone(),
+            heartbeat: None,
         };
         tokio::spawn(crate::api::serve(listener, state, std::future::pending()));
         let control =

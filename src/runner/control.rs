@@ -83,8 +83,6 @@ impl Runner {
         status.state_write_failure = self.durable.as_ref().and_then(|d| d.failure().cloned());
         status.state_unwritten = self.durable.as_ref().map_or(0, |d| d.unwritten());
         status.reload = self.reload_status.clone();
-        status.heartbeat =
-            self.heartbeat.as_ref().map(|h| h.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone());
         Snapshot {
             published: true,
             at: now,

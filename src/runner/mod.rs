@@ -60,8 +60,6 @@ pub struct Runner {
     rule_groups_counted_at: Option<Timestamp>,
     /// When the loop last completed a step, for the heartbeat.
     pub liveness: Arc<heartbeat::Liveness>,
-    /// The heartbeat's state, for the API, when one is configured.
-    pub heartbeat: Option<Arc<std::sync::Mutex<heartbeat::HeartbeatStatus>>>,
     /// The `ZkalertWatchdog` alert while it fires.
     watchdog: Option<Alert>,
 }
@@ -125,7 +123,6 @@ impl Runner {
             delivering: Default::default(),
             rule_groups_counted_at: None,
             liveness: Default::default(),
-            heartbeat: None,
             watchdog: None,
         }
     }
