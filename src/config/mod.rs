@@ -9,8 +9,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod heartbeat;
 mod notifiers;
 mod pipeline;
+
+pub use heartbeat::{HeartbeatConfig, PingMethod};
 
 pub use notifiers::{NotifierConfig, NotifierKind};
 pub(crate) use pipeline::inhibit_rule;
@@ -33,6 +36,8 @@ pub struct Config {
     pub links: crate::notify::template::Links,
     /// Message templates: the built-in ones, some replaced by files.
     pub templates: std::sync::Arc<crate::notify::template::Templates>,
+    /// The dead man's switch (`heartbeat`), if configured.
+    pub heartbeat: Option<HeartbeatConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +138,7 @@ impl Config {
             pipeline: crate::pipeline::PipelineConfig::defaults_to(&["console".to_string()]),
             links: Default::default(),
             templates: std::sync::Arc::new(crate::notify::template::Templates::builtin()),
+            heartbeat: None,
         }
     }
 
@@ -157,6 +163,7 @@ impl Config {
         let mut saw_notifiers = false;
         let mut sections = pipeline::Sections::default();
         let mut template_files: Vec<(String, PathBuf)> = Vec::new();
+        let mut heartbeat = None;
         const KEYS: &[&str] = &[
             "rules",
             "evaluation_interval",
@@ -170,6 +177,7 @@ impl Config {
             "external_url",
             "runbook_base_url",
             "templates",
+            "heartbeat",
         ];
         for (key, value) in r.map(&root, "config", KEYS) {
             match key {
@@ -211,6 +219,7 @@ impl Config {
                         template_files.push((name, base.join(path)));
                     }
                 }
+                "heartbeat" => heartbeat = heartbeat::read(&mut r, value, base),
                 _ => cfg.server = server(&mut r, value, base),
             }
         }
@@ -222,6 +231,15 @@ impl Config {
         }
         let names: Vec<String> = cfg.notifiers.iter().map(|n| n.name.clone()).collect();
         cfg.pipeline = pipeline::read(&mut r, &sections, &names);
+        if let Some((config, channel_pos)) = heartbeat {
+            heartbeat::check_channel(&mut r, &config, channel_pos, &names);
+            if let Some(channel) = &config.watchdog_channel {
+                std::sync::Arc::make_mut(&mut cfg.pipeline.policy)
+                    .route_only(crate::runner::heartbeat::WATCHDOG, channel);
+                cfg.pipeline.watchdog = true;
+            }
+            cfg.heartbeat = Some(config);
+        }
         // Templates compile and render every sample message, or their
         // problems are reported at the template's file and line.
         let problems = match crate::notify::template::Templates::load(&template_files) {

@@ -14,6 +14,7 @@ mod durability;
 mod email;
 mod ensemble;
 mod fd_limit;
+mod heartbeat;
 mod http_sources;
 mod lifecycle;
 mod metrics;
