@@ -502,7 +502,7 @@ pub fn parse_float(text: &str) -> Option<f64> {
 }
 
 /// The known name closest to `word` by edit distance, if reasonably close.
-fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
     known
         .iter()
         .map(|k| (crate::diag::edit_distance(word, k), *k))

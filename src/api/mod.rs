@@ -182,4 +182,7 @@ pub struct ApiState {
     pub secret: crate::capability::Secret,
     /// zkalert's own metrics, served with the snapshot's at `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The heartbeat's state, read live (not from the snapshot, which a
+    /// stalled loop stops publishing), when one is configured.
+    pub heartbeat: Option<Arc<std::sync::Mutex<crate::runner::heartbeat::HeartbeatStatus>>>,
 }

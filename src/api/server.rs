@@ -285,7 +285,8 @@ async fn list_deliveries(State(state): State<ApiState>) -> ApiResult {
 async fn status(State(state): State<ApiState>) -> ApiResult {
     let snap = snapshot(&state);
     let ready = state.ready.load(Ordering::Acquire);
-    ok(StatusJson::of(&snap.status, ready, snap.at))
+    let heartbeat = state.heartbeat.as_ref().map(|h| h.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone());
+    ok(StatusJson { heartbeat: heartbeat.as_ref(), ..StatusJson::of(&snap.status, ready, snap.at) })
 }
 
 /// How long a scrape waits for the runner's ZooKeeper series; without

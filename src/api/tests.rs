@@ -168,6 +168,8 @@ struct Api {
     base: String,
     http: reqwest::Client,
     ready: Arc<AtomicBool>,
+    /// What the heartbeat task shows, as the test sets it.
+    heartbeat: Arc<std::sync::Mutex<crate::runner::heartbeat::HeartbeatStatus>>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -199,7 +201,9 @@ impl Api {
             .1,
             secret: crate::capability::Secret::from_bytes([7; 32]),
             metrics: Arc::default(),
+            heartbeat: Some(Arc::default()),
         };
+        let heartbeat = state.heartbeat.clone().unwrap_or_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -208,7 +212,7 @@ impl Api {
             let _ = stop_rx.await;
         }));
         let http = crate::source::scrape::http_client(Duration::from_secs(5)).unwrap();
-        Api { base, http, ready, _shutdown: stop_tx }
+        Api { base, http, ready, heartbeat, _shutdown: stop_tx }
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -245,6 +249,16 @@ async fn healthy_and_ready() {
     assert_eq!(api.get("/-/ready").await.0, StatusCode::OK);
     api.ready.store(false, Ordering::Release);
     assert_eq!(api.get("/-/ready").await.0, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn the_status_shows_the_heartbeat_live_not_as_of_the_last_snapshot() {
+    let api = Api::start(None).await;
+    api.heartbeat.lock().unwrap().state = "pinging";
+    assert_eq!(api.get("/api/v1/status").await.1["heartbeat"]["state"], "pinging");
+    // The loop stalled: it publishes no snapshot, the heartbeat task says so.
+    api.heartbeat.lock().unwrap().state = "stalled";
+    assert_eq!(api.get("/api/v1/status").await.1["heartbeat"]["state"], "stalled");
 }
 
 #[tokio::test]

@@ -200,6 +200,8 @@ pub(super) struct StatusJson<'a> {
     /// The last reload's outcome (`successful`, `last_success_at`,
     /// `last_attempt_at`, `problems`).
     pub config_reload: &'a crate::runner::ReloadStatus,
+    /// The heartbeat (dead man's switch): `null` when not configured.
+    pub heartbeat: Option<&'a crate::runner::heartbeat::HeartbeatStatus>,
     pub at: Timestamp,
 }
 
@@ -220,6 +222,7 @@ impl<'a> StatusJson<'a> {
             state_write_failing_since: s.state_write_failure.as_ref().map(|f| f.since),
             state_unwritten: s.state_unwritten,
             config_reload: &s.reload,
+            heartbeat: None,
             at,
         }
     }

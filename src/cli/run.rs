@@ -91,6 +91,14 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
     runner.reload_status = ReloadStatus::started(clock.now());
     runner.restore_from(db, clock.now(), hold)?;
     runner.metrics.set_config_reload(true, clock.now());
+    // The heartbeat pings while the loop steps; the API reads its state live.
+    let heartbeat = config.heartbeat.as_ref().map(|settings| {
+        let heartbeat =
+            crate::runner::heartbeat::Heartbeat::new(settings.clone(), runner.liveness.clone(), runner.metrics.clone());
+        let status = heartbeat.status();
+        tokio::spawn(heartbeat.run(clock.clone()));
+        status
+    });
     let (runbooks_tx, runbooks_rx) = tokio::sync::watch::channel(runbooks);
     let control = match &config.server {
         None => None,
@@ -131,6 +139,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 runbooks: runbooks_rx,
                 secret,
                 metrics: runner.metrics.clone(),
+                heartbeat,
             };
             tokio::spawn(async move {
                 if let Err(e) = crate::api::serve_limited(listener, state, limits, std::future::pending()).await {
@@ -184,6 +193,13 @@ impl Loader {
         if api(&config) != api(started) {
             problems.push(format!(
                 "{file}: server (the API's listen address and token) cannot change while running; restart zkalert to change it"
+            ));
+        }
+        if config.heartbeat.as_ref().map(|h| (&h.url, h.interval, h.method, h.timeout, &h.proxy_url))
+            != started.heartbeat.as_ref().map(|h| (&h.url, h.interval, h.method, h.timeout, &h.proxy_url))
+        {
+            problems.push(format!(
+                "{file}: heartbeat (the ping URL and how it is pinged) cannot change while running; restart zkalert to change it"
             ));
         }
         if !problems.is_empty() {
@@ -447,6 +463,7 @@ mod tests {
             runbooks: runbooks_rx,
             secret: crate::capability::Secret::from_bytes([1; 32]),
             metrics: runner.metrics.clone(),
+            heartbeat: None,
         };
         tokio::spawn(crate::api::serve(listener, state, std::future::pending()));
         let control =
@@ -548,6 +565,23 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("data_dir cannot change while running"), "{problems:?}");
         assert!(problems[1].contains("server (the API's listen address and token) cannot change"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_reload_cannot_change_the_heartbeat_but_can_its_watchdog_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config_in(dir.path(), "127.0.0.1:9097".parse().unwrap());
+        std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap()
+            + "  - {name: dead, type: file, path: w.jsonl}\nheartbeat: {url: 'http://127.0.0.1:9/ping', interval: 30s}\n";
+        std::fs::write(&path, &text).unwrap();
+        let started = Config::load(&path).unwrap();
+        let loader = Loader { config_path: Some(path.clone()), defaults: Defaults::default(), started };
+        std::fs::write(&path, text.replace("interval: 30s", "interval: 30s, watchdog: {channel: dead}")).unwrap();
+        assert!(loader.load().is_ok_and(|l| l.reconfig.pipeline.watchdog), "the watchdog follows the routing");
+        std::fs::write(&path, text.replace("/ping'", "/other'")).unwrap();
+        let problems = loader.load().err().unwrap();
+        assert!(problems[0].contains("heartbeat (the ping URL and how it is pinged) cannot change"), "{problems:?}");
     }
 
     #[test]

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod ha;
+mod heartbeat;
 mod notifiers;
 mod pipeline;
 
 pub use ha::{CoordinationLoss, HaConfig};
+pub use heartbeat::{HeartbeatConfig, PingMethod};
 
 pub use notifiers::{NotifierConfig, NotifierKind};
 pub(crate) use pipeline::inhibit_rule;
@@ -38,6 +40,8 @@ pub struct Config {
     pub templates: std::sync::Arc<crate::notify::template::Templates>,
     /// Replicas coordinated through ZooKeeper (`None`: one process, SQLite only).
     pub ha: Option<HaConfig>,
+    /// The dead man's switch (`heartbeat`), if configured.
+    pub heartbeat: Option<HeartbeatConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +143,7 @@ impl Config {
             links: Default::default(),
             templates: std::sync::Arc::new(crate::notify::template::Templates::builtin()),
             ha: None,
+            heartbeat: None,
         }
     }
 
@@ -163,6 +168,7 @@ impl Config {
         let mut saw_notifiers = false;
         let mut sections = pipeline::Sections::default();
         let mut template_files: Vec<(String, PathBuf)> = Vec::new();
+        let mut heartbeat = None;
         const KEYS: &[&str] = &[
             "rules",
             "evaluation_interval",
@@ -177,6 +183,7 @@ impl Config {
             "runbook_base_url",
             "templates",
             "ha",
+            "heartbeat",
         ];
         for (key, value) in r.map(&root, "config", KEYS) {
             match key {
@@ -219,6 +226,7 @@ impl Config {
                     }
                 }
                 "ha" => cfg.ha = ha::read(&mut r, value),
+                "heartbeat" => heartbeat = heartbeat::read(&mut r, value, base),
                 _ => cfg.server = server(&mut r, value, base),
             }
         }
@@ -230,6 +238,15 @@ impl Config {
         }
         let names: Vec<String> = cfg.notifiers.iter().map(|n| n.name.clone()).collect();
         cfg.pipeline = pipeline::read(&mut r, &sections, &names);
+        if let Some((config, channel_pos)) = heartbeat {
+            heartbeat::check_channel(&mut r, &config, channel_pos, &names);
+            if let Some(channel) = &config.watchdog_channel {
+                std::sync::Arc::make_mut(&mut cfg.pipeline.policy)
+                    .route_only(crate::runner::heartbeat::WATCHDOG, channel);
+                cfg.pipeline.watchdog = true;
+            }
+            cfg.heartbeat = Some(config);
+        }
         // Templates compile and render every sample message, or their
         // problems are reported at the template's file and line.
         let problems = match crate::notify::template::Templates::load(&template_files) {

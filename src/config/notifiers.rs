@@ -383,7 +383,7 @@ fn notifier(r: &mut Reader, n: &Node, base: &Path, check: &Rendering) -> Option<
 
 /// A notifier's `proxy_url`, checked where it stands: an `http(s)` URL with
 /// a host (only notifiers that send over HTTP take the field).
-fn proxy_url(r: &mut Reader, n: &Node) -> Option<ProxyUrl> {
+pub(super) fn proxy_url(r: &mut Reader, n: &Node) -> Option<ProxyUrl> {
     let text = r.string(n, "proxy_url")?;
     match ProxyUrl::parse(&text) {
         Ok(p) => Some(p),
@@ -397,7 +397,7 @@ fn proxy_url(r: &mut Reader, n: &Node) -> Option<ProxyUrl> {
 /// A secret from `<key>_env` (an environment variable) or `<key>_file` (a
 /// file's contents, trimmed), never from the config text; errors name the
 /// variable or file, never the value.
-fn secret(r: &mut Reader, fields: &[(&str, &Node)], key: &str, base: &Path) -> Option<String> {
+pub(super) fn secret(r: &mut Reader, fields: &[(&str, &Node)], key: &str, base: &Path) -> Option<String> {
     let get = |k: String| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| *v);
     let (env, file) = (get(format!("{key}_env")), get(format!("{key}_file")));
     if env.is_some() && file.is_some() {

@@ -31,7 +31,7 @@ pub(super) fn read(r: &mut Reader, s: &Sections, notifiers: &[String]) -> Pipeli
         None => (inhibit::default_rules(), true),
     };
     let maintenance = s.maintenance.map(|n| maintenance(r, n)).unwrap_or_default();
-    PipelineConfig { policy: Arc::new(policy), inhibit_rules, inhibit_from_rule_files, maintenance }
+    PipelineConfig { policy: Arc::new(policy), inhibit_rules, inhibit_from_rule_files, maintenance, watchdog: false }
 }
 
 fn matchers(r: &mut Reader, n: &Node, what: &str) -> Option<Matchers> {

@@ -55,6 +55,9 @@ pub struct Metrics {
     notifications_retried: IntCounterVec,
     config_reload_successful: IntGauge,
     config_reload_success_timestamp: Gauge,
+    heartbeat_pings: IntCounterVec,
+    heartbeat_last_success_timestamp: Gauge,
+    heartbeat_healthy: IntGauge,
 }
 
 impl Default for Metrics {
@@ -183,6 +186,19 @@ impl Metrics {
                 "zkalert_config_last_reload_success_timestamp_seconds",
                 "When the configuration and rules were last loaded successfully (Unix time).",
             )),
+            heartbeat_pings: r.counters(
+                "zkalert_heartbeat_pings_total",
+                "Pings of the heartbeat (dead man's switch) URL, by result (success, failure).",
+                &["result"],
+            ),
+            heartbeat_last_success_timestamp: r.add(Gauge::new(
+                "zkalert_heartbeat_last_success_timestamp_seconds",
+                "When a heartbeat ping last succeeded (Unix time); 0 before the first.",
+            )),
+            heartbeat_healthy: r.add(IntGauge::new(
+                "zkalert_heartbeat_pinging",
+                "1 while the heartbeat pings (the run loop completes steps and this replica is active), else 0.",
+            )),
             registry: r.registry,
             names: r.names,
         }
@@ -263,6 +279,19 @@ impl Metrics {
         if successful {
             self.config_reload_success_timestamp.set(at.as_secs_f64());
         }
+    }
+
+    /// One heartbeat ping sent at `at`, and whether the service accepted it.
+    pub fn observe_heartbeat_ping(&self, ok: bool, at: Timestamp) {
+        self.heartbeat_pings.with_label_values(&[if ok { "success" } else { "failure" }]).inc();
+        if ok {
+            self.heartbeat_last_success_timestamp.set(at.as_secs_f64());
+        }
+    }
+
+    /// Whether the heartbeat pings (or is held: starting, stalled, standby).
+    pub fn set_heartbeat_healthy(&self, pinging: bool) {
+        self.heartbeat_healthy.set(i64::from(pinging));
     }
 
     /// The exposition at `now`: the registered metrics, the gauges read

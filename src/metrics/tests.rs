@@ -251,6 +251,7 @@ fn names_lists_every_family_a_scrape_shows() {
         .observe_poll("s", &node_poll("zk1:2181", "leader", 0, &[("up", 0.0), ("scrape_duration_seconds", 0.1)]));
     runner.evaluate(&ManualClock::new(at(0)));
     runner.metrics.observe_state_commit(Duration::ZERO, false);
+    runner.metrics.observe_heartbeat_ping(true, at(0));
     for (result, done) in [
         (Ok(()), true),
         (Err(crate::notify::SendError::Retryable("x".into())), false),

@@ -33,6 +33,9 @@ pub struct PipelineConfig {
     /// cause → symptom relations) are added: [`Self::with_rule_file_inhibitions`].
     pub inhibit_from_rule_files: bool,
     pub maintenance: Vec<MaintenanceWindow>,
+    /// Whether the always-firing `ZkalertWatchdog` alert is raised (its
+    /// route is the policy's first: `Policy::route_only`).
+    pub watchdog: bool,
 }
 
 /// More inhibit rules than [`inhibit::MAX_RULES`] once the rule files' are added.
@@ -52,6 +55,7 @@ impl PipelineConfig {
             inhibit_rules: inhibit::default_rules(),
             inhibit_from_rule_files: true,
             maintenance: Vec::new(),
+            watchdog: false,
         }
     }
 

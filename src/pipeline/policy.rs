@@ -107,6 +107,16 @@ impl Policy {
         (route as usize).checked_sub(1).and_then(|i| self.routes.get(i))
     }
 
+    /// Sends the alerts named `alertname` to `channel` only, on every tier,
+    /// never escalated: a route ahead of the configured ones, so none of
+    /// them takes these alerts (the `ZkalertWatchdog` goes where it is told).
+    pub fn route_only(&mut self, alertname: &str, channel: &str) {
+        let matcher = super::Matcher::new(crate::model::ALERTNAME, super::matcher::MatchOp::Eq, alertname);
+        let Ok(matcher) = matcher else { unreachable!("alertname is a valid label name") };
+        let channels = Severity::ALL.into_iter().map(|tier| (tier, vec![channel.to_string()])).collect();
+        self.routes.insert(0, Route { matchers: Matchers(vec![matcher]), channels, escalate_to: Some(Vec::new()) });
+    }
+
     /// Every channel name the policy can send to.
     pub fn channel_names(&self) -> BTreeSet<&str> {
         let tiers = self.tiers.iter().flat_map(|t| t.channels.iter().chain(&t.escalate_to));

@@ -47,6 +47,7 @@ impl Runner {
             .chain(self.retired.current())
             .chain(self.failing.current())
             .chain(state_alert)
+            .chain(&self.watchdog)
             .collect();
         let mutes = self.pipeline.mutes(&alerts, now);
         let groups: FxHashMap<String, &crate::pipeline::GroupState> =

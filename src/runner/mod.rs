@@ -7,6 +7,7 @@
 pub mod channels;
 mod control;
 mod durable;
+pub mod heartbeat;
 mod reload;
 mod sending;
 
@@ -57,6 +58,10 @@ pub struct Runner {
     delivering: std::collections::HashMap<(String, String), Timestamp>,
     /// The evaluation time whose rule groups `metrics` last counted.
     rule_groups_counted_at: Option<Timestamp>,
+    /// When the loop last completed a step, for the heartbeat.
+    pub liveness: Arc<heartbeat::Liveness>,
+    /// The `ZkalertWatchdog` alert while it fires.
+    watchdog: Option<Alert>,
 }
 
 /// Dropping series that stopped reporting walks the whole store: once a
@@ -117,6 +122,8 @@ impl Runner {
             metrics: Default::default(),
             delivering: Default::default(),
             rule_groups_counted_at: None,
+            liveness: Default::default(),
+            watchdog: None,
         }
     }
 
@@ -217,8 +224,15 @@ impl Runner {
         let failing = self.failing.alerts(now);
         let state_alert = self.durable.as_mut().and_then(|d| d.alert(now).cloned());
         let retired = self.retired.alerts(now);
-        let alerts: Vec<&Alert> =
-            self.evaluator.tracker.alerts().chain(retired).chain(&failing).chain(&state_alert).collect();
+        // Only the active replica raises the watchdog (its pipeline alone sends).
+        let watchdog = self.pipeline.config.watchdog && self.liveness.is_active();
+        self.watchdog = watchdog.then(|| self.watchdog.take().unwrap_or_else(|| heartbeat::watchdog_alert(now)));
+        let alerts: Vec<&Alert> = (self.evaluator.tracker.alerts())
+            .chain(retired)
+            .chain(&failing)
+            .chain(&state_alert)
+            .chain(&self.watchdog)
+            .collect();
         let started = std::time::Instant::now();
         let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
         self.metrics.observe_pipeline_step(started.elapsed());
@@ -386,14 +400,12 @@ pub async fn run(
                 // Evaluate as soon as fresh data arrives if a group is due,
                 // so a poll's result reaches the rules without waiting a tick.
                 if gate_open(&waiting_for) {
-                    runner.evaluate(clock.as_ref());
-                    publish(&runner, &mut control, clock.now(), false);
+                    step(&mut runner, &mut control, clock.as_ref());
                 }
             }
             _ = eval_ticker.tick() => {
                 if gate_open(&waiting_for) {
-                    runner.evaluate(clock.as_ref());
-                    publish(&runner, &mut control, clock.now(), false);
+                    step(&mut runner, &mut control, clock.as_ref());
                 }
             }
             Some(report) = next_report(&mut reports) => {
@@ -423,6 +435,15 @@ pub async fn run(
     }
     tracing::info!("shut down");
     runner
+}
+
+/// One step of the loop: evaluate (and run the pipeline, persist, deliver),
+/// publish it to the API, and tell the heartbeat the loop is alive.
+fn step(runner: &mut Runner, control: &mut Option<Control>, clock: &dyn Clock) {
+    runner.evaluate(clock);
+    let now = clock.now();
+    publish(runner, control, now, false);
+    runner.liveness.step_completed(now);
 }
 
 /// Reads the config and rules again and applies them between steps, or

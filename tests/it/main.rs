@@ -15,6 +15,7 @@ mod email;
 mod ensemble;
 mod fd_limit;
 mod ha;
+mod heartbeat;
 mod http_sources;
 mod lifecycle;
 mod metrics;

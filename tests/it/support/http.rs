@@ -130,6 +130,8 @@ pub struct Received {
     pub raw: String,
     pub idempotency_key: String,
     pub answered: Option<u16>,
+    /// When its request had been read.
+    pub at: std::time::Instant,
 }
 
 /// A webhook receiver: answers the scripted answers in order, then the
@@ -173,7 +175,14 @@ impl Receiver {
                     let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
                     let index = {
                         let mut r = rq.lock().unwrap();
-                        r.push(Received { head, body, raw, idempotency_key, answered: None });
+                        r.push(Received {
+                            head,
+                            body,
+                            raw,
+                            idempotency_key,
+                            answered: None,
+                            at: std::time::Instant::now(),
+                        });
                         r.len() - 1
                     };
                     match answer {
