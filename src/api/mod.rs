@@ -128,6 +128,8 @@ pub struct StatusView {
     pub state_unwritten: usize,
     /// The config in force and the last reload's outcome.
     pub reload: crate::runner::ReloadStatus,
+    /// With `ha:` configured: this replica's role, the active one, the session.
+    pub replica: Option<crate::runner::ReplicaStatus>,
 }
 
 /// Why the runner did not apply a write.

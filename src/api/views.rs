@@ -202,6 +202,9 @@ pub(super) struct StatusJson<'a> {
     pub config_reload: &'a crate::runner::ReloadStatus,
     /// The heartbeat (dead man's switch): `null` when not configured.
     pub heartbeat: Option<&'a crate::runner::heartbeat::HeartbeatStatus>,
+    /// With `ha:` configured: `name`, `role`, the `active` replica (`name`,
+    /// `advertise_url`) and the coordination `session` state; else `null`.
+    pub replica: Option<&'a crate::runner::ReplicaStatus>,
     pub at: Timestamp,
 }
 
@@ -223,6 +226,7 @@ impl<'a> StatusJson<'a> {
             state_unwritten: s.state_unwritten,
             config_reload: &s.reload,
             heartbeat: None,
+            replica: s.replica.as_ref(),
             at,
         }
     }

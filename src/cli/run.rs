@@ -91,6 +91,15 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
     runner.reload_status = ReloadStatus::started(clock.now());
     runner.restore_from(db, clock.now(), hold)?;
     runner.metrics.set_config_reload(true, clock.now());
+    if let Some(ha) = &config.ha {
+        // Not active until elected: no sends, no heartbeat pings.
+        runner.liveness.set_active(false);
+        let replica = crate::runner::Replica::join(ha)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot join the replicas' election: {e}"))?;
+        tracing::info!(replica = %ha.replica, root = %ha.root, "joined the replicas' election (ha)");
+        runner.replica = Some(replica);
+    }
     // The heartbeat pings while the loop steps; the API reads its state live.
     let heartbeat = config.heartbeat.as_ref().map(|settings| {
         let heartbeat =

@@ -40,6 +40,19 @@ pub enum Role {
     Expired,
 }
 
+impl Role {
+    /// The role's name, as the status and `zkalert_replica_role` show it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Joining => "joining",
+            Role::Active => "active",
+            Role::Standby { .. } => "standby",
+            Role::Disconnected => "disconnected",
+            Role::Expired => "expired",
+        }
+    }
+}
+
 /// Proof of being active, checked by every shared-state write: the path of
 /// this replica's election znode and the version it was created with. A
 /// write under a fence whose znode is gone (the session expired) fails.

@@ -25,6 +25,9 @@ use std::time::Duration;
 /// 1 ms to 30 s (a poll's timeout is a few seconds).
 const DURATION_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// The values of `zkalert_replica_role`'s `role` label.
+pub const REPLICA_ROLES: [&str; 5] = ["joining", "active", "standby", "disconnected", "expired"];
+
 /// The `source` label of a source's metrics: its name, with a URL in it
 /// cut to scheme, host and port (a scraped URL may carry a token).
 pub fn source_label(source_name: &str) -> String {
@@ -58,6 +61,7 @@ pub struct Metrics {
     heartbeat_pings: IntCounterVec,
     heartbeat_last_success_timestamp: Gauge,
     heartbeat_healthy: IntGauge,
+    replica_role: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -195,6 +199,13 @@ impl Metrics {
                 "zkalert_heartbeat_last_success_timestamp_seconds",
                 "When a heartbeat ping last succeeded (Unix time); 0 before the first.",
             )),
+            replica_role: r.add(IntGaugeVec::new(
+                Opts::new(
+                    "zkalert_replica_role",
+                    "With `ha:` configured, 1 for this replica's role (active, standby, joining, disconnected, expired), 0 for the others.",
+                ),
+                &["role"],
+            )),
             heartbeat_healthy: r.add(IntGauge::new(
                 "zkalert_heartbeat_pinging",
                 "1 while the heartbeat pings (the run loop completes steps and this replica is active), else 0.",
@@ -286,6 +297,13 @@ impl Metrics {
         self.heartbeat_pings.with_label_values(&[if ok { "success" } else { "failure" }]).inc();
         if ok {
             self.heartbeat_last_success_timestamp.set(at.as_secs_f64());
+        }
+    }
+
+    /// This replica's role (with `ha:` configured): 1 for `role`, 0 for the others.
+    pub fn set_replica_role(&self, role: &str) {
+        for r in REPLICA_ROLES {
+            self.replica_role.with_label_values(&[r]).set(i64::from(r == role));
         }
     }
 

@@ -252,6 +252,7 @@ fn names_lists_every_family_a_scrape_shows() {
     runner.evaluate(&ManualClock::new(at(0)));
     runner.metrics.observe_state_commit(Duration::ZERO, false);
     runner.metrics.observe_heartbeat_ping(true, at(0));
+    runner.metrics.set_replica_role("active");
     for (result, done) in [
         (Ok(()), true),
         (Err(crate::notify::SendError::Retryable("x".into())), false),

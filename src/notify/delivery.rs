@@ -200,6 +200,12 @@ impl Deliverer {
         self.policy.deadline = deadline;
     }
 
+    /// Stops every delivery being tried, with no report (a replica that
+    /// stepped down must send nothing more; the active one sends them).
+    pub fn abort_all(&mut self) {
+        self.tasks.abort_all();
+    }
+
     /// Deliveries still being tried.
     pub fn in_flight(&self) -> usize {
         self.tasks.len()

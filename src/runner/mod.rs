@@ -9,11 +9,13 @@ mod control;
 mod durable;
 pub mod heartbeat;
 mod reload;
+mod replica;
 mod sending;
 
 pub use control::Control;
 pub use durable::{Durable, STATE_NOT_PERSISTED, WriteFailure};
 pub use reload::{Load, Loaded, Reconfig, ReloadStatus, Reloading, Retired, Runbooks, SourceSpec, report};
+pub use replica::{Replica, ReplicaStatus};
 pub use sending::NOTIFIER_FAILING;
 
 use crate::clock::Clock;
@@ -62,6 +64,9 @@ pub struct Runner {
     pub liveness: Arc<heartbeat::Liveness>,
     /// The `ZkalertWatchdog` alert while it fires.
     watchdog: Option<Alert>,
+    /// With `ha:` configured: this replica's election and shared state.
+    /// Only the active replica sends.
+    pub replica: Option<Replica>,
 }
 
 /// Dropping series that stopped reporting walks the whole store: once a
@@ -124,6 +129,7 @@ impl Runner {
             rule_groups_counted_at: None,
             liveness: Default::default(),
             watchdog: None,
+            replica: None,
         }
     }
 
@@ -236,6 +242,15 @@ impl Runner {
         let started = std::time::Instant::now();
         let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
         self.metrics.observe_pipeline_step(started.elapsed());
+        // A standby's messages are not sent, nor written to its outbox: the
+        // active replica sends, and its shared state replaces this one's
+        // notification log when this replica takes over.
+        let sends = self.sends();
+        if sends {
+            self.note_shared(&messages);
+        } else {
+            self.pending.clear();
+        }
         if let Some(durable) = &mut self.durable {
             // On failure (logged by `Durable`), still deliver: holding pages
             // until the disk has room would silence the pager in an outage
@@ -244,10 +259,11 @@ impl Runner {
             // with them, so once a write succeeds nothing sent now is sent
             // again after a restart.
             let started = std::time::Instant::now();
-            let written = durable.commit_step(&self.evaluator.tracker, &failing, &mut self.pipeline, &messages, now);
+            let to_send: &[Arc<Message>] = if sends { &messages } else { &[] };
+            let written = durable.commit_step(&self.evaluator.tracker, &failing, &mut self.pipeline, to_send, now);
             self.metrics.observe_state_commit(started.elapsed(), written.is_ok());
         }
-        for m in &messages {
+        for m in messages.iter().filter(|_| sends) {
             tracing::info!(
                 tier = %m.tier, reason = %m.reason, group = %m.group, channels = %m.channels.join(","), firing = m.firing.len(),
                 new = m.new.len(), resolved = m.resolved.len(), escalation = m.escalation, digest = m.digest,
@@ -255,7 +271,10 @@ impl Runner {
             );
             self.pending.extend(m.channels.iter().map(|c| (m.clone(), c.clone())));
         }
-        self.submit_pending(now);
+        // A replica sends once the step is in the shared state (`commit_shared`).
+        if self.replica.is_none() {
+            self.submit_pending(now);
+        }
         messages
     }
 }
@@ -387,6 +406,8 @@ pub async fn run(
     let mut reports = runner.reports.take();
     let gate_open =
         |waiting: &std::collections::HashSet<usize>| waiting.is_empty() || tokio::time::Instant::now() >= gate_opens;
+    let mut role = runner.replica.as_ref().map(|r| r.election.role());
+    runner.follow_role().await;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -400,16 +421,23 @@ pub async fn run(
                 // Evaluate as soon as fresh data arrives if a group is due,
                 // so a poll's result reaches the rules without waiting a tick.
                 if gate_open(&waiting_for) {
-                    step(&mut runner, &mut control, clock.as_ref());
+                    step(&mut runner, &mut control, clock.as_ref()).await;
                 }
             }
             _ = eval_ticker.tick() => {
                 if gate_open(&waiting_for) {
-                    step(&mut runner, &mut control, clock.as_ref());
+                    step(&mut runner, &mut control, clock.as_ref()).await;
                 }
             }
             Some(report) = next_report(&mut reports) => {
                 runner.on_report(report);
+                // A finished delivery leaves the shared outbox; a fallback one is written there first.
+                runner.commit_shared(clock.now()).await;
+            }
+            Some(()) = next_role(&mut role) => {
+                runner.follow_role().await;
+                runner.commit_shared(clock.now()).await;
+                publish(&runner, &mut control, clock.now(), true);
             }
             Some(()) = next_reload(&mut reloading) => {
                 let _ = reload(&mut runner, &mut polling, &mut reloading, clock.now());
@@ -437,11 +465,14 @@ pub async fn run(
     runner
 }
 
-/// One step of the loop: evaluate (and run the pipeline, persist, deliver),
-/// publish it to the API, and tell the heartbeat the loop is alive.
-fn step(runner: &mut Runner, control: &mut Option<Control>, clock: &dyn Clock) {
+/// One step of the loop: evaluate (and run the pipeline, persist, deliver;
+/// a replica writes the shared state before it delivers), publish it to the
+/// API, and tell the heartbeat the loop is alive.
+async fn step(runner: &mut Runner, control: &mut Option<Control>, clock: &dyn Clock) {
+    runner.follow_role().await;
     runner.evaluate(clock);
     let now = clock.now();
+    runner.commit_shared(now).await;
     publish(runner, control, now, false);
     runner.liveness.step_completed(now);
 }
@@ -488,6 +519,14 @@ async fn next_reload(reloading: &mut Option<Reloading>) -> Option<()> {
     }
 }
 
+/// The next change of this replica's role (never, when alone).
+async fn next_role(role: &mut Option<tokio::sync::watch::Receiver<crate::ha::Role>>) -> Option<()> {
+    match role {
+        Some(r) => r.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_report(reports: &mut Option<mpsc::UnboundedReceiver<Report>>) -> Option<Report> {
     match reports {
         Some(r) => r.recv().await,
@@ -504,6 +543,7 @@ async fn next_command(control: &mut Option<Control>) -> Option<crate::api::Comma
 
 fn publish(runner: &Runner, control: &mut Option<Control>, now: Timestamp, force: bool) {
     if let Some(c) = control {
+        c.status.replica = runner.replica.as_ref().map(Replica::status);
         c.publish(runner, now, force);
     }
 }

@@ -151,6 +151,8 @@ impl Runner {
         self.metrics.observe_report(&r);
         if r.done {
             self.delivering.remove(&(id.clone(), channel.clone()));
+            let outcome = if r.result.is_ok() { DeliveryOutcome::Delivered } else { DeliveryOutcome::GaveUp };
+            self.note_delivery(&mark(id.clone(), channel.clone(), r.at, None, outcome));
         }
         match &r.result {
             Ok(()) => {
@@ -201,6 +203,12 @@ impl Runner {
         let moved = Arc::new(Message { channels: vec![fallback.clone()], ..m.as_ref().clone() });
         if let Some(d) = &mut self.durable {
             d.add_outbox(moved.clone(), now);
+        }
+        if self.replica.is_some() {
+            // Sent once written to the shared state (`commit_shared`).
+            self.note_shared(std::slice::from_ref(&moved));
+            self.pending.push((moved, fallback));
+            return;
         }
         self.deliver(Delivery { message: moved, channel: fallback }, now);
     }

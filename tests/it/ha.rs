@@ -288,5 +288,148 @@ async fn election_failover_fencing_and_shared_state() {
 
     a.leave().await;
     c.leave().await;
+
+    // Two `zkalert run` replicas on the same ensemble (their own root).
+    let hosts = hosts.clone();
+    tokio::task::spawn_blocking(move || two_replicas_page_once_and_fail_over(&hosts)).await.unwrap();
     drop(zk);
+}
+
+/// A replica's config: scrapes `source_port`, its API on `api_port`, pages
+/// `hook` (repeats every 4 s), `ha:` on `hosts` as `name`.
+fn replica_config(name: &str, source_port: u16, api_port: u16, hook: &str, hosts: &[String]) -> String {
+    let hosts = hosts.iter().map(|h| format!("'{h}'")).collect::<Vec<_>>().join(", ");
+    let mut y = crate::support::zkalert::svc_config(
+        source_port,
+        &format!(
+            "  - {{name: hook, type: webhook, url: '{hook}'}}
+server: {{listen: '127.0.0.1:{api_port}'}}
+ha:
+  zookeeper: [{hosts}]
+  root: /zkalert/run
+  session_timeout: 2s
+  replica: {name}
+  advertise_url: 'http://127.0.0.1:{api_port}'
+routing:
+  tiers:
+"
+        ),
+    );
+    for tier in ["P0", "P1", "P2", "P3"] {
+        y.push_str(&format!(
+            "    {tier}: {{channels: [hook], group_wait: 0s, group_interval: 1s, repeat_interval: 4s, digest: 'off'}}\n"
+        ));
+    }
+    y
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// `GET /api/v1/status`'s `replica`, or null.
+fn replica_status(api_port: u16) -> serde_json::Value {
+    crate::support::http::get(api_port, "/api/v1/status", Duration::from_secs(2))
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .map_or(serde_json::Value::Null, |s| s["replica"].clone())
+}
+
+/// Polls `done` every 50 ms; panics with `context()` after `timeout`.
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let t0 = Instant::now();
+    while !done() {
+        assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}\n{}", context());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Replica a is active, b stands by; an alert fires: only a pages, and its
+/// repeats keep distinct keys. a is SIGKILLed and a second node goes down
+/// at once: b takes over within the session timeout + 2 s and pages it;
+/// the first alert is not paged again as new; no key arrives twice.
+fn two_replicas_page_once_and_fail_over(hosts: &[String]) {
+    use crate::support::http::{Answer, MetricsServer, Receiver};
+    use crate::support::zkalert::{RunConfig, ZkalertRun, svc_down_rules};
+    let metrics = MetricsServer::start();
+    metrics.set(&[false, false]);
+    let hook = Receiver::start(vec![], Answer::Status(200));
+    let rules = svc_down_rules("");
+    let (api_a, api_b) = (free_port(), free_port());
+    let start = |name: &str, api: u16| {
+        let yaml = replica_config(name, metrics.port, api, &hook.url(), hosts);
+        ZkalertRun::start_yaml(RunConfig::new(vec![], &[]), &yaml, &[("rules.yaml", &rules)])
+    };
+    let mut a = start("a", api_a);
+    let logs = |a: &ZkalertRun, b: Option<&ZkalertRun>| {
+        format!("a:\n{}\nb:\n{}", a.log_tail(30), b.map(|b| b.log_tail(30)).unwrap_or_default())
+    };
+    wait_until("a active", Duration::from_secs(20), || replica_status(api_a)["role"] == "active", || logs(&a, None));
+    let mut b = start("b", api_b);
+    wait_until(
+        "b standing by behind a",
+        Duration::from_secs(20),
+        || {
+            let s = replica_status(api_b);
+            s["role"] == "standby" && s["active"]["name"] == "a"
+        },
+        || logs(&a, Some(&b)),
+    );
+    let status = replica_status(api_b);
+    assert_eq!(status["active"]["advertise_url"], format!("http://127.0.0.1:{api_a}"), "{status}");
+    assert_eq!(status["session"], "SyncConnected", "{status}");
+    let metrics_b = crate::support::http::get(api_b, "/metrics", Duration::from_secs(2)).unwrap().1;
+    assert!(metrics_b.lines().any(|l| l == "zkalert_replica_role{role=\"standby\"} 1"), "{metrics_b}");
+
+    // n0 goes down: one page, then repeats every 4 s, each with its own key, from a only.
+    metrics.set(&[true, false]);
+    let keys = |hook: &Receiver| hook.received().iter().map(|r| r.idempotency_key.clone()).collect::<Vec<_>>();
+    wait_until("the first page", Duration::from_secs(15), || !hook.received().is_empty(), || logs(&a, Some(&b)));
+    wait_until("a repeat", Duration::from_secs(10), || hook.received().len() >= 2, || logs(&a, Some(&b)));
+    a.assert_running();
+    b.assert_running();
+    let b_log = std::fs::read_to_string(&b.log).unwrap_or_default();
+    assert!(!b_log.contains("notifying"), "the standby sends nothing:\n{b_log}");
+    let first = hook.received();
+    assert_eq!(first[0].body["firing"][0]["new"], true, "{:#?}", first[0].body);
+    assert!(first[1..].iter().all(|r| r.body["firing"][0]["new"] == false), "repeats: {first:#?}");
+
+    // a dies; n1 goes down at the same moment: b pages it within the session timeout + 2 s.
+    crate::support::process::signal(a.pid(), "KILL");
+    let killed = Instant::now();
+    metrics.set(&[true, true]);
+    let n1_paged = |hook: &Receiver| {
+        hook.received().into_iter().find(|r| {
+            r.body["firing"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x.to_string().contains("\"n1\"") && x["new"] == true))
+        })
+    };
+    wait_until("b pages n1", SESSION + Duration::from_secs(6), || n1_paged(&hook).is_some(), || logs(&a, Some(&b)));
+    let took = n1_paged(&hook).unwrap().at.duration_since(killed);
+    eprintln!("kill -> b's first page: {took:?}");
+    assert!(took <= SESSION + Duration::from_secs(2), "b paged {took:?} after the kill");
+    assert_eq!(replica_status(api_b)["role"], "active");
+    // b continues a's log: n0 is not new again, repeats keep coming.
+    let before = hook.received().len();
+    wait_until("a repeat from b", Duration::from_secs(10), || hook.received().len() > before, || logs(&a, Some(&b)));
+    let all = hook.received();
+    let n0_new = all.iter().filter(|r| {
+        r.body["firing"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x.to_string().contains("\"n0\"") && x["new"] == true))
+    });
+    assert_eq!(n0_new.count(), 1, "n0 paged as new once, by a only: {all:#?}");
+    // Every answer was 200: a key arrives twice only as b's resend of a
+    // delivery a made but had not yet recorded as done when it died.
+    let keys = keys(&hook);
+    for (i, key) in keys.iter().enumerate() {
+        let again = keys[..i].contains(key);
+        assert!(
+            !again || all[i].at >= killed && all[..i].iter().all(|r| &r.idempotency_key != key || r.at < killed),
+            "key {key} arrived twice, not as a resend after the kill: {all:#?}"
+        );
+    }
+    let repeated = keys.iter().filter(|k| keys.iter().filter(|x| x == k).count() > 1).count();
+    assert!(repeated <= 2, "at most the one delivery in flight at the kill is resent: {all:#?}");
+    b.assert_running();
 }
