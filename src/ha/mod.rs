@@ -3,9 +3,9 @@
 //! shares (`shared`: what a new active replica resumes from), each write
 //! fenced by the writer's election znode.
 //!
-//! Built so far: the election and the fenced shared state as a library;
-//! `zkalert run` does not use them yet (failover, writes through any
-//! replica and coordination loss come next; docs/ha.md).
+//! `zkalert run` uses them through `runner::replica` (only the active
+//! replica sends; failover resumes from the shared state). Writes through
+//! any replica and coordination loss come next (docs/ha.md).
 
 pub mod election;
 pub mod shared;

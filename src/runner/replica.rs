@@ -11,7 +11,7 @@ use crate::ha::{Election, Fence, HaError, ReplicaInfo, Role, SharedState, Shared
 use crate::model::Timestamp;
 use crate::pipeline::{Dispatcher, Message, Silence, Silences};
 use crate::state::{DeliveryMark, StepWrite};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// This replica's election and what it has to write to the shared state.
@@ -89,9 +89,16 @@ impl Runner {
     pub(super) fn note_shared(&mut self, messages: &[Arc<Message>]) {
         let Some(r) = self.replica.as_mut().filter(|r| r.is_active()) else { return };
         let changes = self.pipeline.dispatcher.take_changes();
-        // Later changes of a group replace earlier unwritten ones.
+        // Later changes of a group replace earlier unwritten ones (held
+        // while writes fail); within one step a removal comes first.
+        let upserted: HashSet<String> = changes.upserted.iter().map(|g| g.key.id()).collect();
+        let removed: HashSet<&String> = changes.removed.iter().collect();
         let unwritten = &mut r.unwritten.groups;
-        unwritten.upserted.retain(|g| !changes.upserted.iter().any(|c| c.key == g.key));
+        unwritten.upserted.retain(|g| {
+            let id = g.key.id();
+            !upserted.contains(&id) && !removed.contains(&id)
+        });
+        unwritten.removed.retain(|id| !upserted.contains(id));
         unwritten.upserted.extend(changes.upserted.iter().cloned());
         unwritten.removed.extend(changes.removed.iter().cloned());
         self.pipeline.dispatcher.put_back_changes(changes);

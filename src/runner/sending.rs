@@ -126,6 +126,7 @@ impl Runner {
                     skipped.attempts = 0;
                     d.mark(skipped, now);
                 }
+                self.note_delivery(&mark(m.id.clone(), channel.clone(), now, None, DeliveryOutcome::GaveUp));
                 self.fail_over(&m, &channel, now);
                 continue;
             }

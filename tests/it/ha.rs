@@ -3,6 +3,7 @@
 //! function: the checks run in sequence on it (ensembles are slow to start).
 
 use crate::support::ensemble::{Ensemble, Options};
+use crate::support::process::{free_port, wait_until};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -315,16 +316,8 @@ routing:
 "
         ),
     );
-    for tier in ["P0", "P1", "P2", "P3"] {
-        y.push_str(&format!(
-            "    {tier}: {{channels: [hook], group_wait: 0s, group_interval: 1s, repeat_interval: 4s, digest: 'off'}}\n"
-        ));
-    }
+    y.push_str(&crate::support::zkalert::tiers_to("hook", "4s"));
     y
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// `GET /api/v1/status`'s `replica`, or null.
@@ -332,15 +325,6 @@ fn replica_status(api_port: u16) -> serde_json::Value {
     crate::support::http::get(api_port, "/api/v1/status", Duration::from_secs(2))
         .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
         .map_or(serde_json::Value::Null, |s| s["replica"].clone())
-}
-
-/// Polls `done` every 50 ms; panics with `context()` after `timeout`.
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool, context: impl Fn() -> String) {
-    let t0 = Instant::now();
-    while !done() {
-        assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}\n{}", context());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Replica a is active, b stands by; an alert fires: only a pages, and its
@@ -393,10 +377,31 @@ fn two_replicas_page_once_and_fail_over(hosts: &[String]) {
     assert_eq!(first[0].body["firing"][0]["new"], true, "{:#?}", first[0].body);
     assert!(first[1..].iter().all(|r| r.body["firing"][0]["new"] == false), "repeats: {first:#?}");
 
-    // a dies; n1 goes down at the same moment: b pages it within the session timeout + 2 s.
+    // a's next repeat hangs at the receiver: a is killed while sending it,
+    // so it is still pending in the shared outbox.
+    hook.set_default(Answer::Hang(Duration::from_secs(20)));
+    let sent = hook.received().len();
+    wait_until("a repeat that hangs", Duration::from_secs(10), || hook.received().len() > sent, || logs(&a, Some(&b)));
+    hook.set_default(Answer::Status(200));
+    let in_flight = hook.received()[sent].idempotency_key.clone();
+
+    // a dies; n1 goes down at the same moment: b sends a's pending repeat
+    // with its key, and pages n1, each within the session timeout + 2 s.
     crate::support::process::signal(a.pid(), "KILL");
     let killed = Instant::now();
     metrics.set(&[true, true]);
+    let resent = |hook: &Receiver| {
+        hook.received().into_iter().find(|r| r.idempotency_key == in_flight && r.answered == Some(200))
+    };
+    wait_until(
+        "b resends a's pending repeat",
+        SESSION + Duration::from_secs(6),
+        || resent(&hook).is_some(),
+        || logs(&a, Some(&b)),
+    );
+    let took = resent(&hook).unwrap().at.duration_since(killed);
+    eprintln!("kill -> b resends the pending delivery: {took:?}");
+    assert!(took <= SESSION + Duration::from_secs(2), "b resent {took:?} after the kill");
     let n1_paged = |hook: &Receiver| {
         hook.received().into_iter().find(|r| {
             r.body["firing"]

@@ -4,7 +4,7 @@
 //! `ZkalertWatchdog` reaches its own channel and no other.
 
 use crate::support::http::{Answer, MetricsServer, Received, Receiver, get};
-use crate::support::process::signal;
+use crate::support::process::{free_port, signal, wait_until};
 use crate::support::zkalert::{RunConfig, ZkalertRun};
 use std::time::{Duration, Instant};
 
@@ -33,25 +33,8 @@ routing:
   tiers:
 "
     );
-    for tier in ["P0", "P1", "P2", "P3"] {
-        y.push_str(&format!(
-            "    {tier}: {{channels: [events], group_wait: 0s, group_interval: 1s, repeat_interval: 1h, digest: 'off'}}\n"
-        ));
-    }
+    y.push_str(&crate::support::zkalert::tiers_to("events", "1h"));
     y
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-/// Polls `done` every 50 ms; panics with `context()` after `timeout`.
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool, context: impl Fn() -> String) {
-    let t0 = Instant::now();
-    while !done() {
-        assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}\n{}", context());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Seconds between consecutive pings.

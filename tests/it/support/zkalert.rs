@@ -179,11 +179,7 @@ impl RunConfig {
         // Every tier told at once, so the tests time the engine, not the
         // seed's group waits; no digest.
         y.push_str("routing:\n  tiers:\n");
-        for tier in ["P0", "P1", "P2", "P3"] {
-            y.push_str(&format!(
-                "    {tier}: {{channels: [events], group_wait: 0s, group_interval: 1s, repeat_interval: 1h, digest: 'off'}}\n"
-            ));
-        }
+        y.push_str(&tiers_to("events", "1h"));
         y
     }
 }
@@ -481,4 +477,18 @@ notifiers:
   - {{name: pages, type: file, path: notifications.jsonl}}
 {rest}"
     )
+}
+
+/// The four tiers of a `routing: tiers:` block, each to `channel` at once
+/// (no group wait, group interval 1 s), repeating every `repeat_interval`,
+/// no digest.
+pub fn tiers_to(channel: &str, repeat_interval: &str) -> String {
+    ["P0", "P1", "P2", "P3"]
+        .iter()
+        .map(|tier| {
+            format!(
+                "    {tier}: {{channels: [{channel}], group_wait: 0s, group_interval: 1s, repeat_interval: {repeat_interval}, digest: 'off'}}\n"
+            )
+        })
+        .collect()
 }
