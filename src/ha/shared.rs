@@ -229,12 +229,19 @@ impl SharedState {
     /// Writes one step under `fence` (after [`SharedState::load`], which
     /// tells it which znodes exist; a write that finds otherwise fails with
     /// `NodeExists` or `NoNode` and needs a reload): fenced `multi` transactions of at most
-    /// [`MULTI_BUDGET`] bytes each. `Err(Fenced)`: the writer is no longer
-    /// active; what the failed transaction held was not written.
+    /// [`MULTI_BUDGET`] bytes each (an empty step: one with only the fence
+    /// check). `Err(Fenced)`: the writer is no longer active; what the
+    /// failed transaction held was not written.
     pub async fn commit(&mut self, client: &Client, fence: &Fence, s: &SharedStep<'_>) -> Result<CommitStats, HaError> {
         let ops = self.ops(s)?;
         let mut stats = CommitStats::default();
-        for batch in batches(&ops) {
+        // A step with nothing to write still checks the fence: `Ok` always
+        // means "still active", what a caller about to send relies on.
+        let mut batches = batches(&ops);
+        if batches.is_empty() {
+            batches.push(&[]);
+        }
+        for batch in batches {
             let mut multi = client.new_multi_writer();
             let bad = |e| HaError::zk(&fence.path, e);
             multi.add_check_version(&fence.path, fence.version).map_err(bad)?;

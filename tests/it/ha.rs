@@ -290,10 +290,73 @@ async fn election_failover_fencing_and_shared_state() {
     a.leave().await;
     c.leave().await;
 
+    fenced_runner_steps_down_and_sends_nothing(&hosts, settle).await;
+
     // Two `zkalert run` replicas on the same ensemble (their own root).
     let hosts = hosts.clone();
     tokio::task::spawn_blocking(move || two_replicas_page_once_and_fail_over(&hosts)).await.unwrap();
     drop(zk);
+}
+
+/// A runner that is the only replica: active, it sends once the (empty)
+/// step is written. Its session expires and it re-joins (active again under
+/// a new fence) without having looked: its next write, under the old
+/// fence, is refused, so it steps down and sends nothing; following the
+/// election it takes over again.
+async fn fenced_runner_steps_down_and_sends_nothing(hosts: &[String], settle: Duration) {
+    use zkalert::runner::{Replica, Runner};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), "groups: []\n").unwrap();
+    let rules = zkalert::rule::load_rules(&[dir.path().join("rules.yaml")], Default::default()).unwrap();
+    let pages = dir.path().join("pages.jsonl");
+    let notifier =
+        zkalert::config::NotifierConfig::new("pages", zkalert::config::NotifierKind::File { path: pages.clone() });
+    let channels = zkalert::runner::channels::of(&[notifier], &zkalert::notify::template::Rendering::builtin());
+    let routing = zkalert::pipeline::PipelineConfig::defaults_to(&["pages".into()]);
+    let mut runner = Runner::new(Arc::new(rules), Duration::from_secs(1), routing, channels);
+    let link = Link::start(&hosts[0]).await;
+    let config = zkalert::config::HaConfig {
+        zookeeper: vec![link.addr.clone()],
+        root: "/zkalert/fenced".into(),
+        session_timeout: SESSION,
+        replica: "only".into(),
+        advertise_url: None,
+        on_coordination_loss: Default::default(),
+    };
+    runner.replica = Some(Replica::join(&config).await.expect("join"));
+    role_within(election(&runner), settle, |r| *r == Role::Active).await;
+    runner.follow_role().await;
+    assert!(runner.replica.as_ref().unwrap().is_active() && runner.liveness.is_active());
+    fn election(r: &Runner) -> &Election {
+        &r.replica.as_ref().unwrap().election
+    }
+    let lines = || std::fs::read_to_string(&pages).unwrap_or_default().lines().count();
+    let page = |id: &str| {
+        (Arc::new(Message { channels: vec!["pages".into()], ..message(id, &group(1)) }), "pages".to_string())
+    };
+    runner.pending.push(page("m-a"));
+    runner.commit_shared(at(1_000)).await;
+    let t0 = Instant::now();
+    while lines() < 1 {
+        assert!(t0.elapsed() < settle, "the active runner's page was not delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    link.cut(true);
+    role_within(election(&runner), settle, |r| *r != Role::Active).await;
+    // Cut for longer than the session timeout: the server expires the session.
+    tokio::time::sleep(settle).await;
+    link.cut(false);
+    role_within(election(&runner), settle * 2, |r| *r == Role::Active).await;
+    runner.pending.push(page("m-b"));
+    runner.commit_shared(at(2_000)).await;
+    let replica = runner.replica.as_ref().unwrap();
+    assert!(!replica.is_active() && !runner.liveness.is_active(), "stepped down");
+    assert!(runner.pending.is_empty(), "its pending deliveries dropped");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(lines(), 1, "nothing sent after the fenced write");
+    runner.follow_role().await;
+    assert!(runner.replica.as_ref().unwrap().is_active(), "active again under its new fence");
 }
 
 /// A replica's config: scrapes `source_port`, its API on `api_port`, pages
