@@ -175,8 +175,8 @@ struct Loader {
 
 impl Loader {
     /// The config and rules as they are now, checked; or every problem.
-    /// The data dir (where the state file is) and the API's address and
-    /// token cannot change while running: a reload that changes them is
+    /// The data dir (where the state file is), the API's address and
+    /// token, the heartbeat and the `ha:` section cannot change while running: a reload that changes them is
     /// refused (restart zkalert for those).
     fn load(&self) -> Result<Loaded, Vec<String>> {
         let mut config = match &self.config_path {
@@ -209,6 +209,11 @@ impl Loader {
         {
             problems.push(format!(
                 "{file}: heartbeat (the ping URL and how it is pinged) cannot change while running; restart zkalert to change it"
+            ));
+        }
+        if config.ha != started.ha {
+            problems.push(format!(
+                "{file}: ha (the coordination ensemble and this replica) cannot change while running; restart zkalert to change it"
             ));
         }
         if !problems.is_empty() {
@@ -591,6 +596,22 @@ mod tests {
         std::fs::write(&path, text.replace("/ping'", "/other'")).unwrap();
         let problems = loader.load().err().unwrap();
         assert!(problems[0].contains("heartbeat (the ping URL and how it is pinged) cannot change"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_reload_cannot_change_the_ha_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config_in(dir.path(), "127.0.0.1:9097".parse().unwrap());
+        std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap()
+            + "ha: {zookeeper: ['127.0.0.1:2181'], root: /zkalert/a, replica: a}\n";
+        std::fs::write(&path, &text).unwrap();
+        let started = Config::load(&path).unwrap();
+        let loader = Loader { config_path: Some(path.clone()), defaults: Defaults::default(), started };
+        assert!(loader.load().is_ok());
+        std::fs::write(&path, text.replace("/zkalert/a", "/zkalert/b")).unwrap();
+        let problems = loader.load().err().unwrap();
+        assert!(problems[0].contains("ha (the coordination ensemble and this replica) cannot change"), "{problems:?}");
     }
 
     #[test]
