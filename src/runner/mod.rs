@@ -435,8 +435,13 @@ pub async fn run(
                 runner.commit_shared(clock.now()).await;
             }
             Some(()) = next_role(&mut role) => {
-                runner.follow_role().await;
-                runner.commit_shared(clock.now()).await;
+                if gate_open(&waiting_for) {
+                    // A replica taking over tells what is due at once.
+                    step(&mut runner, &mut control, clock.as_ref()).await;
+                } else {
+                    runner.follow_role().await;
+                    runner.commit_shared(clock.now()).await;
+                }
                 publish(&runner, &mut control, clock.now(), true);
             }
             Some(()) = next_reload(&mut reloading) => {

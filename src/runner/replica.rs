@@ -215,5 +215,7 @@ impl Runner {
         self.pipeline.silences = Silences::new(shared.silences);
         self.pending = shared.pending.into_iter().map(|e| (Arc::new(e.message), e.channel)).collect();
         self.liveness.set_active(true);
+        // The next evaluation runs the pipeline on the restored log at once.
+        self.last_pipeline_step = None;
     }
 }
