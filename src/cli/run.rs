@@ -582,12 +582,13 @@ mod tests {
     }
 
     #[test]
-    fn a_reload_cannot_change_the_heartbeat_but_can_its_watchdog_channel() {
+    fn a_reload_cannot_change_the_heartbeat_or_ha_but_can_the_watchdogs_channel() {
         let dir = tempfile::tempdir().unwrap();
         let path = config_in(dir.path(), "127.0.0.1:9097".parse().unwrap());
         std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
         let text = std::fs::read_to_string(&path).unwrap()
-            + "  - {name: dead, type: file, path: w.jsonl}\nheartbeat: {url: 'http://127.0.0.1:9/ping', interval: 30s}\n";
+            + "  - {name: dead, type: file, path: w.jsonl}\nheartbeat: {url: 'http://127.0.0.1:9/ping', interval: 30s}\n"
+            + "ha: {zookeeper: ['127.0.0.1:2181'], root: /zkalert/a, replica: a}\n";
         std::fs::write(&path, &text).unwrap();
         let started = Config::load(&path).unwrap();
         let loader = Loader { config_path: Some(path.clone()), defaults: Defaults::default(), started };
@@ -596,19 +597,6 @@ mod tests {
         std::fs::write(&path, text.replace("/ping'", "/other'")).unwrap();
         let problems = loader.load().err().unwrap();
         assert!(problems[0].contains("heartbeat (the ping URL and how it is pinged) cannot change"), "{problems:?}");
-    }
-
-    #[test]
-    fn a_reload_cannot_change_the_ha_section() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = config_in(dir.path(), "127.0.0.1:9097".parse().unwrap());
-        std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap()
-            + "ha: {zookeeper: ['127.0.0.1:2181'], root: /zkalert/a, replica: a}\n";
-        std::fs::write(&path, &text).unwrap();
-        let started = Config::load(&path).unwrap();
-        let loader = Loader { config_path: Some(path.clone()), defaults: Defaults::default(), started };
-        assert!(loader.load().is_ok());
         std::fs::write(&path, text.replace("/zkalert/a", "/zkalert/b")).unwrap();
         let problems = loader.load().err().unwrap();
         assert!(problems[0].contains("ha (the coordination ensemble and this replica) cannot change"), "{problems:?}");
