@@ -3,6 +3,7 @@
 //! (the service would page), SIGCONT brings them back; the always-firing
 //! `ZkalertWatchdog` reaches its own channel and no other.
 
+use crate::support::http::free_port;
 use crate::support::http::{Answer, MetricsServer, Received, Receiver, get};
 use crate::support::process::signal;
 use crate::support::zkalert::{RunConfig, ZkalertRun};
@@ -39,10 +40,6 @@ routing:
         ));
     }
     y
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// Polls `done` every 50 ms; panics with `context()` after `timeout`.

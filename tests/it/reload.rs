@@ -98,7 +98,7 @@ fn before_the_first_step_the_status_says_what_runs() {
     // whole timeout, so the first step waits for it.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let source_port = silent.local_addr().unwrap().port();
-    let api = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap().port();
+    let api = support::http::free_port();
     let yaml = format!(
         "evaluation_interval: 1s
 data_dir: data
