@@ -46,9 +46,8 @@ pub struct RuleView {
     /// Its group's name (rules are listed in rule file order).
     pub group: String,
     pub name: String,
-    /// `ok`, `err` or `unknown` (not evaluated yet).
-    pub health: &'static str,
-    pub error: Option<String>,
+    /// Its last evaluation's outcome (`Err` carries the error).
+    pub health: crate::rule::RuleHealth,
     pub last_evaluation: Option<Timestamp>,
     pub last_duration: std::time::Duration,
     /// Its pending and firing alerts.

@@ -80,8 +80,7 @@ fn sample_snapshot() -> Snapshot {
         rules: vec![RuleView {
             group: "zk".into(),
             name: "Broken".into(),
-            health: "err",
-            error: Some("division by zero".into()),
+            health: crate::rule::RuleHealth::Err("division by zero".into()),
             last_evaluation: Some(SystemClock.now()),
             last_duration: Duration::from_micros(250),
             active: 0,

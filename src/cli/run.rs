@@ -130,7 +130,6 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 );
             }
             let (commands_tx, commands) = tokio::sync::mpsc::channel(64);
-            let (snapshot, snapshot_rx) = tokio::sync::watch::channel(Arc::new(crate::api::Snapshot::default()));
             let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let status = crate::api::StatusView {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -140,6 +139,14 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 sources: sources.len(),
                 ..Default::default()
             };
+            // Unpublished (the lists answer 503 until the first step), but
+            // the status says what runs from the start.
+            let starting = crate::api::Snapshot {
+                at: clock.now(),
+                status: crate::api::StatusView { reload: runner.reload_status.clone(), ..status.clone() },
+                ..Default::default()
+            };
+            let (snapshot, snapshot_rx) = tokio::sync::watch::channel(Arc::new(starting));
             let state = crate::api::ApiState {
                 snapshot: snapshot_rx,
                 commands: commands_tx,

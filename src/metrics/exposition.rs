@@ -6,6 +6,7 @@
 
 use crate::api::Snapshot;
 use crate::model::{AlertState, Labels, Severity, Timestamp};
+use crate::rule::RuleHealth;
 use crate::store::{MetricId, SeriesStore};
 use rustc_hash::FxHashMap;
 use std::fmt::Write;
@@ -180,10 +181,10 @@ pub(super) fn write_snapshot(out: &mut String, snap: &Snapshot, now: Timestamp) 
 /// the error of each of its failing rules.
 fn write_rules(out: &mut String, snap: &Snapshot) {
     family(out, "zkalert_rule_healthy", "1 if the rule's last evaluation succeeded, 0 if it failed.", "gauge");
-    for r in snap.rules.iter().filter(|r| r.health != "unknown") {
+    for r in snap.rules.iter().filter(|r| r.health != RuleHealth::Unknown) {
         let labels =
             label_text(&Labels::from_pairs([("rule_group", r.group.as_str()), ("rule", r.name.as_str())]), None);
-        sample(out, "zkalert_rule_healthy", &labels, f64::from(u8::from(r.health == "ok")));
+        sample(out, "zkalert_rule_healthy", &labels, f64::from(u8::from(r.health == RuleHealth::Ok)));
     }
     family(
         out,
@@ -192,7 +193,7 @@ fn write_rules(out: &mut String, snap: &Snapshot) {
         "gauge",
     );
     for r in &snap.rules {
-        if let Some(e) = &r.error {
+        if let RuleHealth::Err(e) = &r.health {
             let error: String = e.chars().take(ERROR_LABEL_MAX).collect();
             let labels = Labels::from_pairs([("rule_group", r.group.as_str()), ("rule", &r.name), ("error", &error)]);
             sample(out, "zkalert_rule_last_error_info", &label_text(&labels, None), 1.0);

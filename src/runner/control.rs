@@ -127,11 +127,7 @@ impl Runner {
             .map(|(group, r)| crate::api::RuleView {
                 group: group.to_string(),
                 name: r.name.clone(),
-                health: r.health.as_str(),
-                error: match &r.health {
-                    crate::rule::RuleHealth::Err(e) => Some(e.clone()),
-                    _ => None,
-                },
+                health: r.health.clone(),
                 last_evaluation: r.last_evaluation,
                 last_duration: r.last_duration,
                 active: r.active.len(),

@@ -198,8 +198,9 @@ impl Heartbeat {
 
     /// Pings every interval while [`Heartbeat::due`], one request at a time
     /// (bounded by the timeout, the answer by [`crate::notify::http::MAX_ANSWER`]),
-    /// until the task is aborted. A missed tick (the process was paused) is
-    /// skipped, never made up in a burst.
+    /// until the task is aborted. A missed tick (the process was paused)
+    /// fires once, and the schedule restarts from it: never a burst making up
+    /// the pause, never two pings closer than an interval.
     pub async fn run(mut self, clock: Arc<dyn Clock>) {
         let outbound = match Outbound::new(self.config.timeout, self.config.proxy_url.as_ref()) {
             Ok(o) => o,
@@ -210,7 +211,7 @@ impl Heartbeat {
             }
         };
         let mut ticker = tokio::time::interval(self.config.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
             if !self.due(clock.now()) {

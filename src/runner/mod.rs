@@ -671,7 +671,7 @@ mod tests {
         let [latency] = &node.series[..] else { panic!("only the shown metrics the rules keep: {:?}", node.series) };
         assert_eq!(latency.metric, "zk_avg_latency");
         assert_eq!(latency.recent, (10..40).map(f64::from).collect::<Vec<_>>(), "the last 30, oldest first");
-        let health: Vec<(&str, &str)> = snap.rules.iter().map(|r| (r.name.as_str(), r.health)).collect();
+        let health: Vec<(&str, &str)> = snap.rules.iter().map(|r| (r.name.as_str(), r.health.as_str())).collect();
         assert_eq!(health, [("Down", "ok"), ("Slow", "ok")]);
         assert!(snap.rules.iter().all(|r| r.last_evaluation == Some(clock.now())));
     }

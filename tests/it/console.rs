@@ -26,7 +26,7 @@ struct Console {
 fn start() -> Console {
     let metrics = MetricsServer::start();
     metrics.set(&[true, true, true]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
+    let port = crate::support::http::free_port();
     let rest = format!(
         "external_url: http://127.0.0.1:{port}
 routing:

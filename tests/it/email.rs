@@ -4,6 +4,7 @@
 //! certificate, AUTH, the MIME structure and headers a mail client sees, and
 //! the class of each kind of failure.
 
+use crate::support::http::free_port;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -33,11 +34,6 @@ fn python() -> &'static str {
                 .is_ok_and(|s| s.success())
         })
         .expect("these tests need Python's aiosmtpd: apt-get install python3-aiosmtpd (or pip install aiosmtpd)")
-}
-
-/// A port nothing listens on (free a moment ago).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A running `smtp_server.py`, killed on drop. It also exits by itself

@@ -10,6 +10,7 @@
 //! `-- --nocapture` to see them).
 
 use crate::support;
+use crate::support::http::free_port;
 
 use std::time::{Duration, Instant, SystemTime};
 use support::ensemble::{Ensemble, Options};
@@ -385,7 +386,7 @@ fn probe_prints_the_table_and_exit_codes() {
 fn shipped_rule_pack_one_incident_one_page() {
     let steps = Steps::new("shipped-pack");
     let mut zk = Ensemble::start(3, Options::default());
-    let api = free_loopback_port();
+    let api = free_port();
     let config = RunConfig::new(zk.client_addrs(), &["heartbeat.yaml"]);
     let pack = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/zookeeper");
     let yaml = shipped_pack_config(&config, &pack, api);
@@ -497,10 +498,6 @@ fn shipped_pack_config(c: &RunConfig, pack: &std::path::Path, api: u16) -> Strin
     y.push_str("routing:\n  tiers:\n    P3: {group_wait: 0s, group_interval: 1s, digest: 'off'}\n");
     y.push_str(&format!("server:\n  listen: 127.0.0.1:{api}\n"));
     y
-}
-
-fn free_loopback_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// `GET /api/v1/alerts` of the zkalert under test (`None` while it does

@@ -3,7 +3,8 @@
 //! function: the checks run in sequence on it (ensembles are slow to start).
 
 use crate::support::ensemble::{Ensemble, Options};
-use crate::support::process::{free_port, wait_until};
+use crate::support::http::free_port;
+use crate::support::process::wait_until;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,7 +4,8 @@
 //! `ZkalertWatchdog` reaches its own channel and no other.
 
 use crate::support::http::{Answer, MetricsServer, Received, Receiver, get};
-use crate::support::process::{free_port, signal, wait_until};
+use crate::support::http::free_port;
+use crate::support::process::{signal, wait_until};
 use crate::support::zkalert::{RunConfig, ZkalertRun};
 use std::time::{Duration, Instant};
 

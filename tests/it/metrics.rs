@@ -4,6 +4,7 @@
 //! problem in it, and the shipped Grafana dashboard queries only metrics
 //! zkalert exports.
 
+use crate::support::http::free_port;
 use crate::support::http::{MetricsServer, get};
 use crate::support::process::{Watchdog, kill_and_reap, tail};
 use crate::support::zkalert::{RunConfig, ZkalertRun};
@@ -24,10 +25,6 @@ const RULES: &str = "groups:
         expr: zk_znode_count > 1000000
         severity: P3
 ";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
 
 /// zkalert scraping `source_port` as the node `zk1:2181` of cluster `c1`
 /// every second, its API on `api_port`.

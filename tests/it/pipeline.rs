@@ -4,10 +4,10 @@
 //! CLI. Crash safety is tested with SIGKILL at many points of the cycle.
 
 use crate::support;
+use crate::support::http::free_port;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 use support::http::MetricsServer;
 use support::zkalert::{Event, RunConfig, ZkalertRun, render};
@@ -116,11 +116,6 @@ fn sigkill_loses_no_page_and_repeats_none() {
     let log = std::fs::read_to_string(&run.log).unwrap_or_default();
     let restores = log.matches("state restored").count();
     assert!(restores >= kills / 2, "{restores} of {kills} restarts restored the state file");
-}
-
-/// A free loopback port (bound then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// `zkalert <args>` as the on-call would type it; panics on failure.

@@ -87,3 +87,44 @@ fn sighup_reloads_keeps_the_firing_alert_pages_a_new_notifier_and_refuses_a_brok
     });
     assert_eq!(count(&run, "firing", "n1"), 1, "{:?}", run.events());
 }
+
+/// Before the first step (here: the only source's first poll hangs for its
+/// whole timeout) the lists answer 503, but the status already says what
+/// runs: the version, the config, its rules and sources, and that the
+/// config in force loaded — not defaults that read "reload failed".
+#[test]
+fn before_the_first_step_the_status_says_what_runs() {
+    // A source that accepts and never answers: the first poll takes its
+    // whole timeout, so the first step waits for it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let source_port = silent.local_addr().unwrap().port();
+    let api = support::http::free_port();
+    let yaml = format!(
+        "evaluation_interval: 1s
+data_dir: data
+rules: [rules.yaml]
+server: {{listen: '127.0.0.1:{api}'}}
+sources:
+  - {{type: prometheus, url: 'http://127.0.0.1:{source_port}/metrics', cluster: c, interval: 30s, timeout: 20s}}
+"
+    );
+    let rules = support::zkalert::svc_down_rules("");
+    let mut run = ZkalertRun::start_yaml(RunConfig::new(Vec::new(), &[]), &yaml, &[("rules.yaml", &rules)]);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some((200, body)) = support::http::get(api, "/api/v1/status", Duration::from_secs(2)) {
+            break serde_json::from_str::<serde_json::Value>(&body).unwrap();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no API:\n{}", run.log_tail(20));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["ready"], false, "the first poll cannot have finished: {status}");
+    assert_eq!(support::http::get(api, "/api/v1/alerts", Duration::from_secs(2)).map(|r| r.0), Some(503));
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"), "{status}");
+    assert_eq!((status["rules"].as_u64(), status["sources"].as_u64()), (Some(1), Some(1)), "{status}");
+    assert!(status["config_path"].as_str().is_some_and(|p| p.ends_with("config.yaml")), "{status}");
+    assert_eq!(status["config_reload"]["successful"], true, "{status}");
+    assert!(status["config_reload"]["last_success_at"].is_string(), "{status}");
+    run.assert_running();
+    drop(silent);
+}

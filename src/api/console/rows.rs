@@ -6,6 +6,7 @@ use super::Frame;
 use crate::api::{AlertView, NodeView, Snapshot};
 use crate::model::{AlertState, Severity, Timestamp};
 use crate::pipeline::{Matchers, SilenceState};
+use crate::rule::RuleHealth;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
@@ -393,8 +394,11 @@ pub(super) fn rules(snap: &Snapshot) -> Vec<RuleRow<'_>> {
         .iter()
         .map(|r| RuleRow {
             name: &r.name,
-            health: r.health,
-            error: r.error.as_deref(),
+            health: r.health.as_str(),
+            error: match &r.health {
+                RuleHealth::Err(e) => Some(e),
+                _ => None,
+            },
             last_evaluation: r.last_evaluation.map(|t| format!("{} ago", age(t, snap.at))),
             duration: format!("{:.2} ms", r.last_duration.as_secs_f64() * 1000.0),
             active: r.active,

@@ -45,6 +45,11 @@ fn respond(conn: &mut std::net::TcpStream, status: u16, body: &str) {
     );
 }
 
+/// A loopback port nothing listens on (bound a moment ago, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
 /// `GET path` on a loopback port as HTTP/1.0 (so never chunked): the
 /// status and body; `None` if nothing answers within `timeout`.
 pub fn get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String)> {

@@ -103,8 +103,3 @@ pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool,
         std::thread::sleep(Duration::from_millis(50));
     }
 }
-
-/// A loopback port free now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
