@@ -19,6 +19,9 @@ pub struct HaConfig {
     /// This replica's API URL, shown to the other replicas.
     pub advertise_url: Option<String>,
     pub on_coordination_loss: CoordinationLoss,
+    /// With `hold`: how long a replica cut off from the coordination
+    /// ensemble keeps its last role before every replica pages on its own.
+    pub hold_for: Duration,
 }
 
 /// What a replica does when it cannot reach the coordination ensemble.
@@ -38,10 +41,16 @@ pub const MIN_SESSION_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `hold_for`: at least the session timeout (sooner, the replica's session
+/// may still be alive), at most an hour of pages held by a lost ensemble.
+pub const DEFAULT_HOLD_FOR: Duration = Duration::from_secs(60);
+pub const MAX_HOLD_FOR: Duration = Duration::from_secs(3600);
+
 /// Longest replica name: it is stored in every election znode.
 const MAX_REPLICA_NAME: usize = 128;
 
-const KEYS: &[&str] = &["zookeeper", "root", "session_timeout", "replica", "advertise_url", "on_coordination_loss"];
+const KEYS: &[&str] =
+    &["zookeeper", "root", "session_timeout", "replica", "advertise_url", "on_coordination_loss", "hold_for"];
 
 pub(super) fn read(r: &mut Reader, n: &Node) -> Option<HaConfig> {
     let mut zookeeper = Vec::new();
@@ -50,6 +59,7 @@ pub(super) fn read(r: &mut Reader, n: &Node) -> Option<HaConfig> {
     let mut replica = None;
     let mut advertise_url = None;
     let mut on_coordination_loss = CoordinationLoss::default();
+    let mut hold_for = (DEFAULT_HOLD_FOR, None);
     let mut ok = true;
     for (key, v) in r.map(n, "ha", KEYS) {
         match key {
@@ -93,6 +103,11 @@ pub(super) fn read(r: &mut Reader, n: &Node) -> Option<HaConfig> {
                 replica = Some(name);
             }
             "advertise_url" => advertise_url = super::url(r, v, "ha.advertise_url"),
+            "hold_for" => {
+                if let Some(d) = r.duration(v, "ha.hold_for") {
+                    hold_for = (d, Some(v.pos));
+                }
+            }
             _ => match r.string(v, "ha.on_coordination_loss").as_deref() {
                 Some("page") => on_coordination_loss = CoordinationLoss::Page,
                 Some("hold") => on_coordination_loss = CoordinationLoss::Hold,
@@ -112,6 +127,14 @@ pub(super) fn read(r: &mut Reader, n: &Node) -> Option<HaConfig> {
         r.error(n.pos, "ha needs `root` (a znode path like /zkalert/prod)");
         ok = false;
     }
+    if let (d, Some(pos)) = hold_for
+        && !(session_timeout..=MAX_HOLD_FOR).contains(&d)
+    {
+        let fmt = crate::duration::format_duration;
+        let why = format!("must be from the session timeout ({}) to {}", fmt(session_timeout), fmt(MAX_HOLD_FOR));
+        r.error(pos, format!("ha.hold_for: {} {why}", fmt(d)));
+        ok = false;
+    }
     let replica = replica.unwrap_or_else(default_replica_name);
     ok.then(|| HaConfig {
         zookeeper,
@@ -120,6 +143,7 @@ pub(super) fn read(r: &mut Reader, n: &Node) -> Option<HaConfig> {
         replica,
         advertise_url,
         on_coordination_loss,
+        hold_for: hold_for.0,
     })
 }
 
@@ -169,7 +193,7 @@ mod tests {
     #[test]
     fn reads_every_field_and_defaults() {
         let text = format!(
-            "{SOURCES}ha:\n  zookeeper: ['c1:2181', 'c2:2181']\n  root: /zkalert/prod\n  session_timeout: 6s\n  replica: r1\n  advertise_url: 'http://r1:9097'\n  on_coordination_loss: hold\n"
+            "{SOURCES}ha:\n  zookeeper: ['c1:2181', 'c2:2181']\n  root: /zkalert/prod\n  session_timeout: 6s\n  replica: r1\n  advertise_url: 'http://r1:9097'\n  on_coordination_loss: hold\n  hold_for: 2m\n"
         );
         let c = Config::parse(&text, Path::new("z.yaml")).unwrap();
         let want = HaConfig {
@@ -179,12 +203,14 @@ mod tests {
             replica: "r1".into(),
             advertise_url: Some("http://r1:9097".into()),
             on_coordination_loss: CoordinationLoss::Hold,
+            hold_for: Duration::from_secs(120),
         };
         assert_eq!(c.ha, Some(want));
         let text = format!("{SOURCES}ha: {{zookeeper: ['c1:2181'], root: /z}}\n");
         let ha = Config::parse(&text, Path::new("z.yaml")).unwrap().ha.unwrap();
         assert_eq!(ha.session_timeout, DEFAULT_SESSION_TIMEOUT);
         assert_eq!(ha.on_coordination_loss, CoordinationLoss::Page);
+        assert_eq!(ha.hold_for, DEFAULT_HOLD_FOR);
         assert!(!ha.replica.is_empty());
         assert!(Config::parse(SOURCES, Path::new("z.yaml")).unwrap().ha.is_none());
     }
@@ -192,7 +218,7 @@ mod tests {
     #[test]
     fn every_problem_at_its_position() {
         let text = format!(
-            "{SOURCES}ha:\n  zookeeper: [c1, 'c2:2181']\n  root: zkalert//x\n  session_timeout: 1s\n  replica: ''\n  advertise_url: ftp://r1\n  on_coordination_loss: panic\n  sesion_timeout: 5s\n"
+            "{SOURCES}ha:\n  zookeeper: [c1, 'c2:2181']\n  root: zkalert//x\n  session_timeout: 1s\n  replica: ''\n  advertise_url: ftp://r1\n  on_coordination_loss: panic\n  sesion_timeout: 5s\n  hold_for: 2h\n"
         );
         let want = [
             "z.yaml:4:15: ha.zookeeper: \"c1\" must be host:port",
@@ -202,13 +228,15 @@ mod tests {
             "z.yaml:8:18: ha.advertise_url: \"ftp://r1\" must start with http://",
             "z.yaml:9:25: ha.on_coordination_loss: \"panic\" must be page or hold",
             "z.yaml:10:3: unknown field \"sesion_timeout\" in ha (did you mean \"session_timeout\"?)",
+            "z.yaml:11:13: ha.hold_for: 2h must be from the session timeout (1s) to 1h",
         ];
         assert_contains_all(&problems(&text, Path::new("z.yaml")), &want);
-        let text = format!("{SOURCES}ha: {{session_timeout: 2m}}\n");
+        let text = format!("{SOURCES}ha: {{session_timeout: 2m, hold_for: 30s}}\n");
         let want = [
             "z.yaml:3:5: ha needs `zookeeper`",
             "z.yaml:3:5: ha needs `root`",
             "ha.session_timeout: 2m must be from 2s to 1m",
+            "ha.hold_for: 30s must be from the session timeout (2m) to 1h",
         ];
         assert_contains_all(&problems(&text, Path::new("z.yaml")), &want);
     }

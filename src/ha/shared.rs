@@ -44,6 +44,10 @@ pub struct SharedStep<'a> {
     pub step: Option<&'a StepWrite>,
     pub silences_put: &'a [Silence],
     pub silences_deleted: &'a [String],
+    /// The writer's beat (`state/beat`'s new body), set in the first
+    /// transaction: standbys read its version to tell a working active
+    /// replica from none (`ZkalertNoActiveReplica`).
+    pub beat: Option<&'a [u8]>,
 }
 
 /// What one commit cost.
@@ -85,7 +89,7 @@ const KINDS: [&str; 3] = ["groups", "silences", "outbox"];
 impl SharedState {
     /// The state under `<root>/state`, creating its znodes if missing.
     pub async fn open(client: &Client, root: &str) -> Result<SharedState, HaError> {
-        for kind in KINDS {
+        for kind in KINDS.iter().chain(&["beat"]) {
             ensure_path(client, &format!("{root}/state/{kind}")).await?;
         }
         Ok(SharedState { root: root.to_string(), known: HashSet::new() })
@@ -93,6 +97,22 @@ impl SharedState {
 
     fn dir(&self, kind: &str) -> String {
         format!("{}/state/{kind}", self.root)
+    }
+
+    fn beat_path(&self) -> String {
+        format!("{}/state/beat", self.root)
+    }
+
+    /// The active replica's beat: its version, which changes with every
+    /// commit an active replica makes (once a second while its loop runs),
+    /// and who wrote it last (`None` before any write, or undecodable).
+    pub async fn beat(&self, client: &Client) -> Result<Option<(i32, Option<super::ReplicaInfo>)>, HaError> {
+        let path = self.beat_path();
+        match client.get_data(&path).await {
+            Ok((data, stat)) => Ok(Some((stat.version, serde_json::from_slice(&data).ok()))),
+            Err(ZkError::NoNode) => Ok(None),
+            Err(e) => Err(HaError::zk(&path, e)),
+        }
     }
 
     fn maintenance_path(&self) -> String {
@@ -241,10 +261,17 @@ impl SharedState {
         if batches.is_empty() {
             batches.push(&[]);
         }
-        for batch in batches {
+        for (i, batch) in batches.into_iter().enumerate() {
             let mut multi = client.new_multi_writer();
             let bad = |e| HaError::zk(&fence.path, e);
             multi.add_check_version(&fence.path, fence.version).map_err(bad)?;
+            // The ops before the batch's: the fence check, and the beat in the first.
+            let mut lead = 1;
+            if let (0, Some(beat)) = (i, s.beat) {
+                let path = self.beat_path();
+                multi.add_set_data(&path, beat, None).map_err(|e| HaError::zk(&path, e))?;
+                lead += 1;
+            }
             let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
             for op in batch {
                 match op {
@@ -260,7 +287,11 @@ impl SharedState {
                     return Err(HaError::Fenced { path: fence.path.clone(), version: fence.version });
                 }
                 Err(MultiWriteError::OperationFailed { index, source }) => {
-                    return Err(HaError::zk(op_path(&batch[index - 1]), source));
+                    let path = index
+                        .checked_sub(lead)
+                        .and_then(|i| batch.get(i))
+                        .map_or(self.beat_path(), |op| op_path(op).to_string());
+                    return Err(HaError::zk(path, source));
                 }
                 Err(MultiWriteError::RequestFailed { source: ZkError::SessionExpired }) => {
                     return Err(HaError::Fenced { path: fence.path.clone(), version: fence.version });

@@ -11,7 +11,7 @@ use crate::model::{Severity, Timestamp};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 /// How long and how hard to try.
@@ -104,13 +104,53 @@ impl Channel {
         tokio::time::sleep_until(wait_until).await;
     }
 
-    async fn attempt(&self, d: &Delivery) -> Result<(), SendError> {
+    async fn attempt(&self, d: &Delivery, lease: &mut watch::Receiver<Lease>) -> Result<(), SendError> {
         // Never closed, so acquiring only waits.
         let _permit = self.in_flight.acquire().await;
         self.pace().await;
+        Lease::wait_valid(lease).await;
         match tokio::time::timeout(self.timeout, self.notifier.send(d)).await {
             Ok(result) => result,
             Err(_) => Err(SendError::Retryable(format!("timed out after {:?}", self.timeout))),
+        }
+    }
+}
+
+/// Whether this process may send now. Alone, always; as a replica, only
+/// while its last fenced write to the shared state is recent enough that
+/// its coordination session cannot have expired since (each successful
+/// commit renews it), or while it sends on its own (coordination lost). A
+/// replica paused past its session (SIGSTOP, a long GC) finds its lease
+/// expired when it resumes, and its deliveries wait instead of racing the
+/// replica that took over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    Open,
+    Until(tokio::time::Instant),
+    Closed,
+}
+
+impl Lease {
+    fn valid(self, now: tokio::time::Instant) -> bool {
+        match self {
+            Lease::Open => true,
+            Lease::Until(t) => now < t,
+            Lease::Closed => false,
+        }
+    }
+
+    /// Returns once the lease is valid (right before an attempt is sent).
+    async fn wait_valid(lease: &mut watch::Receiver<Lease>) {
+        loop {
+            let current = *lease.borrow_and_update();
+            if current.valid(tokio::time::Instant::now()) {
+                return;
+            }
+            // A deadline passed, or closed: wait for a renewal. The sender
+            // lives as long as the deliverer, which aborts its tasks on drop.
+            if lease.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 }
@@ -133,6 +173,7 @@ pub struct Deliverer {
     clock: Arc<dyn Clock>,
     reports: mpsc::UnboundedSender<Report>,
     tasks: JoinSet<()>,
+    lease: watch::Sender<Lease>,
 }
 
 impl Deliverer {
@@ -142,7 +183,8 @@ impl Deliverer {
         clock: Arc<dyn Clock>,
     ) -> (Self, mpsc::UnboundedReceiver<Report>) {
         let (reports, rx) = mpsc::unbounded_channel();
-        (Self { channels, policy, clock, reports, tasks: JoinSet::new() }, rx)
+        let lease = watch::Sender::new(Lease::Open);
+        (Self { channels, policy, clock, reports, tasks: JoinSet::new(), lease }, rx)
     }
 
     /// Where deadlines and report times come from (tests: virtual time).
@@ -169,13 +211,14 @@ impl Deliverer {
             return;
         };
         let policy = self.policy.clone();
+        let mut lease = self.lease.subscribe();
         self.tasks.spawn(async move {
             let deadline = written_at + policy.deadline(d.message.tier);
             let key = d.idempotency_key();
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                let result = channel.attempt(&d).await;
+                let result = channel.attempt(&d, &mut lease).await;
                 let now = clock.now();
                 let wait = policy.backoff(&key, attempts);
                 let done = match &result {
@@ -198,6 +241,12 @@ impl Deliverer {
     pub fn replace_channels(&mut self, channels: Vec<Channel>, deadline: [Duration; 4]) {
         self.channels = channels.into_iter().map(|c| (c.name.clone(), c)).collect();
         self.policy.deadline = deadline;
+    }
+
+    /// Sets when attempts may be sent (see [`Lease`]); attempts waiting for
+    /// it go out once it is valid.
+    pub fn set_lease(&self, lease: Lease) {
+        self.lease.send_replace(lease);
     }
 
     /// Stops every delivery being tried, with no report (a replica that
@@ -277,6 +326,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_expired_lease_holds_every_attempt_until_it_is_renewed() {
+        let n = Arc::new(Flaky { fail: 1, error: SendError::Retryable("HTTP 503".into()), calls: AtomicU32::new(0) });
+        let (mut d, mut rx) = deliverer(n.clone(), DeliveryPolicy::default());
+        let start = tokio::time::Instant::now();
+        d.set_lease(Lease::Until(start + Duration::from_millis(500)));
+        d.submit(delivery(Severity::P1), SystemClock.now());
+        // The first attempt goes out within the lease and fails; the retry
+        // (about 1 s later) finds the lease expired and waits.
+        let first = rx.recv().await.expect("a report");
+        assert_eq!((first.attempts, first.done), (1, false));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(rx.try_recv().is_err(), "an attempt was sent with the lease expired");
+        assert_eq!(n.calls.load(Ordering::SeqCst), 1);
+        // Renewed (a fenced commit): the held retry goes out at once.
+        d.set_lease(Lease::Until(tokio::time::Instant::now() + Duration::from_secs(1)));
+        let second = rx.recv().await.expect("a report");
+        assert_eq!((second.attempts, second.result.is_ok(), second.done), (2, true, true));
+        // Closed (stepped down): nothing goes out, whatever the time.
+        d.set_lease(Lease::Closed);
+        d.submit(delivery(Severity::P1), SystemClock.now());
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(rx.try_recv().is_err());
+        assert_eq!(n.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn permanent_errors_give_up_at_once() {
         let n = Arc::new(Flaky { fail: 10, error: SendError::Permanent("HTTP 400".into()), calls: AtomicU32::new(0) });
         let (mut d, mut rx) = deliverer(n.clone(), DeliveryPolicy::default());
@@ -343,12 +418,13 @@ mod tests {
         }
         let slow = Channel::new("slow", "test", Arc::new(Slow), Duration::from_secs(2), None);
         let d = delivery(Severity::P1);
-        assert!(matches!(slow.attempt(&d).await, Err(SendError::Retryable(e)) if e.contains("timed out")));
+        let mut open = watch::Sender::new(Lease::Open).subscribe();
+        assert!(matches!(slow.attempt(&d, &mut open).await, Err(SendError::Retryable(e)) if e.contains("timed out")));
         let n = Arc::new(Flaky { fail: 0, error: SendError::Permanent(String::new()), calls: AtomicU32::new(0) });
         let paced = Channel::new("flaky", "test", n, Duration::from_secs(5), Some(Duration::from_secs(1)));
         let t0 = tokio::time::Instant::now();
         for _ in 0..3 {
-            paced.attempt(&d).await.unwrap();
+            paced.attempt(&d, &mut open).await.unwrap();
         }
         assert_eq!(t0.elapsed(), Duration::from_secs(2), "three sends at most one per second");
     }

@@ -55,9 +55,10 @@ pub struct Runner {
     reported: std::collections::HashMap<usize, Vec<(GroupId, MetricId)>>,
     /// zkalert's own metrics (`GET /metrics`), updated as things happen.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// (message id, channel) → when it was written to the outbox, for each
-    /// delivery the deliverer is trying (the outbox's oldest pending age).
-    delivering: std::collections::HashMap<(String, String), Timestamp>,
+    /// (message id, channel) → when it was written to the outbox and the
+    /// message, for each delivery the deliverer is trying (the outbox's
+    /// oldest pending age; what a replica cut off holds).
+    delivering: std::collections::HashMap<(String, String), (Timestamp, Arc<Message>)>,
     /// The evaluation time whose rule groups `metrics` last counted.
     rule_groups_counted_at: Option<Timestamp>,
     /// When the loop last completed a step, for the heartbeat.
@@ -233,22 +234,25 @@ impl Runner {
         // Only the active replica raises the watchdog (its pipeline alone sends).
         let watchdog = self.pipeline.config.watchdog && self.liveness.is_active();
         self.watchdog = watchdog.then(|| self.watchdog.take().unwrap_or_else(|| heartbeat::watchdog_alert(now)));
+        let replica_alerts = self.replica.iter().flat_map(Replica::alerts);
         let alerts: Vec<&Alert> = (self.evaluator.tracker.alerts())
             .chain(retired)
             .chain(&failing)
             .chain(&state_alert)
             .chain(&self.watchdog)
+            .chain(replica_alerts)
             .collect();
         let started = std::time::Instant::now();
         let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
         self.metrics.observe_pipeline_step(started.elapsed());
         // A standby's messages are not sent, nor written to its outbox: the
         // active replica sends, and its shared state replaces this one's
-        // notification log when this replica takes over.
+        // notification log when this replica takes over. A replica cut off
+        // holds them.
         let sends = self.sends();
         if sends {
             self.note_shared(&messages);
-        } else {
+        } else if !self.hold(&messages) {
             self.pending.clear();
         }
         if let Some(durable) = &mut self.durable {
@@ -271,8 +275,8 @@ impl Runner {
             );
             self.pending.extend(m.channels.iter().map(|c| (m.clone(), c.clone())));
         }
-        // A replica sends once the step is in the shared state (`commit_shared`).
-        if self.replica.is_none() {
+        // The active replica sends once the step is in the shared state (`commit_shared`).
+        if sends && !self.shares() {
             self.submit_pending(now);
         }
         messages
@@ -407,7 +411,7 @@ pub async fn run(
     let gate_open =
         |waiting: &std::collections::HashSet<usize>| waiting.is_empty() || tokio::time::Instant::now() >= gate_opens;
     let mut role = runner.replica.as_ref().map(|r| r.election.role());
-    runner.follow_role().await;
+    runner.follow_role(clock.now()).await;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -439,7 +443,7 @@ pub async fn run(
                     // A replica taking over tells what is due at once.
                     step(&mut runner, &mut control, clock.as_ref()).await;
                 } else {
-                    runner.follow_role().await;
+                    runner.follow_role(clock.now()).await;
                     runner.commit_shared(clock.now()).await;
                 }
                 publish(&runner, &mut control, clock.now(), true);
@@ -474,7 +478,7 @@ pub async fn run(
 /// a replica writes the shared state before it delivers), publish it to the
 /// API, and tell the heartbeat the loop is alive.
 async fn step(runner: &mut Runner, control: &mut Option<Control>, clock: &dyn Clock) {
-    runner.follow_role().await;
+    runner.follow_role(clock.now()).await;
     runner.evaluate(clock);
     let now = clock.now();
     runner.commit_shared(now).await;

@@ -5,14 +5,114 @@
 //! active replica writes each step's notification state to ZooKeeper
 //! (fenced by its election znode) before handing the step's deliveries to
 //! the notifiers; a fenced write makes it step down at once.
+//!
+//! A replica cut off from the coordination ensemble, or a standby that
+//! sees no active replica at work, fails open (`on_coordination_loss`):
+//! it holds its messages for a while, then sends on its own, with the
+//! message ids every replica derives alike, and raises
+//! `ZkalertCoordinationLost` or `ZkalertNoActiveReplica`.
 
 use super::Runner;
+use crate::config::{CoordinationLoss, HaConfig};
 use crate::ha::{Election, Fence, HaError, ReplicaInfo, Role, SharedState, SharedStep};
-use crate::model::Timestamp;
+use crate::model::{Alert, AlertState, Labels, Severity, Timestamp};
+use crate::notify::delivery::Lease;
 use crate::pipeline::{Dispatcher, Message, Silence, Silences};
 use crate::state::{DeliveryMark, StepWrite};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
+
+pub const COORDINATION_LOST: &str = "ZkalertCoordinationLost";
+pub const NO_ACTIVE_REPLICA: &str = "ZkalertNoActiveReplica";
+
+/// Messages a replica cut off holds at most (the oldest go first).
+const MAX_HELD: usize = 10_000;
+
+/// A resolved meta-alert is kept this long, so its resolution is told.
+const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
+
+/// How a replica stands toward sending, decided at each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sending {
+    /// Active: sends once each step is written to the shared state.
+    Shared,
+    /// Another replica sends: this one's messages are dropped.
+    Standby,
+    /// Cut off, not (yet) on its own: messages are held, sent if it goes
+    /// on its own, dropped once it is connected again.
+    Held,
+    /// On its own, without the shared state (fail open).
+    Alone,
+}
+
+/// What a replica knows of its coordination at a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Connected: `Some(true)` active with a fence, `Some(false)` standby;
+    /// `None` cut off (disconnected, expired, joining again).
+    pub connected: Option<bool>,
+    /// How long it has been cut off, and whether it was active (its lease
+    /// valid) when it was.
+    pub cut_off: Option<(Duration, bool)>,
+    /// A standby: how long the active replica's beat has not changed.
+    pub beat_silent: Option<Duration>,
+}
+
+/// The decision, and the meta-alerts it raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub sending: Sending,
+    pub coordination_lost: bool,
+    pub no_active_replica: bool,
+}
+
+/// Decides how a replica sends (see docs/ha.md, "When coordination is
+/// lost"). Cut off for a session timeout, its session has expired for the
+/// ensemble too: with `page` it sends on its own; with `hold` the active
+/// one keeps sending and the others wait until `hold_for`. A standby that
+/// sees no beat from an active replica for two session timeouts (one for
+/// the dead one's session, one to spare for the takeover) sends on its own.
+pub fn decide(ha: &HaConfig, s: Standing) -> Decision {
+    let timeout = ha.session_timeout;
+    let (sending, lost, no_active) = match (s.connected, s.cut_off) {
+        (Some(true), _) => (Sending::Shared, false, false),
+        (Some(false), _) => match s.beat_silent {
+            Some(silent) if silent > timeout * 2 => (Sending::Alone, false, true),
+            _ => (Sending::Standby, false, false),
+        },
+        (None, cut_off) => {
+            let (for_, was_active) = cut_off.unwrap_or_default();
+            let alone = match ha.on_coordination_loss {
+                CoordinationLoss::Page => for_ >= timeout,
+                CoordinationLoss::Hold => was_active || for_ >= ha.hold_for,
+            };
+            (if alone { Sending::Alone } else { Sending::Held }, for_ >= timeout, false)
+        }
+    };
+    Decision { sending, coordination_lost: lost, no_active_replica: no_active }
+}
+
+/// A meta-alert raised while `on`, resolved (and kept a while, so its
+/// resolution is told) once not.
+#[derive(Debug, Default)]
+struct MetaAlert(Option<Alert>);
+
+impl MetaAlert {
+    fn set(&mut self, on: bool, now: Timestamp, make: impl FnOnce() -> Alert) {
+        match (&mut self.0, on) {
+            (Some(a), true) if a.state == AlertState::Firing => {}
+            (slot, true) => *slot = Some(make()),
+            (Some(a), false) if a.state == AlertState::Firing => a.resolve(now),
+            (slot, false) => {
+                if slot.as_ref().and_then(|a| a.resolved_at).is_some_and(|t| now.since(t) >= RESOLVED_KEPT) {
+                    *slot = None;
+                }
+            }
+        }
+    }
+}
 
 /// This replica's election and what it has to write to the shared state.
 pub struct Replica {
@@ -30,6 +130,23 @@ pub struct Replica {
     /// A write failed without a fence: the shared state's znodes must be
     /// listed again before the next one.
     stale: bool,
+    config: HaConfig,
+    sending: Sending,
+    /// Since when it is cut off, and whether it was active then.
+    cut_off: Option<(Timestamp, bool)>,
+    /// Sends are allowed until then (renewed by each fenced commit).
+    lease_until: Option<tokio::time::Instant>,
+    /// The active replica's beat version as last read, and when it changed.
+    beat: Option<(Option<i32>, Timestamp)>,
+    /// Who wrote the beat last: the replica actually sending.
+    beat_writer: Option<ReplicaInfo>,
+    /// Sent on its own since it last held the shared state: its own
+    /// notification log is newer than the shared one.
+    sent_alone: bool,
+    /// Deliveries held while cut off.
+    held: Vec<(Arc<Message>, String)>,
+    coordination_lost: MetaAlert,
+    no_active_replica: MetaAlert,
 }
 
 /// `GET /api/v1/status`'s `replica`: this replica's role, the active one and
@@ -40,6 +157,15 @@ pub struct ReplicaStatus {
     pub role: &'static str,
     pub active: Option<ReplicaInfo>,
     pub session: String,
+    /// `shared` (active), `standby`, `held` (cut off, holding its
+    /// messages) or `alone` (sending on its own: coordination lost, or no
+    /// active replica).
+    pub sending: Sending,
+    /// Since when it cannot reach the coordination ensemble.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut_off_since: Option<Timestamp>,
+    /// Messages held while cut off.
+    pub held: usize,
 }
 
 impl Replica {
@@ -59,7 +185,99 @@ impl Replica {
             unwritten: StepWrite::default(),
             written_silences: HashMap::new(),
             stale: false,
+            config: config.clone(),
+            sending: Sending::Standby,
+            cut_off: None,
+            lease_until: None,
+            beat: None,
+            beat_writer: None,
+            sent_alone: false,
+            held: Vec::new(),
+            coordination_lost: MetaAlert::default(),
+            no_active_replica: MetaAlert::default(),
         })
+    }
+
+    /// How it sends, as of the last step.
+    pub fn sending(&self) -> Sending {
+        self.sending
+    }
+
+    /// The meta-alerts it raises (`ZkalertCoordinationLost`,
+    /// `ZkalertNoActiveReplica`), for the pipeline.
+    pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.coordination_lost.0.iter().chain(&self.no_active_replica.0)
+    }
+
+    /// The lease a fenced commit begun at `start` gives: the session
+    /// cannot have expired within two thirds of its timeout from then.
+    fn renew_lease(&mut self, start: tokio::time::Instant) -> Lease {
+        let until = start + self.config.session_timeout * 2 / 3;
+        self.lease_until = Some(until);
+        Lease::Until(until)
+    }
+
+    fn lease_valid(&self) -> bool {
+        self.lease_until.is_some_and(|t| tokio::time::Instant::now() < t)
+    }
+
+    /// Reads the active replica's beat (a standby's check that someone sends).
+    async fn read_beat(&mut self, now: Timestamp) {
+        let Some(client) = self.election.client() else { return };
+        match self.shared.beat(&client).await {
+            Ok(beat) => {
+                let version = beat.as_ref().map(|(v, _)| *v);
+                if self.beat.is_none_or(|(seen, _)| seen != version) {
+                    self.beat = Some((version, now));
+                }
+                self.beat_writer = beat.and_then(|(_, writer)| writer);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read the active replica's beat"),
+        }
+    }
+
+    /// What it knows of its coordination at `now`.
+    fn standing(&mut self, now: Timestamp) -> Standing {
+        let role = self.election.role().borrow().clone();
+        let connected = match role {
+            Role::Active => Some(true),
+            Role::Standby { .. } => Some(false),
+            Role::Joining | Role::Disconnected | Role::Expired => None,
+        };
+        if connected.is_some() {
+            self.cut_off = None;
+        } else if self.cut_off.is_none() {
+            let was_active = self.fence.is_some() && self.lease_valid();
+            self.cut_off = Some((now, was_active));
+        }
+        if connected != Some(false) {
+            self.beat = None;
+            self.beat_writer = None;
+        }
+        Standing {
+            connected,
+            cut_off: self.cut_off.map(|(since, was_active)| (now.since(since), was_active)),
+            beat_silent: self.beat.map(|(_, at)| now.since(at)),
+        }
+    }
+
+    fn raise(&mut self, d: Decision, now: Timestamp) {
+        let (name, root) = (self.me.name.clone(), self.config.root.clone());
+        self.coordination_lost.set(d.coordination_lost, now, || {
+            let summary = format!(
+                "zkalert replica {name} cannot reach its coordination ensemble ({}); it {}",
+                self.config.zookeeper.join(","),
+                match d.sending {
+                    Sending::Alone => "pages on its own",
+                    _ => "holds its pages",
+                }
+            );
+            meta_alert(COORDINATION_LOST, &root, "zkalert/coordination-lost", summary, now)
+        });
+        self.no_active_replica.set(d.no_active_replica, now, || {
+            let summary = format!("no zkalert replica is active under {root}; replica {name} pages on its own");
+            meta_alert(NO_ACTIVE_REPLICA, &root, "zkalert/no-active-replica", summary, now)
+        });
     }
 
     /// Whether this replica sends (it holds a fence).
@@ -71,18 +289,60 @@ impl Replica {
         let role = self.election.role().borrow().clone();
         let active = match &role {
             Role::Active => Some(self.me.clone()),
-            Role::Standby { active } => active.clone(),
+            // The one writing the beat (the lowest znode's owner as of the
+            // last look, before any beat): a standby is woken only by its
+            // predecessor, so the role's may be stale.
+            Role::Standby { active } => self.beat_writer.clone().or_else(|| active.clone()),
             _ => None,
         };
         let session = self.election.client().map_or_else(|| "none".to_string(), |c| c.state().to_string());
-        ReplicaStatus { name: self.me.name.clone(), role: role.as_str(), active, session }
+        ReplicaStatus {
+            name: self.me.name.clone(),
+            role: role.as_str(),
+            active,
+            session,
+            sending: self.sending,
+            cut_off_since: self.cut_off.map(|(since, _)| since),
+            held: self.held.len(),
+        }
     }
 }
 
+/// One of a replica's meta-alerts: P1, labelled with the deployment's root
+/// (not the replica: every replica raising it sends the same message).
+fn meta_alert(name: &str, root: &str, runbook: &str, summary: String, now: Timestamp) -> Alert {
+    let labels = Labels::from_pairs([("alertname", name), ("severity", Severity::P1.as_str()), ("ha_root", root)]);
+    let mut alert = Alert::meta(labels, Severity::P1, runbook, now);
+    alert.annotations = vec![("summary".into(), summary)];
+    alert
+}
+
 impl Runner {
-    /// Whether this runner may send: it is alone, or the active replica.
+    /// Whether this runner's messages are sent: it is alone, the active
+    /// replica, or a replica sending on its own.
     pub(super) fn sends(&self) -> bool {
-        self.replica.as_ref().is_none_or(Replica::is_active)
+        self.replica.as_ref().is_none_or(|r| r.is_active() || r.sending == Sending::Alone)
+    }
+
+    /// Whether its deliveries wait for the shared state to be written.
+    pub(super) fn shares(&self) -> bool {
+        self.replica.as_ref().is_some_and(Replica::is_active)
+    }
+
+    /// Keeps a step's messages of a replica cut off, to send if it goes on
+    /// its own; `false` when it is not holding.
+    pub(super) fn hold(&mut self, messages: &[Arc<Message>]) -> bool {
+        let Some(r) = self.replica.as_mut().filter(|r| r.sending == Sending::Held) else { return false };
+        r.held.extend(messages.iter().flat_map(|m| m.channels.iter().map(|c| (m.clone(), c.clone()))));
+        if r.held.len() > MAX_HELD {
+            let dropped = r.held.len() - MAX_HELD;
+            r.held.drain(..dropped);
+            tracing::error!(
+                dropped,
+                "cut off from the coordination ensemble: held deliveries over {MAX_HELD}, the oldest dropped"
+            );
+        }
+        true
     }
 
     /// Notes a step's group changes and new messages for the shared state.
@@ -113,9 +373,12 @@ impl Runner {
     }
 
     /// Follows the election: takes over when it became active, steps down
-    /// when it no longer is (or holds another session's fence).
-    pub async fn follow_role(&mut self) {
-        let Some(r) = &self.replica else { return };
+    /// when it no longer is (or holds another session's fence); then
+    /// decides how it sends (cut off or with no active replica: fail open).
+    pub async fn follow_role(&mut self, now: Timestamp) {
+        let Some(r) = &mut self.replica else { return };
+        // Before stepping down: whether it was active when cut off.
+        let mut standing = r.standing(now);
         let fence = r.election.fence();
         self.metrics.set_replica_role(r.election.role().borrow().as_str());
         if r.fence.is_some() && r.fence != fence {
@@ -123,6 +386,58 @@ impl Runner {
         }
         if fence.is_some() && self.replica.as_ref().is_some_and(|r| r.fence.is_none()) {
             self.take_over().await;
+        }
+        let Some(r) = &mut self.replica else { return };
+        let before = r.sending;
+        if standing.connected == Some(false) {
+            r.read_beat(now).await;
+            standing.beat_silent = r.beat.map(|(_, at)| now.since(at));
+        }
+        // Active but not yet taken over (the shared state unreadable): hold.
+        if standing.connected == Some(true) && r.fence.is_none() {
+            standing.connected = None;
+        }
+        let decision = decide(&r.config, standing);
+        r.raise(decision, now);
+        r.sending = decision.sending;
+        if decision.sending != before {
+            self.sending_changed(before, now);
+        }
+    }
+
+    /// Acts on a change of how this replica sends.
+    fn sending_changed(&mut self, before: Sending, now: Timestamp) {
+        let Some(r) = &mut self.replica else { return };
+        let name = r.me.name.clone();
+        match r.sending {
+            Sending::Alone => {
+                r.sent_alone = true;
+                let held = std::mem::take(&mut r.held);
+                tracing::warn!(replica = %name, held = held.len(), from = ?before, "sending on its own (fail open): coordination lost or no active replica");
+                self.pending.extend(held);
+                self.deliverer.set_lease(Lease::Open);
+                self.liveness.set_active(true);
+                self.submit_pending(now);
+            }
+            Sending::Standby => {
+                if before == Sending::Alone {
+                    tracing::warn!(replica = %name, "another replica is active again: sending nothing more");
+                }
+                // The active replica's shared log is the one to resume from.
+                r.sent_alone = false;
+                r.held.clear();
+                self.pending.clear();
+                self.delivering.clear();
+                self.deliverer.abort_all();
+                self.deliverer.set_lease(Lease::Closed);
+                self.liveness.set_active(false);
+            }
+            Sending::Held => {
+                tracing::warn!(replica = %name, from = ?before, "cut off from the coordination ensemble: holding pages");
+                self.deliverer.set_lease(Lease::Closed);
+                self.liveness.set_active(false);
+            }
+            Sending::Shared => {}
         }
     }
 
@@ -133,7 +448,10 @@ impl Runner {
     pub async fn commit_shared(&mut self, now: Timestamp) {
         let Some(r) = &mut self.replica else { return };
         let Some(fence) = r.fence.clone() else {
-            self.pending.clear();
+            // Alone: sent already. Held: kept in `held`. Standby: dropped.
+            if r.sending == Sending::Standby {
+                self.pending.clear();
+            }
             return;
         };
         let Some(client) = r.election.client() else { return };
@@ -151,10 +469,18 @@ impl Runner {
             silences.iter().filter(|s| r.written_silences.get(&s.id) != Some(s)).cloned().collect();
         let silences_deleted: Vec<String> =
             r.written_silences.keys().filter(|id| !silences.iter().any(|s| &s.id == *id)).cloned().collect();
-        let step =
-            SharedStep { step: Some(&r.unwritten), silences_put: &silences_put, silences_deleted: &silences_deleted };
+        let beat = serde_json::json!({"name": r.me.name, "advertise_url": r.me.advertise_url, "at": now}).to_string();
+        let step = SharedStep {
+            step: Some(&r.unwritten),
+            silences_put: &silences_put,
+            silences_deleted: &silences_deleted,
+            beat: Some(beat.as_bytes()),
+        };
+        let started = tokio::time::Instant::now();
         match r.shared.commit(&client, &fence, &step).await {
             Ok(_) => {
+                let lease = r.renew_lease(started);
+                self.deliverer.set_lease(lease);
                 r.unwritten = StepWrite::default();
                 r.written_silences = silences.iter().map(|s| (s.id.clone(), s.clone())).collect();
                 self.submit_pending(now);
@@ -172,16 +498,20 @@ impl Runner {
         }
     }
 
-    /// Sends nothing more: drops the pending deliveries, stops those being
-    /// tried and the heartbeat. The new active replica sends them.
+    /// Sends nothing more: stops the deliveries being tried and the
+    /// heartbeat. Its pending and unfinished deliveries are held (sent if
+    /// it goes on its own, cut off; dropped once another replica is active,
+    /// which sends them from the shared state or decides them again).
     fn step_down(&mut self, why: &str) {
         let Some(r) = &mut self.replica else { return };
         if r.fence.take().is_some() {
             tracing::warn!(replica = %r.me.name, why, "stepping down: sending nothing more");
         }
         r.unwritten = StepWrite::default();
-        self.pending.clear();
-        self.delivering.clear();
+        r.lease_until = None;
+        self.deliverer.set_lease(Lease::Closed);
+        let unfinished = self.delivering.drain().map(|((_, channel), (_, m))| (m, channel));
+        r.held.extend(unfinished.chain(self.pending.drain(..)));
         self.deliverer.abort_all();
         self.liveness.set_active(false);
     }
@@ -209,13 +539,124 @@ impl Runner {
         r.unwritten = StepWrite::default();
         r.stale = false;
         r.fence = Some(fence);
-        let mut dispatcher = Dispatcher::new(self.pipeline.dispatcher.policy.clone());
-        dispatcher.restore(shared.groups);
-        self.pipeline.dispatcher = dispatcher;
-        self.pipeline.silences = Silences::new(shared.silences);
-        self.pending = shared.pending.into_iter().map(|e| (Arc::new(e.message), e.channel)).collect();
+        r.held.clear();
+        let shared_pending = shared.pending.into_iter().map(|e| (Arc::new(e.message), e.channel));
+        if std::mem::take(&mut r.sent_alone) {
+            // It paged on its own since the shared state was last written:
+            // its log is the newer one. It writes it whole, keeps its own
+            // deliveries and adds the shared ones (sent with their keys).
+            tracing::warn!(replica = %r.me.name, "taking over after sending on its own: its notification log replaces the shared one");
+            let mine: HashSet<String> = self.pipeline.dispatcher.groups().map(|g| g.key.id()).collect();
+            r.unwritten.groups.upserted = self.pipeline.dispatcher.groups().cloned().collect();
+            r.unwritten.groups.removed =
+                shared.groups.iter().map(|g| g.key.id()).filter(|id| !mine.contains(id)).collect();
+            for s in shared.silences {
+                if !self.pipeline.silences.items().iter().any(|x| x.id == s.id) {
+                    self.pipeline.silences.upsert(s);
+                }
+            }
+            // Its own deliveries go on (and into the shared outbox, until done).
+            let mut unfinished: HashMap<&str, &Arc<Message>> = HashMap::new();
+            for (_, m) in self.delivering.values() {
+                unfinished.insert(&m.id, m);
+            }
+            r.unwritten.outbox.extend(unfinished.into_values().cloned());
+            let delivering: HashSet<(String, String)> = self.delivering.keys().cloned().collect();
+            self.pending.extend(shared_pending.filter(|(m, c)| !delivering.contains(&(m.id.clone(), c.clone()))));
+        } else {
+            let mut dispatcher = Dispatcher::new(self.pipeline.dispatcher.policy.clone());
+            dispatcher.restore(shared.groups);
+            self.pipeline.dispatcher = dispatcher;
+            self.pipeline.silences = Silences::new(shared.silences);
+            self.pending = shared_pending.collect();
+        }
         self.liveness.set_active(true);
         // The next evaluation runs the pipeline on the restored log at once.
         self.last_pipeline_step = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ha(mode: CoordinationLoss) -> HaConfig {
+        HaConfig {
+            zookeeper: vec!["c1:2181".into()],
+            root: "/zkalert/t".into(),
+            session_timeout: Duration::from_secs(10),
+            replica: "a".into(),
+            advertise_url: None,
+            on_coordination_loss: mode,
+            hold_for: Duration::from_secs(60),
+        }
+    }
+
+    fn cut_off(secs: u64, was_active: bool) -> Standing {
+        Standing { connected: None, cut_off: Some((Duration::from_secs(secs), was_active)), beat_silent: None }
+    }
+
+    fn decision(sending: Sending, coordination_lost: bool, no_active_replica: bool) -> Decision {
+        Decision { sending, coordination_lost, no_active_replica }
+    }
+
+    #[test]
+    fn page_holds_for_a_session_timeout_then_every_replica_sends_on_its_own() {
+        let page = ha(CoordinationLoss::Page);
+        for was_active in [true, false] {
+            assert_eq!(decide(&page, cut_off(0, was_active)), decision(Sending::Held, false, false));
+            assert_eq!(decide(&page, cut_off(9, was_active)), decision(Sending::Held, false, false));
+            assert_eq!(decide(&page, cut_off(10, was_active)), decision(Sending::Alone, true, false));
+        }
+    }
+
+    #[test]
+    fn hold_keeps_the_last_role_until_hold_for_then_every_replica_sends() {
+        let hold = ha(CoordinationLoss::Hold);
+        // The active one keeps sending; it raises the alert once its session is surely gone.
+        assert_eq!(decide(&hold, cut_off(0, true)), decision(Sending::Alone, false, false));
+        assert_eq!(decide(&hold, cut_off(10, true)), decision(Sending::Alone, true, false));
+        // A standby (or an active one whose lease had run out: paused) waits for hold_for.
+        assert_eq!(decide(&hold, cut_off(10, false)), decision(Sending::Held, true, false));
+        assert_eq!(decide(&hold, cut_off(59, false)), decision(Sending::Held, true, false));
+        assert_eq!(decide(&hold, cut_off(60, false)), decision(Sending::Alone, true, false));
+    }
+
+    #[test]
+    fn connected_replicas_share_or_stand_by_unless_no_active_replica_beats_for_two_session_timeouts() {
+        for mode in [CoordinationLoss::Page, CoordinationLoss::Hold] {
+            let c = ha(mode);
+            let active = Standing { connected: Some(true), cut_off: None, beat_silent: None };
+            assert_eq!(decide(&c, active), decision(Sending::Shared, false, false));
+            let standby = |silent: Option<u64>| Standing {
+                connected: Some(false),
+                cut_off: None,
+                beat_silent: silent.map(Duration::from_secs),
+            };
+            assert_eq!(decide(&c, standby(None)), decision(Sending::Standby, false, false));
+            // A failover: the dead one's session timeout, then the takeover.
+            assert_eq!(decide(&c, standby(Some(12))), decision(Sending::Standby, false, false));
+            assert_eq!(decide(&c, standby(Some(20))), decision(Sending::Standby, false, false));
+            assert_eq!(decide(&c, standby(Some(21))), decision(Sending::Alone, false, true));
+        }
+    }
+
+    #[test]
+    fn a_meta_alert_fires_once_resolves_and_is_kept_until_its_resolution_was_told() {
+        let mut m = MetaAlert::default();
+        let t = |s: i64| Timestamp::from_millis(s * 1000);
+        let make = |at| meta_alert(COORDINATION_LOST, "/z", "zkalert/coordination-lost", "s".into(), at);
+        m.set(true, t(0), || make(t(0)));
+        m.set(true, t(5), || make(t(5)));
+        let a = m.0.clone().expect("fired");
+        assert_eq!((a.state, a.active_at, a.labels.get("ha_root")), (AlertState::Firing, t(0), Some("/z")));
+        m.set(false, t(7), || make(t(7)));
+        assert_eq!(m.0.as_ref().map(|a| (a.state, a.resolved_at)), Some((AlertState::Resolved, Some(t(7)))));
+        m.set(false, t(7 + 14 * 60), || make(t(0)));
+        assert!(m.0.is_some(), "dropped before its resolution could be told");
+        m.set(false, t(7 + 15 * 60), || make(t(0)));
+        assert!(m.0.is_none());
+        m.set(true, t(2000), || make(t(2000)));
+        assert_eq!(m.0.as_ref().map(|a| a.active_at), Some(t(2000)));
     }
 }

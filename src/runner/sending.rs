@@ -136,14 +136,14 @@ impl Runner {
 
     /// Hands `d`, written to the outbox at `written_at`, to the deliverer.
     fn deliver(&mut self, d: Delivery, written_at: Timestamp) {
-        self.delivering.insert((d.message.id.clone(), d.channel.clone()), written_at);
+        self.delivering.insert((d.message.id.clone(), d.channel.clone()), (written_at, d.message.clone()));
         self.deliverer.submit(d, written_at);
     }
 
     /// When the oldest delivery not yet done was written to the outbox.
     pub(super) fn oldest_pending(&self) -> Option<Timestamp> {
         let waiting = self.pending.iter().map(|(m, _)| m.at);
-        self.delivering.values().copied().chain(waiting).min()
+        self.delivering.values().map(|(at, _)| *at).chain(waiting).min()
     }
 
     /// Records one report; a delivery that gave up falls over.

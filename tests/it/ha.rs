@@ -164,7 +164,7 @@ async fn election_failover_fencing_and_shared_state() {
         ..Default::default()
     };
     let silences = [silence("s/1")];
-    let write = SharedStep { step: Some(&step), silences_put: &silences, silences_deleted: &[] };
+    let write = SharedStep { step: Some(&step), silences_put: &silences, ..Default::default() };
     let stats = shared_a.commit(&client_a, &fence_a, &write).await.expect("active commits");
     assert_eq!((stats.transactions, stats.ops), (1, 3 + 2 + 1 + 1));
 
@@ -235,7 +235,7 @@ async fn election_failover_fencing_and_shared_state() {
         ..Default::default()
     };
     let ids = ["s/1".to_string()];
-    let step_b = SharedStep { step: Some(&delivered), silences_put: &[], silences_deleted: &ids };
+    let step_b = SharedStep { step: Some(&delivered), silences_deleted: &ids, ..Default::default() };
     shared_b.commit(&client_b, &fence_b, &step_b).await.expect("B commits");
     let after = shared_b.load(&client_b).await.unwrap();
     assert_eq!(after.pending.len(), 1);
@@ -323,10 +323,11 @@ async fn fenced_runner_steps_down_and_sends_nothing(hosts: &[String], settle: Du
         replica: "only".into(),
         advertise_url: None,
         on_coordination_loss: Default::default(),
+        hold_for: Duration::from_secs(60),
     };
     runner.replica = Some(Replica::join(&config).await.expect("join"));
     role_within(election(&runner), settle, |r| *r == Role::Active).await;
-    runner.follow_role().await;
+    runner.follow_role(zkalert::clock::Clock::now(&zkalert::clock::SystemClock)).await;
     assert!(runner.replica.as_ref().unwrap().is_active() && runner.liveness.is_active());
     fn election(r: &Runner) -> &Election {
         &r.replica.as_ref().unwrap().election
@@ -356,13 +357,21 @@ async fn fenced_runner_steps_down_and_sends_nothing(hosts: &[String], settle: Du
     assert!(runner.pending.is_empty(), "its pending deliveries dropped");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(lines(), 1, "nothing sent after the fenced write");
-    runner.follow_role().await;
+    runner.follow_role(zkalert::clock::Clock::now(&zkalert::clock::SystemClock)).await;
     assert!(runner.replica.as_ref().unwrap().is_active(), "active again under its new fence");
 }
 
 /// A replica's config: scrapes `source_port`, its API on `api_port`, pages
-/// `hook` (repeats every 4 s), `ha:` on `hosts` as `name`.
-fn replica_config(name: &str, source_port: u16, api_port: u16, hook: &str, hosts: &[String]) -> String {
+/// `hook` (repeats every 4 s), `ha:` on `hosts` as `name` under `root`,
+/// with `ha_extra` lines (indented) added to `ha:`.
+fn replica_config(
+    name: &str,
+    source_port: u16,
+    api_port: u16,
+    hook: &str,
+    hosts: &[String],
+    (root, ha_extra): (&str, &str),
+) -> String {
     let hosts = hosts.iter().map(|h| format!("'{h}'")).collect::<Vec<_>>().join(", ");
     let mut y = crate::support::zkalert::svc_config(
         source_port,
@@ -371,11 +380,11 @@ fn replica_config(name: &str, source_port: u16, api_port: u16, hook: &str, hosts
 server: {{listen: '127.0.0.1:{api_port}'}}
 ha:
   zookeeper: [{hosts}]
-  root: /zkalert/run
+  root: {root}
   session_timeout: 2s
   replica: {name}
   advertise_url: 'http://127.0.0.1:{api_port}'
-routing:
+{ha_extra}routing:
   tiers:
 "
         ),
@@ -404,7 +413,7 @@ fn two_replicas_page_once_and_fail_over(hosts: &[String]) {
     let rules = svc_down_rules("");
     let (api_a, api_b) = (free_port(), free_port());
     let start = |name: &str, api: u16| {
-        let yaml = replica_config(name, metrics.port, api, &hook.url(), hosts);
+        let yaml = replica_config(name, metrics.port, api, &hook.url(), hosts, ("/zkalert/run", ""));
         ZkalertRun::start_yaml(RunConfig::new(vec![], &[]), &yaml, &[("rules.yaml", &rules)])
     };
     let mut a = start("a", api_a);
@@ -501,4 +510,271 @@ fn two_replicas_page_once_and_fail_over(hosts: &[String]) {
     let repeated = keys.iter().filter(|k| keys.iter().filter(|x| x == k).count() > 1).count();
     assert!(repeated <= 2, "at most the one delivery in flight at the kill is resent: {all:#?}");
     b.assert_running();
+}
+
+/// Whether `r` tells `node` firing as new.
+fn pages_new(r: &crate::support::http::Received, node: &str) -> bool {
+    let new = |x: &serde_json::Value| x["labels"]["node"] == node && x["new"] == true;
+    r.body["firing"].as_array().is_some_and(|f| f.iter().any(new))
+}
+
+/// Whether `r` tells `node` resolved.
+fn tells_resolved(r: &crate::support::http::Received, node: &str) -> bool {
+    r.body["resolved"].as_array().is_some_and(|f| f.iter().any(|x| x["labels"]["node"] == node))
+}
+
+/// Whether `r` tells the named alert firing.
+fn tells_firing(r: &crate::support::http::Received, alertname: &str) -> bool {
+    r.body["firing"].as_array().is_some_and(|f| f.iter().any(|x| x["alertname"] == alertname))
+}
+
+/// Which replica sent `r` (each posts to `/hook/<name>`).
+fn sender(r: &crate::support::http::Received) -> String {
+    r.head.split_whitespace().nth(1).and_then(|p| p.strip_prefix("/hook/")).unwrap_or("?").to_string()
+}
+
+/// Three replicas (a, b, c) of one deployment, each with its API port and
+/// its own webhook path, started in that order.
+struct Replicas {
+    runs: Vec<(String, crate::support::zkalert::ZkalertRun, u16)>,
+}
+
+impl Replicas {
+    fn start(source: u16, hook: &crate::support::http::Receiver, hosts: &[String], ha: (&str, &str)) -> Replicas {
+        use crate::support::zkalert::{RunConfig, ZkalertRun, svc_down_rules};
+        let rules = svc_down_rules("");
+        let mut runs = Vec::new();
+        for name in ["a", "b", "c"] {
+            let api = free_port();
+            let yaml = replica_config(name, source, api, &format!("{}/{name}", hook.url()), hosts, ha);
+            let run = ZkalertRun::start_yaml(RunConfig::new(vec![], &[]), &yaml, &[("rules.yaml", &rules)]);
+            runs.push((name.to_string(), run, api));
+            let r = Replicas { runs };
+            wait_until("the replica joined", Duration::from_secs(20), || r.settled(), || r.logs());
+            runs = r.runs;
+        }
+        Replicas { runs }
+    }
+
+    fn logs(&self) -> String {
+        self.runs.iter().map(|(n, run, _)| format!("{n}:\n{}\n", run.log_tail(25))).collect()
+    }
+
+    fn statuses(&self) -> Vec<serde_json::Value> {
+        self.runs.iter().map(|(_, _, api)| replica_status(*api)).collect()
+    }
+
+    /// One replica active, the others standing by behind it (by name).
+    fn settled(&self) -> bool {
+        let s = self.statuses();
+        let active: Vec<&serde_json::Value> = s.iter().filter(|s| s["role"] == "active").collect();
+        active.len() == 1
+            && s.iter()
+                .all(|x| x["role"] == "active" || (x["role"] == "standby" && x["active"]["name"] == active[0]["name"]))
+    }
+
+    fn active(&self) -> usize {
+        wait_until("one active replica", Duration::from_secs(20), || self.settled(), || self.logs());
+        self.statuses().iter().position(|s| s["role"] == "active").unwrap()
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.runs[i].0
+    }
+}
+
+/// A key that arrived more than once did so only across a kill: the
+/// replica that died had sent it without recording it as done.
+fn assert_resent_only_across_kills(all: &[crate::support::http::Received], kills: &[Instant]) {
+    for (i, r) in all.iter().enumerate() {
+        let Some(earlier) = all[..i].iter().rfind(|x| x.idempotency_key == r.idempotency_key) else { continue };
+        let across = kills.iter().any(|k| earlier.at < *k + Duration::from_millis(500) && r.at >= *k);
+        assert!(across, "key {} arrived twice, not across a kill: {:#?}", r.idempotency_key, (earlier, r));
+    }
+}
+
+/// Issue 12's whole-system checks: a real 3-node coordination ensemble,
+/// three real replicas, a source whose alerts the test sets, a receiver
+/// recording keys, times and which replica sent (`/hook/<replica>`).
+/// 1. The ensemble stopped (`page`): every replica pages on its own, the
+///    same key for the same message, and raises ZkalertCoordinationLost;
+///    the ensemble back: one active again.
+/// 2. The active replica SIGSTOPped for twice the session timeout, then
+///    SIGCONT: it sends nothing after resuming; the new active pages.
+/// 3. Ten SIGKILLs of the active replica while alerts fire and resolve:
+///    every message arrives, keys repeat only across a kill, and the next
+///    due page comes within the session timeout + 2 s of each kill
+///    (printed: median and max, for BENCHMARKS.md).
+/// 4. `hold`: the ensemble stopped, the active replica keeps paging alone
+///    for `hold_for`, then the others page too, with the same keys.
+#[test]
+fn three_replicas_on_a_three_node_ensemble() {
+    use crate::support::http::{Answer, MetricsServer, Receiver};
+    use crate::support::process::signal;
+    let options = Options { tick_time_ms: 500, admin_server: false, ..Options::default() };
+    let mut zk = Ensemble::start(3, options);
+    let hosts = zk.client_addrs();
+    let source = MetricsServer::start();
+    let nodes = 16;
+    let mut down = vec![false; nodes];
+    source.set(&down);
+    let hook = Receiver::start(vec![], Answer::Status(200));
+    let mut replicas = Replicas::start(source.port, &hook, &hosts, ("/zkalert/three", ""));
+    let received_after = |t: Instant| hook.received().into_iter().filter(|r| r.at >= t).collect::<Vec<_>>();
+
+    // 1. The coordination ensemble stops: each replica pages on its own after
+    // a session timeout, with the same keys, and says so.
+    for id in zk.ids() {
+        zk.kill(id);
+    }
+    let stopped = Instant::now();
+    down[0] = true;
+    source.set(&down);
+    let by_all = |node: &str| {
+        let pages: Vec<_> = received_after(stopped).into_iter().filter(|r| pages_new(r, node)).collect();
+        let senders: BTreeSet<String> = pages.iter().map(sender).collect();
+        (senders.len() == 3).then_some(pages)
+    };
+    wait_until("n0 paged by every replica", Duration::from_secs(15), || by_all("n0").is_some(), || replicas.logs());
+    let pages = by_all("n0").unwrap();
+    let keys: BTreeSet<&str> = pages.iter().map(|r| r.idempotency_key.as_str()).collect();
+    assert_eq!(keys.len(), 1, "one key for one message: {pages:#?}");
+    let lost = |hook: &Receiver| {
+        let pages: Vec<_> =
+            received_after(stopped).into_iter().filter(|r| tells_firing(r, "ZkalertCoordinationLost")).collect();
+        let senders: BTreeSet<String> = pages.iter().map(sender).collect();
+        let keys: BTreeSet<String> = pages.iter().map(|r| r.idempotency_key.clone()).collect();
+        (senders, keys, hook.received().len())
+    };
+    wait_until(
+        "ZkalertCoordinationLost from every replica",
+        Duration::from_secs(10),
+        || lost(&hook).0.len() == 3,
+        || replicas.logs(),
+    );
+    assert_eq!(lost(&hook).1.len(), 1, "ZkalertCoordinationLost: one key from the three replicas");
+
+    for s in replicas.statuses() {
+        assert_eq!(s["sending"], "alone", "{s}");
+        assert!(s["cut_off_since"].is_string(), "{s}");
+    }
+    let revived = zk.revive_all();
+    eprintln!("coordination ensemble back after {revived:?}");
+    wait_until("one active again", Duration::from_secs(30), || replicas.settled(), || replicas.logs());
+    let s = replicas.statuses();
+    assert!(s.iter().all(|s| s["sending"] == "shared" || s["sending"] == "standby"), "{s:?}");
+
+    // 2. SIGSTOP the active replica for twice the session timeout: another
+    // takes over and pages n1; after SIGCONT the paused one sends nothing.
+    let paused = replicas.active();
+    let paused_name = replicas.name(paused).to_string();
+    signal(replicas.runs[paused].1.pid(), "STOP");
+    down[1] = true;
+    source.set(&down);
+    std::thread::sleep(SESSION * 2);
+    signal(replicas.runs[paused].1.pid(), "CONT");
+    let resumed = Instant::now();
+    let n1 = |hook: &Receiver| hook.received().into_iter().find(|r| pages_new(r, "n1"));
+    wait_until("n1 paged", Duration::from_secs(10), || n1(&hook).is_some(), || replicas.logs());
+    assert_ne!(sender(&n1(&hook).unwrap()), paused_name, "the paused replica paged n1");
+    wait_until("settled after the pause", Duration::from_secs(20), || replicas.settled(), || replicas.logs());
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<_> = received_after(resumed).into_iter().filter(|r| sender(r) == paused_name).collect();
+    assert!(after.is_empty(), "{paused_name} sent after SIGCONT: {after:#?}");
+    for (_, run, _) in &mut replicas.runs {
+        run.assert_running();
+    }
+
+    // 3. Ten SIGKILLs: kill the active, then a node goes down (and, from
+    // the fourth, one comes back); the next active pages it.
+    let mut kills = Vec::new();
+    let mut took = Vec::new();
+    let first_kill_at = hook.received().len();
+    for i in 0..10 {
+        let victim = replicas.active();
+        let node = 2 + i;
+        signal(replicas.runs[victim].1.pid(), "KILL");
+        let killed = Instant::now();
+        kills.push(killed);
+        down[node] = true;
+        if i >= 3 {
+            down[node - 3] = false;
+        }
+        source.set(&down);
+        let name = format!("n{node}");
+        let paged = |hook: &Receiver| hook.received().into_iter().find(|r| pages_new(r, &name));
+        wait_until(
+            &format!("{name} paged"),
+            SESSION + Duration::from_secs(8),
+            || paged(&hook).is_some(),
+            || replicas.logs(),
+        );
+        took.push(paged(&hook).unwrap().at.duration_since(killed));
+        replicas.runs[victim].1.kill9_and_restart();
+        wait_until(
+            "the killed replica back as a standby",
+            Duration::from_secs(20),
+            || replicas.settled(),
+            || replicas.logs(),
+        );
+    }
+    let mut sorted = took.clone();
+    sorted.sort();
+    eprintln!(
+        "failover (kill -> next due page) over {} kills: median {:?}, max {:?}, all {took:?}",
+        sorted.len(),
+        sorted[sorted.len() / 2],
+        sorted.last().unwrap()
+    );
+    let over: Vec<_> = took.iter().filter(|t| **t > SESSION + Duration::from_secs(2)).collect();
+    assert!(over.is_empty(), "pages later than the session timeout + 2 s after a kill: {took:?}");
+    // Every message arrived: each node's page, and each resolution.
+    std::thread::sleep(Duration::from_secs(3));
+    let all = hook.received();
+    for i in 0..10 {
+        let node = format!("n{}", 2 + i);
+        assert!(all.iter().any(|r| pages_new(r, &node)), "{node} never paged");
+        if i < 7 {
+            assert!(all[first_kill_at..].iter().any(|r| tells_resolved(r, &node)), "{node}'s resolution never told");
+        }
+    }
+    assert_resent_only_across_kills(&all[first_kill_at..], &kills);
+    drop(replicas);
+
+    // 4. hold: fresh replicas under another root, hold_for 6 s.
+    let hold_for = Duration::from_secs(6);
+    let replicas = Replicas::start(
+        source.port,
+        &hook,
+        &hosts,
+        ("/zkalert/hold", "  on_coordination_loss: hold\n  hold_for: 6s\n"),
+    );
+    let active = replicas.name(replicas.active()).to_string();
+    // From the first kill on, a replica may be cut off.
+    let stopped = Instant::now();
+    for id in zk.ids() {
+        zk.kill(id);
+    }
+    down[15] = true;
+    source.set(&down);
+    let n15 = |hook: &Receiver| {
+        hook.received().into_iter().filter(|r| r.at >= stopped && pages_new(r, "n15")).collect::<Vec<_>>()
+    };
+    wait_until("n15 paged", Duration::from_secs(10), || !n15(&hook).is_empty(), || replicas.logs());
+    let first = n15(&hook);
+    assert!(first[0].at < stopped + hold_for, "the active replica pages at once: {first:#?}");
+    assert!(
+        first.iter().filter(|r| r.at < stopped + hold_for).all(|r| sender(r) == active),
+        "only {active} within hold_for: {first:#?}"
+    );
+    wait_until(
+        "every replica pages after hold_for",
+        hold_for + Duration::from_secs(8),
+        || n15(&hook).iter().map(sender).collect::<BTreeSet<_>>().len() == 3,
+        || replicas.logs(),
+    );
+    let all = n15(&hook);
+    let keys: BTreeSet<&str> = all.iter().map(|r| r.idempotency_key.as_str()).collect();
+    assert_eq!(keys.len(), 1, "one key for n15's page: {all:#?}");
+    assert!(all.iter().filter(|r| sender(r) != active).all(|r| r.at >= stopped + hold_for), "{all:#?}");
 }

@@ -3,8 +3,8 @@
 //! (the service would page), SIGCONT brings them back; the always-firing
 //! `ZkalertWatchdog` reaches its own channel and no other.
 
-use crate::support::http::{Answer, MetricsServer, Received, Receiver, get};
 use crate::support::http::free_port;
+use crate::support::http::{Answer, MetricsServer, Received, Receiver, get};
 use crate::support::process::{signal, wait_until};
 use crate::support::zkalert::{RunConfig, ZkalertRun};
 use std::time::{Duration, Instant};

@@ -376,6 +376,21 @@ impl Ensemble {
         }
     }
 
+    /// Starts every killed node again on its data, all at once (a whole
+    /// ensemble that was down needs a quorum back before any serves), and
+    /// waits until the ensemble serves. Returns how long that took.
+    pub fn revive_all(&mut self) -> Duration {
+        let dead: Vec<usize> = self.nodes.iter().filter(|n| n.child.is_none()).map(|n| n.id).collect();
+        let t0 = Instant::now();
+        for id in dead {
+            self.spawn(id);
+        }
+        match self.wait_ready(self.options.start_timeout) {
+            Ok(_) => t0.elapsed(),
+            Err(e) => panic!("the ensemble did not come back: {e}\n{}", self.log_tails(20)),
+        }
+    }
+
     /// Node `id`'s answer to `srvr` (within `timeout`).
     pub fn mode_within(&self, id: usize, timeout: Duration) -> Mode {
         match four_letter(self.node(id).client_addr(), "srvr", timeout) {
