@@ -449,7 +449,14 @@ mod tests {
                 until: Some(Timestamp::from_millis(1_765_000_600_000)),
             }),
             last_reason: Some(crate::pipeline::Reason::Repeat),
+            told: 123_456,
         }
+    }
+
+    #[test]
+    fn a_group_znode_keeps_every_field_of_the_log() {
+        let g = big_group(7);
+        assert_eq!(records::read_group(&records::group(&g).unwrap()).unwrap(), g);
     }
 
     /// 10,000 groups (a first full write): each znode far under the limit,

@@ -275,6 +275,13 @@ pub(super) struct GroupRecord<'a> {
     ack: Option<AckRecord<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_reason: Option<Reason>,
+    /// Absent (0) in state written before message ids counted it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    told: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl<'a> GroupRecord<'a> {
@@ -290,6 +297,7 @@ impl<'a> GroupRecord<'a> {
             escalated: g.escalated,
             ack: g.ack.as_ref().map(AckRecord::from_ack),
             last_reason: g.last_reason,
+            told: g.told,
         }
     }
 
@@ -304,6 +312,7 @@ impl<'a> GroupRecord<'a> {
             escalated: self.escalated,
             ack: self.ack.map(AckRecord::into_ack),
             last_reason: self.last_reason,
+            told: self.told,
         }
     }
 }

@@ -45,6 +45,7 @@ fn group(route: u16, cluster: &str, ack: Option<Ack>, notified: &[&Alert]) -> Gr
         escalated: ack.is_none(),
         ack,
         last_reason: Some(Reason::Repeat),
+        told: 7,
     }
 }
 
@@ -446,6 +447,7 @@ fn a_version_1_file_is_migrated_and_keeps_its_pending_deliveries() {
     assert_eq!(group.notified_firing, BTreeSet::from([fp]));
     assert_eq!((group.next_flush, group.last_sent, group.paged_since), (at(400), Some(at(100)), Some(at(90))));
     assert_eq!(group.ack, Some(ack("ops", 120)));
+    assert_eq!(group.told, 0, "written before groups counted their messages");
     assert_eq!(db.ack_history(10).unwrap(), [(group_id.clone(), ack("ops", 120))]);
 
     let [silence] = &loaded.silences[..] else { panic!("silences: {:?}", loaded.silences) };

@@ -57,6 +57,7 @@ fn group(n: usize) -> GroupState {
             until: None,
         }),
         last_reason: Some(Reason::NewAlerts),
+        told: n as u64,
     }
 }
 
