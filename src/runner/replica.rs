@@ -134,7 +134,8 @@ pub struct Replica {
     sending: Sending,
     /// Since when it is cut off, and whether it was active then.
     cut_off: Option<(Timestamp, bool)>,
-    /// Sends are allowed until then (renewed by each fenced commit).
+    /// Sends are allowed until then (renewed by each fenced commit); after
+    /// stepping down, whether it was active lately.
     lease_until: Option<tokio::time::Instant>,
     /// The active replica's beat version as last read, and when it changed.
     beat: Option<(Option<i32>, Timestamp)>,
@@ -247,7 +248,10 @@ impl Replica {
         if connected.is_some() {
             self.cut_off = None;
         } else if self.cut_off.is_none() {
-            let was_active = self.fence.is_some() && self.lease_valid();
+            // Its last fenced write is recent: it was the active replica
+            // (through a flap between coordination servers too, when its
+            // fence was already dropped), and not paused past its session.
+            let was_active = self.lease_valid();
             self.cut_off = Some((now, was_active));
         }
         if connected != Some(false) {
@@ -508,7 +512,7 @@ impl Runner {
             tracing::warn!(replica = %r.me.name, why, "stepping down: sending nothing more");
         }
         r.unwritten = StepWrite::default();
-        r.lease_until = None;
+        // `lease_until` stays: whether it was active when cut off (`hold`).
         self.deliverer.set_lease(Lease::Closed);
         let unfinished = self.delivering.drain().map(|((_, channel), (_, m))| (m, channel));
         r.held.extend(unfinished.chain(self.pending.drain(..)));
