@@ -28,6 +28,9 @@ const DURATION_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 /// The values of `zkalert_replica_role`'s `role` label.
 pub const REPLICA_ROLES: [&str; 5] = ["joining", "active", "standby", "disconnected", "expired"];
 
+/// The values of `zkalert_replica_sending`'s `mode` label.
+pub const REPLICA_SENDING: [&str; 4] = ["shared", "standby", "held", "alone"];
+
 /// The `source` label of a source's metrics: its name, with a URL in it
 /// cut to scheme, host and port (a scraped URL may carry a token).
 pub fn source_label(source_name: &str) -> String {
@@ -62,6 +65,8 @@ pub struct Metrics {
     heartbeat_last_success_timestamp: Gauge,
     heartbeat_healthy: IntGauge,
     replica_role: IntGaugeVec,
+    replica_sending: IntGaugeVec,
+    replica_held: IntGauge,
 }
 
 impl Default for Metrics {
@@ -206,6 +211,17 @@ impl Metrics {
                 ),
                 &["role"],
             )),
+            replica_sending: r.add(IntGaugeVec::new(
+                Opts::new(
+                    "zkalert_replica_sending",
+                    "With `ha:` configured, 1 for how this replica sends (shared: active; standby; held: cut off from the coordination ensemble, holding its pages; alone: sending on its own), 0 for the others.",
+                ),
+                &["mode"],
+            )),
+            replica_held: r.add(IntGauge::new(
+                "zkalert_replica_held_deliveries",
+                "Deliveries this replica holds while cut off from the coordination ensemble (sent if it goes on its own).",
+            )),
             heartbeat_healthy: r.add(IntGauge::new(
                 "zkalert_heartbeat_pinging",
                 "1 while the heartbeat pings (the run loop completes steps and this replica is active), else 0.",
@@ -305,6 +321,14 @@ impl Metrics {
         for r in REPLICA_ROLES {
             self.replica_role.with_label_values(&[r]).set(i64::from(r == role));
         }
+    }
+
+    /// How this replica sends (with `ha:` configured), and what it holds.
+    pub fn set_replica_sending(&self, mode: &str, held: usize) {
+        for m in REPLICA_SENDING {
+            self.replica_sending.with_label_values(&[m]).set(i64::from(m == mode));
+        }
+        self.replica_held.set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
     /// Whether the heartbeat pings (or is held: starting, stalled, standby).

@@ -253,6 +253,7 @@ fn names_lists_every_family_a_scrape_shows() {
     runner.metrics.observe_state_commit(Duration::ZERO, false);
     runner.metrics.observe_heartbeat_ping(true, at(0));
     runner.metrics.set_replica_role("active");
+    runner.metrics.set_replica_sending("shared", 0);
     for (result, done) in [
         (Ok(()), true),
         (Err(crate::notify::SendError::Retryable("x".into())), false),

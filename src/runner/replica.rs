@@ -47,6 +47,18 @@ pub enum Sending {
     Alone,
 }
 
+impl Sending {
+    /// As the status and `zkalert_replica_sending` show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sending::Shared => "shared",
+            Sending::Standby => "standby",
+            Sending::Held => "held",
+            Sending::Alone => "alone",
+        }
+    }
+}
+
 /// What a replica knows of its coordination at a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Standing {
@@ -406,6 +418,9 @@ impl Runner {
         r.sending = decision.sending;
         if decision.sending != before {
             self.sending_changed(before, now);
+        }
+        if let Some(r) = &self.replica {
+            self.metrics.set_replica_sending(r.sending.as_str(), r.held.len());
         }
     }
 
