@@ -15,7 +15,7 @@ mod sending;
 pub use control::Control;
 pub use durable::{Durable, STATE_NOT_PERSISTED, WriteFailure};
 pub use reload::{Load, Loaded, Reconfig, ReloadStatus, Reloading, Retired, Runbooks, SourceSpec, report};
-pub use replica::{Replica, ReplicaStatus};
+pub use replica::{Replica, ReplicaStatus, Sending, no_active_after};
 pub use sending::NOTIFIER_FAILING;
 
 use crate::clock::Clock;
@@ -247,12 +247,13 @@ impl Runner {
         self.metrics.observe_pipeline_step(started.elapsed());
         // A standby's messages are not sent, nor written to its outbox: the
         // active replica sends, and its shared state replaces this one's
-        // notification log when this replica takes over. A replica cut off
-        // holds them.
+        // notification log when this replica takes over. It holds them
+        // in case it goes on its own (`Replica::hold`).
         let sends = self.sends();
         if sends {
             self.note_shared(&messages);
-        } else if !self.hold(&messages) {
+        } else {
+            self.hold(&messages);
             self.pending.clear();
         }
         if let Some(durable) = &mut self.durable {

@@ -84,14 +84,14 @@ pub struct Decision {
 /// lost"). Cut off for a session timeout, its session has expired for the
 /// ensemble too: with `page` it sends on its own; with `hold` the active
 /// one keeps sending and the others wait until `hold_for`. A standby that
-/// sees no beat from an active replica for two session timeouts (one for
-/// the dead one's session, one to spare for the takeover) sends on its own.
+/// sees no beat from an active replica for [`no_active_after`] sends on
+/// its own.
 pub fn decide(ha: &HaConfig, s: Standing) -> Decision {
     let timeout = ha.session_timeout;
     let (sending, lost, no_active) = match (s.connected, s.cut_off) {
         (Some(true), _) => (Sending::Shared, false, false),
         (Some(false), _) => match s.beat_silent {
-            Some(silent) if silent > timeout * 2 => (Sending::Alone, false, true),
+            Some(silent) if silent > no_active_after(timeout) => (Sending::Alone, false, true),
             _ => (Sending::Standby, false, false),
         },
         (None, cut_off) => {
@@ -104,6 +104,14 @@ pub fn decide(ha: &HaConfig, s: Standing) -> Decision {
         }
     };
     Decision { sending, coordination_lost: lost, no_active_replica: no_active }
+}
+
+/// How long a standby waits without a beat before it takes the active
+/// replica for gone: a failover is one session timeout (the dead one's
+/// session) plus its takeover and first step (the beat comes with each
+/// step, at least once a second); twice that, and two steps, to spare.
+pub fn no_active_after(session_timeout: Duration) -> Duration {
+    session_timeout * 2 + Duration::from_secs(2)
 }
 
 /// A meta-alert raised while `on`, resolved (and kept a while, so its
@@ -156,7 +164,8 @@ pub struct Replica {
     /// Sent on its own since it last held the shared state: its own
     /// notification log is newer than the shared one.
     sent_alone: bool,
-    /// Deliveries held while cut off.
+    /// Deliveries held while cut off, or decided as a standby since the
+    /// active replica's last beat: sent if it goes on its own.
     held: Vec<(Arc<Message>, String)>,
     coordination_lost: MetaAlert,
     no_active_replica: MetaAlert,
@@ -242,6 +251,9 @@ impl Replica {
                 let version = beat.as_ref().map(|(v, _)| *v);
                 if self.beat.is_none_or(|(seen, _)| seen != version) {
                     self.beat = Some((version, now));
+                    // The active replica committed a step since: what this
+                    // standby decided before, it decided and sends too.
+                    self.held.clear();
                 }
                 self.beat_writer = beat.and_then(|(_, writer)| writer);
             }
@@ -345,20 +357,19 @@ impl Runner {
         self.replica.as_ref().is_some_and(Replica::is_active)
     }
 
-    /// Keeps a step's messages of a replica cut off, to send if it goes on
-    /// its own; `false` when it is not holding.
-    pub(super) fn hold(&mut self, messages: &[Arc<Message>]) -> bool {
-        let Some(r) = self.replica.as_mut().filter(|r| r.sending == Sending::Held) else { return false };
+    /// Keeps a step's messages of a replica that does not send, to send if
+    /// it goes on its own: cut off, or a standby (until the active replica's
+    /// next beat shows it committed its steps).
+    pub(super) fn hold(&mut self, messages: &[Arc<Message>]) {
+        let Some(r) = self.replica.as_mut().filter(|r| matches!(r.sending, Sending::Held | Sending::Standby)) else {
+            return;
+        };
         r.held.extend(messages.iter().flat_map(|m| m.channels.iter().map(|c| (m.clone(), c.clone()))));
         if r.held.len() > MAX_HELD {
             let dropped = r.held.len() - MAX_HELD;
             r.held.drain(..dropped);
-            tracing::error!(
-                dropped,
-                "cut off from the coordination ensemble: held deliveries over {MAX_HELD}, the oldest dropped"
-            );
+            tracing::error!(dropped, "held deliveries over {MAX_HELD}, the oldest dropped");
         }
-        true
     }
 
     /// Notes a step's group changes and new messages for the shared state.
@@ -642,7 +653,7 @@ mod tests {
     }
 
     #[test]
-    fn connected_replicas_share_or_stand_by_unless_no_active_replica_beats_for_two_session_timeouts() {
+    fn connected_replicas_share_or_stand_by_unless_no_active_replica_beats_for_two_session_timeouts_and_two_steps() {
         for mode in [CoordinationLoss::Page, CoordinationLoss::Hold] {
             let c = ha(mode);
             let active = Standing { connected: Some(true), cut_off: None, beat_silent: None };
@@ -655,8 +666,8 @@ mod tests {
             assert_eq!(decide(&c, standby(None)), decision(Sending::Standby, false, false));
             // A failover: the dead one's session timeout, then the takeover.
             assert_eq!(decide(&c, standby(Some(12))), decision(Sending::Standby, false, false));
-            assert_eq!(decide(&c, standby(Some(20))), decision(Sending::Standby, false, false));
-            assert_eq!(decide(&c, standby(Some(21))), decision(Sending::Alone, false, true));
+            assert_eq!(decide(&c, standby(Some(22))), decision(Sending::Standby, false, false));
+            assert_eq!(decide(&c, standby(Some(23))), decision(Sending::Alone, false, true));
         }
     }
 

@@ -513,6 +513,16 @@ fn two_replicas_page_once_and_fail_over(hosts: &[String]) {
     b.assert_running();
 }
 
+/// Sets the ACL of `<root>/state/beat` to `permission` for anyone.
+fn set_beat_acl(hosts: &[String], root: &str, permission: zookeeper_client::Permission) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = zookeeper_client::Client::connect(&hosts.join(",")).await.expect("connect");
+        let acl = [zookeeper_client::Acl::new(permission, zookeeper_client::AuthId::anyone())];
+        client.set_acl(&format!("{root}/state/beat"), &acl, None).await.expect("set the beat's ACL");
+    });
+}
+
 /// Whether `r` tells `node` firing as new.
 fn pages_new(r: &crate::support::http::Received, node: &str) -> bool {
     let new = |x: &serde_json::Value| x["labels"]["node"] == node && x["new"] == true;
@@ -740,6 +750,42 @@ fn three_replicas_on_a_three_node_ensemble() {
         }
     }
     assert_resent_only_across_kills(&all[first_kill_at..], &kills);
+
+    // 3b. The active replica cannot write the shared state (its beat made
+    // read-only in the coordination ensemble): it holds its pages, its
+    // session lives, so nobody takes over. After two session timeouts
+    // (and two steps) without a beat the standbys page on their own, with
+    // ZkalertNoActiveReplica; writable again, they stand by.
+    let stuck = replicas.name(replicas.active()).to_string();
+    let standbys: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).filter(|n| *n != stuck).collect();
+    set_beat_acl(&hosts, "/zkalert/three", zookeeper_client::Permission::READ | zookeeper_client::Permission::ADMIN);
+    let blocked = Instant::now();
+    down[13] = true;
+    source.set(&down);
+    let from_standbys = |what: &dyn Fn(&crate::support::http::Received) -> bool| {
+        received_after(blocked).iter().filter(|r| what(r)).map(sender).collect::<BTreeSet<_>>() == standbys
+    };
+    wait_until(
+        "ZkalertNoActiveReplica and n13 from the standbys",
+        SESSION * 2 + Duration::from_secs(10),
+        || from_standbys(&|r| tells_firing(r, "ZkalertNoActiveReplica")) && from_standbys(&|r| pages_new(r, "n13")),
+        || replicas.logs(),
+    );
+    let late = received_after(blocked).into_iter().find(|r| pages_new(r, "n13")).unwrap().at.duration_since(blocked);
+    let wait = zkalert::runner::no_active_after(SESSION);
+    assert!(late >= wait, "the standbys paged {late:?} after the beat stopped, before {wait:?}");
+    let stuck_sent: Vec<_> = received_after(blocked).into_iter().filter(|r| sender(r) == stuck).collect();
+    assert!(stuck_sent.is_empty(), "{stuck} could not write the shared state, yet sent: {stuck_sent:#?}");
+    set_beat_acl(&hosts, "/zkalert/three", zookeeper_client::Permission::ALL);
+    wait_until(
+        "the standbys stand by again",
+        Duration::from_secs(15),
+        || {
+            replicas.settled()
+                && replicas.statuses().iter().all(|s| s["sending"] == "shared" || s["sending"] == "standby")
+        },
+        || replicas.logs(),
+    );
     drop(replicas);
 
     // 4. hold: fresh replicas under another root, hold_for 6 s.
