@@ -151,8 +151,12 @@ impl Runner {
             silences.iter().filter(|s| r.written_silences.get(&s.id) != Some(s)).cloned().collect();
         let silences_deleted: Vec<String> =
             r.written_silences.keys().filter(|id| !silences.iter().any(|s| &s.id == *id)).cloned().collect();
-        let step =
-            SharedStep { step: Some(&r.unwritten), silences_put: &silences_put, silences_deleted: &silences_deleted };
+        let step = SharedStep {
+            step: Some(&r.unwritten),
+            silences_put: &silences_put,
+            silences_deleted: &silences_deleted,
+            requests_done: &[],
+        };
         match r.shared.commit(&client, &fence, &step).await {
             Ok(_) => {
                 r.unwritten = StepWrite::default();

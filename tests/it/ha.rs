@@ -164,9 +164,10 @@ async fn election_failover_fencing_and_shared_state() {
         ..Default::default()
     };
     let silences = [silence("s/1")];
-    let write = SharedStep { step: Some(&step), silences_put: &silences, silences_deleted: &[] };
+    let write = SharedStep { step: Some(&step), silences_put: &silences, ..Default::default() };
     let stats = shared_a.commit(&client_a, &fence_a, &write).await.expect("active commits");
-    assert_eq!((stats.transactions, stats.ops), (1, 3 + 2 + 1 + 1));
+    // 3 groups, 2 deliveries, maintenance, the silence, and group 0's ack alone (for standbys).
+    assert_eq!((stats.transactions, stats.ops), (1, 3 + 2 + 1 + 1 + 1));
 
     // Any replica reads it back whole.
     let client_b = b.client().unwrap();
@@ -183,6 +184,13 @@ async fn election_failover_fencing_and_shared_state() {
         loaded.pending.iter().map(|e| (e.message.id.as_str(), e.channel.as_str())).collect();
     assert_eq!(pending, [("m-1", "chat/ops"), ("m-1", "pager")]);
     assert_eq!(loaded.pending[0].message, sent);
+    // A standby reads the silences and the acks alone, and again only once they changed.
+    let (mut silences_seen, mut acks_seen) = (None, None);
+    assert_eq!(shared_b.silences_since(&client_b, &mut silences_seen).await.unwrap(), Some(silences.to_vec()));
+    let acks = shared_b.acks_since(&client_b, &mut acks_seen).await.unwrap().expect("read at first");
+    assert_eq!(acks.into_iter().collect::<Vec<_>>(), [(groups[0].key.id(), groups[0].ack.clone().unwrap())]);
+    assert_eq!(shared_b.silences_since(&client_b, &mut silences_seen).await.unwrap(), None, "unchanged");
+    assert!(shared_b.acks_since(&client_b, &mut acks_seen).await.unwrap().is_none(), "unchanged");
 
     // A is cut off from the ensemble (its proxy drops every connection)
     // until its session expires: B, its successor, takes over; C, watching
@@ -223,7 +231,12 @@ async fn election_failover_fencing_and_shared_state() {
 
     // B, now active, writes: delivered entries leave the outbox, silences go.
     let fence_b = b.fence().expect("B active");
+    let reacked = Ack { by: "carol".into(), ..groups[0].ack.clone().unwrap() };
     let delivered = StepWrite {
+        groups: zkalert::pipeline::GroupChanges {
+            upserted: vec![GroupState { ack: Some(reacked.clone()), ..groups[0].clone() }],
+            removed: vec![],
+        },
         deliveries: vec![DeliveryMark {
             message_id: "m-1".into(),
             channel: "pager".into(),
@@ -235,12 +248,15 @@ async fn election_failover_fencing_and_shared_state() {
         ..Default::default()
     };
     let ids = ["s/1".to_string()];
-    let step_b = SharedStep { step: Some(&delivered), silences_put: &[], silences_deleted: &ids };
+    let step_b = SharedStep { step: Some(&delivered), silences_deleted: &ids, ..Default::default() };
     shared_b.commit(&client_b, &fence_b, &step_b).await.expect("B commits");
     let after = shared_b.load(&client_b).await.unwrap();
     assert_eq!(after.pending.len(), 1);
     assert_eq!(after.pending[0].channel, "chat/ops");
     assert!(after.silences.is_empty());
+    assert_eq!(shared_b.silences_since(&client_b, &mut silences_seen).await.unwrap(), Some(vec![]), "deleted");
+    let acks = shared_b.acks_since(&client_b, &mut acks_seen).await.unwrap().expect("an ack changed in place");
+    assert_eq!(acks.into_iter().collect::<Vec<_>>(), [(groups[0].key.id(), reacked)]);
 
     // B leaves (client closed): C, its successor, takes over, woken once.
     let left_at = Instant::now();
