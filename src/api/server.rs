@@ -450,7 +450,10 @@ pub(super) async fn call<T>(
         Err(ApiError::unavailable(format!("the runner did not answer within {}s", COMMAND_TIMEOUT.as_secs())))
     })?;
     match reply {
-        Err(e @ CommandError::NotPersisted(_)) => Err(ApiError::unavailable(e.to_string())),
+        Err(e @ (CommandError::NotPersisted(_) | CommandError::Unconfirmed(_))) => {
+            Err(ApiError::unavailable(e.to_string()))
+        }
+        Err(CommandError::TooLarge(e)) => Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e)),
         Err(CommandError::NotFound(e)) => Ok(Err(e)),
         Ok(v) => Ok(Ok(v)),
     }
