@@ -533,10 +533,11 @@ fn two_replicas_page_once_and_fail_over(hosts: &[String]) {
 /// active one". Replica a is active, b stands by (their own root); n0 is
 /// down and paged. A silence for n1 POSTed to b is answered with its id and
 /// listed by a and by b within seconds; then n1 and n2 go down: a pages n2,
-/// never n1. An ack of n0 through b shows on a's group and on b's alert. A
-/// queued write that does not decode is deleted by a.
+/// never n1. An ack of n0 through b shows on a's group and on b's alert;
+/// expiring the silence through b ends it on a. A queued write that does
+/// not decode is deleted by a.
 fn a_silence_and_an_ack_through_a_standby_reach_the_active_one(hosts: &[String]) {
-    use crate::support::http::{Answer, MetricsServer, Receiver, get, post_json};
+    use crate::support::http::{Answer, MetricsServer, Receiver, get, send_json};
     use crate::support::zkalert::{RunConfig, ZkalertRun, svc_down_rules};
     const ROOT: &str = "/zkalert/writes";
     let metrics = MetricsServer::start();
@@ -591,7 +592,7 @@ fn a_silence_and_an_ack_through_a_standby_reach_the_active_one(hosts: &[String])
     });
     let posted = Instant::now();
     let (status, body) =
-        post_json(api_b, "/api/v1/silences", TOKEN, &silence, Duration::from_secs(12)).expect("b answers");
+        send_json(api_b, "POST", "/api/v1/silences", TOKEN, &silence, Duration::from_secs(12)).expect("b answers");
     assert_eq!(status, 200, "{body}\n{}", logs());
     let answered = posted.elapsed();
     let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().expect("an id").to_string();
@@ -621,7 +622,8 @@ fn a_silence_and_an_ack_through_a_standby_reach_the_active_one(hosts: &[String])
     // An ack through the standby: a's group shows it, and b's alert.
     let ack = serde_json::json!({"matchers": "{node=\"n0\"}", "by": "bob", "comment": "on it"});
     let posted = Instant::now();
-    let (status, body) = post_json(api_b, "/api/v1/acks", TOKEN, &ack, Duration::from_secs(12)).expect("b answers");
+    let (status, body) =
+        send_json(api_b, "POST", "/api/v1/acks", TOKEN, &ack, Duration::from_secs(12)).expect("b answers");
     assert_eq!(status, 200, "{body}\n{}", logs());
     let acked: Vec<String> = serde_json::from_str::<serde_json::Value>(&body).unwrap()["acked"]
         .as_array()
@@ -645,6 +647,27 @@ fn a_silence_and_an_ack_through_a_standby_reach_the_active_one(hosts: &[String])
         "ack POSTed to the standby: shown by the active after {on_a:?}, by the standby after {:?}",
         posted.elapsed()
     );
+
+    // Expiring it through the standby ends it on the active one.
+    let (status, body) = send_json(
+        api_b,
+        "DELETE",
+        &format!("/api/v1/silences/{id}"),
+        TOKEN,
+        &serde_json::Value::Null,
+        Duration::from_secs(12),
+    )
+    .expect("b answers");
+    assert_eq!(status, 200, "{body}\n{}", logs());
+    let expired = |s: &serde_json::Value| s["id"] == id.as_str() && s["state"] == "expired";
+    wait_until(
+        "a lists the silence expired",
+        Duration::from_secs(5),
+        || any(api_a, "/api/v1/silences", "silences", &expired),
+        logs,
+    );
+    wait_until("b too", Duration::from_secs(5), || any(api_b, "/api/v1/silences", "silences", &expired), logs);
+
     let queued = zk.block_on(client.list_children(&format!("{ROOT}/state/requests"))).unwrap();
     assert!(queued.is_empty(), "every queued write applied or dropped: {queued:?}");
     let a_log = std::fs::read_to_string(&a.log).unwrap_or_default();

@@ -56,9 +56,11 @@ pub fn get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String)> {
     exchange(port, &format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"), timeout)
 }
 
-/// `POST path` with a JSON body and a bearer token, as [`get`].
-pub fn post_json(
+/// A write (`method` POST, DELETE…) with a JSON body and a bearer token,
+/// as [`get`].
+pub fn send_json(
     port: u16,
+    method: &str,
     path: &str,
     token: &str,
     body: &serde_json::Value,
@@ -66,7 +68,7 @@ pub fn post_json(
 ) -> Option<(u16, String)> {
     let body = body.to_string();
     let head = format!(
-        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     exchange(port, &(head + body.as_str()), timeout)
