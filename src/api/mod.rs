@@ -140,6 +140,13 @@ pub enum CommandError {
     /// The state file cannot be written, so nothing changed: 503, try again.
     #[error("cannot save the change, nothing changed: {0}")]
     NotPersisted(String),
+    /// Too large to pass on to the active replica: 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Passing it on to the active replica did not answer in time: 503;
+    /// it may still be applied.
+    #[error("the change may or may not be applied: {0}")]
+    Unconfirmed(String),
 }
 
 /// A write for the runner to apply (and persist) before replying.

@@ -392,6 +392,7 @@ fn parse_positive_duration(field: &str, text: &str) -> Result<Duration, ApiError
 /// Matchers for a write: they must select something specific, as
 /// Alertmanager requires (`{a=~".*"}` would mute everything).
 fn write_matchers(field: &str, text: &str) -> Result<Matchers, ApiError> {
+    within_limit(field, text)?;
     let matchers = parse_matchers(field, text)?;
     if matchers.0.is_empty() {
         return Err(ApiError::bad(format!(
@@ -404,12 +405,25 @@ fn write_matchers(field: &str, text: &str) -> Result<Matchers, ApiError> {
     Ok(matchers)
 }
 
+/// The longest `created_by`, `comment` and `matchers` of a silence or an
+/// ack: a silence is stored in every replica's state and as one znode of
+/// the shared state, so a huge one must not get that far.
+pub const MAX_TEXT: usize = 4096;
+
 fn required(field: &str, value: &str) -> Result<String, ApiError> {
     let v = value.trim();
     if v.is_empty() {
         return Err(ApiError::bad(format!("{field} is required")));
     }
+    within_limit(field, v)?;
     Ok(v.to_string())
+}
+
+fn within_limit(field: &str, v: &str) -> Result<(), ApiError> {
+    if v.len() > MAX_TEXT {
+        return Err(ApiError::bad(format!("{field} is {} bytes, over the limit of {MAX_TEXT}", v.len())));
+    }
+    Ok(())
 }
 
 /// A new silence id: unique in this process (a counter) and across
@@ -450,7 +464,10 @@ pub(super) async fn call<T>(
         Err(ApiError::unavailable(format!("the runner did not answer within {}s", COMMAND_TIMEOUT.as_secs())))
     })?;
     match reply {
-        Err(e @ CommandError::NotPersisted(_)) => Err(ApiError::unavailable(e.to_string())),
+        Err(e @ (CommandError::NotPersisted(_) | CommandError::Unconfirmed(_))) => {
+            Err(ApiError::unavailable(e.to_string()))
+        }
+        Err(CommandError::TooLarge(e)) => Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e)),
         Err(CommandError::NotFound(e)) => Ok(Err(e)),
         Ok(v) => Ok(Ok(v)),
     }
@@ -547,6 +564,7 @@ pub(super) fn ack_from(req: AckRequest, now: Timestamp) -> Result<(Option<String
     if let Some(until) = until {
         within_a_year(if req.duration.is_some() { "duration" } else { "until" }, until, now)?;
     }
+    within_limit("comment", req.comment.trim())?;
     let ack = Ack { by: required("by", &req.by)?, comment: req.comment.trim().to_string(), at: now, until };
     Ok((group_id, matchers, ack))
 }

@@ -4,10 +4,12 @@
 //! fenced by the writer's election znode.
 //!
 //! `zkalert run` uses them through `runner::replica` (only the active
-//! replica sends; failover resumes from the shared state). Writes through
-//! any replica and coordination loss come next (docs/ha.md).
+//! replica sends; failover resumes from the shared state; API writes sent
+//! to a standby reach the active replica as `requests`). Coordination loss
+//! comes next (docs/ha.md).
 
 pub mod election;
+pub mod requests;
 pub mod shared;
 
 pub use election::{Election, Fence, ReplicaInfo, Role};

@@ -7,6 +7,13 @@
 //! (`state::records`). Tracker alerts are not shared: every replica
 //! evaluates on its own (hot standby).
 //!
+//! For standbys, which show what the active replica decided: each acked
+//! group's ack also as `acks/<group id>` (a standby reads the few acks, not
+//! every group), and each transaction that changes a silence or an ack
+//! bumps the data version of `silences` or `acks`, so a standby sees from
+//! one stat whether there is anything to read again
+//! ([`SharedState::silences_since`], [`SharedState::acks_since`]).
+//!
 //! A step is written as `multi` transactions that each first CHECK the
 //! writer's election znode ([`Fence`]): after its session expired the znode
 //! is gone and the write fails as [`HaError::Fenced`], with nothing of it
@@ -19,9 +26,9 @@
 //! of the znodes it touches, and the next active replica loads them.
 
 use super::{Fence, HaError, ensure_path};
-use crate::pipeline::Silence;
+use crate::pipeline::{Ack, GroupState, Silence};
 use crate::state::{DeliveryOutcome, OutboxEntry, Persisted, StepWrite, shared_records as records};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, MultiWriteError};
 
 /// Largest body of one znode: under `jute.maxbuffer` (1 MiB) with room for
@@ -38,12 +45,14 @@ pub const MULTI_BUDGET: usize = 512 * 1024;
 const OP_OVERHEAD: usize = 64;
 
 /// What a step changes besides [`StepWrite`]: silences added or changed,
-/// and silences deleted (by id).
+/// silences deleted (by id), and the write requests it applied (their
+/// znodes, deleted last: see `ha::requests`).
 #[derive(Debug, Default)]
 pub struct SharedStep<'a> {
     pub step: Option<&'a StepWrite>,
     pub silences_put: &'a [Silence],
     pub silences_deleted: &'a [String],
+    pub requests_done: &'a [String],
     /// The writer's beat (`state/beat`'s new body), set in the first
     /// transaction: standbys read its version to tell a working active
     /// replica from none (`ZkalertNoActiveReplica`).
@@ -66,9 +75,24 @@ pub struct CommitStats {
 pub struct SharedState {
     root: String,
     known: HashSet<String>,
+    /// The body of each `acks/` znode as last read or written (to write
+    /// only acks that changed).
+    acks: HashMap<String, Vec<u8>>,
+    /// The writes that make `acks/` match the groups as loaded (a step cut
+    /// short by a fence may leave them apart): done by the next commit.
+    ack_repairs: Vec<Op>,
 }
 
-#[derive(Debug)]
+/// A directory's stat as a standby last read it: when the active replica
+/// changes a child (or adds or deletes one), this changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    czxid: i64,
+    version: i32,
+    cversion: i32,
+}
+
+#[derive(Debug, Clone)]
 enum Op {
     Put { path: String, body: Vec<u8> },
     Delete { path: String },
@@ -84,7 +108,11 @@ impl Op {
     }
 }
 
-const KINDS: [&str; 3] = ["groups", "silences", "outbox"];
+const KINDS: [&str; 4] = ["groups", "silences", "outbox", "acks"];
+
+/// The directories whose data version a transaction bumps when it changes
+/// one of their children (what standbys watch).
+const BUMPED: [&str; 2] = ["silences", "acks"];
 
 impl SharedState {
     /// The state under `<root>/state`, creating its znodes if missing.
@@ -92,7 +120,7 @@ impl SharedState {
         for kind in KINDS.iter().chain(&["beat"]) {
             ensure_path(client, &format!("{root}/state/{kind}")).await?;
         }
-        Ok(SharedState { root: root.to_string(), known: HashSet::new() })
+        Ok(SharedState { root: root.to_string(), known: HashSet::new(), acks: HashMap::new(), ack_repairs: Vec::new() })
     }
 
     fn dir(&self, kind: &str) -> String {
@@ -124,10 +152,16 @@ impl SharedState {
     pub async fn load(&mut self, client: &Client) -> Result<Persisted, HaError> {
         let mut out = Persisted::default();
         self.known.clear();
+        self.acks = (self.read_children(client, "acks").await?.into_iter())
+            .map(|(name, body)| (format!("{}/{name}", self.dir("acks")), body))
+            .collect();
         for (name, body) in self.read_children(client, "groups").await? {
             let path = format!("{}/{name}", self.dir("groups"));
             out.groups.push(records::read_group(&body).map_err(|reason| HaError::Decode { path, reason })?);
         }
+        let groups: HashSet<String> = out.groups.iter().map(|g| self.ack_path(&g.key.id())).collect();
+        let orphans = self.acks.keys().filter(|p| !groups.contains(*p)).map(|path| Op::Delete { path: path.clone() });
+        self.ack_repairs = out.groups.iter().filter_map(|g| self.ack_op(g)).chain(orphans).collect();
         for (name, body) in self.read_children(client, "silences").await? {
             let path = format!("{}/{name}", self.dir("silences"));
             let silence = records::read_silence(unescape(&name), &body);
@@ -156,26 +190,81 @@ impl SharedState {
     /// Every child of `<root>/state/<kind>` with its body; the reads are
     /// pipelined in chunks (one round trip per chunk, not per znode).
     async fn read_children(&mut self, client: &Client, kind: &str) -> Result<Vec<(String, Vec<u8>)>, HaError> {
-        const CHUNK: usize = 512;
         let dir = self.dir(kind);
         let names = client.list_children(&dir).await.map_err(|e| HaError::zk(&dir, e))?;
-        let mut out = Vec::with_capacity(names.len());
-        for chunk in names.chunks(CHUNK) {
-            let reads: Vec<_> = chunk.iter().map(|name| client.get_data(&format!("{dir}/{name}"))).collect();
-            for (name, read) in chunk.iter().zip(reads) {
-                let path = format!("{dir}/{name}");
-                match read.await {
-                    Ok((body, _)) => {
-                        self.known.insert(path);
-                        out.push((name.clone(), body));
-                    }
-                    // Deleted since listed (by an earlier active's last step).
-                    Err(ZkError::NoNode) => {}
-                    Err(e) => return Err(HaError::zk(path, e)),
-                }
-            }
-        }
+        let out = read_bodies(client, &dir, &names).await?;
+        self.known.extend(out.iter().map(|(name, _)| format!("{dir}/{name}")));
         Ok(out)
+    }
+
+    /// The children of `<root>/state/<kind>` with their bodies if the
+    /// directory changed since `seen` (which is then updated); `None` if
+    /// not. For standbys: one round trip when nothing changed.
+    async fn children_since(
+        &self,
+        client: &Client,
+        kind: &str,
+        seen: &mut Option<Seen>,
+    ) -> Result<Option<Vec<(String, Vec<u8>)>>, HaError> {
+        let dir = self.dir(kind);
+        let (names, stat) = client.get_children(&dir).await.map_err(|e| HaError::zk(&dir, e))?;
+        let now = Seen { czxid: stat.czxid, version: stat.version, cversion: stat.cversion };
+        if *seen == Some(now) {
+            return Ok(None);
+        }
+        let out = read_bodies(client, &dir, &names).await?;
+        *seen = Some(now);
+        Ok(Some(out))
+    }
+
+    /// The silences, if they changed since `seen` (see [`Seen`]).
+    pub async fn silences_since(
+        &self,
+        client: &Client,
+        seen: &mut Option<Seen>,
+    ) -> Result<Option<Vec<Silence>>, HaError> {
+        let Some(children) = self.children_since(client, "silences", seen).await? else { return Ok(None) };
+        let mut out = Vec::with_capacity(children.len());
+        for (name, body) in children {
+            let path = format!("{}/{name}", self.dir("silences"));
+            let silence = records::read_silence(unescape(&name), &body);
+            out.push(silence.map_err(|reason| HaError::Decode { path, reason })?);
+        }
+        out.sort_by(|a, b| (a.starts_at, &a.id).cmp(&(b.starts_at, &b.id)));
+        Ok(Some(out))
+    }
+
+    /// The acks by group id, if they changed since `seen` (see [`Seen`]).
+    pub async fn acks_since(
+        &self,
+        client: &Client,
+        seen: &mut Option<Seen>,
+    ) -> Result<Option<HashMap<String, Ack>>, HaError> {
+        let Some(children) = self.children_since(client, "acks", seen).await? else { return Ok(None) };
+        let mut out = HashMap::with_capacity(children.len());
+        for (name, body) in children {
+            let path = format!("{}/{name}", self.dir("acks"));
+            let ack = records::read_ack(&body).map_err(|reason| HaError::Decode { path, reason })?;
+            out.insert(unescape(&name), ack);
+        }
+        Ok(Some(out))
+    }
+
+    fn ack_path(&self, group_id: &str) -> String {
+        format!("{}/{}", self.dir("acks"), escape(group_id))
+    }
+
+    /// The write that makes `acks/<group>` match the group's ack, if it
+    /// does not.
+    fn ack_op(&self, g: &GroupState) -> Option<Op> {
+        let path = self.ack_path(&g.key.id());
+        match g.ack.as_ref().map(records::ack) {
+            // Cannot fail (plain strings and numbers); the group's own write reports it if it does.
+            Some(Err(_)) => None,
+            Some(Ok(body)) if self.acks.get(&path) != Some(&body) => Some(Op::Put { path, body }),
+            Some(Ok(_)) => None,
+            None => self.acks.contains_key(&path).then_some(Op::Delete { path }),
+        }
     }
 
     /// The znode writes of one step, in the order that never loses a page.
@@ -219,6 +308,19 @@ impl SharedState {
             }
             for id in &step.groups.removed {
                 deletes.push(Op::Delete { path: format!("{}/{}", self.dir("groups"), escape(id)) });
+                deletes.push(Op::Delete { path: self.ack_path(id) });
+            }
+            let mut acks: Vec<Op> = step.groups.upserted.iter().filter_map(|g| self.ack_op(g)).collect();
+            let touched: HashSet<String> = (step.groups.upserted.iter().map(|g| g.key.id()))
+                .chain(step.groups.removed.iter().cloned())
+                .map(|id| self.ack_path(&id))
+                .collect();
+            acks.extend(self.ack_repairs.iter().filter(|op| !touched.contains(op_path(op))).cloned());
+            for op in acks {
+                match op {
+                    Op::Put { .. } => puts.push(op),
+                    Op::Delete { .. } => deletes.push(op),
+                }
             }
             if let Some(windows) = &step.maintenance {
                 puts.push(put(self.maintenance_path(), records::maintenance(windows), "maintenance")?);
@@ -239,6 +341,7 @@ impl SharedState {
             |op| matches!(op, Op::Delete { path } if self.known.contains(path) && !written.contains(path.as_str())),
         );
         puts.extend(deletes);
+        puts.extend(s.requests_done.iter().map(|path| Op::Delete { path: path.clone() }));
         Ok(puts)
     }
 
@@ -255,6 +358,7 @@ impl SharedState {
     pub async fn commit(&mut self, client: &Client, fence: &Fence, s: &SharedStep<'_>) -> Result<CommitStats, HaError> {
         let ops = self.ops(s)?;
         let mut stats = CommitStats::default();
+        let acks_dir = format!("{}/", self.dir("acks"));
         // A step with nothing to write still checks the fence: `Ok` always
         // means "still active", what a caller about to send relies on.
         let mut batches = batches(&ops);
@@ -281,6 +385,12 @@ impl SharedState {
                 }
                 .map_err(|e| HaError::zk(op_path(op), e))?;
             }
+            // After the ops: a failing op's index stays its place in `batch`.
+            for dir in BUMPED.map(|kind| self.dir(kind)) {
+                if batch.iter().any(|op| op_path(op).strip_prefix(&dir).is_some_and(|rest| rest.starts_with('/'))) {
+                    multi.add_set_data(&dir, &[], None).map_err(|e| HaError::zk(&dir, e))?;
+                }
+            }
             match multi.commit().await {
                 Ok(_) => {}
                 Err(MultiWriteError::OperationFailed { index: 0, source: ZkError::NoNode | ZkError::BadVersion }) => {
@@ -305,15 +415,40 @@ impl SharedState {
                     Op::Put { path, body } => {
                         stats.body_bytes += body.len();
                         self.known.insert(path.clone());
+                        if path.starts_with(&acks_dir) {
+                            self.acks.insert(path.clone(), body.clone());
+                        }
                     }
                     Op::Delete { path } => {
                         self.known.remove(path);
+                        self.acks.remove(path);
                     }
                 }
             }
         }
+        self.ack_repairs.clear();
         Ok(stats)
     }
+}
+
+/// The bodies of `names` under `dir`; the reads are pipelined in chunks
+/// (one round trip per chunk, not per znode). A child deleted since it was
+/// listed is left out.
+async fn read_bodies(client: &Client, dir: &str, names: &[String]) -> Result<Vec<(String, Vec<u8>)>, HaError> {
+    const CHUNK: usize = 512;
+    let mut out = Vec::with_capacity(names.len());
+    for chunk in names.chunks(CHUNK) {
+        let reads: Vec<_> = chunk.iter().map(|name| client.get_data(&format!("{dir}/{name}"))).collect();
+        for (name, read) in chunk.iter().zip(reads) {
+            match read.await {
+                Ok((body, _)) => out.push((name.clone(), body)),
+                // Deleted since listed (by an earlier active's last step).
+                Err(ZkError::NoNode) => {}
+                Err(e) => return Err(HaError::zk(format!("{dir}/{name}"), e)),
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn op_path(op: &Op) -> &str {
@@ -380,6 +515,10 @@ fn unescape(name: &str) -> String {
 mod tests {
     use super::*;
 
+    fn state_at(root: &str) -> SharedState {
+        SharedState { root: root.into(), known: HashSet::new(), acks: HashMap::new(), ack_repairs: Vec::new() }
+    }
+
     #[test]
     fn escaped_names_round_trip_and_are_safe() {
         for id in ["abc-123_x", "a/b", "..", ".", "a@b", "é%41", ""] {
@@ -406,9 +545,9 @@ mod tests {
 
     #[test]
     fn a_group_removed_and_written_in_one_step_stays() {
-        let g = big_group(1);
+        let g = crate::pipeline::GroupState { ack: None, ..big_group(1) };
         let path = format!("/z/state/groups/{}", escape(&g.key.id()));
-        let state = SharedState { root: "/z".into(), known: HashSet::from([path.clone()]) };
+        let state = SharedState { known: HashSet::from([path.clone()]), ..state_at("/z") };
         let step = StepWrite {
             groups: crate::pipeline::GroupChanges { upserted: vec![g.clone()], removed: vec![g.key.id()] },
             ..Default::default()
@@ -421,6 +560,38 @@ mod tests {
         };
         let ops = state.ops(&SharedStep { step: Some(&removed), ..Default::default() }).unwrap();
         assert!(matches!(ops.as_slice(), [Op::Delete { path: p }] if *p == path), "{ops:?}");
+    }
+
+    /// An acked group's ack is also written alone (what standbys read),
+    /// only when it changed, and deleted when cleared or with its group;
+    /// applied requests are deleted last, whether known or not.
+    #[test]
+    fn acks_are_written_alone_when_they_change_and_requests_deleted_last() {
+        let g = big_group(1);
+        let id = g.key.id();
+        let (group_path, ack_path) =
+            (format!("/z/state/groups/{}", escape(&id)), format!("/z/state/acks/{}", escape(&id)));
+        let mut state = state_at("/z");
+        let ops = |state: &SharedState, upserted: Vec<crate::pipeline::GroupState>, removed: Vec<String>| {
+            let step = StepWrite { groups: crate::pipeline::GroupChanges { upserted, removed }, ..Default::default() };
+            let done = ["/z/state/requests/r-0000000007".to_string()];
+            let ops = state.ops(&SharedStep { step: Some(&step), requests_done: &done, ..Default::default() }).unwrap();
+            ops.iter().map(|op| (matches!(op, Op::Put { .. }), op_path(op).to_string())).collect::<Vec<_>>()
+        };
+        let request = (false, "/z/state/requests/r-0000000007".to_string());
+        assert_eq!(
+            ops(&state, vec![g.clone()], vec![]),
+            [(true, group_path.clone()), (true, ack_path.clone()), request.clone()]
+        );
+        state.known.extend([group_path.clone(), ack_path.clone()]);
+        state.acks.insert(ack_path.clone(), records::ack(g.ack.as_ref().unwrap()).unwrap());
+        assert_eq!(ops(&state, vec![g.clone()], vec![]), [(true, group_path.clone()), request.clone()], "unchanged");
+        let unacked = crate::pipeline::GroupState { ack: None, ..g.clone() };
+        assert_eq!(
+            ops(&state, vec![unacked], vec![]),
+            [(true, group_path.clone()), (false, ack_path.clone()), request.clone()]
+        );
+        assert_eq!(ops(&state, vec![], vec![id]), [(false, group_path), (false, ack_path), request]);
     }
 
     /// A group as large as real ones get: five group labels, three firing alerts told, an ack.
@@ -471,9 +642,9 @@ mod tests {
             groups: crate::pipeline::GroupChanges { upserted: groups, removed: vec![] },
             ..Default::default()
         };
-        let state = SharedState { root: "/zkalert/prod".into(), known: HashSet::new() };
+        let state = state_at("/zkalert/prod");
         let ops = state.ops(&SharedStep { step: Some(&step), ..Default::default() }).unwrap();
-        assert_eq!(ops.len(), 10_000);
+        assert_eq!(ops.len(), 20_000, "each group, and its ack alone");
         let cut = batches(&ops);
         let costs: Vec<usize> = cut.iter().map(|b| b.iter().map(Op::cost).sum()).collect();
         assert!(costs.iter().all(|&c| c <= MULTI_BUDGET), "{costs:?}");

@@ -5,7 +5,7 @@
 use super::Runner;
 use crate::api::{AlertView, Command, CommandError, GroupView, Snapshot, StatusView};
 use crate::model::{Alert, Timestamp};
-use crate::pipeline::Ack;
+use crate::pipeline::{Ack, Silence};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +58,7 @@ impl Runner {
             .zip(mutes)
             .map(|(a, mute)| {
                 let group_id = policy.group_key(a).id();
-                let ack = groups.get(&group_id).and_then(|g| g.ack.clone());
+                let ack = self.shown_ack(&group_id, groups.get(&group_id).copied());
                 AlertView { alert: (*a).clone(), group_id, mute, ack }
             })
             .collect();
@@ -96,7 +96,7 @@ impl Runner {
                     id: g.key.id(),
                     labels: g.key.labels.clone(),
                     tier: g.notified_tier,
-                    ack: g.ack.clone(),
+                    ack: self.shown_ack(&g.key.id(), Some(g)),
                     last_sent: g.last_sent,
                     escalated: g.escalated,
                     last_reason: g.last_reason,
@@ -172,27 +172,14 @@ impl Runner {
     pub fn apply(&mut self, command: Command, now: Timestamp) {
         match command {
             Command::AddSilence { silence, reply } => {
-                let result = self.persist(now, |db| db.put_silence(&silence)).map(|()| {
-                    tracing::info!(id = %silence.id, matchers = %silence.matchers, by = %silence.created_by, until = %silence.ends_at, "silence added");
-                    let id = silence.id.clone();
-                    self.pipeline.silences.upsert(silence);
-                    id
-                });
-                let _ = reply.send(result);
+                let _ = reply.send(self.add_silence(silence, now));
             }
             Command::ExpireSilence { id, reply } => {
-                let result = match self.pipeline.silences.expiring(&id, now) {
-                    None => Err(CommandError::NotFound(format!("no silence with id {id}"))),
-                    Some(s) => self.persist(now, |db| db.put_silence(&s)).map(|()| {
-                        tracing::info!(id = %s.id, "silence expired");
-                        self.pipeline.silences.upsert(s.clone());
-                        s
-                    }),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.expire_silence(&id, now, now));
             }
             Command::Ack { group_id, matchers, ack, reply } => {
-                let _ = reply.send(self.ack(group_id, matchers, ack, now));
+                let ids = self.ack_targets(group_id, matchers);
+                let _ = reply.send(self.ack_groups(ids, ack, now));
             }
             Command::ExportSeries { reply } => {
                 let _ = reply.send(crate::metrics::export_series(&self.store, now));
@@ -204,13 +191,35 @@ impl Runner {
         }
     }
 
-    fn ack(
-        &mut self,
+    /// Adds (or replaces, by id) a silence; replies with its id.
+    pub(super) fn add_silence(&mut self, silence: Silence, now: Timestamp) -> Result<String, CommandError> {
+        self.persist(now, |db| db.put_silence(&silence)).map(|()| {
+            tracing::info!(id = %silence.id, matchers = %silence.matchers, by = %silence.created_by, until = %silence.ends_at, "silence added");
+            let id = silence.id.clone();
+            self.pipeline.silences.upsert(silence);
+            id
+        })
+    }
+
+    /// Expires silence `id` as of `at`; replies with it as it now is.
+    pub(super) fn expire_silence(&mut self, id: &str, at: Timestamp, now: Timestamp) -> Result<Silence, CommandError> {
+        match self.pipeline.silences.expiring(id, at) {
+            None => Err(CommandError::NotFound(format!("no silence with id {id}"))),
+            Some(s) => self.persist(now, |db| db.put_silence(&s)).map(|()| {
+                tracing::info!(id = %s.id, "silence expired");
+                self.pipeline.silences.upsert(s.clone());
+                s
+            }),
+        }
+    }
+
+    /// The notified groups an ack names: the one with `group_id`, and those
+    /// of the current alerts `matchers` match.
+    pub(super) fn ack_targets(
+        &self,
         group_id: Option<String>,
         matchers: Option<crate::pipeline::Matchers>,
-        ack: Ack,
-        now: Timestamp,
-    ) -> Result<Vec<String>, CommandError> {
+    ) -> Vec<String> {
         let mut ids: Vec<String> = group_id.into_iter().collect();
         if let Some(m) = matchers {
             let policy = &self.pipeline.config.policy;
@@ -220,6 +229,19 @@ impl Runner {
         }
         ids.sort();
         ids.dedup();
+        let groups: std::collections::HashSet<String> = self.pipeline.dispatcher.groups().map(|g| g.key.id()).collect();
+        ids.retain(|id| groups.contains(id));
+        ids
+    }
+
+    /// Acknowledges these groups (those still in the notification log);
+    /// replies with the ids acked, `NotFound` if none.
+    pub(super) fn ack_groups(
+        &mut self,
+        ids: Vec<String>,
+        ack: Ack,
+        now: Timestamp,
+    ) -> Result<Vec<String>, CommandError> {
         let mut acked = Vec::new();
         for id in ids {
             let Some(mut g) = self.pipeline.dispatcher.groups().find(|g| g.key.id() == id).cloned() else {

@@ -462,7 +462,7 @@ pub async fn run(
                         let _ = reply.send(status);
                         sources_now(&mut control, &polling);
                     }
-                    command => runner.apply(command, clock.now()),
+                    command => runner.write(command, clock.now()).await,
                 }
                 publish(&runner, &mut control, clock.now(), writes);
             }

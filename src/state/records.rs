@@ -438,6 +438,7 @@ impl<'a> MessageRecord<'a> {
 /// both stores read and write one format. Errors are the reason, as text.
 pub(crate) mod shared {
     use super::*;
+    use crate::ha::requests::{Request, Write};
     use crate::state::OutboxEntry;
 
     fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
@@ -462,6 +463,56 @@ pub(crate) mod shared {
 
     pub(crate) fn read_silence(id: String, body: &[u8]) -> Result<Silence, String> {
         from_slice::<SilenceRecord>(body)?.into_silence(id)
+    }
+
+    /// A group's acknowledgement alone (`state/acks/<group id>`: what a standby reads to show acks).
+    pub(crate) fn ack(a: &Ack) -> Result<Vec<u8>, String> {
+        to_vec(&AckRecord::from_ack(a))
+    }
+
+    pub(crate) fn read_ack(body: &[u8]) -> Result<Ack, String> {
+        from_slice::<AckRecord>(body).map(AckRecord::into_ack)
+    }
+
+    /// An API write a standby sends to the active replica (`crate::ha::requests`).
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case", deny_unknown_fields)]
+    enum WriteRecord<'a> {
+        AddSilence { id: Cow<'a, str>, silence: SilenceRecord<'a> },
+        ExpireSilence { id: Cow<'a, str>, at: i64 },
+        Ack { group_ids: Cow<'a, [String]>, ack: AckRecord<'a> },
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RequestRecord<'a> {
+        from: Cow<'a, str>,
+        write: WriteRecord<'a>,
+    }
+
+    pub(crate) fn request(r: &Request) -> Result<Vec<u8>, String> {
+        let write = match &r.write {
+            Write::AddSilence(s) => {
+                WriteRecord::AddSilence { id: Cow::Borrowed(&s.id), silence: SilenceRecord::from_silence(s) }
+            }
+            Write::ExpireSilence { id, at } => WriteRecord::ExpireSilence { id: Cow::Borrowed(id), at: ms(*at) },
+            Write::Ack { group_ids, ack } => {
+                WriteRecord::Ack { group_ids: Cow::Borrowed(group_ids), ack: AckRecord::from_ack(ack) }
+            }
+        };
+        to_vec(&RequestRecord { from: Cow::Borrowed(&r.from), write })
+    }
+
+    pub(crate) fn read_request(body: &[u8]) -> Result<Request, String> {
+        let r: RequestRecord = from_slice(body)?;
+        let write = match r.write {
+            WriteRecord::AddSilence { id, silence } => Write::AddSilence(silence.into_silence(id.into_owned())?),
+            WriteRecord::ExpireSilence { id, at } => Write::ExpireSilence { id: id.into_owned(), at: ts(at) },
+            WriteRecord::Ack { group_ids, ack } => {
+                Write::Ack { group_ids: group_ids.into_owned(), ack: ack.into_ack() }
+            }
+        };
+        Ok(Request { from: r.from.into_owned(), write })
     }
 
     /// One pending delivery: the message (with its id, the idempotency key), the channel, attempts and time.

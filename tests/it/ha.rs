@@ -1,6 +1,7 @@
-//! HA through ZooKeeper (issue 12, points 1–3): the election and the fenced
-//! shared state against a real 1-node ensemble. One ensemble, one test
-//! function: the checks run in sequence on it (ensembles are slow to start).
+//! HA through ZooKeeper (issue 12, points 1–4): the election, the fenced
+//! shared state and writes through a standby against a real 1-node
+//! ensemble. One ensemble, one test function: the checks run in sequence on
+//! it (ensembles are slow to start).
 
 use crate::support::ensemble::{Ensemble, Options};
 use crate::support::http::free_port;
@@ -167,7 +168,8 @@ async fn election_failover_fencing_and_shared_state() {
     let silences = [silence("s/1")];
     let write = SharedStep { step: Some(&step), silences_put: &silences, ..Default::default() };
     let stats = shared_a.commit(&client_a, &fence_a, &write).await.expect("active commits");
-    assert_eq!((stats.transactions, stats.ops), (1, 3 + 2 + 1 + 1));
+    // 3 groups, 2 deliveries, maintenance, the silence, and group 0's ack alone (for standbys).
+    assert_eq!((stats.transactions, stats.ops), (1, 3 + 2 + 1 + 1 + 1));
 
     // Any replica reads it back whole.
     let client_b = b.client().unwrap();
@@ -184,6 +186,13 @@ async fn election_failover_fencing_and_shared_state() {
         loaded.pending.iter().map(|e| (e.message.id.as_str(), e.channel.as_str())).collect();
     assert_eq!(pending, [("m-1", "chat/ops"), ("m-1", "pager")]);
     assert_eq!(loaded.pending[0].message, sent);
+    // A standby reads the silences and the acks alone, and again only once they changed.
+    let (mut silences_seen, mut acks_seen) = (None, None);
+    assert_eq!(shared_b.silences_since(&client_b, &mut silences_seen).await.unwrap(), Some(silences.to_vec()));
+    let acks = shared_b.acks_since(&client_b, &mut acks_seen).await.unwrap().expect("read at first");
+    assert_eq!(acks.into_iter().collect::<Vec<_>>(), [(groups[0].key.id(), groups[0].ack.clone().unwrap())]);
+    assert_eq!(shared_b.silences_since(&client_b, &mut silences_seen).await.unwrap(), None, "unchanged");
+    assert!(shared_b.acks_since(&client_b, &mut acks_seen).await.unwrap().is_none(), "unchanged");
 
     // A is cut off from the ensemble (its proxy drops every connection)
     // until its session expires: B, its successor, takes over; C, watching
@@ -224,7 +233,12 @@ async fn election_failover_fencing_and_shared_state() {
 
     // B, now active, writes: delivered entries leave the outbox, silences go.
     let fence_b = b.fence().expect("B active");
+    let reacked = Ack { by: "carol".into(), ..groups[0].ack.clone().unwrap() };
     let delivered = StepWrite {
+        groups: zkalert::pipeline::GroupChanges {
+            upserted: vec![GroupState { ack: Some(reacked.clone()), ..groups[0].clone() }],
+            removed: vec![],
+        },
         deliveries: vec![DeliveryMark {
             message_id: "m-1".into(),
             channel: "pager".into(),
@@ -242,6 +256,9 @@ async fn election_failover_fencing_and_shared_state() {
     assert_eq!(after.pending.len(), 1);
     assert_eq!(after.pending[0].channel, "chat/ops");
     assert!(after.silences.is_empty());
+    assert_eq!(shared_b.silences_since(&client_b, &mut silences_seen).await.unwrap(), Some(vec![]), "deleted");
+    let acks = shared_b.acks_since(&client_b, &mut acks_seen).await.unwrap().expect("an ack changed in place");
+    assert_eq!(acks.into_iter().collect::<Vec<_>>(), [(groups[0].key.id(), reacked)]);
 
     // B leaves (client closed): C, its successor, takes over, woken once.
     let left_at = Instant::now();
@@ -296,7 +313,12 @@ async fn election_failover_fencing_and_shared_state() {
 
     // Two `zkalert run` replicas on the same ensemble (their own root).
     let hosts = hosts.clone();
-    tokio::task::spawn_blocking(move || two_replicas_page_once_and_fail_over(&hosts)).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        two_replicas_page_once_and_fail_over(&hosts);
+        a_silence_and_an_ack_through_a_standby_reach_the_active_one(&hosts);
+    })
+    .await
+    .unwrap();
     drop(zk);
 }
 
@@ -362,9 +384,12 @@ async fn fenced_runner_steps_down_and_sends_nothing(hosts: &[String], settle: Du
     assert!(runner.replica.as_ref().unwrap().is_active(), "active again under its new fence");
 }
 
-/// A replica's config: scrapes `source_port`, its API on `api_port`, pages
-/// `hook` (repeats every 4 s), `ha:` on `hosts` as `name` under `root`,
-/// with `ha_extra` lines (indented) added to `ha:`.
+/// The API token every replica's `token.txt` holds.
+const TOKEN: &str = "ha-test-token-0123456789abcdef0123";
+
+/// A replica's config: scrapes `source_port`, its API on `api_port` (writes
+/// with [`TOKEN`]), pages `hook` (repeats every 4 s), `ha:` on `hosts` as
+/// `name` under `root`, with `ha_extra` lines (indented) added to `ha:`.
 fn replica_config(
     name: &str,
     source_port: u16,
@@ -378,7 +403,7 @@ fn replica_config(
         source_port,
         &format!(
             "  - {{name: hook, type: webhook, url: '{hook}'}}
-server: {{listen: '127.0.0.1:{api_port}'}}
+server: {{listen: '127.0.0.1:{api_port}', token_file: token.txt}}
 ha:
   zookeeper: [{hosts}]
   root: {root}
@@ -415,7 +440,7 @@ fn two_replicas_page_once_and_fail_over(hosts: &[String]) {
     let (api_a, api_b) = (free_port(), free_port());
     let start = |name: &str, api: u16| {
         let yaml = replica_config(name, metrics.port, api, &hook.url(), hosts, ("/zkalert/run", ""));
-        ZkalertRun::start_yaml(RunConfig::new(vec![], &[]), &yaml, &[("rules.yaml", &rules)])
+        ZkalertRun::start_yaml(RunConfig::new(vec![], &[]), &yaml, &[("rules.yaml", &rules), ("token.txt", TOKEN)])
     };
     let mut a = start("a", api_a);
     let logs = |a: &ZkalertRun, b: Option<&ZkalertRun>| {
@@ -558,7 +583,11 @@ impl Replicas {
         for name in ["a", "b", "c"] {
             let api = free_port();
             let yaml = replica_config(name, source, api, &format!("{}/{name}", hook.url()), hosts, ha);
-            let run = ZkalertRun::start_yaml(RunConfig::new(vec![], &[]), &yaml, &[("rules.yaml", &rules)]);
+            let run = ZkalertRun::start_yaml(
+                RunConfig::new(vec![], &[]),
+                &yaml,
+                &[("rules.yaml", &rules), ("token.txt", TOKEN)],
+            );
             runs.push((name.to_string(), run, api));
             let r = Replicas { runs };
             wait_until("the replica joined", Duration::from_secs(20), || r.settled(), || r.logs());
@@ -824,4 +853,151 @@ fn three_replicas_on_a_three_node_ensemble() {
     let keys: BTreeSet<&str> = all.iter().map(|r| r.idempotency_key.as_str()).collect();
     assert_eq!(keys.len(), 1, "one key for n15's page: {all:#?}");
     assert!(all.iter().filter(|r| sender(r) != active).all(|r| r.at >= stopped + hold_for), "{all:#?}");
+}
+
+/// Issue 12: "a silence added through a standby mutes the alert on the
+/// active one". Replica a is active, b stands by (their own root); n0 is
+/// down and paged. A silence for n1 POSTed to b is answered with its id and
+/// listed by a and by b within seconds; then n1 and n2 go down: a pages n2,
+/// never n1. An ack of n0 through b shows on a's group and on b's alert;
+/// expiring the silence through b ends it on a. A queued write that does
+/// not decode is deleted by a.
+fn a_silence_and_an_ack_through_a_standby_reach_the_active_one(hosts: &[String]) {
+    use crate::support::http::{Answer, MetricsServer, Receiver, get, send_json};
+    use crate::support::zkalert::{RunConfig, ZkalertRun, svc_down_rules};
+    const ROOT: &str = "/zkalert/writes";
+    let metrics = MetricsServer::start();
+    metrics.set(&[false, false, false]);
+    let hook = Receiver::start(vec![], Answer::Status(200));
+    let rules = svc_down_rules("");
+    let (api_a, api_b) = (free_port(), free_port());
+    let start = |name: &str, api: u16| {
+        // A root of its own: the replicas of the test before leave theirs behind.
+        let yaml = replica_config(name, metrics.port, api, &hook.url(), hosts, (ROOT, ""));
+        ZkalertRun::start_yaml(RunConfig::new(vec![], &[]), &yaml, &[("rules.yaml", &rules), ("token.txt", TOKEN)])
+    };
+    let mut a = start("a", api_a);
+    let logs = |b: Option<&ZkalertRun>| {
+        format!("a:\n{}\nb:\n{}", a.log_tail(30), b.map(|b| b.log_tail(30)).unwrap_or_default())
+    };
+    wait_until("a active", Duration::from_secs(20), || replica_status(api_a)["role"] == "active", || logs(None));
+    let mut b = start("b", api_b);
+    let logs = || logs(Some(&b));
+    wait_until("b standing by", Duration::from_secs(20), || replica_status(api_b)["role"] == "standby", logs);
+
+    // A hostile request znode (not a write): the active one deletes it.
+    let zk = tokio::runtime::Handle::current();
+    let client = zk.block_on(zookeeper_client::Client::connect(&hosts[0])).expect("connect");
+    let options = zookeeper_client::CreateMode::PersistentSequential.with_acls(zookeeper_client::Acls::anyone_all());
+    zk.block_on(client.create(
+        &format!("{ROOT}/state/requests/r-"),
+        b"{\"from\":\"x\",\"write\":{\"reboot\":{}}}",
+        &options,
+    ))
+    .expect("queue a bad request");
+
+    // Whether an item of the list `key` that `GET path` answers is `wanted`.
+    let any = |port: u16, path: &str, key: &str, wanted: &dyn Fn(&serde_json::Value) -> bool| {
+        let reply = get(port, path, Duration::from_secs(2)).and_then(|(_, body)| serde_json::from_str(&body).ok());
+        reply.unwrap_or(serde_json::Value::Null)[key].as_array().is_some_and(|l| l.iter().any(wanted))
+    };
+    let paged = |node: &str| {
+        let node = format!("\"{node}\"");
+        move |hook: &Receiver| {
+            hook.received()
+                .into_iter()
+                .any(|r| r.body["firing"].as_array().is_some_and(|f| f.iter().any(|x| x.to_string().contains(&node))))
+        }
+    };
+    metrics.set(&[true, false, false]);
+    wait_until("a pages n0", Duration::from_secs(15), || paged("n0")(&hook), logs);
+
+    // Through the standby: answered once ZooKeeper has it.
+    let silence = serde_json::json!({
+        "matchers": "{node=\"n1\"}", "duration": "1h", "created_by": "ops", "comment": "n1 is being replaced"
+    });
+    let posted = Instant::now();
+    let (status, body) =
+        send_json(api_b, "POST", "/api/v1/silences", TOKEN, &silence, Duration::from_secs(12)).expect("b answers");
+    assert_eq!(status, 200, "{body}\n{}", logs());
+    let answered = posted.elapsed();
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().expect("an id").to_string();
+    let lists = |port: u16| {
+        let id = id.clone();
+        move || any(port, "/api/v1/silences", "silences", &|s| s["id"] == id.as_str())
+    };
+    wait_until("a lists the silence sent to b", Duration::from_secs(5), lists(api_a), logs);
+    let on_a = posted.elapsed();
+    wait_until("b lists it too", Duration::from_secs(5), lists(api_b), logs);
+    eprintln!(
+        "silence POSTed to the standby: answered in {answered:?}, listed by the active after {on_a:?}, by the standby after {:?}",
+        posted.elapsed()
+    );
+
+    // n1 (silenced) and n2 go down: a pages n2, never n1.
+    metrics.set(&[true, true, true]);
+    wait_until("a pages n2", Duration::from_secs(15), || paged("n2")(&hook), logs);
+    let n1_muted = |port: u16| {
+        move || any(port, "/api/v1/alerts", "alerts", &|x| x.to_string().contains("\"n1\"") && x["muted"] == true)
+    };
+    wait_until("a shows n1 muted", Duration::from_secs(5), n1_muted(api_a), logs);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!paged("n1")(&hook), "n1 is silenced, yet paged: {:#?}\n{}", hook.received(), logs());
+    assert!(n1_muted(api_b)(), "b shows n1 muted as a does\n{}", logs());
+
+    // An ack through the standby: a's group shows it, and b's alert.
+    let ack = serde_json::json!({"matchers": "{node=\"n0\"}", "by": "bob", "comment": "on it"});
+    let posted = Instant::now();
+    let (status, body) =
+        send_json(api_b, "POST", "/api/v1/acks", TOKEN, &ack, Duration::from_secs(12)).expect("b answers");
+    assert_eq!(status, 200, "{body}\n{}", logs());
+    let acked: Vec<String> = serde_json::from_str::<serde_json::Value>(&body).unwrap()["acked"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(|i| i.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    assert!(!acked.is_empty(), "{body}");
+    wait_until(
+        "a's group acked by bob",
+        Duration::from_secs(5),
+        || any(api_a, "/api/v1/groups", "groups", &|g| g["id"] == acked[0].as_str() && g["ack"]["by"] == "bob"),
+        logs,
+    );
+    let on_a = posted.elapsed();
+    wait_until(
+        "b shows n0 acked by bob",
+        Duration::from_secs(5),
+        || any(api_b, "/api/v1/alerts", "alerts", &|x| x.to_string().contains("\"n0\"") && x["acked"]["by"] == "bob"),
+        logs,
+    );
+    eprintln!(
+        "ack POSTed to the standby: shown by the active after {on_a:?}, by the standby after {:?}",
+        posted.elapsed()
+    );
+
+    // Expiring it through the standby ends it on the active one.
+    let (status, body) = send_json(
+        api_b,
+        "DELETE",
+        &format!("/api/v1/silences/{id}"),
+        TOKEN,
+        &serde_json::Value::Null,
+        Duration::from_secs(12),
+    )
+    .expect("b answers");
+    assert_eq!(status, 200, "{body}\n{}", logs());
+    let expired = |s: &serde_json::Value| s["id"] == id.as_str() && s["state"] == "expired";
+    wait_until(
+        "a lists the silence expired",
+        Duration::from_secs(5),
+        || any(api_a, "/api/v1/silences", "silences", &expired),
+        logs,
+    );
+    wait_until("b too", Duration::from_secs(5), || any(api_b, "/api/v1/silences", "silences", &expired), logs);
+
+    let queued = zk.block_on(client.list_children(&format!("{ROOT}/state/requests"))).unwrap();
+    assert!(queued.is_empty(), "every queued write applied or dropped: {queued:?}");
+    let a_log = std::fs::read_to_string(&a.log).unwrap_or_default();
+    assert!(a_log.contains("a queued write does not decode: deleted"), "{a_log}");
+    a.assert_running();
+    b.assert_running();
 }

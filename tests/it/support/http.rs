@@ -53,9 +53,32 @@ pub fn free_port() -> u16 {
 /// `GET path` on a loopback port as HTTP/1.0 (so never chunked): the
 /// status and body; `None` if nothing answers within `timeout`.
 pub fn get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String)> {
+    exchange(port, &format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"), timeout)
+}
+
+/// A write (`method` POST, DELETE…) with a JSON body and a bearer token,
+/// as [`get`].
+pub fn send_json(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Option<(u16, String)> {
+    let body = body.to_string();
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    exchange(port, &(head + body.as_str()), timeout)
+}
+
+/// Sends one HTTP/1.0 request; the reply's status and body.
+fn exchange(port: u16, request: &str, timeout: Duration) -> Option<(u16, String)> {
     let mut conn = std::net::TcpStream::connect_timeout(&(std::net::Ipv4Addr::LOCALHOST, port).into(), timeout).ok()?;
     conn.set_read_timeout(Some(timeout)).ok()?;
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    conn.write_all(request.as_bytes()).ok()?;
     let mut reply = Vec::new();
     conn.read_to_end(&mut reply).ok()?;
     let reply = String::from_utf8_lossy(&reply);
