@@ -35,9 +35,6 @@ pub const STATE_NOT_PERSISTED: &str = "StateNotPersisted";
 /// While writes keep failing, a log line at most this often.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// A resolved `StateNotPersisted` is kept this long, so its resolution is told.
-const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
-
 /// Why the state file could not be written, since when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteFailure {
@@ -302,7 +299,7 @@ impl Durable {
 
     /// The `StateNotPersisted` alert at `now`, if any, for the pipeline.
     pub fn alert(&mut self, now: Timestamp) -> Option<&Alert> {
-        if self.alert.as_ref().and_then(|a| a.resolved_at).is_some_and(|t| now.since(t) >= RESOLVED_KEPT) {
+        if self.alert.as_ref().and_then(|a| a.resolved_at).is_some_and(|t| now.since(t) >= super::META_RESOLVED_KEPT) {
             self.alert = None;
         }
         if let (Some(a), Some(f)) = (&mut self.alert, &self.failure) {

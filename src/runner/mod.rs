@@ -84,6 +84,11 @@ pub const DELIVERY_HISTORY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// least this often for its own timers (group wait, repeats, escalation).
 const PIPELINE_TICK: Duration = Duration::from_secs(1);
 
+/// zkalert's own resolved alerts (NotifierFailing, StateNotPersisted,
+/// ZkalertCoordinationLost, ZkalertNoActiveReplica) are kept this long, so
+/// their resolution is told.
+const META_RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
+
 /// How far back the console's node sparklines reach.
 const CONSOLE_HISTORY: Duration = Duration::from_secs(300);
 

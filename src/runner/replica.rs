@@ -37,9 +37,6 @@ pub const NO_ACTIVE_REPLICA: &str = "ZkalertNoActiveReplica";
 /// Messages a replica cut off holds at most (the oldest go first).
 const MAX_HELD: usize = 10_000;
 
-/// A resolved meta-alert is kept this long, so its resolution is told.
-const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
-
 /// How a replica stands toward sending, decided at each step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -134,7 +131,8 @@ impl MetaAlert {
             (slot, true) => *slot = Some(make()),
             (Some(a), false) if a.state == AlertState::Firing => a.resolve(now),
             (slot, false) => {
-                if slot.as_ref().and_then(|a| a.resolved_at).is_some_and(|t| now.since(t) >= RESOLVED_KEPT) {
+                if slot.as_ref().and_then(|a| a.resolved_at).is_some_and(|t| now.since(t) >= super::META_RESOLVED_KEPT)
+                {
                     *slot = None;
                 }
             }

@@ -18,9 +18,6 @@ use tokio::sync::mpsc;
 /// The meta-alert's name.
 pub const NOTIFIER_FAILING: &str = "NotifierFailing";
 
-/// A resolved `NotifierFailing` is kept this long, so its resolution is told.
-const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
-
 /// The deliverer for `channels`, giving up on a tier's deliveries after
 /// its `deadline` (P0..P3).
 pub(super) fn deliverer(
@@ -79,7 +76,7 @@ impl FailingChannels {
 
     /// The meta-alerts at `now`, for the pipeline.
     pub fn alerts(&mut self, now: Timestamp) -> Vec<Alert> {
-        self.alerts.retain(|_, a| a.resolved_at.is_none_or(|t| now.since(t) < RESOLVED_KEPT));
+        self.alerts.retain(|_, a| a.resolved_at.is_none_or(|t| now.since(t) < super::META_RESOLVED_KEPT));
         self.alerts.values().cloned().collect()
     }
 
@@ -93,7 +90,7 @@ impl FailingChannels {
     pub fn restore(&mut self, alerts: Vec<Alert>, now: Timestamp) {
         for a in alerts {
             if let Some(channel) = a.labels.get("notifier").map(str::to_string)
-                && a.resolved_at.is_none_or(|t| now.since(t) < RESOLVED_KEPT)
+                && a.resolved_at.is_none_or(|t| now.since(t) < super::META_RESOLVED_KEPT)
             {
                 self.alerts.insert(channel, a);
             }

@@ -12,19 +12,15 @@ use std::time::{Duration, Instant};
 const RULES: &str =
     "groups:\n  - name: g\n    rules:\n      - alert: SvcDown\n        expr: svc_up == 0\n        severity: P1\n";
 
-/// zkalert scraping `source_port` every second, pinging `ping_url` every
-/// second, the watchdog to the `deadman` file notifier, the API on `api_port`.
+/// zkalert scraping `source_port` every second (`svc_config`), pinging
+/// `ping_url` every second, the watchdog to the `deadman` file notifier, the
+/// API on `api_port`.
 fn config(source_port: u16, ping_url: &str, api_port: u16) -> String {
-    let mut y = format!(
-        "evaluation_interval: 1s
-data_dir: data
-rules: [rules.yaml]
+    let mut y = crate::support::zkalert::svc_config(
+        source_port,
+        &format!(
+            "  - {{name: deadman, type: file, path: watchdog.jsonl}}
 server: {{listen: '127.0.0.1:{api_port}'}}
-sources:
-  - {{type: prometheus, url: 'http://127.0.0.1:{source_port}/metrics', cluster: c1, interval: 1s, timeout: 500ms}}
-notifiers:
-  - {{name: events, type: file, path: notifications.jsonl}}
-  - {{name: deadman, type: file, path: watchdog.jsonl}}
 heartbeat:
   url: '{ping_url}'
   interval: 1s
@@ -33,8 +29,9 @@ heartbeat:
 routing:
   tiers:
 "
+        ),
     );
-    y.push_str(&crate::support::zkalert::tiers_to("events", "1h"));
+    y.push_str(&crate::support::zkalert::tiers_to("pages", "1h"));
     y
 }
 
