@@ -67,8 +67,14 @@ impl Evaluator {
 
     /// Evaluates every group now, due or not (one-shot checks, benchmarks).
     pub fn evaluate_all(&mut self, store: &Arc<SeriesStore>, now: Timestamp) -> Vec<AlertEvent> {
-        self.next_due.iter_mut().for_each(|d| *d = Timestamp::from_millis(i64::MIN));
+        self.due_now();
         self.evaluate_due(store, now)
+    }
+
+    /// Makes every group due at the next evaluation (fresh data arrived;
+    /// afterwards each keeps its interval grid).
+    pub fn due_now(&mut self) {
+        self.next_due.iter_mut().for_each(|d| *d = Timestamp::from_millis(i64::MIN));
     }
 
     /// Evaluates every group whose time has come (intervals aligned to the

@@ -139,6 +139,15 @@ impl Runner {
     /// get a stale marker, so a dead node's last values vanish at once
     /// instead of lingering for the lookback. Other sources' series in the
     /// same group (a host agent's beside the 4lw poller's) are untouched.
+    /// A poll's batch landed: stored, and every rule group made due, so the
+    /// evaluation that follows (at once, in `run`) sees it. Time to page
+    /// then does not wait for the groups' interval; `for` and windows still
+    /// count sample time, and groups are evaluated at least every interval.
+    pub fn on_batch(&mut self, source: usize, batch: PollBatch) {
+        self.ingest(source, batch);
+        self.evaluator.due_now();
+    }
+
     pub fn ingest(&mut self, source: usize, batch: PollBatch) {
         let store = Arc::make_mut(&mut self.store);
         let mut now_reported: Vec<(GroupId, MetricId)> = Vec::new();
@@ -300,6 +309,15 @@ fn spread(name: &str) -> f64 {
     (fp % 10_000) as f64 / 10_000.0
 }
 
+/// Tasks aborted with their owner (a poll task's session watchers).
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
 /// The sources' poll tasks, by source id. An id names one source for as
 /// long as it runs (across reloads that keep its settings), so the store's
 /// staleness per source follows it.
@@ -329,8 +347,14 @@ impl Polling {
             let offset = interval.mul_f64(spread(&name));
             let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Held sessions wake it between ticks (a node's connection dropped).
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let _watchers = AbortOnDrop(source.watch(wake.clone()));
             loop {
-                ticker.tick().await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = wake.notified() => tracing::debug!(source = %name, "polling early: a held session changed"),
+                }
                 let batch = source.poll(clock.clone()).await;
                 tracing::debug!(source = %name, series = batch.series.len(), "polled");
                 metrics.observe_poll(&source_label, &batch);
@@ -421,10 +445,10 @@ pub async fn run(
                 if !polling.tasks.contains_key(&source) {
                     continue;
                 }
-                runner.ingest(source, batch);
+                runner.on_batch(source, batch);
                 waiting_for.remove(&source);
-                // Evaluate as soon as fresh data arrives if a group is due,
-                // so a poll's result reaches the rules without waiting a tick.
+                // Evaluate as soon as fresh data arrives: a poll's result
+                // reaches the rules without waiting for their interval.
                 if gate_open(&waiting_for) {
                     step(&mut runner, &mut control, clock.as_ref()).await;
                 }
@@ -635,6 +659,27 @@ mod tests {
         runner.evaluate(&clock);
         let firing: Vec<&str> = runner.evaluator.tracker.firing().map(|a| a.name()).collect();
         assert_eq!(firing, ["Y"], "X's series went stale with its source");
+    }
+
+    #[test]
+    fn a_poll_that_lands_is_evaluated_at_once_not_at_the_groups_next_interval() {
+        let rules = "groups:\n- name: g\n  interval: 15s\n  rules:\n  - alert: Down\n    expr: up == 0\n    severity: P0\n";
+        let mut runner = runner_of(rules);
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        runner.on_batch(0, poll("zk1", 0, &[("up", 1.0)]));
+        runner.evaluate(&clock);
+        // The node dies at 7 s; the poll that sees it lands at 7 s: it fires
+        // then, not at the group's next slot (15 s).
+        clock.set(Timestamp::from_millis(7_000));
+        runner.on_batch(0, poll("zk1", 7, &[("up", 0.0)]));
+        runner.evaluate(&clock);
+        let fired: Vec<Timestamp> = runner.evaluator.tracker.firing().filter_map(|a| a.fired_at).collect();
+        assert_eq!(fired, [Timestamp::from_millis(7_000)]);
+        // Without fresh data, the group keeps its interval grid.
+        clock.set(Timestamp::from_millis(9_000));
+        runner.evaluate(&clock);
+        let last = runner.evaluator.tracker.rules[0].last_evaluation;
+        assert_eq!(last, Some(Timestamp::from_millis(7_000)), "evaluated again at 9 s with nothing new");
     }
 
     #[test]
