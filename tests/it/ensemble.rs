@@ -621,3 +621,141 @@ fn held_sessions_page_within_seconds_at_a_15s_poll_interval() {
     zk.cont(hung);
     run.assert_running();
 }
+
+/// The time-to-page benchmark (issue 13; run by benches/time_to_page.sh, not
+/// in CI): a real 3-node ensemble, `zkalert run` polling every
+/// `TTP_POLL` (default 15 s) with sessions held, one P0 rule `up == 0`
+/// (`for: 0s`) and a quorum rule, routed at once to a webhook receiver on
+/// loopback. `TTP_KILLS` (default 10) SIGKILLs of a follower (restarted
+/// between), one SIGSTOP, then two of three killed (quorum loss). Prints
+/// kill → webhook arrival per trial and the median, p90 and max, split into
+/// detection + evaluation (kill → the alert's `fired_at`), pipeline
+/// (`fired_at` → the message's `at`) and delivery (`at` → arrival).
+#[test]
+#[ignore = "a benchmark: benches/time_to_page.sh"]
+fn time_to_page_benchmark() {
+    use crate::support::http::{Answer, Receiver};
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let poll = env("TTP_POLL", "15s");
+    let kills: usize = env("TTP_KILLS", "10").parse().expect("TTP_KILLS: a number");
+    let sessions = env("TTP_SESSIONS", "true");
+    let steps = Steps::new("ttp");
+    let mut zk = Ensemble::start(3, Options::default());
+    let hook = Receiver::start(vec![], Answer::Status(200));
+    let nodes = zk.client_addrs().iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ");
+    let rules = "groups:
+  - name: ttp
+    per: instance
+    rules:
+      - alert: ZkNodeDown
+        expr: up == 0
+        severity: P0
+        runbook: https://example.invalid/node-down
+      - alert: ZkQuorumLost
+        expr: zk_cluster_serving_voters < zk_cluster_quorum
+        severity: P0
+        runbook: https://example.invalid/quorum-lost
+";
+    let yaml = format!(
+        "evaluation_interval: {poll}
+data_dir: data
+rules: [rules.yaml]
+sources:
+  - {{type: zookeeper, cluster: ttp, nodes: [{nodes}], interval: {poll}, timeout: 1s, sessions: {sessions}}}
+notifiers:
+  - {{name: hook, type: webhook, url: '{}'}}
+routing:
+  tiers:
+{}",
+        hook.url(),
+        crate::support::zkalert::tiers_to("hook", "1h")
+    );
+    let mut run = ZkalertRun::start_yaml(RunConfig::new(vec![], &[]), &yaml, &[("rules.yaml", rules)]);
+    let epoch = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+    let iso = |v: &serde_json::Value| {
+        v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).map(|t| t.timestamp_millis() as f64 / 1e3)
+    };
+    // The page about `alert` for `instance` (or the cluster) after `since`:
+    // (kill → arrival, detection, pipeline, delivery) in seconds.
+    let page = |alert: &str, instance: Option<&str>, killed: SystemTime, t_kill: Instant| -> [f64; 4] {
+        let found = |hook: &Receiver| {
+            hook.received().into_iter().find(|r| {
+                r.at >= t_kill
+                    && r.body["firing"].as_array().is_some_and(|f| {
+                        f.iter().any(|a| a["alertname"] == alert && instance.is_none_or(|i| a["labels"]["instance"] == i))
+                    })
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while found(&hook).is_none() {
+            assert!(Instant::now() < deadline, "no {alert} page within 60 s\n{}", run.log_tail(30));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r = found(&hook).unwrap();
+        let arrival = r.at.duration_since(t_kill).as_secs_f64();
+        let fired = r.body["firing"].as_array().unwrap().iter().find(|a| a["alertname"] == alert).unwrap();
+        let kill = epoch(killed);
+        let fired_at = iso(&fired["fired_at"]).unwrap_or(kill) - kill;
+        let at = iso(&r.body["at"]).unwrap_or(kill) - kill;
+        [arrival, fired_at, at - fired_at, arrival - at]
+    };
+    let wait_resolved = |instance: &str| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let resolved = |hook: &Receiver| {
+            hook.received().iter().rev().any(|r| {
+                r.body["resolved"].as_array().is_some_and(|f| f.iter().any(|a| a["labels"]["instance"] == instance))
+            })
+        };
+        while !resolved(&hook) {
+            assert!(Instant::now() < deadline, "{instance} never resolved");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let mut trials: Vec<[f64; 4]> = Vec::new();
+    for i in 0..kills {
+        let follower = zk.followers()[i % 2.min(zk.followers().len())];
+        let instance = zk.client_addr(follower);
+        // Off any grid: a pause of 0-3 s.
+        std::thread::sleep(Duration::from_millis(((i * 7919) % 3000) as u64));
+        let (killed, t_kill) = (SystemTime::now(), Instant::now());
+        zk.kill(follower);
+        let t = page("ZkNodeDown", Some(&instance), killed, t_kill);
+        steps.log(format!("kill {}: {instance} paged after {:.3} s (detect+eval {:.3}, pipeline {:.3}, delivery {:.3})", i + 1, t[0], t[1], t[2], t[3]));
+        trials.push(t);
+        zk.restart(follower);
+        wait_resolved(&instance);
+    }
+    let summary = |name: &str, mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        eprintln!("{name}: median {:.3} s, p90 {:.3} s, max {:.3} s (n={})", at(0.5), at(0.9), at(1.0), v.len());
+    };
+    eprintln!("time to page, poll {poll}, sessions {sessions}:");
+    summary("  follower SIGKILL -> P0 webhook", trials.iter().map(|t| t[0]).collect());
+    summary("    detection + evaluation", trials.iter().map(|t| t[1]).collect());
+    summary("    pipeline", trials.iter().map(|t| t[2]).collect());
+    summary("    delivery", trials.iter().map(|t| t[3]).collect());
+
+    // SIGSTOP of a follower.
+    std::thread::sleep(Duration::from_secs(2));
+    let hung = zk.followers()[0];
+    let instance = zk.client_addr(hung);
+    let (stopped, t_stop) = (SystemTime::now(), Instant::now());
+    zk.stop_signal(hung);
+    let t = page("ZkNodeDown", Some(&instance), stopped, t_stop);
+    eprintln!("  follower SIGSTOP -> P0 webhook: {:.3} s (detect+eval {:.3})", t[0], t[1]);
+    zk.cont(hung);
+    zk.wait_serving(hung, Duration::from_secs(30)).expect("back");
+    wait_resolved(&instance);
+
+    // Quorum loss: two of three killed.
+    std::thread::sleep(Duration::from_secs(2));
+    let (first, second) = (zk.followers()[0], zk.leader().expect("a leader"));
+    let (killed, t_kill) = (SystemTime::now(), Instant::now());
+    zk.kill(first);
+    zk.kill(second);
+    let t = page("ZkQuorumLost", None, killed, t_kill);
+    eprintln!("  two of three SIGKILLed -> ZkQuorumLost webhook: {:.3} s (detect+eval {:.3})", t[0], t[1]);
+    run.assert_running();
+}
