@@ -626,7 +626,8 @@ fn held_sessions_page_within_seconds_at_a_15s_poll_interval() {
 /// in CI): a real 3-node ensemble, `zkalert run` polling every
 /// `TTP_POLL` (default 15 s) with sessions held, one P0 rule `up == 0`
 /// (`for: 0s`) and a quorum rule, routed at once to a webhook receiver on
-/// loopback. `TTP_KILLS` (default 10) SIGKILLs of a follower (restarted
+/// loopback, grouped by instance (as the yardstick's Alertmanager: else a
+/// page within `group_interval` of the last resolution waits for it). `TTP_KILLS` (default 10) SIGKILLs of a follower (restarted
 /// between), one SIGSTOP, then two of three killed (quorum loss). Prints
 /// kill → webhook arrival per trial and the median, p90 and max, split into
 /// detection + evaluation (kill → the alert's `fired_at`), pipeline
@@ -665,6 +666,7 @@ sources:
 notifiers:
   - {{name: hook, type: webhook, url: '{}'}}
 routing:
+  group_by: [cluster, alertname, instance]
   tiers:
 {}",
         hook.url(),
