@@ -51,6 +51,9 @@ pub struct Runner {
     pub reload_status: ReloadStatus,
     last_compaction: Option<Timestamp>,
     last_pipeline_step: Option<Timestamp>,
+    /// A poll landed since the last evaluation on arrival, and when that was.
+    fresh_data: bool,
+    last_fresh_evaluation: Option<Timestamp>,
     /// Per source, the series its last poll reported (sorted).
     reported: std::collections::HashMap<usize, Vec<(GroupId, MetricId)>>,
     /// zkalert's own metrics (`GET /metrics`), updated as things happen.
@@ -83,6 +86,9 @@ pub const DELIVERY_HISTORY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The pipeline runs after every evaluation that changed an alert, and at
 /// least this often for its own timers (group wait, repeats, escalation).
 const PIPELINE_TICK: Duration = Duration::from_secs(1);
+
+/// Evaluations for fresh (not woken) polls are at least this far apart.
+const FRESH_EVALUATION_GAP: Duration = Duration::from_secs(1);
 
 /// How far back the console's node sparklines reach.
 const CONSOLE_HISTORY: Duration = Duration::from_secs(300);
@@ -124,6 +130,8 @@ impl Runner {
             reload_status: Default::default(),
             last_compaction: None,
             last_pipeline_step: None,
+            fresh_data: false,
+            last_fresh_evaluation: None,
             reported: Default::default(),
             metrics: Default::default(),
             delivering: Default::default(),
@@ -139,13 +147,30 @@ impl Runner {
     /// get a stale marker, so a dead node's last values vanish at once
     /// instead of lingering for the lookback. Other sources' series in the
     /// same group (a host agent's beside the 4lw poller's) are untouched.
-    /// A poll's batch landed: stored, and every rule group made due, so the
-    /// evaluation that follows (at once, in `run`) sees it. Time to page
-    /// then does not wait for the groups' interval; `for` and windows still
-    /// count sample time, and groups are evaluated at least every interval.
-    pub fn on_batch(&mut self, source: usize, batch: PollBatch) {
+    /// A poll's batch landed: stored, and the rules see it at the next
+    /// evaluation (at once, in `run`) rather than at their groups' next
+    /// interval slot: at once if a held session woke the poll (`urgent`: a
+    /// node dropped), else at most once per [`FRESH_EVALUATION_GAP`] (many
+    /// sources land many batches: a thousand nodes would otherwise cost a
+    /// whole evaluation per ensemble). `for` and windows still count sample
+    /// time; groups are evaluated at least every interval.
+    pub fn on_batch(&mut self, source: usize, batch: PollBatch, urgent: bool) {
         self.ingest(source, batch);
-        self.evaluator.due_now();
+        if urgent {
+            self.evaluator.due_now();
+        } else {
+            self.fresh_data = true;
+        }
+    }
+
+    /// Makes every group due if a batch landed and the last evaluation for
+    /// fresh data is [`FRESH_EVALUATION_GAP`] old.
+    fn due_for_fresh_data(&mut self, now: Timestamp) {
+        if self.fresh_data && self.last_fresh_evaluation.is_none_or(|t| now.since(t) >= FRESH_EVALUATION_GAP) {
+            self.fresh_data = false;
+            self.last_fresh_evaluation = Some(now);
+            self.evaluator.due_now();
+        }
     }
 
     pub fn ingest(&mut self, source: usize, batch: PollBatch) {
@@ -198,6 +223,7 @@ impl Runner {
             self.last_compaction = Some(now);
             self.housekeeping(now);
         }
+        self.due_for_fresh_data(now);
         let events = self.evaluator.evaluate_due(&self.store, now);
         if self.rule_groups_counted_at != Some(now) {
             // A group evaluated at `now` is not due again at `now`.
@@ -322,7 +348,7 @@ impl Drop for AbortOnDrop {
 /// long as it runs (across reloads that keep its settings), so the store's
 /// staleness per source follows it.
 struct Polling {
-    tx: mpsc::Sender<(usize, PollBatch)>,
+    tx: mpsc::Sender<(usize, PollBatch, bool)>,
     clock: Arc<dyn Clock>,
     /// Each task counts its polls here.
     metrics: Arc<crate::metrics::Metrics>,
@@ -351,14 +377,17 @@ impl Polling {
             let wake = Arc::new(tokio::sync::Notify::new());
             let _watchers = AbortOnDrop(source.watch(wake.clone()));
             loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    () = wake.notified() => tracing::debug!(source = %name, "polling early: a held session changed"),
-                }
+                let urgent = tokio::select! {
+                    _ = ticker.tick() => false,
+                    () = wake.notified() => {
+                        tracing::debug!(source = %name, "polling early: a held session changed");
+                        true
+                    }
+                };
                 let batch = source.poll(clock.clone()).await;
                 tracing::debug!(source = %name, series = batch.series.len(), "polled");
                 metrics.observe_poll(&source_label, &batch);
-                if tx.send((id, batch)).await.is_err() {
+                if tx.send((id, batch, urgent)).await.is_err() {
                     return;
                 }
             }
@@ -417,7 +446,7 @@ pub async fn run(
     mut reloading: Option<Reloading>,
     shutdown: impl Future<Output = ()>,
 ) -> Runner {
-    let (tx, mut rx) = mpsc::channel::<(usize, PollBatch)>(64);
+    let (tx, mut rx) = mpsc::channel::<(usize, PollBatch, bool)>(64);
     // Rules are first evaluated once every source has reported (or after two
     // of the longest intervals): an empty store at start-up would otherwise
     // resolve every restored alert, or fire every `absent()` rule.
@@ -440,12 +469,12 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some((source, batch)) = rx.recv() => {
+            Some((source, batch, urgent)) = rx.recv() => {
                 // A batch a removed source sent before it stopped is dropped.
                 if !polling.tasks.contains_key(&source) {
                     continue;
                 }
-                runner.on_batch(source, batch);
+                runner.on_batch(source, batch, urgent);
                 waiting_for.remove(&source);
                 // Evaluate as soon as fresh data arrives: a poll's result
                 // reaches the rules without waiting for their interval.
@@ -663,23 +692,40 @@ mod tests {
 
     #[test]
     fn a_poll_that_lands_is_evaluated_at_once_not_at_the_groups_next_interval() {
-        let rules = "groups:\n- name: g\n  interval: 15s\n  rules:\n  - alert: Down\n    expr: up == 0\n    severity: P0\n";
+        let rules =
+            "groups:\n- name: g\n  interval: 15s\n  rules:\n  - alert: Down\n    expr: up == 0\n    severity: P0\n";
         let mut runner = runner_of(rules);
         let clock = ManualClock::new(Timestamp::from_millis(0));
-        runner.on_batch(0, poll("zk1", 0, &[("up", 1.0)]));
+        let at = |ms: i64| Timestamp::from_millis(ms);
+        let last_evaluation = |r: &Runner| r.evaluator.tracker.rules[0].last_evaluation;
+        runner.on_batch(0, poll("zk1", 0, &[("up", 1.0)]), false);
         runner.evaluate(&clock);
         // The node dies at 7 s; the poll that sees it lands at 7 s: it fires
         // then, not at the group's next slot (15 s).
-        clock.set(Timestamp::from_millis(7_000));
-        runner.on_batch(0, poll("zk1", 7, &[("up", 0.0)]));
+        clock.set(at(7_000));
+        runner.on_batch(0, poll("zk1", 7, &[("up", 0.0)]), false);
         runner.evaluate(&clock);
         let fired: Vec<Timestamp> = runner.evaluator.tracker.firing().filter_map(|a| a.fired_at).collect();
-        assert_eq!(fired, [Timestamp::from_millis(7_000)]);
+        assert_eq!(fired, [at(7_000)]);
         // Without fresh data, the group keeps its interval grid.
-        clock.set(Timestamp::from_millis(9_000));
+        clock.set(at(9_000));
         runner.evaluate(&clock);
-        let last = runner.evaluator.tracker.rules[0].last_evaluation;
-        assert_eq!(last, Some(Timestamp::from_millis(7_000)), "evaluated again at 9 s with nothing new");
+        assert_eq!(last_evaluation(&runner), Some(at(7_000)), "evaluated again at 9 s with nothing new");
+        // Fresh polls are evaluated at most once a second; a woken one at once.
+        runner.on_batch(0, poll("zk1", 9, &[("up", 0.0)]), false);
+        runner.evaluate(&clock);
+        clock.set(at(9_400));
+        runner.on_batch(0, poll("zk1", 9, &[("up", 0.0)]), false);
+        runner.evaluate(&clock);
+        assert_eq!(last_evaluation(&runner), Some(at(9_000)), "a second fresh poll within a second waits");
+        clock.set(at(10_000));
+        runner.evaluate(&clock);
+        assert_eq!(last_evaluation(&runner), Some(at(10_000)), "then it is evaluated");
+        clock.set(at(10_100));
+        runner.on_batch(0, poll("zk1", 10, &[("up", 1.0)]), true);
+        runner.evaluate(&clock);
+        assert_eq!(last_evaluation(&runner), Some(at(10_100)), "a woken poll at once");
+        assert_eq!(runner.evaluator.tracker.firing().count(), 0);
     }
 
     #[test]

@@ -684,7 +684,8 @@ routing:
             hook.received().into_iter().find(|r| {
                 r.at >= t_kill
                     && r.body["firing"].as_array().is_some_and(|f| {
-                        f.iter().any(|a| a["alertname"] == alert && instance.is_none_or(|i| a["labels"]["instance"] == i))
+                        f.iter()
+                            .any(|a| a["alertname"] == alert && instance.is_none_or(|i| a["labels"]["instance"] == i))
                     })
             })
         };
@@ -723,7 +724,14 @@ routing:
         let (killed, t_kill) = (SystemTime::now(), Instant::now());
         zk.kill(follower);
         let t = page("ZkNodeDown", Some(&instance), killed, t_kill);
-        steps.log(format!("kill {}: {instance} paged after {:.3} s (detect+eval {:.3}, pipeline {:.3}, delivery {:.3})", i + 1, t[0], t[1], t[2], t[3]));
+        steps.log(format!(
+            "kill {}: {instance} paged after {:.3} s (detect+eval {:.3}, pipeline {:.3}, delivery {:.3})",
+            i + 1,
+            t[0],
+            t[1],
+            t[2],
+            t[3]
+        ));
         trials.push(t);
         zk.restart(follower);
         wait_resolved(&instance);
