@@ -51,8 +51,9 @@ pub struct Runner {
     pub reload_status: ReloadStatus,
     last_compaction: Option<Timestamp>,
     last_pipeline_step: Option<Timestamp>,
-    /// A poll landed since the last evaluation on arrival, and when that was.
-    fresh_data: bool,
+    /// The clusters whose polls landed since the last evaluation on
+    /// arrival, and when that was.
+    fresh: crate::rule::ClusterScope,
     last_fresh_evaluation: Option<Timestamp>,
     /// Per source, the series its last poll reported (sorted).
     reported: std::collections::HashMap<usize, Vec<(GroupId, MetricId)>>,
@@ -130,7 +131,7 @@ impl Runner {
             reload_status: Default::default(),
             last_compaction: None,
             last_pipeline_step: None,
-            fresh_data: false,
+            fresh: Default::default(),
             last_fresh_evaluation: None,
             reported: Default::default(),
             metrics: Default::default(),
@@ -149,28 +150,32 @@ impl Runner {
     /// same group (a host agent's beside the 4lw poller's) are untouched.
     /// A poll's batch landed: stored, and the rules see it at the next
     /// evaluation (at once, in `run`) rather than at their groups' next
-    /// interval slot: at once if a held session woke the poll (`urgent`: a
-    /// node dropped), else at most once per [`FRESH_EVALUATION_GAP`] (many
-    /// sources land many batches: a thousand nodes would otherwise cost a
-    /// whole evaluation per ensemble). `for` and windows still count sample
-    /// time; groups are evaluated at least every interval.
+    /// interval slot. A poll a held session woke (`urgent`: a node dropped)
+    /// is evaluated at once, everything; other polls at most once per
+    /// [`FRESH_EVALUATION_GAP`], over the clusters they carried only (a
+    /// thousand nodes in many sources would otherwise cost a whole
+    /// evaluation per ensemble). `for` and windows still count sample time;
+    /// groups are evaluated whole at least every interval.
     pub fn on_batch(&mut self, source: usize, batch: PollBatch, urgent: bool) {
-        self.ingest(source, batch);
         if urgent {
             self.evaluator.due_now();
         } else {
-            self.fresh_data = true;
+            for s in &batch.series {
+                self.fresh.insert(s.labels.get("cluster"));
+            }
         }
+        self.ingest(source, batch);
     }
 
-    /// Makes every group due if a batch landed and the last evaluation for
-    /// fresh data is [`FRESH_EVALUATION_GAP`] old.
-    fn due_for_fresh_data(&mut self, now: Timestamp) {
-        if self.fresh_data && self.last_fresh_evaluation.is_none_or(|t| now.since(t) >= FRESH_EVALUATION_GAP) {
-            self.fresh_data = false;
-            self.last_fresh_evaluation = Some(now);
-            self.evaluator.due_now();
+    /// The clusters to evaluate on arrival now: those that polls brought
+    /// since the last such evaluation, once that is [`FRESH_EVALUATION_GAP`]
+    /// old.
+    fn fresh_clusters(&mut self, now: Timestamp) -> Option<crate::rule::ClusterScope> {
+        if self.fresh.is_empty() || self.last_fresh_evaluation.is_some_and(|t| now.since(t) < FRESH_EVALUATION_GAP) {
+            return None;
         }
+        self.last_fresh_evaluation = Some(now);
+        Some(std::mem::take(&mut self.fresh))
     }
 
     pub fn ingest(&mut self, source: usize, batch: PollBatch) {
@@ -223,8 +228,8 @@ impl Runner {
             self.last_compaction = Some(now);
             self.housekeeping(now);
         }
-        self.due_for_fresh_data(now);
-        let events = self.evaluator.evaluate_due(&self.store, now);
+        let fresh = self.fresh_clusters(now);
+        let events = self.evaluator.evaluate_due_and_fresh(&self.store, now, fresh.as_ref());
         if self.rule_groups_counted_at != Some(now) {
             // A group evaluated at `now` is not due again at `now`.
             self.rule_groups_counted_at = Some(now);
@@ -726,6 +731,60 @@ mod tests {
         runner.evaluate(&clock);
         assert_eq!(last_evaluation(&runner), Some(at(10_100)), "a woken poll at once");
         assert_eq!(runner.evaluator.tracker.firing().count(), 0);
+    }
+
+    #[test]
+    fn an_evaluation_on_arrival_covers_the_clusters_that_landed_and_leaves_the_others_alone() {
+        // Slow waits 5 s; Down at once; Split is per cluster; Renamed's
+        // script gives its alert another cluster's label (the origin is the
+        // target, not the label).
+        let rules = "groups:\n- name: g\n  interval: 60s\n  rules:\n  - alert: Down\n    expr: up == 0\n    severity: P0\n  - alert: Slow\n    expr: lat > 10\n    for: 5s\n    severity: P2\n  - alert: Renamed\n    script: renamed.rhai\n    severity: P2\n- name: c\n  interval: 60s\n  per: cluster\n  rules:\n  - alert: Split\n    expr: 'nodes.filter(|n| n.up == 0.0).len() >= 1'\n    severity: P1\n";
+        let script = "if up == 0.0 { alert(#{labels: #{cluster: \"elsewhere\"}}) }";
+        let rules = Arc::new(crate::test_support::rules_with_scripts(rules, &[("renamed.rhai", script)]).unwrap());
+        let mut runner = Runner::new(rules, Duration::from_secs(10), PipelineConfig::defaults_to(&[]), Vec::new());
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        let at = |ms: i64| Timestamp::from_millis(ms);
+        let node = |cluster: &str, secs: i64, up: f64, lat: f64| {
+            let mut batch = poll(&format!("{cluster}-1"), secs, &[("up", up), ("lat", lat)]);
+            batch.series[0].labels.insert("cluster", cluster);
+            batch
+        };
+        let firing = |r: &Runner| {
+            let mut f: Vec<String> = r
+                .evaluator
+                .tracker
+                .firing()
+                .map(|a| format!("{} {}", a.name(), a.labels.get("instance").unwrap_or("-")))
+                .collect();
+            f.sort();
+            f
+        };
+        runner.on_batch(0, node("a", 0, 1.0, 20.0), false);
+        runner.on_batch(1, node("b", 0, 0.0, 20.0), false);
+        runner.evaluate(&clock);
+        assert_eq!(firing(&runner), ["Down b-1", "Renamed b-1", "Split -"], "a full evaluation at 0 s");
+        // b recovers and a goes down, but only a's poll has landed: b's
+        // alerts stay as they are until b's poll lands or the group's slot.
+        clock.set(at(2_000));
+        runner.ingest(1, node("b", 2, 1.0, 0.0));
+        runner.on_batch(0, node("a", 2, 0.0, 20.0), false);
+        runner.evaluate(&clock);
+        assert_eq!(
+            firing(&runner),
+            ["Down a-1", "Down b-1", "Renamed a-1", "Renamed b-1", "Split -", "Split -"],
+            "a's alerts fire, b's stay"
+        );
+        // a's Slow has been pending since 0 s; 5 s on, an evaluation over b
+        // alone must not fire it: its condition was not looked at.
+        clock.set(at(6_000));
+        runner.on_batch(1, node("b", 6, 1.0, 0.0), false);
+        runner.evaluate(&clock);
+        assert_eq!(firing(&runner), ["Down a-1", "Renamed a-1", "Split -"], "b resolved over b's poll");
+        clock.set(at(7_000));
+        runner.on_batch(0, node("a", 7, 0.0, 20.0), false);
+        runner.evaluate(&clock);
+        assert_eq!(firing(&runner), ["Down a-1", "Renamed a-1", "Slow a-1", "Split -"], "a's Slow over a's poll");
+        assert_eq!(runner.evaluator.next_due_of(0), at(60_000), "evaluations on arrival keep the slot");
     }
 
     #[test]
