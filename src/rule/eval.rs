@@ -149,6 +149,10 @@ impl Evaluator {
         let views_needed = self.rules.groups.iter().zip(&scopes).filter(|(g, s)| g.per != Per::Instance && s.is_some());
         let views_scope = views_needed.map(|(_, s)| s.flatten()).reduce(|a, b| a.and(b));
         let cluster_views = views_scope.map(|scope| cluster_views_of(store, now, scope));
+        let fresh_groups = match fresh {
+            Some(f) if scopes.iter().any(|s| matches!(s, Some(Some(_)))) => groups_in(store, f),
+            _ => Vec::new(),
+        };
         let guard = FrameGuard::enter(store.clone(), now, self.rules.limits.time_budget);
         let mut first_rule = 0;
         for (gi, group) in self.rules.groups.iter().enumerate() {
@@ -167,6 +171,7 @@ impl Evaluator {
                     guard: &guard,
                     clusters: cluster_views.as_deref(),
                     scope,
+                    scope_groups: &fresh_groups,
                 };
                 let outcome = evaluate_rule(&ctx, rule, group.per, state);
                 state.apply_in(outcome, now, scope, &mut events);
@@ -184,6 +189,8 @@ struct RuleCtx<'a> {
     clusters: Option<&'a [ClusterView]>,
     /// An evaluation on arrival: only these clusters' targets.
     scope: Option<&'a ClusterScope>,
+    /// With `scope`, its label groups.
+    scope_groups: &'a [GroupId],
 }
 
 impl RuleCtx<'_> {
@@ -192,8 +199,11 @@ impl RuleCtx<'_> {
     }
 
     /// The label groups a per-instance rule runs over.
-    fn instances(&self) -> impl Iterator<Item = (GroupId, &crate::store::Group)> {
-        self.store.groups().filter(|(_, g)| self.covers(g.cluster()))
+    fn instances(&self) -> Box<dyn Iterator<Item = (GroupId, &crate::store::Group)> + '_> {
+        match self.scope {
+            None => Box::new(self.store.groups()),
+            Some(_) => Box::new(self.scope_groups.iter().filter_map(|id| Some((*id, self.store.group(*id)?)))),
+        }
     }
 
     /// The clusters a per-cluster rule runs over.
@@ -209,6 +219,21 @@ struct ClusterView {
     /// Shared, so each rule gets it without a deep copy.
     nodes: Dynamic,
     labels_map: Dynamic,
+}
+
+/// The label groups of `scope`'s clusters, in store order.
+fn groups_in(store: &SeriesStore, scope: &ClusterScope) -> Vec<GroupId> {
+    let mut groups: Vec<GroupId> = store
+        .clusters()
+        .filter(|(name, _)| scope.contains(Some(name)))
+        .flat_map(|(_, members)| members.iter().copied())
+        .collect();
+    if scope.contains(None) {
+        groups.extend(store.groups().filter(|(_, g)| g.cluster().is_none()).map(|(id, _)| id));
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    groups
 }
 
 /// The clusters and their nodes. A node is a label group of the cluster
