@@ -9,9 +9,17 @@ use std::sync::{Arc, Mutex};
 /// Loads a rule file's YAML text, from a temporary file as `zkalert`
 /// reads rule files.
 pub fn rules_from_yaml(yaml: &str) -> Result<RuleSet, Diagnostics> {
+    rules_with_scripts(yaml, &[])
+}
+
+/// [`rules_from_yaml`] with script files beside the rule file: (name, text).
+pub fn rules_with_scripts(yaml: &str, scripts: &[(&str, &str)]) -> Result<RuleSet, Diagnostics> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rules.yaml");
     std::fs::write(&path, yaml).unwrap();
+    for (name, text) in scripts {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
     load_rules(&[path], LoadOptions::default())
 }
 

@@ -23,6 +23,41 @@ pub struct Candidate {
     pub alert: Alert,
     /// The most severe tier whose condition holds now.
     pub condition_tier: Severity,
+    /// The cluster of the target that produced it (an instance's `cluster`
+    /// label, a cluster rule's cluster; none for global rules): what a
+    /// [`ClusterScope`]d evaluation may touch.
+    pub cluster: Option<String>,
+}
+
+/// The clusters an evaluation on arrival covers: those whose data just
+/// landed. Rules run over their targets only, and alerts of other clusters
+/// are left as they are (not resolved, not fired), so the cost of an
+/// evaluation follows the polls that landed, not the fleet.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ClusterScope {
+    clusters: rustc_hash::FxHashSet<String>,
+    /// Targets without a `cluster` label.
+    unclustered: bool,
+}
+
+impl ClusterScope {
+    pub fn insert(&mut self, cluster: Option<&str>) {
+        match cluster {
+            Some(c) if !self.clusters.contains(c) => {
+                self.clusters.insert(c.to_string());
+            }
+            Some(_) => {}
+            None => self.unclustered = true,
+        }
+    }
+
+    pub fn contains(&self, cluster: Option<&str>) -> bool {
+        cluster.map_or(self.unclustered, |c| self.clusters.contains(c))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clusters.is_empty() && !self.unclustered
+    }
 }
 
 /// What evaluating one rule once produced.
@@ -61,43 +96,85 @@ impl Evaluator {
         Self { rules, tracker, default_interval, next_due }
     }
 
+    /// When `group` is next evaluated whole.
+    pub fn next_due_of(&self, group: usize) -> Timestamp {
+        self.next_due[group]
+    }
+
     pub fn interval_of(&self, group: usize) -> Duration {
         self.rules.groups[group].interval.unwrap_or(self.default_interval)
     }
 
     /// Evaluates every group now, due or not (one-shot checks, benchmarks).
     pub fn evaluate_all(&mut self, store: &Arc<SeriesStore>, now: Timestamp) -> Vec<AlertEvent> {
-        self.next_due.iter_mut().for_each(|d| *d = Timestamp::from_millis(i64::MIN));
+        self.due_now();
         self.evaluate_due(store, now)
+    }
+
+    /// Makes every group due at the next evaluation (fresh data arrived;
+    /// afterwards each keeps its interval grid).
+    pub fn due_now(&mut self) {
+        self.next_due.iter_mut().for_each(|d| *d = Timestamp::from_millis(i64::MIN));
     }
 
     /// Evaluates every group whose time has come (intervals aligned to the
     /// epoch, so tests see evaluations at 0, 1m, 2m, ...). Returns the
     /// lifecycle events, in rule order.
     pub fn evaluate_due(&mut self, store: &Arc<SeriesStore>, now: Timestamp) -> Vec<AlertEvent> {
+        self.evaluate_due_and_fresh(store, now, None)
+    }
+
+    /// [`Self::evaluate_due`], and with `fresh`, the groups that are not due
+    /// (global ones aside) over the clusters in `fresh` only: data landed
+    /// there. Those groups keep their schedule, and their alerts of other
+    /// clusters stay as they are.
+    pub fn evaluate_due_and_fresh(
+        &mut self,
+        store: &Arc<SeriesStore>,
+        now: Timestamp,
+        fresh: Option<&ClusterScope>,
+    ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
-        let due: Vec<usize> = (0..self.rules.groups.len()).filter(|g| self.next_due[*g] <= now).collect();
-        if due.is_empty() {
+        let fresh = fresh.filter(|f| !f.is_empty());
+        let scope_of = |gi: usize, per: Per| -> Option<Option<&ClusterScope>> {
+            if self.next_due[gi] <= now { Some(None) } else { fresh.filter(|_| per != Per::Global).map(Some) }
+        };
+        let scopes: Vec<Option<Option<&ClusterScope>>> =
+            self.rules.groups.iter().enumerate().map(|(gi, g)| scope_of(gi, g.per)).collect();
+        if scopes.iter().all(Option::is_none) {
             return events;
         }
+        // Cluster views for the clusters some group reads: all of them if a
+        // cluster or global group is due, else only the fresh ones.
+        let views_needed = self.rules.groups.iter().zip(&scopes).filter(|(g, s)| g.per != Per::Instance && s.is_some());
+        let views_scope = views_needed.map(|(_, s)| s.flatten()).reduce(|a, b| a.and(b));
+        let cluster_views = views_scope.map(|scope| cluster_views_of(store, now, scope));
+        let fresh_groups = match fresh {
+            Some(f) if scopes.iter().any(|s| matches!(s, Some(Some(_)))) => groups_in(store, f),
+            _ => Vec::new(),
+        };
         let guard = FrameGuard::enter(store.clone(), now, self.rules.limits.time_budget);
-        let mut cluster_views: Option<Vec<ClusterView>> = None;
         let mut first_rule = 0;
         for (gi, group) in self.rules.groups.iter().enumerate() {
             let rule_range = first_rule..first_rule + group.rules.len();
             first_rule += group.rules.len();
-            if !due.contains(&gi) {
-                continue;
-            }
-            let interval_ms = group.interval.unwrap_or(self.default_interval).as_millis().max(1) as i64;
-            self.next_due[gi] = Timestamp::from_millis((now.as_millis().div_euclid(interval_ms) + 1) * interval_ms);
-            if group.per != Per::Instance && cluster_views.is_none() {
-                cluster_views = Some(cluster_views_of(store, now));
+            let Some(scope) = scopes[gi] else { continue };
+            if scope.is_none() {
+                let interval_ms = group.interval.unwrap_or(self.default_interval).as_millis().max(1) as i64;
+                self.next_due[gi] = Timestamp::from_millis((now.as_millis().div_euclid(interval_ms) + 1) * interval_ms);
             }
             for (rule, state) in group.rules.iter().zip(&mut self.tracker.rules[rule_range]) {
-                let ctx = RuleCtx { rules: &self.rules, store, now, guard: &guard, clusters: cluster_views.as_deref() };
+                let ctx = RuleCtx {
+                    rules: &self.rules,
+                    store,
+                    now,
+                    guard: &guard,
+                    clusters: cluster_views.as_deref(),
+                    scope,
+                    scope_groups: &fresh_groups,
+                };
                 let outcome = evaluate_rule(&ctx, rule, group.per, state);
-                state.apply(outcome, now, &mut events);
+                state.apply_in(outcome, now, scope, &mut events);
             }
         }
         events
@@ -110,6 +187,29 @@ struct RuleCtx<'a> {
     now: Timestamp,
     guard: &'a FrameGuard,
     clusters: Option<&'a [ClusterView]>,
+    /// An evaluation on arrival: only these clusters' targets.
+    scope: Option<&'a ClusterScope>,
+    /// With `scope`, its label groups.
+    scope_groups: &'a [GroupId],
+}
+
+impl RuleCtx<'_> {
+    fn covers(&self, cluster: Option<&str>) -> bool {
+        self.scope.is_none_or(|s| s.contains(cluster))
+    }
+
+    /// The label groups a per-instance rule runs over.
+    fn instances(&self) -> Box<dyn Iterator<Item = (GroupId, &crate::store::Group)> + '_> {
+        match self.scope {
+            None => Box::new(self.store.groups()),
+            Some(_) => Box::new(self.scope_groups.iter().filter_map(|id| Some((*id, self.store.group(*id)?)))),
+        }
+    }
+
+    /// The clusters a per-cluster rule runs over.
+    fn cluster_views(&self) -> impl Iterator<Item = &ClusterView> {
+        self.clusters.unwrap_or_default().iter().filter(|c| self.covers(Some(&c.name)))
+    }
 }
 
 /// One cluster as `per: cluster` rules see it.
@@ -121,13 +221,29 @@ struct ClusterView {
     labels_map: Dynamic,
 }
 
+/// The label groups of `scope`'s clusters, in store order.
+fn groups_in(store: &SeriesStore, scope: &ClusterScope) -> Vec<GroupId> {
+    let mut groups: Vec<GroupId> = store
+        .clusters()
+        .filter(|(name, _)| scope.contains(Some(name)))
+        .flat_map(|(_, members)| members.iter().copied())
+        .collect();
+    if scope.contains(None) {
+        groups.extend(store.groups().filter(|(_, g)| g.cluster().is_none()).map(|(id, _)| id));
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
 /// The clusters and their nodes. A node is a label group of the cluster
 /// that reports `up` (a target); groups of extra series such as per-client
 /// connection counts are not nodes.
-fn cluster_views_of(store: &SeriesStore, now: Timestamp) -> Vec<ClusterView> {
+fn cluster_views_of(store: &SeriesStore, now: Timestamp, scope: Option<&ClusterScope>) -> Vec<ClusterView> {
     let up = store.lookup_metric("up");
     store
         .clusters()
+        .filter(|(name, _)| scope.is_none_or(|s| s.contains(Some(name))))
         .map(|(name, members)| {
             let nodes: Array = members
                 .iter()
@@ -185,7 +301,7 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
                 fast.evaluate(ctx, rule, state, &mut out);
             } else if let Some(resolved) = resolved {
                 let mut scope = Scope::new();
-                for (gid, group) in ctx.store.groups() {
+                for (gid, group) in ctx.instances() {
                     if !resolved.metrics.iter().all(|m| ctx.store.latest(gid, *m, ctx.now).is_some()) {
                         continue;
                     }
@@ -211,7 +327,7 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
         }
         Per::Cluster => {
             let mut scope = Scope::new();
-            for cluster in ctx.clusters.unwrap_or_default() {
+            for cluster in ctx.cluster_views() {
                 scope.clear();
                 scope.push_constant_dynamic("nodes", cluster.nodes.clone());
                 scope.push_constant_dynamic("labels", cluster.labels_map.clone());
@@ -291,7 +407,7 @@ impl<'r> NativeThreshold<'r> {
 
     fn evaluate(&self, ctx: &RuleCtx, rule: &Rule, state: &RuleState, out: &mut RuleOutcome) {
         let lookback = ctx.store.lookback();
-        for (_, group) in ctx.store.groups() {
+        for (_, group) in ctx.instances() {
             let Some(v) = group.window(self.metric).and_then(|w| w.latest(ctx.now, lookback)) else { continue };
             let fires_at = match &self.test {
                 NativeTest::Compare { op, threshold, severity } => op.apply(&v, threshold).then_some(*severity),
@@ -303,7 +419,7 @@ impl<'r> NativeThreshold<'r> {
                     rule,
                     state,
                     base_labels(rule, &group.labels),
-                    &group.info,
+                    Target { labels: &group.labels, info: &group.info },
                     v,
                     severity,
                 ));
@@ -400,7 +516,7 @@ fn evaluate_in(
                     rule,
                     state,
                     base_labels(rule, target.labels),
-                    target.info,
+                    target,
                     outcome.value,
                     severity,
                 ));
@@ -523,7 +639,7 @@ fn make_candidate(
     rule: &Rule,
     state: &RuleState,
     identity: Labels,
-    info: &Labels,
+    target: Target,
     value: f64,
     condition_tier: Severity,
 ) -> Candidate {
@@ -537,14 +653,14 @@ fn make_candidate(
     if rule.labels.get(SEVERITY).is_none_or(|s| s.parse::<Severity>().is_ok()) {
         alert.labels.insert(SEVERITY, severity.as_str());
     }
-    let mut alert = alert.with_info_labels(info);
+    let mut alert = alert.with_info_labels(target.info);
     alert.annotations = rule
         .annotations
         .iter()
         .map(|(k, t)| (k.clone(), rules.templates.render(t, &alert.labels, value, severity.as_str())))
         .collect();
     alert.runbook = rule.runbook.as_ref().map(|r| r.link().to_string());
-    Candidate { alert, condition_tier }
+    Candidate { alert, condition_tier, cluster: target.labels.get("cluster").map(str::to_owned) }
 }
 
 /// Turns `alert(#{...})` from a script into a candidate. Fields: `labels`
@@ -591,7 +707,7 @@ fn candidate_from_map(
             }
         }
     }
-    let mut c = make_candidate(ctx, rule, state, labels, target.info, value, severity);
+    let mut c = make_candidate(ctx, rule, state, labels, target, value, severity);
     for (k, v) in extra {
         match c.alert.annotations.iter_mut().find(|(ak, _)| *ak == k) {
             Some(slot) => slot.1 = v,

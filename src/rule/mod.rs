@@ -10,7 +10,7 @@ pub mod expr;
 mod file;
 pub mod tracker;
 
-pub use eval::{Candidate, Evaluator, RuleOutcome};
+pub use eval::{Candidate, ClusterScope, Evaluator, RuleOutcome};
 pub use file::{LoadOptions, find_rule_files, find_test_files, is_test_file_name, load_rules, resolve_runbook};
 pub use tracker::{AlertEvent, AlertTracker, RuleHealth};
 

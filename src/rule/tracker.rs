@@ -15,7 +15,7 @@
 //! only once that tier's condition has not held for `keep_firing_for`.
 
 use super::Rule;
-use super::eval::RuleOutcome;
+use super::eval::{ClusterScope, RuleOutcome};
 use crate::model::{Alert, AlertState, Fingerprint, Severity, Timestamp};
 use rustc_hash::FxHashMap;
 use std::time::Duration;
@@ -136,6 +136,10 @@ pub struct RuleState {
     pub active: FxHashMap<Fingerprint, Alert>,
     /// Tier clocks of the pending and firing alerts.
     clocks: FxHashMap<Fingerprint, TierClock>,
+    /// The cluster of the target that last produced each pending or firing
+    /// alert (see [`Candidate::cluster`]). An alert not in it (restored
+    /// after a restart) is left to the next full evaluation.
+    clusters: FxHashMap<Fingerprint, Option<String>>,
     pub health: RuleHealth,
     pub last_evaluation: Option<Timestamp>,
     pub last_duration: Duration,
@@ -215,6 +219,18 @@ impl RuleState {
 
     /// Applies one evaluation's outcome at `now`; appends lifecycle events.
     pub fn apply(&mut self, outcome: RuleOutcome, now: Timestamp, events: &mut Vec<AlertEvent>) {
+        self.apply_in(outcome, now, None, events);
+    }
+
+    /// [`Self::apply`] for an evaluation over `scope`'s clusters only (all
+    /// with `None`): alerts of other clusters are not touched.
+    pub fn apply_in(
+        &mut self,
+        outcome: RuleOutcome,
+        now: Timestamp,
+        scope: Option<&ClusterScope>,
+        events: &mut Vec<AlertEvent>,
+    ) {
         self.last_evaluation = Some(now);
         self.last_duration = outcome.duration;
         self.health = match &outcome.error {
@@ -230,6 +246,13 @@ impl RuleState {
             let mut candidate = c.alert;
             let fp = candidate.fingerprint;
             seen.insert(fp);
+            match self.clusters.get_mut(&fp) {
+                Some(known) if *known == c.cluster => {}
+                Some(known) => *known = c.cluster,
+                None => {
+                    self.clusters.insert(fp, c.cluster);
+                }
+            }
             let (tier, clock) = self.tier_step(fp, c.condition_tier, now);
             self.clocks.insert(fp, clock);
             if candidate.severity != tier {
@@ -260,12 +283,16 @@ impl RuleState {
             }
         }
         let keep_firing_for = self.keep_firing_for;
-        let (holds, clocks) = (&self.tier_holds, &mut self.clocks);
+        let (holds, clocks, clusters) = (&self.tier_holds, &mut self.clocks, &mut self.clusters);
         let restoring = self.restored_hold_until.is_some_and(|h| now < h);
         if !restoring {
             self.restored_hold_until = None;
         }
         self.active.retain(|fp, a| {
+            let out_of_scope = || scope.is_some_and(|s| clusters.get(fp).is_none_or(|c| !s.contains(c.as_deref())));
+            if a.state != AlertState::Resolved && !seen.contains(fp) && out_of_scope() {
+                return true;
+            }
             if seen.contains(fp) {
                 // An instance that failed to evaluate has no new clock: its
                 // alert's own times stand in.
@@ -303,7 +330,9 @@ impl RuleState {
             }
         });
         let active = &self.active;
-        self.clocks.retain(|fp, _| active.get(fp).is_some_and(|a| a.state != AlertState::Resolved));
+        let live = |fp: &Fingerprint| active.get(fp).is_some_and(|a| a.state != AlertState::Resolved);
+        self.clocks.retain(|fp, _| live(fp));
+        self.clusters.retain(|fp, _| live(fp));
     }
 }
 

@@ -51,6 +51,10 @@ pub struct Runner {
     pub reload_status: ReloadStatus,
     last_compaction: Option<Timestamp>,
     last_pipeline_step: Option<Timestamp>,
+    /// The clusters whose polls landed since the last evaluation on
+    /// arrival, and when that was.
+    fresh: crate::rule::ClusterScope,
+    last_fresh_evaluation: Option<Timestamp>,
     /// Per source, the series its last poll reported (sorted).
     reported: std::collections::HashMap<usize, Vec<(GroupId, MetricId)>>,
     /// zkalert's own metrics (`GET /metrics`), updated as things happen.
@@ -88,6 +92,9 @@ const PIPELINE_TICK: Duration = Duration::from_secs(1);
 /// ZkalertCoordinationLost, ZkalertNoActiveReplica) are kept this long, so
 /// their resolution is told.
 const META_RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
+
+/// Evaluations for fresh (not woken) polls are at least this far apart.
+const FRESH_EVALUATION_GAP: Duration = Duration::from_secs(1);
 
 /// How far back the console's node sparklines reach.
 const CONSOLE_HISTORY: Duration = Duration::from_secs(300);
@@ -129,6 +136,8 @@ impl Runner {
             reload_status: Default::default(),
             last_compaction: None,
             last_pipeline_step: None,
+            fresh: Default::default(),
+            last_fresh_evaluation: None,
             reported: Default::default(),
             metrics: Default::default(),
             delivering: Default::default(),
@@ -144,6 +153,36 @@ impl Runner {
     /// get a stale marker, so a dead node's last values vanish at once
     /// instead of lingering for the lookback. Other sources' series in the
     /// same group (a host agent's beside the 4lw poller's) are untouched.
+    /// A poll's batch landed: stored, and the rules see it at the next
+    /// evaluation (at once, in `run`) rather than at their groups' next
+    /// interval slot. A poll a held session woke (`urgent`: a node dropped)
+    /// is evaluated at once, everything; other polls at most once per
+    /// [`FRESH_EVALUATION_GAP`], over the clusters they carried only (a
+    /// thousand nodes in many sources would otherwise cost a whole
+    /// evaluation per ensemble). `for` and windows still count sample time;
+    /// groups are evaluated whole at least every interval.
+    pub fn on_batch(&mut self, source: usize, batch: PollBatch, urgent: bool) {
+        if urgent {
+            self.evaluator.due_now();
+        } else {
+            for s in &batch.series {
+                self.fresh.insert(s.labels.get("cluster"));
+            }
+        }
+        self.ingest(source, batch);
+    }
+
+    /// The clusters to evaluate on arrival now: those that polls brought
+    /// since the last such evaluation, once that is [`FRESH_EVALUATION_GAP`]
+    /// old.
+    fn fresh_clusters(&mut self, now: Timestamp) -> Option<crate::rule::ClusterScope> {
+        if self.fresh.is_empty() || self.last_fresh_evaluation.is_some_and(|t| now.since(t) < FRESH_EVALUATION_GAP) {
+            return None;
+        }
+        self.last_fresh_evaluation = Some(now);
+        Some(std::mem::take(&mut self.fresh))
+    }
+
     pub fn ingest(&mut self, source: usize, batch: PollBatch) {
         let store = Arc::make_mut(&mut self.store);
         let mut now_reported: Vec<(GroupId, MetricId)> = Vec::new();
@@ -194,7 +233,8 @@ impl Runner {
             self.last_compaction = Some(now);
             self.housekeeping(now);
         }
-        let events = self.evaluator.evaluate_due(&self.store, now);
+        let fresh = self.fresh_clusters(now);
+        let events = self.evaluator.evaluate_due_and_fresh(&self.store, now, fresh.as_ref());
         if self.rule_groups_counted_at != Some(now) {
             // A group evaluated at `now` is not due again at `now`.
             self.rule_groups_counted_at = Some(now);
@@ -305,11 +345,20 @@ fn spread(name: &str) -> f64 {
     (fp % 10_000) as f64 / 10_000.0
 }
 
+/// Tasks aborted with their owner (a poll task's session watchers).
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
 /// The sources' poll tasks, by source id. An id names one source for as
 /// long as it runs (across reloads that keep its settings), so the store's
 /// staleness per source follows it.
 struct Polling {
-    tx: mpsc::Sender<(usize, PollBatch)>,
+    tx: mpsc::Sender<(usize, PollBatch, bool)>,
     clock: Arc<dyn Clock>,
     /// Each task counts its polls here.
     metrics: Arc<crate::metrics::Metrics>,
@@ -334,12 +383,21 @@ impl Polling {
             let offset = interval.mul_f64(spread(&name));
             let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Held sessions wake it between ticks (a node's connection dropped).
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let _watchers = AbortOnDrop(source.watch(wake.clone()));
             loop {
-                ticker.tick().await;
+                let urgent = tokio::select! {
+                    _ = ticker.tick() => false,
+                    () = wake.notified() => {
+                        tracing::debug!(source = %name, "polling early: a held session changed");
+                        true
+                    }
+                };
                 let batch = source.poll(clock.clone()).await;
                 tracing::debug!(source = %name, series = batch.series.len(), "polled");
                 metrics.observe_poll(&source_label, &batch);
-                if tx.send((id, batch)).await.is_err() {
+                if tx.send((id, batch, urgent)).await.is_err() {
                     return;
                 }
             }
@@ -398,7 +456,7 @@ pub async fn run(
     mut reloading: Option<Reloading>,
     shutdown: impl Future<Output = ()>,
 ) -> Runner {
-    let (tx, mut rx) = mpsc::channel::<(usize, PollBatch)>(64);
+    let (tx, mut rx) = mpsc::channel::<(usize, PollBatch, bool)>(64);
     // Rules are first evaluated once every source has reported (or after two
     // of the longest intervals): an empty store at start-up would otherwise
     // resolve every restored alert, or fire every `absent()` rule.
@@ -421,15 +479,15 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some((source, batch)) = rx.recv() => {
+            Some((source, batch, urgent)) = rx.recv() => {
                 // A batch a removed source sent before it stopped is dropped.
                 if !polling.tasks.contains_key(&source) {
                     continue;
                 }
-                runner.ingest(source, batch);
+                runner.on_batch(source, batch, urgent);
                 waiting_for.remove(&source);
-                // Evaluate as soon as fresh data arrives if a group is due,
-                // so a poll's result reaches the rules without waiting a tick.
+                // Evaluate as soon as fresh data arrives: a poll's result
+                // reaches the rules without waiting for their interval.
                 if gate_open(&waiting_for) {
                     step(&mut runner, &mut control, clock.as_ref()).await;
                 }
@@ -640,6 +698,98 @@ mod tests {
         runner.evaluate(&clock);
         let firing: Vec<&str> = runner.evaluator.tracker.firing().map(|a| a.name()).collect();
         assert_eq!(firing, ["Y"], "X's series went stale with its source");
+    }
+
+    #[test]
+    fn a_poll_that_lands_is_evaluated_at_once_not_at_the_groups_next_interval() {
+        let rules =
+            "groups:\n- name: g\n  interval: 15s\n  rules:\n  - alert: Down\n    expr: up == 0\n    severity: P0\n";
+        let mut runner = runner_of(rules);
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        let at = |ms: i64| Timestamp::from_millis(ms);
+        let last_evaluation = |r: &Runner| r.evaluator.tracker.rules[0].last_evaluation;
+        runner.on_batch(0, poll("zk1", 0, &[("up", 1.0)]), false);
+        runner.evaluate(&clock);
+        // The node dies at 7 s; the poll that sees it lands at 7 s: it fires
+        // then, not at the group's next slot (15 s).
+        clock.set(at(7_000));
+        runner.on_batch(0, poll("zk1", 7, &[("up", 0.0)]), false);
+        runner.evaluate(&clock);
+        let fired: Vec<Timestamp> = runner.evaluator.tracker.firing().filter_map(|a| a.fired_at).collect();
+        assert_eq!(fired, [at(7_000)]);
+        // Without fresh data, the group keeps its interval grid.
+        clock.set(at(9_000));
+        runner.evaluate(&clock);
+        assert_eq!(last_evaluation(&runner), Some(at(7_000)), "evaluated again at 9 s with nothing new");
+        // Fresh polls are evaluated at most once a second; a woken one at once.
+        runner.on_batch(0, poll("zk1", 9, &[("up", 0.0)]), false);
+        runner.evaluate(&clock);
+        clock.set(at(9_400));
+        runner.on_batch(0, poll("zk1", 9, &[("up", 0.0)]), false);
+        runner.evaluate(&clock);
+        assert_eq!(last_evaluation(&runner), Some(at(9_000)), "a second fresh poll within a second waits");
+        clock.set(at(10_000));
+        runner.evaluate(&clock);
+        assert_eq!(last_evaluation(&runner), Some(at(10_000)), "then it is evaluated");
+        clock.set(at(10_100));
+        runner.on_batch(0, poll("zk1", 10, &[("up", 1.0)]), true);
+        runner.evaluate(&clock);
+        assert_eq!(last_evaluation(&runner), Some(at(10_100)), "a woken poll at once");
+        assert_eq!(runner.evaluator.tracker.firing().count(), 0);
+    }
+
+    #[test]
+    fn an_evaluation_on_arrival_covers_the_clusters_that_landed_and_leaves_the_others_alone() {
+        // Slow waits 5 s; Down at once; Split is per cluster; Renamed's
+        // script gives its alert another cluster's label (the origin is the
+        // target, not the label).
+        let rules = "groups:\n- name: g\n  interval: 60s\n  rules:\n  - alert: Down\n    expr: up == 0\n    severity: P0\n  - alert: Slow\n    expr: lat > 10\n    for: 5s\n    severity: P2\n  - alert: Renamed\n    script: renamed.rhai\n    severity: P2\n- name: c\n  interval: 60s\n  per: cluster\n  rules:\n  - alert: Split\n    expr: 'nodes.filter(|n| n.up == 0.0).len() >= 1'\n    severity: P1\n";
+        let script = "if up == 0.0 { alert(#{labels: #{cluster: \"elsewhere\"}}) }";
+        let rules = Arc::new(crate::test_support::rules_with_scripts(rules, &[("renamed.rhai", script)]).unwrap());
+        let mut runner = Runner::new(rules, Duration::from_secs(10), PipelineConfig::defaults_to(&[]), Vec::new());
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        let at = |ms: i64| Timestamp::from_millis(ms);
+        let node = |cluster: &str, secs: i64, up: f64, lat: f64| {
+            let mut batch = poll(&format!("{cluster}-1"), secs, &[("up", up), ("lat", lat)]);
+            batch.series[0].labels.insert("cluster", cluster);
+            batch
+        };
+        let firing = |r: &Runner| {
+            let mut f: Vec<String> = r
+                .evaluator
+                .tracker
+                .firing()
+                .map(|a| format!("{} {}", a.name(), a.labels.get("instance").unwrap_or("-")))
+                .collect();
+            f.sort();
+            f
+        };
+        runner.on_batch(0, node("a", 0, 1.0, 20.0), false);
+        runner.on_batch(1, node("b", 0, 0.0, 20.0), false);
+        runner.evaluate(&clock);
+        assert_eq!(firing(&runner), ["Down b-1", "Renamed b-1", "Split -"], "a full evaluation at 0 s");
+        // b recovers and a goes down, but only a's poll has landed: b's
+        // alerts stay as they are until b's poll lands or the group's slot.
+        clock.set(at(2_000));
+        runner.ingest(1, node("b", 2, 1.0, 0.0));
+        runner.on_batch(0, node("a", 2, 0.0, 20.0), false);
+        runner.evaluate(&clock);
+        assert_eq!(
+            firing(&runner),
+            ["Down a-1", "Down b-1", "Renamed a-1", "Renamed b-1", "Split -", "Split -"],
+            "a's alerts fire, b's stay"
+        );
+        // a's Slow has been pending since 0 s; 5 s on, an evaluation over b
+        // alone must not fire it: its condition was not looked at.
+        clock.set(at(6_000));
+        runner.on_batch(1, node("b", 6, 1.0, 0.0), false);
+        runner.evaluate(&clock);
+        assert_eq!(firing(&runner), ["Down a-1", "Renamed a-1", "Split -"], "b resolved over b's poll");
+        clock.set(at(7_000));
+        runner.on_batch(0, node("a", 7, 0.0, 20.0), false);
+        runner.evaluate(&clock);
+        assert_eq!(firing(&runner), ["Down a-1", "Renamed a-1", "Slow a-1", "Split -"], "a's Slow over a's poll");
+        assert_eq!(runner.evaluator.next_due_of(0), at(60_000), "evaluations on arrival keep the slot");
     }
 
     #[test]

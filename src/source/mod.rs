@@ -55,4 +55,12 @@ pub trait Source: Send + Sync + 'static {
     fn name(&self) -> String;
     fn interval(&self) -> Duration;
     fn poll(&self, clock: Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = PollBatch> + Send + '_>>;
+
+    /// Starts what tells this source to poll before its next interval
+    /// (`wake`): a `zookeeper` source's held sessions. The poll task aborts
+    /// the returned tasks when it stops.
+    fn watch(&self, wake: Arc<tokio::sync::Notify>) -> Vec<tokio::task::JoinHandle<()>> {
+        let _ = wake;
+        Vec::new()
+    }
 }

@@ -475,6 +475,50 @@ fn shipped_rule_pack_one_incident_one_page() {
     assert!(pages.is_empty(), "recovery must page nothing as firing, paged:\n{}", render(&pages));
 }
 
+/// An election is not an outage: the leader SIGKILLed and started again a
+/// few seconds later (a crash and a supervisor's restart), with the shipped
+/// pack, held sessions and every tier told at once. Every session drops
+/// (followers drop their clients when they lose the leader) and the
+/// sources poll at once, but the only alert is the election (P3): no
+/// node-down or not-serving page for any node, the restarted one included.
+#[test]
+fn a_restarted_leader_pages_only_the_election() {
+    let steps = Steps::new("leader-restart");
+    let mut zk = Ensemble::start(3, Options::default());
+    let api = free_port();
+    let config = RunConfig::new(zk.client_addrs(), &["heartbeat.yaml"]);
+    let pack = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/zookeeper");
+    let yaml = shipped_pack_config(&config, &pack, api).replace(
+        "routing:\n  tiers:\n",
+        "routing:\n  tiers:\n    P0: {group_wait: 0s}\n    P1: {group_wait: 0s}\n    P2: {group_wait: 0s}\n",
+    );
+    let mut run = ZkalertRun::start_yaml(config, &yaml, &[]);
+    run.wait_event("the heartbeat (first poll evaluated)", Duration::from_secs(30), |e| e.is("firing", HEARTBEAT));
+    std::thread::sleep(Duration::from_secs(5));
+    let leader = zk.leader().expect("a leader");
+    let killed_at = SystemTime::now();
+    zk.kill(leader);
+    steps.log(format!("SIGKILLed leader {leader} ({})", zk.client_addr(leader)));
+    std::thread::sleep(Duration::from_secs(3));
+    zk.restart(leader);
+    zk.wait_ready(Duration::from_secs(30)).unwrap_or_else(|e| panic!("not ready after the restart: {e}"));
+    steps.log(format!("restarted: {}", zk.describe()));
+    run.wait_event("ZkLeaderElection", Duration::from_secs(30), |e| e.is("firing", "ZkLeaderElection"));
+    // ZkNodeDown waits 30 s: past it, and a poll and a step more.
+    std::thread::sleep(Duration::from_secs(40).saturating_sub(killed_at.elapsed().unwrap_or_default()));
+    let events = run.events();
+    steps.log(format!("timeline:\n{}", render(&events)));
+    let pages = paged_since(&events, killed_at);
+    assert!(pages.is_empty(), "a leader restart must page nothing but the election, paged:\n{}", render(&pages));
+    let raised: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.at_ms >= epoch_ms(killed_at) && e.event == "firing" && e.alertname != HEARTBEAT)
+        .filter(|e| e.alertname != "ZkLeaderElection")
+        .collect();
+    assert!(raised.is_empty(), "only the election alert fired, also: {raised:#?}");
+    run.assert_running();
+}
+
 /// Messages about P0-P2 alerts still firing (new or repeated) since `t`.
 fn paged_since(events: &[Event], t: SystemTime) -> Vec<Event> {
     let since = epoch_ms(t);
@@ -566,5 +610,310 @@ fn wait_api_quiet(run: &mut ZkalertRun, api: u16, timeout: Duration) {
         }
         assert!(t0.elapsed() < timeout, "still firing after {timeout:?}: {firing:#?}");
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// (h) Held sessions (issue 13) at a 15 s poll and evaluation interval,
+/// where polling alone pages up to 30 s after a fault:
+/// 1. SIGKILL a follower: its session is reset at once, the source polls,
+///    the rules see it: ZkNodeDown within 2 s of the kill (the benchmark
+///    holds the real target, 250 ms);
+/// 2. the follower back, SIGSTOP the other one: its session misses its
+///    pings, the poll times out: ZkNodeDown within the session timeout (4 s)
+///    + 1 s.
+#[test]
+fn held_sessions_page_within_seconds_at_a_15s_poll_interval() {
+    let steps = Steps::new("sessions");
+    let zk = Ensemble::start(3, Options::default());
+    let mut zk = zk;
+    let mut config = RunConfig::new(zk.client_addrs(), &["rules.yaml", "heartbeat.yaml"]);
+    config.interval = Duration::from_secs(15);
+    config.evaluation_interval = Duration::from_secs(15);
+    let mut run = ZkalertRun::start(config);
+    run.wait_event("the heartbeat (first poll evaluated)", Duration::from_secs(45), |e| e.is("firing", HEARTBEAT));
+    // Off the poll grid: the sessions, not the schedule, must find it.
+    std::thread::sleep(Duration::from_secs(3));
+    let followers = zk.followers();
+    let (killed, hung) = (followers[0], followers[1]);
+    let instance = zk.client_addr(killed);
+    let killed_at = SystemTime::now();
+    zk.kill(killed);
+    steps.log(format!("SIGKILLed follower {killed} ({instance})"));
+    let (down, _) = run.wait_event("ZkNodeDown for the killed follower", Duration::from_secs(20), |e| {
+        e.is("firing", "ZkNodeDown") && e.instance() == Some(&instance)
+    });
+    let latency = down.ms_after(killed_at);
+    steps.log(format!("ZkNodeDown {latency} ms after the kill (poll interval 15 s): {down}"));
+    assert!(latency <= 2_000, "ZkNodeDown took {latency} ms > 2 s with sessions held");
+
+    zk.restart(killed);
+    run.wait_event("ZkNodeDown resolved", Duration::from_secs(40), |e| {
+        e.is("resolved", "ZkNodeDown") && e.instance() == Some(&instance)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let instance = zk.client_addr(hung);
+    let stopped_at = SystemTime::now();
+    zk.stop_signal(hung);
+    steps.log(format!("SIGSTOPped follower {hung} ({instance})"));
+    let (down, _) = run.wait_event("ZkNodeDown for the hung follower", Duration::from_secs(20), |e| {
+        e.is("firing", "ZkNodeDown") && e.instance() == Some(&instance)
+    });
+    let latency = down.ms_after(stopped_at);
+    let bound = ms(zkalert::config::DEFAULT_NODE_SESSION_TIMEOUT + SLACK);
+    steps.log(format!("ZkNodeDown {latency} ms after SIGSTOP (bound {bound} ms): {down}"));
+    assert!(latency <= bound, "ZkNodeDown took {latency} ms > {bound} ms after SIGSTOP");
+    zk.cont(hung);
+    run.assert_running();
+}
+
+/// The time-to-page benchmark (issue 13; run by benches/time_to_page.sh, not
+/// in CI): a real 3-node ensemble, `zkalert run` polling every
+/// `TTP_POLL` (default 15 s) with sessions held, one P0 rule `up == 0`
+/// (`for: 0s`) and a quorum rule, routed at once to a webhook receiver on
+/// loopback, grouped by instance (as the yardstick's Alertmanager: else a
+/// page within `group_interval` of the last resolution waits for it). `TTP_KILLS` (default 10) SIGKILLs of a follower (restarted
+/// between), one SIGSTOP, then two of three killed (quorum loss). Prints
+/// kill → webhook arrival per trial and the median, p90 and max, split into
+/// detection + evaluation (kill → the alert's `fired_at`), pipeline
+/// (`fired_at` → the message's `at`) and delivery (`at` → arrival).
+#[test]
+#[ignore = "a benchmark: benches/time_to_page.sh"]
+fn time_to_page_benchmark() {
+    use crate::support::http::{Answer, Receiver};
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let poll = env("TTP_POLL", "15s");
+    let kills: usize = env("TTP_KILLS", "10").parse().expect("TTP_KILLS: a number");
+    let sessions = env("TTP_SESSIONS", "true");
+    let steps = Steps::new("ttp");
+    let mut zk = Ensemble::start(3, Options::default());
+    let hook = Receiver::start(vec![], Answer::Status(200));
+    let nodes = zk.client_addrs().iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ");
+    let rules = "groups:
+  - name: ttp
+    per: instance
+    rules:
+      - alert: ZkNodeDown
+        expr: up == 0
+        severity: P0
+        runbook: https://example.invalid/node-down
+      - alert: ZkQuorumLost
+        expr: zk_cluster_serving_voters < zk_cluster_quorum
+        severity: P0
+        runbook: https://example.invalid/quorum-lost
+";
+    let yaml = format!(
+        "evaluation_interval: {poll}
+data_dir: data
+rules: [rules.yaml]
+sources:
+  - {{type: zookeeper, cluster: ttp, nodes: [{nodes}], interval: {poll}, timeout: 1s, sessions: {sessions}}}
+notifiers:
+  - {{name: hook, type: webhook, url: '{}'}}
+routing:
+  group_by: [cluster, alertname, instance]
+  tiers:
+{}",
+        hook.url(),
+        crate::support::zkalert::tiers_to("hook", "1h")
+    );
+    let mut run = ZkalertRun::start_yaml(RunConfig::new(vec![], &[]), &yaml, &[("rules.yaml", rules)]);
+    let epoch = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+    let iso = |v: &serde_json::Value| {
+        v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).map(|t| t.timestamp_millis() as f64 / 1e3)
+    };
+    // The page about `alert` for `instance` (or the cluster) after `since`:
+    // (kill → arrival, detection, pipeline, delivery) in seconds.
+    let page = |alert: &str, instance: Option<&str>, killed: SystemTime, t_kill: Instant| -> [f64; 4] {
+        let found = |hook: &Receiver| {
+            hook.received().into_iter().find(|r| {
+                r.at >= t_kill
+                    && r.body["firing"].as_array().is_some_and(|f| {
+                        f.iter()
+                            .any(|a| a["alertname"] == alert && instance.is_none_or(|i| a["labels"]["instance"] == i))
+                    })
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while found(&hook).is_none() {
+            assert!(Instant::now() < deadline, "no {alert} page within 60 s\n{}", run.log_tail(30));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r = found(&hook).unwrap();
+        let arrival = r.at.duration_since(t_kill).as_secs_f64();
+        let fired = r.body["firing"].as_array().unwrap().iter().find(|a| a["alertname"] == alert).unwrap();
+        let kill = epoch(killed);
+        let fired_at = iso(&fired["fired_at"]).unwrap_or(kill) - kill;
+        let at = iso(&r.body["at"]).unwrap_or(kill) - kill;
+        [arrival, fired_at, at - fired_at, arrival - at]
+    };
+    let wait_resolved = |instance: &str| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let resolved = |hook: &Receiver| {
+            hook.received().iter().rev().any(|r| {
+                r.body["resolved"].as_array().is_some_and(|f| f.iter().any(|a| a["labels"]["instance"] == instance))
+            })
+        };
+        while !resolved(&hook) {
+            assert!(Instant::now() < deadline, "{instance} never resolved");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let mut trials: Vec<[f64; 4]> = Vec::new();
+    for i in 0..kills {
+        let follower = zk.followers()[i % 2.min(zk.followers().len())];
+        let instance = zk.client_addr(follower);
+        // Off any grid: a pause of 0-3 s.
+        std::thread::sleep(Duration::from_millis(((i * 7919) % 3000) as u64));
+        let (killed, t_kill) = (SystemTime::now(), Instant::now());
+        zk.kill(follower);
+        let t = page("ZkNodeDown", Some(&instance), killed, t_kill);
+        steps.log(format!(
+            "kill {}: {instance} paged after {:.3} s (detect+eval {:.3}, pipeline {:.3}, delivery {:.3})",
+            i + 1,
+            t[0],
+            t[1],
+            t[2],
+            t[3]
+        ));
+        trials.push(t);
+        zk.restart(follower);
+        wait_resolved(&instance);
+    }
+    let summary = |name: &str, mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        eprintln!("{name}: median {:.3} s, p90 {:.3} s, max {:.3} s (n={})", at(0.5), at(0.9), at(1.0), v.len());
+    };
+    eprintln!("time to page, poll {poll}, sessions {sessions}:");
+    summary("  follower SIGKILL -> P0 webhook", trials.iter().map(|t| t[0]).collect());
+    summary("    detection + evaluation", trials.iter().map(|t| t[1]).collect());
+    summary("    pipeline", trials.iter().map(|t| t[2]).collect());
+    summary("    delivery", trials.iter().map(|t| t[3]).collect());
+
+    // SIGSTOP of a follower.
+    std::thread::sleep(Duration::from_secs(2));
+    let hung = zk.followers()[0];
+    let instance = zk.client_addr(hung);
+    let (stopped, t_stop) = (SystemTime::now(), Instant::now());
+    zk.stop_signal(hung);
+    let t = page("ZkNodeDown", Some(&instance), stopped, t_stop);
+    eprintln!("  follower SIGSTOP -> P0 webhook: {:.3} s (detect+eval {:.3})", t[0], t[1]);
+    zk.cont(hung);
+    zk.wait_serving(hung, Duration::from_secs(30)).expect("back");
+    wait_resolved(&instance);
+
+    // Quorum loss: two of three killed.
+    std::thread::sleep(Duration::from_secs(2));
+    let (first, second) = (zk.followers()[0], zk.leader().expect("a leader"));
+    let (killed, t_kill) = (SystemTime::now(), Instant::now());
+    zk.kill(first);
+    zk.kill(second);
+    let t = page("ZkQuorumLost", None, killed, t_kill);
+    eprintln!("  two of three SIGKILLed -> ZkQuorumLost webhook: {:.3} s (detect+eval {:.3})", t[0], t[1]);
+    run.assert_running();
+}
+
+/// What held sessions cost, and that a healthy ensemble pages nothing:
+/// `zkalert run` with the built-in pack over SC_SOURCES sources, each the
+/// three nodes of a real ensemble (so 3 × SC_SOURCES polled nodes and, with
+/// sessions, as many held sessions), for SC_SECONDS, once with sessions and
+/// once without (SC_MODES). Prints zkalert's CPU share of one core, its
+/// peak RSS and the sessions the ensemble counted, and what paged; with
+/// SC_QUIET=1 (the soak), fails on any page.
+#[test]
+#[ignore = "a benchmark: benches/session_cost.sh"]
+fn session_cost_benchmark() {
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let sources: usize = env("SC_SOURCES", "333").parse().expect("SC_SOURCES: a number");
+    let seconds: u64 = env("SC_SECONDS", "120").parse().expect("SC_SECONDS: a number");
+    let interval = env("SC_INTERVAL", "10s");
+    let modes = env("SC_MODES", "true,false");
+    let session_timeout = env("SC_SESSION_TIMEOUT", "4s");
+    let options = Options { extra_cfg: vec!["maxClientCnxns=0".into()], ..Options::default() };
+    let zk = Ensemble::start(3, options);
+    let nodes = zk.client_addrs().iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ");
+    let ticks: f64 = String::from_utf8(std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cpu_ticks = |pid: u32| -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()
+    };
+    let rss_kib = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let connections = |zk: &Ensemble| -> u64 {
+        (1..=3)
+            .filter_map(|id| zk.four_letter(id, "mntr", Duration::from_secs(2)).ok())
+            .filter_map(|m| {
+                m.lines().find_map(|l| {
+                    l.strip_prefix("zk_num_alive_connections\t").and_then(|v| v.trim().parse::<u64>().ok())
+                })
+            })
+            .sum()
+    };
+    for sessions in modes.split(',') {
+        let mut yaml = format!("evaluation_interval: {interval}\ndata_dir: data\nsources:\n");
+        for i in 0..sources {
+            yaml.push_str(&format!(
+                "  - {{type: zookeeper, cluster: c{i}, nodes: [{nodes}], interval: {interval}, timeout: 2s, sessions: {sessions}, session_timeout: {session_timeout}}}\n"
+            ));
+        }
+        yaml.push_str("notifiers:\n  - {name: events, type: file, path: notifications.jsonl}\nrouting:\n  tiers:\n");
+        yaml.push_str(&crate::support::zkalert::tiers_to("events", "1h"));
+        let mut run = ZkalertRun::start_yaml(RunConfig::new(vec![], &[]), &yaml, &[]);
+        // Started, every session connected, a poll or two in.
+        std::thread::sleep(Duration::from_secs(20));
+        run.assert_running();
+        let pid = run.pid();
+        let (start_cpu, start) = (cpu_ticks(pid), Instant::now());
+        let mut peak_rss = 0;
+        let mut peak_connections = 0;
+        while start.elapsed() < Duration::from_secs(seconds) {
+            peak_rss = peak_rss.max(rss_kib(pid));
+            if peak_connections == 0 || start.elapsed().as_secs() % 30 == 0 {
+                peak_connections = peak_connections.max(connections(&zk));
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let share = 100.0 * (cpu_ticks(pid) - start_cpu) / ticks / start.elapsed().as_secs_f64();
+        run.assert_running();
+        let pages = std::fs::read_to_string(&run.notifications).unwrap_or_default();
+        eprintln!(
+            "sessions {sessions} (timeout {session_timeout}): {} nodes ({sources} sources of 3) for {seconds} s: cpu {share:.2} % of a core, \
+             peak rss {} MiB, connections the ensemble counted {peak_connections}, pages {}",
+            3 * sources,
+            peak_rss / 1024,
+            pages.lines().count()
+        );
+        let mut paged: Vec<String> = pages
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .flat_map(|m| m["firing"].as_array().cloned().unwrap_or_default())
+            .map(|a| {
+                format!("{} {}", a["alertname"].as_str().unwrap_or("?"), a["labels"]["instance"].as_str().unwrap_or(""))
+            })
+            .collect();
+        paged.sort();
+        paged.dedup();
+        // A thousand polled nodes load the three JVMs on this machine: their
+        // latency spikes are real. Only the soak asserts silence.
+        eprintln!("  paged: {paged:?}");
+        if std::env::var("SC_QUIET").is_ok_and(|v| v == "1") {
+            assert!(pages.is_empty(), "a healthy ensemble paged: {paged:#?}\n{}", run.log_tail(30));
+        }
     }
 }

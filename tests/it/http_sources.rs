@@ -49,6 +49,7 @@ fn admin_source_polls_a_real_ensemble() {
             interval: Duration::from_secs(2),
             timeout: Duration::from_secs(2),
             labels: Labels::from_pairs([("env", "test")]),
+            sessions: None,
         },
         None,
     )

@@ -1,11 +1,13 @@
 //! The ZooKeeper source: polls each node's four-letter words (or its
-//! AdminServer) and derives per-node and per-cluster metrics.
+//! AdminServer) and derives per-node and per-cluster metrics; `session`
+//! holds a client session per node so a dying node is polled at once.
 
 pub mod admin_json;
 pub mod client;
 pub mod derive;
 pub mod parse;
 pub mod poll;
+pub mod session;
 
 use crate::clock::Clock;
 use crate::config::ZkSourceConfig;
@@ -54,6 +56,13 @@ impl Source for ZkSource {
 
     fn interval(&self) -> Duration {
         self.config.interval
+    }
+
+    fn watch(&self, wake: Arc<tokio::sync::Notify>) -> Vec<tokio::task::JoinHandle<()>> {
+        match self.config.sessions {
+            Some(timeout) => session::hold(&self.config.nodes, timeout, wake),
+            None => Vec::new(),
+        }
     }
 
     fn poll(&self, clock: Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = PollBatch> + Send + '_>> {
@@ -143,6 +152,7 @@ mod tests {
             interval: Duration::from_secs(15),
             timeout: Duration::from_millis(800),
             labels: Labels::new(),
+            sessions: None,
         };
         let source = ZkSource::new(config, None);
         let clock: Arc<dyn Clock> = Arc::new(crate::clock::ManualClock::new(Timestamp::from_millis(0)));

@@ -228,7 +228,9 @@ impl ZkalertRun {
         let config_path = self.dir.path().join("config.yaml");
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open zkalert.log");
         let err = out.try_clone().expect("clone log handle");
-        let child = Command::new(BIN)
+        // Benchmarks run a release build (benches/*.sh set it).
+        let bin = std::env::var_os("ZKALERT_BENCH_BIN").unwrap_or_else(|| BIN.into());
+        let child = Command::new(bin)
             .arg("run")
             .arg("-c")
             .arg(&config_path)
