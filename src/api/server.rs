@@ -44,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/deliveries", get(list_deliveries))
         .route("/-/reload", post(reload))
+        .route("/api/v2/alerts", super::alertmanager::alerts())
         .merge(super::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -320,7 +321,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 
 /// Writes need `Authorization: Bearer <token>`; without a configured token
 /// they are refused. The token is never echoed.
-fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.token.as_deref().filter(|t| !t.is_empty()) else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -67,6 +67,7 @@ pub struct Metrics {
     replica_role: IntGaugeVec,
     replica_sending: IntGaugeVec,
     replica_held: IntGauge,
+    intake_alerts: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -162,6 +163,11 @@ impl Metrics {
                 "zkalert_rule_group_evaluation_duration_seconds",
                 "How long one evaluation of a rule group took.",
                 &["rule_group"],
+            ),
+            intake_alerts: r.counters(
+                "zkalert_intake_alerts_total",
+                "Alerts posted to /api/v2/alerts: accepted (with a mapped severity), defaulted (accepted at the default tier), refused.",
+                &["outcome"],
             ),
             pipeline_step_duration: r.histogram(
                 "zkalert_pipeline_step_duration_seconds",
@@ -305,6 +311,14 @@ impl Metrics {
         self.config_reload_successful.set(i64::from(successful));
         if successful {
             self.config_reload_success_timestamp.set(at.as_secs_f64());
+        }
+    }
+
+    /// One post to the intake: alerts taken with a mapped severity, taken
+    /// at the default tier, and refused.
+    pub fn observe_intake(&self, mapped: usize, defaulted: usize, refused: usize) {
+        for (outcome, n) in [("accepted", mapped), ("defaulted", defaulted), ("refused", refused)] {
+            self.intake_alerts.with_label_values(&[outcome]).inc_by(n as u64);
         }
     }
 
