@@ -89,6 +89,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
     let mut runner = Runner::new(reconfig.rules, reconfig.evaluation_interval, reconfig.pipeline, reconfig.channels);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     runner.reload_status = ReloadStatus::started(clock.now());
+    runner.external.resolve_timeout = intake.policy.resolve_timeout;
     runner.restore_from(db, clock.now(), hold)?;
     runner.metrics.set_config_reload(true, clock.now());
     if let Some(ha) = &config.ha {

@@ -261,9 +261,18 @@ fn is_label_name(s: &str) -> bool {
 /// The external alerts the runner holds: firing until `endsAt` or the
 /// resolve timeout, then resolved (told by the pipeline) and kept for
 /// [`crate::rule::tracker::RESOLVED_RETENTION`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ExternalAlerts {
     alerts: FxHashMap<Fingerprint, Held>,
+    /// For alerts restored after a restart (the config's, set at start
+    /// and at each reload).
+    pub resolve_timeout: Duration,
+}
+
+impl Default for ExternalAlerts {
+    fn default() -> Self {
+        Self { alerts: FxHashMap::default(), resolve_timeout: IntakePolicy::default().resolve_timeout }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -335,9 +344,9 @@ impl ExternalAlerts {
     /// Puts back alerts persisted before a restart: they resolve after the
     /// resolve timeout unless posted again (Prometheus re-sends firing
     /// alerts every minute).
-    pub fn restore(&mut self, alerts: impl IntoIterator<Item = Alert>, now: Timestamp, resolve_timeout: Duration) {
+    pub fn restore(&mut self, alerts: impl IntoIterator<Item = Alert>, now: Timestamp) {
         for alert in alerts {
-            self.alerts.insert(alert.fingerprint, Held { alert, ends_at: now + resolve_timeout });
+            self.alerts.insert(alert.fingerprint, Held { alert, ends_at: now + self.resolve_timeout });
         }
     }
 }

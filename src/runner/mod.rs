@@ -327,7 +327,7 @@ impl Runner {
             // again after a restart.
             let started = std::time::Instant::now();
             let to_send: &[Arc<Message>] = if sends { &messages } else { &[] };
-            let written = durable.commit_step(&self.evaluator.tracker, &failing, &mut self.pipeline, to_send, now);
+            let written = durable.commit_step(&self.evaluator.tracker, &failing, &self.external, &mut self.pipeline, to_send, now);
             self.metrics.observe_state_commit(started.elapsed(), written.is_ok());
         }
         for m in messages.iter().filter(|_| sends) {
@@ -603,6 +603,7 @@ fn reload(
     if let Some(runbooks) = &reloading.runbooks {
         runbooks.send_replace(loaded.runbooks);
     }
+    runner.external.resolve_timeout = loaded.intake.policy.resolve_timeout;
     if let Some(intake) = &reloading.intake {
         intake.send_replace(loaded.intake);
     }
@@ -830,6 +831,26 @@ mod tests {
         runner.evaluate(&clock);
         assert_eq!(firing(&runner), ["Down a-1", "Renamed a-1", "Slow a-1", "Split -"], "a's Slow over a's poll");
         assert_eq!(runner.evaluator.next_due_of(0), at(60_000), "evaluations on arrival keep the slot");
+    }
+
+    #[test]
+    fn posted_alerts_are_told_with_the_rules_and_resolved_by_their_end() {
+        let mut runner = runner_of(X_AND_Y);
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        let policy = crate::intake::IntakePolicy::default();
+        let body = br#"[{"labels":{"alertname":"DiskFull","severity":"page"},"endsAt":"1970-01-01T00:01:00Z"}]"#;
+        let batch = crate::intake::check_post(body, &policy, clock.now()).unwrap().batch;
+        runner.receive_external(batch, clock.now());
+        let sent = runner.evaluate(&clock);
+        let told: Vec<(&str, crate::model::Severity)> =
+            sent.iter().flat_map(|m| &m.firing).map(|a| (a.name(), a.severity)).collect();
+        assert_eq!(told, [("DiskFull", crate::model::Severity::P0)]);
+        clock.set(Timestamp::from_millis(59_000));
+        assert!(runner.evaluate(&clock).iter().all(|m| m.resolved.is_empty()));
+        clock.set(Timestamp::from_millis(60_000));
+        let sent = runner.evaluate(&clock);
+        let resolved: Vec<&str> = sent.iter().flat_map(|m| &m.resolved).map(|a| a.name()).collect();
+        assert_eq!(resolved, ["DiskFull"], "resolved at its endsAt");
     }
 
     #[test]
