@@ -803,7 +803,10 @@ async fn posted_alerts_reach_the_runner_from_loopback_without_a_token_and_from_e
     assert_eq!((status, &reply), (StatusCode::OK, &json!({"accepted": 1, "defaulted": [], "refused": []})));
     let batch = api.intake.lock().await.recv().await.expect("a batch");
     let alert = &batch.alerts[0].alert;
-    assert_eq!((alert.name(), alert.severity, alert.runbook.as_deref()), ("DiskFull", Severity::P1, Some("https://rb/disk")));
+    assert_eq!(
+        (alert.name(), alert.severity, alert.runbook.as_deref()),
+        ("DiskFull", Severity::P1, Some("https://rb/disk"))
+    );
 
     // The API's peer is 127.0.0.1: trusted only while allow_from says so.
     let nobody = crate::config::IntakeConfig { allow_from: Vec::new(), ..Default::default() };

@@ -167,7 +167,14 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                     tracing::error!(error = %e, "API server stopped");
                 }
             });
-            Some(crate::runner::Control { commands, intake: Some(intake_batches), snapshot, ready, status, published_step: None })
+            Some(crate::runner::Control {
+                commands,
+                intake: Some(intake_batches),
+                snapshot,
+                ready,
+                status,
+                published_step: None,
+            })
         }
     };
     let reloading = Reloading {

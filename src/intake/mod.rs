@@ -60,10 +60,11 @@ pub const DEFAULT_RUNBOOK: &str = "zkalert/external-alert-without-runbook";
 
 impl Default for IntakePolicy {
     fn default() -> Self {
-        let severities = [("page", Severity::P0), ("critical", Severity::P1), ("warning", Severity::P2), ("info", Severity::P3)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let severities =
+            [("page", Severity::P0), ("critical", Severity::P1), ("warning", Severity::P2), ("info", Severity::P3)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
         Self {
             resolve_timeout: Duration::from_secs(300),
             severities,
@@ -233,7 +234,12 @@ fn intake_alert(
     Ok((IntakeAlert { alert, ends_at }, unmapped))
 }
 
-fn check_pairs(field: &str, pairs: &BTreeMap<String, String>, max_value: usize, names_as_labels: bool) -> Result<(), String> {
+fn check_pairs(
+    field: &str,
+    pairs: &BTreeMap<String, String>,
+    max_value: usize,
+    names_as_labels: bool,
+) -> Result<(), String> {
     if pairs.len() > MAX_PAIRS {
         return Err(format!("{field}: {} entries; at most {MAX_PAIRS}", pairs.len()));
     }

@@ -91,7 +91,8 @@ fn without_end_an_alert_resolves_after_the_resolve_timeout_and_without_runbook_i
         r#"[{"labels":{"alertname":"X"},"startsAt":"0001-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z"},{"labels":{"alertname":"Y"},"startsAt":"2999-01-01T00:00:00Z"}]"#,
         100,
     );
-    let times: Vec<(Timestamp, Timestamp)> = checked.batch.alerts.iter().map(|a| (a.alert.active_at, a.ends_at)).collect();
+    let times: Vec<(Timestamp, Timestamp)> =
+        checked.batch.alerts.iter().map(|a| (a.alert.active_at, a.ends_at)).collect();
     assert_eq!(times, [(at(100), at(400)), (at(100), at(400))]);
 }
 

@@ -164,8 +164,11 @@ impl Durable {
             .copied()
             .collect();
         w.alerts_delete.extend(gone.iter().map(|(i, fp)| (self.rule_keys[*i].clone(), *fp)));
-        let failing_changes =
-            self.saved_failing.changes(NOTIFIER_FAILING_KEY, failing.iter().filter(|a| a.name() == NOTIFIER_FAILING), &mut w);
+        let failing_changes = self.saved_failing.changes(
+            NOTIFIER_FAILING_KEY,
+            failing.iter().filter(|a| a.name() == NOTIFIER_FAILING),
+            &mut w,
+        );
         let external_changes = self.saved_external.changes(EXTERNAL_KEY, external.alerts(), &mut w);
         w.groups = pipeline.dispatcher.take_changes();
         let windows: Vec<(String, Timestamp, Timestamp)> = pipeline
@@ -655,7 +658,13 @@ mod tests {
         let mut resolved = Vec::new();
         for t in 360..=420 {
             clock.set(Timestamp::from_millis(t * 1000));
-            resolved.extend(second.evaluate(clock.as_ref()).iter().flat_map(|m| m.resolved.clone()).map(|a| (t, a.name().to_string())));
+            resolved.extend(
+                second
+                    .evaluate(clock.as_ref())
+                    .iter()
+                    .flat_map(|m| m.resolved.clone())
+                    .map(|a| (t, a.name().to_string())),
+            );
         }
         assert_eq!(second.external.firing_count(), 0);
         // Told at the group's next flush (group_interval 60 s), once.

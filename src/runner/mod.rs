@@ -327,7 +327,14 @@ impl Runner {
             // again after a restart.
             let started = std::time::Instant::now();
             let to_send: &[Arc<Message>] = if sends { &messages } else { &[] };
-            let written = durable.commit_step(&self.evaluator.tracker, &failing, &self.external, &mut self.pipeline, to_send, now);
+            let written = durable.commit_step(
+                &self.evaluator.tracker,
+                &failing,
+                &self.external,
+                &mut self.pipeline,
+                to_send,
+                now,
+            );
             self.metrics.observe_state_commit(started.elapsed(), written.is_ok());
         }
         for m in messages.iter().filter(|_| sends) {
