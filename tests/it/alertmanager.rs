@@ -104,3 +104,123 @@ alerting:
     assert_eq!(firings, 1, "paged once though Prometheus re-sent it every second or so");
     run.assert_running();
 }
+
+/// `amtool` (Debian's prometheus-alertmanager) against zkalert.
+fn amtool(api: u16, http_config: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("amtool")
+        .arg(format!("--alertmanager.url=http://127.0.0.1:{api}"))
+        .arg(format!("--http.config.file={}", http_config.display()))
+        .args(args)
+        .output()
+        .expect("run amtool (Debian package prometheus-alertmanager)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// POSTs alerts as Prometheus would (from loopback: no token).
+fn post_alerts(api: u16, body: &str) {
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    // The token is a wrong one: from loopback, none is needed.
+    let (status, reply) =
+        crate::support::http::send_json(api, "POST", "/api/v2/alerts", "not-the-token", &body, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no answer from zkalert on {api}"));
+    assert_eq!(status, 200, "{reply}");
+}
+
+#[test]
+fn amtool_queries_alerts_and_its_silences_change_what_zkalert_pages() {
+    let hook = Receiver::start(vec![], Answer::Status(200));
+    let node = MetricsServer::start();
+    let api = free_port();
+    let token = "amtool-test-token";
+    let yaml = format!(
+        "evaluation_interval: 1s
+data_dir: data
+server: {{listen: '127.0.0.1:{api}', token_file: token}}
+sources:
+  - {{type: prometheus, url: 'http://127.0.0.1:{}/metrics', cluster: c1, instance: h1, interval: 5s}}
+notifiers:
+  - {{name: hook, type: webhook, url: '{}'}}
+routing:
+  tiers:
+{}",
+        node.port,
+        hook.url(),
+        tiers_to("hook", "1h")
+    );
+    let http_config = format!("authorization: {{type: Bearer, credentials: {token}}}\n");
+    let mut run = ZkalertRun::start_yaml(
+        RunConfig::new(vec![], &[]),
+        &yaml,
+        &[("token", token), ("amtool-http.yml", &http_config)],
+    );
+    let http_config = run.dir().join("amtool-http.yml");
+    // One alert pages at once.
+    let alert = |name: &str| {
+        format!(
+            r#"{{"labels":{{"alertname":"{name}","severity":"warning","team":"db"}},"annotations":{{"summary":"{name} summary"}}}}"#
+        )
+    };
+    let t0 = Instant::now();
+    loop {
+        if crate::support::http::get(api, "/-/ready", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "zkalert not ready:\n{}", run.log_tail(30));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    post_alerts(api, &format!("[{}]", alert("Paged")));
+    wait_hook(&hook, "Paged", Duration::from_secs(30), |b| names(b, "firing") == ["Paged"]);
+
+    // amtool alert query lists it, with its summary.
+    let (ok, out) = amtool(api, &http_config, &["alert", "query"]);
+    assert!(ok && out.contains("Paged") && out.contains("Paged summary"), "amtool alert query:\n{out}");
+    let (ok, out) = amtool(api, &http_config, &["alert", "query", "alertname=Nothing"]);
+    assert!(ok && !out.contains("Paged"), "a filter that matches nothing:\n{out}");
+
+    // A silence added with amtool mutes an alert posted after it.
+    let (ok, out) = amtool(
+        api,
+        &http_config,
+        &["silence", "add", "alertname=Silenced", "--comment=maintenance", "--author=oncall", "--duration=1h"],
+    );
+    assert!(ok, "amtool silence add:\n{out}");
+    let id = out.trim().to_string();
+    let (ok, listed) = amtool(api, &http_config, &["silence", "query"]);
+    assert!(ok && listed.contains(&id) && listed.contains("oncall") && listed.contains("maintenance"), "{listed}");
+    let (ok, listed) = amtool(api, &http_config, &["silence", "query", "-o", "json"]);
+    assert!(ok, "{listed}");
+    let silences: serde_json::Value = serde_json::from_str(listed.trim()).unwrap_or_else(|e| panic!("{e}: {listed}"));
+    assert_eq!(silences[0]["id"], id.as_str());
+    assert_eq!(
+        silences[0]["matchers"][0],
+        serde_json::json!({"name": "alertname", "value": "Silenced", "isRegex": false, "isEqual": true})
+    );
+    post_alerts(api, &format!("[{}]", alert("Silenced")));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        hook.received().iter().all(|r| !names(&r.body, "firing").contains(&"Silenced".to_string())),
+        "a silenced alert was paged"
+    );
+    let (ok, out) = amtool(api, &http_config, &["alert", "query", "--silenced"]);
+    assert!(ok && out.contains("Silenced"), "amtool lists it as silenced:\n{out}");
+
+    // Expired with amtool: paged.
+    let (ok, out) = amtool(api, &http_config, &["silence", "expire", &id]);
+    assert!(ok, "amtool silence expire:\n{out}");
+    wait_hook(&hook, "Silenced, once its silence expired", Duration::from_secs(30), |b| {
+        names(b, "firing") == ["Silenced"]
+    });
+    // The silence is zkalert's: its own API lists it, expired.
+    let (status, body) = crate::support::http::get(api, "/api/v1/silences", Duration::from_secs(5)).unwrap();
+    assert!(status == 200 && body.contains(&id) && body.contains("expired"), "{body}");
+
+    // Writes without the token are refused.
+    let bare = run.dir().join("no-auth.yml");
+    std::fs::write(&bare, "{}\n").unwrap();
+    let (ok, out) = amtool(api, &bare, &["silence", "add", "alertname=X", "--comment=c", "--duration=1h"]);
+    assert!(!ok && out.contains("401"), "a silence without the token:\n{out}");
+    let (ok, out) = amtool(api, &bare, &["alert", "query"]);
+    assert!(ok, "reads need no token:\n{out}");
+    run.assert_running();
+}
