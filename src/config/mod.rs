@@ -245,8 +245,10 @@ impl Config {
                 _ => cfg.server = server(&mut r, value, base),
             }
         }
-        if cfg.sources.is_empty() {
-            r.error(root.pos, "config has no `sources`: nothing to watch");
+        // Without sources, zkalert can still take alerts posted to its API
+        // (Prometheus' alerts: docs/alertmanager.md).
+        if cfg.sources.is_empty() && cfg.server.is_none() {
+            r.error(root.pos, "config has no `sources` and no `server`: nothing to watch, nowhere to take alerts from");
         }
         if !saw_notifiers {
             cfg.notifiers = Config::builtin().notifiers;
