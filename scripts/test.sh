@@ -8,6 +8,8 @@ need_pkgs=()
 # promtool, and tests/it/metrics.rs runs a real Prometheus scraping /metrics.
 { command -v promtool >/dev/null 2>&1 && [ -x /usr/bin/prometheus ]; } || need_pkgs+=(prometheus)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+# tests/it/alertmanager.rs drives zkalert with Debian's amtool.
+command -v amtool >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
 # tests/it/ensemble.rs runs real ZooKeeper ensembles: Debian's zookeeper 3.8
 # (jars in /usr/share/java; it pulls in the servlet API and the SLF4J/log4j
 # jars the harness puts on the classpath) and a JRE to run them.

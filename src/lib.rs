@@ -16,6 +16,7 @@ pub mod diag;
 pub mod duration;
 pub mod embedded;
 pub mod ha;
+pub mod intake;
 pub mod metrics;
 pub mod model;
 pub mod notify;

@@ -141,7 +141,9 @@ pub async fn serve_connections(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        // The peer, for handlers that trust some networks (the intake).
+        let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
         tokio::spawn(async move {
             // Errors are the client's (reset, header timeout): nothing to do.
             let _ = connection.await;

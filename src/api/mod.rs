@@ -2,6 +2,7 @@
 //! runner publishes after each step, and sends writes (silences, acks) to
 //! the runner as commands, so the runner alone owns and persists the state.
 
+mod alertmanager;
 mod console;
 mod listen;
 mod server;
@@ -193,4 +194,8 @@ pub struct ApiState {
     /// The heartbeat's state, read live (not from the snapshot, which a
     /// stalled loop stops publishing), when one is configured.
     pub heartbeat: Option<Arc<std::sync::Mutex<crate::runner::heartbeat::HeartbeatStatus>>>,
+    /// How posted alerts are taken (`intake`); a reload may change it.
+    pub intake: watch::Receiver<Arc<crate::config::IntakeConfig>>,
+    /// Posted alerts, checked, on their way to the runner.
+    pub intake_batches: mpsc::Sender<crate::intake::IntakeBatch>,
 }

@@ -44,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/deliveries", get(list_deliveries))
         .route("/-/reload", post(reload))
+        .merge(super::alertmanager::routes())
         .merge(super::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -90,9 +91,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
-fn ok(body: impl serde::Serialize) -> ApiResult {
+pub(super) fn ok(body: impl serde::Serialize) -> ApiResult {
     Ok(axum::Json(body).into_response())
 }
 
@@ -158,7 +159,7 @@ struct AlertQuery {
     acked: Option<bool>,
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(q)| q).map_err(|e| ApiError::bad(e.body_text()))
 }
 
@@ -320,7 +321,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 
 /// Writes need `Authorization: Bearer <token>`; without a configured token
 /// they are refused. The token is never echoed.
-fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.token.as_deref().filter(|t| !t.is_empty()) else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -351,7 +352,7 @@ pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Parses a JSON body with a message that says what is wrong and where.
-fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(super) fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad("empty request body: expected a JSON object"));

@@ -169,6 +169,10 @@ struct Api {
     ready: Arc<AtomicBool>,
     /// What the heartbeat task shows, as the test sets it.
     heartbeat: Arc<std::sync::Mutex<crate::runner::heartbeat::HeartbeatStatus>>,
+    /// What posts to the intake sent the runner.
+    intake: tokio::sync::Mutex<mpsc::Receiver<crate::intake::IntakeBatch>>,
+    /// The intake's settings, as a reload would change them.
+    intake_config: watch::Sender<Arc<crate::config::IntakeConfig>>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -189,6 +193,8 @@ impl Api {
         token: Option<&str>,
         ready: bool,
     ) -> Api {
+        let (intake_config, intake_rx) = watch::channel(Arc::new(crate::config::IntakeConfig::default()));
+        let (batches_tx, batches) = mpsc::channel(8);
         let state = ApiState {
             snapshot,
             commands,
@@ -201,6 +207,8 @@ impl Api {
             secret: crate::capability::Secret::from_bytes([7; 32]),
             metrics: Arc::default(),
             heartbeat: Some(Arc::default()),
+            intake: intake_rx,
+            intake_batches: batches_tx,
         };
         let heartbeat = state.heartbeat.clone().unwrap_or_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -211,7 +219,15 @@ impl Api {
             let _ = stop_rx.await;
         }));
         let http = crate::source::scrape::http_client(Duration::from_secs(5)).unwrap();
-        Api { base, http, ready, heartbeat, _shutdown: stop_tx }
+        Api {
+            base,
+            http,
+            ready,
+            heartbeat,
+            intake: tokio::sync::Mutex::new(batches),
+            intake_config,
+            _shutdown: stop_tx,
+        }
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -777,4 +793,47 @@ async fn the_cli_client_reports_server_errors() {
     let url = format!("http://{closed}");
     let e = Client::new(&endpoint(&url, None)).unwrap().get("/api/v1/alerts", &[]).await.unwrap_err().to_string();
     assert!(e.starts_with(&format!("cannot reach zkalert at {url}: ")), "{e}");
+}
+
+#[tokio::test]
+async fn posted_alerts_reach_the_runner_from_loopback_without_a_token_and_from_elsewhere_with_it() {
+    let api = Api::start(Some(TOKEN)).await;
+    let body = r#"[{"labels":{"alertname":"DiskFull","severity":"critical","instance":"h1"},"annotations":{"runbook_url":"https://rb/disk"}}]"#;
+    let (status, reply) = api.write(reqwest::Method::POST, "/api/v2/alerts", body, None).await;
+    assert_eq!((status, &reply), (StatusCode::OK, &json!({"accepted": 1, "defaulted": [], "refused": []})));
+    let batch = api.intake.lock().await.recv().await.expect("a batch");
+    let alert = &batch.alerts[0].alert;
+    assert_eq!(
+        (alert.name(), alert.severity, alert.runbook.as_deref()),
+        ("DiskFull", Severity::P1, Some("https://rb/disk"))
+    );
+
+    // The API's peer is 127.0.0.1: trusted only while allow_from says so.
+    let nobody = crate::config::IntakeConfig { allow_from: Vec::new(), ..Default::default() };
+    api.intake_config.send_replace(Arc::new(nobody));
+    let (status, reply) = api.write(reqwest::Method::POST, "/api/v2/alerts", body, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    let (status, _) = api.write(reqwest::Method::POST, "/api/v2/alerts", body, Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api.intake.lock().await.recv().await.expect("a batch").alerts.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_posts_get_clear_answers_and_the_good_alerts_in_them_are_taken() {
+    let api = Api::start(None).await;
+    let api = &api;
+    let post = |body: String| async move { api.write(reqwest::Method::POST, "/api/v2/alerts", &body, None).await };
+    let (status, reply) = post(r#"{"labels":{}}"#.into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error(&reply).starts_with("the body is not a JSON array of alerts"), "{reply}");
+    let (status, reply) =
+        post(r#"[{"labels":{"alertname":"A","severity":"sev9"}},{"labels":{"bad-name":"x"}}]"#.into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply["accepted"], 1);
+    assert_eq!(reply["defaulted"], json!(["alerts[0]: severity \"sev9\" is not mapped: taken as P2"]));
+    assert!(error(&reply).starts_with("1 of 2 alerts refused: alerts[1].labels: \"bad-name\""), "{reply}");
+    assert_eq!(api.intake.lock().await.recv().await.expect("the good one").alerts[0].alert.name(), "A");
+    let huge = format!("[{}]", " ".repeat(crate::intake::MAX_BODY));
+    let (status, _) = post(huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }

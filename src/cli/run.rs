@@ -84,11 +84,12 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
     // Restored firing alerts are held for two polls (or their rule's window)
     // while the store refills.
     let hold = longest_source * 2;
-    let Loaded { reconfig, sources, runbooks } = loaded;
+    let Loaded { reconfig, sources, runbooks, intake } = loaded;
     let rule_count = reconfig.rules.rule_count();
     let mut runner = Runner::new(reconfig.rules, reconfig.evaluation_interval, reconfig.pipeline, reconfig.channels);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     runner.reload_status = ReloadStatus::started(clock.now());
+    runner.external.resolve_timeout = intake.policy.resolve_timeout;
     runner.restore_from(db, clock.now(), hold)?;
     runner.metrics.set_config_reload(true, clock.now());
     if let Some(ha) = &config.ha {
@@ -109,6 +110,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
         status
     });
     let (runbooks_tx, runbooks_rx) = tokio::sync::watch::channel(runbooks);
+    let (intake_tx, intake_rx) = tokio::sync::watch::channel(intake);
     let control = match &config.server {
         None => None,
         Some(server) => {
@@ -130,6 +132,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 );
             }
             let (commands_tx, commands) = tokio::sync::mpsc::channel(64);
+            let (batches_tx, intake_batches) = tokio::sync::mpsc::channel(crate::runner::INTAKE_QUEUE);
             let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let status = crate::api::StatusView {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -156,17 +159,30 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 secret,
                 metrics: runner.metrics.clone(),
                 heartbeat,
+                intake: intake_rx,
+                intake_batches: batches_tx,
             };
             tokio::spawn(async move {
                 if let Err(e) = crate::api::serve_limited(listener, state, limits, std::future::pending()).await {
                     tracing::error!(error = %e, "API server stopped");
                 }
             });
-            Some(crate::runner::Control { commands, snapshot, ready, status, published_step: None })
+            Some(crate::runner::Control {
+                commands,
+                intake: Some(intake_batches),
+                snapshot,
+                ready,
+                status,
+                published_step: None,
+            })
         }
     };
-    let reloading =
-        Reloading { load: Box::new(move || loader.load()), requests: reload_on_sighup(), runbooks: Some(runbooks_tx) };
+    let reloading = Reloading {
+        load: Box::new(move || loader.load()),
+        requests: reload_on_sighup(),
+        runbooks: Some(runbooks_tx),
+        intake: Some(intake_tx),
+    };
     run(runner, sources, config.evaluation_interval, clock, control, Some(reloading), shutdown_signal()).await;
     Ok(super::EXIT_OK)
 }
@@ -287,6 +303,7 @@ fn build(config: &Config) -> Result<Loaded, Vec<String>> {
         },
         sources,
         runbooks: Arc::new(runbooks),
+        intake: Arc::new(config.intake.clone()),
     })
 }
 
@@ -467,7 +484,7 @@ mod tests {
         std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
         let config = Config::load(&path).unwrap();
         let loader = Loader { config_path: Some(path.clone()), defaults: Defaults::default(), started: config.clone() };
-        let Loaded { reconfig, sources, runbooks } = loader.load().unwrap();
+        let Loaded { reconfig, sources, runbooks, intake } = loader.load().unwrap();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut runner =
             Runner::new(reconfig.rules, reconfig.evaluation_interval, reconfig.pipeline, reconfig.channels);
@@ -485,12 +502,21 @@ mod tests {
             secret: crate::capability::Secret::from_bytes([1; 32]),
             metrics: runner.metrics.clone(),
             heartbeat: None,
+            intake: tokio::sync::watch::channel(intake).1,
+            intake_batches: tokio::sync::mpsc::channel(1).0,
         };
         tokio::spawn(crate::api::serve(listener, state, std::future::pending()));
-        let control =
-            crate::runner::Control { commands, snapshot, ready, status: Default::default(), published_step: None };
+        let control = crate::runner::Control {
+            commands,
+            intake: None,
+            snapshot,
+            ready,
+            status: Default::default(),
+            published_step: None,
+        };
         let (_sighup, requests) = tokio::sync::mpsc::channel(1);
-        let reloading = Reloading { load: Box::new(move || loader.load()), requests, runbooks: Some(runbooks_tx) };
+        let reloading =
+            Reloading { load: Box::new(move || loader.load()), requests, runbooks: Some(runbooks_tx), intake: None };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(run(
             runner,

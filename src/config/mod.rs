@@ -11,11 +11,13 @@ use std::time::Duration;
 
 mod ha;
 mod heartbeat;
+mod intake;
 mod notifiers;
 mod pipeline;
 
 pub use ha::{CoordinationLoss, HaConfig};
 pub use heartbeat::{HeartbeatConfig, PingMethod};
+pub use intake::IntakeConfig;
 
 pub use notifiers::{NotifierConfig, NotifierKind};
 pub(crate) use pipeline::inhibit_rule;
@@ -42,6 +44,8 @@ pub struct Config {
     pub ha: Option<HaConfig>,
     /// The dead man's switch (`heartbeat`), if configured.
     pub heartbeat: Option<HeartbeatConfig>,
+    /// Alerts posted to the Alertmanager API (`intake`).
+    pub intake: IntakeConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +156,7 @@ impl Config {
             templates: std::sync::Arc::new(crate::notify::template::Templates::builtin()),
             ha: None,
             heartbeat: None,
+            intake: IntakeConfig::default(),
         }
     }
 
@@ -192,6 +197,7 @@ impl Config {
             "templates",
             "ha",
             "heartbeat",
+            "intake",
         ];
         for (key, value) in r.map(&root, "config", KEYS) {
             match key {
@@ -235,11 +241,14 @@ impl Config {
                 }
                 "ha" => cfg.ha = ha::read(&mut r, value),
                 "heartbeat" => heartbeat = heartbeat::read(&mut r, value, base),
+                "intake" => cfg.intake = intake::read(&mut r, value),
                 _ => cfg.server = server(&mut r, value, base),
             }
         }
-        if cfg.sources.is_empty() {
-            r.error(root.pos, "config has no `sources`: nothing to watch");
+        // Without sources, zkalert can still take alerts posted to its API
+        // (Prometheus' alerts: docs/alertmanager.md).
+        if cfg.sources.is_empty() && cfg.server.is_none() {
+            r.error(root.pos, "config has no `sources` and no `server`: nothing to watch, nowhere to take alerts from");
         }
         if !saw_notifiers {
             cfg.notifiers = Config::builtin().notifiers;

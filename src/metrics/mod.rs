@@ -67,7 +67,11 @@ pub struct Metrics {
     replica_role: IntGaugeVec,
     replica_sending: IntGaugeVec,
     replica_held: IntGauge,
+    intake_alerts: IntCounterVec,
 }
+
+/// `zkalert_intake_alerts_total`'s outcomes.
+const INTAKE_OUTCOMES: [&str; 3] = ["accepted", "defaulted", "refused"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -127,6 +131,15 @@ impl Metrics {
             &["version"],
         ));
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let intake_alerts = r.counters(
+            "zkalert_intake_alerts_total",
+            "Alerts posted to /api/v2/alerts: accepted (with a mapped severity), defaulted (accepted at the default tier), refused.",
+            &["outcome"],
+        );
+        for outcome in INTAKE_OUTCOMES {
+            // Shown at 0 before the first post.
+            intake_alerts.with_label_values(&[outcome]);
+        }
         let config_reload_successful = r.add(IntGauge::new(
             "zkalert_config_last_reload_successful",
             "1 if the last load of the configuration and rules succeeded, else 0.",
@@ -163,6 +176,7 @@ impl Metrics {
                 "How long one evaluation of a rule group took.",
                 &["rule_group"],
             ),
+            intake_alerts,
             pipeline_step_duration: r.histogram(
                 "zkalert_pipeline_step_duration_seconds",
                 "How long one step of the notification pipeline took (inhibit, silence, maintenance, dispatch).",
@@ -305,6 +319,14 @@ impl Metrics {
         self.config_reload_successful.set(i64::from(successful));
         if successful {
             self.config_reload_success_timestamp.set(at.as_secs_f64());
+        }
+    }
+
+    /// One post to the intake: alerts taken with a mapped severity, taken
+    /// at the default tier, and refused.
+    pub fn observe_intake(&self, mapped: usize, defaulted: usize, refused: usize) {
+        for (outcome, n) in INTAKE_OUTCOMES.into_iter().zip([mapped, defaulted, refused]) {
+            self.intake_alerts.with_label_values(&[outcome]).inc_by(n as u64);
         }
     }
 

@@ -17,6 +17,8 @@ const DELIVERIES_SHOWN: usize = 200;
 /// The runner's ends of the API's channels.
 pub struct Control {
     pub commands: mpsc::Receiver<Command>,
+    /// Alerts posted to the intake, checked by the API (the loop takes it).
+    pub intake: Option<mpsc::Receiver<crate::intake::IntakeBatch>>,
     pub snapshot: watch::Sender<Arc<Snapshot>>,
     pub ready: Arc<AtomicBool>,
     /// The parts of the status that don't change while running.
@@ -48,6 +50,7 @@ impl Runner {
             .chain(self.failing.current())
             .chain(state_alert)
             .chain(&self.watchdog)
+            .chain(self.external.alerts())
             .collect();
         let mutes = self.pipeline.mutes(&alerts, now);
         let groups: FxHashMap<String, &crate::pipeline::GroupState> =

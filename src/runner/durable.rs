@@ -29,6 +29,48 @@ fn saved(a: &Alert) -> Saved {
 /// `#n`, so this never names a rule.
 const NOTIFIER_FAILING_KEY: &str = "zkalert/NotifierFailing";
 
+/// The rule key alerts posted to the intake are stored under.
+const EXTERNAL_KEY: &str = "zkalert/external";
+
+/// Alerts kept in the file under one key that is not a rule's (the
+/// `NotifierFailing` alerts, the intake's), and what the file holds of each.
+#[derive(Default)]
+struct Kept {
+    saved: FxHashMap<Fingerprint, Saved>,
+}
+
+/// A step's changes to a [`Kept`] list, applied once written.
+struct KeptChanges {
+    saved: Vec<(Fingerprint, Saved)>,
+    gone: Vec<Fingerprint>,
+}
+
+impl Kept {
+    /// Adds to `w` what changed of `alerts` under `key`.
+    fn changes<'a>(&self, key: &str, alerts: impl Iterator<Item = &'a Alert>, w: &mut StepWrite) -> KeptChanges {
+        let mut now_saved = Vec::new();
+        let mut present = FxHashMap::default();
+        for a in alerts {
+            let s = saved(a);
+            present.insert(a.fingerprint, ());
+            if self.saved.get(&a.fingerprint) != Some(&s) {
+                now_saved.push((a.fingerprint, s));
+                w.alerts_upsert.push((key.to_string(), a.clone()));
+            }
+        }
+        let gone: Vec<Fingerprint> = self.saved.keys().filter(|fp| !present.contains_key(fp)).copied().collect();
+        w.alerts_delete.extend(gone.iter().map(|fp| (key.to_string(), *fp)));
+        KeptChanges { saved: now_saved, gone }
+    }
+
+    fn written(&mut self, changes: KeptChanges) {
+        self.saved.extend(changes.saved);
+        for fp in &changes.gone {
+            self.saved.remove(fp);
+        }
+    }
+}
+
 /// The meta-alert raised while the state file cannot be written.
 pub const STATE_NOT_PERSISTED: &str = "StateNotPersisted";
 
@@ -49,8 +91,10 @@ pub struct Durable {
     rule_keys: Vec<String>,
     /// What the file holds of each tracker alert.
     saved: FxHashMap<(usize, Fingerprint), Saved>,
-    /// What the file holds of each `NotifierFailing` alert.
-    saved_failing: FxHashMap<Fingerprint, Saved>,
+    /// What the file holds of the `NotifierFailing` alerts.
+    saved_failing: Kept,
+    /// What the file holds of the intake's alerts.
+    saved_external: Kept,
     /// Rows of rules that no longer exist, deleted on the first commit.
     orphans: Vec<(String, Fingerprint)>,
     /// The open maintenance windows the file records.
@@ -96,6 +140,7 @@ impl Durable {
         &mut self,
         tracker: &AlertTracker,
         failing: &[Alert],
+        external: &crate::intake::ExternalAlerts,
         pipeline: &mut Pipeline,
         messages: &[Arc<Message>],
         now: Timestamp,
@@ -119,17 +164,12 @@ impl Durable {
             .copied()
             .collect();
         w.alerts_delete.extend(gone.iter().map(|(i, fp)| (self.rule_keys[*i].clone(), *fp)));
-        let mut failing_saved: Vec<(Fingerprint, Saved)> = Vec::new();
-        for a in failing.iter().filter(|a| a.name() == NOTIFIER_FAILING) {
-            let s = saved(a);
-            if self.saved_failing.get(&a.fingerprint) != Some(&s) {
-                failing_saved.push((a.fingerprint, s));
-                w.alerts_upsert.push((NOTIFIER_FAILING_KEY.to_string(), a.clone()));
-            }
-        }
-        let failing_gone: Vec<Fingerprint> =
-            self.saved_failing.keys().filter(|fp| !failing.iter().any(|a| a.fingerprint == **fp)).copied().collect();
-        w.alerts_delete.extend(failing_gone.iter().map(|fp| (NOTIFIER_FAILING_KEY.to_string(), *fp)));
+        let failing_changes = self.saved_failing.changes(
+            NOTIFIER_FAILING_KEY,
+            failing.iter().filter(|a| a.name() == NOTIFIER_FAILING),
+            &mut w,
+        );
+        let external_changes = self.saved_external.changes(EXTERNAL_KEY, external.alerts(), &mut w);
         w.groups = pipeline.dispatcher.take_changes();
         let windows: Vec<(String, Timestamp, Timestamp)> = pipeline
             .config
@@ -149,12 +189,8 @@ impl Durable {
                 for key in &gone {
                     self.saved.remove(key);
                 }
-                for (fp, s) in failing_saved {
-                    self.saved_failing.insert(fp, s);
-                }
-                for fp in &failing_gone {
-                    self.saved_failing.remove(fp);
-                }
+                self.saved_failing.written(failing_changes);
+                self.saved_external.written(external_changes);
                 self.orphans.clear();
                 for (name, _, end) in windows.iter().filter(|w| !self.open_windows.contains(w)) {
                     tracing::info!(window = %name, until = %end, "maintenance window open");
@@ -341,12 +377,19 @@ impl Runner {
         let mut saved_map = FxHashMap::default();
         let mut orphans = Vec::new();
         let mut restored = 0;
-        let mut saved_failing = FxHashMap::default();
+        let mut saved_failing = Kept::default();
         let mut failing = Vec::new();
+        let mut saved_external = Kept::default();
+        let mut external = Vec::new();
         for (key, alert) in persisted.alerts {
             if key == NOTIFIER_FAILING_KEY {
-                saved_failing.insert(alert.fingerprint, saved(&alert));
+                saved_failing.saved.insert(alert.fingerprint, saved(&alert));
                 failing.push(alert);
+                continue;
+            }
+            if key == EXTERNAL_KEY {
+                saved_external.saved.insert(alert.fingerprint, saved(&alert));
+                external.push(alert);
                 continue;
             }
             match index.get(key.as_str()) {
@@ -367,6 +410,9 @@ impl Runner {
         // is not restored (and its row goes with the next commit).
         failing.retain(|a| a.labels.get("notifier").is_some_and(|c| self.deliverer.channel_names().any(|n| n == c)));
         self.failing.restore(failing, now);
+        // Posted alerts resolve a resolve timeout after the restart unless
+        // posted again (Prometheus re-sends the firing ones every minute).
+        self.external.restore(external, now);
         self.pipeline.dispatcher.restore(persisted.groups);
         self.pipeline.silences = Silences::new(persisted.silences);
         self.pending = persisted.pending.into_iter().map(|e| (Arc::new(e.message), e.channel)).collect();
@@ -379,7 +425,8 @@ impl Runner {
             silences = self.pipeline.silences.items().len(),
             groups = self.pipeline.dispatcher.groups().count(),
             pending_deliveries = self.pending.len(),
-            failing_channels = saved_failing.len(),
+            failing_channels = saved_failing.saved.len(),
+            posted_alerts = saved_external.saved.len(),
             "state restored"
         );
         self.durable = Some(Durable {
@@ -387,6 +434,7 @@ impl Runner {
             rule_keys: keys,
             saved: saved_map,
             saved_failing,
+            saved_external,
             orphans,
             open_windows: persisted.maintenance,
             unwritten_outbox: Vec::new(),
@@ -573,5 +621,54 @@ mod tests {
         assert_eq!(db.pending_count().unwrap(), 0);
         let history = db.deliveries(10).unwrap();
         assert!(history[0].delivered_at.is_some() && history[0].attempts >= 2, "{history:?}");
+    }
+
+    #[tokio::test]
+    async fn a_posted_alert_survives_a_restart_without_a_second_page_or_a_false_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("data/state.db");
+        let pages = dir.path().join("pages.jsonl");
+        let (mut first, _reports, clock) = started(&pages, &db_path);
+        let body = br#"[{"labels":{"alertname":"DiskFull","severity":"page"}}]"#;
+        let posted = |now| crate::intake::check_post(body, &crate::intake::IntakePolicy::default(), now).unwrap().batch;
+        first.receive_external(posted(clock.now()), clock.now());
+        let told = first.evaluate(clock.as_ref());
+        assert_eq!(told.iter().map(|m| m.firing.len()).sum::<usize>(), 1);
+        drop(first);
+
+        let mut second = runner(&pages);
+        second.deliverer.set_clock(clock.clone());
+        second.external.resolve_timeout = Duration::from_secs(60);
+        clock.set(Timestamp::from_millis(30_000));
+        second.restore_from(StateDb::open(&db_path).unwrap(), clock.now(), Duration::from_secs(10)).unwrap();
+        assert_eq!(second.external.firing_count(), 1, "restored");
+        for t in [30, 60, 89] {
+            clock.set(Timestamp::from_millis(t * 1000));
+            if t == 60 {
+                // Prometheus re-sends it.
+                second.receive_external(posted(clock.now()), clock.now());
+            }
+            let messages = second.evaluate(clock.as_ref());
+            assert!(messages.iter().all(|m| m.new.is_empty() && m.resolved.is_empty()), "at {t}s: {messages:?}");
+        }
+        // Not posted again for the resolve timeout (5m, the policy's, from
+        // the re-send at 60 s): resolved.
+        clock.set(Timestamp::from_millis(359_000));
+        assert!(second.evaluate(clock.as_ref()).iter().all(|m| m.resolved.is_empty()));
+        let mut resolved = Vec::new();
+        for t in 360..=420 {
+            clock.set(Timestamp::from_millis(t * 1000));
+            resolved.extend(
+                second
+                    .evaluate(clock.as_ref())
+                    .iter()
+                    .flat_map(|m| m.resolved.clone())
+                    .map(|a| (t, a.name().to_string())),
+            );
+        }
+        assert_eq!(second.external.firing_count(), 0);
+        // Told at the group's next flush (group_interval 60 s), once.
+        assert_eq!(resolved.len(), 1, "{resolved:?}");
+        assert_eq!(resolved[0].1, "DiskFull");
     }
 }

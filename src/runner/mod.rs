@@ -72,6 +72,10 @@ pub struct Runner {
     /// With `ha:` configured: this replica's election and shared state.
     /// Only the active replica sends.
     pub replica: Option<Replica>,
+    /// Alerts posted to the intake (Prometheus'), beside the rules' own.
+    pub external: crate::intake::ExternalAlerts,
+    /// A post changed what the pipeline tells since its last step.
+    external_changed: bool,
 }
 
 /// Dropping series that stopped reporting walks the whole store: once a
@@ -92,6 +96,9 @@ const PIPELINE_TICK: Duration = Duration::from_secs(1);
 /// ZkalertCoordinationLost, ZkalertNoActiveReplica) are kept this long, so
 /// their resolution is told.
 const META_RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
+
+/// Posts to the intake waiting for the loop: past this many, a post waits.
+pub const INTAKE_QUEUE: usize = 256;
 
 /// Evaluations for fresh (not woken) polls are at least this far apart.
 const FRESH_EVALUATION_GAP: Duration = Duration::from_secs(1);
@@ -145,6 +152,8 @@ impl Runner {
             liveness: Default::default(),
             watchdog: None,
             replica: None,
+            external: Default::default(),
+            external_changed: false,
         }
     }
 
@@ -170,6 +179,12 @@ impl Runner {
             }
         }
         self.ingest(source, batch);
+    }
+
+    /// Takes alerts posted to the intake; the pipeline tells what changed
+    /// at the next step.
+    pub fn receive_external(&mut self, batch: crate::intake::IntakeBatch, now: Timestamp) {
+        self.external_changed |= self.external.receive(batch, now);
     }
 
     /// The clusters to evaluate on arrival now: those that polls brought
@@ -246,7 +261,8 @@ impl Runner {
                 tracing::warn!(rule = %state.name, error = %e, "rule evaluation failed");
             }
         }
-        let changed = events.iter().any(|e| !matches!(e, AlertEvent::Pending(_)));
+        let external = std::mem::take(&mut self.external_changed) | self.external.expire(now);
+        let changed = external || events.iter().any(|e| !matches!(e, AlertEvent::Pending(_)));
         if !changed && self.last_pipeline_step.is_some_and(|t| now.since(t) < PIPELINE_TICK) {
             return Vec::new();
         }
@@ -286,6 +302,7 @@ impl Runner {
             .chain(&state_alert)
             .chain(&self.watchdog)
             .chain(replica_alerts)
+            .chain(self.external.alerts())
             .collect();
         let started = std::time::Instant::now();
         let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
@@ -310,7 +327,14 @@ impl Runner {
             // again after a restart.
             let started = std::time::Instant::now();
             let to_send: &[Arc<Message>] = if sends { &messages } else { &[] };
-            let written = durable.commit_step(&self.evaluator.tracker, &failing, &mut self.pipeline, to_send, now);
+            let written = durable.commit_step(
+                &self.evaluator.tracker,
+                &failing,
+                &self.external,
+                &mut self.pipeline,
+                to_send,
+                now,
+            );
             self.metrics.observe_state_commit(started.elapsed(), written.is_ok());
         }
         for m in messages.iter().filter(|_| sends) {
@@ -475,6 +499,7 @@ pub async fn run(
     let gate_open =
         |waiting: &std::collections::HashSet<usize>| waiting.is_empty() || tokio::time::Instant::now() >= gate_opens;
     let mut role = runner.replica.as_ref().map(|r| r.election.role());
+    let mut intake = control.as_mut().and_then(|c| c.intake.take());
     runner.follow_role(clock.now()).await;
     loop {
         tokio::select! {
@@ -516,6 +541,16 @@ pub async fn run(
                 let _ = reload(&mut runner, &mut polling, &mut reloading, clock.now());
                 sources_now(&mut control, &polling);
                 publish(&runner, &mut control, clock.now(), true);
+            }
+            Some(batch) = next_intake(&mut intake) => {
+                runner.receive_external(batch, clock.now());
+                // A burst of posts is one step.
+                while let Some(batch) = intake.as_mut().and_then(|i| i.try_recv().ok()) {
+                    runner.receive_external(batch, clock.now());
+                }
+                if gate_open(&waiting_for) {
+                    step(&mut runner, &mut control, clock.as_ref()).await;
+                }
             }
             Some(command) = next_command(&mut control) => {
                 let writes = !matches!(command, crate::api::Command::ExportSeries { .. });
@@ -575,6 +610,10 @@ fn reload(
     if let Some(runbooks) = &reloading.runbooks {
         runbooks.send_replace(loaded.runbooks);
     }
+    runner.external.resolve_timeout = loaded.intake.policy.resolve_timeout;
+    if let Some(intake) = &reloading.intake {
+        intake.send_replace(loaded.intake);
+    }
     tracing::info!(rules = runner.evaluator.rules.rule_count(), sources, "reloaded");
     Ok(runner.record_reload(Vec::new(), now))
 }
@@ -610,6 +649,15 @@ async fn next_report(reports: &mut Option<mpsc::UnboundedReceiver<Report>>) -> O
 async fn next_command(control: &mut Option<Control>) -> Option<crate::api::Command> {
     match control {
         Some(c) => c.commands.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_intake(
+    intake: &mut Option<mpsc::Receiver<crate::intake::IntakeBatch>>,
+) -> Option<crate::intake::IntakeBatch> {
+    match intake {
+        Some(i) => i.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -790,6 +838,26 @@ mod tests {
         runner.evaluate(&clock);
         assert_eq!(firing(&runner), ["Down a-1", "Renamed a-1", "Slow a-1", "Split -"], "a's Slow over a's poll");
         assert_eq!(runner.evaluator.next_due_of(0), at(60_000), "evaluations on arrival keep the slot");
+    }
+
+    #[test]
+    fn posted_alerts_are_told_with_the_rules_and_resolved_by_their_end() {
+        let mut runner = runner_of(X_AND_Y);
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        let policy = crate::intake::IntakePolicy::default();
+        let body = br#"[{"labels":{"alertname":"DiskFull","severity":"page"},"endsAt":"1970-01-01T00:01:00Z"}]"#;
+        let batch = crate::intake::check_post(body, &policy, clock.now()).unwrap().batch;
+        runner.receive_external(batch, clock.now());
+        let sent = runner.evaluate(&clock);
+        let told: Vec<(&str, crate::model::Severity)> =
+            sent.iter().flat_map(|m| &m.firing).map(|a| (a.name(), a.severity)).collect();
+        assert_eq!(told, [("DiskFull", crate::model::Severity::P0)]);
+        clock.set(Timestamp::from_millis(59_000));
+        assert!(runner.evaluate(&clock).iter().all(|m| m.resolved.is_empty()));
+        clock.set(Timestamp::from_millis(60_000));
+        let sent = runner.evaluate(&clock);
+        let resolved: Vec<&str> = sent.iter().flat_map(|m| &m.resolved).map(|a| a.name()).collect();
+        assert_eq!(resolved, ["DiskFull"], "resolved at its endsAt");
     }
 
     #[test]

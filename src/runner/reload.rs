@@ -38,6 +38,8 @@ pub struct Loaded {
     pub reconfig: Reconfig,
     pub sources: Vec<SourceSpec>,
     pub runbooks: Arc<Runbooks>,
+    /// How posted alerts are taken (the API reads it).
+    pub intake: Arc<crate::config::IntakeConfig>,
 }
 
 /// Reads and checks the config and rules again: every problem found, each
@@ -51,6 +53,8 @@ pub struct Reloading {
     pub requests: mpsc::Receiver<()>,
     /// Where the API reads the runbooks it serves.
     pub runbooks: Option<watch::Sender<Arc<Runbooks>>>,
+    /// Where the API reads how to take posted alerts.
+    pub intake: Option<watch::Sender<Arc<crate::config::IntakeConfig>>>,
 }
 
 /// The outcome of the reloads so far, for the status (and `/metrics`).

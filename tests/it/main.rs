@@ -7,6 +7,7 @@
 
 mod support;
 
+mod alertmanager;
 mod cli;
 mod console;
 mod delivery;

@@ -6,12 +6,13 @@
 
 use crate::support::http::free_port;
 use crate::support::http::{MetricsServer, get};
-use crate::support::process::{Watchdog, kill_and_reap, tail};
+use crate::support::process::tail;
+use crate::support::prometheus::Prometheus;
 use crate::support::zkalert::{RunConfig, ZkalertRun};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RULES: &str = "groups:
@@ -58,92 +59,6 @@ fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<
         assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}\n{}", context());
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// A real Prometheus on loopback scraping zkalert every second, killed
-/// (and its data removed) on drop.
-struct Prometheus {
-    child: Child,
-    _watchdog: Option<Watchdog>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(scraped_port: u16) -> Prometheus {
-        let dir = tempfile::Builder::new().prefix("zkalert-prometheus-").tempdir().expect("temp dir");
-        // honor_labels: the re-exported series carry the ZooKeeper node's
-        // `instance`, which must win over the scrape target's.
-        let config = format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-scrape_configs:
-  - job_name: zkalert
-    honor_labels: true
-    static_configs: [{{targets: ['127.0.0.1:{scraped_port}']}}]
-"
-        );
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).expect("write prometheus.yml");
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("prometheus.log");
-        let child = Command::new(prometheus_binary())
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        let watchdog = Watchdog::spawn(child.id(), &config_path.to_string_lossy());
-        Prometheus { child, _watchdog: watchdog, port, dir }
-    }
-
-    /// The values of an instant query's vector result, by the series'
-    /// labels (`None` until Prometheus answers it).
-    fn query(&self, promql: &str) -> Option<Vec<(serde_json::Value, String)>> {
-        let path = format!("/api/v1/query?query={}", percent_encode(promql));
-        let (status, body) = get(self.port, &path, Duration::from_secs(5))?;
-        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-        if status != 200 || json["status"] != "success" {
-            return None;
-        }
-        let result = json["data"]["result"].as_array()?;
-        Some(
-            result
-                .iter()
-                .map(|r| (r["metric"].clone(), r["value"][1].as_str().unwrap_or_default().to_string()))
-                .collect(),
-        )
-    }
-
-    fn log(&self) -> String {
-        tail(&self.dir.path().join("prometheus.log"), 20)
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("prometheus log:\n{}", self.log());
-        }
-        kill_and_reap(&mut self.child);
-    }
-}
-
-fn prometheus_binary() -> &'static str {
-    let path = "/usr/bin/prometheus";
-    assert!(Path::new(path).exists(), "this test needs Debian's prometheus: apt-get install prometheus");
-    path
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `promtool check metrics` on `text`: what it printed if it found a

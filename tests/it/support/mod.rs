@@ -10,5 +10,6 @@ pub mod ensemble;
 pub mod http;
 pub mod loopback;
 pub mod process;
+pub mod prometheus;
 pub mod tmpfs;
 pub mod zkalert;

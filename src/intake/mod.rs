@@ -1,0 +1,366 @@
+//! Alerts from outside, beside the rules' own: Prometheus (or anything that
+//! speaks the Alertmanager API v2) posts them to `POST /api/v2/alerts`. The
+//! API's threads parse and check each post into an [`IntakeBatch`] (tier
+//! from the `severity` label, runbook from the annotations); the runner
+//! keeps them in [`ExternalAlerts`], where `endsAt` or the resolve timeout
+//! resolves them, and hands them to the pipeline with the rules' alerts.
+
+use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A post's body may be this large: 10,000 alerts as Prometheus sends them
+/// are ~5 MB.
+pub const MAX_BODY: usize = 64 << 20;
+/// At most this many alerts in one post.
+pub const MAX_ALERTS_PER_POST: usize = 100_000;
+/// Per alert: labels and annotations each at most this many.
+pub const MAX_PAIRS: usize = 64;
+/// A label or annotation name at most this long (bytes).
+pub const MAX_NAME: usize = 256;
+/// A label value at most this long (bytes); an annotation value at most
+/// [`MAX_ANNOTATION`].
+pub const MAX_LABEL_VALUE: usize = 4096;
+pub const MAX_ANNOTATION: usize = 64 << 10;
+
+/// The annotation that marks an alert posted without a runbook (with
+/// `runbooks: mark`).
+pub const RUNBOOK_MISSING: &str = "runbook_missing";
+
+/// How posted alerts become zkalert alerts (the `intake` section).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntakePolicy {
+    /// A firing alert posted without `endsAt` resolves this long after it
+    /// was last posted (Alertmanager's `resolve_timeout`).
+    pub resolve_timeout: Duration,
+    /// `severity` label value (lower case) → tier. `P0`–`P3` are always
+    /// themselves.
+    pub severities: BTreeMap<String, Severity>,
+    /// The tier of an alert whose `severity` is missing or not in
+    /// `severities`.
+    pub default_tier: Severity,
+    /// Alerts without a `runbook_url` / `runbook` annotation.
+    pub missing_runbook: MissingRunbook,
+}
+
+/// What to do with a posted alert that names no runbook.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MissingRunbook {
+    /// Take it as it is (no runbook link).
+    Accept,
+    /// Give it this runbook (a URL or a path under the runbook base URL)
+    /// and the [`RUNBOOK_MISSING`] annotation.
+    Mark { runbook: String },
+}
+
+/// The runbook posted alerts without one get by default.
+pub const DEFAULT_RUNBOOK: &str = "zkalert/external-alert-without-runbook";
+
+impl Default for IntakePolicy {
+    fn default() -> Self {
+        let severities =
+            [("page", Severity::P0), ("critical", Severity::P1), ("warning", Severity::P2), ("info", Severity::P3)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+        Self {
+            resolve_timeout: Duration::from_secs(300),
+            severities,
+            default_tier: Severity::P2,
+            missing_runbook: MissingRunbook::Mark { runbook: DEFAULT_RUNBOOK.into() },
+        }
+    }
+}
+
+impl IntakePolicy {
+    /// The tier of a `severity` label value, and whether it was mapped
+    /// (`false`: missing or unknown, so [`Self::default_tier`]).
+    pub fn tier_of(&self, severity: Option<&str>) -> (Severity, bool) {
+        let Some(s) = severity else { return (self.default_tier, false) };
+        if let Ok(tier) = s.parse::<Severity>() {
+            return (tier, true);
+        }
+        match self.severities.get(&s.to_ascii_lowercase()) {
+            Some(tier) => (*tier, true),
+            None => (self.default_tier, false),
+        }
+    }
+}
+
+/// One alert as Prometheus posts it (`postableAlert` of Alertmanager's
+/// OpenAPI). Unknown fields are ignored, as Alertmanager does.
+#[derive(Debug, Deserialize)]
+struct PostableAlert {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, rename = "startsAt")]
+    starts_at: Option<String>,
+    #[serde(default, rename = "endsAt")]
+    ends_at: Option<String>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: Option<String>,
+}
+
+/// One posted alert, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntakeAlert {
+    /// Firing, with its tier, labels (the posted `severity` kept as it
+    /// is), annotations and runbook; `active_at` is `startsAt` (or the
+    /// time it was received).
+    pub alert: Alert,
+    /// When it resolves unless posted again: `endsAt`, else the time it
+    /// was received plus the resolve timeout.
+    pub ends_at: Timestamp,
+}
+
+/// The alerts of one post, checked on the API's thread, for the runner.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IntakeBatch {
+    pub alerts: Vec<IntakeAlert>,
+}
+
+/// What a post got: its alerts that were taken, and a message per alert
+/// that was not (by index, with the field) or was taken with a default.
+#[derive(Debug, Default, PartialEq)]
+pub struct Checked {
+    pub batch: IntakeBatch,
+    /// Alerts refused: `alerts[3].labels: ...`. A post with any is a 400,
+    /// the others still taken (as Alertmanager does).
+    pub refused: Vec<String>,
+    /// Alerts taken with the default tier (severity missing or unknown).
+    pub defaulted: Vec<String>,
+}
+
+/// Why a whole post was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum IntakeError {
+    #[error("the body is not a JSON array of alerts: {0}")]
+    Json(String),
+    #[error("{0} alerts in one post; at most {MAX_ALERTS_PER_POST}")]
+    TooMany(usize),
+}
+
+/// Parses and checks one post's body at `now`.
+pub fn check_post(body: &[u8], policy: &IntakePolicy, now: Timestamp) -> Result<Checked, IntakeError> {
+    let posted: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| IntakeError::Json(e.to_string()))?;
+    if posted.len() > MAX_ALERTS_PER_POST {
+        return Err(IntakeError::TooMany(posted.len()));
+    }
+    let mut out = Checked::default();
+    for (i, value) in posted.into_iter().enumerate() {
+        let checked = serde_json::from_value::<PostableAlert>(value)
+            .map_err(|e| format!("alerts[{i}]: {e}"))
+            .and_then(|p| intake_alert(p, policy, now).map_err(|e| format!("alerts[{i}].{e}")));
+        match checked {
+            Ok((alert, unmapped)) => {
+                if let Some(severity) = unmapped {
+                    out.defaulted.push(format!(
+                        "alerts[{i}]: severity {severity} is not mapped: taken as {}",
+                        policy.default_tier
+                    ));
+                }
+                out.batch.alerts.push(alert);
+            }
+            Err(e) => out.refused.push(e),
+        }
+    }
+    Ok(out)
+}
+
+/// One alert checked, and its severity as posted if it was not mapped
+/// (quoted, or `(none)`). Errors name the field (`labels: ...`).
+fn intake_alert(
+    p: PostableAlert,
+    policy: &IntakePolicy,
+    now: Timestamp,
+) -> Result<(IntakeAlert, Option<String>), String> {
+    let labels = p.labels.unwrap_or_default();
+    if labels.is_empty() {
+        return Err("labels: at least one label is needed (alertname)".into());
+    }
+    check_pairs("labels", &labels, MAX_LABEL_VALUE, true)?;
+    let annotations = p.annotations.unwrap_or_default();
+    check_pairs("annotations", &annotations, MAX_ANNOTATION, false)?;
+    let time = |field: &str, v: Option<String>| -> Result<Option<Timestamp>, String> {
+        let Some(v) = v.filter(|v| !v.is_empty()) else { return Ok(None) };
+        // Go's zero time: what a client that leaves the field unset sends.
+        if v.starts_with("0001-01-01") {
+            return Ok(None);
+        }
+        chrono::DateTime::parse_from_rfc3339(&v)
+            .map(|t| Some(Timestamp::from_millis(t.timestamp_millis())))
+            .map_err(|e| format!("{field}: {v:?} is not an RFC 3339 time: {e}"))
+    };
+    let starts_at = time("startsAt", p.starts_at)?;
+    let ends_at = time("endsAt", p.ends_at)?;
+    if let (Some(s), Some(e)) = (starts_at, ends_at)
+        && e < s
+    {
+        return Err("endsAt: before startsAt".into());
+    }
+    if let Some(g) = &p.generator_url
+        && g.len() > MAX_ANNOTATION
+    {
+        return Err(format!("generatorURL: longer than {MAX_ANNOTATION} bytes"));
+    }
+    let posted_severity = labels.get(crate::model::SEVERITY);
+    let (tier, mapped) = policy.tier_of(posted_severity.map(String::as_str));
+    let unmapped = (!mapped).then(|| posted_severity.map_or("(none)".into(), |s| format!("{s:?}")));
+    let mut identity = Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if identity.get(crate::model::SEVERITY).is_none() {
+        // As the rules' alerts: the label is the tier unless one was given.
+        identity.insert(crate::model::SEVERITY, tier.as_str());
+    }
+    let mut alert = Alert::new(identity, tier, 1.0, starts_at.unwrap_or(now).min(now));
+    alert.state = AlertState::Firing;
+    alert.fired_at = Some(now);
+    let runbook = annotations.get("runbook_url").or_else(|| annotations.get("runbook")).filter(|r| !r.is_empty());
+    alert.runbook = runbook.cloned();
+    alert.annotations = annotations.into_iter().collect();
+    if let Some(g) = p.generator_url.filter(|g| !g.is_empty()) {
+        alert.annotations.push(("generator_url".into(), g));
+    }
+    if alert.runbook.is_none()
+        && let MissingRunbook::Mark { runbook } = &policy.missing_runbook
+    {
+        alert.runbook = Some(runbook.clone());
+        alert.annotations.push((RUNBOOK_MISSING.into(), "the alert as posted names no runbook".into()));
+    }
+    let ends_at = ends_at.unwrap_or(now + policy.resolve_timeout);
+    Ok((IntakeAlert { alert, ends_at }, unmapped))
+}
+
+fn check_pairs(
+    field: &str,
+    pairs: &BTreeMap<String, String>,
+    max_value: usize,
+    names_as_labels: bool,
+) -> Result<(), String> {
+    if pairs.len() > MAX_PAIRS {
+        return Err(format!("{field}: {} entries; at most {MAX_PAIRS}", pairs.len()));
+    }
+    for (k, v) in pairs {
+        if k.len() > MAX_NAME {
+            return Err(format!("{field}: a name longer than {MAX_NAME} bytes"));
+        }
+        if names_as_labels && !is_label_name(k) {
+            return Err(format!("{field}: {k:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"));
+        }
+        if v.len() > max_value {
+            return Err(format!("{field}: {k} is longer than {max_value} bytes"));
+        }
+    }
+    Ok(())
+}
+
+/// Prometheus' label names: `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The external alerts the runner holds: firing until `endsAt` or the
+/// resolve timeout, then resolved (told by the pipeline) and kept for
+/// [`crate::rule::tracker::RESOLVED_RETENTION`].
+#[derive(Debug)]
+pub struct ExternalAlerts {
+    alerts: FxHashMap<Fingerprint, Held>,
+    /// For alerts restored after a restart (the config's, set at start
+    /// and at each reload).
+    pub resolve_timeout: Duration,
+}
+
+impl Default for ExternalAlerts {
+    fn default() -> Self {
+        Self { alerts: FxHashMap::default(), resolve_timeout: IntakePolicy::default().resolve_timeout }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    alert: Alert,
+    ends_at: Timestamp,
+}
+
+impl ExternalAlerts {
+    /// Takes a post's alerts at `now`: new ones fire, known ones are
+    /// refreshed (tier, labels, annotations, end), ones whose `endsAt` has
+    /// passed resolve. Returns whether anything the pipeline tells changed.
+    pub fn receive(&mut self, batch: IntakeBatch, now: Timestamp) -> bool {
+        let mut changed = false;
+        for IntakeAlert { alert, ends_at } in batch.alerts {
+            let fp = alert.fingerprint;
+            let ended = ends_at <= now;
+            match self.alerts.get_mut(&fp) {
+                Some(held) if held.alert.state == AlertState::Firing => {
+                    changed |= held.alert.severity != alert.severity;
+                    let (active_at, fired_at) = (held.alert.active_at, held.alert.fired_at);
+                    held.alert = alert;
+                    held.alert.active_at = active_at;
+                    held.alert.fired_at = fired_at;
+                    held.ends_at = ends_at;
+                    if ended {
+                        resolve(&mut held.alert, now);
+                        changed = true;
+                    }
+                }
+                // A resolution of an alert not firing here: nothing to tell.
+                _ if ended => {}
+                _ => {
+                    self.alerts.insert(fp, Held { alert, ends_at });
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Resolves the alerts whose end has come and forgets those resolved
+    /// long enough ago. Returns whether any resolved.
+    pub fn expire(&mut self, now: Timestamp) -> bool {
+        let mut changed = false;
+        self.alerts.retain(|_, held| match held.alert.state {
+            AlertState::Resolved => {
+                now.since(held.alert.resolved_at.unwrap_or(now)) < crate::rule::tracker::RESOLVED_RETENTION
+            }
+            _ => {
+                if held.ends_at <= now {
+                    resolve(&mut held.alert, now);
+                    changed = true;
+                }
+                true
+            }
+        });
+        changed
+    }
+
+    pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.values().map(|h| &h.alert)
+    }
+
+    pub fn firing_count(&self) -> usize {
+        self.alerts.values().filter(|h| h.alert.state == AlertState::Firing).count()
+    }
+
+    /// Puts back alerts persisted before a restart: they resolve after the
+    /// resolve timeout unless posted again (Prometheus re-sends firing
+    /// alerts every minute).
+    pub fn restore(&mut self, alerts: impl IntoIterator<Item = Alert>, now: Timestamp) {
+        for alert in alerts {
+            self.alerts.insert(alert.fingerprint, Held { alert, ends_at: now + self.resolve_timeout });
+        }
+    }
+}
+
+fn resolve(alert: &mut Alert, now: Timestamp) {
+    alert.state = AlertState::Resolved;
+    alert.resolved_at = Some(now);
+}
+
+#[cfg(test)]
+mod tests;
