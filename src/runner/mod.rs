@@ -88,9 +88,14 @@ pub const SILENCE_RETENTION: Duration = Duration::from_secs(120 * 3600);
 /// Delivered messages stay in the outbox table, as history, this long.
 pub const DELIVERY_HISTORY: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// The pipeline runs after every evaluation that changed an alert, and at
-/// least this often for its own timers (group wait, repeats, escalation).
+/// The pipeline runs after every evaluation that changed an alert, when
+/// one of its timers is due (group wait, group interval, repeats,
+/// escalation), and at least this often.
 const PIPELINE_TICK: Duration = Duration::from_secs(1);
+
+/// Steps for the pipeline's timers are at least this far apart (a timer
+/// due again at once must not spin the loop).
+const PIPELINE_TIMER_GAP: Duration = Duration::from_millis(25);
 
 /// zkalert's own resolved alerts (NotifierFailing, StateNotPersisted,
 /// ZkalertCoordinationLost, ZkalertNoActiveReplica) are kept this long, so
@@ -263,10 +268,20 @@ impl Runner {
         }
         let external = std::mem::take(&mut self.external_changed) | self.external.expire(now);
         let changed = external || events.iter().any(|e| !matches!(e, AlertEvent::Pending(_)));
-        if !changed && self.last_pipeline_step.is_some_and(|t| now.since(t) < PIPELINE_TICK) {
+        let timer_due = self.pipeline_wake(now).is_some_and(|t| t <= now);
+        if !changed && !timer_due && self.last_pipeline_step.is_some_and(|t| now.since(t) < PIPELINE_TICK) {
             return Vec::new();
         }
         self.step_pipeline(now)
+    }
+
+    /// When the pipeline's next timer (a group wait ending, a group
+    /// interval, a repeat, an escalation) wants a step, at least
+    /// [`PIPELINE_TIMER_GAP`] after the last one; `None` before the first
+    /// step or when nothing is due until the alerts change.
+    pub fn pipeline_wake(&self, now: Timestamp) -> Option<Timestamp> {
+        let last = self.last_pipeline_step?;
+        Some(self.pipeline.next_due(now)?.max(last + PIPELINE_TIMER_GAP))
     }
 
     /// Forgets what is old: silences expired for longer than
@@ -552,6 +567,11 @@ pub async fn run(
                     step(&mut runner, &mut control, clock.as_ref()).await;
                 }
             }
+            Some(()) = sleep_until(pipeline_timer(&runner, clock.as_ref())) => {
+                if gate_open(&waiting_for) {
+                    step(&mut runner, &mut control, clock.as_ref()).await;
+                }
+            }
             Some(command) = next_command(&mut control) => {
                 let writes = !matches!(command, crate::api::Command::ExportSeries { .. });
                 match command {
@@ -649,6 +669,24 @@ async fn next_report(reports: &mut Option<mpsc::UnboundedReceiver<Report>>) -> O
 async fn next_command(control: &mut Option<Control>) -> Option<crate::api::Command> {
     match control {
         Some(c) => c.commands.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The loop's instant for [`Runner::pipeline_wake`].
+fn pipeline_timer(runner: &Runner, clock: &dyn Clock) -> Option<tokio::time::Instant> {
+    let now = clock.now();
+    let at = runner.pipeline_wake(now)?;
+    Some(tokio::time::Instant::now() + at.since(now))
+}
+
+/// Sleeps until `at` (forever without one).
+async fn sleep_until(at: Option<tokio::time::Instant>) -> Option<()> {
+    match at {
+        Some(at) => {
+            tokio::time::sleep_until(at).await;
+            Some(())
+        }
         None => std::future::pending().await,
     }
 }
@@ -858,6 +896,24 @@ mod tests {
         let sent = runner.evaluate(&clock);
         let resolved: Vec<&str> = sent.iter().flat_map(|m| &m.resolved).map(|a| a.name()).collect();
         assert_eq!(resolved, ["DiskFull"], "resolved at its endsAt");
+    }
+
+    #[test]
+    fn a_group_wait_ends_on_time_not_at_the_next_tick() {
+        // P1: group_wait 30 s (the seed's).
+        let mut runner = runner_of("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: x > 0\n    severity: P1\n");
+        let clock = ManualClock::new(Timestamp::from_millis(0));
+        let at = |ms: i64| Timestamp::from_millis(ms);
+        runner.ingest(0, poll("a", 0, &[("x", 1.0)]));
+        assert!(runner.evaluate(&clock).is_empty(), "waiting for the group");
+        clock.set(at(29_400));
+        assert!(runner.evaluate(&clock).is_empty());
+        assert_eq!(runner.pipeline_wake(at(29_400)), Some(at(30_000)), "the group wait's end, before the next tick");
+        clock.set(at(30_000));
+        let sent = runner.evaluate(&clock);
+        assert_eq!(sent.len(), 1, "told when its group wait ended, 0.6 s after the last step");
+        // Next: the P1 repeat (15 min), not every tick until then.
+        assert_eq!(runner.pipeline_wake(at(30_000)), Some(at(930_000)));
     }
 
     #[test]
