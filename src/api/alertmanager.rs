@@ -14,7 +14,7 @@ use crate::model::{AlertState, Labels, Severity, Timestamp};
 use crate::pipeline::{MatchOp, Matcher, Matchers, Silence};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
@@ -43,7 +43,7 @@ pub(super) fn routes() -> axum::Router<ApiState> {
 
 /// `/api/v2/alerts`.
 fn alerts() -> MethodRouter<ApiState> {
-    get(get_alerts).post(post_alerts).layer(DefaultBodyLimit::max(MAX_BODY))
+    get(get_alerts).post(post_alerts)
 }
 
 /// Takes a post of alerts: from a network in `intake.allow_from` (by
@@ -55,14 +55,20 @@ async fn post_alerts(
     State(state): State<ApiState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let intake = state.intake.borrow().clone();
     let trusted = peer.is_some_and(|Extension(ConnectInfo(p))| intake.trusts(p.ip()));
+    // Before reading the body: a stranger's 64 MiB is refused unread.
     if !trusted {
         super::server::authorize(&state, &headers)?;
     }
-    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {} MiB or broke off: {e}", MAX_BODY >> 20),
+        )
+    })?;
     let now = now();
     let checked = if body.len() > BLOCKING_BODY {
         let policy = intake.clone();

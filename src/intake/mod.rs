@@ -25,6 +25,10 @@ pub const MAX_NAME: usize = 256;
 pub const MAX_LABEL_VALUE: usize = 4096;
 pub const MAX_ANNOTATION: usize = 64 << 10;
 
+/// At most this many posted alerts held (firing or recently resolved); new
+/// ones past it are refused, counted and logged.
+pub const MAX_HELD: usize = 250_000;
+
 /// The annotation that marks an alert posted without a runbook (with
 /// `runbooks: mark`).
 pub const RUNBOOK_MISSING: &str = "runbook_missing";
@@ -270,6 +274,11 @@ fn is_label_name(s: &str) -> bool {
 #[derive(Debug)]
 pub struct ExternalAlerts {
     alerts: FxHashMap<Fingerprint, Held>,
+    /// The earliest time [`Self::expire`] has something to do (an end, a
+    /// resolved alert to forget); `None`: nothing held.
+    next_change: Option<Timestamp>,
+    /// New alerts refused because [`MAX_HELD`] were held, since the start.
+    pub dropped: u64,
     /// For alerts restored after a restart (the config's, set at start
     /// and at each reload).
     pub resolve_timeout: Duration,
@@ -277,7 +286,12 @@ pub struct ExternalAlerts {
 
 impl Default for ExternalAlerts {
     fn default() -> Self {
-        Self { alerts: FxHashMap::default(), resolve_timeout: IntakePolicy::default().resolve_timeout }
+        Self {
+            alerts: FxHashMap::default(),
+            next_change: None,
+            dropped: 0,
+            resolve_timeout: IntakePolicy::default().resolve_timeout,
+        }
     }
 }
 
@@ -296,6 +310,7 @@ impl ExternalAlerts {
         for IntakeAlert { alert, ends_at } in batch.alerts {
             let fp = alert.fingerprint;
             let ended = ends_at <= now;
+            let full = self.alerts.len() >= MAX_HELD;
             match self.alerts.get_mut(&fp) {
                 Some(held) if held.alert.state == AlertState::Firing => {
                     changed |= held.alert.severity != alert.severity;
@@ -310,12 +325,18 @@ impl ExternalAlerts {
                     }
                 }
                 // A resolution of an alert not firing here: nothing to tell.
-                _ if ended => {}
+                _ if ended => continue,
+                None if full => {
+                    self.dropped += 1;
+                    continue;
+                }
                 _ => {
                     self.alerts.insert(fp, Held { alert, ends_at });
                     changed = true;
                 }
             }
+            let next = if ended { now + crate::rule::tracker::RESOLVED_RETENTION } else { ends_at };
+            self.next_change = Some(self.next_change.map_or(next, |t| t.min(next)));
         }
         changed
     }
@@ -323,24 +344,37 @@ impl ExternalAlerts {
     /// Resolves the alerts whose end has come and forgets those resolved
     /// long enough ago. Returns whether any resolved.
     pub fn expire(&mut self, now: Timestamp) -> bool {
+        if self.next_change.is_none_or(|t| now < t) {
+            return false;
+        }
+        let retention = crate::rule::tracker::RESOLVED_RETENTION;
         let mut changed = false;
-        self.alerts.retain(|_, held| match held.alert.state {
-            AlertState::Resolved => {
-                now.since(held.alert.resolved_at.unwrap_or(now)) < crate::rule::tracker::RESOLVED_RETENTION
+        let mut next: Option<Timestamp> = None;
+        self.alerts.retain(|_, held| {
+            if held.alert.state != AlertState::Resolved && held.ends_at <= now {
+                resolve(&mut held.alert, now);
+                changed = true;
             }
-            _ => {
-                if held.ends_at <= now {
-                    resolve(&mut held.alert, now);
-                    changed = true;
-                }
-                true
+            let at = match held.alert.state {
+                AlertState::Resolved => held.alert.resolved_at.unwrap_or(now) + retention,
+                _ => held.ends_at,
+            };
+            let keep = at > now || held.alert.state != AlertState::Resolved;
+            if keep {
+                next = Some(next.map_or(at, |t| t.min(at)));
             }
+            keep
         });
+        self.next_change = next;
         changed
     }
 
     pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
         self.alerts.values().map(|h| &h.alert)
+    }
+
+    pub fn contains(&self, fp: &Fingerprint) -> bool {
+        self.alerts.contains_key(fp)
     }
 
     pub fn firing_count(&self) -> usize {
@@ -352,6 +386,9 @@ impl ExternalAlerts {
     /// alerts every minute).
     pub fn restore(&mut self, alerts: impl IntoIterator<Item = Alert>, now: Timestamp) {
         for alert in alerts {
+            let resolved_at = alert.resolved_at.filter(|_| alert.state == AlertState::Resolved);
+            let next = resolved_at.map_or(now + self.resolve_timeout, |t| t + crate::rule::tracker::RESOLVED_RETENTION);
+            self.next_change = Some(self.next_change.map_or(next, |t| t.min(next)));
             self.alerts.insert(alert.fingerprint, Held { alert, ends_at: now + self.resolve_timeout });
         }
     }

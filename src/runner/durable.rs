@@ -46,19 +46,24 @@ struct KeptChanges {
 }
 
 impl Kept {
-    /// Adds to `w` what changed of `alerts` under `key`.
-    fn changes<'a>(&self, key: &str, alerts: impl Iterator<Item = &'a Alert>, w: &mut StepWrite) -> KeptChanges {
+    /// Adds to `w` what changed of `alerts` under `key`; `present` says
+    /// whether an alert the file holds is still among them.
+    fn changes<'a>(
+        &self,
+        key: &str,
+        alerts: impl Iterator<Item = &'a Alert>,
+        present: impl Fn(&Fingerprint) -> bool,
+        w: &mut StepWrite,
+    ) -> KeptChanges {
         let mut now_saved = Vec::new();
-        let mut present = FxHashMap::default();
         for a in alerts {
             let s = saved(a);
-            present.insert(a.fingerprint, ());
             if self.saved.get(&a.fingerprint) != Some(&s) {
                 now_saved.push((a.fingerprint, s));
                 w.alerts_upsert.push((key.to_string(), a.clone()));
             }
         }
-        let gone: Vec<Fingerprint> = self.saved.keys().filter(|fp| !present.contains_key(fp)).copied().collect();
+        let gone: Vec<Fingerprint> = self.saved.keys().filter(|fp| !present(fp)).copied().collect();
         w.alerts_delete.extend(gone.iter().map(|fp| (key.to_string(), *fp)));
         KeptChanges { saved: now_saved, gone }
     }
@@ -167,9 +172,11 @@ impl Durable {
         let failing_changes = self.saved_failing.changes(
             NOTIFIER_FAILING_KEY,
             failing.iter().filter(|a| a.name() == NOTIFIER_FAILING),
+            |fp| failing.iter().any(|a| a.fingerprint == *fp),
             &mut w,
         );
-        let external_changes = self.saved_external.changes(EXTERNAL_KEY, external.alerts(), &mut w);
+        let external_changes =
+            self.saved_external.changes(EXTERNAL_KEY, external.alerts(), |fp| external.contains(fp), &mut w);
         w.groups = pipeline.dispatcher.take_changes();
         let windows: Vec<(String, Timestamp, Timestamp)> = pipeline
             .config

@@ -51,6 +51,8 @@ pub struct Runner {
     pub reload_status: ReloadStatus,
     last_compaction: Option<Timestamp>,
     last_pipeline_step: Option<Timestamp>,
+    /// See [`Runner::pipeline_wake`].
+    pipeline_wake: Option<Timestamp>,
     /// The clusters whose polls landed since the last evaluation on
     /// arrival, and when that was.
     fresh: crate::rule::ClusterScope,
@@ -148,6 +150,7 @@ impl Runner {
             reload_status: Default::default(),
             last_compaction: None,
             last_pipeline_step: None,
+            pipeline_wake: None,
             fresh: Default::default(),
             last_fresh_evaluation: None,
             reported: Default::default(),
@@ -162,11 +165,6 @@ impl Runner {
         }
     }
 
-    /// Ingests one poll of one source. Like a Prometheus scrape, a poll is
-    /// the source's whole state: series it reported last time and not now
-    /// get a stale marker, so a dead node's last values vanish at once
-    /// instead of lingering for the lookback. Other sources' series in the
-    /// same group (a host agent's beside the 4lw poller's) are untouched.
     /// A poll's batch landed: stored, and the rules see it at the next
     /// evaluation (at once, in `run`) rather than at their groups' next
     /// interval slot. A poll a held session woke (`urgent`: a node dropped)
@@ -189,7 +187,16 @@ impl Runner {
     /// Takes alerts posted to the intake; the pipeline tells what changed
     /// at the next step.
     pub fn receive_external(&mut self, batch: crate::intake::IntakeBatch, now: Timestamp) {
+        let dropped = self.external.dropped;
         self.external_changed |= self.external.receive(batch, now);
+        if let Some(n) = self.external.dropped.checked_sub(dropped).filter(|n| *n > 0) {
+            tracing::warn!(
+                refused = n,
+                held = crate::intake::MAX_HELD,
+                "posted alerts refused: as many posted alerts as zkalert holds are held"
+            );
+            self.metrics.observe_intake(0, 0, n as usize);
+        }
     }
 
     /// The clusters to evaluate on arrival now: those that polls brought
@@ -203,6 +210,11 @@ impl Runner {
         Some(std::mem::take(&mut self.fresh))
     }
 
+    /// Ingests one poll of one source. Like a Prometheus scrape, a poll is
+    /// the source's whole state: series it reported last time and not now
+    /// get a stale marker, so a dead node's last values vanish at once
+    /// instead of lingering for the lookback. Other sources' series in the
+    /// same group (a host agent's beside the 4lw poller's) are untouched.
     pub fn ingest(&mut self, source: usize, batch: PollBatch) {
         let store = Arc::make_mut(&mut self.store);
         let mut now_reported: Vec<(GroupId, MetricId)> = Vec::new();
@@ -268,7 +280,7 @@ impl Runner {
         }
         let external = std::mem::take(&mut self.external_changed) | self.external.expire(now);
         let changed = external || events.iter().any(|e| !matches!(e, AlertEvent::Pending(_)));
-        let timer_due = self.pipeline_wake(now).is_some_and(|t| t <= now);
+        let timer_due = self.pipeline_wake.is_some_and(|t| t <= now);
         if !changed && !timer_due && self.last_pipeline_step.is_some_and(|t| now.since(t) < PIPELINE_TICK) {
             return Vec::new();
         }
@@ -278,10 +290,10 @@ impl Runner {
     /// When the pipeline's next timer (a group wait ending, a group
     /// interval, a repeat, an escalation) wants a step, at least
     /// [`PIPELINE_TIMER_GAP`] after the last one; `None` before the first
-    /// step or when nothing is due until the alerts change.
-    pub fn pipeline_wake(&self, now: Timestamp) -> Option<Timestamp> {
-        let last = self.last_pipeline_step?;
-        Some(self.pipeline.next_due(now)?.max(last + PIPELINE_TIMER_GAP))
+    /// step or when nothing is due until the alerts change. Set by each
+    /// step: only a step changes the timers.
+    pub fn pipeline_wake(&self) -> Option<Timestamp> {
+        self.pipeline_wake
     }
 
     /// Forgets what is old: silences expired for longer than
@@ -321,6 +333,7 @@ impl Runner {
             .collect();
         let started = std::time::Instant::now();
         let messages: Vec<Arc<Message>> = self.pipeline.step(&alerts, now).into_iter().map(Arc::new).collect();
+        self.pipeline_wake = self.pipeline.next_due(now).map(|t| t.max(now + PIPELINE_TIMER_GAP));
         self.metrics.observe_pipeline_step(started.elapsed());
         // A standby's messages are not sent, nor written to its outbox: the
         // active replica sends, and its shared state replaces this one's
@@ -675,9 +688,8 @@ async fn next_command(control: &mut Option<Control>) -> Option<crate::api::Comma
 
 /// The loop's instant for [`Runner::pipeline_wake`].
 fn pipeline_timer(runner: &Runner, clock: &dyn Clock) -> Option<tokio::time::Instant> {
-    let now = clock.now();
-    let at = runner.pipeline_wake(now)?;
-    Some(tokio::time::Instant::now() + at.since(now))
+    let at = runner.pipeline_wake()?;
+    Some(tokio::time::Instant::now() + at.since(clock.now()))
 }
 
 /// Sleeps until `at` (forever without one).
@@ -908,12 +920,12 @@ mod tests {
         assert!(runner.evaluate(&clock).is_empty(), "waiting for the group");
         clock.set(at(29_400));
         assert!(runner.evaluate(&clock).is_empty());
-        assert_eq!(runner.pipeline_wake(at(29_400)), Some(at(30_000)), "the group wait's end, before the next tick");
+        assert_eq!(runner.pipeline_wake(), Some(at(30_000)), "the group wait's end, before the next tick");
         clock.set(at(30_000));
         let sent = runner.evaluate(&clock);
         assert_eq!(sent.len(), 1, "told when its group wait ended, 0.6 s after the last step");
         // Next: the P1 repeat (15 min), not every tick until then.
-        assert_eq!(runner.pipeline_wake(at(30_000)), Some(at(930_000)));
+        assert_eq!(runner.pipeline_wake(), Some(at(930_000)));
     }
 
     #[test]
