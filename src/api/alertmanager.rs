@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use axum::{Extension, Json};
+use rustc_hash::FxHashMap;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -181,9 +182,9 @@ async fn get_alerts(
 ) -> ApiResult {
     let filter = AlertFilter::of(&query(q)?)?;
     let snap = published(&state)?;
-    let alerts: Vec<Value> =
-        snap.alerts.iter().filter(|v| filter.keeps(v)).map(|v| gettable_alert(v, snap.at)).collect();
-    ok(alerts)
+    let mut shown: Vec<&AlertView> = snap.alerts.iter().filter(|v| filter.keeps(v)).collect();
+    shown.sort_by(AlertView::order);
+    ok(shown.into_iter().map(|v| gettable_alert(v, snap.at)).collect::<Vec<Value>>())
 }
 
 async fn get_groups(
@@ -192,18 +193,20 @@ async fn get_groups(
 ) -> ApiResult {
     let filter = AlertFilter::of(&query(q)?)?;
     let snap = published(&state)?;
+    // One pass over the alerts, not one per group.
+    let mut by_group: FxHashMap<&str, Vec<&AlertView>> = FxHashMap::default();
+    for v in snap.alerts.iter().filter(|v| filter.keeps(v)) {
+        by_group.entry(&v.group_id).or_default().push(v);
+    }
     let groups: Vec<Value> = snap
         .groups
         .iter()
         .filter_map(|g| {
-            let alerts: Vec<Value> = snap
-                .alerts
-                .iter()
-                .filter(|v| v.group_id == g.id && filter.keeps(v))
-                .map(|v| gettable_alert(v, snap.at))
-                .collect();
+            let mut alerts = by_group.remove(g.id.as_str())?;
+            alerts.sort_by(AlertView::order);
+            let alerts: Vec<Value> = alerts.into_iter().map(|v| gettable_alert(v, snap.at)).collect();
             let tier = g.tier.map_or("", Severity::as_str);
-            (!alerts.is_empty()).then(|| json!({ "labels": g.labels, "receiver": {"name": tier}, "alerts": alerts }))
+            Some(json!({ "labels": g.labels, "receiver": {"name": tier}, "alerts": alerts }))
         })
         .collect();
     ok(groups)

@@ -28,7 +28,8 @@ pub struct Snapshot {
     /// starts with) means there is nothing to show yet, not "no alerts".
     pub published: bool,
     pub at: Timestamp,
-    /// Every alert the tracker holds (pending, firing, recently resolved).
+    /// Every alert the tracker holds (pending, firing, recently resolved),
+    /// in no order: readers sort what they show ([`AlertView::order`]).
     pub alerts: Vec<AlertView>,
     pub silences: Vec<Silence>,
     pub groups: Vec<GroupView>,
@@ -84,12 +85,20 @@ pub const NODES_SHOWN: usize = 2_000;
 
 #[derive(Debug, Clone)]
 pub struct AlertView {
-    pub alert: Alert,
+    /// Shared with the runner (posted alerts are not copied per snapshot).
+    pub alert: Arc<Alert>,
     /// The id of the group it is notified in (acks name groups by id).
-    pub group_id: String,
+    pub group_id: Arc<str>,
     pub mute: Mute,
     /// The group's acknowledgement, if any.
     pub ack: Option<Ack>,
+}
+
+impl AlertView {
+    /// The order alerts are shown in: by tier, then by labels.
+    pub fn order(a: &&AlertView, b: &&AlertView) -> std::cmp::Ordering {
+        (a.alert.severity, &a.alert.labels).cmp(&(b.alert.severity, &b.alert.labels))
+    }
 }
 
 #[derive(Debug, Clone)]

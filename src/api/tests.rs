@@ -26,7 +26,7 @@ fn alert(name: &str, tier: Severity, state: AlertState, instance: &str) -> Alert
 }
 
 fn view(alert: Alert, group_id: &str, mute: Mute) -> AlertView {
-    AlertView { alert, group_id: group_id.into(), mute, ack: None }
+    AlertView { alert: Arc::new(alert), group_id: group_id.into(), mute, ack: None }
 }
 
 fn group(id: &str, tier: Severity, alerts: usize) -> GroupView {
@@ -126,7 +126,7 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
                             .alerts
                             .iter()
                             .filter(|a| m.matches(&a.alert.labels))
-                            .map(|a| a.group_id.clone())
+                            .map(|a| a.group_id.to_string())
                             .collect();
                         ids.dedup();
                         ids
@@ -140,7 +140,7 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
                 for g in snap.groups.iter_mut().filter(|g| ids.contains(&g.id)) {
                     g.ack = Some(ack.clone());
                 }
-                for a in snap.alerts.iter_mut().filter(|a| ids.contains(&a.group_id)) {
+                for a in snap.alerts.iter_mut().filter(|a| ids.iter().any(|id| **id == *a.group_id)) {
                     a.ack = Some(ack.clone());
                 }
                 let _ = reply.send(Ok(ids));

@@ -9,6 +9,7 @@ use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A post's body may be this large: 10,000 alerts as Prometheus sends them
@@ -297,7 +298,9 @@ impl Default for ExternalAlerts {
 
 #[derive(Debug, Clone)]
 struct Held {
-    alert: Alert,
+    /// Shared with the API's snapshot (a change copies it if that still
+    /// shows it).
+    alert: Arc<Alert>,
     ends_at: Timestamp,
 }
 
@@ -314,15 +317,14 @@ impl ExternalAlerts {
             match self.alerts.get_mut(&fp) {
                 Some(held) if held.alert.state == AlertState::Firing => {
                     changed |= held.alert.severity != alert.severity;
-                    let (active_at, fired_at) = (held.alert.active_at, held.alert.fired_at);
-                    held.alert = alert;
-                    held.alert.active_at = active_at;
-                    held.alert.fired_at = fired_at;
-                    held.ends_at = ends_at;
+                    let mut alert = alert;
+                    (alert.active_at, alert.fired_at) = (held.alert.active_at, held.alert.fired_at);
                     if ended {
-                        resolve(&mut held.alert, now);
+                        resolve(&mut alert, now);
                         changed = true;
                     }
+                    held.alert = Arc::new(alert);
+                    held.ends_at = ends_at;
                 }
                 // A resolution of an alert not firing here: nothing to tell.
                 _ if ended => continue,
@@ -331,7 +333,7 @@ impl ExternalAlerts {
                     continue;
                 }
                 _ => {
-                    self.alerts.insert(fp, Held { alert, ends_at });
+                    self.alerts.insert(fp, Held { alert: Arc::new(alert), ends_at });
                     changed = true;
                 }
             }
@@ -352,7 +354,7 @@ impl ExternalAlerts {
         let mut next: Option<Timestamp> = None;
         self.alerts.retain(|_, held| {
             if held.alert.state != AlertState::Resolved && held.ends_at <= now {
-                resolve(&mut held.alert, now);
+                resolve(Arc::make_mut(&mut held.alert), now);
                 changed = true;
             }
             let at = match held.alert.state {
@@ -370,6 +372,11 @@ impl ExternalAlerts {
     }
 
     pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.values().map(|h| h.alert.as_ref())
+    }
+
+    /// The alerts as the API's snapshot shares them.
+    pub fn shared(&self) -> impl Iterator<Item = &Arc<Alert>> {
         self.alerts.values().map(|h| &h.alert)
     }
 
@@ -389,7 +396,8 @@ impl ExternalAlerts {
             let resolved_at = alert.resolved_at.filter(|_| alert.state == AlertState::Resolved);
             let next = resolved_at.map_or(now + self.resolve_timeout, |t| t + crate::rule::tracker::RESOLVED_RETENTION);
             self.next_change = Some(self.next_change.map_or(next, |t| t.min(next)));
-            self.alerts.insert(alert.fingerprint, Held { alert, ends_at: now + self.resolve_timeout });
+            let ends_at = now + self.resolve_timeout;
+            self.alerts.insert(alert.fingerprint, Held { alert: Arc::new(alert), ends_at });
         }
     }
 }

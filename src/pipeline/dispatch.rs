@@ -233,7 +233,8 @@ type Members<'a> = (Arc<GroupKey>, Vec<(&'a Alert, bool)>);
 #[derive(Debug, Clone)]
 struct Live {
     log: GroupState,
-    id: String,
+    /// The group's id, shared with the API's snapshot.
+    id: Arc<str>,
     /// The membership the last full look at the group saw.
     seen: Option<Signature>,
     /// When something is next due if the membership stays as seen.
@@ -325,7 +326,7 @@ impl Dispatcher {
     pub fn restore(&mut self, groups: impl IntoIterator<Item = GroupState>) {
         for g in groups {
             let key = self.intern(g.key.clone());
-            let id = g.key.id();
+            let id = g.key.id().into();
             self.groups.insert(key, Live { log: g, id, seen: None, wake: None, ended_until: None });
         }
     }
@@ -339,10 +340,22 @@ impl Dispatcher {
         all.into_iter()
     }
 
+    /// The notification log by group id, in no order (see [`Self::groups`]).
+    pub fn groups_by_id(&self) -> impl Iterator<Item = (&str, &GroupState)> {
+        self.groups.values().filter(|l| l.ended_until.is_none()).map(|l| (&*l.id, &l.log))
+    }
+
+    /// The id of the group the last step put `alert` in, if that group
+    /// has started (an alert's first unmuted firing starts it).
+    pub fn group_id_of(&self, alert: &Alert) -> Option<&Arc<str>> {
+        let (key, _) = self.key_cache.get(&(alert.fingerprint, alert.severity))?;
+        self.groups.get(key).filter(|l| l.ended_until.is_none()).map(|l| &l.id)
+    }
+
     /// Acknowledges a group: no repeats, no escalation, until a new alert
     /// fires in it or its tier rises (or `until` passes).
     pub fn ack(&mut self, group_id: &str, ack: Ack) -> Option<&GroupState> {
-        let (key, live) = self.groups.iter_mut().find(|(_, l)| l.id == group_id && l.ended_until.is_none())?;
+        let (key, live) = self.groups.iter_mut().find(|(_, l)| &*l.id == group_id && l.ended_until.is_none())?;
         // Repeats and escalation wait now; look at the group again when
         // the ack runs out.
         if let Some(until) = ack.until {
@@ -434,7 +447,7 @@ impl Dispatcher {
             };
             let wait = policy.tier(tier).group_wait;
             let log = GroupState { told, ..GroupState::new(key.as_ref().clone(), now + wait) };
-            let id = log.key.id();
+            let id = log.key.id().into();
             self.groups.insert(key.clone(), Live { log, id, seen: None, wake: None, ended_until: None });
             self.dirty.insert(key.clone());
         }
@@ -483,7 +496,7 @@ impl Dispatcher {
         for key in gone {
             self.dirty.remove(&key);
             if let Some(live) = self.groups.remove(&key) {
-                self.removed.push(live.id);
+                self.removed.push(live.id.to_string());
             }
         }
         self.interned.retain(|k| Arc::strong_count(k) > 1);

@@ -45,27 +45,29 @@ impl Runner {
     pub fn snapshot(&self, now: Timestamp, status: &StatusView) -> Snapshot {
         // The meta-alerts (NotifierFailing, StateNotPersisted) are listed too.
         let state_alert = self.durable.as_ref().and_then(|d| d.current_alert());
-        let alerts: Vec<&Alert> = (self.evaluator.tracker.alerts())
+        let own = (self.evaluator.tracker.alerts())
             .chain(self.retired.current())
             .chain(self.failing.current())
             .chain(state_alert)
             .chain(&self.watchdog)
-            .chain(self.external.alerts())
-            .collect();
-        let mutes = self.pipeline.mutes(&alerts, now);
-        let groups: FxHashMap<String, &crate::pipeline::GroupState> =
-            self.pipeline.dispatcher.groups().map(|g| (g.key.id(), g)).collect();
+            .map(|a| Arc::new(a.clone()));
+        // Posted alerts are shared, not copied: there may be 100,000s.
+        let alerts: Vec<Arc<Alert>> = own.chain(self.external.shared().cloned()).collect();
+        let refs: Vec<&Alert> = alerts.iter().map(AsRef::as_ref).collect();
+        let mutes = self.pipeline.mutes(&refs, now);
+        let groups: FxHashMap<&str, &crate::pipeline::GroupState> = self.pipeline.dispatcher.groups_by_id().collect();
         let policy = &self.pipeline.config.policy;
-        let mut alert_views: Vec<AlertView> = alerts
-            .iter()
+        let alert_views: Vec<AlertView> = alerts
+            .into_iter()
             .zip(mutes)
-            .map(|(a, mute)| {
-                let group_id = policy.group_key(a).id();
-                let ack = self.shown_ack(&group_id, groups.get(&group_id).copied());
-                AlertView { alert: (*a).clone(), group_id, mute, ack }
+            .map(|(alert, mute)| {
+                let dispatcher = &self.pipeline.dispatcher;
+                let group_id =
+                    dispatcher.group_id_of(&alert).cloned().unwrap_or_else(|| policy.group_key(&alert).id().into());
+                let ack = self.shown_ack(&group_id, groups.get(&*group_id).copied());
+                AlertView { alert, group_id, mute, ack }
             })
             .collect();
-        alert_views.sort_by(|a, b| (a.alert.severity, &a.alert.labels).cmp(&(b.alert.severity, &b.alert.labels)));
         let mut status = status.clone();
         status.rules = self.evaluator.tracker.rules.len();
         status.rule_errors = self

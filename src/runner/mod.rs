@@ -346,13 +346,30 @@ impl Runner {
             self.hold(&messages);
             self.pending.clear();
         }
+        for m in messages.iter().filter(|_| sends) {
+            tracing::info!(
+                tier = %m.tier, reason = %m.reason, group = %m.group, channels = %m.channels.join(","), firing = m.firing.len(),
+                new = m.new.len(), resolved = m.resolved.len(), escalation = m.escalation, digest = m.digest,
+                "notifying"
+            );
+            self.pending.extend(m.channels.iter().map(|c| (m.clone(), c.clone())));
+        }
+        // Alone, messages go to the notifiers as the step is written, so
+        // the write's fsync is not in a page's way: a crash before the write
+        // ends re-sends them after the restart (the notification log does
+        // not have them), it never loses them. The active replica sends once
+        // the step is in the shared state (`commit_shared`).
+        let alone = sends && !self.shares();
+        if alone {
+            self.hand_off_pending();
+        }
         if let Some(durable) = &mut self.durable {
-            // On failure (logged by `Durable`), still deliver: holding pages
-            // until the disk has room would silence the pager in an outage
-            // (this one included). The step's changes stay unwritten and go
-            // with the next write; the deliveries' outcomes are recorded
-            // with them, so once a write succeeds nothing sent now is sent
-            // again after a restart.
+            // A failure (logged by `Durable`) holds no page back: holding
+            // pages until the disk has room would silence the pager in an
+            // outage (this one included). The step's changes stay unwritten
+            // and go with the next write; the deliveries' outcomes are
+            // recorded with them, so once a write succeeds nothing sent now
+            // is sent again after a restart.
             let started = std::time::Instant::now();
             let to_send: &[Arc<Message>] = if sends { &messages } else { &[] };
             let written = durable.commit_step(
@@ -365,16 +382,7 @@ impl Runner {
             );
             self.metrics.observe_state_commit(started.elapsed(), written.is_ok());
         }
-        for m in messages.iter().filter(|_| sends) {
-            tracing::info!(
-                tier = %m.tier, reason = %m.reason, group = %m.group, channels = %m.channels.join(","), firing = m.firing.len(),
-                new = m.new.len(), resolved = m.resolved.len(), escalation = m.escalation, digest = m.digest,
-                "notifying"
-            );
-            self.pending.extend(m.channels.iter().map(|c| (m.clone(), c.clone())));
-        }
-        // The active replica sends once the step is in the shared state (`commit_shared`).
-        if sends && !self.shares() {
+        if alone {
             self.submit_pending(now);
         }
         messages
@@ -528,6 +536,9 @@ pub async fn run(
         |waiting: &std::collections::HashSet<usize>| waiting.is_empty() || tokio::time::Instant::now() >= gate_opens;
     let mut role = runner.replica.as_ref().map(|r| r.election.role());
     let mut intake = control.as_mut().and_then(|c| c.intake.take());
+    // A step deferred for posts that landed too soon after the last one.
+    let mut intake_step: Option<tokio::time::Instant> = None;
+    let mut pace = StepPace::default();
     runner.follow_role(clock.now()).await;
     loop {
         tokio::select! {
@@ -572,12 +583,21 @@ pub async fn run(
             }
             Some(batch) = next_intake(&mut intake) => {
                 runner.receive_external(batch, clock.now());
-                // A burst of posts is one step.
+                // The posts waiting are one step.
                 while let Some(batch) = intake.as_mut().and_then(|i| i.try_recv().ok()) {
                     runner.receive_external(batch, clock.now());
                 }
+                if intake_step.is_none() && gate_open(&waiting_for) {
+                    match pace.next_for_posts(tokio::time::Instant::now()) {
+                        Some(at) => intake_step = Some(at),
+                        None => pace.time(step(&mut runner, &mut control, clock.as_ref())).await,
+                    }
+                }
+            }
+            Some(()) = sleep_until(intake_step) => {
+                intake_step = None;
                 if gate_open(&waiting_for) {
-                    step(&mut runner, &mut control, clock.as_ref()).await;
+                    pace.time(step(&mut runner, &mut control, clock.as_ref())).await;
                 }
             }
             Some(()) = sleep_until(pipeline_timer(&runner, clock.as_ref())) => {
@@ -604,6 +624,30 @@ pub async fn run(
     }
     tracing::info!("shut down");
     runner
+}
+
+/// How soon the loop steps for posts to the intake: not before as long
+/// after the last step as that step took. A step looks at every alert, so
+/// under a flood of posts at most about half the loop's time goes to their
+/// steps, and many posts share one; at low load a post is stepped at once.
+#[derive(Default)]
+struct StepPace {
+    last: Option<(tokio::time::Instant, Duration)>,
+}
+
+impl StepPace {
+    /// When posts landing `now` are stepped, if not at once.
+    fn next_for_posts(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        let (ended, took) = self.last?;
+        Some(ended + took).filter(|at| now < *at)
+    }
+
+    async fn time(&mut self, step: impl Future<Output = ()>) {
+        let started = tokio::time::Instant::now();
+        step.await;
+        let ended = tokio::time::Instant::now();
+        self.last = Some((ended, ended - started));
+    }
 }
 
 /// One step of the loop: evaluate (and run the pipeline, persist, deliver;

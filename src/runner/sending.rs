@@ -131,6 +131,19 @@ impl Runner {
         }
     }
 
+    /// Hands the pending deliveries to the deliverer, leaving those
+    /// [`Self::submit_pending`] skips (to a channel a `NotifierFailing` is
+    /// about: their outcome is written, after the outbox row).
+    pub(super) fn hand_off_pending(&mut self) {
+        let (skipped, go): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(m, channel)| about_failing(m, &self.failing).contains(channel));
+        self.pending = skipped;
+        for (m, channel) in go {
+            self.deliver(Delivery { message: m.clone(), channel }, m.at);
+        }
+    }
+
     /// Hands `d`, written to the outbox at `written_at`, to the deliverer.
     fn deliver(&mut self, d: Delivery, written_at: Timestamp) {
         self.delivering.insert((d.message.id.clone(), d.channel.clone()), (written_at, d.message.clone()));

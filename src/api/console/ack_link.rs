@@ -7,7 +7,7 @@
 
 use super::{ApiError, rows};
 use crate::api::server::{ack_from, call, now, published, silence_from};
-use crate::api::{AckRequest, ApiState, Command, GroupView, SilenceRequest, Snapshot};
+use crate::api::{AckRequest, AlertView, ApiState, Command, GroupView, SilenceRequest, Snapshot};
 use crate::capability::LinkError;
 use crate::model::AlertState;
 use axum::Form;
@@ -42,10 +42,11 @@ fn admit(state: &ApiState, group_id: &str, cap: &Capability) -> Result<(Arc<Snap
 }
 
 fn render(status: StatusCode, snap: &Snapshot, group: &GroupView, cap: &Capability, done: Option<String>) -> Response {
-    let alerts: Vec<_> = snap
-        .alerts
-        .iter()
-        .filter(|v| v.group_id == group.id && v.alert.state != AlertState::Resolved)
+    let mut shown: Vec<&AlertView> =
+        snap.alerts.iter().filter(|v| *v.group_id == *group.id && v.alert.state != AlertState::Resolved).collect();
+    shown.sort_by(AlertView::order);
+    let alerts: Vec<_> = shown
+        .into_iter()
         .map(|v| {
             minijinja::context! {
                 name => v.alert.labels.get("alertname").unwrap_or("?"),

@@ -109,7 +109,7 @@ fn alert_row<'a>(
         inhibited: v.mute.inhibited,
         maintenance: !v.mute.maintenance.is_empty(),
         acked_by: v.ack.as_ref().map(|a| a.by.as_str()),
-        reason: reasons.get(v.group_id.as_str()).copied(),
+        reason: reasons.get(&*v.group_id).copied(),
     }
 }
 
