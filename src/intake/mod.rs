@@ -151,13 +151,16 @@ pub enum IntakeError {
 
 /// Parses and checks one post's body at `now`.
 pub fn check_post(body: &[u8], policy: &IntakePolicy, now: Timestamp) -> Result<Checked, IntakeError> {
-    let posted: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| IntakeError::Json(e.to_string()))?;
+    // Each alert is kept as its text and read on its own: one bad alert is
+    // refused by its index, and no tree of values is built in between.
+    let posted: Vec<&serde_json::value::RawValue> =
+        serde_json::from_slice(body).map_err(|e| IntakeError::Json(e.to_string()))?;
     if posted.len() > MAX_ALERTS_PER_POST {
         return Err(IntakeError::TooMany(posted.len()));
     }
     let mut out = Checked::default();
-    for (i, value) in posted.into_iter().enumerate() {
-        let checked = serde_json::from_value::<PostableAlert>(value)
+    for (i, raw) in posted.into_iter().enumerate() {
+        let checked = serde_json::from_str::<PostableAlert>(raw.get())
             .map_err(|e| format!("alerts[{i}]: {e}"))
             .and_then(|p| intake_alert(p, policy, now).map_err(|e| format!("alerts[{i}].{e}")));
         match checked {

@@ -226,6 +226,21 @@ pub struct Dispatcher {
     removed: Vec<String>,
 }
 
+/// The group ids of alerts, as of the last step (see [`Dispatcher::group_ids`]).
+pub struct GroupIds<'a> {
+    key_cache: &'a FxHashMap<(Fingerprint, Severity), (Arc<GroupKey>, u64)>,
+    ids: FxHashMap<usize, Arc<str>>,
+}
+
+impl GroupIds<'_> {
+    /// The id of the group the last step put `alert` in, if that group has
+    /// started (an alert's first unmuted firing starts it).
+    pub fn of(&self, alert: &Alert) -> Option<&Arc<str>> {
+        let (key, _) = self.key_cache.get(&(alert.fingerprint, alert.severity))?;
+        self.ids.get(&(Arc::as_ptr(key) as usize))
+    }
+}
+
 /// A group's key and its alerts in one step, each with its mute flag.
 type Members<'a> = (Arc<GroupKey>, Vec<(&'a Alert, bool)>);
 
@@ -345,11 +360,17 @@ impl Dispatcher {
         self.groups.values().filter(|l| l.ended_until.is_none()).map(|l| (&*l.id, &l.log))
     }
 
-    /// The id of the group the last step put `alert` in, if that group
-    /// has started (an alert's first unmuted firing starts it).
-    pub fn group_id_of(&self, alert: &Alert) -> Option<&Arc<str>> {
-        let (key, _) = self.key_cache.get(&(alert.fingerprint, alert.severity))?;
-        self.groups.get(key).filter(|l| l.ended_until.is_none()).map(|l| &l.id)
+    /// The ids of the groups the last step put alerts in, for
+    /// [`GroupIds::of`]: one lookup per alert, by the address of its
+    /// interned group key (hashing a key hashes its labels).
+    pub fn group_ids(&self) -> GroupIds<'_> {
+        let ids = self
+            .groups
+            .iter()
+            .filter(|(_, l)| l.ended_until.is_none())
+            .map(|(k, l)| (Arc::as_ptr(k) as usize, l.id.clone()))
+            .collect();
+        GroupIds { key_cache: &self.key_cache, ids }
     }
 
     /// Acknowledges a group: no repeats, no escalation, until a new alert

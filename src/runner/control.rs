@@ -57,13 +57,12 @@ impl Runner {
         let mutes = self.pipeline.mutes(&refs, now);
         let groups: FxHashMap<&str, &crate::pipeline::GroupState> = self.pipeline.dispatcher.groups_by_id().collect();
         let policy = &self.pipeline.config.policy;
+        let group_ids = self.pipeline.dispatcher.group_ids();
         let alert_views: Vec<AlertView> = alerts
             .into_iter()
             .zip(mutes)
             .map(|(alert, mute)| {
-                let dispatcher = &self.pipeline.dispatcher;
-                let group_id =
-                    dispatcher.group_id_of(&alert).cloned().unwrap_or_else(|| policy.group_key(&alert).id().into());
+                let group_id = group_ids.of(&alert).cloned().unwrap_or_else(|| policy.group_key(&alert).id().into());
                 let ack = self.shown_ack(&group_id, groups.get(&*group_id).copied());
                 AlertView { alert, group_id, mute, ack }
             })
