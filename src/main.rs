@@ -7,6 +7,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 use zkalert::cli;
 
+/// mimalloc rather than the system allocator: the intake allocates and
+/// frees many small strings across threads, where glibc's per-thread arenas
+/// fragment (BENCHMARKS.md, "Alert intake side by side").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "zkalert", version, about = "Rule-driven alerting for Apache ZooKeeper")]
 struct Cli {

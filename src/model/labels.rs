@@ -7,14 +7,23 @@ pub const SEVERITY: &str = "severity";
 
 /// A set of labels, kept sorted by name with unique names, so equality,
 /// ordering and hashing never depend on the order labels were given in.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Names and values live back to back in one string, with where each ends
+/// beside it: two allocations per set, not two per label. An alert's labels
+/// are held for as long as it fires, a series' for as long as it is kept,
+/// and a hundred thousand of them would otherwise be a million small
+/// strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Labels {
-    pairs: Vec<(String, String)>,
+    /// `name0 value0 name1 value1 …` without separators.
+    text: String,
+    /// Per label, where its name ends and where its value ends in `text`.
+    ends: Vec<(usize, usize)>,
 }
 
 impl Labels {
     pub const fn new() -> Self {
-        Self { pairs: Vec::new() }
+        Self { text: String::new(), ends: Vec::new() }
     }
 
     /// Builds from pairs in any order; a later duplicate name wins.
@@ -25,50 +34,107 @@ impl Labels {
         pairs.reverse();
         pairs.sort_by(|a, b| a.0.cmp(&b.0)); // stable: of equal names, the last given comes first
         pairs.dedup_by(|later, first| later.0 == first.0);
-        Self { pairs }
+        Self::from_sorted(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// Builds from pairs sorted by name with unique names.
+    fn from_sorted<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Self {
+        let len = pairs.clone().map(|(k, v)| k.len() + v.len()).sum();
+        let mut text = String::with_capacity(len);
+        let mut ends = Vec::with_capacity(pairs.size_hint().0);
+        for (k, v) in pairs {
+            text.push_str(k);
+            let name_end = text.len();
+            text.push_str(v);
+            ends.push((name_end, text.len()));
+        }
+        Self { text, ends }
+    }
+
+    /// The `i`th label's name and value.
+    fn pair(&self, i: usize) -> (&str, &str) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
+        let (name_end, value_end) = self.ends[i];
+        (&self.text[start..name_end], &self.text[name_end..value_end])
+    }
+
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        let (mut low, mut high) = (0, self.ends.len());
+        while low < high {
+            let mid = (low + high) / 2;
+            match self.pair(mid).0.cmp(name) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(low)
     }
 
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        let name = name.into();
-        let value = value.into();
-        match self.pairs.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
-            Ok(i) => self.pairs[i].1 = value,
-            Err(i) => self.pairs.insert(i, (name, value)),
-        }
+        let (name, value) = (name.into(), value.into());
+        let at = self.position(&name);
+        let (before, after) = match at {
+            Ok(i) => (i, i + 1),
+            Err(i) => (i, i),
+        };
+        let new = std::iter::once((name.as_str(), value.as_str()));
+        let kept = |range: std::ops::Range<usize>| range.map(|i| self.pair(i));
+        let inserted = Self::from_sorted(kept(0..before).chain(new).chain(kept(after..self.len())));
+        *self = inserted;
     }
 
-    /// Frees spare capacity (a long-lived label set, such as an alert's).
-    pub fn shrink_to_fit(&mut self) {
-        self.pairs.shrink_to_fit();
-    }
+    /// Kept for callers that hold a label set long: the set never has spare
+    /// capacity.
+    pub fn shrink_to_fit(&mut self) {}
 
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        let i = self.pairs.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok()?;
-        Some(self.pairs.remove(i).1)
+        let i = self.position(name).ok()?;
+        let value = self.pair(i).1.to_string();
+        let removed = Self::from_sorted((0..self.len()).filter(|j| *j != i).map(|j| self.pair(j)));
+        *self = removed;
+        Some(value)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        let i = self.pairs.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok()?;
-        Some(&self.pairs[i].1)
+        self.position(name).ok().map(|i| self.pair(i).1)
     }
 
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
+        (0..self.ends.len()).map(|i| self.pair(i))
     }
 
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.ends.is_empty()
     }
 
     /// Adds every label of `other`, overriding same-named ones.
     pub fn merge(&mut self, other: &Labels) {
-        for (k, v) in other.iter() {
-            self.insert(k, v);
+        if other.is_empty() {
+            return;
         }
+        let mut merged: Vec<(&str, &str)> = Vec::with_capacity(self.len() + other.len());
+        let (mut mine, mut theirs) = (self.iter().peekable(), other.iter().peekable());
+        loop {
+            let next = match (mine.peek(), theirs.peek()) {
+                (Some(a), Some(b)) if a.0 < b.0 => mine.next(),
+                (Some(a), Some(b)) if a.0 == b.0 => {
+                    mine.next();
+                    theirs.next()
+                }
+                (Some(_), Some(_)) | (None, Some(_)) => theirs.next(),
+                (Some(_), None) => mine.next(),
+                (None, None) => break,
+            };
+            merged.extend(next);
+        }
+        let merged = Self::from_sorted(merged.into_iter());
+        drop((mine, theirs));
+        *self = merged;
     }
 
     /// The fingerprint of this set: see [`Fingerprint`].
@@ -90,6 +156,19 @@ impl Labels {
             hash = fnv1a(hash, &[SEPARATOR]);
         }
         Fingerprint(hash)
+    }
+}
+
+/// Label sets order as their (name, value) pairs do, one by one.
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.iter().cmp(other.iter())
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -187,6 +266,38 @@ mod tests {
             let b = Labels::from_pairs(shuffled.into_iter().map(|(k, v)| (k.clone(), v.clone())));
             prop_assert_eq!(a.fingerprint(), b.fingerprint());
             prop_assert_eq!(a, b);
+        }
+
+        /// The set behaves as a map sorted by name: what `get`, `iter`,
+        /// `insert`, `remove`, `merge`, equality and ordering say is what a
+        /// `BTreeMap` of the same pairs says.
+        #[test]
+        fn behaves_as_a_sorted_map(
+            pairs in proptest::collection::vec(("[a-d]{0,3}", ".{0,4}"), 0..8),
+            more in proptest::collection::vec(("[a-d]{0,3}", ".{0,4}"), 0..8),
+            removed in "[a-d]{0,3}",
+        ) {
+            let model = |p: &[(String, String)]| p.iter().cloned().collect::<std::collections::BTreeMap<_, _>>();
+            let mut labels = Labels::from_pairs(pairs.clone());
+            let mut expected = model(&pairs);
+            let listed = |l: &Labels| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+            prop_assert_eq!(listed(&labels), expected.clone().into_iter().collect::<Vec<_>>());
+            for (k, v) in &more {
+                labels.insert(k.clone(), v.clone());
+                expected.insert(k.clone(), v.clone());
+                prop_assert_eq!(labels.get(k), Some(v.as_str()));
+            }
+            prop_assert_eq!(labels.remove(&removed), expected.remove(&removed));
+            prop_assert_eq!(labels.get(&removed), None);
+            prop_assert_eq!(listed(&labels), expected.clone().into_iter().collect::<Vec<_>>());
+            let mut merged = Labels::from_pairs(pairs.clone());
+            merged.merge(&Labels::from_pairs(more.clone()));
+            let mut expected_merge = model(&pairs);
+            expected_merge.extend(model(&more));
+            prop_assert_eq!(listed(&merged), expected_merge.into_iter().collect::<Vec<_>>());
+            let (a, b) = (Labels::from_pairs(pairs.clone()), Labels::from_pairs(more.clone()));
+            prop_assert_eq!(a.cmp(&b), model(&pairs).into_iter().cmp(model(&more)));
+            prop_assert_eq!(a == b, model(&pairs) == model(&more));
         }
 
         #[test]

@@ -533,15 +533,12 @@ impl PromSource {
     /// with a target label is kept as `exported_<name>` (Prometheus's
     /// `honor_labels: false`).
     fn series_labels(&self, sample: &[(String, String)]) -> Labels {
-        let mut labels = self.target.clone();
-        for (k, v) in sample {
-            if self.target.get(k).is_some() {
-                labels.insert(format!("exported_{k}"), v.clone());
-            } else {
-                labels.insert(k.clone(), v.clone());
-            }
-        }
-        labels
+        let target = self.target.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let sample = sample.iter().map(|(k, v)| match self.target.get(k) {
+            Some(_) => (format!("exported_{k}"), v.clone()),
+            None => (k.clone(), v.clone()),
+        });
+        Labels::from_pairs(target.chain(sample))
     }
 }
 
