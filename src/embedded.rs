@@ -37,9 +37,13 @@ mod tests {
         let labels = |pairs: &[(&str, &str)]| crate::model::Labels::from_pairs(pairs.iter().copied());
         let quorum = labels(&[("alertname", "ZkQuorumLost"), ("cluster", "local"), ("severity", "P0")]);
         let no_leader = labels(&[("alertname", "ZkNoLeader"), ("cluster", "local"), ("severity", "P0")]);
-        let mut alert = crate::model::Alert::new(quorum, crate::model::Severity::P0, 0.0, Default::default());
-        alert.state = crate::model::AlertState::Firing;
-        assert!(crate::pipeline::inhibit::is_inhibited(&pipeline.inhibit_rules, [&alert], &no_leader));
+        let firing = |labels| {
+            let mut alert = crate::model::Alert::new(labels, crate::model::Severity::P0, 0.0, Default::default());
+            alert.state = crate::model::AlertState::Firing;
+            alert
+        };
+        let (quorum, no_leader) = (firing(quorum), firing(no_leader));
+        assert!(crate::pipeline::inhibit::is_inhibited(&pipeline.inhibit_rules, [&quorum], &no_leader));
     }
 
     /// The console's node sparklines show what the store keeps, and it keeps

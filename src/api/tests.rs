@@ -45,7 +45,7 @@ fn group(id: &str, tier: Severity, alerts: usize) -> GroupView {
 /// Three alerts in two groups: a firing P0, a pending P2, a silenced and
 /// inhibited firing P1.
 fn sample_snapshot() -> Snapshot {
-    let silenced = Mute { inhibited: true, silenced_by: vec!["old".into()], maintenance: vec![] };
+    let silenced = Mute { inhibited: true, silenced_by: Box::new(["old".into()]), maintenance: Box::default() };
     let mut recovered = alert("ZkLatencyHigh", Severity::P1, AlertState::Firing, "zk3:2181");
     recovered.keep_firing_since = Some(SystemClock.now() - Duration::from_secs(30));
     Snapshot {

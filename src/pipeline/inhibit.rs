@@ -42,13 +42,16 @@ pub struct Roles {
     source: u64,
     target: u64,
     equal: Box<[u64]>,
-    /// The fingerprint of all labels, severity included: never mute yourself.
+    /// The alert's fingerprint and tier, mixed: never mute yourself.
     identity: u64,
 }
 
 impl Roles {
-    pub fn of(rules: &[InhibitRule], labels: &Labels) -> Roles {
-        let mut roles = Roles { source: 0, target: 0, equal: Box::default(), identity: labels.fingerprint().0 };
+    pub fn of(rules: &[InhibitRule], alert: &Alert) -> Roles {
+        let labels = &alert.labels;
+        // Alerts are one per (fingerprint, tier): no need to hash the labels again.
+        let identity = alert.fingerprint.0 ^ (alert.severity as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut roles = Roles { source: 0, target: 0, equal: Box::default(), identity };
         for (i, rule) in rules.iter().enumerate().take(MAX_RULES) {
             if rule.source.matches(labels) {
                 roles.source |= 1 << i;
@@ -119,8 +122,8 @@ impl Inhibitor {
 }
 
 /// Whether `target` is muted by any firing alert under these rules.
-pub fn is_inhibited<'a>(rules: &[InhibitRule], firing: impl IntoIterator<Item = &'a Alert>, target: &Labels) -> bool {
-    let alerts: Vec<(&Alert, Roles)> = firing.into_iter().map(|a| (a, Roles::of(rules, &a.labels))).collect();
+pub fn is_inhibited<'a>(rules: &[InhibitRule], firing: impl IntoIterator<Item = &'a Alert>, target: &Alert) -> bool {
+    let alerts: Vec<(&Alert, Roles)> = firing.into_iter().map(|a| (a, Roles::of(rules, a))).collect();
     Inhibitor::new(rules.len(), alerts.iter().map(|(a, r)| (*a, r))).is_inhibited(&Roles::of(rules, target))
 }
 
@@ -151,9 +154,9 @@ mod tests {
         let firing = [quorum];
         let node = labels(&[("alertname", "ZkNodeDown"), ("cluster", "prod"), ("instance", "zk1"), ("severity", "P1")]);
         let other = labels(&[("alertname", "ZkNodeDown"), ("cluster", "dev"), ("instance", "zk1"), ("severity", "P1")]);
-        assert!(is_inhibited(&rules, &firing, &node));
-        assert!(!is_inhibited(&rules, &firing, &other), "another cluster is not explained by it");
-        assert!(!is_inhibited(&rules, &firing, &firing[0].labels), "never itself");
+        assert!(is_inhibited(&rules, &firing, &alert(node)));
+        assert!(!is_inhibited(&rules, &firing, &alert(other)), "another cluster is not explained by it");
+        assert!(!is_inhibited(&rules, &firing, &firing[0]), "never itself");
     }
 
     #[test]
@@ -163,8 +166,8 @@ mod tests {
             labels(&[("alertname", "ZkHighAvgLatency"), ("cluster", "c"), ("instance", instance), ("severity", tier)])
         };
         let firing = [alert(latency("a", "P1"))];
-        assert!(is_inhibited(&rules, &firing, &latency("a", "P2")));
-        assert!(!is_inhibited(&rules, &firing, &latency("b", "P2")));
-        assert!(!is_inhibited(&rules, &firing, &latency("a", "P0")), "a lower tier never mutes a higher");
+        assert!(is_inhibited(&rules, &firing, &alert(latency("a", "P2"))));
+        assert!(!is_inhibited(&rules, &firing, &alert(latency("b", "P2"))));
+        assert!(!is_inhibited(&rules, &firing, &alert(latency("a", "P0"))), "a lower tier never mutes a higher");
     }
 }

@@ -78,9 +78,9 @@ impl PipelineConfig {
 pub struct Mute {
     pub inhibited: bool,
     /// Ids of the active silences matching it.
-    pub silenced_by: Vec<String>,
+    pub silenced_by: Box<[String]>,
     /// Names of the open maintenance windows matching it.
-    pub maintenance: Vec<String>,
+    pub maintenance: Box<[String]>,
 }
 
 impl Mute {
@@ -122,7 +122,7 @@ impl Pipeline {
             .iter()
             .map(|a| match self.roles.get(&(a.fingerprint, a.severity)) {
                 Some((r, _)) => std::borrow::Cow::Borrowed(r),
-                None => std::borrow::Cow::Owned(Roles::of(rules, &a.labels)),
+                None => std::borrow::Cow::Owned(Roles::of(rules, a)),
             })
             .collect();
         let inhibitor = Inhibitor::new(rules.len(), alerts.iter().copied().zip(roles.iter().map(|r| r.as_ref())));
@@ -157,7 +157,7 @@ impl Pipeline {
             self.roles
                 .entry((a.fingerprint, a.severity))
                 .and_modify(|(_, seen)| *seen = step_no)
-                .or_insert_with(|| (Roles::of(rules, &a.labels), step_no));
+                .or_insert_with(|| (Roles::of(rules, a), step_no));
         }
         self.roles.retain(|_, (_, seen)| *seen == step_no);
         let role = |a: &Alert| self.roles.get(&(a.fingerprint, a.severity)).map(|(r, _)| r);
@@ -267,7 +267,7 @@ mod tests {
         p.silences.upsert(zk2_silence(at(100), at(400)));
         let node = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
         assert_eq!(told(&p.step(&[&node], at(0))), [("ZkNodeDown".into(), 1, 0)], "before the silence");
-        assert_eq!(p.mutes(&[&node], at(150))[0].silenced_by, ["s1"]);
+        assert_eq!(&*p.mutes(&[&node], at(150))[0].silenced_by, ["s1"]);
         assert!(p.step(&[&node], at(300)).is_empty(), "no 5-minute repeat while silenced");
         let gone = resolved(&node);
         assert!(p.step(&[&gone], at(350)).is_empty(), "resolved while silenced: not told");
@@ -339,7 +339,7 @@ mod tests {
         // Fridays 18:00-19:00 UTC; at(3600) is 18:00.
         assert_eq!(told(&p.step(&[&node], at(0))), [("ZkNodeDown".into(), 1, 0)]);
         let muted = p.mutes(&[&node], at(3600));
-        assert_eq!(muted[0].maintenance, ["weekly"]);
+        assert_eq!(&*muted[0].maintenance, ["weekly"]);
         assert!(p.step(&[&node], at(3900)).is_empty(), "no repeat during maintenance");
         assert!(p.step(&[&node], at(7199)).is_empty());
         // The window closed: the overdue repeat, and the escalation nobody
