@@ -583,8 +583,10 @@ pub async fn run(
             }
             Some(batch) = next_intake(&mut intake) => {
                 runner.receive_external(batch, clock.now());
-                // The posts waiting are one step.
-                while let Some(batch) = intake.as_mut().and_then(|i| i.try_recv().ok()) {
+                // The posts waiting are one step (at most a queue's worth per
+                // turn: a flood refilling it does not keep the loop here).
+                for _ in 1..INTAKE_QUEUE {
+                    let Some(batch) = intake.as_mut().and_then(|i| i.try_recv().ok()) else { break };
                     runner.receive_external(batch, clock.now());
                 }
                 if intake_step.is_none() && gate_open(&waiting_for) {

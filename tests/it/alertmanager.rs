@@ -5,7 +5,7 @@
 
 use crate::support::http::{Answer, MetricsServer, Receiver, free_port};
 use crate::support::prometheus::Prometheus;
-use crate::support::zkalert::{RunConfig, ZkalertRun, tiers_to};
+use crate::support::zkalert::{RunConfig, ZkalertRun, svc_config, svc_down_rules, tiers_to};
 use std::time::{Duration, Instant};
 
 const PROMETHEUS_RULES: &str = "groups:
@@ -117,6 +117,17 @@ fn amtool(api: u16, http_config: &std::path::Path, args: &[&str]) -> (bool, Stri
     (out.status.success(), text)
 }
 
+/// Waits until zkalert's API on `api` says it is ready.
+fn wait_ready(run: &mut ZkalertRun, api: u16) {
+    let t0 = Instant::now();
+    let ready = || crate::support::http::get(api, "/-/ready", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200);
+    while !ready() {
+        run.assert_running();
+        assert!(t0.elapsed() < Duration::from_secs(30), "zkalert not ready:\n{}", run.log_tail(30));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// POSTs alerts as Prometheus would (from loopback: no token).
 fn post_alerts(api: u16, body: &str) {
     let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
@@ -158,14 +169,7 @@ routing:
             r#"{{"labels":{{"alertname":"{name}","severity":"warning","team":"db"}},"annotations":{{"summary":"{name} summary"}}}}"#
         )
     };
-    let t0 = Instant::now();
-    loop {
-        if crate::support::http::get(api, "/-/ready", Duration::from_secs(1)).is_some_and(|(s, _)| s == 200) {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "zkalert not ready:\n{}", run.log_tail(30));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_ready(&mut run, api);
     post_alerts(api, &format!("[{}]", alert("Paged")));
     wait_hook(&hook, "Paged", Duration::from_secs(30), |b| names(b, "firing") == ["Paged"]);
 
@@ -222,4 +226,82 @@ routing:
     let (ok, out) = amtool(api, &bare, &["alert", "query"]);
     assert!(ok, "reads need no token:\n{out}");
     run.assert_running();
+}
+
+/// A flood of posted alerts — Prometheus' batches of 64, 8,000 alerts a
+/// second, all new — does not hold back the rules: parsing is on the API's
+/// threads and the loop steps for posts at most about half its time, so a
+/// node that goes down during the flood is paged about as soon as without
+/// one, while the flood goes on.
+#[test]
+fn a_flood_of_posted_alerts_does_not_hold_back_the_rules() {
+    let metrics = MetricsServer::start();
+    metrics.set(&[false]);
+    let api = free_port();
+    let rest = format!(
+        "server: {{listen: '127.0.0.1:{api}'}}\nrouting:\n  group_by: [alertname, cluster]\n  tiers:\n{}",
+        tiers_to("pages", "1h")
+    );
+    let yaml = svc_config(metrics.port, &rest);
+    let rules = svc_down_rules("");
+    let mut run = ZkalertRun::start_yaml(RunConfig::new(Vec::new(), &[]), &yaml, &[("rules.yaml", rules.as_str())]);
+    wait_ready(&mut run, api);
+    // How long a page takes without a flood (the source polls every second).
+    let page_after = |run: &mut ZkalertRun, event: &str| {
+        let t0 = std::time::SystemTime::now();
+        metrics.set(&[event == "firing"]);
+        let (page, _) = run.wait_event("the NodeDown page", Duration::from_secs(20), |e| {
+            e.is(event, "NodeDown") && e.at_ms >= crate::support::zkalert::epoch_ms(t0)
+        });
+        Duration::from_millis(page.ms_after(t0).max(0) as u64)
+    };
+    let quiet = page_after(&mut run, "firing");
+    page_after(&mut run, "resolved");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || flood_alerts(api, &stop))
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let during = page_after(&mut run, "firing");
+    let still_flooding = !flood.is_finished();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let posted = flood.join().expect("the flood thread");
+    assert!(
+        during <= quiet + Duration::from_millis(1500),
+        "paged {during:?} after the node went down during a flood of {posted} posted alerts, {quiet:?} without:\n{}",
+        run.log_tail(30)
+    );
+    assert!(still_flooding, "the flood ended ({posted} alerts) before the page: it proves nothing");
+    assert!(posted >= 8_000, "only {posted} alerts posted: no flood");
+    run.assert_running();
+}
+
+/// Posts new alerts in batches of 64 at 8,000 a second until `stop`, for at
+/// most 12 s; how many were taken.
+fn flood_alerts(api: u16, stop: &std::sync::atomic::AtomicBool) -> usize {
+    const BATCH: usize = 64;
+    const PER_SECOND: f64 = 8_000.0;
+    let t0 = Instant::now();
+    let mut posted = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(12) {
+        let alerts: Vec<serde_json::Value> = (posted..posted + BATCH)
+            .map(|i| {
+                serde_json::json!({
+                    "labels": {"alertname": format!("Flood{:02}", i % 10), "cluster": format!("f{}", i / 1000),
+                               "instance": format!("host-{i}:9100"), "severity": "warning"},
+                    "annotations": {"summary": "flood"},
+                })
+            })
+            .collect();
+        let body = serde_json::Value::Array(alerts);
+        let answer =
+            crate::support::http::send_json(api, "POST", "/api/v2/alerts", "-", &body, Duration::from_secs(10));
+        assert!(answer.as_ref().is_some_and(|(s, _)| *s == 200), "a post of the flood: {answer:?}");
+        posted += BATCH;
+        let due = t0 + Duration::from_secs_f64(posted as f64 / PER_SECOND);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    posted
 }
