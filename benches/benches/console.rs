@@ -43,10 +43,10 @@ fn snapshot(n: u64) -> Snapshot {
             group.alerts += 1;
             let mute = Mute {
                 inhibited: i % 20 == 5,
-                silenced_by: if i % 10 == 1 { vec!["5f3c9a0d2b7e4411".into()] } else { vec![] },
-                maintenance: vec![],
+                silenced_by: if i % 10 == 1 { Box::new(["5f3c9a0d2b7e4411".into()]) } else { Box::default() },
+                maintenance: Box::default(),
             };
-            AlertView { alert: a, group_id, mute, ack }
+            AlertView { alert: a.into(), group_id: group_id.into(), mute, ack }
         })
         .collect();
     Snapshot { published: true, at: now, alerts, groups: groups.into_values().collect(), ..Snapshot::default() }

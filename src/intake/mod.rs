@@ -6,7 +6,7 @@
 //! resolves them, and hands them to the pipeline with the rules' alerts.
 
 use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -286,6 +286,11 @@ pub struct ExternalAlerts {
     /// For alerts restored after a restart (the config's, set at start
     /// and at each reload).
     pub resolve_timeout: Duration,
+    /// Alerts whose persisted part (lifecycle, tier) changed, or that were
+    /// forgotten, since the state file last took them
+    /// ([`Self::take_unwritten`]): a step writes what changed, it does not
+    /// compare every alert.
+    unwritten: FxHashSet<Fingerprint>,
 }
 
 impl Default for ExternalAlerts {
@@ -295,6 +300,7 @@ impl Default for ExternalAlerts {
             next_change: None,
             dropped: 0,
             resolve_timeout: IntakePolicy::default().resolve_timeout,
+            unwritten: FxHashSet::default(),
         }
     }
 }
@@ -319,7 +325,11 @@ impl ExternalAlerts {
             let full = self.alerts.len() >= MAX_HELD;
             match self.alerts.get_mut(&fp) {
                 Some(held) if held.alert.state == AlertState::Firing => {
-                    changed |= held.alert.severity != alert.severity;
+                    let retiered = held.alert.severity != alert.severity;
+                    changed |= retiered;
+                    if retiered || ended {
+                        self.unwritten.insert(fp);
+                    }
                     let mut alert = alert;
                     (alert.active_at, alert.fired_at) = (held.alert.active_at, held.alert.fired_at);
                     if ended {
@@ -337,6 +347,7 @@ impl ExternalAlerts {
                 }
                 _ => {
                     self.alerts.insert(fp, Held { alert: Arc::new(alert), ends_at });
+                    self.unwritten.insert(fp);
                     changed = true;
                 }
             }
@@ -355,9 +366,11 @@ impl ExternalAlerts {
         let retention = crate::rule::tracker::RESOLVED_RETENTION;
         let mut changed = false;
         let mut next: Option<Timestamp> = None;
-        self.alerts.retain(|_, held| {
+        let unwritten = &mut self.unwritten;
+        self.alerts.retain(|fp, held| {
             if held.alert.state != AlertState::Resolved && held.ends_at <= now {
                 resolve(Arc::make_mut(&mut held.alert), now);
+                unwritten.insert(*fp);
                 changed = true;
             }
             let at = match held.alert.state {
@@ -367,6 +380,8 @@ impl ExternalAlerts {
             let keep = at > now || held.alert.state != AlertState::Resolved;
             if keep {
                 next = Some(next.map_or(at, |t| t.min(at)));
+            } else {
+                unwritten.insert(*fp);
             }
             keep
         });
@@ -385,6 +400,19 @@ impl ExternalAlerts {
 
     pub fn contains(&self, fp: &Fingerprint) -> bool {
         self.alerts.contains_key(fp)
+    }
+
+    /// The alerts changed or forgotten since the last call, each as it is
+    /// now (`None`: forgotten). A write that fails hands them back
+    /// ([`Self::unwritten_again`]).
+    pub fn take_unwritten(&mut self) -> Vec<(Fingerprint, Option<Arc<Alert>>)> {
+        let alerts = &self.alerts;
+        self.unwritten.drain().map(|fp| (fp, alerts.get(&fp).map(|h| h.alert.clone()))).collect()
+    }
+
+    /// Puts back what [`Self::take_unwritten`] gave, for the next write.
+    pub fn unwritten_again(&mut self, fingerprints: impl IntoIterator<Item = Fingerprint>) {
+        self.unwritten.extend(fingerprints);
     }
 
     pub fn firing_count(&self) -> usize {

@@ -50,7 +50,7 @@ impl Kept {
     /// whether an alert the file holds is still among them.
     fn changes<'a>(
         &self,
-        key: &str,
+        key: &'static str,
         alerts: impl Iterator<Item = &'a Alert>,
         present: impl Fn(&Fingerprint) -> bool,
         w: &mut StepWrite,
@@ -60,11 +60,11 @@ impl Kept {
             let s = saved(a);
             if self.saved.get(&a.fingerprint) != Some(&s) {
                 now_saved.push((a.fingerprint, s));
-                w.alerts_upsert.push((key.to_string(), a.clone()));
+                w.alerts_upsert.push((key.into(), Arc::new(a.clone())));
             }
         }
         let gone: Vec<Fingerprint> = self.saved.keys().filter(|fp| !present(fp)).copied().collect();
-        w.alerts_delete.extend(gone.iter().map(|fp| (key.to_string(), *fp)));
+        w.alerts_delete.extend(gone.iter().map(|fp| (key.into(), *fp)));
         KeptChanges { saved: now_saved, gone }
     }
 
@@ -98,8 +98,6 @@ pub struct Durable {
     saved: FxHashMap<(usize, Fingerprint), Saved>,
     /// What the file holds of the `NotifierFailing` alerts.
     saved_failing: Kept,
-    /// What the file holds of the intake's alerts.
-    saved_external: Kept,
     /// Rows of rules that no longer exist, deleted on the first commit.
     orphans: Vec<(String, Fingerprint)>,
     /// The open maintenance windows the file records.
@@ -145,12 +143,13 @@ impl Durable {
         &mut self,
         tracker: &AlertTracker,
         failing: &[Alert],
-        external: &crate::intake::ExternalAlerts,
+        external: &mut crate::intake::ExternalAlerts,
         pipeline: &mut Pipeline,
         messages: &[Arc<Message>],
         now: Timestamp,
     ) -> Result<(), StateError> {
-        let mut w = StepWrite { alerts_delete: self.orphans.clone(), ..StepWrite::default() };
+        let orphans = self.orphans.iter().map(|(rule, fp)| (rule.clone().into(), *fp)).collect();
+        let mut w = StepWrite { alerts_delete: orphans, ..StepWrite::default() };
         // `saved` changes only once the write succeeded.
         let mut now_saved: Vec<((usize, Fingerprint), Saved)> = Vec::new();
         for (i, rule) in tracker.rules.iter().enumerate() {
@@ -158,7 +157,7 @@ impl Durable {
                 let s = saved(a);
                 if self.saved.get(&(i, *fp)) != Some(&s) {
                     now_saved.push(((i, *fp), s));
-                    w.alerts_upsert.push((self.rule_keys[i].clone(), a.clone()));
+                    w.alerts_upsert.push((self.rule_keys[i].clone().into(), Arc::new(a.clone())));
                 }
             }
         }
@@ -168,15 +167,21 @@ impl Durable {
             .filter(|(i, fp)| !tracker.rules.get(*i).is_some_and(|r| r.active.contains_key(fp)))
             .copied()
             .collect();
-        w.alerts_delete.extend(gone.iter().map(|(i, fp)| (self.rule_keys[*i].clone(), *fp)));
+        w.alerts_delete.extend(gone.iter().map(|(i, fp)| (self.rule_keys[*i].clone().into(), *fp)));
         let failing_changes = self.saved_failing.changes(
             NOTIFIER_FAILING_KEY,
             failing.iter().filter(|a| a.name() == NOTIFIER_FAILING),
             |fp| failing.iter().any(|a| a.fingerprint == *fp),
             &mut w,
         );
-        let external_changes =
-            self.saved_external.changes(EXTERNAL_KEY, external.alerts(), |fp| external.contains(fp), &mut w);
+        // Posted alerts: only those changed since the last write.
+        let external_changes = external.take_unwritten();
+        for (fp, alert) in &external_changes {
+            match alert {
+                Some(a) => w.alerts_upsert.push((EXTERNAL_KEY.into(), a.clone())),
+                None => w.alerts_delete.push((EXTERNAL_KEY.into(), *fp)),
+            }
+        }
         w.groups = pipeline.dispatcher.take_changes();
         let windows: Vec<(String, Timestamp, Timestamp)> = pipeline
             .config
@@ -197,7 +202,6 @@ impl Durable {
                     self.saved.remove(key);
                 }
                 self.saved_failing.written(failing_changes);
-                self.saved_external.written(external_changes);
                 self.orphans.clear();
                 for (name, _, end) in windows.iter().filter(|w| !self.open_windows.contains(w)) {
                     tracing::info!(window = %name, until = %end, "maintenance window open");
@@ -212,6 +216,7 @@ impl Durable {
                 // Marked dirty again, so the next commit writes the latest
                 // state of these groups (and the removals).
                 pipeline.dispatcher.put_back_changes(w.groups);
+                external.unwritten_again(external_changes.into_iter().map(|(fp, _)| fp));
                 Err(e)
             }
         }
@@ -386,7 +391,6 @@ impl Runner {
         let mut restored = 0;
         let mut saved_failing = Kept::default();
         let mut failing = Vec::new();
-        let mut saved_external = Kept::default();
         let mut external = Vec::new();
         for (key, alert) in persisted.alerts {
             if key == NOTIFIER_FAILING_KEY {
@@ -395,7 +399,6 @@ impl Runner {
                 continue;
             }
             if key == EXTERNAL_KEY {
-                saved_external.saved.insert(alert.fingerprint, saved(&alert));
                 external.push(alert);
                 continue;
             }
@@ -419,6 +422,7 @@ impl Runner {
         self.failing.restore(failing, now);
         // Posted alerts resolve a resolve timeout after the restart unless
         // posted again (Prometheus re-sends the firing ones every minute).
+        let posted_alerts = external.len();
         self.external.restore(external, now);
         self.pipeline.dispatcher.restore(persisted.groups);
         self.pipeline.silences = Silences::new(persisted.silences);
@@ -433,7 +437,7 @@ impl Runner {
             groups = self.pipeline.dispatcher.groups().count(),
             pending_deliveries = self.pending.len(),
             failing_channels = saved_failing.saved.len(),
-            posted_alerts = saved_external.saved.len(),
+            posted_alerts,
             "state restored"
         );
         self.durable = Some(Durable {
@@ -441,7 +445,6 @@ impl Runner {
             rule_keys: keys,
             saved: saved_map,
             saved_failing,
-            saved_external,
             orphans,
             open_windows: persisted.maintenance,
             unwritten_outbox: Vec::new(),
@@ -628,6 +631,46 @@ mod tests {
         assert_eq!(db.pending_count().unwrap(), 0);
         let history = db.deliveries(10).unwrap();
         assert!(history[0].delivered_at.is_some() && history[0].attempts >= 2, "{history:?}");
+    }
+
+    /// Posted alerts are written as they change (new, resolved, forgotten),
+    /// not compared each step: a change a full disk kept out is written by
+    /// the next commit that succeeds.
+    #[tokio::test]
+    async fn posted_alerts_are_written_as_they_change_and_a_full_disk_only_delays_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Tmpfs::mount(&dir.path().join("data"), "2m");
+        let db_path = disk.dir.join("state.db");
+        let (mut runner, _reports, clock) = started(&dir.path().join("pages.jsonl"), &db_path);
+        let post = |runner: &mut Runner, now: Timestamp, ends: &str| {
+            let body = format!(r#"[{{"labels":{{"alertname":"DiskFull","severity":"page"}},"endsAt":"{ends}"}}]"#);
+            let batch = crate::intake::check_post(body.as_bytes(), &crate::intake::IntakePolicy::default(), now);
+            runner.receive_external(batch.unwrap().batch, now);
+        };
+        let on_disk = || -> Vec<(String, AlertState)> {
+            let persisted = StateDb::open(&db_path).unwrap().load().unwrap();
+            persisted.alerts.iter().map(|(key, a)| (format!("{key} {}", a.name()), a.state)).collect()
+        };
+        disk.fill();
+        post(&mut runner, clock.now(), "2030-01-01T00:00:00Z");
+        runner.evaluate(clock.as_ref());
+        assert!(runner.durable.as_ref().unwrap().failure().is_some(), "the disk is full");
+        disk.free();
+        clock.set(Timestamp::from_millis(2_000));
+        runner.evaluate(clock.as_ref());
+        assert_eq!(on_disk(), [("zkalert/external DiskFull".into(), AlertState::Firing)], "written once it could be");
+        // Re-posted unchanged: nothing to write (and nothing written twice).
+        post(&mut runner, clock.now(), "2030-01-01T00:00:00Z");
+        assert!(runner.external.take_unwritten().is_empty());
+        // Ended: resolved in the file; forgotten after the retention: gone from it.
+        clock.set(Timestamp::from_millis(4_000));
+        post(&mut runner, clock.now(), "1970-01-01T00:00:03Z");
+        runner.evaluate(clock.as_ref());
+        assert_eq!(on_disk(), [("zkalert/external DiskFull".into(), AlertState::Resolved)]);
+        let forgotten = Timestamp::from_millis(4_000) + crate::rule::tracker::RESOLVED_RETENTION;
+        clock.set(forgotten + Duration::from_secs(1));
+        runner.evaluate(clock.as_ref());
+        assert_eq!(on_disk(), [], "forgotten");
     }
 
     #[tokio::test]

@@ -375,7 +375,7 @@ impl Runner {
             let written = durable.commit_step(
                 &self.evaluator.tracker,
                 &failing,
-                &self.external,
+                &mut self.external,
                 &mut self.pipeline,
                 to_send,
                 now,

@@ -87,12 +87,17 @@ pub struct OutboxEntry {
     pub created_at: Timestamp,
 }
 
+/// The rule an alert row is kept under: a rule's key, or one of zkalert's
+/// own (`zkalert/external`, …), which needs no copy per row.
+pub type RuleKey = std::borrow::Cow<'static, str>;
+
 /// What one runner step changed, written in one transaction.
 #[derive(Debug, Default)]
 pub struct StepWrite {
-    /// Key: (rule, fingerprint).
-    pub alerts_upsert: Vec<(String, Alert)>,
-    pub alerts_delete: Vec<(String, Fingerprint)>,
+    /// Key: (rule, fingerprint). Shared with the runner: a posted alert is
+    /// not copied to be written.
+    pub alerts_upsert: Vec<(RuleKey, Arc<Alert>)>,
+    pub alerts_delete: Vec<(RuleKey, Fingerprint)>,
     pub groups: GroupChanges,
     /// New messages: one outbox row per (message.id, channel) for each of message.channels.
     pub outbox: Vec<Arc<Message>>,

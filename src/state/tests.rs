@@ -127,7 +127,7 @@ fn round_trip_through_a_reopened_file() {
     {
         let mut db = StateDb::open(&path).unwrap();
         db.commit(&StepWrite {
-            alerts_upsert: alerts.clone(),
+            alerts_upsert: alerts.iter().map(|(rule, a)| (rule.clone().into(), Arc::new(a.clone()))).collect(),
             groups: GroupChanges { upserted: vec![acked.clone(), plain.clone()], removed: vec![] },
             outbox: vec![Arc::new(m1.clone()), Arc::new(m2.clone())],
             maintenance: Some(windows.clone()),
@@ -187,7 +187,7 @@ fn updates_and_deletes() {
     let g1 = group(0, "prod", None, &[&a]);
     let g2 = group(0, "dev", None, &[]);
     db.commit(&StepWrite {
-        alerts_upsert: vec![("r".into(), a.clone()), ("r".into(), b.clone())],
+        alerts_upsert: vec![("r".into(), Arc::new(a.clone())), ("r".into(), Arc::new(b.clone()))],
         groups: GroupChanges { upserted: vec![g1.clone(), g2.clone()], removed: vec![] },
         maintenance: Some(vec![("w".into(), at(0), at(10))]),
         ..Default::default()
@@ -198,7 +198,7 @@ fn updates_and_deletes() {
     let mut g1b = g1.clone();
     g1b.next_flush = at(900);
     db.commit(&StepWrite {
-        alerts_upsert: vec![("r".into(), fired.clone())],
+        alerts_upsert: vec![("r".into(), Arc::new(fired.clone()))],
         alerts_delete: vec![("r".into(), b.fingerprint)],
         groups: GroupChanges { upserted: vec![g1b.clone()], removed: vec![g2.key.id()] },
         maintenance: Some(vec![]),
@@ -575,7 +575,7 @@ fn undecodable_row_names_table_and_key() {
     let (_dir, path) = temp();
     let mut db = StateDb::open(&path).unwrap();
     let a = alert("ZkNodeDown", "zk1:2181", AlertState::Firing, 1.0);
-    db.commit(&StepWrite { alerts_upsert: vec![("r".into(), a.clone())], ..Default::default() }).unwrap();
+    db.commit(&StepWrite { alerts_upsert: vec![("r".into(), Arc::new(a.clone()))], ..Default::default() }).unwrap();
     db.conn.execute("UPDATE alerts SET body = '{\"fingerprint\": 12'", []).unwrap();
     let err = db.load().unwrap_err();
     let msg = err.to_string();
@@ -596,7 +596,7 @@ fn checkpoints_in_the_background() {
     let size = || std::fs::metadata(&path).unwrap().len();
     let before = size();
     let alerts = (0..2 * CHECKPOINT_ROWS)
-        .map(|i| ("r".to_string(), alert("ZkNodeDown", &format!("zk{i}:2181"), AlertState::Firing, 1.0)))
+        .map(|i| ("r".into(), Arc::new(alert("ZkNodeDown", &format!("zk{i}:2181"), AlertState::Firing, 1.0))))
         .collect();
     db.commit(&StepWrite { alerts_upsert: alerts, ..Default::default() }).unwrap();
     // The rows reach the database file (not only the WAL) without the writer checkpointing.
@@ -659,7 +659,7 @@ fn large_commits() {
 
     let mut db = StateDb::open(&dir.path().join("alerts.db")).unwrap();
     let w = StepWrite {
-        alerts_upsert: (0..n).map(|i| (format!("rule-{}", i % 20), big_alert(i))).collect(),
+        alerts_upsert: (0..n).map(|i| (format!("rule-{}", i % 20).into(), Arc::new(big_alert(i)))).collect(),
         ..Default::default()
     };
     let t = Instant::now();

@@ -69,7 +69,7 @@ fn step(h: &mut Harness, tracker: &Tracker, now: Timestamp, t: &mut Times) {
     let alerts: Vec<&Alert> = tracker.refs();
     elapsed += mark(0, t);
     let rules = &h.pipeline.config.inhibit_rules;
-    let roles: Vec<Roles> = alerts.iter().map(|a| Roles::of(rules, &a.labels)).collect();
+    let roles: Vec<Roles> = alerts.iter().map(|a| Roles::of(rules, a)).collect();
     drop(std::hint::black_box(Inhibitor::new(rules.len(), alerts.iter().copied().zip(&roles))));
     mark(1, t); // not part of the step's total: roles are cached across steps in `muted`
     let mutes = h.pipeline.muted(&alerts, now);
