@@ -90,8 +90,8 @@ pub struct AlertView {
     /// The id of the group it is notified in (acks name groups by id).
     pub group_id: Arc<str>,
     pub mute: Mute,
-    /// The group's acknowledgement, if any.
-    pub ack: Option<Ack>,
+    /// The group's acknowledgement, if any (one per group, shared).
+    pub ack: Option<Arc<Ack>>,
 }
 
 impl AlertView {

@@ -141,7 +141,7 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
                     g.ack = Some(ack.clone());
                 }
                 for a in snap.alerts.iter_mut().filter(|a| ids.iter().any(|id| **id == *a.group_id)) {
-                    a.ack = Some(ack.clone());
+                    a.ack = Some(Arc::new(ack.clone()));
                 }
                 let _ = reply.send(Ok(ids));
             }

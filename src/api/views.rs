@@ -116,7 +116,7 @@ impl<'a> AlertJson<'a> {
             inhibited: v.mute.inhibited,
             maintenance: &v.mute.maintenance,
             muted: v.mute.is_muted(),
-            acked: AckJson::of(v.ack.as_ref()),
+            acked: AckJson::of(v.ack.as_deref()),
         }
     }
 }

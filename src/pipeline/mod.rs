@@ -95,15 +95,14 @@ pub struct Pipeline {
     pub config: PipelineConfig,
     pub silences: Silences,
     pub dispatcher: Dispatcher,
-    /// Inhibition roles per (alert, tier) and the step they were last used in.
-    roles: FxHashMap<(Fingerprint, Severity), (Roles, u64)>,
-    step_no: u64,
+    /// Inhibition roles per (alert, tier), kept while the alert is.
+    roles: FxHashMap<(Fingerprint, Severity), Roles>,
 }
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         let dispatcher = Dispatcher::new(config.policy.clone());
-        Self { config, silences: Silences::default(), dispatcher, roles: FxHashMap::default(), step_no: 0 }
+        Self { config, silences: Silences::default(), dispatcher, roles: FxHashMap::default() }
     }
 
     /// Takes a new config (a reload); silences and the dispatcher's
@@ -121,7 +120,7 @@ impl Pipeline {
         let roles: Vec<std::borrow::Cow<Roles>> = alerts
             .iter()
             .map(|a| match self.roles.get(&(a.fingerprint, a.severity)) {
-                Some((r, _)) => std::borrow::Cow::Borrowed(r),
+                Some(r) => std::borrow::Cow::Borrowed(r),
                 None => std::borrow::Cow::Owned(Roles::of(rules, a)),
             })
             .collect();
@@ -150,24 +149,28 @@ impl Pipeline {
     /// Whether each alert is muted at `now` (inhibition roles cached per
     /// alert across steps): the first stages of [`Pipeline::step`].
     pub fn muted(&mut self, alerts: &[&Alert], now: Timestamp) -> Vec<bool> {
-        self.step_no += 1;
-        let step_no = self.step_no;
         let rules = &self.config.inhibit_rules;
-        for a in alerts.iter().filter(|a| a.state != AlertState::Pending) {
-            self.roles
-                .entry((a.fingerprint, a.severity))
-                .and_modify(|(_, seen)| *seen = step_no)
-                .or_insert_with(|| (Roles::of(rules, a), step_no));
+        let told = |a: &&&Alert| a.state != AlertState::Pending;
+        for a in alerts.iter().filter(told) {
+            self.roles.entry((a.fingerprint, a.severity)).or_insert_with(|| Roles::of(rules, a));
         }
-        self.roles.retain(|_, (_, seen)| *seen == step_no);
-        let role = |a: &Alert| self.roles.get(&(a.fingerprint, a.severity)).map(|(r, _)| r);
-        let inhibitor = Inhibitor::new(rules.len(), alerts.iter().filter_map(|a| role(a).map(|r| (*a, r))));
+        // Alerts gone are forgotten once they are a fifth of those kept: a
+        // step looks each alert up once, it does not mark and sweep them all.
+        if self.roles.len() > alerts.len() + alerts.len() / 4 + 64 {
+            let present: rustc_hash::FxHashSet<(Fingerprint, Severity)> =
+                alerts.iter().filter(told).map(|a| (a.fingerprint, a.severity)).collect();
+            self.roles.retain(|key, _| present.contains(key));
+        }
+        let roles: Vec<Option<&Roles>> =
+            alerts.iter().map(|a| if told(&a) { self.roles.get(&(a.fingerprint, a.severity)) } else { None }).collect();
+        let inhibitor = Inhibitor::new(rules.len(), alerts.iter().zip(&roles).filter_map(|(a, r)| r.map(|r| (*a, r))));
         let windows = self.open_windows(now);
         let silences = self.active_silences(now);
         alerts
             .iter()
-            .map(|a| {
-                role(a).is_some_and(|r| inhibitor.is_inhibited(r))
+            .zip(&roles)
+            .map(|(a, role)| {
+                role.is_some_and(|r| inhibitor.is_inhibited(r))
                     || silences.iter().any(|s| s.matchers.matches(&a.labels))
                     || windows.iter().any(|w| w.matchers.matches(&a.labels))
             })

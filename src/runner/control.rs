@@ -58,12 +58,16 @@ impl Runner {
         let groups: FxHashMap<&str, &crate::pipeline::GroupState> = self.pipeline.dispatcher.groups_by_id().collect();
         let policy = &self.pipeline.config.policy;
         let group_ids = self.pipeline.dispatcher.group_ids();
+        // One shared ack per group, not a copy per alert.
+        let mut acks: FxHashMap<Arc<str>, Option<Arc<crate::pipeline::Ack>>> = FxHashMap::default();
         let alert_views: Vec<AlertView> = alerts
             .into_iter()
             .zip(mutes)
             .map(|(alert, mute)| {
                 let group_id = group_ids.of(&alert).cloned().unwrap_or_else(|| policy.group_key(&alert).id().into());
-                let ack = self.shown_ack(&group_id, groups.get(&*group_id).copied());
+                let ack = (acks.entry(group_id.clone()))
+                    .or_insert_with(|| self.shown_ack(&group_id, groups.get(&*group_id).copied()).map(Arc::new))
+                    .clone();
                 AlertView { alert, group_id, mute, ack }
             })
             .collect();

@@ -13,7 +13,7 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page size of a new file.
 pub(super) const PAGE_SIZE: i64 = 16 * 1024;
 /// Page cache per connection (negative: KiB).
-pub(super) const CACHE_KIB: i64 = -16 * 1024;
+pub(super) const CACHE_KIB: i64 = -4 * 1024;
 
 /// The tables of a new file, at [`SCHEMA_VERSION`].
 const SCHEMA: &str = r#"
