@@ -8,6 +8,7 @@
 use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,18 +97,20 @@ impl IntakePolicy {
 
 /// One alert as Prometheus posts it (`postableAlert` of Alertmanager's
 /// OpenAPI). Unknown fields are ignored, as Alertmanager does.
+/// Strings borrow from the post where they can (no escapes in them): only
+/// what the alert keeps is copied, once.
 #[derive(Debug, Deserialize)]
-struct PostableAlert {
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
-    #[serde(default, rename = "startsAt")]
-    starts_at: Option<String>,
-    #[serde(default, rename = "endsAt")]
-    ends_at: Option<String>,
-    #[serde(default, rename = "generatorURL")]
-    generator_url: Option<String>,
+struct PostableAlert<'a> {
+    #[serde(default, borrow)]
+    labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(default, borrow)]
+    annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(default, borrow, rename = "startsAt")]
+    starts_at: Option<Cow<'a, str>>,
+    #[serde(default, borrow, rename = "endsAt")]
+    ends_at: Option<Cow<'a, str>>,
+    #[serde(default, borrow, rename = "generatorURL")]
+    generator_url: Option<Cow<'a, str>>,
 }
 
 /// One posted alert, checked.
@@ -193,7 +196,7 @@ fn intake_alert(
     check_pairs("labels", &labels, MAX_LABEL_VALUE, true)?;
     let annotations = p.annotations.unwrap_or_default();
     check_pairs("annotations", &annotations, MAX_ANNOTATION, false)?;
-    let time = |field: &str, v: Option<String>| -> Result<Option<Timestamp>, String> {
+    let time = |field: &str, v: Option<Cow<str>>| -> Result<Option<Timestamp>, String> {
         let Some(v) = v.filter(|v| !v.is_empty()) else { return Ok(None) };
         // Go's zero time: what a client that leaves the field unset sends.
         if v.starts_with("0001-01-01") {
@@ -216,9 +219,9 @@ fn intake_alert(
         return Err(format!("generatorURL: longer than {MAX_ANNOTATION} bytes"));
     }
     let posted_severity = labels.get(crate::model::SEVERITY);
-    let (tier, mapped) = policy.tier_of(posted_severity.map(String::as_str));
+    let (tier, mapped) = policy.tier_of(posted_severity.map(|s| &**s));
     let unmapped = (!mapped).then(|| posted_severity.map_or("(none)".into(), |s| format!("{s:?}")));
-    let mut identity = Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut identity = Labels::from_pairs(labels.iter().map(|(k, v)| (&**k, &**v)));
     if identity.get(crate::model::SEVERITY).is_none() {
         // As the rules' alerts: the label is the tier unless one was given.
         identity.insert(crate::model::SEVERITY, tier.as_str());
@@ -227,10 +230,12 @@ fn intake_alert(
     alert.state = AlertState::Firing;
     alert.fired_at = Some(now);
     let runbook = annotations.get("runbook_url").or_else(|| annotations.get("runbook")).filter(|r| !r.is_empty());
-    alert.runbook = runbook.cloned();
-    alert.annotations = annotations.into_iter().collect();
+    alert.runbook = runbook.map(|r| r.to_string());
+    // Room for the two annotations zkalert may add: held as long as it fires.
+    alert.annotations = Vec::with_capacity(annotations.len() + 2);
+    alert.annotations.extend(annotations.into_iter().map(|(k, v)| (k.into_owned(), v.into_owned())));
     if let Some(g) = p.generator_url.filter(|g| !g.is_empty()) {
-        alert.annotations.push(("generator_url".into(), g));
+        alert.annotations.push(("generator_url".into(), g.into_owned()));
     }
     if alert.runbook.is_none()
         && let MissingRunbook::Mark { runbook } = &policy.missing_runbook
@@ -238,13 +243,14 @@ fn intake_alert(
         alert.runbook = Some(runbook.clone());
         alert.annotations.push((RUNBOOK_MISSING.into(), "the alert as posted names no runbook".into()));
     }
+    alert.annotations.shrink_to_fit();
     let ends_at = ends_at.unwrap_or(now + policy.resolve_timeout);
     Ok((IntakeAlert { alert, ends_at }, unmapped))
 }
 
 fn check_pairs(
     field: &str,
-    pairs: &BTreeMap<String, String>,
+    pairs: &BTreeMap<Cow<str>, Cow<str>>,
     max_value: usize,
     names_as_labels: bool,
 ) -> Result<(), String> {

@@ -217,3 +217,17 @@ proptest! {
         prop_assert_eq!(checked.batch.alerts.len() + checked.refused.len(), 1);
     }
 }
+
+#[test]
+fn escaped_strings_are_read_as_the_text_they_stand_for() {
+    // Strings without escapes are borrowed from the post; these are not.
+    let body = r#"[{"labels":{"alertname":"Quote\"d","path":"C:\\tmp","city":"Z\u00fcrich"},"annotations":{"summary":"line\none"},"startsAt":"2026-01-01T00:00:00\u005a"}]"#;
+    let checked = post(body, 1_800_000_000);
+    assert!(checked.refused.is_empty(), "{:?}", checked.refused);
+    let alert = &checked.batch.alerts[0].alert;
+    assert_eq!(alert.labels.get("alertname"), Some("Quote\"d"));
+    assert_eq!(alert.labels.get("path"), Some("C:\\tmp"));
+    assert_eq!(alert.labels.get("city"), Some("Zürich"));
+    assert_eq!(alert.annotation("summary"), Some("line\none"));
+    assert_eq!(alert.active_at, Timestamp::from_millis(1_767_225_600_000));
+}
