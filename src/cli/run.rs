@@ -174,6 +174,8 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 ready,
                 status,
                 published_step: None,
+                last_build: None,
+                owed: false,
             })
         }
     };
@@ -513,6 +515,8 @@ mod tests {
             ready,
             status: Default::default(),
             published_step: None,
+            last_build: None,
+            owed: false,
         };
         let (_sighup, requests) = tokio::sync::mpsc::channel(1);
         let reloading =

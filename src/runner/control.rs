@@ -9,6 +9,7 @@ use crate::pipeline::{Ack, Silence};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// How many of the latest deliveries the API shows.
@@ -25,18 +26,48 @@ pub struct Control {
     pub status: StatusView,
     /// The pipeline step the last snapshot showed.
     pub published_step: Option<Timestamp>,
+    /// When the last snapshot was published and how long it took to build.
+    pub last_build: Option<(tokio::time::Instant, Duration)>,
+    /// A step the API does not show yet (see [`Self::owed_at`]).
+    pub owed: bool,
 }
+
+/// A snapshot is built at most once per this many times its build took: a
+/// snapshot shows every alert, and under a flood of posts building one per
+/// step would be most of the loop's work.
+const SNAPSHOT_SPACING: u32 = 4;
 
 impl Control {
     /// Publishes a new snapshot if the pipeline stepped since the last one
-    /// (or `force`, after a command).
+    /// (or `force`, after a command: the API shows its write at once). An
+    /// unforced one waits until [`Self::owed_at`] when the last took
+    /// long to build (many alerts), so steps in quick succession share one.
     pub fn publish(&mut self, runner: &Runner, now: Timestamp, force: bool) {
         if runner.last_pipeline_step.is_none() || (!force && runner.last_pipeline_step == self.published_step) {
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        if !force && self.spaced_until().is_some_and(|until| started < until) {
+            self.owed = true;
             return;
         }
         self.published_step = runner.last_pipeline_step;
         self.snapshot.send_replace(Arc::new(runner.snapshot(now, &self.status)));
         self.ready.store(true, Ordering::Release);
+        self.last_build = Some((started, started.elapsed()));
+        self.owed = false;
+    }
+
+    /// Until when an unforced snapshot waits: [`SNAPSHOT_SPACING`] times
+    /// the last build after it.
+    fn spaced_until(&self) -> Option<tokio::time::Instant> {
+        self.last_build.map(|(at, took)| at + took * SNAPSHOT_SPACING)
+    }
+
+    /// When the snapshot of a step the API does not show yet is due, if
+    /// one is owed: the loop publishes it then.
+    pub fn owed_at(&self) -> Option<tokio::time::Instant> {
+        self.spaced_until().filter(|_| self.owed)
     }
 }
 
@@ -58,14 +89,15 @@ impl Runner {
         let groups: FxHashMap<&str, &crate::pipeline::GroupState> = self.pipeline.dispatcher.groups_by_id().collect();
         let policy = &self.pipeline.config.policy;
         let group_ids = self.pipeline.dispatcher.group_ids();
-        // One shared ack per group, not a copy per alert.
-        let mut acks: FxHashMap<Arc<str>, Option<Arc<crate::pipeline::Ack>>> = FxHashMap::default();
+        // One shared ack per group, not a copy per alert; found by the
+        // address of the group's id (the dispatcher's alerts share it).
+        let mut acks: FxHashMap<*const u8, Option<Arc<crate::pipeline::Ack>>> = FxHashMap::default();
         let alert_views: Vec<AlertView> = alerts
             .into_iter()
             .zip(mutes)
             .map(|(alert, mute)| {
                 let group_id = group_ids.of(&alert).cloned().unwrap_or_else(|| policy.group_key(&alert).id().into());
-                let ack = (acks.entry(group_id.clone()))
+                let ack = (acks.entry(group_id.as_ptr()))
                     .or_insert_with(|| self.shown_ack(&group_id, groups.get(&*group_id).copied()).map(Arc::new))
                     .clone();
                 AlertView { alert, group_id, mute, ack }

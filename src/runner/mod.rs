@@ -602,6 +602,9 @@ pub async fn run(
                     pace.time(step(&mut runner, &mut control, clock.as_ref())).await;
                 }
             }
+            Some(()) = sleep_until(control.as_ref().and_then(Control::owed_at)) => {
+                publish(&runner, &mut control, clock.now(), false);
+            }
             Some(()) = sleep_until(pipeline_timer(&runner, clock.as_ref())) => {
                 if gate_open(&waiting_for) {
                     step(&mut runner, &mut control, clock.as_ref()).await;
@@ -972,6 +975,38 @@ mod tests {
         assert_eq!(sent.len(), 1, "told when its group wait ended, 0.6 s after the last step");
         // Next: the P1 repeat (15 min), not every tick until then.
         assert_eq!(runner.pipeline_wake(), Some(at(930_000)));
+    }
+
+    /// A snapshot that took long to build is not rebuilt for the next step
+    /// at once: it is owed and published when due (or at once for a
+    /// command, whose writer reads it back).
+    #[tokio::test]
+    async fn under_load_a_step_shares_a_later_snapshot_and_a_command_is_shown_at_once() {
+        let mut runner = runner_of(X_AND_Y);
+        let (snapshot, shown) = tokio::sync::watch::channel(Arc::new(crate::api::Snapshot::default()));
+        let mut control = Control {
+            commands: mpsc::channel(1).1,
+            intake: None,
+            snapshot,
+            ready: Default::default(),
+            status: Default::default(),
+            published_step: None,
+            last_build: None,
+            owed: false,
+        };
+        let at = |ms: i64| Timestamp::from_millis(ms);
+        runner.step_pipeline(at(0));
+        control.publish(&runner, at(0), false);
+        assert_eq!((shown.borrow().at, control.owed_at()), (at(0), None), "the first is published at once");
+        // As if that build had taken a second: the next step's snapshot waits.
+        control.last_build = Some((tokio::time::Instant::now(), Duration::from_secs(1)));
+        runner.step_pipeline(at(10));
+        control.publish(&runner, at(10), false);
+        assert_eq!(shown.borrow().at, at(0), "not rebuilt at once");
+        let due = control.owed_at().expect("owed");
+        assert!(due > tokio::time::Instant::now() + Duration::from_secs(3), "four builds' time after the last");
+        control.publish(&runner, at(11), true);
+        assert_eq!((shown.borrow().at, control.owed_at()), (at(11), None), "a command's write is shown at once");
     }
 
     #[test]
