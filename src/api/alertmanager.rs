@@ -98,7 +98,7 @@ async fn post_alerts(
 async fn enqueue(state: &ApiState, batch: IntakeBatch) -> Result<(), ApiError> {
     match tokio::time::timeout(QUEUE_TIMEOUT, state.intake_batches.send(batch)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the runner is not running")),
+        Ok(Err(closed)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, closed.to_string())),
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the runner took no alerts for {}s: try again", QUEUE_TIMEOUT.as_secs()),

@@ -206,5 +206,5 @@ pub struct ApiState {
     /// How posted alerts are taken (`intake`); a reload may change it.
     pub intake: watch::Receiver<Arc<crate::config::IntakeConfig>>,
     /// Posted alerts, checked, on their way to the runner.
-    pub intake_batches: mpsc::Sender<crate::intake::IntakeBatch>,
+    pub intake_batches: crate::intake::IntakeSender,
 }

@@ -170,7 +170,7 @@ struct Api {
     /// What the heartbeat task shows, as the test sets it.
     heartbeat: Arc<std::sync::Mutex<crate::runner::heartbeat::HeartbeatStatus>>,
     /// What posts to the intake sent the runner.
-    intake: tokio::sync::Mutex<mpsc::Receiver<crate::intake::IntakeBatch>>,
+    intake: tokio::sync::Mutex<crate::intake::IntakeReceiver>,
     /// The intake's settings, as a reload would change them.
     intake_config: watch::Sender<Arc<crate::config::IntakeConfig>>,
     _shutdown: oneshot::Sender<()>,
@@ -194,7 +194,7 @@ impl Api {
         ready: bool,
     ) -> Api {
         let (intake_config, intake_rx) = watch::channel(Arc::new(crate::config::IntakeConfig::default()));
-        let (batches_tx, batches) = mpsc::channel(8);
+        let (batches_tx, batches) = crate::intake::queue(crate::intake::MAX_QUEUED_ALERTS);
         let state = ApiState {
             snapshot,
             commands,

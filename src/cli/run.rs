@@ -132,7 +132,7 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
                 );
             }
             let (commands_tx, commands) = tokio::sync::mpsc::channel(64);
-            let (batches_tx, intake_batches) = tokio::sync::mpsc::channel(crate::runner::INTAKE_QUEUE);
+            let (batches_tx, intake_batches) = crate::intake::queue(crate::intake::MAX_QUEUED_ALERTS);
             let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let status = crate::api::StatusView {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -505,7 +505,7 @@ mod tests {
             metrics: runner.metrics.clone(),
             heartbeat: None,
             intake: tokio::sync::watch::channel(intake).1,
-            intake_batches: tokio::sync::mpsc::channel(1).0,
+            intake_batches: crate::intake::queue(1).0,
         };
         tokio::spawn(crate::api::serve(listener, state, std::future::pending()));
         let control = crate::runner::Control {

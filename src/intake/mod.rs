@@ -5,6 +5,10 @@
 //! keeps them in [`ExternalAlerts`], where `endsAt` or the resolve timeout
 //! resolves them, and hands them to the pipeline with the rules' alerts.
 
+mod queue;
+
+pub use queue::{Closed, IntakeReceiver, IntakeSender, MAX_QUEUED_ALERTS, queue};
+
 use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;

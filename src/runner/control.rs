@@ -19,7 +19,7 @@ const DELIVERIES_SHOWN: usize = 200;
 pub struct Control {
     pub commands: mpsc::Receiver<Command>,
     /// Alerts posted to the intake, checked by the API (the loop takes it).
-    pub intake: Option<mpsc::Receiver<crate::intake::IntakeBatch>>,
+    pub intake: Option<crate::intake::IntakeReceiver>,
     pub snapshot: watch::Sender<Arc<Snapshot>>,
     pub ready: Arc<AtomicBool>,
     /// The parts of the status that don't change while running.

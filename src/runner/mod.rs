@@ -104,8 +104,9 @@ const PIPELINE_TIMER_GAP: Duration = Duration::from_millis(25);
 /// their resolution is told.
 const META_RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
 
-/// Posts to the intake waiting for the loop: past this many, a post waits.
-pub const INTAKE_QUEUE: usize = 256;
+/// At most this many posts to the intake are taken in one turn of the loop
+/// (the queue itself is bounded in alerts: `intake::MAX_QUEUED_ALERTS`).
+const INTAKE_POSTS_PER_TURN: usize = 256;
 
 /// Evaluations for fresh (not woken) polls are at least this far apart.
 const FRESH_EVALUATION_GAP: Duration = Duration::from_secs(1);
@@ -583,10 +584,10 @@ pub async fn run(
             }
             Some(batch) = next_intake(&mut intake) => {
                 runner.receive_external(batch, clock.now());
-                // The posts waiting are one step (at most a queue's worth per
-                // turn: a flood refilling it does not keep the loop here).
-                for _ in 1..INTAKE_QUEUE {
-                    let Some(batch) = intake.as_mut().and_then(|i| i.try_recv().ok()) else { break };
+                // The posts waiting are one step (a flood refilling the
+                // queue does not keep the loop here).
+                for _ in 1..INTAKE_POSTS_PER_TURN {
+                    let Some(batch) = intake.as_mut().and_then(|i| i.try_recv()) else { break };
                     runner.receive_external(batch, clock.now());
                 }
                 if intake_step.is_none() && gate_open(&waiting_for) {
@@ -752,9 +753,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) -> Option<()> {
     }
 }
 
-async fn next_intake(
-    intake: &mut Option<mpsc::Receiver<crate::intake::IntakeBatch>>,
-) -> Option<crate::intake::IntakeBatch> {
+async fn next_intake(intake: &mut Option<crate::intake::IntakeReceiver>) -> Option<crate::intake::IntakeBatch> {
     match intake {
         Some(i) => i.recv().await,
         None => std::future::pending().await,
