@@ -44,6 +44,7 @@ impl Control {
     /// long to build (many alerts), so steps in quick succession share one.
     pub fn publish(&mut self, runner: &Runner, now: Timestamp, force: bool) {
         if runner.last_pipeline_step.is_none() || (!force && runner.last_pipeline_step == self.published_step) {
+            self.owed = false;
             return;
         }
         let started = tokio::time::Instant::now();

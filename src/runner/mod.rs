@@ -976,6 +976,21 @@ mod tests {
         assert_eq!(runner.pipeline_wake(), Some(at(930_000)));
     }
 
+    /// Posts landing within as long after a step as it took wait for the
+    /// end of that time; later ones are stepped at once.
+    #[tokio::test(start_paused = true)]
+    async fn posts_wait_as_long_after_a_step_as_it_took() {
+        let mut pace = StepPace::default();
+        assert_eq!(pace.next_for_posts(tokio::time::Instant::now()), None, "no step yet: at once");
+        pace.time(tokio::time::sleep(Duration::from_millis(40))).await;
+        let ended = tokio::time::Instant::now();
+        assert_eq!(pace.next_for_posts(ended), Some(ended + Duration::from_millis(40)));
+        tokio::time::sleep(Duration::from_millis(39)).await;
+        assert_eq!(pace.next_for_posts(tokio::time::Instant::now()), Some(ended + Duration::from_millis(40)));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(pace.next_for_posts(tokio::time::Instant::now()), None, "as long as it took has passed");
+    }
+
     /// A snapshot that took long to build is not rebuilt for the next step
     /// at once: it is owed and published when due (or at once for a
     /// command, whose writer reads it back).
