@@ -115,25 +115,23 @@ impl Runner {
     /// message skips the channel it is about, and goes elsewhere instead:
     /// that delivery is over (`failed`), so a restart does not take it up.
     pub(super) fn submit_pending(&mut self, now: Timestamp) {
+        self.hand_off_pending();
+        // What is left skips its channel.
         for (m, channel) in std::mem::take(&mut self.pending) {
-            if about_failing(&m, &self.failing).contains(&channel) {
-                if let Some(d) = &mut self.durable {
-                    let error = format!("not sent: {NOTIFIER_FAILING} is about {channel}");
-                    let mut skipped = mark(m.id.clone(), channel.clone(), now, Some(error), DeliveryOutcome::GaveUp);
-                    skipped.attempts = 0;
-                    d.mark(skipped, now);
-                }
-                self.note_delivery(&mark(m.id.clone(), channel.clone(), now, None, DeliveryOutcome::GaveUp));
-                self.fail_over(&m, &channel, now);
-                continue;
+            if let Some(d) = &mut self.durable {
+                let error = format!("not sent: {NOTIFIER_FAILING} is about {channel}");
+                let mut skipped = mark(m.id.clone(), channel.clone(), now, Some(error), DeliveryOutcome::GaveUp);
+                skipped.attempts = 0;
+                d.mark(skipped, now);
             }
-            self.deliver(Delivery { message: m.clone(), channel }, m.at);
+            self.note_delivery(&mark(m.id.clone(), channel.clone(), now, None, DeliveryOutcome::GaveUp));
+            self.fail_over(&m, &channel, now);
         }
     }
 
     /// Hands the pending deliveries to the deliverer, leaving those
     /// [`Self::submit_pending`] skips (to a channel a `NotifierFailing` is
-    /// about: their outcome is written, after the outbox row).
+    /// about: their outcome is written after the outbox row).
     pub(super) fn hand_off_pending(&mut self) {
         let (skipped, go): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
