@@ -93,9 +93,9 @@ pub fn alert(serial: u64, fired_at: Timestamp) -> Alert {
     let description =
         "Condition held for 2m; see the runbook. Check `echo mntr | nc` and the server log first.".to_string();
     let mut alert = Alert::new(labels, severity, value, fired_at - secs(120));
-    alert.annotations = vec![("summary".to_string(), summary), ("description".to_string(), description)];
+    alert.annotations = zkalert::model::Annotations::from_pairs([("summary", summary), ("description", description)]);
     alert.fire(fired_at);
-    alert.runbook = Some(format!("zookeeper/{}", name.trim_start_matches("Zk").to_ascii_lowercase()));
+    alert.runbook = Some(format!("zookeeper/{}", name.trim_start_matches("Zk").to_ascii_lowercase()).into());
     alert
 }
 

@@ -157,7 +157,7 @@ fn gettable_alert(v: &AlertView, updated: Timestamp) -> Value {
     let suppressed = v.mute.is_muted();
     // Maintenance windows mute as silences do: listed by name.
     let silenced_by: Vec<&String> = v.mute.silenced_by.iter().chain(&v.mute.maintenance).collect();
-    let annotations: BTreeMap<&str, &str> = a.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let annotations: BTreeMap<&str, &str> = a.annotations.iter().collect();
     let generator = annotations.get("generator_url").copied().unwrap_or_default();
     json!({
         "labels": a.labels,

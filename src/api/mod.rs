@@ -89,7 +89,9 @@ pub struct AlertView {
     pub alert: Arc<Alert>,
     /// The id of the group it is notified in (acks name groups by id).
     pub group_id: Arc<str>,
-    pub mute: Mute,
+    /// Shared by every alert not muted: most are not, and a snapshot
+    /// holds one view per alert.
+    pub mute: Arc<Mute>,
     /// The group's acknowledgement, if any (one per group, shared).
     pub ack: Option<Arc<Ack>>,
 }

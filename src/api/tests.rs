@@ -17,16 +17,16 @@ fn alert(name: &str, tier: Severity, state: AlertState, instance: &str) -> Alert
     let labels = Labels::from_pairs([("alertname", name), ("severity", tier.as_str()), ("instance", instance)]);
     let now = SystemClock.now();
     let mut alert = Alert::new(labels, tier, 1.0, now - Duration::from_secs(600));
-    alert.annotations = vec![("summary".into(), format!("{name} on {instance}"))];
+    alert.annotations = crate::model::Annotations::from_pairs([("summary", format!("{name} on {instance}"))]);
     alert.state = state;
     alert.fired_at = (state != AlertState::Pending).then(|| now - Duration::from_secs(300));
     alert.resolved_at = (state == AlertState::Resolved).then_some(now);
-    alert.runbook = Some(format!("runbooks/{name}.md"));
+    alert.runbook = Some(format!("runbooks/{name}.md").into());
     alert
 }
 
 fn view(alert: Alert, group_id: &str, mute: Mute) -> AlertView {
-    AlertView { alert: Arc::new(alert), group_id: group_id.into(), mute, ack: None }
+    AlertView { alert: Arc::new(alert), group_id: group_id.into(), mute: Arc::new(mute), ack: None }
 }
 
 fn group(id: &str, tier: Severity, alerts: usize) -> GroupView {

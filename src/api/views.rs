@@ -50,11 +50,11 @@ pub struct AckRequest {
 }
 
 /// Name/value pairs as a JSON object, in their order.
-pub(super) struct Pairs<'a>(pub &'a [(String, String)]);
+pub(super) struct Pairs<'a>(pub &'a crate::model::Annotations);
 
 impl Serialize for Pairs<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        s.collect_map(self.0.iter())
     }
 }
 

@@ -88,7 +88,7 @@ pub(super) fn read(r: &mut Reader, n: &Node) -> IntakeConfig {
     }
     if let Some(runbook) = default_runbook {
         match &mut config.policy.missing_runbook {
-            MissingRunbook::Mark { runbook: r } => *r = runbook,
+            MissingRunbook::Mark { runbook: r } => *r = runbook.into(),
             MissingRunbook::Accept => {
                 let pos = get("default_runbook").map_or(n.pos, |v| v.pos);
                 r.error(pos, "default_runbook is for `runbooks: mark`; with `accept` alerts keep no runbook");

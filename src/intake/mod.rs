@@ -9,7 +9,7 @@ mod queue;
 
 pub use queue::{Closed, IntakeReceiver, IntakeSender, MAX_QUEUED_ALERTS, queue};
 
-use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
+use crate::model::{Alert, AlertState, Annotations, Fingerprint, Labels, Severity, Timestamp};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -62,7 +62,8 @@ pub enum MissingRunbook {
     Accept,
     /// Give it this runbook (a URL or a path under the runbook base URL)
     /// and the [`RUNBOOK_MISSING`] annotation.
-    Mark { runbook: String },
+    /// Shared by every alert marked: one string, not one per alert.
+    Mark { runbook: Arc<str> },
 }
 
 /// The runbook posted alerts without one get by default.
@@ -234,20 +235,18 @@ fn intake_alert(
     alert.state = AlertState::Firing;
     alert.fired_at = Some(now);
     let runbook = annotations.get("runbook_url").or_else(|| annotations.get("runbook")).filter(|r| !r.is_empty());
-    alert.runbook = runbook.map(|r| r.to_string());
-    // Room for the two annotations zkalert may add: held as long as it fires.
-    alert.annotations = Vec::with_capacity(annotations.len() + 2);
-    alert.annotations.extend(annotations.into_iter().map(|(k, v)| (k.into_owned(), v.into_owned())));
-    if let Some(g) = p.generator_url.filter(|g| !g.is_empty()) {
-        alert.annotations.push(("generator_url".into(), g.into_owned()));
-    }
+    alert.runbook = runbook.map(|r| (&**r).into());
+    let generator_url = p.generator_url.filter(|g| !g.is_empty());
+    let mut runbook_missing = None;
     if alert.runbook.is_none()
         && let MissingRunbook::Mark { runbook } = &policy.missing_runbook
     {
         alert.runbook = Some(runbook.clone());
-        alert.annotations.push((RUNBOOK_MISSING.into(), "the alert as posted names no runbook".into()));
+        runbook_missing = Some((RUNBOOK_MISSING, "the alert as posted names no runbook"));
     }
-    alert.annotations.shrink_to_fit();
+    let posted = annotations.iter().map(|(k, v)| (&**k, &**v));
+    let added = generator_url.as_deref().map(|g| ("generator_url", g)).into_iter().chain(runbook_missing);
+    alert.annotations = Annotations::from_pairs(posted.chain(added));
     let ends_at = ends_at.unwrap_or(now + policy.resolve_timeout);
     Ok((IntakeAlert { alert, ends_at }, unmapped))
 }

@@ -52,7 +52,7 @@ fn a_prometheus_post_becomes_firing_alerts_at_their_mapped_tiers() {
     assert_eq!((a.alert.active_at, a.alert.fired_at, a.ends_at), (at(90), Some(at(100)), at(160)));
     assert_eq!(a.alert.labels.get("severity"), Some("critical"), "the posted severity stays as it is");
     assert_eq!(a.alert.runbook.as_deref(), Some("https://runbooks.example/A"));
-    let ann: BTreeMap<&str, &str> = a.alert.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let ann: BTreeMap<&str, &str> = a.alert.annotations.iter().collect();
     assert_eq!(ann["summary"], "A on h1");
     assert_eq!(ann["generator_url"], "http://prom:9090/graph?g0.expr=up+%3D%3D+0");
     assert!(!ann.contains_key(RUNBOOK_MISSING));

@@ -1,6 +1,6 @@
 //! An alert as the tracker holds it and later stages read it.
 
-use super::{Fingerprint, Labels, SEVERITY, Severity, Timestamp};
+use super::{Annotations, Fingerprint, Labels, SEVERITY, Severity, Timestamp};
 
 /// Where an alert is in its lifecycle (Prometheus `rules/alerting.go`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -39,7 +39,7 @@ pub struct Alert {
     pub fingerprint: Fingerprint,
     /// Includes `alertname`, `severity` and info labels.
     pub labels: Labels,
-    pub annotations: Vec<(String, String)>,
+    pub annotations: Annotations,
     pub severity: Severity,
     pub state: AlertState,
     /// The value of the expression at the last evaluation where it held.
@@ -51,7 +51,7 @@ pub struct Alert {
     /// Set while `keep_firing_for` holds the alert after the condition cleared.
     pub keep_firing_since: Option<Timestamp>,
     /// The runbook link: an absolute URL or a path under `runbooks/`.
-    pub runbook: Option<String>,
+    pub runbook: Option<std::sync::Arc<str>>,
 }
 
 impl Alert {
@@ -68,7 +68,7 @@ impl Alert {
         Alert {
             fingerprint: Alert::fingerprint_of(&identity),
             labels: identity,
-            annotations: Vec::new(),
+            annotations: Annotations::new(),
             severity,
             state: AlertState::Pending,
             value,
@@ -94,7 +94,7 @@ impl Alert {
         self.labels.get(super::ALERTNAME).unwrap_or("")
     }
     pub fn annotation(&self, name: &str) -> Option<&str> {
-        self.annotations.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.annotations.get(name)
     }
 
     /// One of zkalert's own alerts about itself (`NotifierFailing`,

@@ -9,21 +9,61 @@ pub const SEVERITY: &str = "severity";
 /// ordering and hashing never depend on the order labels were given in.
 ///
 /// Names and values live back to back in one string, with where each ends
-/// beside it: two allocations per set, not two per label. An alert's labels
-/// are held for as long as it fires, a series' for as long as it is kept,
-/// and a hundred thousand of them would otherwise be a million small
-/// strings.
+/// beside it ([`PairText`]): two exactly sized allocations per set, not two
+/// per label. An alert's labels are held for as long as it fires, a
+/// series' for as long as it is kept, and a hundred thousand of them would
+/// otherwise be a million small strings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Labels {
+pub struct Labels(PairText);
+
+/// Pairs of strings back to back in one boxed string, with where each
+/// name and value ends beside it: the storage of [`Labels`] and
+/// [`super::Annotations`]. A set is rebuilt, not edited, on a change:
+/// sets are small and read far more often than written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct PairText {
     /// `name0 value0 name1 value1 …` without separators.
-    text: String,
-    /// Per label, where its name ends and where its value ends in `text`.
-    ends: Vec<(usize, usize)>,
+    text: Box<str>,
+    /// Per pair, where its name ends and where its value ends in `text`.
+    /// `u32`: every input that makes pairs is bounded far below 4 GiB
+    /// (API bodies at 64 MiB, script strings at 64 KiB, scraped lines).
+    ends: Box<[(u32, u32)]>,
+}
+
+impl PairText {
+    pub(crate) fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Self {
+        let len = pairs.clone().map(|(k, v)| k.len() + v.len()).sum();
+        let mut text = String::with_capacity(len);
+        let mut ends = Vec::with_capacity(pairs.size_hint().0);
+        let offset = |text: &String| u32::try_from(text.len()).expect("a set of pairs is far below 4 GiB");
+        for (k, v) in pairs {
+            text.push_str(k);
+            let name_end = offset(&text);
+            text.push_str(v);
+            ends.push((name_end, offset(&text)));
+        }
+        Self { text: text.into_boxed_str(), ends: ends.into_boxed_slice() }
+    }
+
+    /// The `i`th pair.
+    pub(crate) fn pair(&self, i: usize) -> (&str, &str) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1].1 as usize };
+        let (name_end, value_end) = (self.ends[i].0 as usize, self.ends[i].1 as usize);
+        (&self.text[start..name_end], &self.text[name_end..value_end])
+    }
+
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
+        (0..self.ends.len()).map(|i| self.pair(i))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
 }
 
 impl Labels {
-    pub const fn new() -> Self {
-        Self { text: String::new(), ends: Vec::new() }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Builds from pairs in any order; a later duplicate name wins.
@@ -39,27 +79,16 @@ impl Labels {
 
     /// Builds from pairs sorted by name with unique names.
     fn from_sorted<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Self {
-        let len = pairs.clone().map(|(k, v)| k.len() + v.len()).sum();
-        let mut text = String::with_capacity(len);
-        let mut ends = Vec::with_capacity(pairs.size_hint().0);
-        for (k, v) in pairs {
-            text.push_str(k);
-            let name_end = text.len();
-            text.push_str(v);
-            ends.push((name_end, text.len()));
-        }
-        Self { text, ends }
+        Self(PairText::from_pairs(pairs))
     }
 
     /// The `i`th label's name and value.
     fn pair(&self, i: usize) -> (&str, &str) {
-        let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
-        let (name_end, value_end) = self.ends[i];
-        (&self.text[start..name_end], &self.text[name_end..value_end])
+        self.0.pair(i)
     }
 
     fn position(&self, name: &str) -> Result<usize, usize> {
-        let (mut low, mut high) = (0, self.ends.len());
+        let (mut low, mut high) = (0, self.len());
         while low < high {
             let mid = (low + high) / 2;
             match self.pair(mid).0.cmp(name) {
@@ -101,15 +130,15 @@ impl Labels {
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
-        (0..self.ends.len()).map(|i| self.pair(i))
+        self.0.iter()
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.len() == 0
     }
 
     /// Adds every label of `other`, overriding same-named ones.

@@ -2,12 +2,14 @@
 //! timestamps, samples, severity tiers, alerts.
 
 mod alert;
+mod annotations;
 mod labels;
 mod severity;
 mod time;
 mod value;
 
 pub use alert::{Alert, AlertState};
+pub use annotations::Annotations;
 pub use labels::{ALERTNAME, Fingerprint, Labels, SEVERITY};
 pub use severity::{Severity, SeverityError};
 pub use time::Timestamp;

@@ -105,7 +105,7 @@ pub fn alert_json(a: &Alert, new: Option<bool>) -> serde_json::Value {
         "severity": a.severity.as_str(),
         "fingerprint": a.fingerprint.to_string(),
         "labels": a.labels,
-        "annotations": a.annotations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "annotations": a.annotations.iter().collect::<std::collections::BTreeMap<_, _>>(),
         "value": if a.value.is_finite() { serde_json::json!(a.value) } else { serde_json::json!(crate::model::format_value(a.value)) },
         "runbook": a.runbook,
         "active_at": a.active_at.to_rfc3339(),

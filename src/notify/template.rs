@@ -62,7 +62,7 @@ impl Links {
 
     /// The runbook URL, or else the runbook reference itself, for people.
     pub fn runbook_text(&self, a: &Alert) -> Option<String> {
-        self.runbook_url(a).or_else(|| a.runbook.clone().filter(|r| !r.trim().is_empty()))
+        self.runbook_url(a).or_else(|| a.runbook.as_deref().filter(|r| !r.trim().is_empty()).map(str::to_string))
     }
 
     /// The group's acknowledgement page, `{external_url}/ack/{group_id}`,
@@ -137,13 +137,13 @@ fn alert_context(a: &Alert, new: bool, links: &Links) -> AlertContext {
         new,
         severity: a.severity.as_str().to_string(),
         summary: a.annotation("summary").unwrap_or_default().to_string(),
-        annotations: a.annotations.iter().cloned().collect(),
+        annotations: a.annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         value: crate::model::format_value(a.value),
         cluster: a.labels.get("cluster").unwrap_or_default().to_string(),
         instance: a.labels.get("instance").unwrap_or_default().to_string(),
         since: a.fired_at.unwrap_or(a.active_at).to_rfc3339(),
         resolved_at: a.resolved_at.map(Timestamp::to_rfc3339),
-        runbook: a.runbook.clone(),
+        runbook: a.runbook.as_deref().map(str::to_string),
         runbook_url: links.runbook_text(a),
         fingerprint: a.fingerprint.to_string(),
         labels,
@@ -342,8 +342,10 @@ pub fn samples() -> Vec<Message> {
             ("severity", "P1"),
         ]);
         let mut alert = Alert::new(labels, Severity::P1, 0.0, at);
-        alert.annotations =
-            vec![("summary".into(), format!("ZooKeeper node {instance} (cluster prod) is not answering"))];
+        alert.annotations = crate::model::Annotations::from_pairs([(
+            "summary",
+            format!("ZooKeeper node {instance} (cluster prod) is not answering"),
+        )]);
         alert.fire(at);
         alert.state = state;
         alert.resolved_at = (state == AlertState::Resolved).then_some(at);
@@ -455,7 +457,7 @@ mod tests {
     fn html_is_escaped_and_text_is_not() {
         let t = Templates::builtin();
         let mut m = samples().remove(0);
-        m.firing[0].annotations = vec![("summary".into(), "<b>a & b</b>".into())];
+        m.firing[0].annotations = crate::model::Annotations::from_pairs([("summary", "<b>a & b</b>")]);
         let ctx = Context::new(&m, "email", &Links::default());
         assert!(t.render("html", &ctx).unwrap().contains("&lt;b&gt;a &amp; b&lt;&#x2f;b&gt;"));
         assert!(t.render("text", &ctx).unwrap().contains("<b>a & b</b>"));

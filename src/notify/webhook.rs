@@ -378,10 +378,9 @@ fn test_alerts(alerts: &[Alert]) -> Vec<Alert> {
             a.fingerprint = Alert::fingerprint_of(&a.labels);
             let summary = a.annotation("summary").unwrap_or("a sample sent by zkalert notify test");
             let summary = format!("{TEST_MARK}{summary}");
-            a.annotations.retain(|(k, _)| k != "summary");
-            a.annotations.push(("summary".into(), summary));
-            a.annotations
-                .push(("zkalert_test".into(), "a sample sent by zkalert notify test, not a real alert".into()));
+            a.annotations.remove("summary");
+            a.annotations.set("summary", &summary);
+            a.annotations.set("zkalert_test", "a sample sent by zkalert notify test, not a real alert");
             a
         })
         .collect()
@@ -407,14 +406,16 @@ fn alertmanager_body(m: &Message, receiver: &str, links: &Links) -> Value {
         common
     };
     let common_labels = common(all.iter().map(|a| labels_map(&a.labels)).collect());
-    let common_annotations = common(all.iter().map(|a| a.annotations.iter().cloned().collect()).collect());
+    let common_annotations = common(
+        all.iter().map(|a| a.annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect(),
+    );
     let group_key =
         if m.group.is_empty() { format!("{{}}:{{group_id={:?}}}", m.group_id) } else { format!("{{}}:{}", m.group) };
     let alert = |a: &Alert, firing: bool| {
         json!({
             "status": if firing { "firing" } else { "resolved" },
             "labels": labels_map(&a.labels),
-            "annotations": a.annotations.iter().cloned().collect::<BTreeMap<_, _>>(),
+            "annotations": a.annotations.iter().collect::<BTreeMap<_, _>>(),
             "startsAt": a.fired_at.unwrap_or(a.active_at).to_rfc3339(),
             "endsAt": match (firing, a.resolved_at) {
                 (false, Some(t)) => t.to_rfc3339(),

@@ -7,7 +7,7 @@ use super::engine::{FrameGuard, describe_error, labels_map};
 use super::expr::{CompiledExpr, EvalFailure, ExprKind, Operand, Value, compare, eval_script};
 use super::tracker::{AlertEvent, AlertTracker, RuleState};
 use super::{Condition, Per, Rule, RuleSet, SeverityPolicy};
-use crate::model::{ALERTNAME, Alert, Fingerprint, Labels, SEVERITY, Severity, Timestamp};
+use crate::model::{ALERTNAME, Alert, Annotations, Fingerprint, Labels, SEVERITY, Severity, Timestamp};
 use crate::store::{GroupId, MetricId, SeriesStore};
 use rhai::{Array, Dynamic, Map, Scope};
 use std::sync::Arc;
@@ -359,7 +359,8 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
             scope.push_constant("clusters", clusters);
             ctx.guard.set_group(None);
             let resolved = ResolvedMetrics::default();
-            if let Err(e) = evaluate_in(ctx, rule, &resolved, None, Target::of(&NO_LABELS), &mut scope, state, &mut out)
+            if let Err(e) =
+                evaluate_in(ctx, rule, &resolved, None, Target::of(&NO_LABELS), &mut scope, state, &mut out)
             {
                 // A global rule has one label set; failing keeps all its alerts.
                 record_failure(&mut out, e, None);
@@ -462,11 +463,11 @@ struct Target<'a> {
     info: &'a Labels,
 }
 
-static NO_LABELS: Labels = Labels::new();
+static NO_LABELS: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(Labels::new);
 
 impl<'a> Target<'a> {
     fn of(labels: &'a Labels) -> Self {
-        Self { labels, info: &NO_LABELS }
+        Self { labels, info: &*NO_LABELS }
     }
 }
 
@@ -659,7 +660,7 @@ fn make_candidate(
         .iter()
         .map(|(k, t)| (k.clone(), rules.templates.render(t, &alert.labels, value, severity.as_str())))
         .collect();
-    alert.runbook = rule.runbook.as_ref().map(|r| r.link().to_string());
+    alert.runbook = rule.runbook.as_ref().map(|r| r.link().into());
     Candidate { alert, condition_tier, cluster: target.labels.get("cluster").map(str::to_owned) }
 }
 
@@ -708,11 +709,9 @@ fn candidate_from_map(
         }
     }
     let mut c = make_candidate(ctx, rule, state, labels, target, value, severity);
-    for (k, v) in extra {
-        match c.alert.annotations.iter_mut().find(|(ak, _)| *ak == k) {
-            Some(slot) => slot.1 = v,
-            None => c.alert.annotations.push((k, v)),
-        }
+    if !extra.is_empty() {
+        let given = extra.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        c.alert.annotations = Annotations::from_pairs(c.alert.annotations.iter().chain(given));
     }
     Ok(c)
 }

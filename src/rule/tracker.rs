@@ -275,7 +275,6 @@ impl RuleState {
                 _ => {
                     let mut alert = candidate;
                     alert.labels.shrink_to_fit();
-                    alert.annotations.shrink_to_fit();
                     alert.active_at = now;
                     events.push(AlertEvent::Pending(alert.clone()));
                     self.active.insert(fp, alert);
@@ -352,7 +351,6 @@ fn update_from(a: &mut Alert, c: Alert) {
     // Unchanged labels and annotations keep their compact copies.
     if a.annotations != c.annotations {
         a.annotations = c.annotations;
-        a.annotations.shrink_to_fit();
     }
     if a.labels != c.labels {
         a.labels = c.labels;

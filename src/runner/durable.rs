@@ -351,8 +351,10 @@ impl Durable {
             self.alert = None;
         }
         if let (Some(a), Some(f)) = (&mut self.alert, &self.failure) {
-            a.annotations =
-                vec![("summary".into(), format!("zkalert cannot write its state file since {}: {}", f.since, f.error))];
+            a.annotations = crate::model::Annotations::from_pairs([(
+                "summary",
+                format!("zkalert cannot write its state file since {}: {}", f.since, f.error),
+            )]);
         }
         self.alert.as_ref()
     }

@@ -229,10 +229,10 @@ impl Heartbeat {
 pub fn watchdog_alert(since: Timestamp) -> Alert {
     let labels = Labels::from_pairs([("alertname", WATCHDOG), ("severity", Severity::P2.as_str())]);
     let mut alert = Alert::meta(labels, Severity::P2, "zkalert/watchdog", since);
-    alert.annotations = vec![(
-        "summary".into(),
-        "zkalert is alive: this alert always fires; its absence at the receiver means zkalert is down".into(),
-    )];
+    alert.annotations = crate::model::Annotations::from_pairs([(
+        "summary",
+        "zkalert is alive: this alert always fires; its absence at the receiver means zkalert is down",
+    )]);
     alert
 }
 

@@ -378,7 +378,7 @@ impl Replica {
 fn meta_alert(name: &str, root: &str, runbook: &str, summary: String, now: Timestamp) -> Alert {
     let labels = Labels::from_pairs([("alertname", name), ("severity", Severity::P1.as_str()), ("ha_root", root)]);
     let mut alert = Alert::meta(labels, Severity::P1, runbook, now);
-    alert.annotations = vec![("summary".into(), summary)];
+    alert.annotations = crate::model::Annotations::from_pairs([("summary", summary)]);
     alert
 }
 

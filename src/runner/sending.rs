@@ -65,7 +65,7 @@ impl FailingChannels {
             alert.fired_at = Some(now);
             alert.resolved_at = None;
         }
-        alert.annotations = vec![("summary".into(), summary)];
+        alert.annotations = crate::model::Annotations::from_pairs([("summary", summary)]);
     }
 
     pub(super) fn recover(&mut self, channel: &str, now: Timestamp) {

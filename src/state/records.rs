@@ -189,7 +189,7 @@ fn ts(ms: i64) -> Timestamp {
 pub(super) struct AlertRecord<'a> {
     fingerprint: Fp,
     labels: LabelsJson<'a>,
-    annotations: Cow<'a, [(String, String)]>,
+    annotations: Cow<'a, crate::model::Annotations>,
     severity: Sev,
     state: Text<AlertState>,
     value: Text<f64>,
@@ -234,7 +234,7 @@ impl<'a> AlertRecord<'a> {
         alert.fired_at = self.fired_at.map(ts);
         alert.resolved_at = self.resolved_at.map(ts);
         alert.keep_firing_since = self.keep_firing_since.map(ts);
-        alert.runbook = self.runbook.map(Cow::into_owned);
+        alert.runbook = self.runbook.map(|r| (&*r).into());
         alert
     }
 }

@@ -15,8 +15,10 @@ fn alert(name: &str, instance: &str, state: AlertState, value: f64) -> Alert {
     let labels =
         Labels::from_pairs([("alertname", name), ("cluster", "prod"), ("instance", instance), ("severity", "P1")]);
     let mut alert = Alert::new(labels, Severity::P1, value, at(10));
-    alert.annotations =
-        vec![("summary".into(), format!("{instance} is down")), ("a_second".into(), "é \"q\"\n".into())];
+    alert.annotations = crate::model::Annotations::from_pairs([
+        ("summary", format!("{instance} is down")),
+        ("a_second", "é \"q\"\n".into()),
+    ]);
     alert.state = state;
     alert.fired_at = (state != AlertState::Pending).then(|| at(70));
     alert.resolved_at = (state == AlertState::Resolved).then(|| at(300));
@@ -437,7 +439,7 @@ fn a_version_1_file_is_migrated_and_keeps_its_pending_deliveries() {
     assert_eq!(rule, "ZkNodeDown");
     assert_eq!(alert.fingerprint, fp);
     assert_eq!(alert.labels.get("instance"), Some("zk1:2181"));
-    assert_eq!(alert.annotations, [("summary".to_string(), "zk1:2181 is down".to_string())]);
+    assert_eq!(alert.annotations, crate::model::Annotations::from_pairs([("summary", "zk1:2181 is down")]));
     assert_eq!((alert.severity, alert.state, alert.value), (Severity::P1, AlertState::Firing, 1.0));
     assert_eq!((alert.active_at, alert.fired_at, alert.resolved_at), (at(10), Some(at(70)), None));
     assert_eq!(alert.runbook.as_deref(), Some("runbooks/node-down.md"));
@@ -622,10 +624,10 @@ fn big_alert(serial: usize) -> Alert {
     ]);
     let value = (serial % 997) as f64 + 0.5;
     let mut alert = Alert::new(labels, Severity::P2, value, at(1_795_597_000));
-    alert.annotations = vec![
-        ("summary".into(), format!("ZkHighAvgLatency on {instance} (cluster {cluster}) at {value}")),
-        ("description".into(), "Condition held for 2m; see the runbook. Check `echo mntr | nc` first.".into()),
-    ];
+    alert.annotations = crate::model::Annotations::from_pairs([
+        ("summary", format!("ZkHighAvgLatency on {instance} (cluster {cluster}) at {value}")),
+        ("description", "Condition held for 2m; see the runbook. Check `echo mntr | nc` first.".into()),
+    ]);
     alert.fire(at(1_795_597_120));
     alert.runbook = Some("zookeeper/highavglatency".into());
     alert

@@ -454,9 +454,10 @@ fn check_alerts(evaluator: &Evaluator, test: &AlertTest) -> Option<String> {
         .firing()
         .filter(|a| a.name() == test.alertname)
         .map(|a| {
-            let mut annotations = a.annotations.clone();
+            let mut annotations: Vec<(String, String)> =
+                a.annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             annotations.sort();
-            ExpectedAlert { labels: a.labels.clone(), annotations, runbook: a.runbook.clone() }
+            ExpectedAlert { labels: a.labels.clone(), annotations, runbook: a.runbook.as_deref().map(str::to_string) }
         })
         .collect();
     got.sort_by(|a, b| a.labels.cmp(&b.labels));

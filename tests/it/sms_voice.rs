@@ -34,7 +34,7 @@ fn alert(instance: &str, cluster: &str, summary: &str, state: AlertState) -> Ale
         ("severity", "P1"),
     ]);
     let mut alert = Alert::new(labels, Severity::P1, 0.0, Timestamp::from_millis(T0));
-    alert.annotations = vec![("summary".into(), summary.to_string())];
+    alert.annotations = zkalert::model::Annotations::from_pairs([("summary", summary)]);
     alert.fire(Timestamp::from_millis(T0 + 60_000));
     alert.state = state;
     alert.runbook = Some("zookeeper/node-down".into());

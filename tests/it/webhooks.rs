@@ -28,10 +28,10 @@ fn alert(instance: &str, state: AlertState) -> Alert {
         ("severity", "P1"),
     ]);
     let mut alert = Alert::new(labels, Severity::P1, 0.0, Timestamp::from_millis(T0));
-    alert.annotations = vec![
-        ("summary".into(), format!("ZooKeeper node {instance} is down")),
-        ("description".into(), format!("{instance} has not answered ruok for 1m")),
-    ];
+    alert.annotations = zkalert::model::Annotations::from_pairs([
+        ("summary", format!("ZooKeeper node {instance} is down")),
+        ("description", format!("{instance} has not answered ruok for 1m")),
+    ]);
     alert.fire(Timestamp::from_millis(T0 + 60_000));
     alert.state = state;
     alert.resolved_at = (state == AlertState::Resolved).then_some(Timestamp::from_millis(T0 + 300_000));
@@ -297,7 +297,7 @@ async fn wecom_markdown_fits_4096_bytes() {
     let mut m = message(false);
     for i in 0..100 {
         let mut a = alert(&format!("zk{i}:2181"), AlertState::Firing);
-        a.annotations[0].1 = "节点宕机，请立即处理".repeat(3);
+        a.annotations.set("summary", &"节点宕机，请立即处理".repeat(3));
         m.firing.push(a);
     }
     n.send(&Delivery { message: Arc::new(m), channel: "im".into() }).await.unwrap();

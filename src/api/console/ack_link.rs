@@ -55,7 +55,7 @@ fn render(status: StatusCode, snap: &Snapshot, group: &GroupView, cap: &Capabili
                 target => v.alert.labels.get("instance").or_else(|| v.alert.labels.get("cluster")).unwrap_or(""),
                 since => rows::age(v.alert.fired_at.unwrap_or(v.alert.active_at), snap.at),
                 value => rows::number(v.alert.value),
-                summary => v.alert.annotations.iter().find(|(k, _)| k == "summary").map_or("", |(_, s)| s.as_str()),
+                summary => v.alert.annotation("summary").unwrap_or(""),
             }
         })
         .collect();

@@ -46,7 +46,7 @@ pub(super) fn number(v: f64) -> String {
 }
 
 fn annotation<'a>(v: &'a AlertView, name: &str) -> &'a str {
-    v.alert.annotations.iter().find(|(k, _)| k == name).map_or("", |(_, text)| text.as_str())
+    v.alert.annotation(name).unwrap_or("")
 }
 
 /// The local runbooks this server renders, by reference.

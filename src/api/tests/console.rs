@@ -21,7 +21,7 @@ async fn start_with(snap: Snapshot) -> Api {
 fn hostile_snapshot() -> Snapshot {
     let mut snap = sample_snapshot();
     let mut a = alert("ZkEvil", Severity::P3, AlertState::Firing, "<script>alert(1)</script>");
-    a.annotations = vec![("summary".into(), "<img src=x onerror=alert(2)>".into())];
+    a.annotations = crate::model::Annotations::from_pairs([("summary", "<img src=x onerror=alert(2)>")]);
     snap.alerts.push(view(a, "g-evil", Mute::default()));
     snap
 }
