@@ -46,7 +46,7 @@ fn snapshot(n: u64) -> Snapshot {
                 silenced_by: if i % 10 == 1 { Box::new(["5f3c9a0d2b7e4411".into()]) } else { Box::default() },
                 maintenance: Box::default(),
             };
-            AlertView { alert: a.into(), group_id: group_id.into(), mute, ack: ack.map(Into::into) }
+            AlertView { alert: a.into(), group_id: group_id.into(), mute: mute.into(), ack: ack.map(Into::into) }
         })
         .collect();
     Snapshot { published: true, at: now, alerts, groups: groups.into_values().collect(), ..Snapshot::default() }

@@ -35,15 +35,48 @@ impl InhibitRule {
 pub const MAX_RULES: usize = 64;
 
 /// What the inhibition rules make of one label set: the rules it is a
-/// source or a target of, and per rule the hash of its `equal` values.
-/// Computed once per alert (the pipeline caches it), not once per step.
+/// source or a target of, and the hash of its `equal` values. Computed once
+/// per alert (the pipeline caches it), not once per step.
 #[derive(Debug, Clone)]
 pub struct Roles {
     source: u64,
     target: u64,
-    equal: Box<[u64]>,
+    /// One hash per run of rules with the same `equal` list ([`equal_runs`]):
+    /// the built-in rules all compare one list, so an alert holds one
+    /// number, inline, rather than a hash per rule on the heap.
+    equal: EqualHashes,
     /// The alert's fingerprint and tier, mixed: never mute yourself.
     identity: u64,
+}
+
+#[derive(Debug, Clone)]
+enum EqualHashes {
+    One(u64),
+    Many(Box<[u64]>),
+}
+
+impl EqualHashes {
+    fn get(&self, run: usize) -> u64 {
+        match self {
+            EqualHashes::One(h) => *h,
+            EqualHashes::Many(hs) => hs[run],
+        }
+    }
+}
+
+/// Per rule, the run of neighbouring rules with the same `equal` list it
+/// is in: rules in one run compare the same values, so share their hash.
+fn equal_runs(rules: &[InhibitRule]) -> Vec<usize> {
+    let mut runs = Vec::with_capacity(rules.len().min(MAX_RULES));
+    for (i, rule) in rules.iter().enumerate().take(MAX_RULES) {
+        let run = match runs.last() {
+            Some(&last) if rules[i - 1].equal == rule.equal => last,
+            Some(&last) => last + 1,
+            None => 0,
+        };
+        runs.push(run);
+    }
+    runs
 }
 
 impl Roles {
@@ -51,7 +84,7 @@ impl Roles {
         let labels = &alert.labels;
         // Alerts are one per (fingerprint, tier): no need to hash the labels again.
         let identity = alert.fingerprint.0 ^ (alert.severity as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut roles = Roles { source: 0, target: 0, equal: Box::default(), identity };
+        let mut roles = Roles { source: 0, target: 0, equal: EqualHashes::One(0), identity };
         for (i, rule) in rules.iter().enumerate().take(MAX_RULES) {
             if rule.source.matches(labels) {
                 roles.source |= 1 << i;
@@ -61,7 +94,16 @@ impl Roles {
             }
         }
         if roles.source | roles.target != 0 {
-            roles.equal = rules.iter().take(MAX_RULES).map(|r| r.equal_hash(labels)).collect();
+            let mut hashes: Vec<u64> = Vec::new();
+            for (rule, run) in rules.iter().zip(equal_runs(rules)) {
+                if run == hashes.len() {
+                    hashes.push(rule.equal_hash(labels));
+                }
+            }
+            roles.equal = match hashes[..] {
+                [one] => EqualHashes::One(one),
+                _ => EqualHashes::Many(hashes.into_boxed_slice()),
+            };
         }
         roles
     }
@@ -88,12 +130,14 @@ pub struct Inhibitor {
     /// Per rule: equal hash → the identity of one source and whether there
     /// are several (an alert never mutes itself).
     sources: Vec<FxHashMap<u64, (u64, bool)>>,
+    /// Per rule, its run ([`equal_runs`]): where its hash is in [`Roles`].
+    runs: Vec<usize>,
 }
 
 impl Inhibitor {
-    pub fn new<'a>(rules: usize, alerts: impl IntoIterator<Item = (&'a Alert, &'a Roles)>) -> Self {
-        let mut sources: Vec<FxHashMap<u64, (u64, bool)>> =
-            (0..rules.min(MAX_RULES)).map(|_| FxHashMap::default()).collect();
+    pub fn new<'a>(rules: &[InhibitRule], alerts: impl IntoIterator<Item = (&'a Alert, &'a Roles)>) -> Self {
+        let runs = equal_runs(rules);
+        let mut sources: Vec<FxHashMap<u64, (u64, bool)>> = runs.iter().map(|_| FxHashMap::default()).collect();
         for (a, roles) in alerts {
             if a.state != AlertState::Firing || roles.source == 0 {
                 continue;
@@ -101,13 +145,13 @@ impl Inhibitor {
             for (i, index) in sources.iter_mut().enumerate() {
                 if roles.source & (1 << i) != 0 {
                     index
-                        .entry(roles.equal[i])
+                        .entry(roles.equal.get(runs[i]))
                         .and_modify(|(first, several)| *several |= *first != roles.identity)
                         .or_insert((roles.identity, false));
                 }
             }
         }
-        Self { sources }
+        Self { sources, runs }
     }
 
     pub fn is_inhibited(&self, target: &Roles) -> bool {
@@ -116,7 +160,9 @@ impl Inhibitor {
         }
         self.sources.iter().enumerate().any(|(i, index)| {
             target.target & (1 << i) != 0
-                && index.get(&target.equal[i]).is_some_and(|(id, several)| *several || *id != target.identity)
+                && index
+                    .get(&target.equal.get(self.runs[i]))
+                    .is_some_and(|(id, several)| *several || *id != target.identity)
         })
     }
 }
@@ -124,7 +170,7 @@ impl Inhibitor {
 /// Whether `target` is muted by any firing alert under these rules.
 pub fn is_inhibited<'a>(rules: &[InhibitRule], firing: impl IntoIterator<Item = &'a Alert>, target: &Alert) -> bool {
     let alerts: Vec<(&Alert, Roles)> = firing.into_iter().map(|a| (a, Roles::of(rules, a))).collect();
-    Inhibitor::new(rules.len(), alerts.iter().map(|(a, r)| (*a, r))).is_inhibited(&Roles::of(rules, target))
+    Inhibitor::new(rules, alerts.iter().map(|(a, r)| (*a, r))).is_inhibited(&Roles::of(rules, target))
 }
 
 #[cfg(test)]
@@ -157,6 +203,31 @@ mod tests {
         assert!(is_inhibited(&rules, &firing, &alert(node)));
         assert!(!is_inhibited(&rules, &firing, &alert(other)), "another cluster is not explained by it");
         assert!(!is_inhibited(&rules, &firing, &firing[0]), "never itself");
+    }
+
+    /// Rules comparing different labels, one list coming back after
+    /// another: each rule compares its own list's values.
+    #[test]
+    fn each_rule_compares_its_own_equal_labels() {
+        let rule = |source: &str, equal: &[&str]| InhibitRule {
+            source: Matchers::parse(&format!(r#"{{alertname="{source}"}}"#)).unwrap(),
+            target: Matchers::parse(r#"{alertname="Target"}"#).unwrap(),
+            equal: equal.iter().map(|s| s.to_string()).collect(),
+        };
+        let rules =
+            [rule("ByCluster", &["cluster"]), rule("ByInstance", &["instance"]), rule("ByCluster2", &["cluster"])];
+        assert_eq!(equal_runs(&rules), [0, 1, 2]);
+        let target = alert(labels(&[("alertname", "Target"), ("cluster", "prod"), ("instance", "zk1")]));
+        let source = |name: &str, cluster: &str, instance: &str| {
+            alert(labels(&[("alertname", name), ("cluster", cluster), ("instance", instance)]))
+        };
+        assert!(is_inhibited(&rules, &[source("ByCluster", "prod", "zk9")], &target));
+        assert!(!is_inhibited(&rules, &[source("ByCluster", "dev", "zk1")], &target));
+        assert!(is_inhibited(&rules, &[source("ByInstance", "dev", "zk1")], &target));
+        assert!(!is_inhibited(&rules, &[source("ByInstance", "prod", "zk9")], &target));
+        assert!(is_inhibited(&rules, &[source("ByCluster2", "prod", "zk9")], &target));
+        assert!(!is_inhibited(&rules, &[source("ByCluster2", "dev", "zk1")], &target));
+        assert_eq!(equal_runs(&default_rules()), [0, 0, 0], "the built-in rules share one hash");
     }
 
     #[test]

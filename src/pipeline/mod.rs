@@ -124,7 +124,7 @@ impl Pipeline {
                 None => std::borrow::Cow::Owned(Roles::of(rules, a)),
             })
             .collect();
-        let inhibitor = Inhibitor::new(rules.len(), alerts.iter().copied().zip(roles.iter().map(|r| r.as_ref())));
+        let inhibitor = Inhibitor::new(rules, alerts.iter().copied().zip(roles.iter().map(|r| r.as_ref())));
         let windows = self.open_windows(now);
         let silences = self.active_silences(now);
         alerts
@@ -163,7 +163,7 @@ impl Pipeline {
         }
         let roles: Vec<Option<&Roles>> =
             alerts.iter().map(|a| if told(&a) { self.roles.get(&(a.fingerprint, a.severity)) } else { None }).collect();
-        let inhibitor = Inhibitor::new(rules.len(), alerts.iter().zip(&roles).filter_map(|(a, r)| r.map(|r| (*a, r))));
+        let inhibitor = Inhibitor::new(rules, alerts.iter().zip(&roles).filter_map(|(a, r)| r.map(|r| (*a, r))));
         let windows = self.open_windows(now);
         let silences = self.active_silences(now);
         alerts

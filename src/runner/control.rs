@@ -93,6 +93,7 @@ impl Runner {
         // One shared ack per group, not a copy per alert; found by the
         // address of the group's id (the dispatcher's alerts share it).
         let mut acks: FxHashMap<*const u8, Option<Arc<crate::pipeline::Ack>>> = FxHashMap::default();
+        let unmuted = Arc::new(crate::pipeline::Mute::default());
         let alert_views: Vec<AlertView> = alerts
             .into_iter()
             .zip(mutes)
@@ -101,6 +102,7 @@ impl Runner {
                 let ack = (acks.entry(group_id.as_ptr()))
                     .or_insert_with(|| self.shown_ack(&group_id, groups.get(&*group_id).copied()).map(Arc::new))
                     .clone();
+                let mute = if mute == *unmuted { unmuted.clone() } else { Arc::new(mute) };
                 AlertView { alert, group_id, mute, ack }
             })
             .collect();
