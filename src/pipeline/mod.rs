@@ -113,29 +113,27 @@ impl Pipeline {
         self.config = config;
     }
 
-    /// Why each alert is muted at `now` (same order as `alerts`).
-    pub fn mutes(&self, alerts: &[&Alert], now: Timestamp) -> Vec<Mute> {
+    /// Why each alert is muted at `now` (same order as `alerts`), one by
+    /// one: a snapshot of 100,000s of alerts holds no list of them.
+    pub fn mutes<'a>(&'a self, alerts: &'a [&'a Alert], now: Timestamp) -> impl Iterator<Item = Mute> + 'a {
         let rules = &self.config.inhibit_rules;
-        // The roles the last step cached; computed only for alerts it did not see.
-        let roles: Vec<std::borrow::Cow<Roles>> = alerts
-            .iter()
-            .map(|a| match self.roles.get(&(a.fingerprint, a.severity)) {
-                Some(r) => std::borrow::Cow::Borrowed(r),
-                None => std::borrow::Cow::Owned(Roles::of(rules, a)),
-            })
+        let cached = |a: &Alert| self.roles.get(&(a.fingerprint, a.severity));
+        // The roles the last step cached; computed only for alerts it did
+        // not see (pending ones), found by their place in `alerts`.
+        let unseen: FxHashMap<usize, Roles> = (alerts.iter().enumerate())
+            .filter(|(_, a)| cached(a).is_none())
+            .map(|(i, a)| (i, Roles::of(rules, a)))
             .collect();
-        let inhibitor = Inhibitor::new(rules, alerts.iter().copied().zip(roles.iter().map(|r| r.as_ref())));
+        let sources =
+            (alerts.iter().enumerate()).filter_map(|(i, a)| Some((*a, cached(a).or_else(|| unseen.get(&i))?)));
+        let inhibitor = Inhibitor::new(rules, sources);
         let windows = self.open_windows(now);
         let silences = self.active_silences(now);
-        alerts
-            .iter()
-            .zip(&roles)
-            .map(|(a, r)| Mute {
-                inhibited: inhibitor.is_inhibited(r),
-                silenced_by: silences.iter().filter(|s| s.matchers.matches(&a.labels)).map(|s| s.id.clone()).collect(),
-                maintenance: windows.iter().filter(|w| w.matchers.matches(&a.labels)).map(|w| w.name.clone()).collect(),
-            })
-            .collect()
+        alerts.iter().enumerate().map(move |(i, a)| Mute {
+            inhibited: cached(a).or_else(|| unseen.get(&i)).is_some_and(|r| inhibitor.is_inhibited(r)),
+            silenced_by: silences.iter().filter(|s| s.matchers.matches(&a.labels)).map(|s| s.id.clone()).collect(),
+            maintenance: windows.iter().filter(|w| w.matchers.matches(&a.labels)).map(|w| w.name.clone()).collect(),
+        })
     }
 
     fn open_windows(&self, now: Timestamp) -> Vec<&MaintenanceWindow> {
@@ -244,7 +242,7 @@ mod tests {
         let node = alert("ZkNodeDown", "zk1", Severity::P1, AlertState::Firing);
         let m = p.step(&[&quorum, &node], at(0));
         assert_eq!(told(&m), [("ZkQuorumLost".into(), 1, 0)], "node alert inhibited");
-        let mutes = p.mutes(&[&quorum, &node], at(0));
+        let mutes: Vec<Mute> = p.mutes(&[&quorum, &node], at(0)).collect();
         assert!(mutes[1].inhibited && !mutes[0].inhibited);
         // Quorum is back but the node is still down: now it pages (after its group_wait).
         let back = resolved(&quorum);
@@ -270,7 +268,7 @@ mod tests {
         p.silences.upsert(zk2_silence(at(100), at(400)));
         let node = alert("ZkNodeDown", "zk2", Severity::P0, AlertState::Firing);
         assert_eq!(told(&p.step(&[&node], at(0))), [("ZkNodeDown".into(), 1, 0)], "before the silence");
-        assert_eq!(&*p.mutes(&[&node], at(150))[0].silenced_by, ["s1"]);
+        assert_eq!(&*p.mutes(&[&node], at(150)).next().unwrap().silenced_by, ["s1"]);
         assert!(p.step(&[&node], at(300)).is_empty(), "no 5-minute repeat while silenced");
         let gone = resolved(&node);
         assert!(p.step(&[&gone], at(350)).is_empty(), "resolved while silenced: not told");
@@ -341,7 +339,7 @@ mod tests {
         let node = alert("ZkNodeDown", "zk9", Severity::P0, AlertState::Firing);
         // Fridays 18:00-19:00 UTC; at(3600) is 18:00.
         assert_eq!(told(&p.step(&[&node], at(0))), [("ZkNodeDown".into(), 1, 0)]);
-        let muted = p.mutes(&[&node], at(3600));
+        let muted: Vec<Mute> = p.mutes(&[&node], at(3600)).collect();
         assert_eq!(&*muted[0].maintenance, ["weekly"]);
         assert!(p.step(&[&node], at(3900)).is_empty(), "no repeat during maintenance");
         assert!(p.step(&[&node], at(7199)).is_empty());

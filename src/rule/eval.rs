@@ -359,8 +359,7 @@ fn evaluate_rule(ctx: &RuleCtx, rule: &Rule, per: Per, state: &RuleState) -> Rul
             scope.push_constant("clusters", clusters);
             ctx.guard.set_group(None);
             let resolved = ResolvedMetrics::default();
-            if let Err(e) =
-                evaluate_in(ctx, rule, &resolved, None, Target::of(&NO_LABELS), &mut scope, state, &mut out)
+            if let Err(e) = evaluate_in(ctx, rule, &resolved, None, Target::of(&NO_LABELS), &mut scope, state, &mut out)
             {
                 // A global rule has one label set; failing keeps all its alerts.
                 record_failure(&mut out, e, None);

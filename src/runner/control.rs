@@ -94,8 +94,7 @@ impl Runner {
         // address of the group's id (the dispatcher's alerts share it).
         let mut acks: FxHashMap<*const u8, Option<Arc<crate::pipeline::Ack>>> = FxHashMap::default();
         let unmuted = Arc::new(crate::pipeline::Mute::default());
-        let alert_views: Vec<AlertView> = alerts
-            .into_iter()
+        let alert_views: Vec<AlertView> = (alerts.iter().cloned())
             .zip(mutes)
             .map(|(alert, mute)| {
                 let group_id = group_ids.of(&alert).cloned().unwrap_or_else(|| policy.group_key(&alert).id().into());
