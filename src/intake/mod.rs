@@ -36,7 +36,9 @@ pub const MAX_ANNOTATION: usize = 64 << 10;
 pub const MAX_HELD: usize = 250_000;
 
 /// The annotation that marks an alert posted without a runbook (with
-/// `runbooks: mark`).
+/// `runbooks: mark`), set to `"true"`: a short value, as every alert a
+/// Prometheus without runbook links posts carries it (the page it links
+/// to says what it means).
 pub const RUNBOOK_MISSING: &str = "runbook_missing";
 
 /// How posted alerts become zkalert alerts (the `intake` section).
@@ -242,7 +244,7 @@ fn intake_alert(
         && let MissingRunbook::Mark { runbook } = &policy.missing_runbook
     {
         alert.runbook = Some(runbook.clone());
-        runbook_missing = Some((RUNBOOK_MISSING, "the alert as posted names no runbook"));
+        runbook_missing = Some((RUNBOOK_MISSING, "true"));
     }
     let posted = annotations.iter().map(|(k, v)| (&**k, &**v));
     let added = generator_url.as_deref().map(|g| ("generator_url", g)).into_iter().chain(runbook_missing);

@@ -80,7 +80,7 @@ fn without_end_an_alert_resolves_after_the_resolve_timeout_and_without_runbook_i
     let a = &checked.batch.alerts[0];
     assert_eq!((a.alert.active_at, a.ends_at), (at(100), at(400)));
     assert_eq!(a.alert.runbook.as_deref(), Some(DEFAULT_RUNBOOK));
-    assert!(a.alert.annotations.iter().any(|(k, _)| k == RUNBOOK_MISSING));
+    assert_eq!(a.alert.annotations.get(RUNBOOK_MISSING), Some("true"));
     let accept = IntakePolicy { missing_runbook: MissingRunbook::Accept, ..IntakePolicy::default() };
     let checked = check_post(br#"[{"labels":{"alertname":"X"},"annotations":{"runbook":"zk/x"}}]"#, &accept, at(0));
     assert_eq!(checked.unwrap().batch.alerts[0].alert.runbook.as_deref(), Some("zk/x"), "`runbook` works too");

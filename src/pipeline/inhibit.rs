@@ -45,14 +45,14 @@ pub struct Roles {
     /// the built-in rules all compare one list, so an alert holds one
     /// number, inline, rather than a hash per rule on the heap.
     equal: EqualHashes,
-    /// The alert's fingerprint and tier, mixed: never mute yourself.
-    identity: u64,
 }
 
+/// 16 bytes: the pipeline holds one per alert; several hashes (rule packs
+/// with their own `equal` lists) are a box away.
 #[derive(Debug, Clone)]
 enum EqualHashes {
     One(u64),
-    Many(Box<[u64]>),
+    Many(Box<Box<[u64]>>),
 }
 
 impl EqualHashes {
@@ -79,12 +79,17 @@ fn equal_runs(rules: &[InhibitRule]) -> Vec<usize> {
     runs
 }
 
+/// An alert's fingerprint and tier, mixed: alerts are one per
+/// (fingerprint, tier), and an alert never mutes itself.
+fn identity(alert: &Alert) -> u64 {
+    alert.fingerprint.0 ^ (alert.severity as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 impl Roles {
     pub fn of(rules: &[InhibitRule], alert: &Alert) -> Roles {
         let labels = &alert.labels;
         // Alerts are one per (fingerprint, tier): no need to hash the labels again.
-        let identity = alert.fingerprint.0 ^ (alert.severity as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut roles = Roles { source: 0, target: 0, equal: EqualHashes::One(0), identity };
+        let mut roles = Roles { source: 0, target: 0, equal: EqualHashes::One(0) };
         for (i, rule) in rules.iter().enumerate().take(MAX_RULES) {
             if rule.source.matches(labels) {
                 roles.source |= 1 << i;
@@ -102,7 +107,7 @@ impl Roles {
             }
             roles.equal = match hashes[..] {
                 [one] => EqualHashes::One(one),
-                _ => EqualHashes::Many(hashes.into_boxed_slice()),
+                _ => EqualHashes::Many(Box::new(hashes.into_boxed_slice())),
             };
         }
         roles
@@ -146,15 +151,16 @@ impl Inhibitor {
                 if roles.source & (1 << i) != 0 {
                     index
                         .entry(roles.equal.get(runs[i]))
-                        .and_modify(|(first, several)| *several |= *first != roles.identity)
-                        .or_insert((roles.identity, false));
+                        .and_modify(|(first, several)| *several |= *first != identity(a))
+                        .or_insert((identity(a), false));
                 }
             }
         }
         Self { sources, runs }
     }
 
-    pub fn is_inhibited(&self, target: &Roles) -> bool {
+    /// Whether `alert`, whose roles are `target`, is muted.
+    pub fn is_inhibited(&self, alert: &Alert, target: &Roles) -> bool {
         if target.target == 0 {
             return false;
         }
@@ -162,7 +168,7 @@ impl Inhibitor {
             target.target & (1 << i) != 0
                 && index
                     .get(&target.equal.get(self.runs[i]))
-                    .is_some_and(|(id, several)| *several || *id != target.identity)
+                    .is_some_and(|(id, several)| *several || *id != identity(alert))
         })
     }
 }
@@ -170,7 +176,7 @@ impl Inhibitor {
 /// Whether `target` is muted by any firing alert under these rules.
 pub fn is_inhibited<'a>(rules: &[InhibitRule], firing: impl IntoIterator<Item = &'a Alert>, target: &Alert) -> bool {
     let alerts: Vec<(&Alert, Roles)> = firing.into_iter().map(|a| (a, Roles::of(rules, a))).collect();
-    Inhibitor::new(rules, alerts.iter().map(|(a, r)| (*a, r))).is_inhibited(&Roles::of(rules, target))
+    Inhibitor::new(rules, alerts.iter().map(|(a, r)| (*a, r))).is_inhibited(target, &Roles::of(rules, target))
 }
 
 #[cfg(test)]

@@ -130,7 +130,7 @@ impl Pipeline {
         let windows = self.open_windows(now);
         let silences = self.active_silences(now);
         alerts.iter().enumerate().map(move |(i, a)| Mute {
-            inhibited: cached(a).or_else(|| unseen.get(&i)).is_some_and(|r| inhibitor.is_inhibited(r)),
+            inhibited: cached(a).or_else(|| unseen.get(&i)).is_some_and(|r| inhibitor.is_inhibited(a, r)),
             silenced_by: silences.iter().filter(|s| s.matchers.matches(&a.labels)).map(|s| s.id.clone()).collect(),
             maintenance: windows.iter().filter(|w| w.matchers.matches(&a.labels)).map(|w| w.name.clone()).collect(),
         })
@@ -168,7 +168,7 @@ impl Pipeline {
             .iter()
             .zip(&roles)
             .map(|(a, role)| {
-                role.is_some_and(|r| inhibitor.is_inhibited(r))
+                role.is_some_and(|r| inhibitor.is_inhibited(a, r))
                     || silences.iter().any(|s| s.matchers.matches(&a.labels))
                     || windows.iter().any(|w| w.matchers.matches(&a.labels))
             })
