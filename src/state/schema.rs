@@ -12,8 +12,13 @@ pub const SCHEMA_VERSION: i64 = 3;
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page size of a new file.
 pub(super) const PAGE_SIZE: i64 = 16 * 1024;
-/// Page cache per connection (negative: KiB).
-pub(super) const CACHE_KIB: i64 = -4 * 1024;
+/// Page cache per connection (negative: KiB): 16 pages, the B-trees'
+/// upper levels. A step's rows land on leaves spread over the file (keys
+/// are fingerprints), which a few MiB of cache would rarely hold anyway;
+/// they come from the OS page cache. Measured (BENCHMARKS.md, alert
+/// intake): 4 MiB cost ~0.4 KiB per alert at 10,000 posted alerts, with no
+/// gain in intake rate.
+pub(super) const CACHE_KIB: i64 = -256;
 
 /// The tables of a new file, at [`SCHEMA_VERSION`].
 const SCHEMA: &str = r#"
