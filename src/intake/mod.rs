@@ -125,8 +125,10 @@ struct PostableAlert<'a> {
 pub struct IntakeAlert {
     /// Firing, with its tier, labels (the posted `severity` kept as it
     /// is), annotations and runbook; `active_at` is `startsAt` (or the
-    /// time it was received).
-    pub alert: Alert,
+    /// time it was received). Made shared where it was parsed: the runner
+    /// keeps this very allocation, and a post's batch is a list of
+    /// pointers, not of alerts moved once more.
+    pub alert: Arc<Alert>,
     /// When it resolves unless posted again: `endsAt`, else the time it
     /// was received plus the resolve timeout.
     pub ends_at: Timestamp,
@@ -250,7 +252,7 @@ fn intake_alert(
     let added = generator_url.as_deref().map(|g| ("generator_url", g)).into_iter().chain(runbook_missing);
     alert.annotations = Annotations::from_pairs(posted.chain(added));
     let ends_at = ends_at.unwrap_or(now + policy.resolve_timeout);
-    Ok((IntakeAlert { alert, ends_at }, unmapped))
+    Ok((IntakeAlert { alert: Arc::new(alert), ends_at }, unmapped))
 }
 
 fn check_pairs(
@@ -342,12 +344,13 @@ impl ExternalAlerts {
                         self.unwritten.insert(fp);
                     }
                     let mut alert = alert;
-                    (alert.active_at, alert.fired_at) = (held.alert.active_at, held.alert.fired_at);
+                    let refreshed = Arc::make_mut(&mut alert); // the only holder: not copied
+                    (refreshed.active_at, refreshed.fired_at) = (held.alert.active_at, held.alert.fired_at);
                     if ended {
-                        resolve(&mut alert, now);
+                        resolve(refreshed, now);
                         changed = true;
                     }
-                    held.alert = Arc::new(alert);
+                    held.alert = alert;
                     held.ends_at = ends_at;
                 }
                 // A resolution of an alert not firing here: nothing to tell.
@@ -357,7 +360,7 @@ impl ExternalAlerts {
                     continue;
                 }
                 _ => {
-                    self.alerts.insert(fp, Held { alert: Arc::new(alert), ends_at });
+                    self.alerts.insert(fp, Held { alert, ends_at });
                     self.unwritten.insert(fp);
                     changed = true;
                 }

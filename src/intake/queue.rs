@@ -78,7 +78,7 @@ mod tests {
 
     fn batch(n: usize) -> IntakeBatch {
         let alert = Alert::new(Labels::from_pairs([("alertname", "A")]), Severity::P2, 1.0, Timestamp::default());
-        IntakeBatch { alerts: vec![IntakeAlert { alert, ends_at: Timestamp::default() }; n] }
+        IntakeBatch { alerts: vec![IntakeAlert { alert: alert.into(), ends_at: Timestamp::default() }; n] }
     }
 
     #[tokio::test]

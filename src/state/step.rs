@@ -209,6 +209,10 @@ type Encoded = (String, Vec<(usize, String)>);
 const PARALLEL_ROWS: usize = 2048;
 /// Rows per batch handed from the encoding thread to the writing one.
 const BATCH_ROWS: usize = 256;
+/// Batches encoded ahead of the writer: one keeps both threads busy; more
+/// only hold more bodies at once (a step of 100,000 rows is the moment a
+/// zkalert's memory peaks).
+const BATCHES_AHEAD: usize = 1;
 
 /// Feeds each item to `write` with the key and JSON body `encode` makes of it (appending the body to the buffer),
 /// in order. For many items the encoding runs on a second thread while this one writes: in a large step, encoding
@@ -240,7 +244,7 @@ fn encode_rows<T: Sync>(
         return items.chunks(BATCH_ROWS).try_for_each(|batch| write_batch(batch, encode_batch(batch)?));
     }
     std::thread::scope(|scope| {
-        let (send, receive) = mpsc::sync_channel::<Result<Encoded, Fail>>(4);
+        let (send, receive) = mpsc::sync_channel::<Result<Encoded, Fail>>(BATCHES_AHEAD);
         let encode_batch = &encode_batch;
         let encoder = std::thread::Builder::new().name("zkalert-state-encode".into()).spawn_scoped(scope, move || {
             for batch in items.chunks(BATCH_ROWS) {
