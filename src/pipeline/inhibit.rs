@@ -88,7 +88,6 @@ fn identity(alert: &Alert) -> u64 {
 impl Roles {
     pub fn of(rules: &[InhibitRule], alert: &Alert) -> Roles {
         let labels = &alert.labels;
-        // Alerts are one per (fingerprint, tier): no need to hash the labels again.
         let mut roles = Roles { source: 0, target: 0, equal: EqualHashes::One(0) };
         for (i, rule) in rules.iter().enumerate().take(MAX_RULES) {
             if rule.source.matches(labels) {
