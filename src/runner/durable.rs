@@ -182,6 +182,10 @@ impl Durable {
                 None => w.alerts_delete.push((EXTERNAL_KEY.into(), *fp)),
             }
         }
+        // In key order, SQLite walks the (rule, fingerprint) index leaf by
+        // leaf rather than seeking a random page for each row.
+        w.alerts_upsert.sort_unstable_by(|(ra, a), (rb, b)| (ra, a.fingerprint).cmp(&(rb, b.fingerprint)));
+        w.alerts_delete.sort_unstable();
         w.groups = pipeline.dispatcher.take_changes();
         let windows: Vec<(String, Timestamp, Timestamp)> = pipeline
             .config
