@@ -109,15 +109,96 @@ impl IntakePolicy {
 #[derive(Debug, Deserialize)]
 struct PostableAlert<'a> {
     #[serde(default, borrow)]
-    labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    labels: Option<Pairs<'a>>,
     #[serde(default, borrow)]
-    annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    annotations: Option<Pairs<'a>>,
     #[serde(default, borrow, rename = "startsAt")]
     starts_at: Option<Cow<'a, str>>,
     #[serde(default, borrow, rename = "endsAt")]
     ends_at: Option<Cow<'a, str>>,
     #[serde(default, borrow, rename = "generatorURL")]
     generator_url: Option<Cow<'a, str>>,
+}
+
+/// A JSON object of strings as its pairs in the order posted (a repeated
+/// name's last value counts, as in a map): read without building a map.
+#[derive(Debug, Default)]
+struct Pairs<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'a> Pairs<'a> {
+    /// The value of `name`: its last, if repeated.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| &**v)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Pairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Pairs<'a>, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8).min(MAX_PAIRS));
+                while let Some((k, v)) = map.next_entry::<Borrowed<'a>, Borrowed<'a>>()? {
+                    // Past the bound, the rest is read but not kept: the
+                    // check reports the count, and memory stays bounded.
+                    if pairs.len() <= MAX_PAIRS {
+                        pairs.push((k.0, v.0));
+                    }
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// A string borrowed from the post unless it had escapes.
+struct Borrowed<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+        Text::deserialize(deserializer).map(|t| Borrowed(t.0))
+    }
+}
+
+/// A post's array of alerts, refused past [`MAX_ALERTS_PER_POST`] as it is
+/// read (not after a whole array of tiny alerts was built).
+struct Posted<T>(Vec<T>);
+
+/// The message a [`Posted`] array past its bound fails with.
+const TOO_MANY: &str = "too many alerts";
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Posted<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = Posted<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON array of alerts")
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Posted<T>, S::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(64).min(1024));
+                while let Some(item) = seq.next_element()? {
+                    if items.len() == MAX_ALERTS_PER_POST {
+                        return Err(serde::de::Error::custom(TOO_MANY));
+                    }
+                    items.push(item);
+                }
+                Ok(Posted(items))
+            }
+        }
+        deserializer.deserialize_seq(Visitor(std::marker::PhantomData))
+    }
 }
 
 /// One posted alert, checked.
@@ -157,22 +238,32 @@ pub struct Checked {
 pub enum IntakeError {
     #[error("the body is not a JSON array of alerts: {0}")]
     Json(String),
-    #[error("{0} alerts in one post; at most {MAX_ALERTS_PER_POST}")]
-    TooMany(usize),
+    #[error("more than {MAX_ALERTS_PER_POST} alerts in one post")]
+    TooMany,
 }
 
 /// Parses and checks one post's body at `now`.
 pub fn check_post(body: &[u8], policy: &IntakePolicy, now: Timestamp) -> Result<Checked, IntakeError> {
-    // Each alert is kept as its text and read on its own: one bad alert is
-    // refused by its index, and no tree of values is built in between.
-    let posted: Vec<&serde_json::value::RawValue> =
-        serde_json::from_slice(body).map_err(|e| IntakeError::Json(e.to_string()))?;
-    if posted.len() > MAX_ALERTS_PER_POST {
-        return Err(IntakeError::TooMany(posted.len()));
-    }
+    // One pass when the post is well formed (as a Prometheus' always is);
+    // otherwise each alert is read from its own text, so that one bad
+    // alert is refused by its index and the others are taken.
+    let posted = match serde_json::from_slice::<Posted<PostableAlert>>(body) {
+        Ok(Posted(posted)) => posted.into_iter().map(Ok).collect(),
+        Err(_) => {
+            let raw: Posted<&serde_json::value::RawValue> = serde_json::from_slice(body).map_err(|e| {
+                if e.to_string().starts_with(TOO_MANY) {
+                    IntakeError::TooMany
+                } else {
+                    IntakeError::Json(e.to_string())
+                }
+            })?;
+            raw.0.into_iter().map(|raw| serde_json::from_str::<PostableAlert>(raw.get())).collect::<Vec<_>>()
+        }
+    };
     let mut out = Checked::default();
-    for (i, raw) in posted.into_iter().enumerate() {
-        let checked = serde_json::from_str::<PostableAlert>(raw.get())
+    out.batch.alerts.reserve(posted.len());
+    for (i, parsed) in posted.into_iter().enumerate() {
+        let checked = parsed
             .map_err(|e| format!("alerts[{i}]: {e}"))
             .and_then(|p| intake_alert(p, policy, now).map_err(|e| format!("alerts[{i}].{e}")));
         match checked {
@@ -199,7 +290,7 @@ fn intake_alert(
     now: Timestamp,
 ) -> Result<(IntakeAlert, Option<String>), String> {
     let labels = p.labels.unwrap_or_default();
-    if labels.is_empty() {
+    if labels.0.is_empty() {
         return Err("labels: at least one label is needed (alertname)".into());
     }
     check_pairs("labels", &labels, MAX_LABEL_VALUE, true)?;
@@ -228,9 +319,9 @@ fn intake_alert(
         return Err(format!("generatorURL: longer than {MAX_ANNOTATION} bytes"));
     }
     let posted_severity = labels.get(crate::model::SEVERITY);
-    let (tier, mapped) = policy.tier_of(posted_severity.map(|s| &**s));
+    let (tier, mapped) = policy.tier_of(posted_severity);
     let unmapped = (!mapped).then(|| posted_severity.map_or("(none)".into(), |s| format!("{s:?}")));
-    let mut identity = Labels::from_pairs(labels.iter().map(|(k, v)| (&**k, &**v)));
+    let mut identity = Labels::from_pairs(labels.iter());
     if identity.get(crate::model::SEVERITY).is_none() {
         // As the rules' alerts: the label is the tier unless one was given.
         identity.insert(crate::model::SEVERITY, tier.as_str());
@@ -239,7 +330,7 @@ fn intake_alert(
     alert.state = AlertState::Firing;
     alert.fired_at = Some(now);
     let runbook = annotations.get("runbook_url").or_else(|| annotations.get("runbook")).filter(|r| !r.is_empty());
-    alert.runbook = runbook.map(|r| (&**r).into());
+    alert.runbook = runbook.map(Arc::from);
     let generator_url = p.generator_url.filter(|g| !g.is_empty());
     let mut runbook_missing = None;
     if alert.runbook.is_none()
@@ -248,23 +339,18 @@ fn intake_alert(
         alert.runbook = Some(runbook.clone());
         runbook_missing = Some((RUNBOOK_MISSING, "true"));
     }
-    let posted = annotations.iter().map(|(k, v)| (&**k, &**v));
+    let posted = annotations.iter();
     let added = generator_url.as_deref().map(|g| ("generator_url", g)).into_iter().chain(runbook_missing);
     alert.annotations = Annotations::from_pairs(posted.chain(added));
     let ends_at = ends_at.unwrap_or(now + policy.resolve_timeout);
     Ok((IntakeAlert { alert: Arc::new(alert), ends_at }, unmapped))
 }
 
-fn check_pairs(
-    field: &str,
-    pairs: &BTreeMap<Cow<str>, Cow<str>>,
-    max_value: usize,
-    names_as_labels: bool,
-) -> Result<(), String> {
-    if pairs.len() > MAX_PAIRS {
-        return Err(format!("{field}: {} entries; at most {MAX_PAIRS}", pairs.len()));
+fn check_pairs(field: &str, pairs: &Pairs, max_value: usize, names_as_labels: bool) -> Result<(), String> {
+    if pairs.0.len() > MAX_PAIRS {
+        return Err(format!("{field}: more than {MAX_PAIRS} entries"));
     }
-    for (k, v) in pairs {
+    for (k, v) in pairs.iter() {
         if k.len() > MAX_NAME {
             return Err(format!("{field}: a name longer than {MAX_NAME} bytes"));
         }

@@ -134,7 +134,7 @@ fn a_body_that_is_not_an_array_or_too_big_is_refused_whole() {
         assert!(matches!(check_post(body, &policy, at(0)), Err(IntakeError::Json(_))), "{body:?}");
     }
     let many = format!("[{}]", vec!["{}"; MAX_ALERTS_PER_POST + 1].join(","));
-    assert_eq!(check_post(many.as_bytes(), &policy, at(0)), Err(IntakeError::TooMany(MAX_ALERTS_PER_POST + 1)));
+    assert_eq!(check_post(many.as_bytes(), &policy, at(0)), Err(IntakeError::TooMany));
     // Deep nesting is skipped without recursion and refused as that alert.
     for deep in [
         format!("[{}{}]", "[".repeat(100_000), "]".repeat(100_000)),

@@ -67,14 +67,14 @@ impl Labels {
     }
 
     /// Builds from pairs in any order; a later duplicate name wins.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
         // Sorted once, not inserted one by one: n log n for a large set
-        // from a user's file, not n².
-        let mut pairs: Vec<(String, String)> = pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        // from a user's file, not n². Nothing is copied but into the set.
+        let mut pairs: Vec<(K, V)> = pairs.into_iter().collect();
         pairs.reverse();
-        pairs.sort_by(|a, b| a.0.cmp(&b.0)); // stable: of equal names, the last given comes first
-        pairs.dedup_by(|later, first| later.0 == first.0);
-        Self::from_sorted(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref())); // stable: of equal names, the last given comes first
+        pairs.dedup_by(|later, first| later.0.as_ref() == first.0.as_ref());
+        Self::from_sorted(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
     }
 
     /// Builds from pairs sorted by name with unique names.
@@ -215,7 +215,7 @@ impl fmt::Display for Labels {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Labels {
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Labels {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
         Self::from_pairs(iter)
     }
