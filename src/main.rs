@@ -1,6 +1,7 @@
 //! The `zkalert` binary: parse the command line, dispatch, map outcomes to
 //! exit codes. Everything else lives in the library.
-#![forbid(unsafe_code)]
+// One audited FFI call configures the allocator (`return_freed_memory_at_once`).
+#![deny(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -12,6 +13,24 @@ use zkalert::cli;
 /// fragment (BENCHMARKS.md, "Alert intake side by side").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Memory freed is given back to the OS at once, not a second later:
+/// mimalloc purges only when a later free comes along, so a zkalert gone
+/// quiet after a burst of posts kept the burst's transients resident (at
+/// 10,000 posted alerts ~0.15 KiB per alert; BENCHMARKS.md, "Alert intake
+/// side by side"). `MIMALLOC_PURGE_DELAY` in the environment still decides.
+#[allow(unsafe_code)]
+fn return_freed_memory_at_once() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set stores one option value; it reads or
+        // writes no memory of ours and may be called at any time.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+    }
+}
+
+/// `mi_option_purge_delay` in mimalloc 3's `mimalloc.h` (the Rust bindings
+/// leave it out); a test checks it is the option whose default is 1000 ms.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 #[derive(Parser)]
 #[command(name = "zkalert", version, about = "Rule-driven alerting for Apache ZooKeeper")]
@@ -136,6 +155,7 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
 }
 
 fn main() {
+    return_freed_memory_at_once();
     let args = Cli::parse();
     let default_level = if matches!(args.command, Command::Run { .. }) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZKALERT_LOG").unwrap_or_else(|_| default_level.into());
@@ -175,5 +195,20 @@ fn main() {
             eprintln!("zkalert: {e:#}");
             std::process::exit(2);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The index named purge delay holds mimalloc 3's purge delay default.
+    #[test]
+    #[allow(unsafe_code)]
+    fn the_purge_delay_option_is_the_one_set() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        // SAFETY: reads one option value.
+        let delay = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        assert_eq!(delay, 1000, "mimalloc's option {} is not its purge delay", super::MI_OPTION_PURGE_DELAY);
     }
 }
