@@ -231,3 +231,16 @@ fn escaped_strings_are_read_as_the_text_they_stand_for() {
     assert_eq!(alert.annotation("summary"), Some("line\none"));
     assert_eq!(alert.active_at, Timestamp::from_millis(1_767_225_600_000));
 }
+
+#[test]
+fn a_name_posted_twice_counts_with_its_last_value_as_in_a_json_map() {
+    let body = r#"[{"labels":{"alertname":"A","severity":"info","severity":"critical"},
+                    "annotations":{"summary":"first","runbook_url":"http://r","summary":"last"}}]"#;
+    let checked = post(body, 1_800_000_000);
+    assert!(checked.refused.is_empty() && checked.defaulted.is_empty(), "{checked:?}");
+    let alert = &checked.batch.alerts[0].alert;
+    assert_eq!((alert.severity, alert.labels.get("severity")), (Severity::P1, Some("critical")));
+    assert_eq!(alert.labels.len(), 2);
+    let annotations: Vec<(&str, &str)> = alert.annotations.iter().collect();
+    assert_eq!(annotations, [("summary", "last"), ("runbook_url", "http://r")]);
+}
