@@ -837,3 +837,24 @@ async fn bad_posts_get_clear_answers_and_the_good_alerts_in_them_are_taken() {
     let (status, _) = post(huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// A connection's read buffer is capped (`listen::READ_BUFFER`): a post many
+/// times larger still arrives whole, again on the same connection; headers
+/// past the cap are refused.
+#[tokio::test]
+async fn posts_larger_than_a_connections_read_buffer_arrive_whole() {
+    let api = Api::start(None).await;
+    let alerts: Vec<Value> = (0..5_000)
+        .map(|i| json!({"labels": {"alertname": "Big", "instance": format!("host-{i:06}")}, "annotations": {"summary": "x".repeat(200)}}))
+        .collect();
+    let body = Value::Array(alerts).to_string();
+    assert!(body.len() > 16 * super::listen::READ_BUFFER, "{} bytes", body.len());
+    for _ in 0..2 {
+        let (status, reply) = api.write(reqwest::Method::POST, "/api/v2/alerts", &body, None).await;
+        assert_eq!((status, &reply["accepted"]), (StatusCode::OK, &json!(5_000)), "{reply}");
+        assert_eq!(api.intake.lock().await.recv().await.expect("a batch").alerts.len(), 5_000);
+    }
+    let huge_header = "x".repeat(super::listen::READ_BUFFER);
+    let reply = api.http.get(format!("{}/-/healthy", api.base)).header("x-padding", huge_header).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
