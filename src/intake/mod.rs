@@ -244,42 +244,77 @@ pub enum IntakeError {
 
 /// Parses and checks one post's body at `now`.
 pub fn check_post(body: &[u8], policy: &IntakePolicy, now: Timestamp) -> Result<Checked, IntakeError> {
-    // One pass when the post is well formed (as a Prometheus' always is);
-    // otherwise each alert is read from its own text, so that one bad
-    // alert is refused by its index and the others are taken.
-    let posted = match serde_json::from_slice::<Posted<PostableAlert>>(body) {
-        Ok(Posted(posted)) => posted.into_iter().map(Ok).collect(),
-        Err(_) => {
-            let raw: Posted<&serde_json::value::RawValue> = serde_json::from_slice(body).map_err(|e| {
-                if e.to_string().starts_with(TOO_MANY) {
-                    IntakeError::TooMany
-                } else {
-                    IntakeError::Json(e.to_string())
-                }
-            })?;
-            raw.0.into_iter().map(|raw| serde_json::from_str::<PostableAlert>(raw.get())).collect::<Vec<_>>()
-        }
-    };
-    let mut out = Checked::default();
-    out.batch.alerts.reserve(posted.len());
-    for (i, parsed) in posted.into_iter().enumerate() {
-        let checked = parsed
-            .map_err(|e| format!("alerts[{i}]: {e}"))
-            .and_then(|p| intake_alert(p, policy, now).map_err(|e| format!("alerts[{i}].{e}")));
-        match checked {
+    // One pass when the post is well formed (as a Prometheus' always is),
+    // each alert checked as it is read: no list of parsed alerts in
+    // between. Otherwise each alert is read again from its own text, so
+    // that one bad alert is refused by its index and the others are taken.
+    let mut checked = Checked::default();
+    let mut one_pass = serde_json::Deserializer::from_slice(body);
+    let each = CheckEach { policy, now, out: &mut checked };
+    if serde::de::DeserializeSeed::deserialize(each, &mut one_pass).and_then(|()| one_pass.end()).is_ok() {
+        return Ok(checked);
+    }
+    let raw: Posted<&serde_json::value::RawValue> = serde_json::from_slice(body).map_err(|e| {
+        if e.to_string().starts_with(TOO_MANY) { IntakeError::TooMany } else { IntakeError::Json(e.to_string()) }
+    })?;
+    let mut checked = Checked::default();
+    for (i, raw) in raw.0.into_iter().enumerate() {
+        let parsed = serde_json::from_str::<PostableAlert>(raw.get()).map_err(|e| format!("alerts[{i}]: {e}"));
+        checked.take(i, parsed, policy, now);
+    }
+    Ok(checked)
+}
+
+impl Checked {
+    /// Checks the `i`th alert of a post, read or not, and keeps what came of it.
+    fn take(&mut self, i: usize, parsed: Result<PostableAlert, String>, policy: &IntakePolicy, now: Timestamp) {
+        match parsed.and_then(|p| intake_alert(p, policy, now).map_err(|e| format!("alerts[{i}].{e}"))) {
             Ok((alert, unmapped)) => {
                 if let Some(severity) = unmapped {
-                    out.defaulted.push(format!(
+                    self.defaulted.push(format!(
                         "alerts[{i}]: severity {severity} is not mapped: taken as {}",
                         policy.default_tier
                     ));
                 }
-                out.batch.alerts.push(alert);
+                self.batch.alerts.push(alert);
             }
-            Err(e) => out.refused.push(e),
+            Err(e) => self.refused.push(e),
         }
     }
-    Ok(out)
+}
+
+/// Reads a post's array checking each alert as it is read; fails on the
+/// first alert that is not even an alert's shape, and past
+/// [`MAX_ALERTS_PER_POST`].
+struct CheckEach<'a> {
+    policy: &'a IntakePolicy,
+    now: Timestamp,
+    out: &'a mut Checked,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for CheckEach<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for CheckEach<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of alerts")
+    }
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        let mut i = 0;
+        while let Some(alert) = seq.next_element::<PostableAlert>()? {
+            if i == MAX_ALERTS_PER_POST {
+                return Err(serde::de::Error::custom(TOO_MANY));
+            }
+            self.out.take(i, Ok(alert), self.policy, self.now);
+            i += 1;
+        }
+        Ok(())
+    }
 }
 
 /// One alert checked, and its severity as posted if it was not mapped
