@@ -283,6 +283,7 @@ fn build(config: &Config) -> Result<Loaded, Vec<String>> {
             let source: Arc<dyn Source> = match s {
                 SourceConfig::Zookeeper(z) => Arc::new(ZkSource::new(z.clone(), Some(keep.clone()))),
                 SourceConfig::Host(h) => Arc::new(crate::source::host::HostSource::new(h.clone())),
+                SourceConfig::Log(l) => Arc::new(crate::source::log::LogSource::new(l.clone(), &config.data_dir)?),
                 SourceConfig::ZookeeperAdmin(z) => {
                     Arc::new(crate::source::adminserver::AdminSource::new(z.clone(), Some(keep.clone()))?)
                 }

@@ -60,6 +60,9 @@ pub enum SourceConfig {
     Prometheus(PromSourceConfig),
     /// Checks on the ZooKeeper host itself (run zkalert there as an agent).
     Host(HostSourceConfig),
+    /// Log files followed on the ZooKeeper host (its log, its GC log):
+    /// lines matching patterns counted.
+    Log(crate::source::log::LogSourceConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -373,7 +376,7 @@ fn expand_glob(r: &mut Reader, pos: Pos, base: &Path, pattern: &str) -> Vec<Path
     }
 }
 
-const SOURCE_TYPES: &str = "zookeeper, zookeeper_admin, prometheus, host";
+const SOURCE_TYPES: &str = "zookeeper, zookeeper_admin, prometheus, host, log";
 
 fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
     let Some(kind) = n.get("type").and_then(|t| r.string(t, "type")) else {
@@ -398,6 +401,7 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
             "label_value_length_limit",
         ],
         "host" => &["type", "cluster", "instance", "interval", "paths", "backup_dirs", "pid_file", "labels"],
+        "log" => &["type", "cluster", "instance", "interval", "paths", "patterns", "from", "labels"],
         other => {
             r.error(
                 n.get("type").map_or(n.pos, |t| t.pos),
@@ -509,6 +513,44 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
                 limits,
             }))
         }
+        "log" => {
+            let paths: Vec<PathBuf> = get("paths")
+                .map(|l| r.seq(l, "paths").iter().filter_map(|p| r.string(p, "paths")).map(|p| base.join(p)).collect())
+                .unwrap_or_default();
+            if paths.is_empty() {
+                r.error(n.pos, "log source needs `paths`: the log files to follow (paths or globs)");
+            }
+            let instance = get("instance").and_then(|i| r.string(i, "instance"));
+            if instance.is_none() {
+                r.error(n.pos, "log source needs `instance`: the host:port of the ZooKeeper node whose logs these are");
+            }
+            let patterns = match get("patterns") {
+                None => crate::source::log::zookeeper_patterns(),
+                Some(list) => log_patterns(r, list),
+            };
+            let from_start = match get("from") {
+                None => false,
+                Some(v) => match r.string(v, "from").as_deref() {
+                    Some("end") => false,
+                    Some("start") => true,
+                    Some(other) => {
+                        r.error(v.pos, format!("from: {other:?}; expected start or end (where a first start reads)"));
+                        false
+                    }
+                    None => false,
+                },
+            };
+            let cluster = need_cluster(r, cluster)?;
+            Some(SourceConfig::Log(crate::source::log::LogSourceConfig {
+                cluster,
+                instance: instance?,
+                paths,
+                interval,
+                patterns,
+                from_start,
+                labels,
+            }))
+        }
         _ => {
             let dirs = |key: &str, r: &mut Reader| -> Vec<PathBuf> {
                 get(key)
@@ -537,6 +579,39 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
             }))
         }
     }
+}
+
+/// A log source's `patterns`: `{name, regex}` each, names unique, each
+/// regex compiled here so that `zkalert check` names the bad one.
+fn log_patterns(r: &mut Reader, list: &Node) -> Vec<crate::source::log::PatternConfig> {
+    use crate::source::log::{MAX_PATTERNS, PatternConfig};
+    let items = r.seq(list, "patterns");
+    if items.len() > MAX_PATTERNS {
+        r.error(list.pos, format!("patterns: {} of them; at most {MAX_PATTERNS}", items.len()));
+    }
+    let mut out: Vec<PatternConfig> = Vec::new();
+    for item in items.iter().take(MAX_PATTERNS) {
+        let fields = r.map(item, "pattern", &["name", "regex"]);
+        let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let name = get("name").and_then(|v| r.string(v, "name"));
+        let regex = get("regex").and_then(|v| r.string(v, "regex"));
+        let (Some(name), Some(regex)) = (name, regex) else {
+            r.error(item.pos, "a pattern needs `name` and `regex`");
+            continue;
+        };
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.is_empty() {
+            r.error(item.pos, format!("pattern name {name:?}: letters, digits and _ only"));
+        }
+        if out.iter().any(|p| p.name == name) {
+            r.error(item.pos, format!("pattern name {name:?} given twice"));
+        }
+        let pattern = PatternConfig { name, regex };
+        if let Err(e) = crate::source::log::check_pattern(&pattern) {
+            r.error(get("regex").map_or(item.pos, |v| v.pos), e.to_string());
+        }
+        out.push(pattern);
+    }
+    out
 }
 
 fn is_host_port(addr: &str) -> bool {
@@ -634,6 +709,28 @@ mod tests {
         let bad = "sources:\n  - {type: host, cluster: p, nodes: [x]}\n  - {type: prometheus, url: 'ftp://x'}\n";
         let want =
             ["unknown field \"nodes\" in host source", "host source needs `instance`", "must start with http://"];
+        assert_contains_all(&problems(bad, Path::new("z.yaml")), &want);
+    }
+
+    #[test]
+    fn log_sources_take_the_zookeeper_patterns_unless_they_list_their_own() {
+        let text = "sources:\n  - {type: log, cluster: p, instance: 'a:2181', paths: [/var/log/zookeeper/zookeeper.log]}\n  - type: log\n    cluster: p\n    instance: 'a:2181'\n    paths: ['gc*.log']\n    from: start\n    patterns:\n      - {name: gc_pause_ms, regex: 'Pause.* ([0-9.]+)ms'}\n";
+        let c = Config::parse(text, Path::new("/etc/zkalert/z.yaml")).unwrap();
+        let SourceConfig::Log(zk) = &c.sources[0] else { panic!("{:?}", c.sources[0]) };
+        assert_eq!(zk.patterns, crate::source::log::zookeeper_patterns());
+        assert!(!zk.from_start);
+        let SourceConfig::Log(gc) = &c.sources[1] else { panic!("{:?}", c.sources[1]) };
+        assert_eq!(gc.paths, [PathBuf::from("/etc/zkalert/gc*.log")], "relative to the config's directory");
+        assert_eq!((gc.patterns.len(), gc.from_start), (1, true));
+        let bad = "sources:\n  - type: log\n    cluster: p\n    paths: [x.log]\n    from: middle\n    patterns:\n      - {name: a, regex: '(unclosed'}\n      - {name: a, regex: x}\n      - {name: 'b c', regex: x}\n";
+        let want = [
+            "log source needs `instance`",
+            "from: \"middle\"; expected start or end",
+            "z.yaml:7:",
+            "pattern \"a\": regex parse error",
+            "pattern name \"a\" given twice",
+            "pattern name \"b c\": letters, digits and _ only",
+        ];
         assert_contains_all(&problems(bad, Path::new("z.yaml")), &want);
     }
 

@@ -1,10 +1,11 @@
 //! Sources: where samples come from (ZooKeeper four-letter words and
-//! AdminServer, Prometheus text, host checks). Each poll yields a `PollBatch`
+//! AdminServer, Prometheus text, host checks, log files). Each poll yields a `PollBatch`
 //! for the series store.
 
 pub mod adminserver;
 pub mod failures;
 pub mod host;
+pub mod log;
 pub mod prom;
 pub mod scrape;
 pub mod zk;
