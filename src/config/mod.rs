@@ -92,6 +92,9 @@ pub struct HostSourceConfig {
     pub backup_dirs: Vec<PathBuf>,
     /// ZooKeeper's pid file: is the process alive.
     pub pid_file: Option<PathBuf>,
+    /// ZooKeeper's config file (zoo.cfg): its dataDir and dataLogDir are
+    /// watched too, with their transaction logs and snapshots, and autopurge.
+    pub zoo_cfg: Option<PathBuf>,
     pub labels: Labels,
 }
 
@@ -400,7 +403,7 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
             "label_name_length_limit",
             "label_value_length_limit",
         ],
-        "host" => &["type", "cluster", "instance", "interval", "paths", "backup_dirs", "pid_file", "labels"],
+        "host" => &["type", "cluster", "instance", "interval", "paths", "backup_dirs", "pid_file", "zoo_cfg", "labels"],
         "log" => &["type", "cluster", "instance", "interval", "paths", "patterns", "from", "labels"],
         other => {
             r.error(
@@ -414,7 +417,9 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
     let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
     let interval = get("interval").and_then(|v| positive_duration(r, v, "interval")).unwrap_or(Duration::from_secs(15));
     let timeout = get("timeout").and_then(|v| positive_duration(r, v, "timeout")).unwrap_or(Duration::from_secs(2));
-    if timeout >= interval {
+    // Host and log sources read local files: they have no timeout.
+    let timed = !matches!(kind.as_str(), "host" | "log");
+    if timed && timeout >= interval {
         r.error(get("timeout").map_or(n.pos, |t| t.pos), "timeout must be shorter than interval");
     }
     let labels: Labels = get("labels")
@@ -560,12 +565,13 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
             let paths = dirs("paths", r);
             let backup_dirs = dirs("backup_dirs", r);
             let pid_file = get("pid_file").and_then(|p| r.string(p, "pid_file")).map(|p| base.join(p));
+            let zoo_cfg = get("zoo_cfg").and_then(|p| r.string(p, "zoo_cfg")).map(|p| base.join(p));
             let instance = get("instance").and_then(|i| r.string(i, "instance"));
             if instance.is_none() {
                 r.error(n.pos, "host source needs `instance`: the host:port of the ZooKeeper node on this host");
             }
-            if paths.is_empty() && backup_dirs.is_empty() && pid_file.is_none() {
-                r.error(n.pos, "host source needs at least one of `paths`, `backup_dirs`, `pid_file`");
+            if paths.is_empty() && backup_dirs.is_empty() && pid_file.is_none() && zoo_cfg.is_none() {
+                r.error(n.pos, "host source needs at least one of `paths`, `backup_dirs`, `pid_file`, `zoo_cfg`");
             }
             let cluster = need_cluster(r, cluster)?;
             Some(SourceConfig::Host(HostSourceConfig {
@@ -575,6 +581,7 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
                 paths,
                 backup_dirs,
                 pid_file,
+                zoo_cfg,
                 labels,
             }))
         }

@@ -1,6 +1,9 @@
 //! The host source, for zkalert running as an agent on a ZooKeeper host:
 //! free space and inodes of the dataDir/dataLogDir filesystems, age of the
-//! newest backup, and whether the ZooKeeper process in the pid file lives.
+//! newest backup, whether the ZooKeeper process in the pid file lives, and
+//! (given ZooKeeper's config file) its transaction logs and snapshots.
+
+pub mod snapshots;
 
 use crate::clock::Clock;
 use crate::config::HostSourceConfig;
@@ -14,11 +17,29 @@ use std::time::{Duration, SystemTime};
 
 pub struct HostSource {
     pub config: HostSourceConfig,
+    /// The last problem reading zoo.cfg, logged when it changes.
+    zoo_cfg_problem: std::sync::Mutex<Option<String>>,
 }
 
 impl HostSource {
     pub fn new(config: HostSourceConfig) -> Self {
-        Self { config }
+        Self { config, zoo_cfg_problem: Default::default() }
+    }
+
+    /// zoo.cfg as it is now, if one is configured and reads.
+    fn zoo_cfg(&self) -> Option<snapshots::ZooCfg> {
+        let path = self.config.zoo_cfg.as_ref()?;
+        let read = snapshots::ZooCfg::read(path);
+        let problem = read.as_ref().err().map(ToString::to_string);
+        let mut last = self.zoo_cfg_problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *last != problem {
+            match &problem {
+                Some(p) => tracing::warn!(problem = %p, "host source: cannot use ZooKeeper's config file"),
+                None => tracing::info!(file = %path.display(), "host source: ZooKeeper's config file reads again"),
+            }
+            *last = problem;
+        }
+        read.ok()
     }
 
     fn target(&self) -> Labels {
@@ -33,8 +54,18 @@ impl HostSource {
         let mut out = PollBatch::default();
         let series =
             |labels: Labels, values: Vec<(String, f64)>| SeriesBatch { labels, info: None, timestamp: ts, values };
+        let zoo_cfg = self.zoo_cfg();
+        // dataDir and dataLogDir from zoo.cfg are watched as `paths` are.
+        let mut dirs: Vec<&Path> = self.config.paths.iter().map(PathBuf::as_path).collect();
+        if let Some(cfg) = &zoo_cfg {
+            for dir in std::iter::once(&cfg.data_dir).chain(&cfg.data_log_dir) {
+                if !dirs.contains(&dir.as_path()) {
+                    dirs.push(dir);
+                }
+            }
+        }
         for (dir, backup) in
-            self.config.paths.iter().map(|p| (p, false)).chain(self.config.backup_dirs.iter().map(|p| (p, true)))
+            dirs.into_iter().map(|p| (p, false)).chain(self.config.backup_dirs.iter().map(|p| (p.as_path(), true)))
         {
             let mut labels = self.target();
             labels.insert("path", dir.display().to_string());
@@ -46,6 +77,9 @@ impl HostSource {
                 tracing::warn!(path = %dir.display(), "host source: cannot read this directory's filesystem");
             }
             out.series.push(series(labels, values));
+        }
+        if let Some(cfg) = &zoo_cfg {
+            out.series.push(series(self.target(), snapshots::metrics(cfg, SystemTime::now())));
         }
         if let Some(pid_file) = &self.config.pid_file {
             let up = process_alive(pid_file);
