@@ -19,6 +19,7 @@ mod ha;
 mod heartbeat;
 mod http_sources;
 mod lifecycle;
+mod logs;
 mod metrics;
 mod parsers_never_panic;
 mod pipeline;

@@ -305,6 +305,11 @@ impl Ensemble {
     }
 
     /// `127.0.0.1:PORT` of node `id`'s client port.
+    /// Node `id`'s own log (log4j's file, as ZooKeeper writes it).
+    pub fn log_file(&self, id: usize) -> PathBuf {
+        self.node(id).log()
+    }
+
     pub fn client_addr(&self, id: usize) -> String {
         format!("{LOOPBACK}:{}", self.node(id).ports.client)
     }
