@@ -30,6 +30,11 @@ command -v prlimit >/dev/null 2>&1 && command -v mount >/dev/null 2>&1 || need_p
 # playwright-core (npm, pinned by tests/browser/package-lock.json).
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
+# tests/it/package.rs builds the .deb, installs it with dpkg, checks the unit
+# with systemd-analyze and the page with man.
+command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
+command -v man >/dev/null 2>&1 || need_pkgs+=(man-db)
+command -v adduser >/dev/null 2>&1 || need_pkgs+=(adduser)
 command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 if ((${#need_pkgs[@]})); then
   echo "test.sh: installing ${need_pkgs[*]}" >&2

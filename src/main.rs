@@ -3,7 +3,7 @@
 // One audited FFI call configures the allocator (`return_freed_memory_at_once`).
 #![deny(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use zkalert::cli;
@@ -32,8 +32,12 @@ fn return_freed_memory_at_once() {
 /// leave it out); a test checks it is the option whose default is 1000 ms.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// `zkalert --version`: the version and the commit it was built from
+/// (build.rs; `unknown commit` outside a git checkout).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ZKALERT_COMMIT"), ")");
+
 #[derive(Parser)]
-#[command(name = "zkalert", version, about = "Rule-driven alerting for Apache ZooKeeper")]
+#[command(name = "zkalert", version = VERSION, about = "Rule-driven alerting for Apache ZooKeeper")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -127,6 +131,14 @@ enum Command {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+    /// Print a shell's completion script for zkalert (the package installs
+    /// them; by hand: `zkalert completions bash > /etc/bash_completion.d/zkalert`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; `zkalert man | man -l -`).
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +156,15 @@ enum NotifyCommand {
         #[arg(long, default_value = "P1")]
         tier: zkalert::model::Severity,
     },
+}
+
+/// Writes `bytes` to stdout; a reader that stopped early (`| head`) is not an error.
+fn print(bytes: &[u8]) -> anyhow::Result<i32> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::anyhow!("cannot write to stdout: {e}")),
+        _ => Ok(0),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -187,6 +208,17 @@ fn main() {
         Command::Ack(args) => block_on(cli::client::ack(args)),
         Command::Notify { command: NotifyCommand::Test { config, notifier, tier } } => {
             block_on(cli::notify::test(&config, &notifier, tier))
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "zkalert", &mut script);
+            print(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_or_else(|e| Err(anyhow::anyhow!("cannot render the manual page: {e}")), |()| print(&page))
         }
     };
     match code {

@@ -505,3 +505,29 @@ fn unbounded_test_times_are_refused_with_positions() {
     );
     assert!(stdout(&o).contains(&want), "missing {want:?} in:\n{}", stdout(&o));
 }
+
+#[test]
+fn version_names_the_commit_built_and_completions_and_the_man_page_come_from_the_same_command_line() {
+    let o = zkalert(&["--version"]);
+    let head =
+        Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).current_dir(env!("CARGO_MANIFEST_DIR")).output();
+    let head = head.ok().filter(|h| h.status.success()).map(|h| String::from_utf8_lossy(&h.stdout).trim().to_string());
+    let commit = head.unwrap_or_else(|| "unknown commit".into());
+    assert_eq!(stdout(&o).trim(), format!("zkalert {} ({commit})", env!("CARGO_PKG_VERSION")));
+    for (shell, marker) in
+        [("bash", "complete -F _zkalert"), ("zsh", "#compdef zkalert"), ("fish", "complete -c zkalert")]
+    {
+        let o = zkalert(&["completions", shell]);
+        assert!(o.status.success() && stdout(&o).contains(marker), "{shell}: {}", stdout(&o));
+        // Every subcommand is completed.
+        for sub in ["run", "check", "silence", "completions"] {
+            assert!(stdout(&o).contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    let o = zkalert(&["man"]);
+    let page = stdout(&o);
+    assert!(o.status.success() && page.contains(".TH zkalert 1"), "{page}");
+    assert!(page.contains("Rule\\-driven alerting") || page.contains("Rule-driven alerting"), "{page}");
+    let o = zkalert(&["completions", "tcsh"]);
+    assert!(!o.status.success(), "an unknown shell is refused");
+}

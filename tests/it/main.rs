@@ -21,6 +21,7 @@ mod http_sources;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod package;
 mod parsers_never_panic;
 mod pipeline;
 mod reload;
