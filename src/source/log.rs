@@ -169,6 +169,8 @@ struct Follower {
     /// Whether it ever saved where it stands (false: the very first start,
     /// when files are read from their end).
     started: bool,
+    /// Why the last save failed, if it did (logged when it starts or changes).
+    save_failed: Option<String>,
 }
 
 /// A log source; cheap to clone (its poll runs on a blocking thread).
@@ -209,6 +211,7 @@ impl LogSource {
             files: saved.as_ref().map(|s| s.files.iter().map(|f| (f.clone(), None)).collect()).unwrap_or_default(),
             counts,
             started: saved.is_some(),
+            save_failed: None,
         };
         let inner = Inner { config, patterns, any, state_file, follower: Mutex::new(follower) };
         Ok(Self { inner: Arc::new(inner) })
@@ -254,7 +257,7 @@ impl Inner {
         };
         let first_start = !follower.started;
         let changed = follow(&mut follower.files, &paths, first_start && !self.config.from_start, &mut matched);
-        if changed || first_start {
+        if changed || first_start || follower.save_failed.is_some() {
             follower.started = true;
             let saved = Saved {
                 files: follower.files.iter().map(|(s, _)| s.clone()).collect(),
@@ -262,8 +265,19 @@ impl Inner {
                     .map(|((p, c), l)| (p.name.clone(), *c, *l))
                     .collect(),
             };
-            if let Err(e) = write_saved(&self.state_file, &saved) {
-                tracing::warn!(file = %self.state_file.display(), error = %e, "log source: cannot save where it stands");
+            // Not saved: retried at the next poll; a restart meanwhile
+            // reads again from the last place saved.
+            let failed = write_saved(&self.state_file, &saved).err().map(|e| e.to_string());
+            if failed != follower.save_failed {
+                match &failed {
+                    Some(e) => {
+                        tracing::warn!(file = %self.state_file.display(), error = %e, "log source: cannot save where it stands")
+                    }
+                    None => {
+                        tracing::info!(file = %self.state_file.display(), "log source: saved where it stands again")
+                    }
+                }
+                follower.save_failed = failed;
             }
         }
         let counts = &follower.counts;
@@ -281,7 +295,10 @@ impl Inner {
             out.series.push(SeriesBatch { labels, info: None, timestamp: ts, values });
         }
         let files = follower.files.iter().filter(|(_, f)| f.is_some()).count();
-        let values = vec![("zk_log_files_followed".into(), files as f64)];
+        let values = vec![
+            ("zk_log_files_followed".into(), files as f64),
+            ("zk_log_state_save_failed".into(), f64::from(u8::from(follower.save_failed.is_some()))),
+        ];
         out.series.push(SeriesBatch { labels: self.target(), info: None, timestamp: ts, values });
         out
     }

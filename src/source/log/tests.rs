@@ -278,3 +278,26 @@ proptest! {
         source.collect(at(1));
     }
 }
+
+#[test]
+fn a_state_file_that_cannot_be_written_is_said_and_retried() {
+    let f = Fixture::new();
+    std::fs::write(&f.log, b"").unwrap();
+    // Its directory is a file: nothing can be saved there.
+    let blocked = f.dir.path().join("blocked");
+    std::fs::write(&blocked, b"").unwrap();
+    let source = LogSource::new(config(vec![f.log.clone()], zookeeper_patterns()), &blocked).unwrap();
+    let failed = |b: &PollBatch| {
+        b.series.iter().flat_map(|s| &s.values).find(|(n, _)| n == "zk_log_state_save_failed").map(|(_, v)| *v)
+    };
+    assert_eq!(failed(&source.collect(at(0))), Some(1.0));
+    append(&f.log, b"LOOKING\n");
+    let batch = source.collect(at(5));
+    assert_eq!((matches(&batch, "looking"), failed(&batch)), (1.0, Some(1.0)), "counting goes on");
+    std::fs::remove_file(&blocked).unwrap();
+    assert_eq!(failed(&source.collect(at(10))), Some(0.0), "saved at the next poll");
+    drop(source);
+    // The restart resumes where it was saved: the line is not counted again.
+    let again = LogSource::new(config(vec![f.log.clone()], zookeeper_patterns()), &blocked).unwrap();
+    assert_eq!(matches(&again.collect(at(15)), "looking"), 1.0);
+}
