@@ -301,3 +301,19 @@ fn a_state_file_that_cannot_be_written_is_said_and_retried() {
     let again = LogSource::new(config(vec![f.log.clone()], zookeeper_patterns()), &blocked).unwrap();
     assert_eq!(matches(&again.collect(at(15)), "looking"), 1.0);
 }
+
+#[test]
+fn a_line_longer_than_several_polls_read_is_skipped_across_them_and_counted_once() {
+    let f = Fixture::new();
+    std::fs::write(&f.log, b"").unwrap();
+    let source = f.zookeeper_source();
+    source.collect(at(0));
+    let mut huge = b"LOOKING ".to_vec();
+    huge.resize(2 * MAX_READ_PER_POLL as usize + 1000, b'y');
+    append(&f.log, &huge);
+    append(&f.log, b"\nLOOKING\n");
+    let counts: Vec<f64> = (1..=4).map(|i| matches(&source.collect(at(i)), "looking")).collect();
+    // Poll 1 reads 16 MiB and counts the line on its first 64 KiB; polls 2
+    // and 3 skip the rest to its newline and read the next line.
+    assert_eq!(counts, [1.0, 1.0, 2.0, 2.0]);
+}
