@@ -171,6 +171,8 @@ struct Follower {
     started: bool,
     /// Why the last save failed, if it did (logged when it starts or changes).
     save_failed: Option<String>,
+    /// The last poll's problems reading files (logged when they change).
+    problems: Vec<String>,
 }
 
 /// A log source; cheap to clone (its poll runs on a blocking thread).
@@ -212,6 +214,7 @@ impl LogSource {
             counts,
             started: saved.is_some(),
             save_failed: None,
+            problems: Vec::new(),
         };
         let inner = Inner { config, patterns, any, state_file, follower: Mutex::new(follower) };
         Ok(Self { inner: Arc::new(inner) })
@@ -234,8 +237,9 @@ impl Inner {
 
     fn collect(&self, ts: Timestamp, name: &str) -> PollBatch {
         let (paths, too_many) = expand(&self.config.paths);
+        let mut problems = Vec::new();
         if too_many {
-            tracing::warn!(source = %name, max = MAX_FILES, "log source: more files match than it follows");
+            problems.push(format!("more than {MAX_FILES} files match; the first {MAX_FILES} by name are followed"));
         }
         let mut guard = self.follower.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let follower = &mut *guard;
@@ -256,7 +260,17 @@ impl Inner {
             }
         };
         let first_start = !follower.started;
-        let changed = follow(&mut follower.files, &paths, first_start && !self.config.from_start, &mut matched);
+        let from_end = first_start && !self.config.from_start;
+        let changed = follow(&mut follower.files, &paths, from_end, &mut matched, &mut problems);
+        if problems != follower.problems {
+            for p in problems.iter().filter(|p| !follower.problems.contains(p)) {
+                tracing::warn!(source = %name, problem = %p, "log source");
+            }
+            if problems.is_empty() {
+                tracing::info!(source = %name, "log source: every file reads again");
+            }
+            follower.problems = problems;
+        }
         if changed || first_start || follower.save_failed.is_some() {
             follower.started = true;
             let saved = Saved {
@@ -298,6 +312,7 @@ impl Inner {
         let values = vec![
             ("zk_log_files_followed".into(), files as f64),
             ("zk_log_state_save_failed".into(), f64::from(u8::from(follower.save_failed.is_some()))),
+            ("zk_log_read_problems".into(), follower.problems.len() as f64),
         ];
         out.series.push(SeriesBatch { labels: self.target(), info: None, timestamp: ts, values });
         out
@@ -353,13 +368,20 @@ fn follow(
     paths: &[PathBuf],
     from_end: bool,
     matched: &mut impl FnMut(&[u8]),
+    problems: &mut Vec<String>,
 ) -> bool {
     let mut changed = false;
     // The files there now, by identity.
-    let present: Vec<(PathBuf, u64, u64, u64)> = paths
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok().map(|m| (p.clone(), m.dev(), m.ino(), m.len())))
-        .collect();
+    // A path not there yet is normal (a log not yet written); one that is
+    // not a file is a problem.
+    let mut present: Vec<(PathBuf, u64, u64, u64)> = Vec::new();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_file() => present.push((p.clone(), m.dev(), m.ino(), m.len())),
+            Ok(_) => problems.push(format!("{} is not a file", p.display())),
+            Err(_) => {}
+        }
+    }
     // A file followed but renamed away (rotated) or deleted: read what it
     // still has through the handle held, then let it go.
     files.retain_mut(|(state, handle)| {
@@ -367,7 +389,7 @@ fn follow(
             return true;
         }
         if let Some(file) = handle {
-            read_new(file, state, matched);
+            read_new(file, state, matched, problems);
         }
         changed = true;
         false
@@ -396,7 +418,7 @@ fn follow(
                 Ok(file) if file.metadata().is_ok_and(|m| (m.dev(), m.ino()) == (dev, ino)) => *handle = Some(file),
                 Ok(_) => continue,
                 Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "log source: cannot open");
+                    problems.push(format!("cannot open {}: {e}", path.display()));
                     continue;
                 }
             }
@@ -409,7 +431,7 @@ fn follow(
             (state.offset, state.head, state.skipping) = (0, None, false);
             changed = true;
         }
-        changed |= read_new(file, state, matched);
+        changed |= read_new(file, state, matched, problems);
     }
     changed
 }
@@ -418,7 +440,12 @@ fn follow(
 /// [`MAX_READ_PER_POLL`] bytes this time) goes to `matched`. A last line
 /// without its newline waits for the next poll, unless it is already
 /// longer than [`MAX_LINE`]. Returns whether the offset moved.
-fn read_new(file: &mut File, state: &mut FileState, matched: &mut impl FnMut(&[u8])) -> bool {
+fn read_new(
+    file: &mut File,
+    state: &mut FileState,
+    matched: &mut impl FnMut(&[u8]),
+    problems: &mut Vec<String>,
+) -> bool {
     let start = state.offset;
     if file.seek(SeekFrom::Start(start)).is_err() {
         return false;
@@ -433,7 +460,7 @@ fn read_new(file: &mut File, state: &mut FileState, matched: &mut impl FnMut(&[u
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
-                tracing::warn!(file = %state.path.display(), error = %e, "log source: cannot read");
+                problems.push(format!("cannot read {}: {e}", state.path.display()));
                 break;
             }
         };

@@ -317,3 +317,20 @@ fn a_line_longer_than_several_polls_read_is_skipped_across_them_and_counted_once
     // and 3 skip the rest to its newline and read the next line.
     assert_eq!(counts, [1.0, 1.0, 2.0, 2.0]);
 }
+
+#[test]
+fn a_file_it_cannot_read_is_counted_as_a_problem_until_it_reads() {
+    let f = Fixture::new();
+    // A directory where a log file is named.
+    std::fs::create_dir(&f.log).unwrap();
+    let source = f.zookeeper_source();
+    let problems = |b: &PollBatch| {
+        b.series.iter().flat_map(|s| &s.values).find(|(n, _)| n == "zk_log_read_problems").map(|(_, v)| *v)
+    };
+    source.collect(at(0));
+    assert_eq!(problems(&source.collect(at(5))), Some(1.0));
+    std::fs::remove_dir(&f.log).unwrap();
+    append(&f.log, b"LOOKING\n");
+    let batch = source.collect(at(10));
+    assert_eq!((problems(&batch), matches(&batch, "looking")), (Some(0.0), 1.0));
+}
