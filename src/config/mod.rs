@@ -417,15 +417,20 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
     let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
     let interval = get("interval").and_then(|v| positive_duration(r, v, "interval")).unwrap_or(Duration::from_secs(15));
     let timeout = get("timeout").and_then(|v| positive_duration(r, v, "timeout")).unwrap_or(Duration::from_secs(2));
-    // Host and log sources read local files: they have no timeout.
-    let timed = !matches!(kind.as_str(), "host" | "log");
-    if timed && timeout >= interval {
+    // Only sources that take a `timeout` (host and log read local files).
+    if known.contains(&"timeout") && timeout >= interval {
         r.error(get("timeout").map_or(n.pos, |t| t.pos), "timeout must be shorter than interval");
     }
     let labels: Labels = get("labels")
         .map(|l| r.string_map(l, "labels").into_iter().map(|(k, v, _)| (k, v)).collect())
         .unwrap_or_default();
     let cluster = get("cluster").and_then(|c| r.string(c, "cluster"));
+    // A list of paths, relative to the config's directory.
+    let path_list = |key: &str, r: &mut Reader| -> Vec<PathBuf> {
+        get(key)
+            .map(|l| r.seq(l, key).iter().filter_map(|p| r.string(p, key)).map(|p| base.join(p)).collect())
+            .unwrap_or_default()
+    };
     let need_cluster = |r: &mut Reader, cluster: Option<String>| {
         if cluster.is_none() {
             r.error(n.pos, format!("{kind} source needs a `cluster` name"));
@@ -519,9 +524,7 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
             }))
         }
         "log" => {
-            let paths: Vec<PathBuf> = get("paths")
-                .map(|l| r.seq(l, "paths").iter().filter_map(|p| r.string(p, "paths")).map(|p| base.join(p)).collect())
-                .unwrap_or_default();
+            let paths = path_list("paths", r);
             if paths.is_empty() {
                 r.error(n.pos, "log source needs `paths`: the log files to follow (paths or globs)");
             }
@@ -557,13 +560,8 @@ fn source(r: &mut Reader, n: &Node, base: &Path) -> Option<SourceConfig> {
             }))
         }
         _ => {
-            let dirs = |key: &str, r: &mut Reader| -> Vec<PathBuf> {
-                get(key)
-                    .map(|l| r.seq(l, key).iter().filter_map(|p| r.string(p, key)).map(|p| base.join(p)).collect())
-                    .unwrap_or_default()
-            };
-            let paths = dirs("paths", r);
-            let backup_dirs = dirs("backup_dirs", r);
+            let paths = path_list("paths", r);
+            let backup_dirs = path_list("backup_dirs", r);
             let pid_file = get("pid_file").and_then(|p| r.string(p, "pid_file")).map(|p| base.join(p));
             let zoo_cfg = get("zoo_cfg").and_then(|p| r.string(p, "zoo_cfg")).map(|p| base.join(p));
             let instance = get("instance").and_then(|i| r.string(i, "instance"));

@@ -334,3 +334,18 @@ fn a_file_it_cannot_read_is_counted_as_a_problem_until_it_reads() {
     let batch = source.collect(at(10));
     assert_eq!((problems(&batch), matches(&batch, "looking")), (Some(0.0), 1.0));
 }
+
+#[test]
+fn a_glob_matching_more_files_than_followed_follows_the_first_by_name_and_says_so() {
+    let f = Fixture::new();
+    for i in 0..MAX_FILES + 5 {
+        std::fs::write(f.dir.path().join(format!("zk-{i:03}.log")), b"").unwrap();
+    }
+    let source =
+        LogSource::new(config(vec![f.dir.path().join("zk-*.log")], zookeeper_patterns()), &f.dir.path().join("state"))
+            .unwrap();
+    let batch = source.collect(at(0));
+    let value = |name: &str| batch.series.iter().flat_map(|s| &s.values).find(|(n, _)| n == name).map(|(_, v)| *v);
+    assert_eq!(value("zk_log_files_followed"), Some(MAX_FILES as f64));
+    assert_eq!(value("zk_log_read_problems"), Some(1.0));
+}
