@@ -22,6 +22,7 @@ pub mod model;
 pub mod notify;
 pub mod pipeline;
 pub mod replay;
+pub mod report;
 pub mod rule;
 pub mod runner;
 pub mod source;

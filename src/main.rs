@@ -126,6 +126,9 @@ enum Command {
     },
     /// Acknowledge a notification group (stops escalation) on a running zkalert.
     Ack(cli::client::AckArgs),
+    /// Print a cluster's inspection report now (nodes, elections, alerts,
+    /// silences, delivery failures), from a running zkalert.
+    Report(cli::client::ReportArgs),
     /// Notifier tools.
     Notify {
         #[command(subcommand)]
@@ -206,6 +209,7 @@ fn main() {
         Command::Groups(args) => block_on(cli::client::groups(args)),
         Command::Silence { command } => block_on(cli::client::silence(command)),
         Command::Ack(args) => block_on(cli::client::ack(args)),
+        Command::Report(args) => block_on(cli::client::report(args)),
         Command::Notify { command: NotifyCommand::Test { config, notifier, tier } } => {
             block_on(cli::notify::test(&config, &notifier, tier))
         }

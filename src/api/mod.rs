@@ -155,11 +155,17 @@ pub enum CommandError {
     /// Too large to pass on to the active replica: 413.
     #[error("{0}")]
     TooLarge(String),
+    /// The runner could not do what was asked (a read of the state file failed, a template did not render): 500.
+    #[error("{0}")]
+    Failed(String),
     /// Passing it on to the active replica did not answer in time: 503;
     /// it may still be applied.
     #[error("the change may or may not be applied: {0}")]
     Unconfirmed(String),
 }
+
+/// A report and its rendering.
+pub type ReportReply = (Box<crate::report::Report>, crate::report::render::Rendered);
 
 /// A write for the runner to apply (and persist) before replying.
 #[derive(Debug)]
@@ -179,6 +185,14 @@ pub enum Command {
     },
     /// A read, for `/metrics`: the store's ZooKeeper series now.
     ExportSeries { reply: oneshot::Sender<crate::metrics::SeriesExport> },
+    /// A read: one cluster's report now, over `period`, its times in `time_zone` (default: its scheduled report's
+    /// zone, else UTC), rendered with its templates. `Err` for a cluster zkalert does not know.
+    Report {
+        cluster: String,
+        period: std::time::Duration,
+        time_zone: Option<chrono_tz::Tz>,
+        reply: oneshot::Sender<Result<ReportReply, CommandError>>,
+    },
     /// Reads the config, rules, templates and runbooks again and applies
     /// them, or (if they do not check) keeps everything as it is. Replies
     /// with the outcome, problems listed.

@@ -43,6 +43,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/metrics", get(metrics))
         .route("/api/v1/deliveries", get(list_deliveries))
+        .route("/api/v1/report", get(report))
         .route("/-/reload", post(reload))
         .merge(super::alertmanager::routes())
         .merge(super::console::routes())
@@ -283,6 +284,51 @@ async fn list_deliveries(State(state): State<ApiState>) -> ApiResult {
     ok(json!({ "deliveries": deliveries, "at": snap.at.to_rfc3339() }))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    cluster: String,
+    /// How far back (default 24h, at most 31d).
+    since: Option<String>,
+    /// IANA name (default: the cluster's scheduled report's, else UTC).
+    time_zone: Option<String>,
+    /// `json` (default: the report's data), `text` or `html` (rendered).
+    format: Option<String>,
+}
+
+/// `GET /api/v1/report?cluster=…`: one cluster's report now (`zkalert report`; docs/reports.md).
+async fn report(State(state): State<ApiState>, q: Result<Query<ReportQuery>, QueryRejection>) -> ApiResult {
+    let q = query(q)?;
+    let period = match q.since.as_deref() {
+        None => crate::config::reports::DEFAULT_PERIOD,
+        Some(s) => crate::duration::parse_duration(s)
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= crate::config::reports::MAX_PERIOD)
+            .ok_or_else(|| ApiError::bad(format!("since: {s:?} is not a duration from 1s to 31d (e.g. 24h)")))?,
+    };
+    let time_zone =
+        match q.time_zone.as_deref() {
+            None => None,
+            Some(tz) => Some(tz.parse::<chrono_tz::Tz>().map_err(|_| {
+                ApiError::bad(format!("time_zone: {tz:?} is not an IANA time zone (e.g. Asia/Shanghai)"))
+            })?),
+        };
+    let format = q.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "text" | "html") {
+        return Err(ApiError::bad(format!("format: {format:?}; expected json, text or html")));
+    }
+    let cluster = q.cluster;
+    let (report, rendered) = match call(&state, |reply| Command::Report { cluster, period, time_zone, reply }).await? {
+        Ok(r) => r,
+        Err(e) => return Err(ApiError::new(StatusCode::NOT_FOUND, e)),
+    };
+    Ok(match format {
+        "text" => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], rendered.text).into_response(),
+        "html" => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], rendered.html).into_response(),
+        _ => axum::Json(report).into_response(),
+    })
+}
+
 async fn status(State(state): State<ApiState>) -> ApiResult {
     let snap = snapshot(&state);
     let ready = state.ready.load(Ordering::Acquire);
@@ -469,6 +515,7 @@ pub(super) async fn call<T>(
             Err(ApiError::unavailable(e.to_string()))
         }
         Err(CommandError::TooLarge(e)) => Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e)),
+        Err(CommandError::Failed(e)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
         Err(CommandError::NotFound(e)) => Ok(Err(e)),
         Ok(v) => Ok(Ok(v)),
     }

@@ -154,6 +154,17 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
             Command::Reload { reply } => {
                 let _ = reply.send(Err(CommandError::NotFound("no config to reload".to_string())));
             }
+            Command::Report { cluster, period, time_zone, reply } => {
+                let mut report = crate::report::render::samples().remove(0);
+                if cluster != report.cluster {
+                    let _ = reply.send(Err(CommandError::NotFound(format!("no cluster named {cluster:?}"))));
+                    continue;
+                }
+                report.period = crate::duration::format_duration(period);
+                report.time_zone = time_zone.map_or("UTC".into(), |tz| tz.name().to_string());
+                let rendered = crate::report::render::ReportTemplates::builtin().render(&report).unwrap();
+                let _ = reply.send(Ok((Box::new(report), rendered)));
+            }
         }
         snap.at = now;
         snap.silences = silences.items().to_vec();
@@ -274,6 +285,35 @@ async fn the_status_shows_the_heartbeat_live_not_as_of_the_last_snapshot() {
     // The loop stalled: it publishes no snapshot, the heartbeat task says so.
     api.heartbeat.lock().unwrap().state = "stalled";
     assert_eq!(api.get("/api/v1/status").await.1["heartbeat"]["state"], "stalled");
+}
+
+#[tokio::test]
+async fn a_clusters_report_comes_as_data_text_or_html_and_bad_queries_are_named() {
+    let api = Api::start(None).await;
+    let (status, json) = api.get("/api/v1/report?cluster=prod&since=7d&time_zone=Europe/Berlin").await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!((json["period"].as_str(), json["time_zone"].as_str()), (Some("1w"), Some("Europe/Berlin")));
+    assert_eq!(json["nodes"].as_array().map(Vec::len), Some(3));
+    let text = api.http.get(format!("{}/api/v1/report?cluster=prod&format=text", api.base)).send().await.unwrap();
+    assert_eq!(text.headers()["content-type"], "text/plain; charset=utf-8");
+    assert!(text.text().await.unwrap().contains("ZkNodeDown"));
+    let html = api.http.get(format!("{}/api/v1/report?cluster=prod&format=html", api.base)).send().await.unwrap();
+    assert_eq!(html.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(html.text().await.unwrap().starts_with("<!DOCTYPE html>"));
+    for (query, wanted) in [
+        ("cluster=staging", "no cluster named \"staging\""),
+        ("cluster=prod&since=40d", "since: \"40d\" is not a duration from 1s to 31d"),
+        ("cluster=prod&since=soon", "since: \"soon\""),
+        ("cluster=prod&time_zone=Mars/Base", "time_zone: \"Mars/Base\" is not an IANA time zone"),
+        ("cluster=prod&format=pdf", "format: \"pdf\"; expected json, text or html"),
+        ("since=24h", "missing field `cluster`"),
+        ("cluster=prod&colour=red", "unknown field `colour`"),
+    ] {
+        let (status, body) = api.get(&format!("/api/v1/report?{query}")).await;
+        let want_status = if query == "cluster=staging" { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
+        assert_eq!(status, want_status, "{query}: {body}");
+        assert!(error(&body).contains(wanted), "{query}: {body}");
+    }
 }
 
 #[tokio::test]

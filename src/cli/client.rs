@@ -76,6 +76,27 @@ pub struct GroupsArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+    /// The cluster (its `cluster` label in the config's sources).
+    #[arg(long, short = 'C')]
+    pub cluster: String,
+    /// How far back the history goes, e.g. 24h or 7d (at most 31d).
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    /// Show times in this IANA time zone (default: the cluster's scheduled report's, else UTC).
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// Print the HTML page (as mailed and filed) instead of text.
+    #[arg(long, conflicts_with = "json")]
+    pub html: bool,
+    /// Print the report's data as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum SilenceCommand {
     /// Silence alerts matching the matchers for a while; prints the new id.
@@ -179,6 +200,33 @@ pub async fn ack(args: AckArgs) -> anyhow::Result<i32> {
     finish(ack_inner(args).await)
 }
 
+pub async fn report(args: ReportArgs) -> anyhow::Result<i32> {
+    finish(report_inner(args).await)
+}
+
+/// Prints one cluster's report now, as the running zkalert renders it.
+async fn report_inner(args: ReportArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.endpoint)?;
+    let format = if args.json {
+        "json"
+    } else if args.html {
+        "html"
+    } else {
+        "text"
+    };
+    let mut query = vec![("cluster", args.cluster.as_str()), ("since", args.since.as_str()), ("format", format)];
+    if let Some(tz) = &args.time_zone {
+        query.push(("time_zone", tz));
+    }
+    if args.json {
+        print_json(&client.get("/api/v1/report", &query).await?);
+        return Ok(());
+    }
+    let body = client.get_text("/api/v1/report", &query).await?;
+    outln!("{}", body.trim_end());
+    Ok(())
+}
+
 // ---- HTTP ----
 
 /// One API, as the client reaches it.
@@ -246,17 +294,30 @@ impl Client {
         }
     }
 
+    /// A text body (`GET` of a rendered report).
+    pub async fn get_text(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<String> {
+        let url = self.url(path, query)?;
+        let body = self.fetch(self.http.get(url)).await?;
+        String::from_utf8(body).map_err(|_| anyhow!("{} answered with a body that is not UTF-8", self.base))
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
+        let body = self.fetch(request).await?;
+        serde_json::from_slice(&body).map_err(|_| anyhow!("{} answered with a body that is not JSON", self.base))
+    }
+
+    /// The body of a successful answer; otherwise the API's error, with a hint where one helps.
+    async fn fetch(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Vec<u8>> {
         let unreachable = |e: reqwest::Error| {
             anyhow!("cannot reach zkalert at {}: {}", self.base, crate::notify::http::error_chain(&e))
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let body = response.bytes().await.map_err(unreachable)?;
-        let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
         if status.is_success() {
-            return json.ok_or_else(|| anyhow!("{} answered {status} with a body that is not JSON", self.base));
+            return Ok(body.to_vec());
         }
+        let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
         let message = json
             .as_ref()
             .and_then(|j| j.get("error"))

@@ -3,6 +3,7 @@
 //! healthy, 1 warning, 2 critical (for cron and scripts).
 
 use super::outln;
+use crate::report::{AVG_LATENCY_WARN_MS, CONNECTIONS_WARN, MAX_LATENCY_WARN_MS, OUTSTANDING_WARN};
 use crate::source::zk::derive::{epochs_ahead, role_of, zxid_lag};
 use crate::source::zk::parse::{self, Mode};
 use crate::source::zk::poll::{NodeObservation, poll_ensemble};
@@ -49,11 +50,6 @@ pub struct Verdict {
     pub detail: String,
 }
 
-/// Thresholds from the seed's health-check script (§8.4) and §1.2.
-const AVG_LATENCY_WARN_MS: f64 = 100.0;
-const MAX_LATENCY_WARN_MS: i64 = 1000;
-const CONNECTIONS_WARN: u64 = 1000;
-const OUTSTANDING_WARN: u64 = 10;
 const ZXID_LAG_WARN: u64 = 1000;
 
 /// Judges one poll of an ensemble.

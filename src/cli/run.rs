@@ -84,13 +84,14 @@ pub async fn main(config_path: Option<&Path>, defaults: Defaults) -> anyhow::Res
     // Restored firing alerts are held for two polls (or their rule's window)
     // while the store refills.
     let hold = longest_source * 2;
-    let Loaded { reconfig, sources, runbooks, intake } = loaded;
+    let Loaded { reconfig, sources, runbooks, intake, daily } = loaded;
     let rule_count = reconfig.rules.rule_count();
     let mut runner = Runner::new(reconfig.rules, reconfig.evaluation_interval, reconfig.pipeline, reconfig.channels);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     runner.reload_status = ReloadStatus::started(clock.now());
     runner.external.resolve_timeout = intake.policy.resolve_timeout;
     runner.restore_from(db, clock.now(), hold)?;
+    runner.set_daily(daily, clock.now());
     runner.metrics.set_config_reload(true, clock.now());
     if let Some(ha) = &config.ha {
         // Not active until elected: no sends, no heartbeat pings.
@@ -307,6 +308,7 @@ fn build(config: &Config) -> Result<Loaded, Vec<String>> {
         sources,
         runbooks: Arc::new(runbooks),
         intake: Arc::new(config.intake.clone()),
+        daily: crate::runner::daily::DailyPlan::from_config(config).map_err(|e| vec![e])?,
     })
 }
 
@@ -487,7 +489,7 @@ mod tests {
         std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
         let config = Config::load(&path).unwrap();
         let loader = Loader { config_path: Some(path.clone()), defaults: Defaults::default(), started: config.clone() };
-        let Loaded { reconfig, sources, runbooks, intake } = loader.load().unwrap();
+        let Loaded { reconfig, sources, runbooks, intake, .. } = loader.load().unwrap();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut runner =
             Runner::new(reconfig.rules, reconfig.evaluation_interval, reconfig.pipeline, reconfig.channels);

@@ -14,10 +14,12 @@ mod heartbeat;
 mod intake;
 mod notifiers;
 mod pipeline;
+pub mod reports;
 
 pub use ha::{CoordinationLoss, HaConfig};
 pub use heartbeat::{HeartbeatConfig, PingMethod};
 pub use intake::IntakeConfig;
+pub use reports::ReportConfig;
 
 pub use notifiers::{NotifierConfig, NotifierKind};
 pub(crate) use pipeline::inhibit_rule;
@@ -46,6 +48,8 @@ pub struct Config {
     pub heartbeat: Option<HeartbeatConfig>,
     /// Alerts posted to the Alertmanager API (`intake`).
     pub intake: IntakeConfig,
+    /// Scheduled daily reports, one per cluster (`reports`).
+    pub reports: Vec<ReportConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +67,18 @@ pub enum SourceConfig {
     /// Log files followed on the ZooKeeper host (its log, its GC log):
     /// lines matching patterns counted.
     Log(crate::source::log::LogSourceConfig),
+}
+
+impl SourceConfig {
+    /// The cluster whose series it brings (a Prometheus source without one: empty).
+    pub fn cluster(&self) -> &str {
+        match self {
+            SourceConfig::Zookeeper(z) | SourceConfig::ZookeeperAdmin(z) => &z.cluster,
+            SourceConfig::Prometheus(p) => p.cluster.as_deref().unwrap_or_default(),
+            SourceConfig::Host(h) => &h.cluster,
+            SourceConfig::Log(l) => &l.cluster,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +179,7 @@ impl Config {
             ha: None,
             heartbeat: None,
             intake: IntakeConfig::default(),
+            reports: Vec::new(),
         }
     }
 
@@ -188,6 +205,7 @@ impl Config {
         let mut sections = pipeline::Sections::default();
         let mut template_files: Vec<(String, PathBuf)> = Vec::new();
         let mut heartbeat = None;
+        let mut reports = None;
         const KEYS: &[&str] = &[
             "rules",
             "evaluation_interval",
@@ -204,6 +222,7 @@ impl Config {
             "ha",
             "heartbeat",
             "intake",
+            "reports",
         ];
         for (key, value) in r.map(&root, "config", KEYS) {
             match key {
@@ -248,6 +267,7 @@ impl Config {
                 "ha" => cfg.ha = ha::read(&mut r, value),
                 "heartbeat" => heartbeat = heartbeat::read(&mut r, value, base),
                 "intake" => cfg.intake = intake::read(&mut r, value),
+                "reports" => reports = Some(value),
                 _ => cfg.server = server(&mut r, value, base),
             }
         }
@@ -269,6 +289,16 @@ impl Config {
                 cfg.pipeline.watchdog = true;
             }
             cfg.heartbeat = Some(config);
+        }
+        if let Some(n) = reports {
+            let clusters: Vec<&str> = cfg.sources.iter().map(SourceConfig::cluster).collect();
+            let email: Vec<&str> = cfg
+                .notifiers
+                .iter()
+                .filter(|n| matches!(n.kind, NotifierKind::Email(_)))
+                .map(|n| n.name.as_str())
+                .collect();
+            cfg.reports = reports::read(&mut r, n, base, &clusters, &email);
         }
         // Templates compile and render every sample message, or their
         // problems are reported at the template's file and line.

@@ -17,7 +17,8 @@ use crate::rule::{RuleHealth, RuleSet};
 use crate::source::PollBatch;
 use prometheus::core::Collector;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use std::time::Duration;
 
@@ -68,7 +69,13 @@ pub struct Metrics {
     replica_sending: IntGaugeVec,
     replica_held: IntGauge,
     intake_alerts: IntCounterVec,
+    reports: IntCounterVec,
+    report_last_success_timestamp: GaugeVec,
 }
+
+/// `zkalert_reports_total`'s outcomes: made (gathered, rendered), written (its HTML file), mailed (to one email
+/// notifier), failed (an attempt to write or mail it; retried), gave_up (no more attempts).
+pub const REPORT_OUTCOMES: [&str; 5] = ["made", "written", "mailed", "failed", "gave_up"];
 
 /// `zkalert_intake_alerts_total`'s outcomes.
 const INTAKE_OUTCOMES: [&str; 3] = ["accepted", "defaulted", "refused"];
@@ -145,7 +152,21 @@ impl Metrics {
             "1 if the last load of the configuration and rules succeeded, else 0.",
         ));
         config_reload_successful.set(1);
+        let reports = r.counters(
+            "zkalert_reports_total",
+            "Scheduled reports, by cluster and outcome: made, written (HTML file), mailed (per email notifier), failed (an attempt, retried), gave_up.",
+            &["cluster", "outcome"],
+        );
+        let report_last_success_timestamp = r.add(GaugeVec::new(
+            Opts::new(
+                "zkalert_report_last_success_timestamp_seconds",
+                "When a cluster's scheduled report was last written and mailed everywhere it goes.",
+            ),
+            &["cluster"],
+        ));
         Self {
+            reports,
+            report_last_success_timestamp,
             polls: r.counters(
                 "zkalert_polls_total",
                 "Polls of each target (a ZooKeeper node, a scraped endpoint).",
@@ -324,6 +345,16 @@ impl Metrics {
 
     /// One post to the intake: alerts taken with a mapped severity, taken
     /// at the default tier, and refused.
+    /// Counts an outcome of a scheduled report (`REPORT_OUTCOMES`).
+    pub fn observe_daily_report(&self, cluster: &str, outcome: &str) {
+        self.reports.with_label_values(&[cluster, outcome]).inc();
+    }
+
+    /// A cluster's report was written and mailed everywhere it goes, at `at`.
+    pub fn report_succeeded(&self, cluster: &str, at: crate::model::Timestamp) {
+        self.report_last_success_timestamp.with_label_values(&[cluster]).set(at.as_millis() as f64 / 1000.0);
+    }
+
     pub fn observe_intake(&self, mapped: usize, defaulted: usize, refused: usize) {
         for (outcome, n) in INTAKE_OUTCOMES.into_iter().zip([mapped, defaulted, refused]) {
             self.intake_alerts.with_label_values(&[outcome]).inc_by(n as u64);

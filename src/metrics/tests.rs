@@ -261,6 +261,8 @@ fn names_lists_every_family_a_scrape_shows() {
     ] {
         runner.metrics.observe_report(&report(result, done));
     }
+    runner.metrics.observe_daily_report("prod", "made");
+    runner.metrics.report_succeeded("prod", at(0));
     let text = scrape(&runner, at(0));
     let mut shown: Vec<String> = parse(&text).into_iter().map(|(n, ..)| n).filter(|n| !n.starts_with("zk_")).collect();
     shown.dedup();

@@ -235,6 +235,38 @@ impl EmailNotifier {
     }
 }
 
+impl EmailNotifier {
+    /// The notifier's name in the config.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The email of a report (`report::render`): its subject, text and HTML as alternatives; `id` names it (the
+    /// same on retries, so a mail client shows a retried report once).
+    pub fn report_message(&self, id: &str, r: &crate::report::render::Rendered) -> Result<lettre::Message, SendError> {
+        let mut builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(r.subject.clone())
+            .message_id(Some(format!("<{}.{}@zkalert>", msg_id_part(id), msg_id_part(&self.name))));
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        builder
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(r.text.clone()))
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(r.html.clone())),
+            )
+            .map_err(|e| SendError::Permanent(format!("cannot build the email: {e}")))
+    }
+
+    /// Sends a report (one attempt; the caller bounds it in time and retries).
+    pub async fn send_report(&self, id: &str, r: &crate::report::render::Rendered) -> Result<(), SendError> {
+        let email = self.report_message(id, r)?;
+        self.transport.send(email).await.map(drop).map_err(|e| classify(&e))
+    }
+}
+
 /// `<{message id}.{channel}@zkalert>`: unique per delivery, the same on retries.
 pub fn message_id(d: &Delivery) -> String {
     format!("<{}.{}@zkalert>", msg_id_part(&d.message.id), msg_id_part(&d.channel))

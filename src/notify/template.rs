@@ -226,45 +226,8 @@ impl std::fmt::Debug for Templates {
 impl Templates {
     /// The built-in templates, each replaced by the file given for its name.
     pub fn load(overrides: &[(String, PathBuf)]) -> Result<Templates, Vec<TemplateError>> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|name| if name == "html" { AutoEscape::Html } else { AutoEscape::None });
-        env.set_fuel(Some(200_000));
-        let mut files = BTreeMap::new();
-        let mut errors = Vec::new();
-        for (name, builtin) in BUILTIN {
-            let (file, source) = match overrides.iter().find(|(n, _)| n == name) {
-                Some((_, path)) => match crate::yaml::read_file(path) {
-                    Ok(text) => (path.display().to_string(), text),
-                    Err(e) => {
-                        errors.push(TemplateError {
-                            file: path.display().to_string(),
-                            line: 1,
-                            message: format!("cannot read template: {e}"),
-                        });
-                        continue;
-                    }
-                },
-                None => (format!("built-in notifiers/{name}.j2"), builtin.to_string()),
-            };
-            if let Err(e) = env.add_template_owned(name.to_string(), source) {
-                errors.push(error(&file, &e));
-            }
-            files.insert(name.to_string(), file);
-        }
-        for (name, path) in overrides {
-            if !BUILTIN.iter().any(|(n, _)| n == name) {
-                errors.push(TemplateError {
-                    file: path.display().to_string(),
-                    line: 1,
-                    message: format!(
-                        "no template named {name:?}; expected one of {}",
-                        BUILTIN.map(|(n, _)| n).join(", ")
-                    ),
-                });
-            }
-        }
-        if errors.is_empty() { Ok(Templates { env, files }) } else { Err(errors) }
+        let (env, files) = compile(&BUILTIN, "notifiers", overrides)?;
+        Ok(Templates { env, files })
     }
 
     pub fn builtin() -> Templates {
@@ -322,7 +285,54 @@ impl Rendering {
     }
 }
 
-fn error(file: &str, e: &minijinja::Error) -> TemplateError {
+/// Compiles a set of built-in templates (`dir/NAME.j2`), each replaced by the file given for its name: strict
+/// undefined, HTML escaping in the one named `html`, fuel bounded. Returns the environment and each template's
+/// file (for errors), or every problem.
+pub(crate) fn compile(
+    builtin: &[(&str, &'static str)],
+    dir: &str,
+    overrides: &[(String, PathBuf)],
+) -> Result<(Environment<'static>, BTreeMap<String, String>), Vec<TemplateError>> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|name| if name == "html" { AutoEscape::Html } else { AutoEscape::None });
+    env.set_fuel(Some(200_000));
+    let mut files = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (name, builtin) in builtin {
+        let (file, source) = match overrides.iter().find(|(n, _)| n == name) {
+            Some((_, path)) => match crate::yaml::read_file(path) {
+                Ok(text) => (path.display().to_string(), text),
+                Err(e) => {
+                    errors.push(TemplateError {
+                        file: path.display().to_string(),
+                        line: 1,
+                        message: format!("cannot read template: {e}"),
+                    });
+                    continue;
+                }
+            },
+            None => (format!("built-in {dir}/{name}.j2"), builtin.to_string()),
+        };
+        if let Err(e) = env.add_template_owned(name.to_string(), source) {
+            errors.push(error(&file, &e));
+        }
+        files.insert(name.to_string(), file);
+    }
+    for (name, path) in overrides {
+        if !builtin.iter().any(|(n, _)| n == name) {
+            let names: Vec<&str> = builtin.iter().map(|(n, _)| *n).collect();
+            errors.push(TemplateError {
+                file: path.display().to_string(),
+                line: 1,
+                message: format!("no template named {name:?}; expected one of {}", names.join(", ")),
+            });
+        }
+    }
+    if errors.is_empty() { Ok((env, files)) } else { Err(errors) }
+}
+
+pub(crate) fn error(file: &str, e: &minijinja::Error) -> TemplateError {
     TemplateError {
         file: file.to_string(),
         line: e.line().unwrap_or(1),

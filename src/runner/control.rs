@@ -226,6 +226,9 @@ impl Runner {
             Command::ExportSeries { reply } => {
                 let _ = reply.send(crate::metrics::export_series(&self.store, now));
             }
+            Command::Report { cluster, period, time_zone, reply } => {
+                let _ = reply.send(self.report_now(&cluster, period, time_zone, now));
+            }
             // Reloads are the run loop's: it owns the sources too.
             Command::Reload { reply } => {
                 let _ = reply.send(Err(CommandError::NotFound("no config to reload outside `zkalert run`".into())));

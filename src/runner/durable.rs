@@ -13,7 +13,7 @@ use super::sending::NOTIFIER_FAILING;
 use crate::model::{Alert, AlertState, Fingerprint, Labels, Severity, Timestamp};
 use crate::pipeline::{Message, Pipeline, Silences};
 use crate::rule::AlertTracker;
-use crate::state::{DeliveryMark, StateDb, StateError, StepWrite};
+use crate::state::{DeliveryMark, LeaderChange, StateDb, StateError, StepWrite};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,6 +104,8 @@ pub struct Durable {
     open_windows: Vec<(String, Timestamp, Timestamp)>,
     /// Messages whose outbox rows a failed write did not write.
     unwritten_outbox: Vec<Arc<Message>>,
+    /// Leader changes not written yet (they go with the next step's write).
+    unwritten_leaders: Vec<LeaderChange>,
     /// Delivery outcomes not written yet, by (message id, channel).
     unwritten_marks: FxHashMap<(String, String), DeliveryMark>,
     /// Set while writes fail.
@@ -233,6 +235,8 @@ impl Durable {
     fn write(&mut self, w: &mut StepWrite, now: Timestamp, whole_step: bool) -> Result<(), StateError> {
         w.outbox = std::mem::take(&mut self.unwritten_outbox);
         w.deliveries = self.unwritten_marks.drain().map(|(_, m)| m).collect();
+        w.leaders = std::mem::take(&mut self.unwritten_leaders);
+        w.at = now;
         let result = if w.is_empty() && whole_step && self.failure.is_some() {
             // Nothing to write, but is the file writable again?
             self.db.check_writable()
@@ -250,6 +254,7 @@ impl Durable {
             }
             Err(e) => {
                 self.unwritten_outbox = std::mem::take(&mut w.outbox);
+                self.unwritten_leaders = std::mem::take(&mut w.leaders);
                 for m in std::mem::take(&mut w.deliveries) {
                     self.unwritten_marks.insert((m.message_id.clone(), m.channel.clone()), m);
                 }
@@ -284,6 +289,11 @@ impl Durable {
     pub fn add_outbox(&mut self, m: Arc<Message>, now: Timestamp) {
         self.unwritten_outbox.push(m);
         let _ = self.flush(now);
+    }
+
+    /// Records a change of a cluster's leader, written with the next step.
+    pub fn add_leader(&mut self, change: LeaderChange) {
+        self.unwritten_leaders.push(change);
     }
 
     /// Records a delivery's attempt and outcome.
@@ -432,6 +442,7 @@ impl Runner {
         self.external.restore(external, now);
         self.pipeline.dispatcher.restore(persisted.groups);
         self.pipeline.silences = Silences::new(persisted.silences);
+        self.leaders.restore(persisted.leaders);
         self.pending = persisted.pending.into_iter().map(|e| (Arc::new(e.message), e.channel)).collect();
         if !orphans.is_empty() {
             tracing::info!(count = orphans.len(), "dropping persisted alerts of rules that no longer exist");
@@ -455,6 +466,7 @@ impl Runner {
             open_windows: persisted.maintenance,
             unwritten_outbox: Vec::new(),
             unwritten_marks: FxHashMap::default(),
+            unwritten_leaders: Vec::new(),
             failure: None,
             failure_logged: now,
             alert: None,

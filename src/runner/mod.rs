@@ -6,8 +6,10 @@
 
 pub mod channels;
 mod control;
+pub mod daily;
 mod durable;
 pub mod heartbeat;
+mod leaders;
 mod reload;
 mod replica;
 mod sending;
@@ -78,6 +80,10 @@ pub struct Runner {
     pub external: crate::intake::ExternalAlerts,
     /// A post changed what the pipeline tells since its last step.
     external_changed: bool,
+    /// Who leads each cluster, for the report's elections.
+    leaders: leaders::Leaders,
+    /// Scheduled reports (`reports` in the config).
+    pub daily: daily::DailyReports,
 }
 
 /// Dropping series that stopped reporting walks the whole store: once a
@@ -116,9 +122,12 @@ const CONSOLE_HISTORY: Duration = Duration::from_secs(300);
 
 /// The rules' retention, with the console's node metrics that the rules
 /// read kept for [`CONSOLE_HISTORY`] (else only their latest sample would
-/// be): a sparkline per node and metric, at most the store's points.
+/// be): a sparkline per node and metric, at most the store's points; and
+/// the latest sample of each metric the daily report shows.
 fn console_history(rules: &crate::store::Retention) -> crate::store::Retention {
     let mut retention = rules.clone();
+    // The report's metrics: their latest sample, whether rules read them or not.
+    retention.add_reads(crate::report::gather::METRICS.map(String::from));
     let needs: Vec<crate::store::RangeNeed> = crate::api::NODE_METRICS
         .iter()
         .filter(|m| rules.keeps(m))
@@ -163,6 +172,8 @@ impl Runner {
             replica: None,
             external: Default::default(),
             external_changed: false,
+            leaders: Default::default(),
+            daily: Default::default(),
         }
     }
 
@@ -180,6 +191,12 @@ impl Runner {
         } else {
             for s in &batch.series {
                 self.fresh.insert(s.labels.get("cluster"));
+            }
+        }
+        if let Some(durable) = &mut self.durable {
+            for change in self.leaders.observe(&batch) {
+                tracing::info!(cluster = %change.cluster, leader = change.leader.as_deref().unwrap_or("none"), "leader");
+                durable.add_leader(change);
             }
         }
         self.ingest(source, batch);
@@ -606,13 +623,17 @@ pub async fn run(
             Some(()) = sleep_until(control.as_ref().and_then(Control::owed_at)) => {
                 publish(&runner, &mut control, clock.now(), false);
             }
+            Some(()) = sleep_until(daily_timer(&runner, clock.as_ref())) => {
+                runner.run_due_reports(clock.now());
+            }
             Some(()) = sleep_until(pipeline_timer(&runner, clock.as_ref())) => {
                 if gate_open(&waiting_for) {
                     step(&mut runner, &mut control, clock.as_ref()).await;
                 }
             }
             Some(command) = next_command(&mut control) => {
-                let writes = !matches!(command, crate::api::Command::ExportSeries { .. });
+                let writes =
+                    !matches!(command, crate::api::Command::ExportSeries { .. } | crate::api::Command::Report { .. });
                 match command {
                     crate::api::Command::Reload { reply } => {
                         let status = reload(&mut runner, &mut polling, &mut reloading, clock.now());
@@ -690,6 +711,7 @@ fn reload(
         runner.forget_source(removed, now);
     }
     runner.reconfigure(loaded.reconfig, now);
+    runner.set_daily(loaded.daily, now);
     if let Some(runbooks) = &reloading.runbooks {
         runbooks.send_replace(loaded.runbooks);
     }
@@ -739,6 +761,12 @@ async fn next_command(control: &mut Option<Control>) -> Option<crate::api::Comma
 /// The loop's instant for [`Runner::pipeline_wake`].
 fn pipeline_timer(runner: &Runner, clock: &dyn Clock) -> Option<tokio::time::Instant> {
     let at = runner.pipeline_wake()?;
+    Some(tokio::time::Instant::now() + at.since(clock.now()))
+}
+
+/// The loop's instant for the next scheduled report.
+fn daily_timer(runner: &Runner, clock: &dyn Clock) -> Option<tokio::time::Instant> {
+    let at = runner.daily.next_due()?;
     Some(tokio::time::Instant::now() + at.since(clock.now()))
 }
 

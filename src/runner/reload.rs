@@ -40,6 +40,8 @@ pub struct Loaded {
     pub runbooks: Arc<Runbooks>,
     /// How posted alerts are taken (the API reads it).
     pub intake: Arc<crate::config::IntakeConfig>,
+    /// Scheduled reports.
+    pub daily: super::daily::DailyPlan,
 }
 
 /// Reads and checks the config and rules again: every problem found, each

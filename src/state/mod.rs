@@ -21,12 +21,14 @@
 //! everything back, and writing one step in one transaction), `checkpoint` (the background checkpointer).
 
 mod checkpoint;
+mod history;
 mod records;
 mod schema;
 mod step;
 #[cfg(test)]
 mod tests;
 
+pub use history::{AlertSpan, DeliveryProblem, HISTORY};
 pub(crate) use records::shared as shared_records;
 pub use schema::SCHEMA_VERSION;
 
@@ -74,6 +76,8 @@ pub struct Persisted {
     pub pending: Vec<OutboxEntry>,
     /// Open maintenance windows recorded: (name, opened_at, closes_at).
     pub maintenance: Vec<(String, Timestamp, Timestamp)>,
+    /// Each cluster's leader as last recorded: (cluster, leader).
+    pub leaders: Vec<(String, Option<String>)>,
 }
 
 /// One delivery still to make: a message to one channel.
@@ -106,6 +110,18 @@ pub struct StepWrite {
     /// Attempts and outcomes of deliveries, applied after the outbox rows are written (so a delivery made before
     /// its row could be written is recorded with it).
     pub deliveries: Vec<DeliveryMark>,
+    /// Changes of each cluster's leader, for the report's elections.
+    pub leaders: Vec<LeaderChange>,
+    /// When the step was: a deleted alert's open history span ends then.
+    pub at: Timestamp,
+}
+
+/// A cluster's leader changed: to `leader`, or to none (no node, or more than one, reports `leader`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderChange {
+    pub cluster: String,
+    pub at: Timestamp,
+    pub leader: Option<String>,
 }
 
 /// What happened to one pending delivery since it was last written.
@@ -151,6 +167,7 @@ impl StepWrite {
             && self.outbox.is_empty()
             && self.maintenance.is_none()
             && self.deliveries.is_empty()
+            && self.leaders.is_empty()
     }
 
     /// Rows this writes, about.
@@ -162,6 +179,7 @@ impl StepWrite {
             + self.outbox.iter().map(|m| 1 + m.channels.len()).sum::<usize>()
             + self.maintenance.as_ref().map_or(0, |m| 1 + m.len())
             + self.deliveries.len()
+            + self.leaders.len()
     }
 }
 
@@ -350,6 +368,15 @@ impl StateDb {
                 if let Some(a) = &group.ack {
                     tx.prepare_cached("INSERT INTO acks (group_id, at, body) VALUES (?1, ?2, ?3)")?
                         .execute(params![id, a.at.as_millis(), ack_json])?;
+                    // The alerts the on-call saw firing in the group are the ones acknowledged (the report's
+                    // "acked by"); the first ack of a span is the one that counts.
+                    let mut history = tx.prepare_cached(
+                        "UPDATE alert_history SET acked_at = ?2, acked_by = ?3
+                         WHERE fingerprint = ?1 AND resolved_at IS NULL AND acked_at IS NULL",
+                    )?;
+                    for fp in &group.notified_firing {
+                        history.execute(params![fp.to_string(), a.at.as_millis(), a.by])?;
+                    }
                 }
                 tx.prepare_cached("UPDATE groups SET body = json_set(body, '$.ack', json(?2)) WHERE id = ?1")?
                     .execute(params![id, ack_json])?;

@@ -6,7 +6,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use std::time::Duration;
 
 /// The schema version this code reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a statement waits for a lock held by another connection.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,6 +81,32 @@ CREATE TABLE secrets (
     name  TEXT NOT NULL PRIMARY KEY,
     value BLOB NOT NULL
 ) STRICT;
+CREATE TABLE alert_history (
+    fingerprint TEXT NOT NULL,
+    fired_at    INTEGER NOT NULL,
+    rule        TEXT NOT NULL,
+    cluster     TEXT,
+    tier        TEXT NOT NULL,
+    resolved_at INTEGER,
+    acked_at    INTEGER,
+    acked_by    TEXT,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, fired_at)
+) STRICT;
+CREATE INDEX alert_history_cluster ON alert_history (cluster, fired_at);
+CREATE INDEX alert_history_open ON alert_history (fingerprint) WHERE resolved_at IS NULL;
+CREATE INDEX alert_history_resolved ON alert_history (resolved_at) WHERE resolved_at IS NOT NULL;
+CREATE TABLE leaders (
+    seq     INTEGER PRIMARY KEY,
+    cluster TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    leader  TEXT
+) STRICT;
+CREATE INDEX leaders_cluster ON leaders (cluster, at);
+CREATE TABLE report_runs (
+    cluster TEXT NOT NULL PRIMARY KEY,
+    due_at  INTEGER NOT NULL
+) STRICT;
 "#;
 
 /// Version 1 → 2: a delivery that gave up is `failed_at`, no longer pending.
@@ -98,8 +124,39 @@ CREATE TABLE secrets (
 ) STRICT;
 "#;
 
+/// Version 3 → 4: what the daily report reads (docs/reports.md): each alert's firing spans with who acked them, the
+/// leader each cluster had since when, and when each cluster's report was last due.
+const MIGRATE_3_TO_4: &str = r#"
+CREATE TABLE alert_history (
+    fingerprint TEXT NOT NULL,
+    fired_at    INTEGER NOT NULL,
+    rule        TEXT NOT NULL,
+    cluster     TEXT,
+    tier        TEXT NOT NULL,
+    resolved_at INTEGER,
+    acked_at    INTEGER,
+    acked_by    TEXT,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, fired_at)
+) STRICT;
+CREATE INDEX alert_history_cluster ON alert_history (cluster, fired_at);
+CREATE INDEX alert_history_open ON alert_history (fingerprint) WHERE resolved_at IS NULL;
+CREATE INDEX alert_history_resolved ON alert_history (resolved_at) WHERE resolved_at IS NOT NULL;
+CREATE TABLE leaders (
+    seq     INTEGER PRIMARY KEY,
+    cluster TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    leader  TEXT
+) STRICT;
+CREATE INDEX leaders_cluster ON leaders (cluster, at);
+CREATE TABLE report_runs (
+    cluster TEXT NOT NULL PRIMARY KEY,
+    due_at  INTEGER NOT NULL
+) STRICT;
+"#;
+
 /// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`; a file of an older version runs them in turn.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize - 1] = [MIGRATE_1_TO_2, MIGRATE_2_TO_3];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize - 1] = [MIGRATE_1_TO_2, MIGRATE_2_TO_3, MIGRATE_3_TO_4];
 
 pub(super) fn init(conn: &mut Connection) -> Result<(), Fail> {
     conn.busy_timeout(BUSY_TIMEOUT)?;

@@ -64,6 +64,13 @@ pub(super) fn load(conn: &Connection) -> Result<Persisted, Fail> {
         Ok(())
     })?;
 
+    let last_leaders =
+        "SELECT cluster, leader FROM leaders WHERE seq IN (SELECT max(seq) FROM leaders GROUP BY cluster)";
+    for_each_row(&tx, last_leaders, |row| {
+        out.leaders.push((row.get(0)?, row.get(1)?));
+        Ok(())
+    })?;
+
     for_each_row(&tx, "SELECT name, opened_at, closes_at FROM maintenance ORDER BY seq", |row| {
         out.maintenance.push((row.get(0)?, Timestamp::from_millis(row.get(1)?), Timestamp::from_millis(row.get(2)?)));
         Ok(())
@@ -92,11 +99,23 @@ pub(super) fn commit(conn: &mut Connection, w: &StepWrite) -> Result<(), Fail> {
     // Deletions first: a key both deleted and upserted in one step ends up present.
     if !w.alerts_delete.is_empty() {
         let mut st = tx.prepare_cached("DELETE FROM alerts WHERE rule = ?1 AND fingerprint = ?2")?;
+        // An alert gone without its resolution written (its rule removed) ends its span in the history now.
+        let mut close = tx.prepare_cached(
+            "UPDATE alert_history SET resolved_at = ?2 WHERE fingerprint = ?1 AND resolved_at IS NULL",
+        )?;
         for (rule, fp) in &w.alerts_delete {
-            st.execute(params![rule, fp.to_string()])?;
+            let fp = fp.to_string();
+            st.execute(params![rule, fp])?;
+            close.execute(params![fp, w.at.as_millis()])?;
         }
     }
     if !w.alerts_upsert.is_empty() {
+        let mut history = tx.prepare_cached(
+            "INSERT INTO alert_history (fingerprint, fired_at, rule, cluster, tier, resolved_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (fingerprint, fired_at) DO UPDATE SET tier = min(tier, excluded.tier),
+             resolved_at = excluded.resolved_at, body = excluded.body",
+        )?;
         let mut st = tx.prepare_cached(
             "INSERT INTO alerts (rule, fingerprint, state, active_at, body) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (rule, fingerprint) DO UPDATE SET state = excluded.state, active_at = excluded.active_at,
@@ -110,9 +129,27 @@ pub(super) fn commit(conn: &mut Connection, w: &StepWrite) -> Result<(), Fail> {
             },
             |(rule, a), fp, body| {
                 st.execute(params![rule, fp, a.state.as_str(), a.active_at.as_millis(), body])?;
+                // The report's history: one row per firing span, its tier the most severe reached.
+                if let Some(fired) = a.fired_at {
+                    history.execute(params![
+                        fp,
+                        fired.as_millis(),
+                        rule,
+                        a.labels.get("cluster"),
+                        a.severity.as_str(),
+                        a.resolved_at.map(Timestamp::as_millis),
+                        body
+                    ])?;
+                }
                 Ok(())
             },
         )?;
+    }
+    if !w.leaders.is_empty() {
+        let mut st = tx.prepare_cached("INSERT INTO leaders (cluster, at, leader) VALUES (?1, ?2, ?3)")?;
+        for change in &w.leaders {
+            st.execute(params![change.cluster, change.at.as_millis(), change.leader])?;
+        }
     }
     if !w.groups.removed.is_empty() {
         let mut st = tx.prepare_cached("DELETE FROM groups WHERE id = ?1")?;
