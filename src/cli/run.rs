@@ -268,7 +268,8 @@ fn build(config: &Config) -> Result<Loaded, Vec<String>> {
     for w in &rules.warnings.items {
         tracing::warn!("{w}");
     }
-    let keep = Arc::new(rules.retention.clone());
+    // Sources drop what the store would not keep.
+    let keep = Arc::new(crate::runner::store_retention(&rules.retention));
     // The local runbooks rules name, for the API to serve at /runbooks/.
     let runbooks: Runbooks = rules
         .rules()

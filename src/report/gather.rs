@@ -11,8 +11,10 @@ use crate::store::{GroupId, SeriesStore};
 use std::time::Duration;
 
 /// The metrics a report reads: the store keeps them (latest sample) whether rules read them or not.
-pub const METRICS: [&str; 19] = [
+pub const METRICS: [&str; 20] = [
     "up",
+    // Who leads: `runner::leaders` reads it as polls land.
+    "zk_cluster_leaders",
     "zk_avg_latency",
     "zk_max_latency",
     "zk_num_alive_connections",
@@ -70,9 +72,9 @@ fn formatted(t: Timestamp, tz: chrono_tz::Tz, format: &str) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
-/// A duration to the second, e.g. `1h5m3s`.
+/// A duration to the second, e.g. `1h5m3s` (`<1s` below a second: a leader elected within one poll).
 fn span(d: Duration) -> String {
-    format_duration(Duration::from_secs(d.as_secs()))
+    if d < Duration::from_secs(1) { "<1s".into() } else { format_duration(Duration::from_secs(d.as_secs())) }
 }
 
 /// Builds one cluster's report.

@@ -124,7 +124,7 @@ const CONSOLE_HISTORY: Duration = Duration::from_secs(300);
 /// read kept for [`CONSOLE_HISTORY`] (else only their latest sample would
 /// be): a sparkline per node and metric, at most the store's points; and
 /// the latest sample of each metric the daily report shows.
-fn console_history(rules: &crate::store::Retention) -> crate::store::Retention {
+pub fn store_retention(rules: &crate::store::Retention) -> crate::store::Retention {
     let mut retention = rules.clone();
     // The report's metrics: their latest sample, whether rules read them or not.
     retention.add_reads(crate::report::gather::METRICS.map(String::from));
@@ -144,7 +144,7 @@ impl Runner {
         pipeline: PipelineConfig,
         channels: Vec<crate::notify::delivery::Channel>,
     ) -> Self {
-        let store = Arc::new(SeriesStore::for_rules(&console_history(&rules.retention)));
+        let store = Arc::new(SeriesStore::for_rules(&store_retention(&rules.retention)));
         let deadlines = pipeline.policy.tiers.each_ref().map(|t| t.delivery_deadline);
         let (deliverer, reports) = sending::deliverer(channels, deadlines);
         Self {

@@ -136,7 +136,7 @@ impl Runner {
             tracing::info!(rule = %key, alerts = state.active.len(), "rule removed: its firing alerts resolve");
             self.retired.add(state.active.into_values(), now);
         }
-        Arc::make_mut(&mut self.store).set_retention(&super::console_history(&new.rules.retention));
+        Arc::make_mut(&mut self.store).set_retention(&super::store_retention(&new.rules.retention));
         self.evaluator = self.evaluator.reloaded(new.rules, new.evaluation_interval, AlertTracker { rules });
         if let Some(d) = &mut self.durable {
             d.rekey(keys);

@@ -25,6 +25,7 @@ mod package;
 mod parsers_never_panic;
 mod pipeline;
 mod reload;
+mod reports;
 mod runbooks;
 mod sms_voice;
 mod webhooks;

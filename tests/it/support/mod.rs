@@ -11,5 +11,6 @@ pub mod http;
 pub mod loopback;
 pub mod process;
 pub mod prometheus;
+pub mod smtp;
 pub mod tmpfs;
 pub mod zkalert;
