@@ -35,6 +35,7 @@ pub const MAX_PERIOD: Duration = Duration::from_secs(31 * 24 * 3600);
 /// Reads the `reports` list; `clusters` are the ones sources watch, `email` the email notifiers' names.
 pub(super) fn read(r: &mut Reader, n: &Node, base: &Path, clusters: &[&str], email: &[&str]) -> Vec<ReportConfig> {
     let mut out: Vec<ReportConfig> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for item in r.seq(n, "reports") {
         let known = ["cluster", "schedule", "time_zone", "period", "email", "html_dir", "keep", "templates"];
         let fields = r.map(item, "report", &known);
@@ -50,9 +51,10 @@ pub(super) fn read(r: &mut Reader, n: &Node, base: &Path, clusters: &[&str], ema
             let known = if clusters.is_empty() { "none".to_string() } else { clusters.join(", ") };
             r.error(cluster_pos, format!("report cluster {cluster:?}: no source watches it (sources watch: {known})"));
         }
-        if out.iter().any(|o| o.cluster == cluster) {
+        if seen.contains(&cluster) {
             r.error(cluster_pos, format!("report cluster {cluster:?} is listed twice"));
         }
+        seen.push(cluster.clone());
         let expression =
             get("schedule").and_then(|v| r.string(v, "schedule")).unwrap_or_else(|| DEFAULT_SCHEDULE.into());
         let time_zone = get("time_zone").and_then(|v| r.string(v, "time_zone")).unwrap_or_else(|| "UTC".into());
@@ -132,4 +134,81 @@ fn templates(r: &mut Reader, n: Option<&Node>, base: &Path) -> Option<Arc<Report
         r.error(pos, format!("report template {}:{}: {}", p.file, p.line, p.message));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    const HEAD: &str = "sources:\n  - {type: zookeeper, cluster: prod, nodes: ['a:2181']}\nnotifiers:\n  - {name: log, type: file, path: n.jsonl}\n  - {name: mail, type: email, host: smtp.example, from: 'z@example.com', to: ['o@example.com']}\n";
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match Config::parse(&format!("{HEAD}{yaml}"), Path::new("z.yaml")) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.items.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_report_is_read_with_its_defaults() {
+        let config = Config::parse(
+            &format!("{HEAD}reports:\n  - cluster: prod\n    email: [mail]\n"),
+            Path::new("/etc/z/z.yaml"),
+        )
+        .unwrap();
+        let r = &config.reports[0];
+        assert_eq!(
+            (r.cluster.as_str(), r.schedule.expression(), r.schedule.time_zone().name()),
+            ("prod", "0 8 * * *", "UTC")
+        );
+        assert_eq!(
+            (r.period, r.keep, r.email.as_slice()),
+            (super::DEFAULT_PERIOD, 31, ["mail".to_string()].as_slice())
+        );
+        assert_eq!(r.html_dir, None, "data_dir/reports, decided by the runner");
+        let dir = Config::parse(
+            &format!("{HEAD}reports:\n  - {{cluster: prod, html_dir: out}}\n"),
+            Path::new("/etc/z/z.yaml"),
+        )
+        .unwrap();
+        assert_eq!(dir.reports[0].html_dir.as_deref(), Some(Path::new("/etc/z/out")), "relative to the config");
+    }
+
+    #[test]
+    fn every_problem_of_a_report_is_named_where_it_is() {
+        let found = problems(
+            "reports:
+  - {cluster: staging}
+  - {cluster: prod, email: [log, pager], schedule: 'at eight', period: 40d, keep: 0}
+  - {cluster: prod, time_zone: Mars/Base, colour: red}
+  - {schedule: '0 8 * * *'}
+",
+        );
+        let wanted = [
+            "z.yaml:7:15: report cluster \"staging\": no source watches it (sources watch: prod)",
+            "z.yaml:8:29: report email \"log\" is not an email notifier (email notifiers: mail)",
+            "z.yaml:8:34: report email \"pager\" is not an email notifier",
+            "z.yaml:8:52: schedule \"at eight\": Invalid pattern",
+            "z.yaml:8:72: period must be positive and at most 31d",
+            "z.yaml:8:83: keep must be a whole number from 1 to 10000",
+            "z.yaml:9:15: report cluster \"prod\" is listed twice",
+            "z.yaml:9:32: unknown time zone \"Mars/Base\"",
+            "z.yaml:9:43: unknown field \"colour\" in report",
+            "z.yaml:10:5: report needs `cluster`",
+        ];
+        for w in wanted {
+            assert!(found.iter().any(|f| f.starts_with(w)), "{w:?} not in {found:#?}");
+        }
+    }
+
+    #[test]
+    fn a_template_that_does_not_render_is_refused_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("r.j2"), "<h1>{{ cluster }}</h1>\n{{ nodes[0].colour }}\n").unwrap();
+        let yaml = format!("{HEAD}reports:\n  - {{cluster: prod, templates: {{html: r.j2}}}}\n");
+        let err = Config::parse(&yaml, &dir.path().join("z.yaml")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("report template") && text.contains("r.j2:2"), "{text}");
+    }
 }

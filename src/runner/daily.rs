@@ -174,6 +174,11 @@ impl Runner {
                 // Made anyway: a restart may make it again, which is better than never.
                 tracing::error!(cluster = %config.cluster, error = %e, "cannot record that the report is being made");
             }
+            if !self.sends() {
+                // With `ha:`, the replica that pages is the one that reports.
+                tracing::info!(cluster = %config.cluster, "report due: the sending replica makes it");
+                continue;
+            }
             let rendered = match self
                 .report(&config.cluster, config.period, config.schedule.time_zone(), now)
                 .map_err(|e| e.to_string())
@@ -544,5 +549,100 @@ reports:
         for needle in ["ZkNodeDown", "alice", "zk2:2181", "disk swap", "CST"] {
             assert!(html.contains(needle), "{needle} not in the HTML");
         }
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+    use crate::pipeline::PipelineConfig;
+    use crate::state::StateDb;
+
+    fn at(rfc3339: &str) -> Timestamp {
+        Timestamp::from_millis(chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis())
+    }
+
+    /// A runner with a state file and the daily report of `prod` at 08:00 Shanghai (00:00 UTC).
+    fn runner(dir: &Path, last_due: Option<&str>, now: Timestamp) -> Runner {
+        let yaml = "sources: [{type: zookeeper, cluster: prod, nodes: ['a:2181']}]\nreports:\n  - {cluster: prod, time_zone: Asia/Shanghai}\n";
+        let config = Config::parse(yaml, &dir.join("zkalert.yaml")).unwrap();
+        let rules = Arc::new(crate::test_support::rules_from_yaml("groups: []\n").unwrap());
+        let mut runner = Runner::new(rules, Duration::from_secs(5), PipelineConfig::defaults_to(&[]), Vec::new());
+        let mut db = StateDb::open(&dir.join("state.db")).unwrap();
+        if let Some(due) = last_due {
+            db.set_report_due("prod", at(due)).unwrap();
+        }
+        runner.restore_from(db, now, Duration::from_secs(10)).unwrap();
+        runner.set_daily(DailyPlan::from_config(&config).unwrap(), now);
+        runner
+    }
+
+    #[test]
+    fn a_report_due_while_zkalert_was_down_is_made_at_start_up_and_one_made_is_not_made_again() {
+        let now = at("2026-12-06T03:00:00Z");
+        let today = at("2026-12-06T00:00:00Z");
+        let tomorrow = Some(at("2026-12-07T00:00:00Z"));
+        let dir = tempfile::tempdir().unwrap();
+        // Yesterday's was the last made: today's was missed, and is made now.
+        assert_eq!(runner(&dir.path().join("a"), Some("2026-12-05T00:00:00Z"), now).daily.next_due(), Some(today));
+        // Today's was made (or begun) before the restart.
+        assert_eq!(runner(&dir.path().join("b"), Some("2026-12-06T00:00:00Z"), now).daily.next_due(), tomorrow);
+        // A new install has no report owed.
+        assert_eq!(runner(&dir.path().join("c"), None, now).daily.next_due(), tomorrow);
+        // Down for two days: the latest one missed is made, not each.
+        let late = at("2026-12-07T01:00:00Z");
+        assert_eq!(
+            runner(&dir.path().join("d"), Some("2026-12-05T00:00:00Z"), late).daily.next_due(),
+            Some(at("2026-12-07T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_clusters_files_beyond_keep_are_removed_oldest_first_and_others_left() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in
+            ["prod-2026-12-01-0800.html", "prod-2026-12-02-0800.html", "prod-eu-2026-12-01-0800.html", "notes.txt"]
+        {
+            std::fs::write(dir.path().join(name), "old").unwrap();
+        }
+        write_file(&dir.path().join("prod-2026-12-03-0800.html"), "<html>", 2).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["notes.txt", "prod-2026-12-02-0800.html", "prod-2026-12-03-0800.html", "prod-eu-2026-12-01-0800.html"]
+        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("prod-2026-12-03-0800.html")).unwrap(), "<html>");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_that_cannot_be_written_is_retried_with_backoff_until_the_next_report_then_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory that cannot be made: its parent is a file.
+        std::fs::write(dir.path().join("blocked"), "").unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let start = Timestamp::from_millis(1_000_000);
+        let job = Job {
+            id: "report-prod-1".into(),
+            cluster: "prod".into(),
+            file: dir.path().join("blocked/reports/prod-2026-12-06-0800.html"),
+            keep: 3,
+            mailers: Vec::new(),
+            rendered: Rendered { subject: "s".into(), text: "t".into(), html: "h".into() },
+            retry_until: start + Duration::from_secs(300),
+            started: start,
+            metrics: metrics.clone(),
+        };
+        let began = tokio::time::Instant::now();
+        job.deliver().await;
+        // Tried at 0, 10, 30, 70 and 150 s; the next (310 s) would be past the next report.
+        assert_eq!(began.elapsed(), Duration::from_secs(150));
+        let text = metrics.render(&crate::api::Snapshot::default(), None, start);
+        assert!(text.contains("zkalert_reports_total{cluster=\"prod\",outcome=\"failed\"} 5"), "{text}");
+        assert!(text.contains("zkalert_reports_total{cluster=\"prod\",outcome=\"gave_up\"} 1"), "{text}");
+        assert!(!text.contains("zkalert_report_last_success_timestamp_seconds{"), "never succeeded");
     }
 }

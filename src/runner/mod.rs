@@ -316,7 +316,8 @@ impl Runner {
 
     /// Forgets what is old: silences expired for longer than
     /// [`SILENCE_RETENTION`], delivery history older than
-    /// [`DELIVERY_HISTORY`].
+    /// [`DELIVERY_HISTORY`], the report's alert spans and leader changes
+    /// older than [`crate::state::HISTORY`].
     fn housekeeping(&mut self, now: Timestamp) {
         let dropped = self.pipeline.silences.gc(now, SILENCE_RETENTION);
         if let Some(d) = &mut self.durable {
@@ -327,6 +328,9 @@ impl Runner {
             }
             if let Err(e) = d.db.prune_delivered(now - DELIVERY_HISTORY) {
                 tracing::error!(error = %e, "cannot prune the delivery history");
+            }
+            if let Err(e) = d.db.prune_history(now - crate::state::HISTORY) {
+                tracing::error!(error = %e, "cannot prune the report's history");
             }
         }
     }

@@ -687,3 +687,121 @@ fn the_server_secret_is_made_once_and_kept_across_reopening() {
     let (_other_dir, other_path) = temp();
     assert_ne!(StateDb::open(&other_path).unwrap().server_secret().unwrap(), first, "each file its own");
 }
+
+#[test]
+fn alert_spans_keep_the_most_severe_tier_their_end_and_the_first_ack_of_a_group_they_were_told_in() {
+    let (_dir, path) = temp();
+    let mut db = StateDb::open(&path).unwrap();
+    let key = |a: &Alert| ("g.yaml/nodes/ZkNodeDown#0".to_string().into(), Arc::new(a.clone()));
+    let mut down = alert("ZkNodeDown", "zk1:2181", AlertState::Pending, 1.0);
+    down.fired_at = None;
+    // Pending only: not a span.
+    db.commit(&StepWrite { alerts_upsert: vec![key(&down)], at: at(10), ..Default::default() }).unwrap();
+    assert_eq!(db.alert_spans("prod", at(0), at(1000), 10).unwrap(), []);
+    // Fires at P1, rises to P0, is acked in its group, falls back to P1 and resolves.
+    down.state = AlertState::Firing;
+    down.fired_at = Some(at(70));
+    db.commit(&StepWrite { alerts_upsert: vec![key(&down)], at: at(70), ..Default::default() }).unwrap();
+    down.severity = Severity::P0;
+    db.commit(&StepWrite { alerts_upsert: vec![key(&down)], at: at(80), ..Default::default() }).unwrap();
+    db.record_ack(&group(0, "prod", Some(ack("alice", 90)), &[&down])).unwrap();
+    db.record_ack(&group(0, "prod", Some(ack("bob", 95)), &[&down])).unwrap();
+    down.severity = Severity::P1;
+    down.state = AlertState::Resolved;
+    down.resolved_at = Some(at(300));
+    db.commit(&StepWrite { alerts_upsert: vec![key(&down)], at: at(300), ..Default::default() }).unwrap();
+    let spans = db.alert_spans("prod", at(0), at(1000), 10).unwrap();
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    assert_eq!((spans[0].fired_at, spans[0].resolved_at, spans[0].tier), (at(70), Some(at(300)), Severity::P0));
+    assert_eq!(spans[0].acked, Some((at(90), "alice".to_string())), "the first ack");
+    assert_eq!(spans[0].alert.annotations.get("summary"), Some("zk1:2181 is down"));
+    // Outside the period, or another cluster's: not listed.
+    assert_eq!(db.alert_spans("prod", at(301), at(1000), 10).unwrap(), []);
+    assert_eq!(db.alert_spans("prod", at(0), at(70), 10).unwrap(), []);
+    assert_eq!(db.alert_spans("staging", at(0), at(1000), 10).unwrap(), []);
+
+    // Fires again: a second span. Its rule is removed (the row deleted unresolved): the span ends then.
+    let mut again = down.clone();
+    again.state = AlertState::Firing;
+    again.fired_at = Some(at(400));
+    again.resolved_at = None;
+    db.commit(&StepWrite { alerts_upsert: vec![key(&again)], at: at(400), ..Default::default() }).unwrap();
+    let deleted = vec![("g.yaml/nodes/ZkNodeDown#0".to_string().into(), again.fingerprint)];
+    db.commit(&StepWrite { alerts_delete: deleted, at: at(500), ..Default::default() }).unwrap();
+    let spans = db.alert_spans("prod", at(0), at(1000), 10).unwrap();
+    assert_eq!(
+        spans.iter().map(|s| (s.fired_at, s.resolved_at)).collect::<Vec<_>>(),
+        [(at(70), Some(at(300))), (at(400), Some(at(500)))]
+    );
+    assert_eq!(spans[1].acked, None, "acks before it fired are not its");
+
+    // Pruned once resolved before the cut-off.
+    assert_eq!(db.prune_history(at(350)).unwrap(), 1);
+    assert_eq!(db.alert_spans("prod", at(0), at(1000), 10).unwrap().len(), 1);
+}
+
+#[test]
+fn leader_changes_are_read_with_the_leader_before_the_period_and_pruned_but_the_last() {
+    let (_dir, path) = temp();
+    let mut db = StateDb::open(&path).unwrap();
+    let change = |t: i64, leader: Option<&str>| LeaderChange {
+        cluster: "prod".into(),
+        at: at(t),
+        leader: leader.map(str::to_string),
+    };
+    let leaders = vec![change(10, Some("zk1")), change(100, None), change(102, Some("zk2")), change(500, Some("zk3"))];
+    db.commit(&StepWrite { leaders, at: at(500), ..Default::default() }).unwrap();
+    let (before, during) = db.leader_changes("prod", at(50), at(200)).unwrap();
+    assert_eq!(before, Some(change(10, Some("zk1"))));
+    assert_eq!(during, [change(100, None), change(102, Some("zk2"))]);
+    assert_eq!(db.leader_changes("staging", at(0), at(1000)).unwrap(), (None, vec![]));
+    // Restored at start-up: each cluster's last leader.
+    assert_eq!(db.load().unwrap().leaders, [("prod".to_string(), Some("zk3".to_string()))]);
+    // Pruning keeps the leader the cluster has.
+    db.prune_history(at(10_000)).unwrap();
+    assert_eq!(db.load().unwrap().leaders, [("prod".to_string(), Some("zk3".to_string()))]);
+    assert_eq!(db.leader_changes("prod", at(0), at(10_000)).unwrap().1, [change(500, Some("zk3"))]);
+}
+
+#[test]
+fn when_a_report_was_last_due_is_kept() {
+    let (_dir, path) = temp();
+    let mut db = StateDb::open(&path).unwrap();
+    assert_eq!(db.report_due("prod").unwrap(), None);
+    db.set_report_due("prod", at(100)).unwrap();
+    db.set_report_due("prod", at(200)).unwrap();
+    drop(db);
+    assert_eq!(StateDb::open(&path).unwrap().report_due("prod").unwrap(), Some(at(200)));
+}
+
+#[test]
+fn delivery_problems_are_those_given_up_in_the_period_and_those_failing_still() {
+    let (_dir, path) = temp();
+    let mut db = StateDb::open(&path).unwrap();
+    let (m1, m2) = (node_down_message("m1", 100), node_down_message("m2", 200));
+    db.commit(&outbox(&[&m1, &m2])).unwrap();
+    let mark = |id: &str, channel: &str, t: i64, error: Option<&str>, outcome| DeliveryMark {
+        message_id: id.into(),
+        channel: channel.into(),
+        attempts: 3,
+        last_attempt_at: at(t),
+        last_error: error.map(str::to_string),
+        outcome,
+    };
+    let deliveries = vec![
+        mark("m1", "pager", 150, Some("HTTP 503"), DeliveryOutcome::GaveUp),
+        mark("m1", "slack", 110, None, DeliveryOutcome::Delivered),
+        mark("m2", "pager", 210, Some("timeout"), DeliveryOutcome::Retrying),
+    ];
+    db.commit(&StepWrite { deliveries, ..Default::default() }).unwrap();
+    let problems = db.delivery_problems(at(0), at(1000), 10).unwrap();
+    let seen: Vec<(&str, &str, Option<Timestamp>, Option<&str>)> = problems
+        .iter()
+        .map(|p| (p.message.id.as_str(), p.channel.as_str(), p.failed_at, p.last_error.as_deref()))
+        .collect();
+    assert_eq!(seen, [("m1", "pager", Some(at(150)), Some("HTTP 503")), ("m2", "pager", None, Some("timeout"))]);
+    assert_eq!(problems[0].message.firing[0].labels.get("cluster"), Some("prod"));
+    // A give-up before the period is not listed; one failing still always is.
+    let later = db.delivery_problems(at(160), at(1000), 10).unwrap();
+    assert_eq!(later.iter().map(|p| p.message.id.as_str()).collect::<Vec<_>>(), ["m2"]);
+}

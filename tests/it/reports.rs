@@ -97,13 +97,27 @@ reports:
         let json: Value = serde_json::from_str(&cli(port, &["report", "--cluster", "prod", "--json"])).unwrap();
         (json["nodes"].as_array()?.iter().filter(|n| n["version"].is_string()).count() == 3).then_some(json)
     });
-    let roles: Vec<(&str, &str)> =
-        json["nodes"].as_array().unwrap().iter().map(|n| (n["instance"].as_str().unwrap(), n["role"].as_str().unwrap())).collect();
+    let roles: Vec<(&str, &str)> = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["instance"].as_str().unwrap(), n["role"].as_str().unwrap()))
+        .collect();
     assert_eq!(roles.iter().filter(|(_, r)| *r == "leader").count(), 1, "{roles:?}");
     assert!(roles.contains(&(leader_addr.as_str(), "leader")), "{roles:?}");
     assert_eq!(json["summary"]["leader"], leader_addr.as_str());
     assert!(json["nodes"][0]["version"].as_str().unwrap().starts_with("3.8"), "{}", json["nodes"][0]);
-    for field in ["latency_avg_ms", "latency_max_ms", "connections", "outstanding", "znodes", "watches", "data_size_bytes", "heap_used_bytes", "heap_max_bytes"] {
+    for field in [
+        "latency_avg_ms",
+        "latency_max_ms",
+        "connections",
+        "outstanding",
+        "znodes",
+        "watches",
+        "data_size_bytes",
+        "heap_used_bytes",
+        "heap_max_bytes",
+    ] {
         assert!(json["nodes"][0][field].is_number(), "{field} missing: {}", json["nodes"][0]);
     }
     let text = cli(port, &["report", "--cluster", "prod"]);
@@ -118,16 +132,19 @@ reports:
     let new_leader = zk.client_addr(zk.leader().unwrap());
     cli(port, &["ack", "--matchers", "{alertname=\"NodeDown\"}", "--by", "carol", "--comment", "looking"]);
     let json: Value = wait_for("the election in the report", Duration::from_secs(20), &mut run, || {
-        let json: Value = serde_json::from_str(&cli(port, &["report", "--cluster", "prod", "--since", "1h", "--json"])).unwrap();
+        let json: Value =
+            serde_json::from_str(&cli(port, &["report", "--cluster", "prod", "--since", "1h", "--json"])).unwrap();
         (json["elections"].as_array()?.iter().any(|e| e["to"] == new_leader.as_str())).then_some(json)
     });
     let election = json["elections"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(election["from"], leader_addr.as_str(), "{json:#}");
-    let alert = json["alerts"].as_array().unwrap().iter().find(|a| a["alertname"] == "NodeDown").expect("the page").clone();
+    let alert =
+        json["alerts"].as_array().unwrap().iter().find(|a| a["alertname"] == "NodeDown").expect("the page").clone();
     assert_eq!((alert["tier"].as_str(), alert["instance"].as_str()), (Some("P1"), Some(leader_addr.as_str())));
     assert_eq!((alert["firing"].as_bool(), alert["acked_by"].as_str()), (Some(true), Some("carol")), "{alert}");
     assert_eq!(json["summary"]["status"], "critical", "a node down: {}", json["summary"]);
-    let down = json["nodes"].as_array().unwrap().iter().find(|n| n["instance"] == leader_addr.as_str()).unwrap().clone();
+    let down =
+        json["nodes"].as_array().unwrap().iter().find(|n| n["instance"] == leader_addr.as_str()).unwrap().clone();
     assert_eq!(down["up"], false);
 
     // The scheduled report: the first mailed after the election tells it; the same HTML is filed.
