@@ -164,8 +164,8 @@ pub enum CommandError {
     Unconfirmed(String),
 }
 
-/// A report and its rendering.
-pub type ReportReply = (Box<crate::report::Report>, crate::report::render::Rendered);
+/// A report and the templates to render it with.
+pub type ReportReply = (Box<crate::report::Report>, Arc<crate::report::render::ReportTemplates>);
 
 /// A write for the runner to apply (and persist) before replying.
 #[derive(Debug)]
@@ -186,7 +186,7 @@ pub enum Command {
     /// A read, for `/metrics`: the store's ZooKeeper series now.
     ExportSeries { reply: oneshot::Sender<crate::metrics::SeriesExport> },
     /// A read: one cluster's report now, over `period`, its times in `time_zone` (default: its scheduled report's
-    /// zone, else UTC), rendered with its templates. `Err` for a cluster zkalert does not know.
+    /// zone, else UTC), with its templates. `Err` for a cluster zkalert does not know.
     Report {
         cluster: String,
         period: std::time::Duration,

@@ -318,14 +318,22 @@ async fn report(State(state): State<ApiState>, q: Result<Query<ReportQuery>, Que
         return Err(ApiError::bad(format!("format: {format:?}; expected json, text or html")));
     }
     let cluster = q.cluster;
-    let (report, rendered) = match call(&state, |reply| Command::Report { cluster, period, time_zone, reply }).await? {
+    let (report, templates) = match call(&state, |reply| Command::Report { cluster, period, time_zone, reply }).await? {
         Ok(r) => r,
         Err(e) => return Err(ApiError::new(StatusCode::NOT_FOUND, e)),
     };
-    Ok(match format {
-        "text" => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], rendered.text).into_response(),
-        "html" => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], rendered.html).into_response(),
-        _ => axum::Json(report).into_response(),
+    if format == "json" {
+        return ok(report);
+    }
+    let rendered = tokio::task::spawn_blocking(move || templates.render(&report))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render the report: {e}")))?;
+    Ok(if format == "text" {
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], rendered.text).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], rendered.html).into_response()
     })
 }
 

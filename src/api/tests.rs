@@ -162,8 +162,8 @@ async fn fake_runner(mut rx: mpsc::Receiver<Command>, tx: watch::Sender<Arc<Snap
                 }
                 report.period = crate::duration::format_duration(period);
                 report.time_zone = time_zone.map_or("UTC".into(), |tz| tz.name().to_string());
-                let rendered = crate::report::render::ReportTemplates::builtin().render(&report).unwrap();
-                let _ = reply.send(Ok((Box::new(report), rendered)));
+                let templates = crate::report::render::ReportTemplates::shared_builtin();
+                let _ = reply.send(Ok((Box::new(report), templates)));
             }
         }
         snap.at = now;

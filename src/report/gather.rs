@@ -175,8 +175,8 @@ pub fn gather(inputs: &Inputs, period: &Period) -> Result<Report, StateError> {
     })
 }
 
-/// The cluster's nodes (its targets: groups with an `instance` and an `up`) and their hosts' watched
-/// directories (groups with a `path`), by instance.
+/// The cluster's nodes (its targets: groups with an `instance` and an `up`, as `per: cluster` rules see them) and
+/// their hosts' watched directories (groups with a `path`), by instance.
 fn nodes_and_disks(store: &SeriesStore, cluster: &str, now: Timestamp) -> (Vec<NodeRow>, Vec<DiskRow>) {
     let ids: &[GroupId] = store.clusters().find(|(c, _)| *c == cluster).map(|(_, ids)| ids).unwrap_or_default();
     let (mut nodes, mut disks) = (Vec::new(), Vec::new());
@@ -197,10 +197,7 @@ fn nodes_and_disks(store: &SeriesStore, cluster: &str, now: Timestamp) -> (Vec<N
             }
             continue;
         }
-        // Extra labels (a client IP's connections) are not a node.
-        if group.labels.len() != 2 {
-            continue;
-        }
+        // A node is a target: its group has `up` (a client IP's connections do not).
         let Some(up) = value("up") else { continue };
         let info = |name: &str| group.info.get(name).map(str::to_string);
         let mut row = NodeRow {

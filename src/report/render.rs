@@ -14,6 +14,10 @@ pub const BUILTIN: [(&str, &str); 3] = [
     ("html", include_str!("../../reports/html.j2")),
 ];
 
+/// Template steps one rendering may take: a report of `gather::MAX_ROWS` alerts and failures takes about a
+/// quarter of it.
+const FUEL: u64 = 5_000_000;
+
 /// A report rendered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
@@ -38,6 +42,8 @@ impl ReportTemplates {
     /// The built-in templates, each replaced by the file given for its name (`subject`, `text`, `html`).
     pub fn load(overrides: &[(String, PathBuf)]) -> Result<Self, Vec<TemplateError>> {
         let (mut env, files) = compile(&BUILTIN, "reports", overrides)?;
+        // A report lists up to `gather::MAX_ROWS` alerts and as many failures: more steps than a message.
+        env.set_fuel(Some(FUEL));
         env.add_filter("bytes", bytes);
         env.add_filter("num", num);
         env.add_filter("pct", pct);
@@ -47,6 +53,13 @@ impl ReportTemplates {
     pub fn builtin() -> Self {
         // The built-in templates are checked by tests; they always compile.
         Self::load(&[]).unwrap_or_else(|e| panic!("built-in report templates: {e:?}"))
+    }
+
+    /// The built-in templates, compiled once per process.
+    pub fn shared_builtin() -> std::sync::Arc<Self> {
+        static BUILTIN_SET: std::sync::LazyLock<std::sync::Arc<ReportTemplates>> =
+            std::sync::LazyLock::new(|| std::sync::Arc::new(ReportTemplates::builtin()));
+        BUILTIN_SET.clone()
     }
 
     /// Renders one template of the set.
@@ -282,6 +295,17 @@ mod tests {
         for needle in ["zk3:2181", "ZkNodeDown", "alice", "disk swap", "HTTP 503", "3.8.0"] {
             assert!(r.html.contains(needle) && r.text.contains(needle), "{needle} missing");
         }
+    }
+
+    #[test]
+    fn a_report_as_large_as_gathered_renders() {
+        let mut big = samples().remove(0);
+        let (alert, failure) = (big.alerts[0].clone(), big.delivery_failures[0].clone());
+        big.alerts = vec![alert; super::super::gather::MAX_ROWS];
+        big.delivery_failures = vec![failure; super::super::gather::MAX_ROWS];
+        big.nodes = (0..20).map(|i| NodeRow { instance: format!("zk{i}:2181"), ..big.nodes[0].clone() }).collect();
+        let r = ReportTemplates::builtin().render(&big).unwrap();
+        assert!(r.html.matches("<tr class=\"alert").count() >= super::super::gather::MAX_ROWS, "every row");
     }
 
     #[test]

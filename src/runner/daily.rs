@@ -13,7 +13,7 @@ use crate::notify::email::EmailNotifier;
 use crate::notify::template::Links;
 use crate::report::Report;
 use crate::report::gather::{Inputs, Period, gather};
-use crate::report::render::Rendered;
+use crate::report::render::ReportTemplates;
 use crate::state::StateError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +50,7 @@ impl DailyPlan {
                 return Err(format!("report email {name:?} is not an email notifier"));
             };
             let mut settings = settings.clone();
+            // A report is a larger mail than a page, sent once a day: an attempt may take as long as it needs.
             settings.timeout = settings.timeout.max(SEND_TIMEOUT);
             let mailer = EmailNotifier::new(settings, crate::notify::template::Rendering::builtin())?;
             mailers.insert(name.clone(), Arc::new(mailer));
@@ -124,7 +125,8 @@ impl Runner {
     }
 
     /// One cluster's report now, for the API (`zkalert report`): over `period`, its times in `time_zone` (default:
-    /// the zone of the cluster's scheduled report, else UTC), rendered with its templates (else the built-in ones).
+    /// the zone of the cluster's scheduled report, else UTC), with the templates to render it with (its scheduled
+    /// report's, else the built-in ones): the API renders it, off the loop.
     pub fn report_now(
         &self,
         cluster: &str,
@@ -147,22 +149,14 @@ impl Runner {
         let report = self
             .report(cluster, period, tz, now)
             .map_err(|e| crate::api::CommandError::Failed(format!("cannot read the state file: {e}")))?;
-        let builtin;
-        let templates = match scheduled {
-            Some(s) => &*s.templates,
-            None => {
-                builtin = crate::report::render::ReportTemplates::builtin();
-                &builtin
-            }
-        };
-        let rendered = templates
-            .render(&report)
-            .map_err(|e| crate::api::CommandError::Failed(format!("cannot render the report: {e}")))?;
-        Ok((Box::new(report), rendered))
+        let templates =
+            scheduled.map_or_else(crate::report::render::ReportTemplates::shared_builtin, |s| s.templates.clone());
+        Ok((Box::new(report), templates))
     }
 
-    /// Makes the reports due at `now` and hands each to a task that writes and mails it. Returns them, rendered.
-    pub fn run_due_reports(&mut self, now: Timestamp) -> Vec<(String, Rendered)> {
+    /// Makes the reports due at `now` (their data, here on the loop) and hands each to a task that renders, writes
+    /// and mails it. Returns them.
+    pub fn run_due_reports(&mut self, now: Timestamp) -> Vec<Report> {
         let mut made = Vec::new();
         for i in 0..self.daily.scheduled.len() {
             let Some(due) = self.daily.scheduled[i].next.filter(|t| *t <= now) else { continue };
@@ -179,19 +173,14 @@ impl Runner {
                 tracing::info!(cluster = %config.cluster, "report due: the sending replica makes it");
                 continue;
             }
-            let rendered = match self
-                .report(&config.cluster, config.period, config.schedule.time_zone(), now)
-                .map_err(|e| e.to_string())
-                .and_then(|r| config.templates.render(&r).map_err(|e| e.to_string()))
-            {
+            let report = match self.report(&config.cluster, config.period, config.schedule.time_zone(), now) {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(cluster = %config.cluster, error = %e, "cannot make the report");
+                    tracing::error!(cluster = %config.cluster, error = %e, "cannot read the report's history");
                     self.metrics.observe_daily_report(&config.cluster, "failed");
                     continue;
                 }
             };
-            self.metrics.observe_daily_report(&config.cluster, "made");
             let job = Job {
                 id: format!("report-{}-{}", config.cluster, due.as_millis()),
                 file: config.html_dir.clone().unwrap_or_else(|| self.daily.plan.default_dir.clone()).join(file_name(
@@ -202,14 +191,15 @@ impl Runner {
                 keep: config.keep,
                 mailers: config.email.iter().filter_map(|n| self.daily.plan.mailers.get(n).cloned()).collect(),
                 cluster: config.cluster.clone(),
-                rendered: rendered.clone(),
+                report: report.clone(),
+                templates: config.templates.clone(),
                 retry_until: self.daily.scheduled[i].next.map_or(now + MAX_RETRYING, |n| n.min(now + MAX_RETRYING)),
                 started: now,
                 metrics: self.metrics.clone(),
             };
-            tracing::info!(cluster = %config.cluster, file = %job.file.display(), mailed_to = ?config.email, "report made");
+            tracing::info!(cluster = %config.cluster, file = %job.file.display(), mailed_to = ?config.email, "report due");
             tokio::spawn(job.deliver());
-            made.push((config.cluster, rendered));
+            made.push(report);
         }
         made
     }
@@ -232,7 +222,8 @@ struct Job {
     file: PathBuf,
     keep: usize,
     mailers: Vec<Arc<EmailNotifier>>,
-    rendered: Rendered,
+    report: Report,
+    templates: Arc<ReportTemplates>,
     retry_until: Timestamp,
     started: Timestamp,
     metrics: Arc<Metrics>,
@@ -242,6 +233,20 @@ impl Job {
     /// Writes the file and sends each email, each retried with backoff until it works, fails for good or
     /// `retry_until` passes.
     async fn deliver(self) {
+        let (report, templates) = (self.report.clone(), self.templates.clone());
+        let rendered = match tokio::task::spawn_blocking(move || templates.render(&report)).await {
+            Ok(Ok(r)) => r,
+            failed => {
+                // A template `zkalert check` passed that fails on this report's data: retrying will not help.
+                let error =
+                    failed.map_or_else(|e| e.to_string(), |r| r.err().map(|e| e.to_string()).unwrap_or_default());
+                tracing::error!(cluster = %self.cluster, error = %error, "cannot render the report");
+                self.metrics.observe_daily_report(&self.cluster, "failed");
+                self.metrics.observe_daily_report(&self.cluster, "gave_up");
+                return;
+            }
+        };
+        self.metrics.observe_daily_report(&self.cluster, "made");
         let mut pending_file = true;
         let mut pending_mail: Vec<Arc<EmailNotifier>> = self.mailers.clone();
         let mut backoff = FIRST_BACKOFF;
@@ -249,7 +254,7 @@ impl Job {
         let mut gave_up = false;
         loop {
             if pending_file {
-                let (file, html, keep) = (self.file.clone(), self.rendered.html.clone(), self.keep);
+                let (file, html, keep) = (self.file.clone(), rendered.html.clone(), self.keep);
                 let written = tokio::task::spawn_blocking(move || write_file(&file, &html, keep))
                     .await
                     .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
@@ -266,7 +271,7 @@ impl Job {
             }
             let mut still = Vec::new();
             for mailer in pending_mail {
-                let sent = tokio::time::timeout(SEND_TIMEOUT, mailer.send_report(&self.id, &self.rendered))
+                let sent = tokio::time::timeout(SEND_TIMEOUT, mailer.send_report(&self.id, &rendered))
                     .await
                     .unwrap_or_else(|_| Err(SendError::Retryable(format!("no answer in {SEND_TIMEOUT:?}"))));
                 match sent {
@@ -496,6 +501,7 @@ reports:
         assert_eq!(made.len(), 1);
         assert_eq!(runner.daily.next_due(), Some(at("2026-12-07T00:00:00Z")));
         let report = runner.report("prod", Duration::from_secs(24 * 3600), chrono_tz::Asia::Shanghai, due).unwrap();
+        assert_eq!(report, made[0], "the scheduled report is the one gathered now");
 
         assert_eq!(
             (report.from.as_str(), report.until.as_str()),
@@ -536,7 +542,7 @@ reports:
         assert_eq!(report.summary.leader.as_deref(), Some("zk2:2181"));
         assert_eq!(report.summary.alerts_by_tier, [0, 1, 0, 0]);
 
-        // The task writes the file (the scheduled report is the one just gathered, rendered).
+        // The task renders and writes the file.
         let file = dir.path().join("reports/prod-2026-12-06-0800.html");
         for _ in 0..100 {
             if file.exists() {
@@ -545,7 +551,7 @@ reports:
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let html = std::fs::read_to_string(&file).unwrap();
-        assert_eq!(html, made[0].1.html);
+        assert_eq!(html.trim_end(), config.reports[0].templates.render(&made[0]).unwrap().html.trim_end());
         for needle in ["ZkNodeDown", "alice", "zk2:2181", "disk swap", "CST"] {
             assert!(html.contains(needle), "{needle} not in the HTML");
         }
@@ -631,7 +637,8 @@ mod schedule_tests {
             file: dir.path().join("blocked/reports/prod-2026-12-06-0800.html"),
             keep: 3,
             mailers: Vec::new(),
-            rendered: Rendered { subject: "s".into(), text: "t".into(), html: "h".into() },
+            report: crate::report::render::samples().remove(0),
+            templates: ReportTemplates::shared_builtin(),
             retry_until: start + Duration::from_secs(300),
             started: start,
             metrics: metrics.clone(),
@@ -641,6 +648,7 @@ mod schedule_tests {
         // Tried at 0, 10, 30, 70 and 150 s; the next (310 s) would be past the next report.
         assert_eq!(began.elapsed(), Duration::from_secs(150));
         let text = metrics.render(&crate::api::Snapshot::default(), None, start);
+        assert!(text.contains("zkalert_reports_total{cluster=\"prod\",outcome=\"made\"} 1"), "{text}");
         assert!(text.contains("zkalert_reports_total{cluster=\"prod\",outcome=\"failed\"} 5"), "{text}");
         assert!(text.contains("zkalert_reports_total{cluster=\"prod\",outcome=\"gave_up\"} 1"), "{text}");
         assert!(!text.contains("zkalert_report_last_success_timestamp_seconds{"), "never succeeded");
