@@ -69,8 +69,12 @@ fn report(c: &mut Criterion) {
     let store = store(now);
     let (silences, links) = (Silences::default(), Links::default());
     let inputs = Inputs { store: &store, db: Some(&db), silences: &silences, links: &links };
-    let period =
-        Period { cluster: "prod".into(), until: now, length: Duration::from_secs(24 * 3600), time_zone: chrono_tz::UTC };
+    let period = Period {
+        cluster: "prod".into(),
+        until: now,
+        length: Duration::from_secs(24 * 3600),
+        time_zone: chrono_tz::UTC,
+    };
     let made = gather(&inputs, &period).expect("report");
     assert_eq!(made.alerts.len(), SPANS);
     let templates = ReportTemplates::builtin();

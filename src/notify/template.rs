@@ -212,22 +212,37 @@ pub struct TemplateError {
 }
 
 /// The compiled templates: built-in ones, some replaced by files.
+#[derive(Debug)]
 pub struct Templates {
-    env: Environment<'static>,
+    set: TemplateSet,
+}
+
+/// A set of compiled templates and the file each came from (for errors): the notifiers' ([`Templates`]) and the
+/// report's (`report::render`).
+pub(crate) struct TemplateSet {
+    pub(crate) env: Environment<'static>,
     files: BTreeMap<String, String>,
 }
 
-impl std::fmt::Debug for Templates {
+impl std::fmt::Debug for TemplateSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Templates").field("files", &self.files).finish()
+        f.debug_struct("TemplateSet").field("files", &self.files).finish()
+    }
+}
+
+impl TemplateSet {
+    /// Renders template `name` with `ctx`, trimmed; errors at the template's file and line.
+    pub(crate) fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String, TemplateError> {
+        let file = self.files.get(name).cloned().unwrap_or_else(|| name.to_string());
+        let t = self.env.get_template(name).map_err(|e| error(&file, &e))?;
+        t.render(minijinja::value::Serde(ctx)).map(|s| s.trim().to_string()).map_err(|e| error(&file, &e))
     }
 }
 
 impl Templates {
     /// The built-in templates, each replaced by the file given for its name.
     pub fn load(overrides: &[(String, PathBuf)]) -> Result<Templates, Vec<TemplateError>> {
-        let (env, files) = compile(&BUILTIN, "notifiers", overrides)?;
-        Ok(Templates { env, files })
+        Ok(Templates { set: compile(&BUILTIN, "notifiers", overrides)? })
     }
 
     pub fn builtin() -> Templates {
@@ -237,9 +252,7 @@ impl Templates {
 
     /// Renders template `name` ("subject", "text", …) with `ctx`.
     pub fn render(&self, name: &str, ctx: &Context) -> Result<String, TemplateError> {
-        let file = self.files.get(name).cloned().unwrap_or_else(|| name.to_string());
-        let t = self.env.get_template(name).map_err(|e| error(&file, &e))?;
-        t.render(minijinja::value::Serde(ctx)).map(|s| s.trim().to_string()).map_err(|e| error(&file, &e))
+        self.set.render(name, ctx)
     }
 
     /// Renders every template against sample messages (firing, resolved,
@@ -286,13 +299,12 @@ impl Rendering {
 }
 
 /// Compiles a set of built-in templates (`dir/NAME.j2`), each replaced by the file given for its name: strict
-/// undefined, HTML escaping in the one named `html`, fuel bounded. Returns the environment and each template's
-/// file (for errors), or every problem.
+/// undefined, HTML escaping in the one named `html`, fuel bounded; or every problem.
 pub(crate) fn compile(
     builtin: &[(&str, &'static str)],
     dir: &str,
     overrides: &[(String, PathBuf)],
-) -> Result<(Environment<'static>, BTreeMap<String, String>), Vec<TemplateError>> {
+) -> Result<TemplateSet, Vec<TemplateError>> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|name| if name == "html" { AutoEscape::Html } else { AutoEscape::None });
@@ -329,10 +341,10 @@ pub(crate) fn compile(
             });
         }
     }
-    if errors.is_empty() { Ok((env, files)) } else { Err(errors) }
+    if errors.is_empty() { Ok(TemplateSet { env, files }) } else { Err(errors) }
 }
 
-pub(crate) fn error(file: &str, e: &minijinja::Error) -> TemplateError {
+fn error(file: &str, e: &minijinja::Error) -> TemplateError {
     TemplateError {
         file: file.to_string(),
         line: e.line().unwrap_or(1),

@@ -2,9 +2,8 @@
 //! them replaced by a file a report's config names; with the filters `bytes`, `num` and `pct`.
 
 use super::*;
-use crate::notify::template::{TemplateError, compile, error};
-use minijinja::{Environment, Value};
-use std::collections::BTreeMap;
+use crate::notify::template::{TemplateError, TemplateSet, compile};
+use minijinja::Value;
 use std::path::PathBuf;
 
 /// The report's templates, with the built-in text of each.
@@ -27,27 +26,21 @@ pub struct Rendered {
 }
 
 /// The compiled report templates.
+#[derive(Debug)]
 pub struct ReportTemplates {
-    env: Environment<'static>,
-    files: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for ReportTemplates {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReportTemplates").field("files", &self.files).finish()
-    }
+    set: TemplateSet,
 }
 
 impl ReportTemplates {
     /// The built-in templates, each replaced by the file given for its name (`subject`, `text`, `html`).
     pub fn load(overrides: &[(String, PathBuf)]) -> Result<Self, Vec<TemplateError>> {
-        let (mut env, files) = compile(&BUILTIN, "reports", overrides)?;
+        let mut set = compile(&BUILTIN, "reports", overrides)?;
         // A report lists up to `gather::MAX_ROWS` alerts and as many failures: more steps than a message.
-        env.set_fuel(Some(FUEL));
-        env.add_filter("bytes", bytes);
-        env.add_filter("num", num);
-        env.add_filter("pct", pct);
-        Ok(Self { env, files })
+        set.env.set_fuel(Some(FUEL));
+        set.env.add_filter("bytes", bytes);
+        set.env.add_filter("num", num);
+        set.env.add_filter("pct", pct);
+        Ok(Self { set })
     }
 
     pub fn builtin() -> Self {
@@ -64,9 +57,7 @@ impl ReportTemplates {
 
     /// Renders one template of the set.
     pub fn render_one(&self, name: &str, report: &Report) -> Result<String, TemplateError> {
-        let file = self.files.get(name).cloned().unwrap_or_else(|| name.to_string());
-        let t = self.env.get_template(name).map_err(|e| error(&file, &e))?;
-        t.render(minijinja::value::Serde(report)).map(|s| s.trim().to_string()).map_err(|e| error(&file, &e))
+        self.set.render(name, report)
     }
 
     /// Renders the subject (one line), text and HTML.

@@ -351,9 +351,7 @@ mod tests {
 
     const NODES: [&str; 3] = ["zk1:2181", "zk2:2181", "zk3:2181"];
 
-    fn at(rfc3339: &str) -> Timestamp {
-        Timestamp::from_millis(chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis())
-    }
+    use crate::pipeline::schedule::tests::at;
 
     /// One poll of the ensemble `prod` as the ZooKeeper source gives it: per node `up` and, when up, its role and
     /// numbers; the cluster's leader count.
@@ -564,9 +562,7 @@ mod schedule_tests {
     use crate::pipeline::PipelineConfig;
     use crate::state::StateDb;
 
-    fn at(rfc3339: &str) -> Timestamp {
-        Timestamp::from_millis(chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis())
-    }
+    use crate::pipeline::schedule::tests::at;
 
     /// A runner with a state file and the daily report of `prod` at 08:00 Shanghai (00:00 UTC).
     fn runner(dir: &Path, last_due: Option<&str>, now: Timestamp) -> Runner {

@@ -20,7 +20,8 @@ pub(super) const PAGE_SIZE: i64 = 16 * 1024;
 /// gain in intake rate.
 pub(super) const CACHE_KIB: i64 = -256;
 
-/// The tables of a new file, at [`SCHEMA_VERSION`].
+/// The tables of a new file at version 3; a new file is then given the tables later versions added
+/// ([`ADDED_TABLES`]), so each is written once.
 const SCHEMA: &str = r#"
 CREATE TABLE alerts (
     rule        TEXT NOT NULL,
@@ -81,32 +82,6 @@ CREATE TABLE secrets (
     name  TEXT NOT NULL PRIMARY KEY,
     value BLOB NOT NULL
 ) STRICT;
-CREATE TABLE alert_history (
-    fingerprint TEXT NOT NULL,
-    fired_at    INTEGER NOT NULL,
-    rule        TEXT NOT NULL,
-    cluster     TEXT,
-    tier        TEXT NOT NULL,
-    resolved_at INTEGER,
-    acked_at    INTEGER,
-    acked_by    TEXT,
-    body        TEXT NOT NULL,
-    PRIMARY KEY (fingerprint, fired_at)
-) STRICT;
-CREATE INDEX alert_history_cluster ON alert_history (cluster, fired_at);
-CREATE INDEX alert_history_open ON alert_history (fingerprint) WHERE resolved_at IS NULL;
-CREATE INDEX alert_history_resolved ON alert_history (resolved_at) WHERE resolved_at IS NOT NULL;
-CREATE TABLE leaders (
-    seq     INTEGER PRIMARY KEY,
-    cluster TEXT NOT NULL,
-    at      INTEGER NOT NULL,
-    leader  TEXT
-) STRICT;
-CREATE INDEX leaders_cluster ON leaders (cluster, at);
-CREATE TABLE report_runs (
-    cluster TEXT NOT NULL PRIMARY KEY,
-    due_at  INTEGER NOT NULL
-) STRICT;
 "#;
 
 /// Version 1 → 2: a delivery that gave up is `failed_at`, no longer pending.
@@ -155,6 +130,9 @@ CREATE TABLE report_runs (
 ) STRICT;
 "#;
 
+/// What versions after 3 added (tables only): run on a new file after [`SCHEMA`], as on an older file.
+const ADDED_TABLES: [&str; 1] = [MIGRATE_3_TO_4];
+
 /// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`; a file of an older version runs them in turn.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize - 1] = [MIGRATE_1_TO_2, MIGRATE_2_TO_3, MIGRATE_3_TO_4];
 
@@ -190,6 +168,9 @@ pub(super) fn init(conn: &mut Connection) -> Result<(), Fail> {
     if version == 0 {
         foreign_check(&tx)?;
         tx.execute_batch(SCHEMA)?;
+        for tables in ADDED_TABLES {
+            tx.execute_batch(tables)?;
+        }
     } else {
         // From version 1 up: the migrations from this version on, in order.
         let migrations = usize::try_from(version - 1).ok().and_then(|from| MIGRATIONS.get(from..)).unwrap_or_default();

@@ -120,23 +120,7 @@ fn sigkill_loses_no_page_and_repeats_none() {
 
 /// `zkalert <args>` as the on-call would type it; panics on failure.
 fn cli(url: &str, token_file: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(support::zkalert::BIN)
-        .args(args)
-        .arg("--url")
-        .arg(url)
-        .arg("--token-file")
-        .arg(token_file)
-        .env_remove("ZKALERT_TOKEN")
-        .output()
-        .expect("run zkalert client");
-    assert!(
-        out.status.success(),
-        "zkalert {args:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::zkalert::client(url, ["--token-file".as_ref(), token_file.as_os_str()], args)
 }
 
 fn http_get(port: u16, path: &str) -> (u16, String) {

@@ -11,26 +11,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::ensemble::{Ensemble, Options};
 use support::smtp::{PASSWORD, SmtpServer, USER};
-use support::zkalert::{BIN, RunConfig, ZkalertRun};
+use support::zkalert::{RunConfig, ZkalertRun};
 
 const TOKEN: &str = "report-test-token";
 
-/// `zkalert ARGS --url …` as the on-call types it; its standard output.
+/// `zkalert ARGS` against the run's API.
 fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .args(["--url", &format!("http://127.0.0.1:{port}"), "--token", TOKEN])
-        .env_remove("ZKALERT_TOKEN")
-        .output()
-        .expect("run the zkalert client");
-    assert!(
-        out.status.success(),
-        "zkalert {args:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::zkalert::client(&format!("http://127.0.0.1:{port}"), ["--token".as_ref(), TOKEN.as_ref()], args)
 }
 
 fn wait_for<T>(what: &str, timeout: Duration, run: &mut ZkalertRun, mut f: impl FnMut() -> Option<T>) -> T {

@@ -494,3 +494,24 @@ pub fn tiers_to(channel: &str, repeat_interval: &str) -> String {
         })
         .collect()
 }
+
+/// `zkalert ARGS --url URL AUTH…` as the on-call types it (`AUTH`: `--token T` or `--token-file F`); its standard
+/// output, or the test fails with what it printed.
+pub fn client(url: &str, auth: [&std::ffi::OsStr; 2], args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--url")
+        .arg(url)
+        .args(auth)
+        .env_remove("ZKALERT_TOKEN")
+        .output()
+        .expect("run the zkalert client");
+    assert!(
+        out.status.success(),
+        "zkalert {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
