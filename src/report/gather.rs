@@ -6,7 +6,7 @@ use crate::duration::format_duration;
 use crate::model::{Labels, Timestamp};
 use crate::notify::template::Links;
 use crate::pipeline::Silences;
-use crate::state::{AlertSpan, StateDb, StateError};
+use crate::state::{AlertSpan, LeaderChange, StateDb, StateError};
 use crate::store::{GroupId, SeriesStore};
 use std::time::Duration;
 
@@ -88,35 +88,7 @@ pub fn gather(inputs: &Inputs, period: &Period) -> Result<Report, StateError> {
     let (mut elections, mut alerts, mut delivery_failures) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(db) = inputs.db {
         let (before, changes) = db.leader_changes(&period.cluster, from, until)?;
-        let mut previous = before.map(|c| c.leader);
-        // Since when the cluster had no leader, while it had none.
-        let mut leaderless_since = None;
-        for change in changes {
-            let Some(was) = previous.replace(change.leader.clone()) else {
-                // The first poll zkalert made: where its history starts, not an election.
-                continue;
-            };
-            match &change.leader {
-                None => leaderless_since = Some(change.at),
-                Some(_) => {
-                    let leaderless_for = leaderless_since.take().map(|t| span(change.at.since(t)));
-                    // A lost quorum that came back: one election, from the leader before it.
-                    if leaderless_for.is_some()
-                        && let Some(last) = elections.last_mut().filter(|e: &&mut ElectionRow| e.to.is_none())
-                    {
-                        last.to = change.leader.clone();
-                        last.leaderless_for = leaderless_for;
-                        continue;
-                    }
-                    elections.push(ElectionRow { at: time(change.at), from: was, to: change.leader, leaderless_for });
-                    continue;
-                }
-            }
-            elections.push(ElectionRow { at: time(change.at), from: was, to: None, leaderless_for: None });
-        }
-        if let (Some(since), Some(last)) = (leaderless_since, elections.last_mut()) {
-            last.leaderless_for = Some(format!("{} so far", span(until.since(since))));
-        }
+        elections = elections_of(before.map(|c| c.leader), changes, until, tz);
         alerts = db
             .alert_spans(&period.cluster, from, until, MAX_ROWS)?
             .into_iter()
@@ -245,6 +217,44 @@ fn nodes_and_disks(store: &SeriesStore, cluster: &str, now: Timestamp) -> (Vec<N
     (nodes, disks)
 }
 
+/// Leader changes as elections, given the leader before them (`None`: zkalert's history starts in the period; the
+/// first change then only says who led). A quorum lost, then a leader: one election, from the leader before to the
+/// new one, with how long the cluster had none.
+fn elections_of(
+    before: Option<Option<String>>,
+    changes: Vec<LeaderChange>,
+    until: Timestamp,
+    tz: chrono_tz::Tz,
+) -> Vec<ElectionRow> {
+    let mut out: Vec<ElectionRow> = Vec::new();
+    let mut previous = before;
+    let mut leaderless_since = None;
+    for change in changes {
+        let Some(was) = previous.replace(change.leader.clone()) else { continue };
+        let at = local_time(change.at, tz);
+        match change.leader {
+            None => {
+                leaderless_since = Some(change.at);
+                out.push(ElectionRow { at, from: was, to: None, leaderless_for: None });
+            }
+            Some(leader) => {
+                let leaderless_for = leaderless_since.take().map(|t| span(change.at.since(t)));
+                match out.last_mut() {
+                    Some(lost) if leaderless_for.is_some() && lost.to.is_none() => {
+                        lost.to = Some(leader);
+                        lost.leaderless_for = leaderless_for;
+                    }
+                    _ => out.push(ElectionRow { at, from: was, to: Some(leader), leaderless_for }),
+                }
+            }
+        }
+    }
+    if let (Some(since), Some(last)) = (leaderless_since, out.last_mut()) {
+        last.leaderless_for = Some(format!("{} so far", span(until.since(since))));
+    }
+    out
+}
+
 fn alert_row(s: AlertSpan, until: Timestamp, links: &Links, tz: chrono_tz::Tz) -> AlertRow {
     let end = s.resolved_at.unwrap_or(until).min(until);
     let label = |name: &str| s.alert.labels.get(name).map(str::to_string);
@@ -363,5 +373,49 @@ fn summarize(
         silences: silences.len(),
         delivery_failures: failures.len(),
         findings: critical,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_changes_read_as_elections() {
+        let change = |s: i64, leader: Option<&str>| LeaderChange {
+            cluster: "prod".into(),
+            at: Timestamp::from_millis(s * 1000),
+            leader: leader.map(str::to_string),
+        };
+        let row = |at: &str, from: Option<&str>, to: Option<&str>, leaderless: Option<&str>| ElectionRow {
+            at: format!("1970-01-01 {at}"),
+            from: from.map(str::to_string),
+            to: to.map(str::to_string),
+            leaderless_for: leaderless.map(str::to_string),
+        };
+        let changes = vec![
+            change(0, Some("zk1")),
+            change(60, Some("zk2")),
+            change(120, None),
+            change(122, Some("zk3")),
+            change(3600, None),
+        ];
+        // zkalert's history starts in the period: the first change is who led.
+        let rows = elections_of(None, changes.clone(), Timestamp::from_millis(3_900_000), chrono_tz::UTC);
+        assert_eq!(
+            rows,
+            [
+                row("00:01:00", Some("zk1"), Some("zk2"), None),
+                row("00:02:00", Some("zk2"), Some("zk3"), Some("2s")),
+                row("01:00:00", Some("zk3"), None, Some("5m so far")),
+            ]
+        );
+        // A leader before the period: its first change is an election too.
+        let rows = elections_of(Some(Some("zk9".into())), changes, Timestamp::from_millis(3_900_000), chrono_tz::UTC);
+        assert_eq!(rows[0], row("00:00:00", Some("zk9"), Some("zk1"), None));
+        // No leader before the period, then one: an election from none (how long is not known).
+        let rows =
+            elections_of(Some(None), vec![change(5, Some("zk1"))], Timestamp::from_millis(10_000), chrono_tz::UTC);
+        assert_eq!(rows, [row("00:00:05", None, Some("zk1"), None)]);
     }
 }

@@ -627,8 +627,11 @@ pub async fn run(
             Some(()) = sleep_until(control.as_ref().and_then(Control::owed_at)) => {
                 publish(&runner, &mut control, clock.now(), false);
             }
-            Some(()) = sleep_until(daily_timer(&runner, clock.as_ref())) => {
-                runner.run_due_reports(clock.now());
+            Some(()) = sleep_until(daily_timer(&runner, clock.as_ref(), gate_open(&waiting_for))) => {
+                // A report made before every source reported would show nodes missing.
+                if gate_open(&waiting_for) {
+                    runner.run_due_reports(clock.now());
+                }
             }
             Some(()) = sleep_until(pipeline_timer(&runner, clock.as_ref())) => {
                 if gate_open(&waiting_for) {
@@ -768,10 +771,12 @@ fn pipeline_timer(runner: &Runner, clock: &dyn Clock) -> Option<tokio::time::Ins
     Some(tokio::time::Instant::now() + at.since(clock.now()))
 }
 
-/// The loop's instant for the next scheduled report.
-fn daily_timer(runner: &Runner, clock: &dyn Clock) -> Option<tokio::time::Instant> {
-    let at = runner.daily.next_due()?;
-    Some(tokio::time::Instant::now() + at.since(clock.now()))
+/// The loop's instant for the next scheduled report; while the evaluation gate is closed (start-up), at most once
+/// a second, to look again.
+fn daily_timer(runner: &Runner, clock: &dyn Clock, gate_open: bool) -> Option<tokio::time::Instant> {
+    let wait = runner.daily.next_due()?.since(clock.now());
+    let wait = if gate_open { wait } else { wait.max(Duration::from_secs(1)) };
+    Some(tokio::time::Instant::now() + wait)
 }
 
 /// Sleeps until `at` (forever without one).
