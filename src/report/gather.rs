@@ -283,14 +283,18 @@ fn summarize(
     length: Duration,
 ) -> Summary {
     let leaders: Vec<&NodeRow> = nodes.iter().filter(|n| n.up && n.role == "leader").collect();
-    let standalone = nodes.len() == 1 && nodes[0].up && nodes[0].role == "standalone";
+    // One node is a standalone server: no leader to have. With none up, "down" says it all.
+    let leaderless_matters = nodes.len() > 1 && nodes.iter().any(|n| n.up);
     let mut critical = Vec::new();
     let mut warning = Vec::new();
     for n in nodes.iter().filter(|n| !n.up) {
         let why = n.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default();
         critical.push(format!("{} is down{why}", n.instance));
     }
-    if !nodes.is_empty() && !standalone {
+    if nodes.is_empty() {
+        warning.push("no node of this cluster has reported (yet)".to_string());
+    }
+    if leaderless_matters {
         match leaders.len() {
             0 => critical.push("no node reports itself leader".to_string()),
             1 => {}

@@ -36,6 +36,8 @@ pub struct DailyPlan {
     mailers: HashMap<String, Arc<EmailNotifier>>,
     /// Where HTML files go without a report's own `html_dir`.
     default_dir: PathBuf,
+    /// The clusters the config's sources watch: a report of one is asked for before its first poll lands.
+    watched: Vec<String>,
     links: Links,
 }
 
@@ -59,6 +61,7 @@ impl DailyPlan {
             reports: config.reports.clone(),
             mailers,
             default_dir: config.data_dir.join("reports"),
+            watched: config.sources.iter().map(|s| s.cluster().to_string()).filter(|c| !c.is_empty()).collect(),
             links: config.links.clone(),
         })
     }
@@ -135,9 +138,13 @@ impl Runner {
         now: Timestamp,
     ) -> Result<crate::api::ReportReply, crate::api::CommandError> {
         let scheduled = self.daily.plan.reports.iter().find(|r| r.cluster == cluster);
-        if scheduled.is_none() && !self.store.clusters().any(|(c, _)| c == cluster) {
+        let plan = &self.daily.plan;
+        if scheduled.is_none()
+            && !plan.watched.iter().any(|c| c == cluster)
+            && !self.store.clusters().any(|(c, _)| c == cluster)
+        {
             let mut known: Vec<&str> = self.store.clusters().map(|(c, _)| c).filter(|c| !c.is_empty()).collect();
-            known.extend(self.daily.plan.reports.iter().map(|r| r.cluster.as_str()));
+            known.extend(plan.watched.iter().map(String::as_str));
             known.sort_unstable();
             known.dedup();
             return Err(crate::api::CommandError::NotFound(format!(
@@ -597,6 +604,22 @@ mod schedule_tests {
             runner(&dir.path().join("d"), Some("2026-12-05T00:00:00Z"), late).daily.next_due(),
             Some(at("2026-12-07T00:00:00Z"))
         );
+    }
+
+    #[test]
+    fn a_watched_cluster_is_reported_before_its_first_poll_and_an_unknown_one_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at("2026-12-06T03:00:00Z");
+        let runner = runner(dir.path(), None, now);
+        let (report, _) = runner.report_now("prod", Duration::from_secs(3600), None, now).unwrap();
+        assert_eq!((report.time_zone.as_str(), report.summary.status), ("Asia/Shanghai", "warning"));
+        assert_eq!(report.summary.findings, ["no node of this cluster has reported (yet)"]);
+        let Err(crate::api::CommandError::NotFound(e)) =
+            runner.report_now("staging", Duration::from_secs(60), None, now)
+        else {
+            panic!("a cluster nobody watches")
+        };
+        assert_eq!(e, "no cluster named \"staging\" (known: prod)");
     }
 
     #[test]
