@@ -94,13 +94,13 @@ pub fn gather(inputs: &Inputs, period: &Period) -> Result<Report, StateError> {
             .into_iter()
             .map(|s| alert_row(s, until, inputs.links, tz))
             .collect();
-        for p in db.delivery_problems(from, until, MAX_ROWS)? {
+        let ours = |p: &crate::state::DeliveryProblem| {
+            let (m, cluster) = (&p.message, Some(period.cluster.as_str()));
+            m.group.get("cluster") == cluster
+                || m.firing.iter().chain(&m.resolved).any(|a| a.labels.get("cluster") == cluster)
+        };
+        for p in db.delivery_problems(from, until, MAX_ROWS, ours)? {
             let m = &p.message;
-            let ours = m.group.get("cluster") == Some(period.cluster.as_str())
-                || m.firing.iter().chain(&m.resolved).any(|a| a.labels.get("cluster") == Some(period.cluster.as_str()));
-            if !ours {
-                continue;
-            }
             delivery_failures.push(FailureRow {
                 at: time(p.failed_at.or(p.last_attempt_at).unwrap_or(m.at)),
                 channel: p.channel,

@@ -1,5 +1,5 @@
 //! Where notifiers are built, once, for every caller (`run`, `notify
-//! test`): the config's notifier settings, with the config's templates and
+//! test`, the scheduled reports' mailers): the config's notifier settings, with the config's templates and
 //! links given at build time, become delivery channels that own their
 //! name, type, timeout and rate limit (as Alertmanager's `config/receiver`
 //! builds its integrations). Config is read here and in `config`; nothing
@@ -32,6 +32,25 @@ pub fn of(notifiers: &[NotifierConfig], rendering: &Rendering) -> Vec<Channel> {
             Channel::new(c.name.clone(), c.kind.as_str(), notifier, c.timeout, c.min_interval)
         })
         .collect()
+}
+
+/// The email notifiers the scheduled reports name (`runner::daily`), by name: a report is a larger mail than a
+/// page, sent once a day, so an attempt may take at least `min_timeout`.
+pub fn report_mailers<'a>(
+    notifiers: &[NotifierConfig],
+    names: impl Iterator<Item = &'a str>,
+    min_timeout: std::time::Duration,
+) -> Result<std::collections::HashMap<String, Arc<EmailNotifier>>, String> {
+    let mut mailers = std::collections::HashMap::new();
+    for name in names {
+        let Some(NotifierKind::Email(settings)) = notifiers.iter().find(|n| n.name == name).map(|n| &n.kind) else {
+            return Err(format!("report email {name:?} is not an email notifier"));
+        };
+        let mut settings = settings.clone();
+        settings.timeout = settings.timeout.max(min_timeout);
+        mailers.insert(name.to_string(), Arc::new(EmailNotifier::new(settings, Rendering::builtin())?));
+    }
+    Ok(mailers)
 }
 
 fn notifier(kind: &NotifierKind, rendering: Rendering) -> Result<Arc<dyn Notifier>, String> {

@@ -5,7 +5,7 @@
 //! report twice nor skips one due while zkalert was down (if that was less than a period ago).
 
 use super::Runner;
-use crate::config::{Config, NotifierKind, ReportConfig};
+use crate::config::{Config, ReportConfig};
 use crate::metrics::Metrics;
 use crate::model::Timestamp;
 use crate::notify::SendError;
@@ -44,19 +44,8 @@ pub struct DailyPlan {
 impl DailyPlan {
     /// The config's reports, with the email notifiers they name built.
     pub fn from_config(config: &Config) -> Result<Self, String> {
-        let mut mailers = HashMap::new();
-        for name in config.reports.iter().flat_map(|r| &r.email) {
-            let Some(NotifierKind::Email(settings)) =
-                config.notifiers.iter().find(|n| &n.name == name).map(|n| &n.kind)
-            else {
-                return Err(format!("report email {name:?} is not an email notifier"));
-            };
-            let mut settings = settings.clone();
-            // A report is a larger mail than a page, sent once a day: an attempt may take as long as it needs.
-            settings.timeout = settings.timeout.max(SEND_TIMEOUT);
-            let mailer = EmailNotifier::new(settings, crate::notify::template::Rendering::builtin())?;
-            mailers.insert(name.clone(), Arc::new(mailer));
-        }
+        let names = config.reports.iter().flat_map(|r| &r.email).map(String::as_str);
+        let mailers = super::channels::report_mailers(&config.notifiers, names, SEND_TIMEOUT)?;
         Ok(Self {
             reports: config.reports.clone(),
             mailers,
@@ -74,10 +63,23 @@ struct Scheduled {
 }
 
 /// The runner's scheduled reports.
-#[derive(Default)]
 pub struct DailyReports {
     plan: DailyPlan,
     scheduled: Vec<Scheduled>,
+    /// Per cluster, the latest report this process made (done or still being written and mailed): a reload while
+    /// one is retried does not make it again.
+    made: HashMap<String, Timestamp>,
+    /// Each task tells here, by cluster and due time, that its report is done (written and mailed, or given up);
+    /// the loop then records it in the state file (`Runner::report_done`).
+    done: tokio::sync::mpsc::UnboundedSender<(String, Timestamp)>,
+    done_rx: Option<tokio::sync::mpsc::UnboundedReceiver<(String, Timestamp)>>,
+}
+
+impl Default for DailyReports {
+    fn default() -> Self {
+        let (done, done_rx) = tokio::sync::mpsc::unbounded_channel();
+        Self { plan: DailyPlan::default(), scheduled: Vec::new(), made: HashMap::new(), done, done_rx: Some(done_rx) }
+    }
 }
 
 impl DailyReports {
@@ -85,21 +87,28 @@ impl DailyReports {
     pub fn next_due(&self) -> Option<Timestamp> {
         self.scheduled.iter().filter_map(|s| s.next).min()
     }
+
+    /// Where finished reports are told, for the run loop to take once.
+    pub fn take_done(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(String, Timestamp)>> {
+        self.done_rx.take()
+    }
 }
 
 impl Runner {
-    /// Takes the config's reports (at start-up and on reload). A report due since the last one made (as the state
-    /// file says) and less than its period ago is made at once: it was due while zkalert was down.
+    /// Takes the config's reports (at start-up and on reload). A report due since the last one done (as the state
+    /// file says) or made by this process, and less than its period ago, is made at once: it was due while zkalert
+    /// was down, or zkalert was stopped while it was written and mailed.
     pub fn set_daily(&mut self, plan: DailyPlan, now: Timestamp) {
         let mut scheduled = Vec::new();
         for config in &plan.reports {
-            let last_due = self.durable.as_ref().and_then(|d| match d.db.report_due(&config.cluster) {
+            let recorded = self.durable.as_ref().and_then(|d| match d.db.report_due(&config.cluster) {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::error!(cluster = %config.cluster, error = %e, "cannot read when the report was last due");
                     None
                 }
             });
+            let last_due = recorded.max(self.daily.made.get(&config.cluster).copied());
             let missed = config
                 .schedule
                 .latest_until(now)
@@ -107,7 +116,8 @@ impl Runner {
             let next = missed.or_else(|| config.schedule.next_after(now));
             scheduled.push(Scheduled { config: config.clone(), next });
         }
-        self.daily = DailyReports { plan, scheduled };
+        self.daily.plan = plan;
+        self.daily.scheduled = scheduled;
     }
 
     /// One cluster's report over `period` up to `now`, its times in `time_zone`.
@@ -161,6 +171,17 @@ impl Runner {
         Ok((Box::new(report), templates))
     }
 
+    /// Records that `cluster`'s report due at `due` is done (written and mailed, or given up): it is not made again
+    /// after a restart. Until then a restart makes it again, so a report is never lost to a stop mid-way (its
+    /// mails carry the same Message-ID). A failure to record is logged; a restart then makes it again.
+    pub fn report_done(&mut self, cluster: &str, due: Timestamp) {
+        if let Some(d) = &mut self.durable
+            && let Err(e) = d.db.set_report_due(cluster, due)
+        {
+            tracing::error!(cluster, error = %e, "cannot record that the report is done: a restart makes it again");
+        }
+    }
+
     /// Makes the reports due at `now` (their data, here on the loop) and hands each to a task that renders, writes
     /// and mails it. Returns them.
     pub fn run_due_reports(&mut self, now: Timestamp) -> Vec<Report> {
@@ -169,15 +190,11 @@ impl Runner {
             let Some(due) = self.daily.scheduled[i].next.filter(|t| *t <= now) else { continue };
             let config = self.daily.scheduled[i].config.clone();
             self.daily.scheduled[i].next = config.schedule.next_after(now);
-            if let Some(d) = &mut self.durable
-                && let Err(e) = d.db.set_report_due(&config.cluster, due)
-            {
-                // Made anyway: a restart may make it again, which is better than never.
-                tracing::error!(cluster = %config.cluster, error = %e, "cannot record that the report is being made");
-            }
+            self.daily.made.insert(config.cluster.clone(), due);
             if !self.sends() {
                 // With `ha:`, the replica that pages is the one that reports.
                 tracing::info!(cluster = %config.cluster, "report due: the sending replica makes it");
+                self.report_done(&config.cluster, due);
                 continue;
             }
             let report = match self.report(&config.cluster, config.period, config.schedule.time_zone(), now) {
@@ -185,6 +202,8 @@ impl Runner {
                 Err(e) => {
                     tracing::error!(cluster = %config.cluster, error = %e, "cannot read the report's history");
                     self.metrics.observe_daily_report(&config.cluster, "failed");
+                    self.metrics.observe_daily_report(&config.cluster, "gave_up");
+                    self.report_done(&config.cluster, due);
                     continue;
                 }
             };
@@ -203,6 +222,8 @@ impl Runner {
                 retry_until: self.daily.scheduled[i].next.map_or(now + MAX_RETRYING, |n| n.min(now + MAX_RETRYING)),
                 started: now,
                 metrics: self.metrics.clone(),
+                due,
+                done: self.daily.done.clone(),
             };
             tracing::info!(cluster = %config.cluster, file = %job.file.display(), mailed_to = ?config.email, "report due");
             tokio::spawn(job.deliver());
@@ -234,12 +255,22 @@ struct Job {
     retry_until: Timestamp,
     started: Timestamp,
     metrics: Arc<Metrics>,
+    due: Timestamp,
+    done: tokio::sync::mpsc::UnboundedSender<(String, Timestamp)>,
 }
 
 impl Job {
+    /// Renders the report, writes the file and sends each email, then tells the loop it is done.
+    async fn deliver(self) {
+        let (done, cluster, due) = (self.done.clone(), self.cluster.clone(), self.due);
+        self.attempt().await;
+        // The loop is gone only when zkalert stops: the report is then made again at the next start.
+        let _ = done.send((cluster, due));
+    }
+
     /// Writes the file and sends each email, each retried with backoff until it works, fails for good or
     /// `retry_until` passes.
-    async fn deliver(self) {
+    async fn attempt(self) {
         let (report, templates) = (self.report.clone(), self.templates.clone());
         let rendered = match tokio::task::spawn_blocking(move || templates.render(&report)).await {
             Ok(Ok(r)) => r,
@@ -502,7 +533,13 @@ reports:
         let due = at("2026-12-06T00:00:00Z");
         step(&mut runner, due - Duration::from_secs(10), [true; 3], Some(1));
         clock.set(due);
+        let mut done = runner.daily.take_done().unwrap();
         let made = runner.run_due_reports(due);
+        let recorded = |runner: &Runner| runner.durable.as_ref().unwrap().db.report_due("prod").unwrap();
+        assert_eq!(recorded(&runner), None, "not done until written (and mailed)");
+        // A reload meanwhile does not make it again.
+        runner.set_daily(DailyPlan::from_config(&config).unwrap(), due + Duration::from_secs(1));
+        assert_eq!(runner.daily.next_due(), Some(at("2026-12-07T00:00:00Z")));
         assert_eq!(made.len(), 1);
         assert_eq!(runner.daily.next_due(), Some(at("2026-12-07T00:00:00Z")));
         let report = runner.report("prod", Duration::from_secs(24 * 3600), chrono_tz::Asia::Shanghai, due).unwrap();
@@ -556,6 +593,9 @@ reports:
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let html = std::fs::read_to_string(&file).unwrap();
+        let (cluster, when) = tokio::time::timeout(Duration::from_secs(5), done.recv()).await.unwrap().unwrap();
+        runner.report_done(&cluster, when);
+        assert_eq!(recorded(&runner), Some(due), "done: a restart does not make it again");
         assert_eq!(html.trim_end(), config.reports[0].templates.render(&made[0]).unwrap().html.trim_end());
         for needle in ["ZkNodeDown", "alice", "zk2:2181", "disk swap", "CST"] {
             assert!(html.contains(needle), "{needle} not in the HTML");
@@ -661,6 +701,8 @@ mod schedule_tests {
             retry_until: start + Duration::from_secs(300),
             started: start,
             metrics: metrics.clone(),
+            due: start,
+            done: tokio::sync::mpsc::unbounded_channel().0,
         };
         let began = tokio::time::Instant::now();
         job.deliver().await;

@@ -554,6 +554,7 @@ pub async fn run(
     eval_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let mut reports = runner.reports.take();
+    let mut reports_done = runner.daily.take_done();
     let gate_open =
         |waiting: &std::collections::HashSet<usize>| waiting.is_empty() || tokio::time::Instant::now() >= gate_opens;
     let mut role = runner.replica.as_ref().map(|r| r.election.role());
@@ -626,6 +627,9 @@ pub async fn run(
             }
             Some(()) = sleep_until(control.as_ref().and_then(Control::owed_at)) => {
                 publish(&runner, &mut control, clock.now(), false);
+            }
+            Some((cluster, due)) = next_done(&mut reports_done) => {
+                runner.report_done(&cluster, due);
             }
             Some(()) = sleep_until(daily_timer(&runner, clock.as_ref(), gate_open(&waiting_for))) => {
                 // A report made before every source reported would show nodes missing.
@@ -786,6 +790,13 @@ async fn sleep_until(at: Option<tokio::time::Instant>) -> Option<()> {
             tokio::time::sleep_until(at).await;
             Some(())
         }
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_done(done: &mut Option<mpsc::UnboundedReceiver<(String, Timestamp)>>) -> Option<(String, Timestamp)> {
+    match done {
+        Some(d) => d.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -112,38 +112,45 @@ impl StateDb {
         run().map_err(|e| Fail::Sql(e).at(&self.path))
     }
 
-    /// Deliveries that gave up in `from..until`, and those failing still (retried), oldest first (at most `limit`).
+    /// Deliveries that gave up in `from..until`, and those failing still (retried), oldest first: the first `limit`
+    /// that `keep` takes (a cluster's, when the report asks).
     pub fn delivery_problems(
         &self,
         from: Timestamp,
         until: Timestamp,
         limit: usize,
+        mut keep: impl FnMut(&DeliveryProblem) -> bool,
     ) -> Result<Vec<DeliveryProblem>, StateError> {
-        let run = || -> Result<Vec<DeliveryProblem>, Fail> {
+        let mut run = || -> Result<Vec<DeliveryProblem>, Fail> {
             let mut st = self.conn.prepare_cached(
                 "SELECT m.id, o.channel, o.attempts, o.failed_at, o.last_attempt_at, o.last_error, m.body
                  FROM outbox o JOIN messages m ON m.seq = o.message
                  WHERE (o.failed_at >= ?1 AND o.failed_at < ?2)
                     OR (o.failed_at IS NULL AND o.delivered_at IS NULL AND o.last_error IS NOT NULL)
-                 ORDER BY o.seq LIMIT ?3",
+                 ORDER BY o.seq",
             )?;
-            let mut rows = st.query(params![from.as_millis(), until.as_millis(), super::sql_limit(limit)])?;
+            let mut rows = st.query(params![from.as_millis(), until.as_millis()])?;
             let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
+            while out.len() < limit
+                && let Some(row) = rows.next()?
+            {
                 let id: String = row.get(0)?;
                 let channel: String = row.get(1)?;
                 let key = || format!("{id}/{channel}");
                 let attempts = attempts("outbox", key, row.get(2)?)?;
                 let body: String = row.get(6)?;
                 let message = decode::<MessageRecord>("messages", key, &body)?.into_message(id.clone());
-                out.push(DeliveryProblem {
+                let problem = DeliveryProblem {
                     message,
                     channel,
                     attempts,
                     failed_at: row.get::<_, Option<i64>>(3)?.map(Timestamp::from_millis),
                     last_attempt_at: row.get::<_, Option<i64>>(4)?.map(Timestamp::from_millis),
                     last_error: row.get(5)?,
-                });
+                };
+                if keep(&problem) {
+                    out.push(problem);
+                }
             }
             Ok(out)
         };

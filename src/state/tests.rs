@@ -794,7 +794,7 @@ fn delivery_problems_are_those_given_up_in_the_period_and_those_failing_still() 
         mark("m2", "pager", 210, Some("timeout"), DeliveryOutcome::Retrying),
     ];
     db.commit(&StepWrite { deliveries, ..Default::default() }).unwrap();
-    let problems = db.delivery_problems(at(0), at(1000), 10).unwrap();
+    let problems = db.delivery_problems(at(0), at(1000), 10, |_| true).unwrap();
     let seen: Vec<(&str, &str, Option<Timestamp>, Option<&str>)> = problems
         .iter()
         .map(|p| (p.message.id.as_str(), p.channel.as_str(), p.failed_at, p.last_error.as_deref()))
@@ -802,6 +802,9 @@ fn delivery_problems_are_those_given_up_in_the_period_and_those_failing_still() 
     assert_eq!(seen, [("m1", "pager", Some(at(150)), Some("HTTP 503")), ("m2", "pager", None, Some("timeout"))]);
     assert_eq!(problems[0].message.firing[0].labels.get("cluster"), Some("prod"));
     // A give-up before the period is not listed; one failing still always is.
-    let later = db.delivery_problems(at(160), at(1000), 10).unwrap();
+    let later = db.delivery_problems(at(160), at(1000), 10, |_| true).unwrap();
     assert_eq!(later.iter().map(|p| p.message.id.as_str()).collect::<Vec<_>>(), ["m2"]);
+    // The limit counts what is kept, not what is read.
+    let kept = db.delivery_problems(at(0), at(1000), 1, |p| p.message.id == "m2").unwrap();
+    assert_eq!(kept.iter().map(|p| p.message.id.as_str()).collect::<Vec<_>>(), ["m2"]);
 }
