@@ -296,9 +296,15 @@ struct ReportQuery {
     format: Option<String>,
 }
 
+/// Longer is no cluster's name: refused rather than echoed back in the error.
+const MAX_CLUSTER_NAME: usize = 256;
+
 /// `GET /api/v1/report?cluster=…`: one cluster's report now (`zkalert report`; docs/reports.md).
 async fn report(State(state): State<ApiState>, q: Result<Query<ReportQuery>, QueryRejection>) -> ApiResult {
     let q = query(q)?;
+    if q.cluster.len() > MAX_CLUSTER_NAME {
+        return Err(ApiError::bad(format!("cluster: a name of {} bytes; at most {MAX_CLUSTER_NAME}", q.cluster.len())));
+    }
     let period = match q.since.as_deref() {
         None => crate::config::reports::DEFAULT_PERIOD,
         Some(s) => crate::duration::parse_duration(s)

@@ -308,6 +308,7 @@ async fn a_clusters_report_comes_as_data_text_or_html_and_bad_queries_are_named(
         ("cluster=prod&format=pdf", "format: \"pdf\"; expected json, text or html"),
         ("since=24h", "missing field `cluster`"),
         ("cluster=prod&colour=red", "unknown field `colour`"),
+        (&*format!("cluster={}", "a".repeat(300)), "cluster: a name of 300 bytes; at most 256"),
     ] {
         let (status, body) = api.get(&format!("/api/v1/report?{query}")).await;
         let want_status = if query == "cluster=staging" { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
